@@ -1,0 +1,676 @@
+//! The event an ad server sends, parsed and validated once.
+//!
+//! Field names and length limits are FraudScore RT's: every value is cut to
+//! the documented length at a char boundary (255; `refer` 1024;
+//! `country_code` 2), never rejected for length. Every front door builds an
+//! [`Event`] through [`EventBuilder`], so all doors validate alike.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Click,
+    Impression,
+}
+
+impl EventType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventType::Click => "click",
+            EventType::Impression => "impression",
+        }
+    }
+}
+
+/// The optional RT parameters, forwarded upstream when given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Opt {
+    AdvertiserId,
+    AdvertiserName,
+    AdvertiserManagerId,
+    AdvertiserManagerName,
+    AffiliateName,
+    AffiliateManagerId,
+    AffiliateManagerName,
+    OfferName,
+    AffSub1,
+    AffSub2,
+    AffSub3,
+    AffSub4,
+    AffSub5,
+    CountryCode,
+    DeviceOs,
+    DeviceOsVersion,
+    DeviceModel,
+    DeviceBrand,
+    Browser,
+    BrowserVersion,
+    DeviceLocale,
+    Refer,
+    UserMail,
+    Idfa,
+    AndroidId,
+    Source,
+}
+
+impl Opt {
+    pub const ALL: [Opt; 26] = [
+        Opt::AdvertiserId,
+        Opt::AdvertiserName,
+        Opt::AdvertiserManagerId,
+        Opt::AdvertiserManagerName,
+        Opt::AffiliateName,
+        Opt::AffiliateManagerId,
+        Opt::AffiliateManagerName,
+        Opt::OfferName,
+        Opt::AffSub1,
+        Opt::AffSub2,
+        Opt::AffSub3,
+        Opt::AffSub4,
+        Opt::AffSub5,
+        Opt::CountryCode,
+        Opt::DeviceOs,
+        Opt::DeviceOsVersion,
+        Opt::DeviceModel,
+        Opt::DeviceBrand,
+        Opt::Browser,
+        Opt::BrowserVersion,
+        Opt::DeviceLocale,
+        Opt::Refer,
+        Opt::UserMail,
+        Opt::Idfa,
+        Opt::AndroidId,
+        Opt::Source,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Opt::AdvertiserId => "advertiser_id",
+            Opt::AdvertiserName => "advertiser_name",
+            Opt::AdvertiserManagerId => "advertiser_manager_id",
+            Opt::AdvertiserManagerName => "advertiser_manager_name",
+            Opt::AffiliateName => "affiliate_name",
+            Opt::AffiliateManagerId => "affiliate_manager_id",
+            Opt::AffiliateManagerName => "affiliate_manager_name",
+            Opt::OfferName => "offer_name",
+            Opt::AffSub1 => "aff_sub1",
+            Opt::AffSub2 => "aff_sub2",
+            Opt::AffSub3 => "aff_sub3",
+            Opt::AffSub4 => "aff_sub4",
+            Opt::AffSub5 => "aff_sub5",
+            Opt::CountryCode => "country_code",
+            Opt::DeviceOs => "device_os",
+            Opt::DeviceOsVersion => "device_os_version",
+            Opt::DeviceModel => "device_model",
+            Opt::DeviceBrand => "device_brand",
+            Opt::Browser => "browser",
+            Opt::BrowserVersion => "browser_version",
+            Opt::DeviceLocale => "device_locale",
+            Opt::Refer => "refer",
+            Opt::UserMail => "user_mail",
+            Opt::Idfa => "idfa",
+            Opt::AndroidId => "android_id",
+            Opt::Source => "source",
+        }
+    }
+
+    /// The RT document's length limit, in characters.
+    pub const fn max_len(self) -> usize {
+        match self {
+            Opt::Refer => 1024,
+            Opt::CountryCode => 2,
+            _ => DEFAULT_MAX_LEN,
+        }
+    }
+}
+
+/// RT's limit for every string field it does not list otherwise.
+pub const DEFAULT_MAX_LEN: usize = 255;
+
+/// A validated click or impression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub event_type: EventType,
+    /// Canonical form: IPv4-mapped IPv6 addresses become IPv4.
+    pub ip: IpAddr,
+    /// May be empty (an empty UA is itself a signal); never absent.
+    pub ua: String,
+    /// Unix seconds; now when the caller gave none.
+    pub at: u64,
+    pub affiliate_id: String,
+    pub offer_id: String,
+    optional: Vec<(Opt, String)>,
+}
+
+impl Event {
+    /// The value of an optional field, if the caller gave it.
+    pub fn get(&self, opt: Opt) -> Option<&str> {
+        self.optional
+            .iter()
+            .find(|(o, _)| *o == opt)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Optional fields in the order given.
+    pub fn optional(&self) -> impl Iterator<Item = (Opt, &str)> {
+        self.optional.iter().map(|(o, v)| (*o, v.as_str()))
+    }
+
+    /// Sets or replaces an optional field (cut to its length).
+    pub fn set(&mut self, opt: Opt, value: &str) {
+        let v = truncate(value, opt.max_len()).to_owned();
+        match self.optional.iter_mut().find(|(o, _)| *o == opt) {
+            Some(slot) => slot.1 = v,
+            None => self.optional.push((opt, v)),
+        }
+    }
+}
+
+/// What was wrong with the caller's input. `field` names the parameter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FieldError {
+    pub code: ErrorCode,
+    pub field: Cow<'static, str>,
+    pub message: Cow<'static, str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    MissingField,
+    InvalidField,
+    UnknownField,
+    DuplicateField,
+}
+
+impl ErrorCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MissingField => "missing_field",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::UnknownField => "unknown_field",
+            ErrorCode::DuplicateField => "duplicate_field",
+        }
+    }
+}
+
+impl FieldError {
+    pub fn new(
+        code: ErrorCode,
+        field: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        FieldError {
+            code,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+    fn missing(field: &'static str) -> Self {
+        Self::new(
+            ErrorCode::MissingField,
+            field,
+            format!("{field} is required"),
+        )
+    }
+    fn invalid(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidField, field, message)
+    }
+}
+
+/// Where a parameter goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    EventType,
+    Ip,
+    Ua,
+    At,
+    AffiliateId,
+    OfferId,
+    Key,
+    Opt(Opt),
+}
+
+impl Field {
+    fn lookup(name: &str) -> Option<Field> {
+        Some(match name {
+            "event_type" => Field::EventType,
+            "ip" => Field::Ip,
+            "ua" => Field::Ua,
+            "at" => Field::At,
+            "affiliate_id" => Field::AffiliateId,
+            "offer_id" => Field::OfferId,
+            "key" => Field::Key,
+            _ => Field::Opt(Opt::ALL.into_iter().find(|o| o.name() == name)?),
+        })
+    }
+}
+
+/// A client key presented in the request (`key` parameter). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientKey(pub String);
+
+impl fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientKey([redacted])")
+    }
+}
+
+/// Collects parameters one by one, then [`EventBuilder::build`]s an Event.
+#[derive(Debug, Default)]
+pub struct EventBuilder {
+    event_type: Option<EventType>,
+    ip: Option<IpAddr>,
+    ua: Option<String>,
+    at: Option<u64>,
+    affiliate_id: Option<String>,
+    offer_id: Option<String>,
+    key: Option<ClientKey>,
+    optional: Vec<(Opt, String)>,
+    /// Fixed-size record of which fields were seen, for duplicate checks.
+    seen: u64,
+}
+
+impl EventBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets one parameter by its RT name. Unknown names, duplicates and
+    /// unparsable values are errors naming the field.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), FieldError> {
+        let Some(field) = Field::lookup(name) else {
+            return Err(FieldError::new(
+                ErrorCode::UnknownField,
+                truncate(name, 64).to_owned(),
+                "not a FraudScore RT parameter",
+            ));
+        };
+        let bit = 1u64
+            << match field {
+                Field::EventType => 0,
+                Field::Ip => 1,
+                Field::Ua => 2,
+                Field::At => 3,
+                Field::AffiliateId => 4,
+                Field::OfferId => 5,
+                Field::Key => 6,
+                Field::Opt(o) => 7 + o as u32,
+            };
+        if self.seen & bit != 0 {
+            return Err(FieldError::new(
+                ErrorCode::DuplicateField,
+                truncate(name, 64).to_owned(),
+                "given more than once",
+            ));
+        }
+        self.seen |= bit;
+        match field {
+            Field::EventType => {
+                self.event_type = Some(match value {
+                    "click" => EventType::Click,
+                    "impression" => EventType::Impression,
+                    _ => {
+                        return Err(FieldError::invalid(
+                            "event_type",
+                            "must be \"click\" or \"impression\"",
+                        ));
+                    }
+                })
+            }
+            Field::Ip => self.ip = Some(parse_ip(value)?),
+            Field::Ua => self.ua = Some(truncate(value, DEFAULT_MAX_LEN).to_owned()),
+            Field::At => self.at = Some(parse_at(value)?),
+            Field::AffiliateId => self.affiliate_id = Some(non_empty("affiliate_id", value)?),
+            Field::OfferId => self.offer_id = Some(non_empty("offer_id", value)?),
+            Field::Key => self.key = Some(ClientKey(value.to_owned())),
+            Field::Opt(o) => {
+                if !value.is_empty() {
+                    self.optional
+                        .push((o, truncate(value, o.max_len()).to_owned()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the IP unless the caller gave one (used by doors that know the
+    /// peer address).
+    pub fn default_ip(&mut self, ip: IpAddr) {
+        self.ip.get_or_insert(ip.to_canonical());
+    }
+
+    /// The `key` parameter, if any.
+    pub fn client_key(&self) -> Option<&ClientKey> {
+        self.key.as_ref()
+    }
+
+    /// Checks the mandatory fields and builds the Event. `at` defaults to now.
+    pub fn build(self) -> Result<Event, FieldError> {
+        Ok(Event {
+            event_type: self
+                .event_type
+                .ok_or_else(|| FieldError::missing("event_type"))?,
+            ip: self.ip.ok_or_else(|| FieldError::missing("ip"))?,
+            ua: self.ua.ok_or_else(|| FieldError::missing("ua"))?,
+            affiliate_id: self
+                .affiliate_id
+                .ok_or_else(|| FieldError::missing("affiliate_id"))?,
+            offer_id: self
+                .offer_id
+                .ok_or_else(|| FieldError::missing("offer_id"))?,
+            at: self.at.unwrap_or_else(now_unix),
+            optional: self.optional,
+        })
+    }
+
+    /// Parses an URL query string (`a=1&b=2`, percent-decoded).
+    pub fn from_query(query: &str) -> Result<Self, FieldError> {
+        let mut b = EventBuilder::new();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            b.set(&k, &v)?;
+        }
+        Ok(b)
+    }
+
+    /// Parses a JSON object whose members are RT parameters. Values may be
+    /// strings or numbers (ids and `at` are often numeric); `null` means
+    /// absent.
+    pub fn from_json(body: &[u8]) -> Result<Self, FieldError> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let b =
+            serde::Deserializer::deserialize_any(&mut de, BuilderVisitor).map_err(json_error)?;
+        de.end().map_err(json_error)?;
+        b
+    }
+
+    /// Parses one already-decoded JSON value (a batch item).
+    pub fn from_json_value(value: &serde_json::Value) -> Result<Self, FieldError> {
+        serde::Deserializer::deserialize_any(value, BuilderVisitor).map_err(json_error)?
+    }
+}
+
+/// Field-level errors travel inside the Ok side so the visitor can stop at
+/// the first one and still report it as a FieldError, not a serde error.
+struct BuilderVisitor;
+
+impl<'de> serde::de::Visitor<'de> for BuilderVisitor {
+    type Value = Result<EventBuilder, FieldError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object of FraudScore RT parameters")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut b = EventBuilder::new();
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            let value: JsonScalar<'de> = map.next_value()?;
+            let text: Cow<str> = match value {
+                JsonScalar::Null => continue,
+                JsonScalar::Str(s) => s,
+                JsonScalar::Int(i) => Cow::Owned(i.to_string()),
+                JsonScalar::Uint(u) => Cow::Owned(u.to_string()),
+                JsonScalar::Float(f) => Cow::Owned(f.to_string()),
+                JsonScalar::Bool | JsonScalar::Other => {
+                    // The name must still be a known field to say "invalid".
+                    let err = match Field::lookup(&name) {
+                        None => b.set(&name, "").unwrap_err(),
+                        Some(_) => FieldError::new(
+                            ErrorCode::InvalidField,
+                            name.into_owned(),
+                            "must be a string or a number",
+                        ),
+                    };
+                    return drain(map, err);
+                }
+            };
+            if let Err(e) = b.set(&name, &text) {
+                return drain(map, e);
+            }
+        }
+        Ok(Ok(b))
+    }
+}
+
+/// Consumes the rest of the object so the JSON stays well-formed-checked.
+fn drain<'de, A: serde::de::MapAccess<'de>>(
+    mut map: A,
+    err: FieldError,
+) -> Result<Result<EventBuilder, FieldError>, A::Error> {
+    while map
+        .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+        .is_some()
+    {}
+    Ok(Err(err))
+}
+
+/// A JSON value as far as an event field cares.
+enum JsonScalar<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Bool,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for JsonScalar<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonScalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Null)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Null)
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Str(Cow::Owned(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Uint(v))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Float(v))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Bool)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<Self::Value, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(JsonScalar::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
+                while m
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(JsonScalar::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn json_error(e: serde_json::Error) -> FieldError {
+    let code = if e.is_data() {
+        "body must be a JSON object of FraudScore RT parameters"
+    } else {
+        "malformed JSON"
+    };
+    FieldError::new(
+        ErrorCode::InvalidField,
+        "body",
+        format!("{code}: line {} column {}", e.line(), e.column()),
+    )
+}
+
+fn parse_ip(value: &str) -> Result<IpAddr, FieldError> {
+    value
+        .trim()
+        .parse::<IpAddr>()
+        .map(|ip| ip.to_canonical())
+        .map_err(|_| FieldError::invalid("ip", "not an IPv4 or IPv6 address"))
+}
+
+fn parse_at(value: &str) -> Result<u64, FieldError> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| FieldError::invalid("at", "must be a Unix timestamp in seconds"))
+}
+
+fn non_empty(field: &'static str, value: &str) -> Result<String, FieldError> {
+    if value.trim().is_empty() {
+        return Err(FieldError::missing(field));
+    }
+    Ok(truncate(value, DEFAULT_MAX_LEN).to_owned())
+}
+
+/// Cuts `s` to at most `max` characters, at a char boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    // Fast path: byte length bounds char count.
+    if s.len() <= max {
+        return s;
+    }
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str =
+        "event_type=click&ip=217.12.13.43&ua=Mozilla%2F5.0&affiliate_id=6251&offer_id=34713";
+
+    #[test]
+    fn query_with_mandatory_fields_builds() {
+        let e = EventBuilder::from_query(BASE).unwrap().build().unwrap();
+        assert_eq!(e.event_type, EventType::Click);
+        assert_eq!(e.ip.to_string(), "217.12.13.43");
+        assert_eq!(e.ua, "Mozilla/5.0");
+        assert!(e.at > 1_700_000_000, "at defaults to now");
+    }
+
+    #[test]
+    fn ipv6_and_mapped_ipv4_parse() {
+        let q = BASE.replace("217.12.13.43", "2001%3Adb8%3A%3A1");
+        let e = EventBuilder::from_query(&q).unwrap().build().unwrap();
+        assert_eq!(e.ip.to_string(), "2001:db8::1");
+        let q = BASE.replace("217.12.13.43", "%3A%3Affff%3A1.2.3.4");
+        let e = EventBuilder::from_query(&q).unwrap().build().unwrap();
+        assert_eq!(e.ip.to_string(), "1.2.3.4");
+    }
+
+    #[test]
+    fn each_missing_mandatory_field_is_named() {
+        for f in ["event_type", "ip", "ua", "affiliate_id", "offer_id"] {
+            let q: Vec<_> = BASE
+                .split('&')
+                .filter(|p| !p.starts_with(&format!("{f}=")))
+                .collect();
+            let err = EventBuilder::from_query(&q.join("&"))
+                .unwrap()
+                .build()
+                .unwrap_err();
+            assert_eq!((err.code, &*err.field), (ErrorCode::MissingField, f));
+        }
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (q, field) in [
+            ("ip=1.2.3", "ip"),
+            ("event_type=install", "event_type"),
+            ("at=yesterday", "at"),
+            ("offer_id=", "offer_id"),
+        ] {
+            let err = EventBuilder::from_query(q).unwrap_err();
+            assert_eq!(&*err.field, field, "{q}");
+        }
+        let err = EventBuilder::from_query("click_id=5").unwrap_err();
+        assert_eq!(
+            (err.code, &*err.field),
+            (ErrorCode::UnknownField, "click_id")
+        );
+        let err = EventBuilder::from_query("ip=1.1.1.1&ip=2.2.2.2").unwrap_err();
+        assert_eq!((err.code, &*err.field), (ErrorCode::DuplicateField, "ip"));
+    }
+
+    #[test]
+    fn long_values_are_cut_at_char_boundaries_not_rejected() {
+        let long = "é".repeat(300);
+        let mut b = EventBuilder::from_query(BASE).unwrap();
+        b.set("refer", &"r".repeat(2000)).unwrap();
+        b.set("country_code", "USA").unwrap();
+        b.set("aff_sub1", &long).unwrap();
+        let e = b.build().unwrap();
+        assert_eq!(e.get(Opt::Refer).unwrap().len(), 1024);
+        assert_eq!(e.get(Opt::CountryCode), Some("US"));
+        assert_eq!(e.get(Opt::AffSub1).unwrap().chars().count(), 255);
+    }
+
+    #[test]
+    fn json_accepts_numbers_and_null_and_names_bad_members() {
+        let body = br#"{"event_type":"impression","ip":"::1","ua":"","affiliate_id":6251,"offer_id":"7","at":1544054769,"source":null}"#;
+        let e = EventBuilder::from_json(body).unwrap().build().unwrap();
+        assert_eq!(e.affiliate_id, "6251");
+        assert_eq!(e.at, 1544054769);
+        assert_eq!(e.ua, "");
+
+        let err = EventBuilder::from_json(br#"{"ip":"1.1.1.1","bogus":1}"#).unwrap_err();
+        assert_eq!(&*err.field, "bogus");
+        let err = EventBuilder::from_json(br#"{"ip":["1.1.1.1"]}"#).unwrap_err();
+        assert_eq!((err.code, &*err.field), (ErrorCode::InvalidField, "ip"));
+        let err = EventBuilder::from_json(br#"{"ip":"#).unwrap_err();
+        assert_eq!(&*err.field, "body");
+        let err = EventBuilder::from_json(br#"[1,2]"#).unwrap_err();
+        assert_eq!(&*err.field, "body");
+        let err = EventBuilder::from_json(br#"{"ip":"1.1.1.1"} trailing"#).unwrap_err();
+        assert_eq!(&*err.field, "body");
+    }
+
+    #[test]
+    fn truncate_counts_chars() {
+        assert_eq!(truncate("abc", 2), "ab");
+        assert_eq!(truncate("ééé", 2), "éé");
+        assert_eq!(truncate("ab", 5), "ab");
+    }
+}

@@ -1,0 +1,35 @@
+//! `GET /v1/check?<RT parameters>` and `POST /v1/check` (JSON object with
+//! the same names) -> the decision as JSON.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+
+use super::AppState;
+use super::body::{budget, json_body};
+use super::error::ApiError;
+use crate::decision::{Decision, Door};
+use crate::event::EventBuilder;
+
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Decision>, ApiError> {
+    let event = EventBuilder::from_query(query.as_deref().unwrap_or(""))?.build()?;
+    let budget = budget(&headers, state.scorer.default_budget())?;
+    Ok(Json(state.scorer.score(&event, Door::Check, budget).await))
+}
+
+pub async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Decision>, ApiError> {
+    let body = json_body(&headers, body)?;
+    let event = EventBuilder::from_json(&body)?.build()?;
+    let budget = budget(&headers, state.scorer.default_budget())?;
+    Ok(Json(state.scorer.score(&event, Door::Check, budget).await))
+}

@@ -1,0 +1,48 @@
+//! `/healthz` (process alive), `/readyz` (ready to serve), `/metrics`.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use crate::metrics as m;
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// 200 while serving; 503 once shutdown has begun, so load balancers stop
+/// sending traffic while in-flight requests drain.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let upstream = if state.scorer.upstream_enabled() {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    let draining = state.draining.load(Ordering::Relaxed);
+    let status = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "status": if draining { "draining" } else { "ready" },
+        "upstream": upstream,
+        "mode": state.scorer.policy().mode().as_str(),
+    });
+    (status, Json(body)).into_response()
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    metrics::gauge!(m::CACHE_ENTRIES).set(state.scorer.cache().entry_count() as f64);
+    let mut resp = state.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,84 @@
+//! The HTTP front doors. Each door parses its input into an [`Event`],
+//! calls the one [`Scorer`], and renders the [`Decision`] its own way.
+//!
+//! [`Event`]: crate::event::Event
+//! [`Scorer`]: crate::score::Scorer
+//! [`Decision`]: crate::decision::Decision
+
+pub mod batch;
+pub mod body;
+pub mod check;
+pub mod error;
+pub mod health;
+pub mod observe;
+pub mod rt;
+
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::Config;
+use crate::score::Scorer;
+use error::ApiError;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub scorer: Scorer,
+    pub config: Arc<Config>,
+    pub metrics: PrometheusHandle,
+    /// Set when shutdown begins; `/readyz` turns 503.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// The whole HTTP surface. Pure: tests can drive it with `oneshot`.
+pub fn router(state: AppState) -> Router {
+    let server = &state.config.server;
+    let stack = ServiceBuilder::new()
+        // A panic anywhere becomes a JSON 500 instead of a dropped connection.
+        .layer(CatchPanicLayer::custom(panic_response))
+        // Spans with method and route only: the query may carry keys.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(observe::span)
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+        )
+        // Requests by route and status, and their duration.
+        .layer(from_fn(observe::track))
+        // Hard per-request limit, answered as 503 JSON.
+        .layer(from_fn_with_state(
+            server.request_timeout(),
+            observe::deadline,
+        ))
+        // Body size limit for the byte extractors (-> 413 JSON).
+        .layer(DefaultBodyLimit::max(server.max_body_bytes));
+    Router::new()
+        .route("/", get(rt::get))
+        .route("/v1/check", get(check::get).post(check::post))
+        .route("/v1/check/batch", post(batch::post))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(stack)
+        .with_state(state)
+}
+
+fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
+    // The payload is not echoed: it could hold request data.
+    tracing::error!("request handler panicked");
+    ApiError::internal().into_response()
+}

@@ -1,0 +1,73 @@
+//! `GET /`: a drop-in for the FraudScore RT endpoint. Same query parameters
+//! (including `key`), same answer: HTTP 200, `text/plain`, the problem tags
+//! one a line, empty when clean; an existing integration only changes host.
+//!
+//! - shadow mode answers an empty body (the integration is not affected);
+//! - when no verdict can be had and `policy.on_upstream_error = "block"`,
+//!   it answers 503 so the integration's own failure handling applies;
+//!   with `"allow"` it answers an empty body, as a clean RT answer.
+//!
+//! Headers `X-Fraudgate-Decision`, `-Source` and `-Id` carry the decision.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::body::budget;
+use super::error::ApiError;
+use crate::decision::{Decision, Door, Source};
+use crate::event::EventBuilder;
+use crate::policy::{Action, Mode};
+
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    // `key` is accepted here as RT accepts it; it is not RT's key and is
+    // never forwarded (fraudgate sends its own).
+    let event = EventBuilder::from_query(query.as_deref().unwrap_or(""))?.build()?;
+    let budget = budget(&headers, state.scorer.default_budget())?;
+    let d = state.scorer.score(&event, Door::Rt, budget).await;
+    Ok(render(&d))
+}
+
+fn render(d: &Decision) -> Response {
+    let mut body = String::new();
+    let status = if d.source == Source::Fallback
+        && d.ruling.action == Action::Block
+        && d.mode == Mode::Enforce
+    {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        if d.mode == Mode::Enforce {
+            d.tags.write_rt(&mut body);
+        }
+        StatusCode::OK
+    };
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    decision_headers(h, d);
+    resp
+}
+
+/// `X-Fraudgate-Decision`, `X-Fraudgate-Source`, `X-Fraudgate-Id`.
+pub fn decision_headers(h: &mut HeaderMap, d: &Decision) {
+    h.insert(
+        HeaderName::from_static("x-fraudgate-decision"),
+        HeaderValue::from_static(d.action.as_str()),
+    );
+    h.insert(
+        HeaderName::from_static("x-fraudgate-source"),
+        HeaderValue::from_static(d.source.as_str()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&d.id.to_string()) {
+        h.insert(HeaderName::from_static("x-fraudgate-id"), v);
+    }
+}

@@ -1,0 +1,24 @@
+//! fraudgate: a real-time click and impression fraud gate in front of
+//! FraudScore RT.
+//!
+//! Many front doors, one [`event::Event`], one scoring path
+//! ([`score::Scorer`]), one [`decision::Decision`].
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod config;
+pub mod decision;
+pub mod event;
+pub mod http;
+pub mod metrics;
+pub mod policy;
+pub mod score;
+pub mod startup;
+pub mod telemetry;
+pub mod upstream;
+pub mod verdict;
+
+pub use config::Config;
+pub use decision::Decision;
+pub use event::Event;
+pub use startup::Application;

@@ -1,0 +1,109 @@
+//! Every metric name fraudgate exports, and the Prometheus recorder.
+//! Labels only come from closed sets (`as_str()` of enums), never from
+//! caller-controlled text.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "fraudgate_http_requests_total";
+pub const HTTP_DURATION: &str = "fraudgate_http_request_duration_seconds";
+pub const DECISIONS: &str = "fraudgate_decisions_total";
+pub const TAGS: &str = "fraudgate_tags_total";
+pub const CACHE_REQUESTS: &str = "fraudgate_cache_requests_total";
+pub const CACHE_ENTRIES: &str = "fraudgate_cache_entries";
+pub const COALESCED: &str = "fraudgate_coalesced_waiters_total";
+pub const DEADLINE_MISSES: &str = "fraudgate_deadline_misses_total";
+pub const LATE_FILLS: &str = "fraudgate_late_fills_total";
+pub const UPSTREAM_REQUESTS: &str = "fraudgate_upstream_requests_total";
+pub const UPSTREAM_DURATION: &str = "fraudgate_upstream_duration_seconds";
+pub const UPSTREAM_UNKNOWN_TAGS: &str = "fraudgate_upstream_unknown_tags_total";
+pub const UPSTREAM_ENABLED: &str = "fraudgate_upstream_enabled";
+pub const BUILD_INFO: &str = "fraudgate_build_info";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global recorder once per process and returns its handle.
+/// Later calls (several apps in one test binary) share it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .expect("buckets are non-empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // A test binary may have installed another recorder; keep going.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            // Histograms need periodic upkeep when no exporter thread runs.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let h = handle.clone();
+                rt.spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(5));
+                    loop {
+                        tick.tick().await;
+                        h.run_upkeep();
+                    }
+                });
+            }
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status code.");
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request duration by route."
+    );
+    describe_counter!(
+        DECISIONS,
+        "Decisions by front door, decision (the would-be decision in shadow mode), source and mode."
+    );
+    describe_counter!(
+        TAGS,
+        "Tags seen in decisions, by tag (unknown tags as \"unknown\")."
+    );
+    describe_counter!(
+        CACHE_REQUESTS,
+        "Verdict cache lookups by result (hit, miss)."
+    );
+    describe_gauge!(CACHE_ENTRIES, "Verdicts in the cache (approximate).");
+    describe_counter!(
+        COALESCED,
+        "Requests that waited on another request's upstream call."
+    );
+    describe_counter!(
+        DEADLINE_MISSES,
+        "Requests answered by fallback because their time budget ran out."
+    );
+    describe_counter!(
+        LATE_FILLS,
+        "Upstream answers that arrived after their caller's deadline and filled the cache."
+    );
+    describe_counter!(UPSTREAM_REQUESTS, "FraudScore RT calls by outcome.");
+    describe_histogram!(
+        UPSTREAM_DURATION,
+        Unit::Seconds,
+        "FraudScore RT call duration by outcome."
+    );
+    describe_counter!(
+        UPSTREAM_UNKNOWN_TAGS,
+        "Tags RT sent that are not among the ten documented."
+    );
+    describe_gauge!(UPSTREAM_ENABLED, "1 when an RT key is configured.");
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label says which build runs."
+    );
+}

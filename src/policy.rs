@@ -1,0 +1,299 @@
+//! Verdict or error -> allow/block. The one place where upstream failures
+//! become decisions (fail open or closed) and where tags become actions.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, PolicyConfig, TagActionTable};
+use crate::event::Event;
+use crate::upstream::UpstreamError;
+use crate::verdict::{Tag, Tags};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Block,
+}
+
+impl Action {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Block => "block",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Answer what the policy decides.
+    Enforce,
+    /// Decide and record, but always answer allow.
+    Shadow,
+}
+
+impl Mode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Shadow => "shadow",
+        }
+    }
+}
+
+/// Why the policy decided what it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// No tags.
+    Clean,
+    /// Tags present; `blocked_by` says which of them block.
+    Tags,
+    /// No verdict could be had: the fallback action applied.
+    Fallback(UpstreamError),
+}
+
+impl Reason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Clean => "clean",
+            Reason::Tags => "tags",
+            Reason::Fallback(e) => e.reason(),
+        }
+    }
+}
+
+/// The policy's answer for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruling {
+    /// What the policy decides (the would-be decision in shadow mode).
+    pub action: Action,
+    pub reason: Reason,
+    /// The tags that made it block (empty when allowed).
+    pub blocked_by: Tags,
+}
+
+/// Block mask over the ten documented tags plus the unknown-tag action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TagActions {
+    block_mask: u16,
+    unknown: Action,
+}
+
+impl TagActions {
+    fn apply(mut self, table: &TagActionTable, key: &str) -> Result<Self, ConfigError> {
+        for (name, action) in table {
+            if name == "unknown" {
+                self.unknown = *action;
+                continue;
+            }
+            let tag = Tag::from_config_name(name).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("{key}.{name}"),
+                    "not a FraudScore RT tag (datacenter, blacklist, proxy, device, ip, os, crawler, dynamic_blacklist, cap, attribution, or unknown)",
+                )
+            })?;
+            match action {
+                Action::Block => self.block_mask |= tag.bit(),
+                Action::Allow => self.block_mask &= !tag.bit(),
+            }
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    mode: Mode,
+    on_error: Action,
+    default: TagActions,
+    offers: HashMap<Box<str>, TagActions>,
+    affiliates: HashMap<Box<str>, TagActions>,
+}
+
+impl Policy {
+    pub fn from_config(c: &PolicyConfig) -> Result<Self, ConfigError> {
+        let default = TagActions {
+            block_mask: 0,
+            unknown: c.unknown_tag,
+        }
+        .apply(&c.tags, "policy.tags")?;
+        let overrides = |m: &std::collections::BTreeMap<String, TagActionTable>, section: &str| {
+            m.iter()
+                .map(|(id, t)| {
+                    Ok((
+                        id.as_str().into(),
+                        default.apply(t, &format!("policy.{section}.{id}"))?,
+                    ))
+                })
+                .collect::<Result<HashMap<_, _>, ConfigError>>()
+        };
+        Ok(Policy {
+            mode: c.mode,
+            on_error: c.on_upstream_error,
+            offers: overrides(&c.offers, "offers")?,
+            affiliates: overrides(&c.affiliates, "affiliates")?,
+            default,
+        })
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn on_upstream_error(&self) -> Action {
+        self.on_error
+    }
+
+    /// The only function that turns verdicts and failures into actions.
+    /// Offer overrides win over affiliate overrides, which win over defaults.
+    pub fn decide(&self, outcome: Result<&Tags, UpstreamError>, event: &Event) -> Ruling {
+        let tags = match outcome {
+            Ok(tags) => tags,
+            Err(e) => {
+                return Ruling {
+                    action: self.on_error,
+                    reason: Reason::Fallback(e),
+                    blocked_by: Tags::clean(),
+                };
+            }
+        };
+        if tags.is_clean() {
+            return Ruling {
+                action: Action::Allow,
+                reason: Reason::Clean,
+                blocked_by: Tags::clean(),
+            };
+        }
+        let actions = self.actions_for(event);
+        let known = tags.known_mask() & actions.block_mask;
+        let unknown_blocks = actions.unknown == Action::Block && !tags.unknown().is_empty();
+        let blocked_by = match (known, unknown_blocks) {
+            (0, false) => Tags::clean(),
+            (_, false) => Tags::from_mask(known),
+            (_, true) => Tags::from_mask(known).merge(&Tags::unknown_only(tags)),
+        };
+        Ruling {
+            action: if blocked_by.is_clean() {
+                Action::Allow
+            } else {
+                Action::Block
+            },
+            reason: Reason::Tags,
+            blocked_by,
+        }
+    }
+
+    fn actions_for(&self, event: &Event) -> TagActions {
+        if !self.offers.is_empty() {
+            if let Some(a) = self.offers.get(event.offer_id.as_str()) {
+                return *a;
+            }
+        }
+        if !self.affiliates.is_empty() {
+            if let Some(a) = self.affiliates.get(event.affiliate_id.as_str()) {
+                return *a;
+            }
+        }
+        self.default
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::event::EventBuilder;
+
+    fn event(offer: &str, aff: &str) -> Event {
+        EventBuilder::from_query(&format!(
+            "event_type=click&ip=1.2.3.4&ua=x&offer_id={offer}&affiliate_id={aff}"
+        ))
+        .unwrap()
+        .build()
+        .unwrap()
+    }
+
+    fn policy(extra: &[(&str, &str)]) -> Policy {
+        let env = extra.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Policy::from_config(&Config::load_from(None, env).unwrap().policy).unwrap()
+    }
+
+    #[test]
+    fn documented_defaults_block_the_strong_signals_only() {
+        let p = policy(&[]);
+        let e = event("1", "2");
+        for (body, action) in [
+            ("", Action::Allow),
+            ("datacenter", Action::Block),
+            ("blacklist", Action::Block),
+            ("proxy", Action::Block),
+            ("device", Action::Block),
+            ("crawler", Action::Block),
+            ("attribution", Action::Block),
+            ("cap", Action::Block),
+            ("ip", Action::Allow),
+            ("os", Action::Allow),
+            ("dynamic blacklist", Action::Allow),
+            ("something-new", Action::Allow),
+        ] {
+            let tags = Tags::parse(body).unwrap();
+            assert_eq!(p.decide(Ok(&tags), &e).action, action, "{body}");
+        }
+    }
+
+    #[test]
+    fn blocked_by_lists_only_blocking_tags() {
+        let p = policy(&[]);
+        let tags = Tags::parse("ip\nproxy\nos").unwrap();
+        let r = p.decide(Ok(&tags), &event("1", "2"));
+        assert_eq!(r.blocked_by.iter().collect::<Vec<_>>(), ["proxy"]);
+        assert_eq!(r.reason, Reason::Tags);
+    }
+
+    #[test]
+    fn offer_override_beats_affiliate_override_beats_default() {
+        let p = policy(&[
+            ("FRAUDGATE_POLICY__OFFERS__O1__PROXY", "allow"),
+            ("FRAUDGATE_POLICY__AFFILIATES__A1__PROXY", "block"),
+            ("FRAUDGATE_POLICY__AFFILIATES__A2__IP", "block"),
+            ("FRAUDGATE_POLICY__AFFILIATES__A2__UNKNOWN", "block"),
+        ]);
+        let proxy = Tags::parse("proxy").unwrap();
+        assert_eq!(
+            p.decide(Ok(&proxy), &event("o1", "a1")).action,
+            Action::Allow
+        );
+        assert_eq!(
+            p.decide(Ok(&proxy), &event("o2", "a1")).action,
+            Action::Block
+        );
+        let ip = Tags::parse("ip").unwrap();
+        assert_eq!(p.decide(Ok(&ip), &event("o2", "a2")).action, Action::Block);
+        assert_eq!(p.decide(Ok(&ip), &event("o2", "a3")).action, Action::Allow);
+        let new = Tags::parse("weird").unwrap();
+        let r = p.decide(Ok(&new), &event("o2", "a2"));
+        assert_eq!(
+            (r.action, r.blocked_by.iter().collect::<Vec<_>>()),
+            (Action::Block, vec!["weird"])
+        );
+    }
+
+    #[test]
+    fn errors_follow_on_upstream_error() {
+        let e = event("1", "2");
+        let open = policy(&[]);
+        let r = open.decide(Err(UpstreamError::Timeout), &e);
+        assert_eq!(
+            (r.action, r.reason.as_str()),
+            (Action::Allow, "upstream_timeout")
+        );
+        let closed = policy(&[("FRAUDGATE_POLICY__ON_UPSTREAM_ERROR", "block")]);
+        assert_eq!(
+            closed.decide(Err(UpstreamError::Http(500)), &e).action,
+            Action::Block
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! The FraudScore RT client: one pooled keep-alive connection pool, a hard
+//! per-call deadline, strict response checks, and errors classified by cause.
+//!
+//! The RT key travels in the query string, so the request URL is a secret:
+//! it is never logged, and `reqwest::Error`s are stripped of it
+//! (`without_url`) before anything prints them.
+
+use std::time::{Duration, Instant};
+
+use crate::config::{Secret, UpstreamConfig};
+use crate::event::{Event, truncate};
+use crate::metrics as m;
+use crate::verdict::Tags;
+
+/// Largest RT body accepted; RT answers at most ten short tags.
+pub const MAX_BODY_BYTES: usize = 4096;
+
+/// Why no verdict came back. Never a clean verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream disabled (no key configured)")]
+    Disabled,
+    #[error("upstream timed out")]
+    Timeout,
+    #[error("upstream answered HTTP {0}")]
+    Http(u16),
+    #[error("upstream connection failed")]
+    Connect,
+    #[error("upstream body is not an RT verdict: {0}")]
+    BadBody(&'static str),
+    #[error("time budget ran out before the upstream answered")]
+    Deadline,
+    #[error("internal error while scoring")]
+    Internal,
+}
+
+impl UpstreamError {
+    /// Outcome label of `fraudgate_upstream_requests_total` (closed set).
+    pub const fn outcome(self) -> &'static str {
+        match self {
+            UpstreamError::Disabled => "disabled",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Http(_) => "http_error",
+            UpstreamError::Connect => "connect_error",
+            UpstreamError::BadBody(_) => "bad_body",
+            UpstreamError::Deadline => "deadline",
+            UpstreamError::Internal => "internal",
+        }
+    }
+
+    /// Reason a fallback decision gives (closed set).
+    pub const fn reason(self) -> &'static str {
+        match self {
+            UpstreamError::Disabled => "upstream_disabled",
+            UpstreamError::Timeout => "upstream_timeout",
+            UpstreamError::Http(_) => "upstream_http_error",
+            UpstreamError::Connect => "upstream_connect_error",
+            UpstreamError::BadBody(_) => "upstream_bad_body",
+            UpstreamError::Deadline => "deadline",
+            UpstreamError::Internal => "internal_error",
+        }
+    }
+}
+
+/// Checks the configured RT URL: https, or http to loopback (a local test
+/// server) unless explicitly allowed.
+pub fn validate_url(url: &str, allow_insecure_http: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let host = parsed.host_str().unwrap_or("");
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback || allow_insecure_http {
+                Ok(())
+            } else {
+                Err("plain http sends the RT key in clear; use https, a loopback host, or set upstream.allow_insecure_http = true".into())
+            }
+        }
+        other => Err(format!("unsupported scheme {other:?}")),
+    }
+}
+
+/// The pooled FraudScore RT client. Cheap to clone.
+#[derive(Clone)]
+pub struct Upstream {
+    client: reqwest::Client,
+    base: String,
+    key: Secret,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("base", &self.base)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    pub fn new(c: &UpstreamConfig) -> Result<Self, String> {
+        validate_url(&c.url, c.allow_insecure_http)?;
+        // reqwest is built without a bundled crypto provider: use ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .http1_only()
+            .tcp_nodelay(true)
+            .tcp_keepalive(Duration::from_secs(30))
+            .pool_max_idle_per_host(c.pool_max_idle)
+            .pool_idle_timeout(c.pool_idle_timeout())
+            .connect_timeout(c.connect_timeout())
+            .timeout(c.timeout())
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(concat!("fraudgate/", env!("CARGO_PKG_VERSION")))
+            .https_only(!c.url.starts_with("http://"))
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {}", e.without_url()))?;
+        let mut base = c.url.clone();
+        base.push(if base.contains('?') { '&' } else { '?' });
+        Ok(Upstream {
+            client,
+            base,
+            key: c.key.clone(),
+            timeout: c.timeout(),
+        })
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Asks RT about one event. Records outcome and duration metrics.
+    pub async fn check(&self, event: &Event) -> Result<Tags, UpstreamError> {
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.timeout, self.fetch(event))
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout));
+        let outcome = match &result {
+            Ok(tags) => {
+                if !tags.unknown().is_empty() {
+                    metrics::counter!(m::UPSTREAM_UNKNOWN_TAGS)
+                        .increment(tags.unknown().len() as u64);
+                }
+                "ok"
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "upstream call failed");
+                e.outcome()
+            }
+        };
+        metrics::counter!(m::UPSTREAM_REQUESTS, "outcome" => outcome).increment(1);
+        metrics::histogram!(m::UPSTREAM_DURATION, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn fetch(&self, event: &Event) -> Result<Tags, UpstreamError> {
+        let mut resp = self
+            .client
+            .get(self.url_for(event))
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(UpstreamError::Http(status));
+        }
+        if let Some(ct) = resp.headers().get(reqwest::header::CONTENT_TYPE) {
+            let ct = ct.as_bytes();
+            if !(ct.len() >= 5 && ct[..5].eq_ignore_ascii_case(b"text/")) {
+                return Err(UpstreamError::BadBody("content type is not text"));
+            }
+        }
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return Err(UpstreamError::BadBody("body too large"));
+        }
+        let mut body: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(UpstreamError::BadBody("body too large"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let text =
+            std::str::from_utf8(&body).map_err(|_| UpstreamError::BadBody("body is not UTF-8"))?;
+        Tags::parse(text).map_err(|_| UpstreamError::BadBody("not a tag list"))
+    }
+
+    /// The RT request URL: the 7 mandatory parameters, then every optional
+    /// one the caller gave. Contains the key: never log it.
+    pub fn url_for(&self, event: &Event) -> String {
+        let mut url = String::with_capacity(self.base.len() + 160 + event.ua.len());
+        url.push_str(&self.base);
+        let start = url.len();
+        let at = event.at.to_string();
+        let mut q = form_urlencoded::Serializer::for_suffix(url, start);
+        q.append_pair("event_type", event.event_type.as_str())
+            .append_pair("ip", &event.ip.to_string())
+            .append_pair("ua", &event.ua)
+            .append_pair("key", truncate(self.key.expose(), 255))
+            .append_pair("at", at.as_str())
+            .append_pair("affiliate_id", &event.affiliate_id)
+            .append_pair("offer_id", &event.offer_id);
+        for (opt, value) in event.optional() {
+            q.append_pair(opt.name(), value);
+        }
+        q.finish()
+    }
+}
+
+/// Classifies a transport error. The error itself is dropped here: its
+/// Display would print the URL, and with it the key.
+fn classify(e: reqwest::Error) -> UpstreamError {
+    let e = e.without_url();
+    if e.is_timeout() {
+        UpstreamError::Timeout
+    } else {
+        tracing::trace!(error = %e, "upstream transport error");
+        UpstreamError::Connect
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::event::EventBuilder;
+
+    #[test]
+    fn url_has_mandatory_then_optional_parameters() {
+        let mut c = Config::default().upstream;
+        c.url = "http://127.0.0.1:1/".into();
+        c.key = Secret::new("k&y");
+        let up = Upstream::new(&c).unwrap();
+        let e = EventBuilder::from_query(
+            "event_type=click&ip=1.2.3.4&ua=Mozilla%2F5.0%20(X)&affiliate_id=6&offer_id=7&at=100&aff_sub2=a%20b",
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        assert_eq!(
+            up.url_for(&e),
+            "http://127.0.0.1:1/?event_type=click&ip=1.2.3.4&ua=Mozilla%2F5.0+%28X%29&key=k%26y&at=100&affiliate_id=6&offer_id=7&aff_sub2=a+b"
+        );
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_unless_allowed() {
+        assert!(validate_url("https://check.fraudscore.ai/", false).is_ok());
+        assert!(validate_url("http://127.0.0.1:9/", false).is_ok());
+        assert!(validate_url("http://[::1]:9/", false).is_ok());
+        assert!(validate_url("http://localhost:9/", false).is_ok());
+        assert!(validate_url("http://check.fraudscore.ai/", false).is_err());
+        assert!(validate_url("http://check.fraudscore.ai/", true).is_ok());
+        assert!(validate_url("ftp://x/", true).is_err());
+        assert!(validate_url("not a url", true).is_err());
+    }
+
+    #[test]
+    fn debug_does_not_print_the_key() {
+        let mut c = Config::default().upstream;
+        c.key = Secret::new("topsecret");
+        let up = Upstream::new(&c).unwrap();
+        assert!(!format!("{up:?}").contains("topsecret"));
+    }
+}

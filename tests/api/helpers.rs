@@ -1,0 +1,157 @@
+//! Starts the real application on a random port against a mock RT.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use fraudgate::config::{Config, Secret};
+use fraudgate::startup::Application;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub use crate::mock_rt::{MockRt, Reply};
+
+pub const UPSTREAM_KEY: &str = "UPSTREAM-KEY-7f3a9c";
+pub const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
+pub struct TestApp {
+    pub base: String,
+    pub port: u16,
+    pub mock: MockRt,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub stopped: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// A config pointing at `mock`, on a random port, with an upstream key.
+pub fn test_config(mock: &MockRt) -> Config {
+    let mut c = Config::default();
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.upstream.url = mock.url();
+    c.upstream.key = Secret::new(UPSTREAM_KEY);
+    c
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let mock = MockRt::start().await;
+    let mut config = test_config(&mock);
+    tweak(&mut config);
+    let app = Application::build(config).await.expect("app builds");
+    let port = app.port();
+    let (tx, rx) = oneshot::channel();
+    let stopped = tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        port,
+        mock,
+        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        shutdown: Some(tx),
+        stopped: Some(stopped),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Triggers graceful shutdown.
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path_and_query))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// GET /v1/check for `ip` with the standard UA; returns (status, json).
+    pub async fn check_ip(&self, ip: &str) -> (u16, Value) {
+        self.check(&query(ip, &[])).await
+    }
+
+    pub async fn check(&self, query: &str) -> (u16, Value) {
+        let r = self.get(&format!("/v1/check?{query}")).await;
+        let status = r.status().as_u16();
+        (status, json(r).await)
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+}
+
+/// A /v1/check query for `ip` with the mandatory fields plus `extra`.
+pub fn query(ip: &str, extra: &[(&str, &str)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("event_type", "click")
+        .append_pair("ip", ip)
+        .append_pair("ua", UA)
+        .append_pair("affiliate_id", "6251")
+        .append_pair("offer_id", "34713");
+    for (k, v) in extra {
+        q.append_pair(k, v);
+    }
+    q.finish()
+}
+
+pub async fn json(r: reqwest::Response) -> Value {
+    let bytes = r.bytes().await.expect("body");
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+}
+
+/// Polls `f` until it returns Some, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "condition not met within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Value of a Prometheus sample line `name{labels} value` whose labels
+/// include every `k="v"` in `labels`; 0 when absent.
+pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -1,0 +1,146 @@
+//! The real binary, run as a user would, with every log level on: the
+//! upstream key and client keys must never appear in its output.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::helpers::*;
+
+struct Proc {
+    child: Child,
+    out: Arc<Mutex<String>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn spawn_binary(env: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fraudgate"));
+    cmd.arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FRAUDGATE_SERVER__LISTEN", "127.0.0.1:0")
+        .env("FRAUDGATE_LOG__FORMAT", "json")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("binary starts");
+    let out = Arc::new(Mutex::new(String::new()));
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let mut o = out.lock().unwrap();
+                o.push_str(&line);
+                o.push('\n');
+            }
+        });
+    }
+    Proc { child, out }
+}
+
+async fn listening_port(p: &Proc) -> u16 {
+    eventually(Duration::from_secs(10), || async {
+        let out = p.out.lock().unwrap().clone();
+        out.lines()
+            .filter(|l| l.contains("fraudgate listening"))
+            .find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                v["addr"].as_str()?.rsplit(':').next()?.parse().ok()
+            })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn keys_never_appear_in_logs_even_at_trace_level() {
+    let mock = MockRt::start().await;
+    let url = mock.url();
+    let p = spawn_binary(&[
+        ("RUST_LOG", "trace"),
+        ("FRAUDGATE_UPSTREAM__URL", &url),
+        ("FRAUDGATE_UPSTREAM__KEY", UPSTREAM_KEY),
+        ("FRAUDGATE_UPSTREAM__TIMEOUT_MS", "150"),
+    ]);
+    let port = listening_port(&p).await;
+    let http = reqwest::Client::new();
+    let faults = [
+        Reply::tags("proxy"),
+        Reply::Status(500),
+        Reply::Hang,
+        Reply::Reset,
+        Reply::Garbage,
+        Reply::Huge,
+    ];
+    for (i, reply) in faults.into_iter().enumerate() {
+        let ip = format!("10.11.0.{i}");
+        mock.on_ip(&ip, reply);
+        let q = query(&ip, &[("key", "CLIENT-KEY-d41d8c")]);
+        let r = http
+            .get(format!("http://127.0.0.1:{port}/?{q}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success() || r.status() == 503,
+            "{}",
+            r.status()
+        );
+        let r = http
+            .get(format!(
+                "http://127.0.0.1:{port}/v1/check?{}",
+                query(&ip, &[])
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // Connection refused too: point at a dead port via a second process.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = p.out.lock().unwrap().clone();
+    assert!(
+        out.contains("upstream call failed"),
+        "trace logs were captured:\n{out}"
+    );
+    assert!(!out.contains(UPSTREAM_KEY), "upstream key leaked:\n{out}");
+    assert!(
+        !out.contains("CLIENT-KEY-d41d8c"),
+        "client key leaked:\n{out}"
+    );
+}
+
+#[tokio::test]
+async fn the_binary_starts_without_any_config_and_warns_the_upstream_is_disabled() {
+    let p = spawn_binary(&[]);
+    let port = listening_port(&p).await;
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(json(r).await["upstream"], "disabled");
+    let out = p.out.lock().unwrap().clone();
+    assert!(out.contains("FraudScore RT is disabled"), "{out}");
+}
+
+#[test]
+fn an_unknown_config_key_stops_startup_naming_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fraudgate"))
+        .arg("serve")
+        .env("FRAUDGATE_UPSTREAM__TIMEOUTMS", "5")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("timeoutms"), "{err}");
+}

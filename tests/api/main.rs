@@ -1,0 +1,12 @@
+//! Integration tests: the real app on a random port against a mock RT.
+
+mod batch;
+mod cache;
+mod check;
+mod faults;
+mod helpers;
+mod logs;
+mod mock_rt;
+mod ops;
+mod rt_dropin;
+mod validation;

@@ -1,0 +1,149 @@
+use std::time::Duration;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn healthz_and_readyz_answer() {
+    let app = spawn_app().await;
+    let r = app.get("/healthz").await;
+    assert_eq!(r.status(), 200);
+    let v = json(app.get("/readyz").await).await;
+    assert_eq!(v["status"], "ready");
+    assert_eq!(v["upstream"], "enabled");
+}
+
+#[tokio::test]
+async fn metrics_expose_the_documented_names() {
+    let app = spawn_app().await;
+    app.mock.on_ip("10.10.0.1", Reply::tags("proxy\nnovel-tag"));
+    app.check_ip("10.10.0.1").await;
+    app.check_ip("10.10.0.1").await;
+    let r = app.get("/metrics").await;
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let m = r.text().await.unwrap();
+    for name in [
+        "fraudgate_http_requests_total",
+        "fraudgate_http_request_duration_seconds_bucket",
+        "fraudgate_decisions_total",
+        "fraudgate_tags_total",
+        "fraudgate_cache_requests_total",
+        "fraudgate_cache_entries",
+        "fraudgate_upstream_requests_total",
+        "fraudgate_upstream_duration_seconds_bucket",
+        "fraudgate_upstream_unknown_tags_total",
+        "fraudgate_upstream_enabled",
+        "fraudgate_build_info",
+    ] {
+        assert!(m.contains(name), "{name} missing");
+    }
+    assert!(sample(&m, "fraudgate_tags_total", &[("tag", "proxy")]) >= 2.0);
+    assert!(sample(&m, "fraudgate_tags_total", &[("tag", "unknown")]) >= 2.0);
+    assert!(!m.contains("novel-tag"), "free text never becomes a label");
+    assert!(
+        sample(
+            &m,
+            "fraudgate_http_requests_total",
+            &[("route", "/v1/check"), ("status", "200")]
+        ) >= 2.0
+    );
+    assert!(!m.contains(UPSTREAM_KEY));
+}
+
+/// Validates the exposition with Prometheus' own checker. `.ci/run`
+/// installs promtool and sets FRAUDGATE_REQUIRE_TOOLS=1 so this cannot
+/// silently skip in CI.
+#[tokio::test]
+async fn metrics_pass_promtool_check_metrics() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.mock.on_ip("10.10.0.2", Reply::tags("datacenter"));
+    app.check_ip("10.10.0.2").await;
+    app.get("/nope").await;
+    let m = app.metrics().await;
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {text}");
+}
+
+pub fn tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("FRAUDGATE_REQUIRE_TOOLS").is_none(),
+            "{name} is required (FRAUDGATE_REQUIRE_TOOLS is set) but not on PATH"
+        );
+        eprintln!("SKIP: {name} not installed");
+    }
+    found
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
+    let mut app = spawn_app_with(|c| c.upstream.timeout_ms = 2000).await;
+    app.mock
+        .on_ip("10.10.0.3", Reply::delayed(400, Reply::tags("proxy")));
+    let http = app.http.clone();
+    let url = app.url(&format!("/v1/check?{}", query("10.10.0.3", &[])));
+    let in_flight = tokio::spawn(async move { http.get(url).send().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.shutdown();
+    let resp = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request completes");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json(resp).await["decision"], "block");
+    let stopped = app.stopped.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), stopped)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let fresh = reqwest::Client::new().get(app.url("/healthz")).send().await;
+    assert!(fresh.is_err(), "no longer accepting");
+}
+
+#[tokio::test]
+async fn shutdown_gives_up_after_the_grace_period() {
+    let mut app = spawn_app_with(|c| {
+        c.upstream.timeout_ms = 10_000;
+        c.server.shutdown_grace_s = 1;
+    })
+    .await;
+    app.mock.on_ip("10.10.0.4", Reply::Hang);
+    let http = app.http.clone();
+    let url = app.url(&format!("/v1/check?{}", query("10.10.0.4", &[])));
+    let _stuck = tokio::spawn(async move { http.get(url).send().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.shutdown();
+    let stopped = app.stopped.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), stopped)
+        .await
+        .expect("stopped within grace + margin")
+        .unwrap()
+        .unwrap();
+}
