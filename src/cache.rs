@@ -2,8 +2,8 @@
 //! concurrent misses for one key into one upstream call (moka `entry` API:
 //! one init future per key, other callers wait for its value).
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::config::CacheConfig;
 use crate::event::Event;
+use crate::hash::Hasher128;
 use crate::upstream::UpstreamError;
 use crate::verdict::Tags;
 
@@ -27,9 +28,7 @@ pub enum KeyPart {
     EventType,
 }
 
-/// A 128-bit keyed hash of the configured key parts. Two independently keyed
-/// SipHash passes: callers control UA strings, so collisions must not be
-/// craftable, and 128 bits make accidental ones negligible at any capacity.
+/// A 128-bit keyed hash of the configured key parts (see [`Hasher128`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CacheKey(u128);
 
@@ -37,34 +36,19 @@ pub struct CacheKey(u128);
 #[derive(Debug)]
 pub struct Keyer {
     parts: Box<[KeyPart]>,
-    a: RandomState,
-    b: RandomState,
-}
-
-/// Feeds the same bytes to both hashers.
-struct Twin<H>(H, H);
-
-impl<H: Hasher> Hasher for Twin<H> {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.write(bytes);
-        self.1.write(bytes);
-    }
-    fn finish(&self) -> u64 {
-        self.0.finish()
-    }
+    hasher: Hasher128,
 }
 
 impl Keyer {
     pub fn new(parts: &[KeyPart]) -> Self {
         Keyer {
             parts: parts.into(),
-            a: RandomState::new(),
-            b: RandomState::new(),
+            hasher: Hasher128::new(),
         }
     }
 
     pub fn key(&self, e: &Event) -> CacheKey {
-        let mut h = Twin(self.a.build_hasher(), self.b.build_hasher());
+        let mut h = self.hasher.start();
         for part in &*self.parts {
             // Each part is written with its own terminator/length (str and
             // IpAddr Hash impls), so parts cannot run into each other.
@@ -76,24 +60,36 @@ impl Keyer {
                 KeyPart::EventType => e.event_type.hash(&mut h),
             }
         }
-        CacheKey(((h.0.finish() as u128) << 64) | h.1.finish() as u128)
+        CacheKey(h.finish128())
+    }
+
+    /// The key for (ip, ua) when the key is made of exactly those parts, so
+    /// an ip+ua purge can compute it instead of scanning.
+    fn key_ip_ua(&self, ip: IpAddr, ua: &str) -> Option<CacheKey> {
+        let mut h = self.hasher.start();
+        for part in &*self.parts {
+            match part {
+                KeyPart::Ip => ip.hash(&mut h),
+                KeyPart::Ua => ua.hash(&mut h),
+                _ => return None,
+            }
+        }
+        Some(CacheKey(h.finish128()))
+    }
+
+    fn ua_hash(&self, ua: &str) -> u64 {
+        self.hasher.hash(ua) as u64
     }
 }
 
-/// What the cache remembers for a key: a verdict, or a recent failure.
+/// What the cache remembers for a key: a verdict, or a recent failure,
+/// plus the IP and a UA hash so purges by IP (or IP+UA) can find it.
 #[derive(Debug, Clone)]
 pub struct Cached {
     pub outcome: Result<Tags, UpstreamError>,
     pub fetched_at: Instant,
-}
-
-impl Cached {
-    pub fn now(outcome: Result<Tags, UpstreamError>) -> Self {
-        Cached {
-            outcome,
-            fetched_at: Instant::now(),
-        }
-    }
+    ip: IpAddr,
+    ua_hash: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -147,6 +143,7 @@ impl VerdictCache {
             inner: Cache::builder()
                 .max_capacity(c.max_entries)
                 .expire_after(ttls)
+                .support_invalidation_closures()
                 .build(),
             keyer: Arc::new(Keyer::new(&c.key)),
             ttls,
@@ -155,6 +152,16 @@ impl VerdictCache {
 
     pub fn key(&self, e: &Event) -> CacheKey {
         self.keyer.key(e)
+    }
+
+    /// A value for `e` fetched now.
+    pub fn value(&self, e: &Event, outcome: Result<Tags, UpstreamError>) -> Cached {
+        Cached {
+            outcome,
+            fetched_at: Instant::now(),
+            ip: e.ip,
+            ua_hash: self.keyer.ua_hash(&e.ua),
+        }
     }
 
     pub async fn get(&self, key: &CacheKey) -> Option<Cached> {
@@ -179,11 +186,29 @@ impl VerdictCache {
         self.ttls.for_value(v)
     }
 
-    pub async fn invalidate(&self, key: &CacheKey) {
-        self.inner.invalidate(key).await;
+    /// Drops every verdict for `ip` (any UA). Effective for the very next
+    /// lookup: moka checks registered predicates on every read.
+    pub fn purge_ip(&self, ip: IpAddr) {
+        let ip = ip.to_canonical();
+        self.inner
+            .invalidate_entries_if(move |_, v| v.ip == ip)
+            .expect("invalidation closures are enabled");
     }
 
-    pub fn invalidate_all(&self) {
+    /// Drops the verdicts for one IP+UA.
+    pub async fn purge_ip_ua(&self, ip: IpAddr, ua: &str) {
+        let ip = ip.to_canonical();
+        if let Some(key) = self.keyer.key_ip_ua(ip, ua) {
+            self.inner.invalidate(&key).await;
+        } else {
+            let ua_hash = self.keyer.ua_hash(ua);
+            self.inner
+                .invalidate_entries_if(move |_, v| v.ip == ip && v.ua_hash == ua_hash)
+                .expect("invalidation closures are enabled");
+        }
+    }
+
+    pub fn purge_all(&self) {
         self.inner.invalidate_all();
     }
 

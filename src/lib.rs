@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod decision;
 pub mod event;
+pub mod hash;
 pub mod http;
 pub mod metrics;
 pub mod policy;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use metrics::Counter;
 
-use crate::cache::{Cached, VerdictCache};
+use crate::cache::VerdictCache;
 use crate::config::Config;
 use crate::decision::{Decision, Door, IdGen, Source};
 use crate::event::Event;
@@ -181,7 +181,7 @@ impl Scorer {
             let deadline = Instant::now() + budget;
             tokio::spawn(async move {
                 let fetch = async {
-                    let c = Cached::now(upstream.check(&event).await);
+                    let c = cache.value(&event, upstream.check(&event).await);
                     if Instant::now() > deadline {
                         late_fills.increment(1);
                     }

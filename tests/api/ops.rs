@@ -147,3 +147,13 @@ async fn shutdown_gives_up_after_the_grace_period() {
         .unwrap()
         .unwrap();
 }
+
+#[test]
+fn shipped_prometheus_rules_pass_promtool() {
+    let Some(promtool) = tool("promtool") else { return };
+    let out = std::process::Command::new(promtool)
+        .args(["check", "rules", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/rules.yml")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
