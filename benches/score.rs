@@ -32,7 +32,9 @@ fn score(c: &mut Criterion) {
     .build()
     .unwrap();
     let key = scorer.cache().key(&event);
-    let value = scorer.cache().value(&event, Ok(Tags::parse("proxy").unwrap()));
+    let value = scorer
+        .cache()
+        .value(&event, Ok(Tags::parse("proxy").unwrap()));
     rt.block_on(scorer.cache().get_or_fetch(key, async { value }));
 
     let mut g = c.benchmark_group("score");

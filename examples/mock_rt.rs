@@ -18,7 +18,12 @@ async fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--listen" => listen = args.next().expect("--listen ADDR"),
-            "--delay-ms" => delay_ms = args.next().and_then(|v| v.parse().ok()).expect("--delay-ms N"),
+            "--delay-ms" => {
+                delay_ms = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--delay-ms N")
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -33,14 +38,22 @@ async fn main() {
             } else {
                 continue;
             };
-            mock.on_ip(&format!("10.{}.{a}.{b}", 0), Reply::delayed(delay_ms, Reply::tags(body)));
+            mock.on_ip(
+                &format!("10.{}.{a}.{b}", 0),
+                Reply::delayed(delay_ms, Reply::tags(body)),
+            );
         }
     }
     println!("mock RT listening on {}", mock.addr);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
     }
-    println!("calls={} distinct_ips={}", mock.calls(), mock.distinct_ips());
+    println!(
+        "calls={} distinct_ips={}",
+        mock.calls(),
+        mock.distinct_ips()
+    );
 }

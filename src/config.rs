@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::cache::KeyPart;
 use crate::policy::{Action, Mode};
+pub use crate::rules::limits::{CapConfig, VelocityConfig};
 
 /// The documented defaults, compiled in.
 pub const DEFAULT_TOML: &str = include_str!("../config/fraudgate.toml");
@@ -30,7 +31,81 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub cache: CacheConfig,
     pub policy: PolicyConfig,
+    pub rules: RulesConfig,
+    pub auth: AuthConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    pub enabled: bool,
+    pub ask_upstream_on_block: bool,
+    pub reload_interval_s: u64,
+    pub caps: Vec<CapConfig>,
+    pub crawler: CrawlerConfig,
+    pub datacenter: DatacenterConfig,
+    pub velocity: VelocityConfig,
+    pub lists: Vec<ListConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrawlerConfig {
+    pub enabled: bool,
+    pub builtin: bool,
+    /// Empty: none.
+    pub extra_patterns_file: String,
+    pub flag_empty_ua: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatacenterConfig {
+    pub enabled: bool,
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListConfig {
+    pub name: String,
+    pub action: Action,
+    /// Empty: runtime-only list.
+    #[serde(default)]
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Bearer keys for the admin API; empty disables it.
+    pub admin_keys: SecretList,
+}
+
+/// Secrets given as a TOML array or a comma-separated string (env form).
+#[derive(Debug, Clone, Default)]
+pub struct SecretList(pub Vec<Secret>);
+
+impl<'de> Deserialize<'de> for SecretList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            List(Vec<Secret>),
+            One(Secret),
+        }
+        Ok(SecretList(match Form::deserialize(d)? {
+            Form::List(v) => v.into_iter().filter(|s| !s.expose().is_empty()).collect(),
+            Form::One(s) => s
+                .expose()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(Secret::new)
+                .collect(),
+        }))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -161,6 +236,16 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Compares in time independent of where the strings differ.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let a = self.0.as_bytes();
+        let mut diff = (a.len() ^ candidate.len()) as u8 | u8::from(a.len() != candidate.len());
+        for (i, b) in candidate.iter().enumerate() {
+            diff |= a.get(i).copied().unwrap_or(0) ^ b;
+        }
+        diff == 0 && !a.is_empty()
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -271,7 +356,10 @@ impl Config {
         }
         let mut env: Vec<_> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != ENV_CONFIG_PATH)
+            // Only FRAUDGATE_<SECTION>__<KEY> forms are config keys; others
+            // (Kubernetes injects FRAUDGATE_PORT for a Service named
+            // fraudgate) are not ours to reject.
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k[ENV_PREFIX.len()..].contains("__"))
             .collect();
         env.sort();
         for (var, raw) in env {
@@ -317,6 +405,40 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::invalid("log.level", e.to_string()))?;
         crate::policy::Policy::from_config(&self.policy)?;
+        let mut names = std::collections::HashSet::new();
+        for (i, l) in self.rules.lists.iter().enumerate() {
+            if l.name.is_empty()
+                || !l
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ConfigError::invalid(
+                    format!("rules.lists[{i}].name"),
+                    "use letters, digits, - and _",
+                ));
+            }
+            if !names.insert(l.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("rules.lists[{i}].name"),
+                    format!("duplicate list name {:?}", l.name),
+                ));
+            }
+        }
+        for (i, c) in self.rules.caps.iter().enumerate() {
+            if c.by.is_empty() || c.window_s == 0 {
+                return Err(ConfigError::invalid(
+                    format!("rules.caps[{i}]"),
+                    "needs a non-empty `by` and window_s > 0",
+                ));
+            }
+        }
+        if self.rules.velocity.window_s == 0 {
+            return Err(ConfigError::invalid(
+                "rules.velocity.window_s",
+                "must be > 0",
+            ));
+        }
         Ok(())
     }
 }
@@ -342,10 +464,8 @@ fn apply_env(root: &mut toml::Table, var: &str, raw: &str) -> Result<(), ConfigE
     };
     let rest = &var[ENV_PREFIX.len()..];
     let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-    if path.len() < 2 || path.iter().any(String::is_empty) {
-        return Err(err(
-            "not a config key: expected FRAUDGATE_<SECTION>__<KEY> (or FRAUDGATE_CONFIG)",
-        ));
+    if path.iter().any(String::is_empty) {
+        return Err(err("not a config key: expected FRAUDGATE_<SECTION>__<KEY>"));
     }
     let value = match format!("v = {raw}").parse::<toml::Table>() {
         Ok(mut t) => t
@@ -425,10 +545,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("upstream") && e.contains("timeout"), "{e}");
-        let e = Config::load_from(None, env(&[("FRAUDGATE_NOPE", "5")]))
+        let e = Config::load_from(None, env(&[("FRAUDGATE_NOPE__", "5")]))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("FRAUDGATE_NOPE"), "{e}");
+        assert!(e.contains("FRAUDGATE_NOPE__"), "{e}");
+        // Not our form: ignored (Kubernetes service variables look like this).
+        Config::load_from(None, env(&[("FRAUDGATE_PORT", "tcp://10.0.0.1:80")])).unwrap();
     }
 
     #[test]
@@ -482,6 +604,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cache") && e.contains("ttl"), "{e}");
+    }
+
+    #[test]
+    fn admin_keys_accept_a_comma_separated_env_value() {
+        let c = Config::load_from(None, env(&[("FRAUDGATE_AUTH__ADMIN_KEYS", "k1, k2,")])).unwrap();
+        let keys: Vec<_> = c
+            .auth
+            .admin_keys
+            .0
+            .iter()
+            .map(|k| k.expose().to_owned())
+            .collect();
+        assert_eq!(keys, ["k1", "k2"]);
+        assert!(Config::default().auth.admin_keys.0.is_empty());
+    }
+
+    #[test]
+    fn secret_matching() {
+        let s = Secret::new("abc");
+        assert!(s.matches(b"abc"));
+        assert!(!s.matches(b"abd") && !s.matches(b"ab") && !s.matches(b"abcd") && !s.matches(b""));
+        assert!(!Secret::new("").matches(b""));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::policy::{Action, Mode, Ruling};
+use crate::rules::RuleHit;
 use crate::verdict::Tags;
 
 /// Where the tags came from.
@@ -100,6 +101,8 @@ pub struct Decision {
     pub mode: Mode,
     pub tags: Tags,
     pub source: Source,
+    /// The local rules that fired (allow list, crawler, lists, ...).
+    pub rules: Vec<RuleHit>,
     /// This request waited on another request's upstream call.
     pub coalesced: bool,
     /// How long the verdict stays cached (zero when not cached).
@@ -125,6 +128,9 @@ impl Serialize for Decision {
         m.serialize_entry("mode", self.mode.as_str())?;
         if self.mode == Mode::Shadow {
             m.serialize_entry("would_be", self.ruling.action.as_str())?;
+        }
+        if !self.rules.is_empty() {
+            m.serialize_entry("rules", &self.rules)?;
         }
         if self.coalesced {
             m.serialize_entry("coalesced", &true)?;

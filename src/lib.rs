@@ -13,6 +13,7 @@ pub mod hash;
 pub mod http;
 pub mod metrics;
 pub mod policy;
+pub mod rules;
 pub mod score;
 pub mod startup;
 pub mod telemetry;

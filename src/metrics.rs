@@ -22,6 +22,14 @@ pub const UPSTREAM_DURATION: &str = "fraudgate_upstream_duration_seconds";
 pub const UPSTREAM_UNKNOWN_TAGS: &str = "fraudgate_upstream_unknown_tags_total";
 pub const UPSTREAM_ENABLED: &str = "fraudgate_upstream_enabled";
 pub const BUILD_INFO: &str = "fraudgate_build_info";
+pub const RULE_HITS: &str = "fraudgate_rule_hits_total";
+pub const RULE_RELOADS: &str = "fraudgate_rule_reloads_total";
+pub const LIST_ENTRIES: &str = "fraudgate_list_entries";
+pub const DATACENTER_PREFIXES: &str = "fraudgate_datacenter_prefixes";
+pub const CRAWLER_PATTERNS: &str = "fraudgate_crawler_patterns";
+pub const CAP_COUNTERS: &str = "fraudgate_cap_counters";
+pub const VELOCITY_COUNTERS: &str = "fraudgate_velocity_counters";
+pub const CACHE_PURGES: &str = "fraudgate_cache_purges_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -102,6 +110,20 @@ fn describe() {
         "Tags RT sent that are not among the ten documented."
     );
     describe_gauge!(UPSTREAM_ENABLED, "1 when an RT key is configured.");
+    describe_counter!(RULE_HITS, "Local rule hits by rule kind.");
+    describe_counter!(
+        RULE_RELOADS,
+        "Rule file loads by source (crawler, datacenter, list) and outcome (ok, error)."
+    );
+    describe_gauge!(LIST_ENTRIES, "Live entries per block/allow list.");
+    describe_gauge!(DATACENTER_PREFIXES, "Datacenter prefixes loaded.");
+    describe_gauge!(CRAWLER_PATTERNS, "Crawler UA patterns compiled.");
+    describe_gauge!(CAP_COUNTERS, "Cap counters in use (all caps).");
+    describe_gauge!(VELOCITY_COUNTERS, "IP and subnet velocity counters in use.");
+    describe_counter!(
+        CACHE_PURGES,
+        "Admin cache purges by scope (ip, ip_ua, all)."
+    );
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the version label says which build runs."

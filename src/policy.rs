@@ -53,6 +53,8 @@ pub enum Reason {
     Tags,
     /// No verdict could be had: the fallback action applied.
     Fallback(UpstreamError),
+    /// An allow-list entry matched; nothing else was consulted.
+    AllowList,
 }
 
 impl Reason {
@@ -61,6 +63,7 @@ impl Reason {
             Reason::Clean => "clean",
             Reason::Tags => "tags",
             Reason::Fallback(e) => e.reason(),
+            Reason::AllowList => "allow_list",
         }
     }
 }
@@ -145,6 +148,15 @@ impl Policy {
 
     pub fn on_upstream_error(&self) -> Action {
         self.on_error
+    }
+
+    /// An allow-list hit: allow, whatever any rule or RT says.
+    pub fn allow_listed(&self) -> Ruling {
+        Ruling {
+            action: Action::Allow,
+            reason: Reason::AllowList,
+            blocked_by: Tags::clean(),
+        }
     }
 
     /// The only function that turns verdicts and failures into actions.

@@ -17,6 +17,7 @@ use crate::decision::{Decision, Door, IdGen, Source};
 use crate::event::Event;
 use crate::metrics as m;
 use crate::policy::{Action, Mode, Policy};
+use crate::rules::{LocalRules, ReloadError};
 use crate::upstream::{Upstream, UpstreamError};
 use crate::verdict::{Tag, Tags};
 
@@ -32,6 +33,7 @@ pub struct Scorer {
 }
 
 struct Inner {
+    rules: Arc<LocalRules>,
     upstream: Option<Upstream>,
     cache: VerdictCache,
     policy: Policy,
@@ -72,6 +74,8 @@ pub enum ScorerError {
     Config { key: &'static str, message: String },
     #[error(transparent)]
     Policy(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Rules(#[from] ReloadError),
 }
 
 impl Scorer {
@@ -89,6 +93,7 @@ impl Scorer {
         metrics::gauge!(m::UPSTREAM_ENABLED).set(if upstream.is_some() { 1.0 } else { 0.0 });
         Ok(Scorer {
             inner: Arc::new(Inner {
+                rules: Arc::new(LocalRules::new(&config.rules)?),
                 upstream,
                 cache: VerdictCache::new(&config.cache),
                 policy: Policy::from_config(&config.policy)?,
@@ -111,27 +116,62 @@ impl Scorer {
         &self.inner.policy
     }
 
+    pub fn rules(&self) -> &Arc<LocalRules> {
+        &self.inner.rules
+    }
+
     /// The time budget a door gets unless the caller lowers it.
     pub fn default_budget(&self) -> Duration {
         self.inner.default_budget
     }
 
-    /// Scores one event within `budget`.
+    /// Scores one event within `budget`: local rules, then cache and
+    /// upstream, then policy.
     pub async fn score(&self, event: &Event, door: Door, budget: Duration) -> Decision {
         let started = Instant::now();
         let inner = &*self.inner;
-        let (outcome, source, coalesced, cache_ttl) = match &inner.upstream {
-            None => (
-                Err(UpstreamError::Disabled),
-                Source::Fallback,
-                false,
-                Duration::ZERO,
-            ),
-            Some(upstream) => self.lookup(upstream, event, budget).await,
+        let policy = &inner.policy;
+        let local = inner.rules.evaluate(event);
+        let local_blocks = || {
+            !local.tags.is_clean()
+                && !inner.rules.ask_upstream_on_block()
+                && policy.decide(Ok(&local.tags), event).action == Action::Block
         };
-        let ruling = inner.policy.decide(outcome.as_ref().map_err(|e| *e), event);
-        let tags = outcome.unwrap_or_default();
-        let mode = inner.policy.mode();
+        let (outcome, source, coalesced, cache_ttl) = if local.allowed.is_some() || local_blocks() {
+            // Answered locally, without an upstream call.
+            (Ok(local.tags.clone()), Source::Local, false, Duration::ZERO)
+        } else {
+            match &inner.upstream {
+                None if !local.tags.is_clean() => {
+                    (Ok(local.tags.clone()), Source::Local, false, Duration::ZERO)
+                }
+                None => (
+                    Err(UpstreamError::Disabled),
+                    Source::Fallback,
+                    false,
+                    Duration::ZERO,
+                ),
+                Some(upstream) => {
+                    let (outcome, source, coalesced, ttl) =
+                        self.lookup(upstream, event, budget).await;
+                    let merged = match outcome {
+                        Ok(t) if !local.tags.is_clean() => Ok(t.merge(&local.tags)),
+                        other => other,
+                    };
+                    (merged, source, coalesced, ttl)
+                }
+            }
+        };
+        let ruling = match &local.allowed {
+            Some(_) => policy.allow_listed(),
+            None => policy.decide(outcome.as_ref().map_err(|e| *e), event),
+        };
+        let tags = outcome.unwrap_or_else(|_| local.tags.clone());
+        let mut rules = local.hits;
+        if let Some(hit) = local.allowed {
+            rules.insert(0, hit);
+        }
+        let mode = policy.mode();
         let decision = Decision {
             id: inner.ids.next(),
             action: match mode {
@@ -142,6 +182,7 @@ impl Scorer {
             mode,
             tags,
             source,
+            rules,
             coalesced,
             cache_ttl,
             elapsed: started.elapsed(),

@@ -102,6 +102,7 @@ impl Application {
             began_tx.notify_one();
         };
         tracing::info!(%addr, "fraudgate listening");
+        spawn_rule_reloads(&state);
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(signal);
         tokio::select! {
@@ -112,6 +113,41 @@ impl Application {
             }
         }
     }
+}
+
+/// Re-reads rule files when they change (mtime polling) and on SIGHUP.
+/// File I/O and compiling run on the blocking pool, never on the runtime.
+fn spawn_rule_reloads(state: &AppState) {
+    let rules = state.scorer.rules().clone();
+    if !rules.enabled() {
+        return;
+    }
+    let every = rules.reload_interval_s();
+    if every > 0 {
+        let rules = rules.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let r = rules.clone();
+                let _ = tokio::task::spawn_blocking(move || r.reload(false)).await;
+            }
+        });
+    }
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading rule files");
+            let r = rules.clone();
+            let _ = tokio::task::spawn_blocking(move || r.reload(true)).await;
+        }
+    });
 }
 
 /// Resolves on SIGINT or SIGTERM.

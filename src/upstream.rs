@@ -85,6 +85,13 @@ pub fn validate_url(url: &str, allow_insecure_http: bool) -> Result<(), String> 
     }
 }
 
+/// reqwest is built without a bundled crypto provider (aws-lc-sys costs a
+/// minute of cold build): install ring as the process default. Idempotent;
+/// call before building any reqwest client.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The pooled FraudScore RT client. Cheap to clone.
 #[derive(Clone)]
 pub struct Upstream {
@@ -106,8 +113,7 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     pub fn new(c: &UpstreamConfig) -> Result<Self, String> {
         validate_url(&c.url, c.allow_insecure_http)?;
-        // reqwest is built without a bundled crypto provider: use ring.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .http1_only()
             .tcp_nodelay(true)

@@ -5,6 +5,7 @@
 //! [`Scorer`]: crate::score::Scorer
 //! [`Decision`]: crate::decision::Decision
 
+pub mod admin;
 pub mod batch;
 pub mod body;
 pub mod check;
@@ -64,6 +65,20 @@ pub fn router(state: AppState) -> Router {
         ))
         // Body size limit for the byte extractors (-> 413 JSON).
         .layer(DefaultBodyLimit::max(server.max_body_bytes));
+    let admin_keys = Arc::new(state.config.auth.admin_keys.clone());
+    let admin = if admin_keys.0.is_empty() {
+        Router::new()
+    } else {
+        Router::new()
+            .route("/v1/admin/lists", get(admin::lists))
+            .route(
+                "/v1/admin/lists/{name}/entries",
+                get(admin::entries).post(admin::add).delete(admin::remove),
+            )
+            .route("/v1/admin/cache/purge", post(admin::purge))
+            .route("/v1/admin/reload", post(admin::reload))
+            .route_layer(from_fn_with_state(admin_keys, admin::require_key))
+    };
     Router::new()
         .route("/", get(rt::get))
         .route("/v1/check", get(check::get).post(check::post))
@@ -71,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .merge(admin)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(stack)

@@ -50,7 +50,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         base: format!("http://127.0.0.1:{port}"),
         port,
         mock,
-        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        http: http(),
         shutdown: Some(tx),
         stopped: Some(stopped),
     }
@@ -154,4 +154,71 @@ pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// A fresh directory under the system temp dir (removed by the OS).
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "fraudgate-test-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes `text` to `path` so that its mtime and size change visibly.
+pub fn write_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// /v1/check query for `ip` with a given UA.
+pub fn query_ua(ip: &str, ua: &str) -> String {
+    query(ip, &[]).replace(
+        &form_urlencoded::byte_serialize(UA.as_bytes()).collect::<String>(),
+        &form_urlencoded::byte_serialize(ua.as_bytes()).collect::<String>(),
+    )
+}
+
+pub const ADMIN_KEY: &str = "ADMIN-KEY-93be1f";
+
+impl TestApp {
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_KEY);
+        if let Some(b) = body {
+            req = req.json_body(&b);
+        }
+        let r = req.send().await.unwrap();
+        let s = r.status().as_u16();
+        (s, json(r).await)
+    }
+}
+
+pub trait JsonBody {
+    fn json_body(self, v: &serde_json::Value) -> Self;
+}
+
+impl JsonBody for reqwest::RequestBuilder {
+    fn json_body(self, v: &serde_json::Value) -> Self {
+        self.header("content-type", "application/json")
+            .body(v.to_string())
+    }
+}
+
+/// A plain HTTP client for tests.
+pub fn http() -> reqwest::Client {
+    fraudgate::upstream::install_crypto_provider();
+    reqwest::Client::builder().no_proxy().build().unwrap()
 }

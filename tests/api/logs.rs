@@ -20,8 +20,13 @@ impl Drop for Proc {
 }
 
 fn spawn_binary(env: &[(&str, &str)]) -> Proc {
+    spawn_binary_args(&[], env)
+}
+
+fn spawn_binary_args(args: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fraudgate"));
     cmd.arg("serve")
+        .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("FRAUDGATE_SERVER__LISTEN", "127.0.0.1:0")
@@ -74,7 +79,7 @@ async fn keys_never_appear_in_logs_even_at_trace_level() {
         ("FRAUDGATE_UPSTREAM__TIMEOUT_MS", "150"),
     ]);
     let port = listening_port(&p).await;
-    let http = reqwest::Client::new();
+    let http = http();
     let faults = [
         Reply::tags("proxy"),
         Reply::Status(500),
@@ -125,7 +130,9 @@ async fn keys_never_appear_in_logs_even_at_trace_level() {
 async fn the_binary_starts_without_any_config_and_warns_the_upstream_is_disabled() {
     let p = spawn_binary(&[]);
     let port = listening_port(&p).await;
-    let r = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+    let r = http()
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
         .await
         .unwrap();
     assert_eq!(json(r).await["upstream"], "disabled");
@@ -143,4 +150,43 @@ fn an_unknown_config_key_stops_startup_naming_it() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("timeoutms"), "{err}");
+}
+
+#[tokio::test]
+async fn sighup_reloads_rule_files() {
+    let dir = temp_dir("hup");
+    let list = dir.join("block.txt");
+    write_file(&list, "# nothing yet\n");
+    let config = dir.join("fraudgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[rules]\nreload_interval_s = 0\n[[rules.lists]]\nname = \"blocklist\"\naction = \"block\"\nfile = \"{}\"\n",
+            list.display()
+        ),
+    )
+    .unwrap();
+    let p = spawn_binary_args(&["--config", config.to_str().unwrap()], &[]);
+    let port = listening_port(&p).await;
+    let url = format!(
+        "http://127.0.0.1:{port}/v1/check?{}",
+        query("10.40.0.1", &[])
+    );
+    let v = json(http().get(&url).send().await.unwrap()).await;
+    assert_eq!(v["decision"], "allow");
+    write_file(&list, "10.40.0.0/16\n");
+    // Polling is off: only SIGHUP can pick the change up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let v = json(http().get(&url).send().await.unwrap()).await;
+    assert_eq!(v["decision"], "allow");
+    let status = Command::new("kill")
+        .args(["-HUP", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    eventually(Duration::from_secs(5), || async {
+        let v = json(http().get(&url).send().await.unwrap()).await;
+        (v["decision"] == "block").then_some(())
+    })
+    .await;
 }

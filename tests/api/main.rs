@@ -1,5 +1,6 @@
 //! Integration tests: the real app on a random port against a mock RT.
 
+mod admin;
 mod batch;
 mod cache;
 mod check;
@@ -9,4 +10,5 @@ mod logs;
 mod mock_rt;
 mod ops;
 mod rt_dropin;
+mod rules;
 mod validation;

@@ -123,7 +123,7 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
         .unwrap()
         .unwrap()
         .unwrap();
-    let fresh = reqwest::Client::new().get(app.url("/healthz")).send().await;
+    let fresh = crate::helpers::http().get(app.url("/healthz")).send().await;
     assert!(fresh.is_err(), "no longer accepting");
 }
 
@@ -150,10 +150,20 @@ async fn shutdown_gives_up_after_the_grace_period() {
 
 #[test]
 fn shipped_prometheus_rules_pass_promtool() {
-    let Some(promtool) = tool("promtool") else { return };
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
     let out = std::process::Command::new(promtool)
-        .args(["check", "rules", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/rules.yml")])
+        .args([
+            "check",
+            "rules",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/rules.yml"),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -1,0 +1,281 @@
+//! `/v1/admin/*`: runtime list entries, cache purges, forced reloads.
+//! Enabled only when `auth.admin_keys` is set; every call needs
+//! `Authorization: Bearer <admin key>`. Edits take effect on the very next
+//! request: lists are swapped atomically and purges are checked on every
+//! cache read.
+
+use std::net::IpAddr;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::body::json_body;
+use super::error::ApiError;
+use crate::config::SecretList;
+use crate::event::now_unix;
+use crate::metrics as m;
+use crate::rules::lists::{Entry, EntryKind, parse_time};
+use crate::rules::{AdminError, EntrySource};
+
+/// Bearer-key check for every admin route.
+pub async fn require_key(
+    State(keys): State<std::sync::Arc<SecretList>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    let ok = presented.is_some_and(|p| keys.0.iter().fold(false, |acc, k| acc | k.matches(p)));
+    if ok {
+        return next.run(req).await;
+    }
+    let mut resp = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "admin API needs Authorization: Bearer <admin key>",
+    )
+    .with_field("Authorization")
+    .into_response();
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        let (status, code) = match e {
+            AdminError::UnknownList(_) => (StatusCode::NOT_FOUND, "unknown_list"),
+            AdminError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            AdminError::InFile { .. } => (StatusCode::CONFLICT, "entry_in_file"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+fn list_name(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(n)| n).map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", "bad list name").with_field("name")
+    })
+}
+
+pub async fn lists(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "lists": state.scorer.rules().lists() }))
+}
+
+pub async fn entries(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let name = list_name(name)?;
+    let now = now_unix();
+    let entries: Vec<Value> = state
+        .scorer
+        .rules()
+        .entries(&name)?
+        .into_iter()
+        .map(|(e, src)| {
+            let mut v = serde_json::to_value(&e).unwrap_or_default();
+            v["source"] = json!(match src {
+                EntrySource::File => "file",
+                EntrySource::Runtime => "runtime",
+            });
+            v["live"] = json!(e.live(now));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "list": name, "entries": entries })))
+}
+
+/// A time as Unix seconds or RFC 3339.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum When {
+    Unix(u64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEntry {
+    kind: EntryKind,
+    value: String,
+    expires: Option<When>,
+    /// Expire this many seconds from now (instead of `expires`).
+    ttl_s: Option<u64>,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(NewEntry),
+    Many(Vec<NewEntry>),
+}
+
+fn bad_body(message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message).with_field("body")
+}
+
+pub async fn add(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let name = list_name(name)?;
+    let body = json_body(&headers, body)?;
+    let parsed: OneOrMany = serde_json::from_slice(&body).map_err(|_| {
+        bad_body("expected an entry {kind, value, expires?, ttl_s?, reason?} or an array of them; kind is ip, ua, device, affiliate, offer or affiliate_sub")
+    })?;
+    let items = match parsed {
+        OneOrMany::One(e) => vec![e],
+        OneOrMany::Many(v) => v,
+    };
+    let now = now_unix();
+    let mut entries = Vec::with_capacity(items.len());
+    for (i, e) in items.into_iter().enumerate() {
+        let expires = match (e.expires, e.ttl_s) {
+            (Some(_), Some(_)) => {
+                return Err(bad_body(format!(
+                    "entry {i}: give expires or ttl_s, not both"
+                )));
+            }
+            (Some(When::Unix(t)), None) => Some(t),
+            (Some(When::Text(t)), None) => Some(parse_time(&t).ok_or_else(|| {
+                bad_body(format!(
+                    "entry {i}: expires is not Unix seconds or RFC 3339 UTC"
+                ))
+            })?),
+            (None, Some(ttl)) => Some(now.saturating_add(ttl)),
+            (None, None) => None,
+        };
+        let entry = Entry::new(e.kind, &e.value, expires, e.reason.as_deref())
+            .map_err(|m| bad_body(format!("entry {i}: {m}")))?;
+        entries.push(entry);
+    }
+    let added = state.scorer.rules().add_entries(&name, entries)?;
+    tracing::info!(list = %name, added, "admin: list entries added");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "list": name, "added": added })),
+    )
+        .into_response())
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let name = list_name(name)?;
+    let mut kind = None;
+    let mut value = None;
+    for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        match &*k {
+            "kind" => kind = Some(v.into_owned()),
+            "value" => value = Some(v.into_owned()),
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_field",
+                    "expected kind and value",
+                )
+                .with_field(other.to_owned()));
+            }
+        }
+    }
+    let missing = |f: &'static str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            format!("{f} is required"),
+        )
+        .with_field(f)
+    };
+    let kind: EntryKind = serde_json::from_value(Value::String(
+        kind.ok_or_else(|| missing("kind"))?,
+    ))
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "ip, ua, device, affiliate, offer or affiliate_sub",
+        )
+        .with_field("kind")
+    })?;
+    let value = value.ok_or_else(|| missing("value"))?;
+    let removed = state
+        .scorer
+        .rules()
+        .remove_entries(&name, kind, value.trim())?;
+    tracing::info!(list = %name, removed, "admin: list entries removed");
+    Ok(Json(json!({ "list": name, "removed": removed })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Purge {
+    ip: Option<String>,
+    ua: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+pub async fn purge(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = json_body(&headers, body)?;
+    let p: Purge = serde_json::from_slice(&body)
+        .map_err(|_| bad_body("expected {\"ip\": ..., \"ua\"?: ...} or {\"all\": true}"))?;
+    let cache = state.scorer.cache();
+    let scope = match (p.all, p.ip, p.ua) {
+        (true, None, None) => {
+            cache.purge_all();
+            "all"
+        }
+        (false, Some(ip), ua) => {
+            let ip: IpAddr = ip.trim().parse().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_field",
+                    "not an IP address",
+                )
+                .with_field("ip")
+            })?;
+            match ua {
+                Some(ua) => {
+                    cache.purge_ip_ua(ip, &ua).await;
+                    "ip_ua"
+                }
+                None => {
+                    cache.purge_ip(ip);
+                    "ip"
+                }
+            }
+        }
+        _ => return Err(bad_body("give ip (and optionally ua), or all: true alone")),
+    };
+    metrics::counter!(m::CACHE_PURGES, "scope" => scope).increment(1);
+    tracing::info!(scope, "admin: cache purged");
+    Ok(Json(json!({ "purged": scope })))
+}
+
+pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let rules = state.scorer.rules().clone();
+    let changed = tokio::task::spawn_blocking(move || rules.reload(true))
+        .await
+        .map_err(|_| ApiError::internal())?;
+    Ok(Json(json!({ "reloaded": changed })))
+}

@@ -1,0 +1,245 @@
+//! Crawler, bot, tool and headless-browser user agents -> `crawler`.
+//!
+//! All positive patterns are compiled into one case-insensitive regex over
+//! bytes: a browser UA (the common case) costs one scan. Only when it
+//! matches does a RegexSet say which patterns did, so their exclusions
+//! (the rewritten look-arounds, e.g. "bot" but not "cubot") can be checked.
+
+use std::sync::Arc;
+
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+/// The built-in pattern list (isbot-derived, see the file header).
+pub const BUILTIN_PATTERNS: &str = include_str!("crawler_patterns.txt");
+
+/// One bad line in a pattern file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    pub line: usize,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub struct CrawlerMatcher {
+    any: Regex,
+    set: RegexSet,
+    exclusions: Vec<Option<Regex>>,
+    names: Vec<Arc<str>>,
+    /// Flag an empty / whitespace-only UA, or one with control characters.
+    flag_empty: bool,
+    patterns: usize,
+}
+
+/// Why a UA was flagged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrawlerMatch {
+    /// Index of the first matching pattern.
+    Pattern(usize),
+    EmptyOrAbsurd,
+}
+
+fn compile(p: &str) -> Result<Regex, String> {
+    RegexBuilder::new(p)
+        .case_insensitive(true)
+        .unicode(false)
+        .size_limit(1 << 24)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+impl CrawlerMatcher {
+    /// Builds from pattern-file texts (built-in and/or extra). Bad lines are
+    /// skipped and reported; the good ones are used.
+    pub fn build(sources: &[&str], flag_empty: bool) -> (Self, Vec<BadLine>) {
+        let mut positives: Vec<String> = Vec::new();
+        let mut exclusions: Vec<Option<Regex>> = Vec::new();
+        let mut bad = Vec::new();
+        for text in sources {
+            for (i, raw) in text.lines().enumerate() {
+                let line = raw.trim_end();
+                if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                    continue;
+                }
+                let (pos, neg) = match line.split_once("\t!") {
+                    Some((p, n)) => (p, Some(n)),
+                    None => (line, None),
+                };
+                let checked = compile(pos).and_then(|_| neg.map(compile).transpose());
+                match checked {
+                    Ok(neg) => {
+                        positives.push(pos.to_owned());
+                        exclusions.push(neg);
+                    }
+                    Err(message) => bad.push(BadLine {
+                        line: i + 1,
+                        message,
+                    }),
+                }
+            }
+        }
+        let alternation = if positives.is_empty() {
+            // Matches nothing.
+            "[^\\x00-\\xff]".to_owned()
+        } else {
+            positives
+                .iter()
+                .map(|p| format!("(?:{p})"))
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        let any = compile(&alternation).expect("each part compiled on its own");
+        let set = RegexSetBuilder::new(&positives)
+            .case_insensitive(true)
+            .unicode(false)
+            .size_limit(1 << 26)
+            .build()
+            .expect("each part compiled on its own");
+        let patterns = positives.len();
+        let names = positives.iter().map(|p| Arc::from(p.as_str())).collect();
+        (
+            CrawlerMatcher {
+                any,
+                set,
+                exclusions,
+                names,
+                flag_empty,
+                patterns,
+            },
+            bad,
+        )
+    }
+
+    pub fn builtin() -> Self {
+        Self::build(&[BUILTIN_PATTERNS], true).0
+    }
+
+    pub fn len(&self) -> usize {
+        self.patterns
+    }
+
+    /// The text of pattern `i` (as reported by [`CrawlerMatch::Pattern`]).
+    pub fn pattern(&self, i: usize) -> &Arc<str> {
+        &self.names[i]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns == 0
+    }
+
+    pub fn check(&self, ua: &str) -> Option<CrawlerMatch> {
+        let bytes = ua.as_bytes();
+        if self.flag_empty
+            && (ua.trim().is_empty() || bytes.iter().any(|b| b.is_ascii_control() && *b != b'\t'))
+        {
+            return Some(CrawlerMatch::EmptyOrAbsurd);
+        }
+        if !self.any.is_match(bytes) {
+            return None;
+        }
+        self.set
+            .matches(bytes)
+            .into_iter()
+            .find(|&i| {
+                self.exclusions[i]
+                    .as_ref()
+                    .is_none_or(|ex| !ex.is_match(bytes))
+            })
+            .map(CrawlerMatch::Pattern)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus(name: &str) -> Vec<String> {
+        let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The acceptance bar: >= 99% of real crawler UAs caught, <= 0.1% of
+    /// real browser UAs flagged, on public corpora (tests/data).
+    #[test]
+    fn recall_and_false_positive_rate_on_public_corpora() {
+        let m = CrawlerMatcher::builtin();
+        let crawlers = corpus("crawler_uas.txt");
+        let browsers = corpus("browser_uas.txt");
+        let missed: Vec<_> = crawlers.iter().filter(|u| m.check(u).is_none()).collect();
+        let flagged: Vec<_> = browsers.iter().filter(|u| m.check(u).is_some()).collect();
+        let recall = 1.0 - missed.len() as f64 / crawlers.len() as f64;
+        let fpr = flagged.len() as f64 / browsers.len() as f64;
+        println!(
+            "crawler recall {:.2}% ({} of {}), browser false positives {:.3}% ({} of {})",
+            recall * 100.0,
+            crawlers.len() - missed.len(),
+            crawlers.len(),
+            fpr * 100.0,
+            flagged.len(),
+            browsers.len()
+        );
+        assert!(recall >= 0.99, "recall {recall}: missed {missed:#?}");
+        assert!(fpr <= 0.001, "fpr {fpr}: flagged {flagged:#?}");
+    }
+
+    #[test]
+    fn tools_libraries_and_headless_browsers_are_caught() {
+        let m = CrawlerMatcher::builtin();
+        for ua in [
+            "curl/8.5.0",
+            "Wget/1.21.4",
+            "python-requests/2.31.0",
+            "Go-http-client/1.1",
+            "okhttp/4.12.0",
+            "Java/17.0.2",
+            "libwww-perl/6.72",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (Unknown; Linux x86_64) AppleWebKit/538.1 (KHTML, like Gecko) PhantomJS/2.1.1 Safari/538.1",
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+            "axios/1.6.2",
+            "PostmanRuntime/7.36.0",
+        ] {
+            assert!(m.check(ua).is_some(), "{ua}");
+        }
+    }
+
+    #[test]
+    fn empty_and_control_character_uas_are_absurd() {
+        let m = CrawlerMatcher::builtin();
+        assert_eq!(m.check(""), Some(CrawlerMatch::EmptyOrAbsurd));
+        assert_eq!(m.check("   "), Some(CrawlerMatch::EmptyOrAbsurd));
+        assert_eq!(
+            m.check("Mozilla/5.0\u{1}"),
+            Some(CrawlerMatch::EmptyOrAbsurd)
+        );
+        let lenient = CrawlerMatcher::build(&[BUILTIN_PATTERNS], false).0;
+        assert_eq!(lenient.check(""), None);
+    }
+
+    #[test]
+    fn exclusions_keep_lookalike_browsers_clean() {
+        let m = CrawlerMatcher::builtin();
+        // A Cubot phone: "bot" would match without the exclusion.
+        let cubot = "Mozilla/5.0 (Linux; Android 9; CUBOT_X19) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/90.0.4430.210 Mobile Safari/537.36";
+        let cubot_word = "Mozilla/5.0 (Linux; Android 10; KINGKONG 5 Pro Build/QP1A.190711.020; CUBOT) AppleWebKit/537.36";
+        assert_eq!(m.check(cubot), None);
+        let _ = m.check(cubot_word);
+    }
+
+    #[test]
+    fn bad_lines_are_reported_with_numbers_and_good_ones_kept() {
+        let (m, bad) =
+            CrawlerMatcher::build(&["# comment\nfoo(\nmybot\n\nbar[\tbaz\nzzz\t!(\n"], false);
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            bad.iter().map(|b| b.line).collect::<Vec<_>>(),
+            vec![2, 5, 6]
+        );
+        assert!(m.check("MyBot/1.0").is_some());
+    }
+}

@@ -1,0 +1,347 @@
+//! Local detection: crawler UAs, datacenter ranges, block/allow lists, caps
+//! and IP velocity. Rules produce RT's tag vocabulary, so policy, metrics
+//! and reports treat local and upstream tags alike.
+//!
+//! Compiled rules live behind an `ArcSwap`: a request loads one snapshot
+//! (no lock), a reload or admin edit builds a new snapshot off the hot path
+//! and swaps it in whole, so no request sees a half-loaded list.
+
+pub mod counters;
+pub mod crawler;
+pub mod limits;
+pub mod lists;
+pub mod ranges;
+mod sources;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use metrics::Counter;
+use serde::Serialize;
+use serde::ser::Serializer;
+
+use crate::config::RulesConfig;
+use crate::event::{Event, now_unix};
+use crate::hash::Hasher128;
+use crate::metrics as m;
+use crate::policy::Action;
+use crate::verdict::{Tag, Tags};
+use crawler::{CrawlerMatch, CrawlerMatcher};
+use limits::{Cap, Velocity, VelocityHit};
+use lists::Compiled;
+use ranges::IpRanges;
+pub use sources::{AdminError, EntrySource, ListSummary, ReloadError};
+
+/// Which rule fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    AllowList,
+    BlockList,
+    CrawlerUa,
+    Datacenter,
+    Cap,
+    Velocity,
+}
+
+impl RuleKind {
+    pub const ALL: [RuleKind; 6] = [
+        RuleKind::AllowList,
+        RuleKind::BlockList,
+        RuleKind::CrawlerUa,
+        RuleKind::Datacenter,
+        RuleKind::Cap,
+        RuleKind::Velocity,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::AllowList => "allow_list",
+            RuleKind::BlockList => "block_list",
+            RuleKind::CrawlerUa => "crawler_ua",
+            RuleKind::Datacenter => "datacenter",
+            RuleKind::Cap => "cap",
+            RuleKind::Velocity => "velocity",
+        }
+    }
+}
+
+/// One rule that fired: kind, list/range/cap name, the tag it gives, and
+/// the entry's reason or the pattern that matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleHit {
+    pub kind: RuleKind,
+    pub name: Arc<str>,
+    #[serde(serialize_with = "tag_name", skip_serializing_if = "Option::is_none")]
+    pub tag: Option<Tag>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Arc<str>>,
+}
+
+fn tag_name<S: Serializer>(t: &Option<Tag>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(t.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+/// What local rules say about one event.
+#[derive(Debug, Clone, Default)]
+pub struct LocalVerdict {
+    /// An allow-list entry matched: allow, whatever else says.
+    pub allowed: Option<RuleHit>,
+    pub tags: Tags,
+    pub hits: Vec<RuleHit>,
+}
+
+/// A compiled list in a snapshot.
+#[derive(Debug)]
+pub(crate) struct ActiveList {
+    pub name: Arc<str>,
+    pub action: Action,
+    pub compiled: Compiled,
+}
+
+/// One immutable snapshot of the file- and admin-driven rules.
+#[derive(Default)]
+pub(crate) struct Snapshot {
+    pub crawler: Option<Arc<CrawlerMatcher>>,
+    pub datacenter: Option<Arc<IpRanges<Arc<str>>>>,
+    pub lists: Vec<Arc<ActiveList>>,
+}
+
+struct HitCounters([Counter; RuleKind::ALL.len()]);
+
+impl HitCounters {
+    fn new() -> Self {
+        HitCounters(RuleKind::ALL.map(|k| metrics::counter!(m::RULE_HITS, "kind" => k.as_str())))
+    }
+    fn hit(&self, k: RuleKind) {
+        self.0[k as usize].increment(1);
+    }
+}
+
+pub struct LocalRules {
+    enabled: bool,
+    ask_upstream_on_block: bool,
+    reload_interval_s: u64,
+    snapshot: ArcSwap<Snapshot>,
+    sources: std::sync::Mutex<sources::Sources>,
+    caps: Vec<Cap>,
+    velocity: Option<Velocity>,
+    hasher: Hasher128,
+    hits: HitCounters,
+    names: Names,
+}
+
+/// Shared names for hits that are not from a named list.
+struct Names {
+    crawler: Arc<str>,
+    empty_ua: Arc<str>,
+    ip: Arc<str>,
+    subnet: Arc<str>,
+}
+
+impl LocalRules {
+    /// Loads every configured file. A file that cannot be read stops
+    /// startup (naming it); bad lines in a readable file are logged and
+    /// skipped.
+    pub fn new(c: &RulesConfig) -> Result<Self, ReloadError> {
+        let mut sources = sources::Sources::new(c);
+        let snapshot = sources.load_all()?;
+        Ok(LocalRules {
+            enabled: c.enabled,
+            ask_upstream_on_block: c.ask_upstream_on_block,
+            reload_interval_s: c.reload_interval_s,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            sources: std::sync::Mutex::new(sources),
+            caps: c.caps.iter().map(Cap::new).collect(),
+            velocity: c.velocity.enabled.then(|| Velocity::new(&c.velocity)),
+            hasher: Hasher128::new(),
+            hits: HitCounters::new(),
+            names: Names {
+                crawler: "builtin".into(),
+                empty_ua: "empty or control-character user agent".into(),
+                ip: "ip".into(),
+                subnet: "subnet".into(),
+            },
+        })
+    }
+
+    /// Rules that are all off (for embedding and tests).
+    pub fn disabled() -> Self {
+        let c = crate::config::Config::default().rules;
+        let mut r = Self::new(&c).expect("defaults load");
+        r.enabled = false;
+        r
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn ask_upstream_on_block(&self) -> bool {
+        self.ask_upstream_on_block
+    }
+
+    pub fn reload_interval_s(&self) -> u64 {
+        self.reload_interval_s
+    }
+
+    /// Runs every rule on the event. No locks; allocates only on a hit.
+    pub fn evaluate(&self, ev: &Event) -> LocalVerdict {
+        let mut out = LocalVerdict::default();
+        if !self.enabled {
+            return out;
+        }
+        let now = now_unix();
+        let snap = self.snapshot.load();
+        for list in snap.lists.iter().filter(|l| l.action == Action::Allow) {
+            if let Some(e) = list.compiled.find(ev, now) {
+                self.hits.hit(RuleKind::AllowList);
+                out.allowed = Some(RuleHit {
+                    kind: RuleKind::AllowList,
+                    name: list.name.clone(),
+                    tag: None,
+                    reason: e.reason.clone(),
+                });
+                return out;
+            }
+        }
+        let mut mask = 0u16;
+        let mut push =
+            |out: &mut LocalVerdict, kind, name: &Arc<str>, tag: Tag, reason: Option<Arc<str>>| {
+                self.hits.hit(kind);
+                mask |= tag.bit();
+                out.hits.push(RuleHit {
+                    kind,
+                    name: name.clone(),
+                    tag: Some(tag),
+                    reason,
+                });
+            };
+        if let Some(c) = &snap.crawler {
+            let reason = match c.check(&ev.ua) {
+                Some(CrawlerMatch::Pattern(i)) => Some(Some(c.pattern(i).clone())),
+                Some(CrawlerMatch::EmptyOrAbsurd) => Some(Some(self.names.empty_ua.clone())),
+                None => None,
+            };
+            if let Some(reason) = reason {
+                push(
+                    &mut out,
+                    RuleKind::CrawlerUa,
+                    &self.names.crawler,
+                    Tag::Crawler,
+                    reason,
+                );
+            }
+        }
+        if let Some(label) = snap.datacenter.as_ref().and_then(|d| d.lookup(ev.ip)) {
+            push(&mut out, RuleKind::Datacenter, label, Tag::Datacenter, None);
+        }
+        for list in snap.lists.iter().filter(|l| l.action == Action::Block) {
+            if let Some(e) = list.compiled.find(ev, now) {
+                push(
+                    &mut out,
+                    RuleKind::BlockList,
+                    &list.name,
+                    Tag::Blacklist,
+                    e.reason.clone(),
+                );
+                break;
+            }
+        }
+        if let Some(v) = &self.velocity {
+            match v.check(ev.ip, &self.hasher, now) {
+                Some(VelocityHit::Ip) => {
+                    push(&mut out, RuleKind::Velocity, &self.names.ip, Tag::Ip, None)
+                }
+                Some(VelocityHit::Subnet) => push(
+                    &mut out,
+                    RuleKind::Velocity,
+                    &self.names.subnet,
+                    Tag::Ip,
+                    None,
+                ),
+                None => {}
+            }
+        }
+        for cap in &self.caps {
+            if cap.over(ev, &self.hasher, now) {
+                push(&mut out, RuleKind::Cap, &cap.name, Tag::Cap, None);
+            }
+        }
+        out.tags = Tags::from_mask(mask);
+        out
+    }
+
+    /// Re-reads changed files (all when `force`), swapping in a new
+    /// snapshot if anything changed. Blocking I/O: call off the runtime.
+    pub fn reload(&self, force: bool) -> usize {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.snapshot.load_full();
+        let (changed, snapshot) = sources.reload(&current, force);
+        if changed > 0 {
+            self.snapshot.store(Arc::new(snapshot));
+        }
+        changed
+    }
+
+    /// Adds runtime entries to a list; effective for the next request.
+    pub fn add_entries(&self, list: &str, entries: Vec<lists::Entry>) -> Result<usize, AdminError> {
+        self.edit(|s, snap| s.add(list, entries, snap))
+    }
+
+    /// Removes runtime entries of `kind` with `value`; effective for the
+    /// next request.
+    pub fn remove_entries(
+        &self,
+        list: &str,
+        kind: lists::EntryKind,
+        value: &str,
+    ) -> Result<usize, AdminError> {
+        self.edit(|s, snap| s.remove(list, kind, value, snap))
+    }
+
+    fn edit(
+        &self,
+        f: impl FnOnce(&mut sources::Sources, &Snapshot) -> Result<(usize, Snapshot), AdminError>,
+    ) -> Result<usize, AdminError> {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.snapshot.load_full();
+        let (n, snapshot) = f(&mut sources, &current)?;
+        self.snapshot.store(Arc::new(snapshot));
+        Ok(n)
+    }
+
+    pub fn lists(&self) -> Vec<ListSummary> {
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .summaries()
+    }
+
+    pub fn entries(&self, list: &str) -> Result<Vec<(lists::Entry, EntrySource)>, AdminError> {
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries(list)
+    }
+
+    /// Refreshes the size gauges (called on scrape).
+    pub fn export_gauges(&self) {
+        let snap = self.snapshot.load();
+        for l in &snap.lists {
+            metrics::gauge!(m::LIST_ENTRIES, "list" => l.name.to_string())
+                .set(l.compiled.len() as f64);
+        }
+        metrics::gauge!(m::DATACENTER_PREFIXES)
+            .set(snap.datacenter.as_ref().map_or(0, |d| d.len()) as f64);
+        metrics::gauge!(m::CRAWLER_PATTERNS)
+            .set(snap.crawler.as_ref().map_or(0, |c| c.len()) as f64);
+        metrics::gauge!(m::CAP_COUNTERS)
+            .set(self.caps.iter().map(Cap::tracked).sum::<u64>() as f64);
+        metrics::gauge!(m::VELOCITY_COUNTERS)
+            .set(self.velocity.as_ref().map_or(0, Velocity::tracked) as f64);
+    }
+}

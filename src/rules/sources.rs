@@ -1,0 +1,475 @@
+//! Where rules come from: pattern, range and list files (re-read when their
+//! mtime or size changes) and runtime list entries (admin API). Builds new
+//! snapshots, reusing the compiled parts that did not change.
+//!
+//! A file that cannot be read, or that is suddenly empty when it had
+//! entries (a truncated write), keeps its previous contents. Bad lines are
+//! logged with their numbers and skipped; the good ones load.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::crawler::{BUILTIN_PATTERNS, BadLine, CrawlerMatcher};
+use super::lists::{Compiled, Entry, EntryKind};
+use super::ranges::{IpRanges, Prefix};
+use super::{ActiveList, Snapshot};
+use crate::config::RulesConfig;
+use crate::event::now_unix;
+use crate::metrics as m;
+use crate::policy::Action;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("config key {key}: cannot read {path}: {message}")]
+    Read {
+        key: String,
+        path: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no list named {0:?}")]
+    UnknownList(String),
+    #[error("no runtime entry {kind} {value:?} in list {list:?}")]
+    NotFound {
+        list: String,
+        kind: &'static str,
+        value: String,
+    },
+    #[error("entry {kind} {value:?} comes from the list's file; edit the file instead")]
+    InFile { kind: &'static str, value: String },
+}
+
+/// Where an entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntrySource {
+    File,
+    Runtime,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ListSummary {
+    pub name: String,
+    pub action: Action,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    pub file_entries: usize,
+    pub runtime_entries: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    mtime: Option<SystemTime>,
+    len: u64,
+}
+
+/// A file and what was last loaded from it.
+struct FileState<T> {
+    key: String,
+    path: String,
+    stamp: Option<Stamp>,
+    data: Arc<T>,
+    count: usize,
+}
+
+enum Outcome {
+    Unchanged,
+    Updated,
+    Kept,
+}
+
+impl<T> FileState<T> {
+    fn new(key: String, path: String, empty: T) -> Self {
+        FileState {
+            key,
+            path,
+            stamp: None,
+            data: Arc::new(empty),
+            count: 0,
+        }
+    }
+
+    /// Re-reads the file if it changed (or `force`). `parse` returns the
+    /// data, its entry count and bad lines.
+    fn refresh(
+        &mut self,
+        force: bool,
+        kind: &'static str,
+        parse: impl FnOnce(&str, &Path) -> (T, usize, Vec<BadLine>),
+    ) -> Result<Outcome, ReloadError> {
+        let path = Path::new(&self.path);
+        let read_err = |e: std::io::Error| ReloadError::Read {
+            key: self.key.clone(),
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        let stamp = Stamp {
+            mtime: meta.modified().ok(),
+            len: meta.len(),
+        };
+        if !force && self.stamp == Some(stamp) {
+            return Ok(Outcome::Unchanged);
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        if text.is_empty() && self.count > 0 {
+            tracing::warn!(
+                file = %self.path,
+                kept = self.count,
+                "file is empty; keeping its previous entries (write a comment line to empty a list on purpose)"
+            );
+            self.stamp = Some(stamp);
+            metrics::counter!(m::RULE_RELOADS, "source" => kind, "outcome" => "error").increment(1);
+            return Ok(Outcome::Kept);
+        }
+        let (data, count, bad) = parse(&text, path);
+        for b in &bad {
+            tracing::warn!(file = %self.path, line = b.line, error = %b.message, "skipping bad line");
+        }
+        tracing::info!(file = %self.path, entries = count, bad_lines = bad.len(), "loaded");
+        self.stamp = Some(stamp);
+        self.data = Arc::new(data);
+        self.count = count;
+        metrics::counter!(m::RULE_RELOADS, "source" => kind, "outcome" => "ok").increment(1);
+        Ok(Outcome::Updated)
+    }
+
+    /// Like `refresh`, but a failure keeps the previous data (reloads).
+    fn refresh_or_keep(
+        &mut self,
+        force: bool,
+        kind: &'static str,
+        parse: impl FnOnce(&str, &Path) -> (T, usize, Vec<BadLine>),
+    ) -> bool {
+        match self.refresh(force, kind, parse) {
+            Ok(Outcome::Updated) => true,
+            Ok(Outcome::Unchanged | Outcome::Kept) => false,
+            Err(e) => {
+                if self.stamp.is_some() {
+                    tracing::warn!(error = %e, kept = self.count, "reload failed; keeping the previous contents");
+                    // Retry on the next poll even if the file's stamp is back.
+                    self.stamp = None;
+                    metrics::counter!(m::RULE_RELOADS, "source" => kind, "outcome" => "error")
+                        .increment(1);
+                }
+                false
+            }
+        }
+    }
+}
+
+struct CrawlerSource {
+    builtin: bool,
+    flag_empty: bool,
+    extra: Option<FileState<String>>,
+}
+
+struct ListSource {
+    name: Arc<str>,
+    action: Action,
+    file: Option<FileState<Vec<Entry>>>,
+    runtime: Vec<Entry>,
+}
+
+pub(crate) struct Sources {
+    crawler: Option<CrawlerSource>,
+    datacenter: Option<Vec<FileState<Ranges>>>,
+    lists: Vec<ListSource>,
+}
+
+fn parse_patterns(text: &str, _: &Path) -> (String, usize, Vec<BadLine>) {
+    let (m, bad) = CrawlerMatcher::build(&[text], false);
+    (text.to_owned(), m.len(), bad)
+}
+
+/// Prefixes of one datacenter file with their labels.
+type Ranges = Vec<(Prefix, Arc<str>)>;
+
+fn parse_ranges(text: &str, path: &Path) -> (Ranges, usize, Vec<BadLine>) {
+    let default: Arc<str> = path
+        .file_stem()
+        .map_or("datacenter".into(), |s| s.to_string_lossy().into());
+    let mut labels: HashMap<&str, Arc<str>> = HashMap::new();
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut cols = line.split_whitespace();
+        let cidr = cols.next().unwrap_or("");
+        match Prefix::parse(cidr) {
+            Ok(p) => {
+                let label = match cols.next() {
+                    Some(l) => labels.entry(l).or_insert_with(|| Arc::from(l)).clone(),
+                    None => default.clone(),
+                };
+                out.push((p, label));
+            }
+            Err(message) => bad.push(BadLine {
+                line: i + 1,
+                message,
+            }),
+        }
+    }
+    let n = out.len();
+    (out, n, bad)
+}
+
+fn parse_list(text: &str, _: &Path) -> (Vec<Entry>, usize, Vec<BadLine>) {
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        match Entry::parse_line(line) {
+            Ok(Some(e)) => out.push(e),
+            Ok(None) => {}
+            Err(message) => bad.push(BadLine {
+                line: i + 1,
+                message,
+            }),
+        }
+    }
+    let n = out.len();
+    (out, n, bad)
+}
+
+impl Sources {
+    pub fn new(c: &RulesConfig) -> Self {
+        let file = |key: String, path: &str| (!path.is_empty()).then(|| (key, path.to_owned()));
+        Sources {
+            crawler: c.crawler.enabled.then(|| CrawlerSource {
+                builtin: c.crawler.builtin,
+                flag_empty: c.crawler.flag_empty_ua,
+                extra: file(
+                    "rules.crawler.extra_patterns_file".into(),
+                    &c.crawler.extra_patterns_file,
+                )
+                .map(|(k, p)| FileState::new(k, p, String::new())),
+            }),
+            datacenter: c.datacenter.enabled.then(|| {
+                c.datacenter
+                    .files
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        FileState::new(
+                            format!("rules.datacenter.files[{i}]"),
+                            p.clone(),
+                            Vec::new(),
+                        )
+                    })
+                    .collect()
+            }),
+            lists: c
+                .lists
+                .iter()
+                .enumerate()
+                .map(|(i, l)| ListSource {
+                    name: l.name.as_str().into(),
+                    action: l.action,
+                    file: file(format!("rules.lists[{i}].file"), &l.file)
+                        .map(|(k, p)| FileState::new(k, p, Vec::new())),
+                    runtime: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Startup: every configured file must be readable.
+    pub fn load_all(&mut self) -> Result<Snapshot, ReloadError> {
+        if let Some(f) = self.crawler.as_mut().and_then(|c| c.extra.as_mut()) {
+            f.refresh(true, "crawler", parse_patterns)?;
+        }
+        for f in self.datacenter.iter_mut().flatten() {
+            f.refresh(true, "datacenter", parse_ranges)?;
+        }
+        for f in self.lists.iter_mut().filter_map(|l| l.file.as_mut()) {
+            f.refresh(true, "list", parse_list)?;
+        }
+        let n = self.lists.len();
+        Ok(self.build(&Snapshot::default(), true, true, &vec![true; n]))
+    }
+
+    /// Re-reads changed files; returns how many changed and the snapshot
+    /// to swap in (parts that did not change are shared with `current`).
+    pub fn reload(&mut self, current: &Snapshot, force: bool) -> (usize, Snapshot) {
+        let crawler = self
+            .crawler
+            .as_mut()
+            .and_then(|c| c.extra.as_mut())
+            .is_some_and(|f| f.refresh_or_keep(force, "crawler", parse_patterns));
+        let mut datacenter = false;
+        for f in self.datacenter.iter_mut().flatten() {
+            datacenter |= f.refresh_or_keep(force, "datacenter", parse_ranges);
+        }
+        let lists: Vec<bool> = self
+            .lists
+            .iter_mut()
+            .map(|l| {
+                // Expired runtime entries go at every reload.
+                let now = now_unix();
+                let before = l.runtime.len();
+                l.runtime.retain(|e| e.live(now));
+                let file = l
+                    .file
+                    .as_mut()
+                    .is_some_and(|f| f.refresh_or_keep(force, "list", parse_list));
+                file || before != l.runtime.len()
+            })
+            .collect();
+        let changed = crawler as usize + datacenter as usize + lists.iter().filter(|c| **c).count();
+        (changed, self.build(current, crawler, datacenter, &lists))
+    }
+
+    fn build(
+        &self,
+        current: &Snapshot,
+        crawler: bool,
+        datacenter: bool,
+        lists: &[bool],
+    ) -> Snapshot {
+        let crawler = match (&self.crawler, crawler) {
+            (None, _) => None,
+            (Some(c), true) => {
+                let extra = c.extra.as_ref().map(|f| f.data.clone());
+                let mut texts: Vec<&str> = Vec::new();
+                if c.builtin {
+                    texts.push(BUILTIN_PATTERNS);
+                }
+                if let Some(e) = &extra {
+                    texts.push(e);
+                }
+                Some(Arc::new(CrawlerMatcher::build(&texts, c.flag_empty).0))
+            }
+            (Some(_), false) => current.crawler.clone(),
+        };
+        let datacenter = match (&self.datacenter, datacenter) {
+            (None, _) => None,
+            (Some(files), true) => {
+                let all: Vec<(Prefix, Arc<str>)> =
+                    files.iter().flat_map(|f| f.data.iter().cloned()).collect();
+                Some(Arc::new(IpRanges::build(all)))
+            }
+            (Some(_), false) => current.datacenter.clone(),
+        };
+        let now = now_unix();
+        let lists = self
+            .lists
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match current.lists.get(i) {
+                Some(existing) if !lists[i] => existing.clone(),
+                _ => Arc::new(self.compile(l, now)),
+            })
+            .collect();
+        Snapshot {
+            crawler,
+            datacenter,
+            lists,
+        }
+    }
+
+    fn compile(&self, l: &ListSource, now: u64) -> ActiveList {
+        let mut entries: Vec<Entry> = l.file.as_ref().map(|f| f.data.to_vec()).unwrap_or_default();
+        entries.extend(l.runtime.iter().cloned());
+        ActiveList {
+            name: l.name.clone(),
+            action: l.action,
+            compiled: Compiled::build(entries, now),
+        }
+    }
+
+    fn index(&self, list: &str) -> Result<usize, AdminError> {
+        self.lists
+            .iter()
+            .position(|l| &*l.name == list)
+            .ok_or_else(|| AdminError::UnknownList(list.to_owned()))
+    }
+
+    fn rebuild_one(&self, i: usize, current: &Snapshot) -> Snapshot {
+        let mut flags = vec![false; self.lists.len()];
+        flags[i] = true;
+        self.build(current, false, false, &flags)
+    }
+
+    pub fn add(
+        &mut self,
+        list: &str,
+        entries: Vec<Entry>,
+        current: &Snapshot,
+    ) -> Result<(usize, Snapshot), AdminError> {
+        let i = self.index(list)?;
+        let n = entries.len();
+        let rt = &mut self.lists[i].runtime;
+        for e in entries {
+            // Same kind and value: the new entry (expiry, reason) replaces it.
+            rt.retain(|x| !(x.kind == e.kind && x.value == e.value));
+            rt.push(e);
+        }
+        Ok((n, self.rebuild_one(i, current)))
+    }
+
+    pub fn remove(
+        &mut self,
+        list: &str,
+        kind: EntryKind,
+        value: &str,
+        current: &Snapshot,
+    ) -> Result<(usize, Snapshot), AdminError> {
+        let i = self.index(list)?;
+        let l = &mut self.lists[i];
+        let before = l.runtime.len();
+        l.runtime.retain(|x| !(x.kind == kind && x.value == value));
+        let removed = before - l.runtime.len();
+        if removed == 0 {
+            let in_file = l
+                .file
+                .as_ref()
+                .is_some_and(|f| f.data.iter().any(|x| x.kind == kind && x.value == value));
+            return Err(if in_file {
+                AdminError::InFile {
+                    kind: kind.as_str(),
+                    value: value.to_owned(),
+                }
+            } else {
+                AdminError::NotFound {
+                    list: list.to_owned(),
+                    kind: kind.as_str(),
+                    value: value.to_owned(),
+                }
+            });
+        }
+        Ok((removed, self.rebuild_one(i, current)))
+    }
+
+    pub fn summaries(&self) -> Vec<ListSummary> {
+        self.lists
+            .iter()
+            .map(|l| ListSummary {
+                name: l.name.to_string(),
+                action: l.action,
+                file: l.file.as_ref().map(|f| f.path.clone()),
+                file_entries: l.file.as_ref().map_or(0, |f| f.count),
+                runtime_entries: l.runtime.len(),
+            })
+            .collect()
+    }
+
+    pub fn entries(&self, list: &str) -> Result<Vec<(Entry, EntrySource)>, AdminError> {
+        let l = &self.lists[self.index(list)?];
+        let file = l
+            .file
+            .iter()
+            .flat_map(|f| f.data.iter().cloned().map(|e| (e, EntrySource::File)));
+        let runtime = l.runtime.iter().cloned().map(|e| (e, EntrySource::Runtime));
+        Ok(file.chain(runtime).collect())
+    }
+}
