@@ -31,9 +31,142 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub cache: CacheConfig,
     pub policy: PolicyConfig,
+    pub doors: DoorsConfig,
+    /// Offers of the /click redirect tracker.
+    #[serde(default)]
+    pub offers: Vec<OfferConfig>,
     pub rules: RulesConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+}
+
+/// A door's override of `policy.on_upstream_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    Policy,
+    Allow,
+    Block,
+}
+
+impl OnError {
+    pub fn action(self) -> Option<Action> {
+        match self {
+            OnError::Policy => None,
+            OnError::Allow => Some(Action::Allow),
+            OnError::Block => Some(Action::Block),
+        }
+    }
+}
+
+fn budget(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoorsConfig {
+    pub check: CheckDoor,
+    pub auth: AuthDoor,
+    pub click: ClickDoor,
+    pub imp: ImpDoor,
+    pub openrtb: OpenRtbDoor,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckDoor {
+    pub budget_ms: u64,
+}
+
+impl CheckDoor {
+    pub fn budget(&self) -> Option<Duration> {
+        budget(self.budget_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthDoor {
+    pub budget_ms: u64,
+    pub on_upstream_error: OnError,
+    pub blocked_status: u16,
+    pub event_type: String,
+    pub impression_paths: Vec<String>,
+    /// RT field -> query parameter name in the original URL.
+    pub params: BTreeMap<String, String>,
+    /// RT field -> value when the original URL lacks it.
+    pub defaults: BTreeMap<String, String>,
+}
+
+impl AuthDoor {
+    pub fn budget(&self) -> Option<Duration> {
+        budget(self.budget_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickDoor {
+    pub budget_ms: u64,
+    pub on_upstream_error: OnError,
+    pub blocked_status: u16,
+}
+
+impl ClickDoor {
+    pub fn budget(&self) -> Option<Duration> {
+        budget(self.budget_ms)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ImpResponse {
+    #[serde(rename = "gif")]
+    Gif,
+    #[serde(rename = "204")]
+    NoContent,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImpDoor {
+    pub budget_ms: u64,
+    pub on_upstream_error: OnError,
+    pub response: ImpResponse,
+}
+
+impl ImpDoor {
+    pub fn budget(&self) -> Option<Duration> {
+        budget(self.budget_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenRtbDoor {
+    pub budget_ms: u64,
+    pub on_upstream_error: OnError,
+    pub tmax_margin_ms: u64,
+    pub allow_status: u16,
+    /// RT field (or "ifa") -> BidRequest paths, first non-empty wins.
+    pub fields: BTreeMap<String, Vec<String>>,
+}
+
+impl OpenRtbDoor {
+    pub fn budget(&self) -> Option<Duration> {
+        budget(self.budget_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferConfig {
+    pub id: String,
+    /// Redirect target template with {macros}.
+    pub url: String,
+    /// Where a blocked click goes (optional).
+    #[serde(default)]
+    pub fallback_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +254,8 @@ pub struct ServerConfig {
     pub max_batch: usize,
     /// Hard limit for any one request.
     pub request_timeout_ms: u64,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl ServerConfig {
@@ -431,6 +566,71 @@ impl Config {
                     format!("rules.caps[{i}]"),
                     "needs a non-empty `by` and window_s > 0",
                 ));
+            }
+        }
+        for (i, p) in self.server.trusted_proxies.iter().enumerate() {
+            crate::rules::ranges::Prefix::parse(p)
+                .map_err(|m| ConfigError::invalid(format!("server.trusted_proxies[{i}]"), m))?;
+        }
+        let d = &self.doors;
+        if ![401, 403].contains(&d.auth.blocked_status) {
+            return Err(ConfigError::invalid(
+                "doors.auth.blocked_status",
+                "must be 401 or 403",
+            ));
+        }
+        if !["click", "impression"].contains(&d.auth.event_type.as_str()) {
+            return Err(ConfigError::invalid(
+                "doors.auth.event_type",
+                "must be click or impression",
+            ));
+        }
+        for (table, key) in [
+            (&d.auth.params, "doors.auth.params"),
+            (&d.auth.defaults, "doors.auth.defaults"),
+        ] {
+            for k in table.keys() {
+                if !crate::event::is_rt_field(k) {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.{k}"),
+                        "not a FraudScore RT event field",
+                    ));
+                }
+            }
+        }
+        if ![403, 204].contains(&d.click.blocked_status) {
+            return Err(ConfigError::invalid(
+                "doors.click.blocked_status",
+                "must be 403 or 204",
+            ));
+        }
+        if ![200, 204].contains(&d.openrtb.allow_status) {
+            return Err(ConfigError::invalid(
+                "doors.openrtb.allow_status",
+                "must be 200 or 204",
+            ));
+        }
+        for k in d.openrtb.fields.keys() {
+            if k != "ifa" && !crate::event::is_rt_field(k) {
+                return Err(ConfigError::invalid(
+                    format!("doors.openrtb.fields.{k}"),
+                    "not a FraudScore RT event field (or ifa)",
+                ));
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, o) in self.offers.iter().enumerate() {
+            if !ids.insert(o.id.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("offers[{i}].id"),
+                    format!("duplicate offer id {:?}", o.id),
+                ));
+            }
+            crate::http::click::check_template(&o.url)
+                .map_err(|m| ConfigError::invalid(format!("offers[{i}].url"), m))?;
+            if let Some(f) = &o.fallback_url {
+                crate::http::click::check_template(f)
+                    .map_err(|m| ConfigError::invalid(format!("offers[{i}].fallback_url"), m))?;
             }
         }
         if self.rules.velocity.window_s == 0 {

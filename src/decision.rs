@@ -37,6 +37,11 @@ pub enum Door {
     Check,
     Batch,
     Rt,
+    Auth,
+    Click,
+    Imp,
+    OpenRtb,
+    Layer,
 }
 
 impl Door {
@@ -45,6 +50,11 @@ impl Door {
             Door::Check => "check",
             Door::Batch => "batch",
             Door::Rt => "rt",
+            Door::Auth => "auth",
+            Door::Click => "click",
+            Door::Imp => "imp",
+            Door::OpenRtb => "openrtb",
+            Door::Layer => "layer",
         }
     }
 }

@@ -253,6 +253,11 @@ impl Field {
     }
 }
 
+/// True for the RT event fields (mandatory and optional, not `key`).
+pub fn is_rt_field(name: &str) -> bool {
+    name != "key" && Field::lookup(name).is_some()
+}
+
 /// A client key presented in the request (`key` parameter). Never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientKey(pub String);
@@ -345,6 +350,27 @@ impl EventBuilder {
     /// peer address).
     pub fn default_ip(&mut self, ip: IpAddr) {
         self.ip.get_or_insert(ip.to_canonical());
+    }
+
+    /// Sets a field only if it is not set yet.
+    pub fn set_default(&mut self, name: &str, value: &str) -> Result<(), FieldError> {
+        match self.set(name, value) {
+            Err(e) if e.code == ErrorCode::DuplicateField => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Whether a field has been set.
+    pub fn is_set(&self, name: &str) -> bool {
+        match name {
+            "event_type" => self.event_type.is_some(),
+            "ip" => self.ip.is_some(),
+            "ua" => self.ua.is_some(),
+            "at" => self.at.is_some(),
+            "affiliate_id" => self.affiliate_id.is_some(),
+            "offer_id" => self.offer_id.is_some(),
+            _ => self.optional.iter().any(|(o, _)| o.name() == name),
+        }
     }
 
     /// The `key` parameter, if any.

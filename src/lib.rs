@@ -7,10 +7,12 @@
 
 pub mod cache;
 pub mod config;
+pub mod country;
 pub mod decision;
 pub mod event;
 pub mod hash;
 pub mod http;
+pub mod layer;
 pub mod metrics;
 pub mod policy;
 pub mod rules;

@@ -159,14 +159,26 @@ impl Policy {
         }
     }
 
-    /// The only function that turns verdicts and failures into actions.
-    /// Offer overrides win over affiliate overrides, which win over defaults.
+    /// [`Policy::decide_with`] with the policy's own fallback action.
     pub fn decide(&self, outcome: Result<&Tags, UpstreamError>, event: &Event) -> Ruling {
+        self.decide_with(outcome, event, None)
+    }
+
+    /// The only function that turns verdicts and failures into actions.
+    /// Offer overrides win over affiliate overrides, which win over
+    /// defaults. `on_error` is a front door's override of
+    /// `policy.on_upstream_error`.
+    pub fn decide_with(
+        &self,
+        outcome: Result<&Tags, UpstreamError>,
+        event: &Event,
+        on_error: Option<Action>,
+    ) -> Ruling {
         let tags = match outcome {
             Ok(tags) => tags,
             Err(e) => {
                 return Ruling {
-                    action: self.on_error,
+                    action: on_error.unwrap_or(self.on_error),
                     reason: Reason::Fallback(e),
                     blocked_by: Tags::clean(),
                 };

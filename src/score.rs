@@ -26,6 +26,15 @@ use crate::verdict::{Tag, Tags};
 /// rather than racing the caller's deadline.
 pub const BUDGET_MARGIN: Duration = Duration::from_millis(20);
 
+/// How one door wants an event scored.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoreOpts {
+    pub door: Door,
+    pub budget: Duration,
+    /// The door's override of `policy.on_upstream_error`.
+    pub on_error: Option<Action>,
+}
+
 /// Cheap to clone; all state is shared.
 #[derive(Clone)]
 pub struct Scorer {
@@ -125,9 +134,32 @@ impl Scorer {
         self.inner.default_budget
     }
 
-    /// Scores one event within `budget`: local rules, then cache and
-    /// upstream, then policy.
+    /// A door's budget: its configured one, else the default.
+    pub fn budget_or_default(&self, configured: Option<Duration>) -> Duration {
+        configured.unwrap_or(self.inner.default_budget)
+    }
+
+    /// Scores one event within `budget` with the policy's fallback.
     pub async fn score(&self, event: &Event, door: Door, budget: Duration) -> Decision {
+        self.score_with(
+            event,
+            &ScoreOpts {
+                door,
+                budget,
+                on_error: None,
+            },
+        )
+        .await
+    }
+
+    /// Scores one event: local rules, then cache and upstream within the
+    /// budget, then policy.
+    pub async fn score_with(&self, event: &Event, opts: &ScoreOpts) -> Decision {
+        let ScoreOpts {
+            door,
+            budget,
+            on_error,
+        } = *opts;
         let started = Instant::now();
         let inner = &*self.inner;
         let policy = &inner.policy;
@@ -164,7 +196,7 @@ impl Scorer {
         };
         let ruling = match &local.allowed {
             Some(_) => policy.allow_listed(),
-            None => policy.decide(outcome.as_ref().map_err(|e| *e), event),
+            None => policy.decide_with(outcome.as_ref().map_err(|e| *e), event, on_error),
         };
         let tags = outcome.unwrap_or_else(|_| local.tags.clone());
         let mut rules = local.hits;

@@ -3,7 +3,7 @@
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -56,12 +56,7 @@ impl Application {
             listener,
             addr,
             grace,
-            state: AppState {
-                scorer,
-                config: Arc::new(config),
-                metrics,
-                draining: Arc::new(AtomicBool::new(false)),
-            },
+            state: AppState::new(scorer, config, metrics),
         })
     }
 

@@ -6,12 +6,17 @@
 //! [`Decision`]: crate::decision::Decision
 
 pub mod admin;
+pub mod auth;
 pub mod batch;
 pub mod body;
 pub mod check;
+pub mod click;
+pub mod client_ip;
 pub mod error;
 pub mod health;
 pub mod observe;
+pub mod openrtb;
+pub mod render;
 pub mod rt;
 
 use std::any::Any;
@@ -22,7 +27,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -41,6 +46,29 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Set when shutdown begins; `/readyz` turns 503.
     pub draining: Arc<AtomicBool>,
+    pub trusted: Arc<client_ip::TrustedProxies>,
+    pub offers: Arc<click::Offers>,
+}
+
+impl AppState {
+    /// `config` must have passed validation (trusted proxies parse).
+    pub fn new(scorer: Scorer, config: Config, metrics: PrometheusHandle) -> Self {
+        let trusted =
+            client_ip::TrustedProxies::new(&config.server.trusted_proxies).unwrap_or_default();
+        let offers = config
+            .offers
+            .iter()
+            .map(|o| (o.id.clone(), o.clone()))
+            .collect();
+        AppState {
+            scorer,
+            config: Arc::new(config),
+            metrics,
+            draining: Arc::new(AtomicBool::new(false)),
+            trusted: Arc::new(trusted),
+            offers: Arc::new(offers),
+        }
+    }
 }
 
 /// The whole HTTP surface. Pure: tests can drive it with `oneshot`.
@@ -83,6 +111,11 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(rt::get))
         .route("/v1/check", get(check::get).post(check::post))
         .route("/v1/check/batch", post(batch::post))
+        .route("/v1/auth", any(auth::handle))
+        .route("/v1/auth/{*rest}", any(auth::handle))
+        .route("/click", get(click::click))
+        .route("/imp", get(click::imp))
+        .route("/v1/openrtb", post(openrtb::handle))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -7,15 +7,17 @@
 //!   it answers 503 so the integration's own failure handling applies;
 //!   with `"allow"` it answers an empty body, as a clean RT answer.
 //!
-//! Headers `X-Fraudgate-Decision`, `-Source` and `-Id` carry the decision.
+//! Headers `X-Fraudgate-Decision`, `-Source`, `-Reason`, `-Id` and `-Tags`
+//! carry the decision.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::body::budget;
 use super::error::ApiError;
+use super::render::decision_headers;
 use crate::decision::{Decision, Door, Source};
 use crate::event::EventBuilder;
 use crate::policy::{Action, Mode};
@@ -55,19 +57,4 @@ fn render(d: &Decision) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     decision_headers(h, d);
     resp
-}
-
-/// `X-Fraudgate-Decision`, `X-Fraudgate-Source`, `X-Fraudgate-Id`.
-pub fn decision_headers(h: &mut HeaderMap, d: &Decision) {
-    h.insert(
-        HeaderName::from_static("x-fraudgate-decision"),
-        HeaderValue::from_static(d.action.as_str()),
-    );
-    h.insert(
-        HeaderName::from_static("x-fraudgate-source"),
-        HeaderValue::from_static(d.source.as_str()),
-    );
-    if let Ok(v) = HeaderValue::from_str(&d.id.to_string()) {
-        h.insert(HeaderName::from_static("x-fraudgate-id"), v);
-    }
 }

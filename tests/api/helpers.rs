@@ -217,8 +217,31 @@ impl JsonBody for reqwest::RequestBuilder {
     }
 }
 
-/// A plain HTTP client for tests.
+/// An HTTP client for tests that presents a browser User-Agent (an empty
+/// UA is a crawler to fraudgate); a request's own header overrides it.
 pub fn http() -> reqwest::Client {
     fraudgate::upstream::install_crypto_provider();
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    reqwest::Client::builder()
+        .no_proxy()
+        .user_agent(UA)
+        .build()
+        .unwrap()
+}
+
+/// An external tool on PATH. `.ci/run` sets FRAUDGATE_REQUIRE_TOOLS=1 so a
+/// missing tool fails there instead of skipping.
+pub fn tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("FRAUDGATE_REQUIRE_TOOLS").is_none(),
+            "{name} is required (FRAUDGATE_REQUIRE_TOOLS is set) but not on PATH"
+        );
+        eprintln!("SKIP: {name} not installed");
+    }
+    found
 }

@@ -85,22 +85,6 @@ async fn metrics_pass_promtool_check_metrics() {
     assert!(out.status.success(), "promtool: {text}");
 }
 
-pub fn tool(name: &str) -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("FRAUDGATE_REQUIRE_TOOLS").is_none(),
-            "{name} is required (FRAUDGATE_REQUIRE_TOOLS is set) but not on PATH"
-        );
-        eprintln!("SKIP: {name} not installed");
-    }
-    found
-}
-
 #[tokio::test]
 async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
     let mut app = spawn_app_with(|c| c.upstream.timeout_ms = 2000).await;

@@ -1,0 +1,298 @@
+//! /v1/auth, /click, /imp without a proxy in front; client IP rules.
+
+use fraudgate::config::{OfferConfig, OnError};
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+
+use crate::helpers::*;
+
+fn no_redirects() -> reqwest::Client {
+    fraudgate::upstream::install_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .no_proxy()
+        .user_agent(UA)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn auth_allows_with_200_and_blocks_with_403_and_headers() {
+    let app = spawn_app_with(|c| c.server.trusted_proxies = vec!["127.0.0.1/32".into()]).await;
+    app.mock
+        .on_ip("198.51.100.66", Reply::tags("datacenter\nip"));
+    let r = app
+        .http
+        .get(app.url("/v1/auth"))
+        .header("x-forwarded-for", "198.51.100.66")
+        .header(
+            "x-original-uri",
+            "/landing?offer_id=77&affiliate_id=5&aff_sub1=b&utm_source=x",
+        )
+        .header("user-agent", UA)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["x-fraudgate-decision"], "block");
+    assert_eq!(r.headers()["x-fraudgate-tags"], "datacenter,ip");
+    assert_eq!(r.headers()["x-fraudgate-id"].len(), 32);
+    assert_eq!(r.headers()["x-accel-expires"], "300");
+    assert!(r.text().await.unwrap().is_empty());
+    let p = app.mock.last_params("198.51.100.66").unwrap();
+    let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(
+        (get("offer_id"), get("affiliate_id"), get("aff_sub1")),
+        (Some("77"), Some("5"), Some("b"))
+    );
+    assert_eq!(
+        get("utm_source"),
+        None,
+        "the app's own parameters stay with the app"
+    );
+    assert_eq!(get("ua"), Some(UA));
+
+    let r = app
+        .http
+        .post(app.url("/v1/auth"))
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-fraudgate-decision"], "allow");
+    assert!(r.text().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let app = spawn_app().await; // no trusted proxies
+    app.mock.on_ip("127.0.0.1", Reply::tags(""));
+    app.mock.on_ip("198.51.100.7", Reply::tags("blacklist"));
+    let r = app
+        .http
+        .get(app.url("/v1/auth"))
+        .header("x-forwarded-for", "198.51.100.7")
+        .header("x-real-ip", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "scored as the real peer, 127.0.0.1");
+    assert_eq!(app.mock.calls_for("198.51.100.7"), 0);
+    assert_eq!(app.mock.calls_for("127.0.0.1"), 1);
+}
+
+#[tokio::test]
+async fn auth_reads_envoy_paths_traefik_headers_renamed_params_and_defaults() {
+    let app = spawn_app_with(|c| {
+        c.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+        c.doors.auth.params.insert("offer_id".into(), "oid".into());
+        c.doors
+            .auth
+            .defaults
+            .insert("affiliate_id".into(), "house".into());
+        c.doors.auth.impression_paths = vec!["/pixel".into()];
+        c.doors.auth.blocked_status = 401;
+    })
+    .await;
+    app.mock.set_default(Reply::tags("proxy"));
+    // Envoy ext_authz: original path appended after the path_prefix.
+    let r = app
+        .http
+        .get(app.url("/v1/auth/pixel/a.gif?oid=9"))
+        .header("x-envoy-external-address", "198.51.100.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let p = app.mock.last_params("198.51.100.9").unwrap();
+    assert!(p.contains(&("offer_id".into(), "9".into())));
+    assert!(p.contains(&("affiliate_id".into(), "house".into())));
+    assert!(p.contains(&("event_type".into(), "impression".into())));
+    // Traefik ForwardAuth.
+    app.http
+        .get(app.url("/v1/auth"))
+        .header("x-forwarded-uri", "/shop?oid=10&affiliate_id=3")
+        .header("x-forwarded-for", "198.51.100.10")
+        .header("x-fraudgate-event-type", "click")
+        .send()
+        .await
+        .unwrap();
+    let p = app.mock.last_params("198.51.100.10").unwrap();
+    assert!(
+        p.contains(&("offer_id".into(), "10".into()))
+            && p.contains(&("affiliate_id".into(), "3".into()))
+    );
+    assert!(p.contains(&("event_type".into(), "click".into())));
+}
+
+#[tokio::test]
+async fn auth_follows_its_own_fail_mode_and_marks_fallbacks_uncacheable() {
+    let app = spawn_app_with(|c| c.doors.auth.on_upstream_error = OnError::Block).await;
+    app.mock.set_default(Reply::Status(500));
+    let r = app.http.get(app.url("/v1/auth")).send().await.unwrap();
+    assert_eq!(r.status(), 403, "door override: fail closed");
+    assert_eq!(r.headers()["x-fraudgate-source"], "fallback");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.headers()["x-accel-expires"], "0");
+    // /v1/check keeps the policy's fail-open.
+    let (_, v) = app.check_ip("10.50.0.1").await;
+    assert_eq!(v["decision"], "allow");
+}
+
+fn offers(c: &mut fraudgate::Config) {
+    c.offers = vec![
+        OfferConfig {
+            id: "34713".into(),
+            url: "https://adv.example/land?clickid={click_id}&sub={aff_sub1}&aff={affiliate_id}"
+                .into(),
+            fallback_url: Some("https://example.com/sorry?o={offer_id}".into()),
+        },
+        OfferConfig {
+            id: "2".into(),
+            url: "https://adv.example/two".into(),
+            fallback_url: None,
+        },
+    ];
+}
+
+#[tokio::test]
+async fn click_redirects_to_the_offer_with_macros_filled_and_encoded() {
+    let app = spawn_app_with(offers).await;
+    let r = no_redirects()
+        .get(app.url(
+            "/click?offer_id=34713&affiliate_id=6251&aff_sub1=a%26b%3Dhttps%3A%2F%2Fevil.example",
+        ))
+        .header("user-agent", UA)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let id = r.headers()["x-fraudgate-id"].to_str().unwrap().to_owned();
+    assert_eq!(
+        loc,
+        format!(
+            "https://adv.example/land?clickid={id}&sub=a%26b%3Dhttps%3A%2F%2Fevil.example&aff=6251"
+        )
+    );
+    let p = app.mock.last_params("127.0.0.1").unwrap();
+    assert!(p.contains(&("event_type".into(), "click".into())));
+}
+
+#[tokio::test]
+async fn a_blocked_click_goes_to_the_fallback_or_gets_the_blocked_status() {
+    let app = spawn_app_with(|c| {
+        offers(c);
+        c.doors.click.blocked_status = 204;
+    })
+    .await;
+    let client = no_redirects();
+    let r = client
+        .get(app.url("/click?offer_id=34713&affiliate_id=1"))
+        .header("user-agent", "curl/8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(r.headers()["location"], "https://example.com/sorry?o=34713");
+    let r = client
+        .get(app.url("/click?offer_id=2&affiliate_id=1"))
+        .header("user-agent", "curl/8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(r.headers().get("location").is_none());
+}
+
+#[tokio::test]
+async fn click_never_redirects_where_the_request_says() {
+    let app = spawn_app_with(offers).await;
+    let client = no_redirects();
+    for (q, status, field) in [
+        (
+            "offer_id=34713&affiliate_id=1&url=https://evil.example",
+            400,
+            "url",
+        ),
+        (
+            "offer_id=34713&affiliate_id=1&redirect=//evil.example",
+            400,
+            "redirect",
+        ),
+        (
+            "offer_id=https://evil.example&affiliate_id=1",
+            404,
+            "offer_id",
+        ),
+        ("offer_id=999&affiliate_id=1", 404, "offer_id"),
+        ("affiliate_id=1", 400, "offer_id"),
+        ("offer_id=34713&affiliate_id=1&ip=1.2.3.4", 400, "ip"),
+    ] {
+        let r = client
+            .get(app.url(&format!("/click?{q}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{q}");
+        assert!(r.headers().get("location").is_none());
+        assert_eq!(json(r).await["field"], field, "{q}");
+    }
+}
+
+#[tokio::test]
+async fn imp_answers_a_pixel_or_204_and_records_an_impression() {
+    let app = spawn_app().await;
+    let r = app
+        .http
+        .get(app.url("/imp?offer_id=1&affiliate_id=2"))
+        .header("user-agent", UA)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/gif");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(&r.bytes().await.unwrap()[..6], b"GIF89a");
+    let p = app.mock.last_params("127.0.0.1").unwrap();
+    assert!(p.contains(&("event_type".into(), "impression".into())));
+
+    let app =
+        spawn_app_with(|c| c.doors.imp.response = fraudgate::config::ImpResponse::NoContent).await;
+    let r = app
+        .http
+        .get(app.url("/imp?offer_id=1&affiliate_id=2"))
+        .header("user-agent", "curl/8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        r.headers()["x-fraudgate-decision"],
+        "block",
+        "recorded, and the page still gets its answer"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_decisions_by_door() {
+    let app = spawn_app_with(offers).await;
+    app.http.get(app.url("/v1/auth")).send().await.unwrap();
+    app.http
+        .get(app.url("/imp?offer_id=1&affiliate_id=2"))
+        .send()
+        .await
+        .unwrap();
+    let m = app.metrics().await;
+    assert!(sample(&m, "fraudgate_decisions_total", &[("door", "auth")]) >= 1.0);
+    assert!(sample(&m, "fraudgate_decisions_total", &[("door", "imp")]) >= 1.0);
+    assert!(
+        sample(
+            &m,
+            "fraudgate_http_requests_total",
+            &[("route", "/v1/auth")]
+        ) >= 1.0
+    );
+}
