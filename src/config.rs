@@ -256,6 +256,12 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<String>,
+    /// Requests served at once before shedding.
+    pub max_concurrency: usize,
+    pub header_read_timeout_ms: u64,
+    pub max_header_bytes: usize,
+    pub max_uri_bytes: usize,
+    pub max_json_depth: usize,
 }
 
 impl ServerConfig {
@@ -264,6 +270,9 @@ impl ServerConfig {
     }
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
     }
 }
 
@@ -530,6 +539,21 @@ impl Config {
         }
         if self.server.max_batch == 0 {
             return Err(ConfigError::invalid("server.max_batch", "must be > 0"));
+        }
+        if self.server.max_header_bytes < 8192 {
+            return Err(ConfigError::invalid(
+                "server.max_header_bytes",
+                "must be at least 8192",
+            ));
+        }
+        if self.server.max_concurrency == 0
+            || self.server.header_read_timeout_ms == 0
+            || self.server.max_json_depth == 0
+        {
+            return Err(ConfigError::invalid(
+                "server",
+                "max_concurrency, header_read_timeout_ms and max_json_depth must be > 0",
+            ));
         }
         if self.server.request_timeout_ms == 0 {
             return Err(ConfigError::invalid(

@@ -30,6 +30,7 @@ pub const CRAWLER_PATTERNS: &str = "fraudgate_crawler_patterns";
 pub const CAP_COUNTERS: &str = "fraudgate_cap_counters";
 pub const VELOCITY_COUNTERS: &str = "fraudgate_velocity_counters";
 pub const CACHE_PURGES: &str = "fraudgate_cache_purges_total";
+pub const SHED: &str = "fraudgate_shed_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,

@@ -1,15 +1,14 @@
 //! Building and running the application: bind, serve, drain on shutdown.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::{AppState, router};
+use crate::http::AppState;
 use crate::score::{Scorer, ScorerError};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,29 +83,60 @@ impl Application {
             state,
             grace,
         } = self;
+        let server = state.config.server.clone();
         let draining = state.draining.clone();
-        let began = Arc::new(tokio::sync::Notify::new());
-        let began_tx = began.clone();
-        let signal = async move {
-            shutdown.await;
-            draining.store(true, Ordering::Relaxed);
-            tracing::info!(
-                grace_s = grace.as_secs(),
-                "shutdown: no new connections, draining in-flight requests"
-            );
-            began_tx.notify_one();
-        };
-        tracing::info!(%addr, "fraudgate listening");
         spawn_rule_reloads(&state);
-        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+        let service = crate::http::service(state);
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(hyper_util::rt::TokioTimer::new())
+            // Slow clients (slowloris) are cut off while sending headers.
+            .header_read_timeout(Some(server.header_read_timeout()))
+            // Request line + headers; past it hyper answers 431.
+            .max_buf_size(server.max_header_bytes)
+            .keep_alive(true);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tracing::info!(%addr, "fraudgate listening");
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, go on.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let svc = service.clone();
+            let conn = http1.serve_connection(
+                hyper_util::rt::TokioIo::new(stream),
+                hyper::service::service_fn(move |req| svc.clone().call(req, peer)),
+            );
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        draining.store(true, Ordering::Relaxed);
+        tracing::info!(
+            grace_s = grace.as_secs(),
+            "shutdown: no new connections, draining in-flight requests"
+        );
         tokio::select! {
-            r = server.into_future() => r,
-            _ = async { began.notified().await; tokio::time::sleep(grace).await } => {
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(grace) => {
                 tracing::warn!("grace period over with requests still in flight; exiting");
-                Ok(())
             }
         }
+        Ok(())
     }
 }
 

@@ -133,7 +133,7 @@ pub async fn add(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let name = list_name(name)?;
-    let body = json_body(&headers, body)?;
+    let body = json_body(&headers, body, state.config.server.max_json_depth)?;
     let parsed: OneOrMany = serde_json::from_slice(&body).map_err(|_| {
         bad_body("expected an entry {kind, value, expires?, ttl_s?, reason?} or an array of them; kind is ip, ua, device, affiliate, offer or affiliate_sub")
     })?;
@@ -236,7 +236,7 @@ pub async fn purge(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = json_body(&headers, body)?;
+    let body = json_body(&headers, body, state.config.server.max_json_depth)?;
     let p: Purge = serde_json::from_slice(&body)
         .map_err(|_| bad_body("expected {\"ip\": ..., \"ua\"?: ...} or {\"all\": true}"))?;
     let cache = state.scorer.cache();

@@ -29,7 +29,7 @@ pub async fn post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<Item>>, ApiError> {
-    let body = json_body(&headers, body)?;
+    let body = json_body(&headers, body, state.config.server.max_json_depth)?;
     let items: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

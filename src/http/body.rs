@@ -11,10 +11,13 @@ use super::error::ApiError;
 /// Header a caller uses to lower its time budget (milliseconds).
 pub const DEADLINE_HEADER: &str = "x-fraudgate-deadline-ms";
 
-/// A JSON request body: content type checked, size limit mapped to 413.
+/// A JSON request body: content type checked, size limit mapped to 413,
+/// nesting limited to `max_depth` (deep nesting costs stack and time in
+/// every parser downstream).
 pub fn json_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    max_depth: usize,
 ) -> Result<Bytes, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -31,7 +34,7 @@ pub fn json_body(
         )
         .with_field("Content-Type"));
     }
-    body.map_err(|rej| {
+    let body = body.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large("body", "request body exceeds server.max_body_bytes")
         } else {
@@ -42,7 +45,42 @@ pub fn json_body(
             )
             .with_field("body")
         }
-    })
+    })?;
+    if json_depth(&body) > max_depth {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too_deep",
+            "JSON nesting exceeds server.max_json_depth",
+        )
+        .with_field("body"));
+    }
+    Ok(body)
+}
+
+/// Deepest `[`/`{` nesting in a JSON text, strings skipped.
+pub fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            match (esc, b) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// The request's time budget: the door's default, lowered (never raised)
@@ -64,4 +102,18 @@ pub fn budget(headers: &HeaderMap, default: Duration) -> Result<Duration, ApiErr
             .with_field("X-Fraudgate-Deadline-Ms")
         })?;
     Ok(default.min(Duration::from_millis(ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_depth;
+
+    #[test]
+    fn depth_counts_brackets_outside_strings() {
+        assert_eq!(json_depth(b"{}"), 1);
+        assert_eq!(json_depth(br#"{"a":[{"b":"[[[{"}]}"#), 3);
+        assert_eq!(json_depth(br#"["\"[[["]"#), 1);
+        assert_eq!(json_depth(b"1"), 0);
+        assert_eq!(json_depth(&b"[".repeat(100)), 100);
+    }
 }

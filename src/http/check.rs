@@ -28,7 +28,7 @@ pub async fn post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Decision>, ApiError> {
-    let body = json_body(&headers, body)?;
+    let body = json_body(&headers, body, state.config.server.max_json_depth)?;
     let event = EventBuilder::from_json(&body)?.build()?;
     let budget = budget(&headers, state.scorer.default_budget())?;
     Ok(Json(state.scorer.score(&event, Door::Check, budget).await))

@@ -126,6 +126,79 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Paths never shed or limited: probes and scrapes must answer under load.
+const OPS_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+/// The router behind the connection-level limits: a global concurrency
+/// limit with load shedding (past `server.max_concurrency` a request is
+/// answered 503 + Retry-After at once, never queued) and the URI length
+/// limit. One instance is shared by every connection.
+#[derive(Clone)]
+pub struct AppService {
+    router: Router,
+    limited: tower::util::BoxCloneSyncService<
+        axum::extract::Request,
+        Response,
+        std::convert::Infallible,
+    >,
+    max_uri: usize,
+}
+
+pub fn service(state: AppState) -> AppService {
+    let server = &state.config.server;
+    let max_uri = server.max_uri_bytes;
+    let limit = server.max_concurrency;
+    let router = router(state);
+    let limited = ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            |_: tower::BoxError| async {
+                metrics::counter!(crate::metrics::SHED).increment(1);
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "too many requests in flight; retry shortly",
+                )
+            },
+        ))
+        .load_shed()
+        .concurrency_limit(limit)
+        .service(router.clone());
+    AppService {
+        router,
+        limited: tower::util::BoxCloneSyncService::new(limited),
+        max_uri,
+    }
+}
+
+impl AppService {
+    pub async fn call(
+        self,
+        req: axum::http::Request<hyper::body::Incoming>,
+        peer: std::net::SocketAddr,
+    ) -> Result<Response, std::convert::Infallible> {
+        use tower::ServiceExt;
+        let mut req = req.map(axum::body::Body::new);
+        let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+            + req.uri().authority().map_or(0, |a| a.as_str().len());
+        if uri_len > self.max_uri {
+            return Ok(ApiError::new(
+                axum::http::StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                "request URI exceeds server.max_uri_bytes",
+            )
+            .with_field("uri")
+            .into_response());
+        }
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        if OPS_PATHS.contains(&req.uri().path()) {
+            self.router.oneshot(req).await
+        } else {
+            self.limited.oneshot(req).await
+        }
+    }
+}
+
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     // The payload is not echoed: it could hold request data.
     tracing::error!("request handler panicked");

@@ -89,7 +89,7 @@ pub async fn handle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = json_body(&headers, body)?;
+    let body = json_body(&headers, body, state.config.server.max_json_depth)?;
     let req: Value =
         serde_json::from_slice(&body).map_err(|_| bad("body", "not a JSON BidRequest"))?;
     if !req.is_object() {

@@ -13,6 +13,7 @@ mod mock_rt;
 mod nginx;
 mod openrtb;
 mod ops;
+mod overload;
 mod rt_dropin;
 mod rules;
 mod validation;
