@@ -1,6 +1,8 @@
-//! Verdict cache: compact 128-bit keys, per-outcome TTLs, and coalescing of
+//! Verdict cache: compact 128-bit keys, per-outcome TTLs, coalescing of
 //! concurrent misses for one key into one upstream call (moka `entry` API:
-//! one init future per key, other callers wait for its value).
+//! one init future per key, other callers wait for its value), and
+//! stale-while-revalidate: a verdict is kept past its TTL for the stale
+//! windows and served marked stale while one background refresh runs.
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -88,8 +90,33 @@ impl Keyer {
 pub struct Cached {
     pub outcome: Result<Tags, UpstreamError>,
     pub fetched_at: Instant,
+    /// The last background refresh of this (stale) verdict failed.
+    pub refresh_failed: bool,
     ip: IpAddr,
     ua_hash: u64,
+}
+
+impl Cached {
+    /// The same verdict, marked as having failed a refresh (its
+    /// `fetched_at`, and so its remaining life, unchanged).
+    pub fn with_refresh_failed(self) -> Self {
+        Cached {
+            refresh_failed: true,
+            ..self
+        }
+    }
+}
+
+/// Where a cached value stands in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Within its TTL.
+    Fresh,
+    /// Past its TTL, within `stale_s` (or `stale_if_error_s` after a failed
+    /// refresh): serve it and refresh in the background.
+    Stale,
+    /// Too old to serve.
+    Expired,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -97,9 +124,12 @@ struct Ttls {
     clean: Duration,
     flagged: Duration,
     error: Duration,
+    stale: Duration,
+    stale_if_error: Duration,
 }
 
 impl Ttls {
+    /// How long the value is fresh.
     fn for_value(&self, v: &Cached) -> Duration {
         match &v.outcome {
             Ok(t) if t.is_clean() => self.clean,
@@ -107,11 +137,25 @@ impl Ttls {
             Err(_) => self.error,
         }
     }
+
+    /// How long the cache keeps it: verdicts also for the stale windows.
+    fn lifetime(&self, v: &Cached) -> Duration {
+        match &v.outcome {
+            Ok(_) => self.for_value(v) + self.stale.max(self.stale_if_error),
+            Err(_) => self.error,
+        }
+    }
+
+    /// What is left of the lifetime, counted from when it was fetched (an
+    /// update that keeps `fetched_at` does not extend it).
+    fn remaining(&self, v: &Cached) -> Option<Duration> {
+        Some(self.lifetime(v).saturating_sub(v.fetched_at.elapsed()))
+    }
 }
 
 impl Expiry<CacheKey, Cached> for Ttls {
     fn expire_after_create(&self, _: &CacheKey, v: &Cached, _: Instant) -> Option<Duration> {
-        Some(self.for_value(v))
+        self.remaining(v)
     }
     fn expire_after_update(
         &self,
@@ -120,7 +164,7 @@ impl Expiry<CacheKey, Cached> for Ttls {
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(self.for_value(v))
+        self.remaining(v)
     }
 }
 
@@ -130,6 +174,8 @@ pub struct VerdictCache {
     inner: Cache<CacheKey, Cached>,
     keyer: Arc<Keyer>,
     ttls: Ttls,
+    /// Keys with a background refresh in flight (one per key).
+    refreshing: moka::sync::Cache<CacheKey, ()>,
 }
 
 impl VerdictCache {
@@ -138,6 +184,8 @@ impl VerdictCache {
             clean: c.ttl_clean(),
             flagged: c.ttl_flagged(),
             error: c.ttl_error(),
+            stale: c.stale(),
+            stale_if_error: c.stale_if_error(),
         };
         VerdictCache {
             inner: Cache::builder()
@@ -147,7 +195,49 @@ impl VerdictCache {
                 .build(),
             keyer: Arc::new(Keyer::new(&c.key)),
             ttls,
+            refreshing: moka::sync::Cache::builder()
+                .max_capacity(c.max_entries)
+                // A refresh is bounded by the upstream timeout; this only
+                // guards against a lost end_refresh.
+                .time_to_live(Duration::from_secs(60))
+                .build(),
         }
+    }
+
+    /// Where `v` stands: fresh, servable stale, or expired.
+    pub fn freshness(&self, v: &Cached) -> Freshness {
+        let age = v.fetched_at.elapsed();
+        let ttl = self.ttls.for_value(v);
+        if age < ttl {
+            return Freshness::Fresh;
+        }
+        let window = if v.refresh_failed {
+            self.ttls.stale.max(self.ttls.stale_if_error)
+        } else {
+            self.ttls.stale
+        };
+        if v.outcome.is_ok() && age < ttl + window {
+            Freshness::Stale
+        } else {
+            Freshness::Expired
+        }
+    }
+
+    /// True for the one caller that should refresh `key` now.
+    pub fn begin_refresh(&self, key: CacheKey) -> bool {
+        self.refreshing.entry(key).or_insert(()).is_fresh()
+    }
+
+    pub fn end_refresh(&self, key: CacheKey) {
+        self.refreshing.invalidate(&key);
+    }
+
+    pub async fn insert(&self, key: CacheKey, v: Cached) {
+        self.inner.insert(key, v).await;
+    }
+
+    pub async fn invalidate(&self, key: &CacheKey) {
+        self.inner.invalidate(key).await;
     }
 
     pub fn key(&self, e: &Event) -> CacheKey {
@@ -159,6 +249,7 @@ impl VerdictCache {
         Cached {
             outcome,
             fetched_at: Instant::now(),
+            refresh_failed: false,
             ip: e.ip,
             ua_hash: self.keyer.ua_hash(&e.ua),
         }

@@ -293,6 +293,9 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout_s: u64,
     /// Allow `http://` to a non-loopback host.
     pub allow_insecure_http: bool,
+    /// Retry a connection error once, inside the timeout.
+    pub retry_connect_errors: bool,
+    pub breaker: crate::breaker::BreakerConfig,
 }
 
 impl UpstreamConfig {
@@ -320,6 +323,10 @@ pub struct CacheConfig {
     pub ttl_flagged_s: Option<u64>,
     /// TTL of a remembered upstream failure.
     pub ttl_error_s: u64,
+    /// Serve-stale window past the TTL (refresh in the background).
+    pub stale_s: u64,
+    /// Serve-stale window past the TTL when the refresh failed.
+    pub stale_if_error_s: u64,
     /// Capacity in entries.
     pub max_entries: u64,
     /// Event fields forming the key.
@@ -335,6 +342,12 @@ impl CacheConfig {
     }
     pub fn ttl_error(&self) -> Duration {
         Duration::from_secs(self.ttl_error_s)
+    }
+    pub fn stale(&self) -> Duration {
+        Duration::from_secs(self.stale_s)
+    }
+    pub fn stale_if_error(&self) -> Duration {
+        Duration::from_secs(self.stale_if_error_s)
     }
 }
 
@@ -531,6 +544,17 @@ impl Config {
         }
         crate::upstream::validate_url(&u.url, u.allow_insecure_http)
             .map_err(|m| ConfigError::invalid("upstream.url", m))?;
+        let b = &u.breaker;
+        if b.consecutive_failures == 0
+            || b.half_open_probes == 0
+            || b.window_s == 0
+            || !(0.0..=1.0).contains(&b.failure_ratio)
+        {
+            return Err(ConfigError::invalid(
+                "upstream.breaker",
+                "consecutive_failures, half_open_probes, window_s > 0 and failure_ratio in 0..=1",
+            ));
+        }
         if self.cache.max_entries == 0 {
             return Err(ConfigError::invalid("cache.max_entries", "must be > 0"));
         }

@@ -115,6 +115,8 @@ pub struct Decision {
     pub rules: Vec<RuleHit>,
     /// This request waited on another request's upstream call.
     pub coalesced: bool,
+    /// A cached verdict served past its TTL while a refresh runs.
+    pub stale: bool,
     /// How long the verdict stays cached (zero when not cached).
     pub cache_ttl: Duration,
     pub elapsed: Duration,
@@ -144,6 +146,9 @@ impl Serialize for Decision {
         }
         if self.coalesced {
             m.serialize_entry("coalesced", &true)?;
+        }
+        if self.stale {
+            m.serialize_entry("stale", &true)?;
         }
         m.serialize_entry("elapsed_us", &(self.elapsed.as_micros() as u64))?;
         m.end()

@@ -5,6 +5,7 @@
 //! ([`score::Scorer`]), one [`decision::Decision`].
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod country;
@@ -13,6 +14,7 @@ pub mod event;
 pub mod hash;
 pub mod http;
 pub mod layer;
+pub mod lookup;
 pub mod metrics;
 pub mod policy;
 pub mod rules;

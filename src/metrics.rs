@@ -31,6 +31,11 @@ pub const CAP_COUNTERS: &str = "fraudgate_cap_counters";
 pub const VELOCITY_COUNTERS: &str = "fraudgate_velocity_counters";
 pub const CACHE_PURGES: &str = "fraudgate_cache_purges_total";
 pub const SHED: &str = "fraudgate_shed_total";
+pub const BREAKER_STATE: &str = "fraudgate_breaker_state";
+pub const BREAKER_TRANSITIONS: &str = "fraudgate_breaker_transitions_total";
+pub const UPSTREAM_RETRIES: &str = "fraudgate_upstream_retries_total";
+pub const STALE_SERVED: &str = "fraudgate_stale_served_total";
+pub const REFRESHES: &str = "fraudgate_refreshes_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -69,6 +74,30 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
+    describe_counter!(
+        SHED,
+        "Requests shed with 503 because server.max_concurrency were in flight."
+    );
+    describe_gauge!(
+        BREAKER_STATE,
+        "Upstream circuit breaker: 0 closed, 1 half-open, 2 open."
+    );
+    describe_counter!(
+        BREAKER_TRANSITIONS,
+        "Circuit breaker transitions by new state."
+    );
+    describe_counter!(
+        UPSTREAM_RETRIES,
+        "RT calls retried once after a connection error."
+    );
+    describe_counter!(
+        STALE_SERVED,
+        "Verdicts served past their TTL (stale-while-revalidate)."
+    );
+    describe_counter!(
+        REFRESHES,
+        "Background refreshes of stale verdicts by outcome (ok, error)."
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status code.");
     describe_histogram!(
         HTTP_DURATION,

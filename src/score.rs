@@ -1,25 +1,23 @@
-//! The one scoring path every front door calls: cache, coalesced upstream
-//! call under a time budget, policy, decision, metrics.
-//!
-//! The scorer owns time. A miss runs the upstream call in its own task, so
-//! when the caller's budget runs out first the caller gets the fallback at
-//! once while the call finishes (bounded by the upstream timeout) and fills
-//! the cache for the next event with that key ("late fill").
+//! The one scoring path every front door calls: local rules, then the
+//! verdict lookup ([`crate::lookup`]: cache, breaker, coalesced upstream
+//! call under the time budget), then policy, decision, metrics.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metrics::Counter;
 
+use crate::breaker::{Breaker, State as BreakerState};
 use crate::cache::VerdictCache;
 use crate::config::Config;
 use crate::decision::{Decision, Door, IdGen, Source};
 use crate::event::Event;
+use crate::lookup::{Fetcher, Lookup};
 use crate::metrics as m;
 use crate::policy::{Action, Mode, Policy};
 use crate::rules::{LocalRules, ReloadError};
 use crate::upstream::{Upstream, UpstreamError};
-use crate::verdict::{Tag, Tags};
+use crate::verdict::Tag;
 
 /// The default budget is the upstream timeout plus this margin, so an
 /// upstream that times out is reported as `upstream_timeout` (its cause)
@@ -43,7 +41,8 @@ pub struct Scorer {
 
 struct Inner {
     rules: Arc<LocalRules>,
-    upstream: Option<Upstream>,
+    /// None when no upstream key is configured.
+    fetcher: Option<Fetcher>,
     cache: VerdictCache,
     policy: Policy,
     ids: IdGen,
@@ -55,11 +54,6 @@ struct Inner {
 struct Counters {
     tags: [Counter; Tag::ALL.len()],
     unknown_tags: Counter,
-    hits: Counter,
-    misses: Counter,
-    coalesced: Counter,
-    deadline: Counter,
-    late_fills: Counter,
 }
 
 impl Counters {
@@ -67,11 +61,6 @@ impl Counters {
         Counters {
             tags: Tag::ALL.map(|t| metrics::counter!(m::TAGS, "tag" => t.config_name())),
             unknown_tags: metrics::counter!(m::TAGS, "tag" => "unknown"),
-            hits: metrics::counter!(m::CACHE_REQUESTS, "result" => "hit"),
-            misses: metrics::counter!(m::CACHE_REQUESTS, "result" => "miss"),
-            coalesced: metrics::counter!(m::COALESCED),
-            deadline: metrics::counter!(m::DEADLINE_MISSES),
-            late_fills: metrics::counter!(m::LATE_FILLS),
         }
     }
 }
@@ -100,11 +89,14 @@ impl Scorer {
             None
         };
         metrics::gauge!(m::UPSTREAM_ENABLED).set(if upstream.is_some() { 1.0 } else { 0.0 });
+        let cache = VerdictCache::new(&config.cache);
+        let fetcher = upstream
+            .map(|u| Fetcher::new(u, cache.clone(), Breaker::new(&config.upstream.breaker)));
         Ok(Scorer {
             inner: Arc::new(Inner {
                 rules: Arc::new(LocalRules::new(&config.rules)?),
-                upstream,
-                cache: VerdictCache::new(&config.cache),
+                fetcher,
+                cache,
                 policy: Policy::from_config(&config.policy)?,
                 ids: IdGen::default(),
                 default_budget: config.upstream.timeout() + BUDGET_MARGIN,
@@ -114,7 +106,12 @@ impl Scorer {
     }
 
     pub fn upstream_enabled(&self) -> bool {
-        self.inner.upstream.is_some()
+        self.inner.fetcher.is_some()
+    }
+
+    /// The upstream circuit breaker's state (None without an upstream).
+    pub fn breaker_state(&self) -> Option<BreakerState> {
+        self.inner.fetcher.as_ref().map(|f| f.breaker().state())
     }
 
     pub fn cache(&self) -> &VerdictCache {
@@ -169,31 +166,45 @@ impl Scorer {
                 && !inner.rules.ask_upstream_on_block()
                 && policy.decide(Ok(&local.tags), event).action == Action::Block
         };
-        let (outcome, source, coalesced, cache_ttl) = if local.allowed.is_some() || local_blocks() {
+        let local_only = || Lookup {
+            outcome: Ok(local.tags.clone()),
+            source: Source::Local,
+            coalesced: false,
+            cache_ttl: Duration::ZERO,
+            stale: false,
+        };
+        let found = if local.allowed.is_some() || local_blocks() {
             // Answered locally, without an upstream call.
-            (Ok(local.tags.clone()), Source::Local, false, Duration::ZERO)
+            local_only()
         } else {
-            match &inner.upstream {
-                None if !local.tags.is_clean() => {
-                    (Ok(local.tags.clone()), Source::Local, false, Duration::ZERO)
-                }
-                None => (
-                    Err(UpstreamError::Disabled),
-                    Source::Fallback,
-                    false,
-                    Duration::ZERO,
-                ),
-                Some(upstream) => {
-                    let (outcome, source, coalesced, ttl) =
-                        self.lookup(upstream, event, budget).await;
-                    let merged = match outcome {
-                        Ok(t) if !local.tags.is_clean() => Ok(t.merge(&local.tags)),
-                        other => other,
-                    };
-                    (merged, source, coalesced, ttl)
+            match &inner.fetcher {
+                None if !local.tags.is_clean() => local_only(),
+                None => Lookup {
+                    outcome: Err(UpstreamError::Disabled),
+                    source: Source::Fallback,
+                    coalesced: false,
+                    cache_ttl: Duration::ZERO,
+                    stale: false,
+                },
+                Some(fetcher) => {
+                    let mut found = fetcher.lookup(event, budget).await;
+                    // Non-blocking local tags join RT's.
+                    if let Ok(t) = &found.outcome {
+                        if !local.tags.is_clean() {
+                            found.outcome = Ok(t.merge(&local.tags));
+                        }
+                    }
+                    found
                 }
             }
         };
+        let Lookup {
+            outcome,
+            source,
+            coalesced,
+            cache_ttl,
+            stale,
+        } = found;
         let ruling = match &local.allowed {
             Some(_) => policy.allow_listed(),
             None => policy.decide_with(outcome.as_ref().map_err(|e| *e), event, on_error),
@@ -216,85 +227,12 @@ impl Scorer {
             source,
             rules,
             coalesced,
+            stale,
             cache_ttl,
             elapsed: started.elapsed(),
         };
         self.record(&decision, door);
         decision
-    }
-
-    async fn lookup(
-        &self,
-        upstream: &Upstream,
-        event: &Event,
-        budget: Duration,
-    ) -> (Result<Tags, UpstreamError>, Source, bool, Duration) {
-        let inner = &*self.inner;
-        let cache = &inner.cache;
-        let key = cache.key(event);
-        if let Some(hit) = cache.get(&key).await {
-            inner.counters.hits.increment(1);
-            let ttl = cache.ttl_of(&hit).saturating_sub(hit.fetched_at.elapsed());
-            let source = if hit.outcome.is_ok() {
-                Source::Cache
-            } else {
-                Source::Fallback
-            };
-            return (hit.outcome, source, false, ttl);
-        }
-        inner.counters.misses.increment(1);
-
-        // The upstream call runs in its own task: it outlives this request
-        // if the budget runs out first, and fills the cache (late fill).
-        let task = {
-            let cache = cache.clone();
-            let upstream = upstream.clone();
-            let event = event.clone();
-            let late_fills = inner.counters.late_fills.clone();
-            let deadline = Instant::now() + budget;
-            tokio::spawn(async move {
-                let fetch = async {
-                    let c = cache.value(&event, upstream.check(&event).await);
-                    if Instant::now() > deadline {
-                        late_fills.increment(1);
-                    }
-                    c
-                };
-                cache.get_or_fetch(key, fetch).await
-            })
-        };
-        match tokio::time::timeout(budget, task).await {
-            Ok(Ok((cached, fresh))) => {
-                if !fresh {
-                    inner.counters.coalesced.increment(1);
-                }
-                let ttl = cache.ttl_of(&cached);
-                let source = if cached.outcome.is_ok() {
-                    Source::Upstream
-                } else {
-                    Source::Fallback
-                };
-                (cached.outcome, source, !fresh, ttl)
-            }
-            Ok(Err(join)) => {
-                tracing::error!(panic = join.is_panic(), "upstream task failed");
-                (
-                    Err(UpstreamError::Internal),
-                    Source::Fallback,
-                    false,
-                    Duration::ZERO,
-                )
-            }
-            Err(_) => {
-                inner.counters.deadline.increment(1);
-                (
-                    Err(UpstreamError::Deadline),
-                    Source::Fallback,
-                    false,
-                    Duration::ZERO,
-                )
-            }
-        }
     }
 
     fn record(&self, d: &Decision, door: Door) {

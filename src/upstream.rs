@@ -32,6 +32,8 @@ pub enum UpstreamError {
     Deadline,
     #[error("internal error while scoring")]
     Internal,
+    #[error("upstream circuit breaker is open")]
+    BreakerOpen,
 }
 
 impl UpstreamError {
@@ -45,6 +47,7 @@ impl UpstreamError {
             UpstreamError::BadBody(_) => "bad_body",
             UpstreamError::Deadline => "deadline",
             UpstreamError::Internal => "internal",
+            UpstreamError::BreakerOpen => "breaker_open",
         }
     }
 
@@ -58,6 +61,7 @@ impl UpstreamError {
             UpstreamError::BadBody(_) => "upstream_bad_body",
             UpstreamError::Deadline => "deadline",
             UpstreamError::Internal => "internal_error",
+            UpstreamError::BreakerOpen => "upstream_breaker_open",
         }
     }
 }
@@ -99,7 +103,11 @@ pub struct Upstream {
     base: String,
     key: Secret,
     timeout: Duration,
+    retry: bool,
 }
+
+/// A retry needs at least this much of the timeout left.
+const MIN_RETRY_WINDOW: Duration = Duration::from_millis(10);
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -135,6 +143,7 @@ impl Upstream {
             base,
             key: c.key.clone(),
             timeout: c.timeout(),
+            retry: c.retry_connect_errors,
         })
     }
 
@@ -145,9 +154,22 @@ impl Upstream {
     /// Asks RT about one event. Records outcome and duration metrics.
     pub async fn check(&self, event: &Event) -> Result<Tags, UpstreamError> {
         let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout, self.fetch(event))
-            .await
-            .unwrap_or(Err(UpstreamError::Timeout));
+        let deadline = tokio::time::Instant::from_std(started + self.timeout);
+        let attempt = || async {
+            tokio::time::timeout_at(deadline, self.fetch(event))
+                .await
+                .unwrap_or(Err(UpstreamError::Timeout))
+        };
+        let mut result = attempt().await;
+        // One retry, for connection errors only (a stale pooled connection,
+        // a reset), and only inside the same deadline. Never after a timeout.
+        if self.retry
+            && result == Err(UpstreamError::Connect)
+            && started.elapsed() + MIN_RETRY_WINDOW < self.timeout
+        {
+            metrics::counter!(m::UPSTREAM_RETRIES).increment(1);
+            result = attempt().await;
+        }
         let outcome = match &result {
             Ok(tags) => {
                 if !tags.unknown().is_empty() {

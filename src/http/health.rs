@@ -29,9 +29,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::OK
     };
+    // An open breaker leaves the instance ready (local rules and fallback
+    // still answer) but degraded.
+    let breaker = state.scorer.breaker_state();
+    let degraded = breaker.is_some_and(|b| b != crate::breaker::State::Closed);
     let body = json!({
-        "status": if draining { "draining" } else { "ready" },
+        "status": if draining { "draining" } else if degraded { "degraded" } else { "ready" },
         "upstream": upstream,
+        "breaker": breaker.map(|b| b.as_str()),
         "mode": state.scorer.policy().mode().as_str(),
     });
     (status, Json(body)).into_response()

@@ -40,7 +40,12 @@ async fn two_hundred_concurrent_misses_on_one_key_make_exactly_one_upstream_call
 
 #[tokio::test]
 async fn an_expired_verdict_makes_a_new_upstream_call() {
-    let app = spawn_app_with(|c| c.cache.ttl_s = 1).await;
+    let app = spawn_app_with(|c| {
+        c.cache.ttl_s = 1;
+        c.cache.stale_s = 0;
+        c.cache.stale_if_error_s = 0;
+    })
+    .await;
     app.mock.on_ip("10.5.0.3", Reply::tags(""));
     app.check_ip("10.5.0.3").await;
     let (_, v) = app.check_ip("10.5.0.3").await;
@@ -59,6 +64,8 @@ async fn flagged_and_clean_verdicts_have_their_own_ttls() {
     let app = spawn_app_with(|c| {
         c.cache.ttl_clean_s = Some(1);
         c.cache.ttl_flagged_s = Some(3600);
+        c.cache.stale_s = 0;
+        c.cache.stale_if_error_s = 0;
     })
     .await;
     app.mock.on_ip("10.5.0.4", Reply::tags(""));

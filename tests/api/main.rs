@@ -14,6 +14,7 @@ mod nginx;
 mod openrtb;
 mod ops;
 mod overload;
+mod resilience;
 mod rt_dropin;
 mod rules;
 mod validation;

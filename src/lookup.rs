@@ -1,0 +1,219 @@
+//! Getting a verdict for an event: cache, then one coalesced, breaker-gated
+//! upstream call under the caller's time budget.
+//!
+//! - A miss runs the upstream call in its own task: when the budget runs
+//!   out first the caller gets `Deadline` at once while the call finishes
+//!   (bounded by the upstream timeout) and fills the cache ("late fill").
+//! - Concurrent misses for a key share one call (moka `entry` API).
+//! - A stale verdict (past its TTL, inside the stale window) is served at
+//!   once while exactly one background refresh runs; a failed refresh keeps
+//!   it servable for `stale_if_error_s`.
+//! - While the breaker is open no call is made: `BreakerOpen` at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metrics::Counter;
+
+use crate::breaker::Breaker;
+use crate::cache::{CacheKey, Cached, Freshness, VerdictCache};
+use crate::decision::Source;
+use crate::event::Event;
+use crate::metrics as m;
+use crate::upstream::{Upstream, UpstreamError};
+use crate::verdict::Tags;
+
+/// What the lookup found.
+#[derive(Debug)]
+pub struct Lookup {
+    pub outcome: Result<Tags, UpstreamError>,
+    pub source: Source,
+    /// Waited on another request's upstream call.
+    pub coalesced: bool,
+    /// How long the verdict stays fresh in the cache (zero if not cached).
+    pub cache_ttl: Duration,
+    /// Served past its TTL while a refresh runs.
+    pub stale: bool,
+}
+
+impl Lookup {
+    fn fallback(e: UpstreamError) -> Self {
+        Lookup {
+            outcome: Err(e),
+            source: Source::Fallback,
+            coalesced: false,
+            cache_ttl: Duration::ZERO,
+            stale: false,
+        }
+    }
+}
+
+struct Counters {
+    hits: Counter,
+    misses: Counter,
+    coalesced: Counter,
+    deadline: Counter,
+    late_fills: Counter,
+    stale: Counter,
+    refresh_ok: Counter,
+    refresh_err: Counter,
+}
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Fetcher {
+    upstream: Upstream,
+    cache: VerdictCache,
+    breaker: Arc<Breaker>,
+    c: Arc<Counters>,
+}
+
+impl Fetcher {
+    pub fn new(upstream: Upstream, cache: VerdictCache, breaker: Breaker) -> Self {
+        Fetcher {
+            upstream,
+            cache,
+            breaker: Arc::new(breaker),
+            c: Arc::new(Counters {
+                hits: metrics::counter!(m::CACHE_REQUESTS, "result" => "hit"),
+                misses: metrics::counter!(m::CACHE_REQUESTS, "result" => "miss"),
+                coalesced: metrics::counter!(m::COALESCED),
+                deadline: metrics::counter!(m::DEADLINE_MISSES),
+                late_fills: metrics::counter!(m::LATE_FILLS),
+                stale: metrics::counter!(m::STALE_SERVED),
+                refresh_ok: metrics::counter!(m::REFRESHES, "outcome" => "ok"),
+                refresh_err: metrics::counter!(m::REFRESHES, "outcome" => "error"),
+            }),
+        }
+    }
+
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    pub async fn lookup(&self, event: &Event, budget: Duration) -> Lookup {
+        let key = self.cache.key(event);
+        if let Some(hit) = self.cache.get(&key).await {
+            match self.cache.freshness(&hit) {
+                Freshness::Fresh => {
+                    self.c.hits.increment(1);
+                    let ttl = self
+                        .cache
+                        .ttl_of(&hit)
+                        .saturating_sub(hit.fetched_at.elapsed());
+                    let source = if hit.outcome.is_ok() {
+                        Source::Cache
+                    } else {
+                        Source::Fallback
+                    };
+                    return Lookup {
+                        outcome: hit.outcome,
+                        source,
+                        coalesced: false,
+                        cache_ttl: ttl,
+                        stale: false,
+                    };
+                }
+                Freshness::Stale => {
+                    self.c.hits.increment(1);
+                    self.c.stale.increment(1);
+                    if self.cache.begin_refresh(key) {
+                        self.spawn_refresh(key, event.clone(), hit.clone());
+                    }
+                    return Lookup {
+                        outcome: hit.outcome,
+                        source: Source::Cache,
+                        coalesced: false,
+                        cache_ttl: Duration::ZERO,
+                        stale: true,
+                    };
+                }
+                // Kept for the stale windows but not servable any more.
+                Freshness::Expired => self.cache.invalidate(&key).await,
+            }
+        }
+        self.c.misses.increment(1);
+        let Some(permit) = self.breaker.try_acquire() else {
+            return Lookup::fallback(UpstreamError::BreakerOpen);
+        };
+        let task = {
+            let this = self.clone();
+            let event = event.clone();
+            let deadline = Instant::now() + budget;
+            tokio::spawn(async move {
+                let fetch = async {
+                    let outcome = this.upstream.check(&event).await;
+                    this.breaker.record(permit, outcome.is_ok());
+                    if Instant::now() > deadline {
+                        this.c.late_fills.increment(1);
+                    }
+                    this.cache.value(&event, outcome)
+                };
+                let (cached, fresh) = this.cache.get_or_fetch(key, fetch).await;
+                if !fresh {
+                    // Another request's call answered; ours was not made.
+                    this.breaker.release(permit);
+                }
+                (cached, fresh)
+            })
+        };
+        match tokio::time::timeout(budget, task).await {
+            Ok(Ok((cached, fresh))) => {
+                if !fresh {
+                    self.c.coalesced.increment(1);
+                }
+                let ttl = self.cache.ttl_of(&cached);
+                let source = if cached.outcome.is_ok() {
+                    Source::Upstream
+                } else {
+                    Source::Fallback
+                };
+                Lookup {
+                    outcome: cached.outcome,
+                    source,
+                    coalesced: !fresh,
+                    cache_ttl: ttl,
+                    stale: false,
+                }
+            }
+            Ok(Err(join)) => {
+                tracing::error!(panic = join.is_panic(), "upstream task failed");
+                Lookup::fallback(UpstreamError::Internal)
+            }
+            Err(_) => {
+                self.c.deadline.increment(1);
+                Lookup::fallback(UpstreamError::Deadline)
+            }
+        }
+    }
+
+    /// Refreshes a stale verdict in the background. On failure the old
+    /// verdict stays, marked so it may be served for `stale_if_error_s`.
+    fn spawn_refresh(&self, key: CacheKey, event: Event, old: Cached) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let outcome = match this.breaker.try_acquire() {
+                None => Err(UpstreamError::BreakerOpen),
+                Some(permit) => {
+                    let o = this.upstream.check(&event).await;
+                    this.breaker.record(permit, o.is_ok());
+                    o
+                }
+            };
+            match outcome {
+                Ok(tags) => {
+                    this.c.refresh_ok.increment(1);
+                    this.cache
+                        .insert(key, this.cache.value(&event, Ok(tags)))
+                        .await;
+                }
+                Err(e) => {
+                    this.c.refresh_err.increment(1);
+                    tracing::debug!(error = %e, "refresh of a stale verdict failed; serving it stale");
+                    this.cache.insert(key, old.with_refresh_failed()).await;
+                }
+            }
+            this.cache.end_refresh(key);
+        });
+    }
+}
