@@ -214,6 +214,21 @@ pub struct ListConfig {
 pub struct AuthConfig {
     /// Bearer keys for the admin API; empty disables it.
     pub admin_keys: SecretList,
+    /// Serve on a non-loopback address without client keys.
+    pub allow_anonymous: bool,
+    pub rate_limit_rps: u32,
+    pub rate_limit_burst: u32,
+    /// Client name -> key.
+    pub client_keys: BTreeMap<String, Secret>,
+    /// Client name -> rate limit override.
+    pub rate_limits: BTreeMap<String, RateLimit>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub rps: u32,
+    pub burst: u32,
 }
 
 /// Secrets given as a TOML array or a comma-separated string (env form).
@@ -620,6 +635,34 @@ impl Config {
             crate::rules::ranges::Prefix::parse(p)
                 .map_err(|m| ConfigError::invalid(format!("server.trusted_proxies[{i}]"), m))?;
         }
+        let a = &self.auth;
+        if !self.server.listen.ip().is_loopback() && a.client_keys.is_empty() && !a.allow_anonymous
+        {
+            return Err(ConfigError::invalid(
+                "auth.allow_anonymous",
+                format!(
+                    "server.listen = {} is reachable from other hosts but no auth.client_keys are set; \
+                     set client keys (FRAUDGATE_AUTH__CLIENT_KEYS__<NAME>=<key>) or auth.allow_anonymous = true",
+                    self.server.listen
+                ),
+            ));
+        }
+        for (name, key) in &a.client_keys {
+            if key.expose().len() < 16 {
+                return Err(ConfigError::invalid(
+                    format!("auth.client_keys.{name}"),
+                    "use at least 16 characters",
+                ));
+            }
+        }
+        for name in a.rate_limits.keys() {
+            if !a.client_keys.contains_key(name) {
+                return Err(ConfigError::invalid(
+                    format!("auth.rate_limits.{name}"),
+                    "no client key with this name",
+                ));
+            }
+        }
         let d = &self.doors;
         if ![401, 403].contains(&d.auth.blocked_status) {
             return Err(ConfigError::invalid(
@@ -866,6 +909,38 @@ mod tests {
             .collect();
         assert_eq!(keys, ["k1", "k2"]);
         assert!(Config::default().auth.admin_keys.0.is_empty());
+    }
+
+    #[test]
+    fn a_public_listen_address_needs_client_keys_or_an_explicit_opt_in() {
+        let e = Config::load_from(None, env(&[("FRAUDGATE_SERVER__LISTEN", "0.0.0.0:8080")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.allow_anonymous"), "{e}");
+        Config::load_from(
+            None,
+            env(&[
+                ("FRAUDGATE_SERVER__LISTEN", "0.0.0.0:8080"),
+                ("FRAUDGATE_AUTH__ALLOW_ANONYMOUS", "true"),
+            ]),
+        )
+        .unwrap();
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("FRAUDGATE_SERVER__LISTEN", "[::]:8080"),
+                ("FRAUDGATE_AUTH__CLIENT_KEYS__ACME", "0123456789abcdef0123"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.auth.client_keys["acme"].expose(), "0123456789abcdef0123");
+        let e = Config::load_from(None, env(&[("FRAUDGATE_AUTH__CLIENT_KEYS__ACME", "short")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("auth.client_keys.acme") && !e.contains("short"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub const CAP_COUNTERS: &str = "fraudgate_cap_counters";
 pub const VELOCITY_COUNTERS: &str = "fraudgate_velocity_counters";
 pub const CACHE_PURGES: &str = "fraudgate_cache_purges_total";
 pub const SHED: &str = "fraudgate_shed_total";
+pub const CLIENT_REQUESTS: &str = "fraudgate_client_requests_total";
+pub const AUTH_FAILURES: &str = "fraudgate_auth_failures_total";
 pub const BREAKER_STATE: &str = "fraudgate_breaker_state";
 pub const BREAKER_TRANSITIONS: &str = "fraudgate_breaker_transitions_total";
 pub const UPSTREAM_RETRIES: &str = "fraudgate_upstream_retries_total";
@@ -74,6 +76,14 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
+    describe_counter!(
+        CLIENT_REQUESTS,
+        "Scoring requests by client name (configured names, or anonymous) and outcome (ok, rate_limited)."
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        "Scoring requests refused for a missing or invalid client key."
+    );
     describe_counter!(
         SHED,
         "Requests shed with 503 because server.max_concurrency were in flight."

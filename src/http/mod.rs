@@ -5,6 +5,7 @@
 //! [`Scorer`]: crate::score::Scorer
 //! [`Decision`]: crate::decision::Decision
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod batch;
@@ -107,15 +108,23 @@ pub fn router(state: AppState) -> Router {
             .route("/v1/admin/reload", post(admin::reload))
             .route_layer(from_fn_with_state(admin_keys, admin::require_key))
     };
-    Router::new()
+    // The scoring endpoints API clients call: client keys and rate limits.
+    let access = Arc::new(access::Access::new(&state.config.auth));
+    let scoring = Router::new()
         .route("/", get(rt::get))
         .route("/v1/check", get(check::get).post(check::post))
         .route("/v1/check/batch", post(batch::post))
         .route("/v1/auth", any(auth::handle))
         .route("/v1/auth/{*rest}", any(auth::handle))
+        .route("/v1/openrtb", post(openrtb::handle))
+        .route_layer(from_fn_with_state(access, access::check));
+    // /click and /imp sit in ad markup and are public by nature: a key in
+    // them would be public too. They are guarded by the local rules and the
+    // concurrency limit.
+    Router::new()
+        .merge(scoring)
         .route("/click", get(click::click))
         .route("/imp", get(click::imp))
-        .route("/v1/openrtb", post(openrtb::handle))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

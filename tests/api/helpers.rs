@@ -185,6 +185,7 @@ pub fn query_ua(ip: &str, ua: &str) -> String {
 }
 
 pub const ADMIN_KEY: &str = "ADMIN-KEY-93be1f";
+pub const CLIENT_KEY: &str = "CLIENT-KEY-d41d8c0b2f";
 
 impl TestApp {
     pub async fn admin(

@@ -77,6 +77,8 @@ async fn keys_never_appear_in_logs_even_at_trace_level() {
         ("FRAUDGATE_UPSTREAM__URL", &url),
         ("FRAUDGATE_UPSTREAM__KEY", UPSTREAM_KEY),
         ("FRAUDGATE_UPSTREAM__TIMEOUT_MS", "150"),
+        ("FRAUDGATE_AUTH__CLIENT_KEYS__ACME", CLIENT_KEY),
+        ("FRAUDGATE_AUTH__ADMIN_KEYS", ADMIN_KEY),
     ]);
     let port = listening_port(&p).await;
     let http = http();
@@ -91,7 +93,7 @@ async fn keys_never_appear_in_logs_even_at_trace_level() {
     for (i, reply) in faults.into_iter().enumerate() {
         let ip = format!("10.11.0.{i}");
         mock.on_ip(&ip, reply);
-        let q = query(&ip, &[("key", "CLIENT-KEY-d41d8c")]);
+        let q = query(&ip, &[("key", CLIENT_KEY)]);
         let r = http
             .get(format!("http://127.0.0.1:{port}/?{q}"))
             .send()
@@ -102,17 +104,29 @@ async fn keys_never_appear_in_logs_even_at_trace_level() {
             "{}",
             r.status()
         );
+        let check = format!("http://127.0.0.1:{port}/v1/check?{}", query(&ip, &[]));
         let r = http
-            .get(format!(
-                "http://127.0.0.1:{port}/v1/check?{}",
-                query(&ip, &[])
-            ))
+            .get(&check)
+            .header("x-api-key", CLIENT_KEY)
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+        // A wrong key is refused without being echoed or logged.
+        let r = http
+            .get(&check)
+            .bearer_auth("WRONG-KEY-0123456789")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(!r.text().await.unwrap().contains("WRONG-KEY"));
     }
-    // Connection refused too: point at a dead port via a second process.
+    http.get(format!("http://127.0.0.1:{port}/v1/admin/lists"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let out = p.out.lock().unwrap().clone();
     assert!(
@@ -120,10 +134,24 @@ async fn keys_never_appear_in_logs_even_at_trace_level() {
         "trace logs were captured:\n{out}"
     );
     assert!(!out.contains(UPSTREAM_KEY), "upstream key leaked:\n{out}");
+    assert!(!out.contains(CLIENT_KEY), "client key leaked:\n{out}");
+    assert!(!out.contains(ADMIN_KEY), "admin key leaked:\n{out}");
+    assert!(!out.contains("WRONG-KEY"), "presented key logged:\n{out}");
+    let metrics = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        !out.contains("CLIENT-KEY-d41d8c"),
-        "client key leaked:\n{out}"
+        metrics.contains(r#"client="acme""#),
+        "clients are labelled by name"
     );
+    for secret in [UPSTREAM_KEY, CLIENT_KEY, ADMIN_KEY] {
+        assert!(!metrics.contains(secret));
+    }
 }
 
 #[tokio::test]
@@ -189,4 +217,17 @@ async fn sighup_reloads_rule_files() {
         (v["decision"] == "block").then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_public_address_without_client_keys_refuses_to_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fraudgate"))
+        .arg("serve")
+        .env_clear()
+        .env("FRAUDGATE_SERVER__LISTEN", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("auth.allow_anonymous"), "{err}");
 }

@@ -1,5 +1,6 @@
 //! Integration tests: the real app on a random port against a mock RT.
 
+mod access;
 mod admin;
 mod batch;
 mod cache;

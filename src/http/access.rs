@@ -1,0 +1,182 @@
+//! Client access for the scoring endpoints: named client keys and a
+//! token-bucket rate limit per client.
+//!
+//! With `auth.client_keys` set, a request must present a key
+//! (`X-Api-Key`, `Authorization: Bearer`, or `key=` in the RT drop-in's
+//! query) -> 401 JSON otherwise. Keys are compared in constant time and
+//! never logged; metrics name clients, never keys. Over its rate, a client
+//! gets 429 with `Retry-After`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use crate::config::{AuthConfig, RateLimit, Secret};
+use crate::metrics as m;
+
+/// The client a request was authenticated as (request extension).
+#[derive(Debug, Clone)]
+pub struct ClientName(pub Arc<str>);
+
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(l: RateLimit) -> Option<Mutex<Self>> {
+        (l.rps > 0).then(|| {
+            let burst = f64::from(l.burst.max(l.rps));
+            Mutex::new(Bucket {
+                rate: f64::from(l.rps),
+                burst,
+                tokens: burst,
+                last: Instant::now(),
+            })
+        })
+    }
+
+    /// Takes a token, or says how many seconds until one is there.
+    fn take(&mut self) -> Result<(), u64> {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - self.tokens) / self.rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+struct Client {
+    name: Arc<str>,
+    key: Secret,
+    bucket: Option<Mutex<Bucket>>,
+}
+
+/// Shared by every request; built once from config.
+pub struct Access {
+    clients: Vec<Client>,
+    anonymous: Option<Mutex<Bucket>>,
+}
+
+impl Access {
+    pub fn new(c: &AuthConfig) -> Self {
+        let default = RateLimit {
+            rps: c.rate_limit_rps,
+            burst: c.rate_limit_burst,
+        };
+        let clients = c
+            .client_keys
+            .iter()
+            .map(|(name, key)| Client {
+                name: name.as_str().into(),
+                key: key.clone(),
+                bucket: Bucket::new(*c.rate_limits.get(name).unwrap_or(&default)),
+            })
+            .collect();
+        Access {
+            clients,
+            anonymous: Bucket::new(default),
+        }
+    }
+
+    pub fn required(&self) -> bool {
+        !self.clients.is_empty()
+    }
+
+    /// The client whose key this is. Every key is compared, in constant
+    /// time, whatever matches.
+    fn find(&self, presented: &[u8]) -> Option<&Client> {
+        self.clients.iter().fold(None, |found, c| {
+            if c.key.matches(presented) {
+                Some(c)
+            } else {
+                found
+            }
+        })
+    }
+}
+
+fn presented_key(req: &Request) -> Option<Vec<u8>> {
+    let h = req.headers();
+    if let Some(k) = h.get("x-api-key") {
+        return Some(k.as_bytes().to_vec());
+    }
+    if let Some(k) = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+    {
+        return Some(k.to_vec());
+    }
+    // The RT drop-in carries its key in the query, as RT does.
+    if req.uri().path() == "/" {
+        let q = req.uri().query().unwrap_or("");
+        return form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "key")
+            .map(|(_, v)| v.as_bytes().to_vec());
+    }
+    None
+}
+
+fn rate_limited(retry_after: u64) -> Response {
+    let mut resp = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "request rate over this client's limit",
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Next) -> Response {
+    let (name, bucket) = if access.required() {
+        let client = presented_key(&req).and_then(|k| access.find(&k));
+        let Some(client) = client else {
+            let reason = if presented_key(&req).is_some() {
+                "invalid"
+            } else {
+                "missing"
+            };
+            metrics::counter!(m::AUTH_FAILURES, "reason" => reason).increment(1);
+            let mut resp = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a client key is required: X-Api-Key, Authorization: Bearer, or key= for the RT drop-in",
+            )
+            .with_field("key")
+            .into_response();
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        };
+        (client.name.clone(), client.bucket.as_ref())
+    } else {
+        (Arc::from("anonymous"), access.anonymous.as_ref())
+    };
+    if let Some(b) = bucket {
+        let taken = b.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Err(retry_after) = taken {
+            metrics::counter!(m::CLIENT_REQUESTS, "client" => name.to_string(), "outcome" => "rate_limited").increment(1);
+            return rate_limited(retry_after);
+        }
+    }
+    metrics::counter!(m::CLIENT_REQUESTS, "client" => name.to_string(), "outcome" => "ok")
+        .increment(1);
+    req.extensions_mut().insert(ClientName(name));
+    next.run(req).await
+}
