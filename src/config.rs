@@ -811,6 +811,7 @@ mod tests {
             None,
             env(&[
                 ("FRAUDGATE_SERVER__LISTEN", "0.0.0.0:9000"),
+                ("FRAUDGATE_AUTH__ALLOW_ANONYMOUS", "true"),
                 ("FRAUDGATE_UPSTREAM__TIMEOUT_MS", "120"),
                 ("FRAUDGATE_UPSTREAM__KEY", "123456"),
                 ("FRAUDGATE_CACHE__TTL_FLAGGED_S", "3600"),
