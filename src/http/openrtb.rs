@@ -35,6 +35,7 @@ use super::AppState;
 use super::body::{budget, json_body};
 use super::error::ApiError;
 use super::render::decision_headers;
+use crate::config::OpenRtbDoor;
 use crate::decision::{Decision, Door};
 use crate::event::{EventBuilder, FieldError};
 use crate::policy::Mode;
@@ -84,14 +85,17 @@ fn bad(field: &'static str, message: &'static str) -> ApiError {
     ))
 }
 
-pub async fn handle(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = json_body(&headers, body, state.config.server.max_json_depth)?;
-    let req: Value =
-        serde_json::from_slice(&body).map_err(|_| bad("body", "not a JSON BidRequest"))?;
+/// A BidRequest mapped to an event.
+#[derive(Debug)]
+pub struct Mapped {
+    pub id: String,
+    pub event: crate::event::Event,
+    pub tmax: Option<u64>,
+}
+
+/// Maps a BidRequest (already parsed JSON) to an event through the door's
+/// configured paths. Pure, so it can be fuzzed.
+pub fn map_bid_request(req: &Value, door: &OpenRtbDoor) -> Result<Mapped, ApiError> {
     if !req.is_object() {
         return Err(bad("body", "a BidRequest is a JSON object"));
     }
@@ -105,13 +109,11 @@ pub async fn handle(
             )));
         }
     };
-    let door = &state.config.doors.openrtb;
     let get = |field: &str| {
         door.fields
             .get(field)
-            .and_then(|paths| paths.iter().find_map(|p| lookup(&req, p)))
+            .and_then(|paths| paths.iter().find_map(|p| lookup(req, p)))
     };
-
     let mut b = EventBuilder::new();
     b.set("event_type", "impression")?;
     let ip = get("ip").ok_or_else(|| {
@@ -147,10 +149,25 @@ pub async fn handle(
     // A BidRequest without an inventory id is still scored.
     b.set_default("offer_id", "unknown")?;
     b.set_default("affiliate_id", "unknown")?;
-    let event = b.build()?;
+    Ok(Mapped {
+        id,
+        event: b.build()?,
+        tmax: req.get("tmax").and_then(Value::as_u64),
+    })
+}
 
+pub async fn handle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = json_body(&headers, body, state.config.server.max_json_depth)?;
+    let req: Value =
+        serde_json::from_slice(&body).map_err(|_| bad("body", "not a JSON BidRequest"))?;
+    let door = &state.config.doors.openrtb;
+    let Mapped { id, event, tmax } = map_bid_request(&req, door)?;
     let mut budget = budget(&headers, state.scorer.budget_or_default(door.budget()))?;
-    if let Some(tmax) = req.get("tmax").and_then(Value::as_u64) {
+    if let Some(tmax) = tmax {
         let from_tmax = Duration::from_millis(tmax.saturating_sub(door.tmax_margin_ms).max(1));
         budget = budget.min(from_tmax);
     }
