@@ -24,7 +24,7 @@ function init(args)
   end
 end
 
-local function zipf()
+function zipf()
   local u = math.random()
   local lo, hi = 1, N
   while lo < hi do
