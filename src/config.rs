@@ -277,6 +277,16 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     pub max_uri_bytes: usize,
     pub max_json_depth: usize,
+    /// What a shed request gets.
+    pub shed_response: ShedResponse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ShedResponse {
+    #[serde(rename = "503")]
+    Unavailable,
+    #[serde(rename = "fallback")]
+    Fallback,
 }
 
 impl ServerConfig {

@@ -19,6 +19,7 @@ pub mod observe;
 pub mod openrtb;
 pub mod render;
 pub mod rt;
+pub mod shed;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -157,16 +158,16 @@ pub fn service(state: AppState) -> AppService {
     let server = &state.config.server;
     let max_uri = server.max_uri_bytes;
     let limit = server.max_concurrency;
+    let shed = Arc::new(shed::Shed::new(
+        &state.config,
+        state.scorer.policy().on_upstream_error(),
+    ));
     let router = router(state);
     let limited = ServiceBuilder::new()
         .layer(axum::error_handling::HandleErrorLayer::new(
-            |_: tower::BoxError| async {
-                metrics::counter!(crate::metrics::SHED).increment(1);
-                ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
-                    "too many requests in flight; retry shortly",
-                )
+            move |uri: axum::http::Uri, _: tower::BoxError| {
+                let shed = shed.clone();
+                async move { shed.respond(uri.path()) }
             },
         ))
         .load_shed()

@@ -103,3 +103,48 @@ async fn oversized_uris_headers_and_nesting_are_refused_with_4xx() {
     assert_eq!(json(r).await["error"], "too_deep");
     assert_eq!(app.mock.calls(), 0);
 }
+
+#[tokio::test]
+async fn with_fallback_shedding_auth_answers_by_its_fail_mode_instead_of_503() {
+    let app = spawn_app_with(|c| {
+        c.server.max_concurrency = 2;
+        c.server.shed_response = fraudgate::config::ShedResponse::Fallback;
+        c.upstream.timeout_ms = 2000;
+    })
+    .await;
+    app.mock.set_default(Reply::delayed(400, Reply::tags("")));
+    let burst = (0..10).map(|i| {
+        let http = app.http.clone();
+        let url = app.url("/v1/auth");
+        async move {
+            let r = http
+                .get(url)
+                .header("x-original-uri", format!("/p?offer_id={i}"))
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.headers()
+                    .get("x-fraudgate-reason")
+                    .map(|v| v.to_str().unwrap().to_owned()),
+            )
+        }
+    });
+    let results = futures_util::future::join_all(burst).await;
+    assert!(
+        results.iter().all(|(s, _)| *s == 200),
+        "fail open: {results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|(_, r)| r.as_deref() == Some("overloaded")),
+        "some were shed: {results:?}"
+    );
+    // Other routes still get 503 when shed.
+    let app = &app;
+    let burst = (0..10).map(|i| async move { app.check_ip(&format!("10.62.0.{i}")).await });
+    let results = futures_util::future::join_all(burst).await;
+    assert!(results.iter().any(|(s, _)| *s == 503));
+}
