@@ -59,10 +59,6 @@ impl OnError {
     }
 }
 
-fn budget(ms: u64) -> Option<Duration> {
-    (ms > 0).then(|| Duration::from_millis(ms))
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DoorsConfig {
@@ -76,13 +72,8 @@ pub struct DoorsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckDoor {
+    /// Budget of /v1/check, /v1/check/batch and the RT drop-in.
     pub budget_ms: u64,
-}
-
-impl CheckDoor {
-    pub fn budget(&self) -> Option<Duration> {
-        budget(self.budget_ms)
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,24 +90,12 @@ pub struct AuthDoor {
     pub defaults: BTreeMap<String, String>,
 }
 
-impl AuthDoor {
-    pub fn budget(&self) -> Option<Duration> {
-        budget(self.budget_ms)
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClickDoor {
     pub budget_ms: u64,
     pub on_upstream_error: OnError,
     pub blocked_status: u16,
-}
-
-impl ClickDoor {
-    pub fn budget(&self) -> Option<Duration> {
-        budget(self.budget_ms)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -135,12 +114,6 @@ pub struct ImpDoor {
     pub response: ImpResponse,
 }
 
-impl ImpDoor {
-    pub fn budget(&self) -> Option<Duration> {
-        budget(self.budget_ms)
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenRtbDoor {
@@ -150,12 +123,6 @@ pub struct OpenRtbDoor {
     pub allow_status: u16,
     /// RT field (or "ifa") -> BidRequest paths, first non-empty wins.
     pub fields: BTreeMap<String, Vec<String>>,
-}
-
-impl OpenRtbDoor {
-    pub fn budget(&self) -> Option<Duration> {
-        budget(self.budget_ms)
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

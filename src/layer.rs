@@ -207,7 +207,7 @@ where
             };
             let opts = ScoreOpts {
                 door: Door::Layer,
-                budget: gate.scorer.budget_or_default(gate.budget),
+                budget: gate.budget.unwrap_or_else(|| gate.scorer.default_budget()),
                 on_error: gate.on_error,
             };
             let d = gate.scorer.score_with(&event, &opts).await;

@@ -131,11 +131,6 @@ impl Scorer {
         self.inner.default_budget
     }
 
-    /// A door's budget: its configured one, else the default.
-    pub fn budget_or_default(&self, configured: Option<Duration>) -> Duration {
-        configured.unwrap_or(self.inner.default_budget)
-    }
-
     /// Scores one event within `budget` with the policy's fallback.
     pub async fn score(&self, event: &Event, door: Door, budget: Duration) -> Decision {
         self.score_with(

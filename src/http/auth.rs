@@ -17,13 +17,12 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::body::budget;
+use super::body::score_opts;
 use super::error::ApiError;
 use super::render::{cache_headers, decision_headers};
 use crate::decision::Door;
 use crate::event::EventBuilder;
 use crate::policy::Reason;
-use crate::score::ScoreOpts;
 use crate::upstream::UpstreamError;
 
 /// Fields an end user's URL must not set: they come from the connection.
@@ -87,11 +86,13 @@ pub async fn handle(
     b.set("event_type", &event_type)?;
     let event = b.build()?;
 
-    let opts = ScoreOpts {
-        door: Door::Auth,
-        budget: budget(&headers, state.scorer.budget_or_default(door.budget()))?,
-        on_error: door.on_upstream_error.action(),
-    };
+    let opts = score_opts(
+        &state,
+        &headers,
+        Door::Auth,
+        door.budget_ms,
+        door.on_upstream_error,
+    )?;
     let d = state.scorer.score_with(&event, &opts).await;
     if d.ruling.reason == Reason::Fallback(UpstreamError::Internal) {
         return Err(ApiError::internal());

@@ -12,8 +12,9 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use super::AppState;
-use super::body::{budget, json_body};
+use super::body::{json_body, score_opts};
 use super::error::ApiError;
+use crate::config::OnError;
 use crate::decision::{Decision, Door};
 use crate::event::{EventBuilder, FieldError};
 
@@ -52,7 +53,13 @@ pub async fn post(
             ),
         ));
     }
-    let budget = budget(&headers, state.scorer.default_budget())?;
+    let opts = score_opts(
+        &state,
+        &headers,
+        Door::Batch,
+        state.config.doors.check.budget_ms,
+        OnError::Policy,
+    )?;
     let events: Vec<Result<_, FieldError>> = items
         .iter()
         .map(|v| EventBuilder::from_json_value(v).and_then(EventBuilder::build))
@@ -61,7 +68,7 @@ pub async fn post(
     let scorer = &state.scorer;
     let results = join_all(events.into_iter().map(|e| async move {
         match e {
-            Ok(event) => Item::Decision(scorer.score(&event, Door::Batch, budget).await),
+            Ok(event) => Item::Decision(scorer.score_with(&event, &opts).await),
             Err(err) => Item::Error(err.into()),
         }
     }))

@@ -6,7 +6,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 
+use super::AppState;
 use super::error::ApiError;
+use crate::config::OnError;
+use crate::decision::Door;
+use crate::score::ScoreOpts;
 
 /// Header a caller uses to lower its time budget (milliseconds).
 pub const DEADLINE_HEADER: &str = "x-fraudgate-deadline-ms";
@@ -102,6 +106,27 @@ pub fn budget(headers: &HeaderMap, default: Duration) -> Result<Duration, ApiErr
             .with_field("X-Fraudgate-Deadline-Ms")
         })?;
     Ok(default.min(Duration::from_millis(ms)))
+}
+
+/// How a door scores: its budget (`budget_ms`, 0 = the scorer's default,
+/// lowered by `X-Fraudgate-Deadline-Ms`) and its fail mode.
+pub fn score_opts(
+    state: &AppState,
+    headers: &HeaderMap,
+    door: Door,
+    budget_ms: u64,
+    on_error: OnError,
+) -> Result<ScoreOpts, ApiError> {
+    let default = if budget_ms > 0 {
+        Duration::from_millis(budget_ms)
+    } else {
+        state.scorer.default_budget()
+    };
+    Ok(ScoreOpts {
+        door,
+        budget: budget(headers, default)?,
+        on_error: on_error.action(),
+    })
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 
 use super::AppState;
-use super::body::{budget, json_body};
+use super::body::{json_body, score_opts};
 use super::error::ApiError;
+use crate::config::OnError;
 use crate::decision::{Decision, Door};
 use crate::event::EventBuilder;
 
@@ -19,8 +20,14 @@ pub async fn get(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Decision>, ApiError> {
     let event = EventBuilder::from_query(query.as_deref().unwrap_or(""))?.build()?;
-    let budget = budget(&headers, state.scorer.default_budget())?;
-    Ok(Json(state.scorer.score(&event, Door::Check, budget).await))
+    let opts = score_opts(
+        &state,
+        &headers,
+        Door::Check,
+        state.config.doors.check.budget_ms,
+        OnError::Policy,
+    )?;
+    Ok(Json(state.scorer.score_with(&event, &opts).await))
 }
 
 pub async fn post(
@@ -30,6 +37,12 @@ pub async fn post(
 ) -> Result<Json<Decision>, ApiError> {
     let body = json_body(&headers, body, state.config.server.max_json_depth)?;
     let event = EventBuilder::from_json(&body)?.build()?;
-    let budget = budget(&headers, state.scorer.default_budget())?;
-    Ok(Json(state.scorer.score(&event, Door::Check, budget).await))
+    let opts = score_opts(
+        &state,
+        &headers,
+        Door::Check,
+        state.config.doors.check.budget_ms,
+        OnError::Policy,
+    )?;
+    Ok(Json(state.scorer.score_with(&event, &opts).await))
 }

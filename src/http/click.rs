@@ -17,13 +17,12 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::auth::CONNECTION_FIELDS;
-use super::body::budget;
+use super::body::score_opts;
 use super::error::ApiError;
 use super::render::decision_headers;
 use crate::config::{ImpResponse, OfferConfig};
 use crate::decision::{Decision, Door};
 use crate::event::{Event, EventBuilder, FieldError, Opt};
-use crate::score::ScoreOpts;
 
 /// The macros an offer URL may use.
 pub const MACROS: &[&str] = &[
@@ -162,11 +161,13 @@ pub async fn click(
     })?;
     let event = browser_event(&state, peer, &headers, &query, "click")?;
     let door = &state.config.doors.click;
-    let opts = ScoreOpts {
-        door: Door::Click,
-        budget: budget(&headers, state.scorer.budget_or_default(door.budget()))?,
-        on_error: door.on_upstream_error.action(),
-    };
+    let opts = score_opts(
+        &state,
+        &headers,
+        Door::Click,
+        door.budget_ms,
+        door.on_upstream_error,
+    )?;
     let d = state.scorer.score_with(&event, &opts).await;
     let target = match (d.is_block(), &offer.fallback_url) {
         (false, _) => Some(render(&offer.url, &event, &d)),
@@ -209,11 +210,13 @@ pub async fn imp(
         "impression",
     )?;
     let door = &state.config.doors.imp;
-    let opts = ScoreOpts {
-        door: Door::Imp,
-        budget: budget(&headers, state.scorer.budget_or_default(door.budget()))?,
-        on_error: door.on_upstream_error.action(),
-    };
+    let opts = score_opts(
+        &state,
+        &headers,
+        Door::Imp,
+        door.budget_ms,
+        door.on_upstream_error,
+    )?;
     let d = state.scorer.score_with(&event, &opts).await;
     let mut resp = match door.response {
         ImpResponse::Gif => ([(header::CONTENT_TYPE, "image/gif")], PIXEL).into_response(),

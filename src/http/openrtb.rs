@@ -32,14 +32,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::body::{budget, json_body};
+use super::body::{json_body, score_opts};
 use super::error::ApiError;
 use super::render::decision_headers;
 use crate::config::OpenRtbDoor;
 use crate::decision::{Decision, Door};
 use crate::event::{EventBuilder, FieldError};
 use crate::policy::Mode;
-use crate::score::ScoreOpts;
 use crate::verdict::Tag;
 
 /// OpenRTB 2.x no-bid reason codes used here.
@@ -166,16 +165,17 @@ pub async fn handle(
         serde_json::from_slice(&body).map_err(|_| bad("body", "not a JSON BidRequest"))?;
     let door = &state.config.doors.openrtb;
     let Mapped { id, event, tmax } = map_bid_request(&req, door)?;
-    let mut budget = budget(&headers, state.scorer.budget_or_default(door.budget()))?;
+    let mut opts = score_opts(
+        &state,
+        &headers,
+        Door::OpenRtb,
+        door.budget_ms,
+        door.on_upstream_error,
+    )?;
     if let Some(tmax) = tmax {
         let from_tmax = Duration::from_millis(tmax.saturating_sub(door.tmax_margin_ms).max(1));
-        budget = budget.min(from_tmax);
+        opts.budget = opts.budget.min(from_tmax);
     }
-    let opts = ScoreOpts {
-        door: Door::OpenRtb,
-        budget,
-        on_error: door.on_upstream_error.action(),
-    };
     let d = state.scorer.score_with(&event, &opts).await;
     let mut resp = if d.is_block() {
         Json(json!({

@@ -15,9 +15,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::body::budget;
+use super::body::score_opts;
 use super::error::ApiError;
 use super::render::decision_headers;
+use crate::config::OnError;
 use crate::decision::{Decision, Door, Source};
 use crate::event::EventBuilder;
 use crate::policy::{Action, Mode};
@@ -30,8 +31,14 @@ pub async fn get(
     // `key` is accepted here as RT accepts it; it is not RT's key and is
     // never forwarded (fraudgate sends its own).
     let event = EventBuilder::from_query(query.as_deref().unwrap_or(""))?.build()?;
-    let budget = budget(&headers, state.scorer.default_budget())?;
-    let d = state.scorer.score(&event, Door::Rt, budget).await;
+    let opts = score_opts(
+        &state,
+        &headers,
+        Door::Rt,
+        state.config.doors.check.budget_ms,
+        OnError::Policy,
+    )?;
+    let d = state.scorer.score_with(&event, &opts).await;
     Ok(render(&d))
 }
 

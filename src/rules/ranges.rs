@@ -431,13 +431,7 @@ mod tests {
 
     #[test]
     fn indexed_v6_lookups_agree_with_a_brute_force_scan() {
-        let mut x: u64 = 0x1234_5678_9abc_def1;
-        let mut rnd = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rnd = rng(0x1234_5678_9abc_def1);
         let mut items = Vec::new();
         for i in 0..5000u32 {
             let addr = ((0x2000u128 | (rnd() as u128 & 0xff)) << 112) | ((rnd() as u128) << 48);
@@ -450,15 +444,7 @@ mod tests {
             let probe = IpAddr::from(Ipv6Addr::from(
                 ((0x2000u128 | (rnd() as u128 & 0xff)) << 112) | ((rnd() as u128) << 48),
             ));
-            let want = items
-                .iter()
-                .filter(|(p, _)| p.contains(probe))
-                .min_by(|a, b| {
-                    (a.0.end - a.0.start)
-                        .cmp(&(b.0.end - b.0.start))
-                        .then(b.1.cmp(&a.1))
-                })
-                .map(|(_, l)| *l);
+            let want = brute_force(&items, probe);
             assert_eq!(r.lookup(probe).copied(), want, "{probe}");
         }
     }
@@ -475,16 +461,33 @@ mod tests {
         assert!(r.lookup(ip("1.1.1.1")).is_none());
     }
 
-    #[test]
-    fn agrees_with_a_brute_force_scan() {
-        // Deterministic pseudo-random nested prefixes inside 10.0.0.0/8.
-        let mut x: u64 = 0x9e3779b97f4a7c15;
-        let mut rnd = || {
+    /// Deterministic pseudo-random numbers (xorshift).
+    fn rng(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x
-        };
+        }
+    }
+
+    /// The narrowest prefix containing `probe`, the later one on ties.
+    fn brute_force(items: &[(Prefix, u32)], probe: IpAddr) -> Option<u32> {
+        items
+            .iter()
+            .filter(|(p, _)| p.contains(probe))
+            .min_by(|a, b| {
+                (a.0.end - a.0.start)
+                    .cmp(&(b.0.end - b.0.start))
+                    .then(b.1.cmp(&a.1))
+            })
+            .map(|(_, l)| *l)
+    }
+
+    #[test]
+    fn agrees_with_a_brute_force_scan() {
+        // Deterministic pseudo-random nested prefixes inside 10.0.0.0/8.
+        let mut rnd = rng(0x9e3779b97f4a7c15);
         let mut items = Vec::new();
         // Enough prefixes that the bucket index is used.
         for i in 0..6000u32 {
@@ -499,15 +502,7 @@ mod tests {
                 0x0a00_0000u32 | (rnd() as u32 & 0x00ff_ffff),
             ));
             // Brute force: narrowest containing prefix, later index on ties.
-            let want = items
-                .iter()
-                .filter(|(p, _)| p.contains(probe))
-                .min_by(|a, b| {
-                    (a.0.end - a.0.start)
-                        .cmp(&(b.0.end - b.0.start))
-                        .then(b.1.cmp(&a.1))
-                })
-                .map(|(_, l)| *l);
+            let want = brute_force(&items, probe);
             assert_eq!(r.lookup(probe).copied(), want, "{probe}");
         }
     }

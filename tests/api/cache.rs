@@ -146,3 +146,14 @@ async fn a_deadline_answers_fast_and_the_late_answer_fills_the_cache() {
     assert!(sample(&m, "fraudgate_late_fills_total", &[]) >= 1.0);
     assert!(sample(&m, "fraudgate_deadline_misses_total", &[]) >= 1.0);
 }
+
+#[tokio::test]
+async fn the_check_doors_configured_budget_applies() {
+    let app = spawn_app_with(|c| c.doors.check.budget_ms = 20).await;
+    app.mock
+        .on_ip("10.5.0.9", Reply::delayed(150, Reply::tags("proxy")));
+    let started = std::time::Instant::now();
+    let (_, v) = app.check_ip("10.5.0.9").await;
+    assert_eq!(v["reason"], "deadline");
+    assert!(started.elapsed() < Duration::from_millis(120));
+}
