@@ -19,10 +19,8 @@ SCRIPT=${SCRIPT:-scripts/loadtest.lua}
 FG_PORT=${FG_PORT:-18080}
 RT_PORT=${RT_PORT:-18081}
 
-if ! command -v wrk >/dev/null; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk
-fi
+. scripts/lib.sh
+ensure_wrk
 
 cargo build --release --quiet --bin fraudgate --example mock_rt
 tmp=$(mktemp -d)
@@ -37,7 +35,7 @@ FRAUDGATE_UPSTREAM__KEY=loadtest \
 FRAUDGATE_LOG__LEVEL=warn \
   target/release/fraudgate serve >"$tmp/fg.log" 2>&1 &
 fg_pid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$FG_PORT/readyz" >/dev/null && break; sleep 0.1; done
+wait_ready "$FG_PORT"
 
 echo "== wrk $SCRIPT: ${DURATION}s, $CONNS connections, $THREADS threads, $KEYS keys (Zipf s=1), RT delay ${RT_DELAY_MS} ms"
 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$SCRIPT" "http://127.0.0.1:$FG_PORT" | tee "$tmp/wrk.txt"

@@ -22,10 +22,8 @@ TIMEOUT_MS=${TIMEOUT_MS:-100}          # upstream.timeout_ms; budget = +20 ms
 MARGIN_MS=${MARGIN_MS:-400}            # scheduling slack on a shared 2-core box
 RSS_MAX_MIB=${RSS_MAX_MIB:-256}
 
-if ! command -v wrk >/dev/null; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk
-fi
+. scripts/lib.sh
+ensure_wrk
 cargo build --release --quiet --bin fraudgate --example mock_rt
 
 tmp=$(mktemp -d)
@@ -47,7 +45,7 @@ FRAUDGATE_LOG__LEVEL=warn \
 FRAUDGATE_LOG__FORMAT=json \
   target/release/fraudgate serve >"$tmp/fg.log" 2>&1 &
 fg_pid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$FG_PORT/readyz" >/dev/null && break; sleep 0.1; done
+wait_ready "$FG_PORT"
 
 ( max=0; while kill -0 "$fg_pid" 2>/dev/null; do
     r=$(ps -o rss= -p "$fg_pid" 2>/dev/null | tr -d ' '); [ -n "$r" ] && [ "$r" -gt "$max" ] && max=$r && echo "$max" >"$tmp/rss"
