@@ -246,13 +246,28 @@ impl Compiled {
         self.entries.is_empty()
     }
 
-    /// The first live entry matching the event.
+    /// The first live entry matching the event. Empty structures are
+    /// skipped without hashing anything (most lists are small or empty).
     pub fn find(&self, ev: &Event, now: u64) -> Option<&Entry> {
+        if self.entries.is_empty() {
+            return None;
+        }
         let live = |i: &u32| Some(&self.entries[*i as usize]).filter(|e| e.live(now));
-        if let Some(e) = self.ips.lookup(ev.ip).and_then(live) {
+        if let Some(e) = (!self.ips.is_empty())
+            .then(|| self.ips.lookup(ev.ip))
+            .flatten()
+            .and_then(live)
+        {
             return Some(e);
         }
-        let probe = |k: EntryKind, v: &str| self.exact[exact_slot(k)].get(v).and_then(live);
+        let probe = |k: EntryKind, v: &str| {
+            let map = &self.exact[exact_slot(k)];
+            if map.is_empty() {
+                None
+            } else {
+                map.get(v).and_then(live)
+            }
+        };
         if let Some(e) = probe(EntryKind::Affiliate, &ev.affiliate_id)
             .or_else(|| probe(EntryKind::Offer, &ev.offer_id))
         {

@@ -299,11 +299,23 @@ async fn an_extra_patterns_file_adds_crawler_patterns_and_skips_bad_lines() {
     let dir = temp_dir("patterns");
     let f = dir.join("extra.txt");
     write_file(&f, "# our own monitors\nacme-uptime-probe\nbroken(\n");
-    let app = spawn_app_with(|c| c.rules.crawler.extra_patterns_file = f.display().to_string()).await;
-    let (_, v) = app.check(&query_ua("10.27.0.1", "Mozilla/5.0 (X11; Linux x86_64) ACME-Uptime-Probe/3")).await;
-    assert_eq!((v["decision"].as_str(), v["rules"][0]["reason"].as_str()), (Some("block"), Some("acme-uptime-probe")));
+    let app =
+        spawn_app_with(|c| c.rules.crawler.extra_patterns_file = f.display().to_string()).await;
+    let (_, v) = app
+        .check(&query_ua(
+            "10.27.0.1",
+            "Mozilla/5.0 (X11; Linux x86_64) ACME-Uptime-Probe/3",
+        ))
+        .await;
+    assert_eq!(
+        (v["decision"].as_str(), v["rules"][0]["reason"].as_str()),
+        (Some("block"), Some("acme-uptime-probe"))
+    );
     let (_, v) = app.check_ip("10.27.0.2").await;
-    assert_eq!(v["decision"], "allow", "built-in patterns still leave browsers alone");
+    assert_eq!(
+        v["decision"], "allow",
+        "built-in patterns still leave browsers alone"
+    );
     let m = app.metrics().await;
     assert!(sample(&m, "fraudgate_crawler_patterns", &[]) > 200.0);
 }
