@@ -258,16 +258,6 @@ pub fn is_rt_field(name: &str) -> bool {
     name != "key" && Field::lookup(name).is_some()
 }
 
-/// A client key presented in the request (`key` parameter). Never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientKey(pub String);
-
-impl fmt::Debug for ClientKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClientKey([redacted])")
-    }
-}
-
 /// Collects parameters one by one, then [`EventBuilder::build`]s an Event.
 #[derive(Debug, Default)]
 pub struct EventBuilder {
@@ -277,7 +267,6 @@ pub struct EventBuilder {
     at: Option<u64>,
     affiliate_id: Option<String>,
     offer_id: Option<String>,
-    key: Option<ClientKey>,
     optional: Vec<(Opt, String)>,
     /// Fixed-size record of which fields were seen, for duplicate checks.
     seen: u64,
@@ -335,7 +324,9 @@ impl EventBuilder {
             Field::At => self.at = Some(parse_at(value)?),
             Field::AffiliateId => self.affiliate_id = Some(non_empty("affiliate_id", value)?),
             Field::OfferId => self.offer_id = Some(non_empty("offer_id", value)?),
-            Field::Key => self.key = Some(ClientKey(value.to_owned())),
+            // RT's own key parameter: accepted (the drop-in contract has
+            // it; client access reads it from the query), never stored.
+            Field::Key => {}
             Field::Opt(o) => {
                 if !value.is_empty() {
                     self.optional
@@ -344,12 +335,6 @@ impl EventBuilder {
             }
         }
         Ok(())
-    }
-
-    /// Sets the IP unless the caller gave one (used by doors that know the
-    /// peer address).
-    pub fn default_ip(&mut self, ip: IpAddr) {
-        self.ip.get_or_insert(ip.to_canonical());
     }
 
     /// Sets a field only if it is not set yet.
@@ -371,11 +356,6 @@ impl EventBuilder {
             "offer_id" => self.offer_id.is_some(),
             _ => self.optional.iter().any(|(o, _)| o.name() == name),
         }
-    }
-
-    /// The `key` parameter, if any.
-    pub fn client_key(&self) -> Option<&ClientKey> {
-        self.key.as_ref()
     }
 
     /// Checks the mandatory fields and builds the Event. `at` defaults to now.

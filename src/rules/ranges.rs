@@ -7,7 +7,7 @@
 //! then a binary search over just their start keys: no allocation, a few
 //! cache lines per lookup. 1M prefixes build in well under a second.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// A parsed `addr/len` (or bare address) in the 128-bit space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,11 +64,6 @@ pub fn key(ip: IpAddr) -> u128 {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6),
     }
-}
-
-/// The lower address of the segment as an IP (for diagnostics).
-pub fn ip_of(k: u128) -> IpAddr {
-    Ipv6Addr::from(k).to_canonical()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -335,6 +330,7 @@ fn next(end: u128) -> (u128, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv6Addr;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
