@@ -1,0 +1,355 @@
+//! One typed configuration: embedded defaults, then a TOML file, then
+//! `FRAUDGATE_<SECTION>__<KEY>` environment overrides; validated once.
+//!
+//! The embedded `config/fraudgate.toml` is the single source of defaults: a
+//! user file only carries what it changes and is merged over it.
+
+mod secret;
+mod sections;
+mod validate;
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use secret::{Secret, SecretList};
+pub use sections::*;
+
+/// The documented defaults, compiled in.
+pub const DEFAULT_TOML: &str = include_str!("../../config/fraudgate.toml");
+
+/// Environment variable prefix for overrides.
+pub const ENV_PREFIX: &str = "FRAUDGATE_";
+/// Environment variable naming the config file (same as `--config`).
+pub const ENV_CONFIG_PATH: &str = "FRAUDGATE_CONFIG";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub cache: CacheConfig,
+    pub policy: PolicyConfig,
+    pub doors: DoorsConfig,
+    /// Offers of the /click redirect tracker.
+    #[serde(default)]
+    pub offers: Vec<OfferConfig>,
+    pub rules: RulesConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("config key {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Default for Config {
+    /// The embedded defaults (no file, no environment).
+    fn default() -> Self {
+        Config::load_from(None, std::iter::empty()).expect("embedded default config is valid")
+    }
+}
+
+impl Config {
+    /// Loads the file at `path` (if any) over the defaults, then the
+    /// `FRAUDGATE_*` variables of this process.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(path, std::env::vars())
+    }
+
+    /// Like [`Config::load`] with an explicit environment, so tests never
+    /// touch the process environment.
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut root: toml::Table =
+            DEFAULT_TOML
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: "<embedded defaults>".into(),
+                    message: e.to_string(),
+                })?;
+        if let Some(path) = path {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: shown.clone(),
+                source,
+            })?;
+            let user: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Parse {
+                        path: shown.clone(),
+                        message: e.to_string(),
+                    })?;
+            merge(&mut root, user);
+        }
+        let mut env: Vec<_> = env
+            .into_iter()
+            // Only FRAUDGATE_<SECTION>__<KEY> forms are config keys; others
+            // (Kubernetes injects FRAUDGATE_PORT for a Service named
+            // fraudgate) are not ours to reject.
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k[ENV_PREFIX.len()..].contains("__"))
+            .collect();
+        env.sort();
+        for (var, raw) in env {
+            apply_env(&mut root, &var, &raw)?;
+        }
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::invalid(key, e.into_inner().message().to_owned())
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Deep-merges `over` into `base`: tables merge, everything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Sets one `FRAUDGATE_A__B__C=value` override. The value is read as a TOML
+/// value when it is one (`250`, `true`, `["ip","ua"]`), else as a string.
+fn apply_env(root: &mut toml::Table, var: &str, raw: &str) -> Result<(), ConfigError> {
+    let err = |message: &str| ConfigError::Env {
+        var: var.to_owned(),
+        message: message.to_owned(),
+    };
+    let rest = &var[ENV_PREFIX.len()..];
+    let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+    if path.iter().any(String::is_empty) {
+        return Err(err("not a config key: expected FRAUDGATE_<SECTION>__<KEY>"));
+    }
+    let value = match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    };
+    let (last, parents) = path.split_last().expect("len >= 2");
+    let mut table = root;
+    for (i, seg) in parents.iter().enumerate() {
+        let entry = table
+            .entry(seg.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(err(&format!(
+                    "{} is a value, not a section",
+                    path[..=i].join(".")
+                )));
+            }
+        };
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Action;
+    use std::time::Duration;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults_load() {
+        let c = Config::default();
+        assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.upstream.timeout_ms, 250);
+        assert!(!c.upstream.enabled());
+        assert_eq!(c.cache.ttl_clean(), Duration::from_secs(300));
+        assert_eq!(c.policy.on_upstream_error, Action::Allow);
+    }
+
+    #[test]
+    fn env_overrides_typed_values_and_nested_tables() {
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("FRAUDGATE_SERVER__LISTEN", "0.0.0.0:9000"),
+                ("FRAUDGATE_AUTH__ALLOW_ANONYMOUS", "true"),
+                ("FRAUDGATE_UPSTREAM__TIMEOUT_MS", "120"),
+                ("FRAUDGATE_UPSTREAM__KEY", "123456"),
+                ("FRAUDGATE_CACHE__TTL_FLAGGED_S", "3600"),
+                ("FRAUDGATE_POLICY__TAGS__PROXY", "allow"),
+                ("FRAUDGATE_POLICY__ON_UPSTREAM_ERROR", "block"),
+                ("FRAUDGATE_CONFIG", "ignored.toml"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(c.upstream.timeout_ms, 120);
+        assert_eq!(c.upstream.key.expose(), "123456");
+        assert_eq!(c.cache.ttl_flagged(), Duration::from_secs(3600));
+        assert_eq!(c.cache.ttl_clean(), Duration::from_secs(300));
+        assert_eq!(c.policy.tags["proxy"], Action::Allow);
+        assert_eq!(c.policy.on_upstream_error, Action::Block);
+    }
+
+    #[test]
+    fn unknown_env_key_names_the_key() {
+        let e = Config::load_from(None, env(&[("FRAUDGATE_UPSTREAM__TIMEOUT", "5")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("upstream") && e.contains("timeout"), "{e}");
+        let e = Config::load_from(None, env(&[("FRAUDGATE_NOPE__", "5")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("FRAUDGATE_NOPE__"), "{e}");
+        // Not our form: ignored (Kubernetes service variables look like this).
+        Config::load_from(None, env(&[("FRAUDGATE_PORT", "tcp://10.0.0.1:80")])).unwrap();
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        for (var, val, key) in [
+            (
+                "FRAUDGATE_UPSTREAM__TIMEOUT_MS",
+                "soon",
+                "upstream.timeout_ms",
+            ),
+            ("FRAUDGATE_SERVER__LISTEN", "nowhere", "server.listen"),
+            ("FRAUDGATE_POLICY__MODE", "maybe", "policy.mode"),
+            (
+                "FRAUDGATE_POLICY__TAGS__BOGUS",
+                "block",
+                "policy.tags.bogus",
+            ),
+            ("FRAUDGATE_CACHE__KEY", "[\"ip\",\"cookie\"]", "cache.key"),
+            (
+                "FRAUDGATE_UPSTREAM__URL",
+                "http://example.com/",
+                "upstream.url",
+            ),
+            ("FRAUDGATE_UPSTREAM__TIMEOUT_MS", "0", "upstream.timeout_ms"),
+        ] {
+            let e = Config::load_from(None, env(&[(var, val)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{var}={val}: {e}");
+        }
+    }
+
+    #[test]
+    fn file_merges_over_defaults_and_rejects_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("fg-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "[cache]\nttl_s = 60\n[policy.offers.\"42\"]\nproxy = \"allow\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&good), vec![]).unwrap();
+        assert_eq!(c.cache.ttl_s, 60);
+        assert_eq!(c.cache.ttl_error_s, 5);
+        assert_eq!(c.policy.offers["42"]["proxy"], Action::Allow);
+
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[cache]\nttl = 60\n").unwrap();
+        let e = Config::load_from(Some(&bad), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cache") && e.contains("ttl"), "{e}");
+    }
+
+    #[test]
+    fn admin_keys_accept_a_comma_separated_env_value() {
+        let c = Config::load_from(None, env(&[("FRAUDGATE_AUTH__ADMIN_KEYS", "k1, k2,")])).unwrap();
+        let keys: Vec<_> = c
+            .auth
+            .admin_keys
+            .0
+            .iter()
+            .map(|k| k.expose().to_owned())
+            .collect();
+        assert_eq!(keys, ["k1", "k2"]);
+        assert!(Config::default().auth.admin_keys.0.is_empty());
+    }
+
+    #[test]
+    fn a_public_listen_address_needs_client_keys_or_an_explicit_opt_in() {
+        let e = Config::load_from(None, env(&[("FRAUDGATE_SERVER__LISTEN", "0.0.0.0:8080")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.allow_anonymous"), "{e}");
+        Config::load_from(
+            None,
+            env(&[
+                ("FRAUDGATE_SERVER__LISTEN", "0.0.0.0:8080"),
+                ("FRAUDGATE_AUTH__ALLOW_ANONYMOUS", "true"),
+            ]),
+        )
+        .unwrap();
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("FRAUDGATE_SERVER__LISTEN", "[::]:8080"),
+                ("FRAUDGATE_AUTH__CLIENT_KEYS__ACME", "0123456789abcdef0123"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.auth.client_keys["acme"].expose(), "0123456789abcdef0123");
+        let e = Config::load_from(None, env(&[("FRAUDGATE_AUTH__CLIENT_KEYS__ACME", "short")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("auth.client_keys.acme") && !e.contains("short"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn secret_matching() {
+        let s = Secret::new("abc");
+        assert!(s.matches(b"abc"));
+        assert!(!s.matches(b"abd") && !s.matches(b"ab") && !s.matches(b"abcd") && !s.matches(b""));
+        assert!(!Secret::new("").matches(b""));
+    }
+
+    #[test]
+    fn secret_never_prints() {
+        let c = Config::load_from(None, env(&[("FRAUDGATE_UPSTREAM__KEY", "s3cr3t-key")])).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cr3t-key"));
+        assert!(dbg.contains("[redacted]"));
+    }
+}

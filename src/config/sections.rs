@@ -1,0 +1,322 @@
+//! The typed sections of [`Config`](super::Config), one struct each.
+//! Field docs are in `config/fraudgate.toml`, the embedded defaults.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::secret::{Secret, SecretList};
+use crate::cache::KeyPart;
+use crate::policy::{Action, Mode};
+pub use crate::rules::limits::{CapConfig, VelocityConfig};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Bounded drain period after a shutdown signal.
+    pub shutdown_grace_s: u64,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Most events in one batch.
+    pub max_batch: usize,
+    /// Hard limit for any one request.
+    pub request_timeout_ms: u64,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<String>,
+    /// Requests served at once before shedding.
+    pub max_concurrency: usize,
+    pub header_read_timeout_ms: u64,
+    pub max_header_bytes: usize,
+    pub max_uri_bytes: usize,
+    pub max_json_depth: usize,
+    /// What a shed request gets.
+    pub shed_response: ShedResponse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ShedResponse {
+    #[serde(rename = "503")]
+    Unavailable,
+    #[serde(rename = "fallback")]
+    Fallback,
+}
+
+impl ServerConfig {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_s)
+    }
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// FraudScore RT endpoint.
+    pub url: String,
+    /// FraudScore RT key; empty disables the upstream.
+    pub key: Secret,
+    /// Deadline of one RT call.
+    pub timeout_ms: u64,
+    /// TCP connect timeout.
+    pub connect_timeout_ms: u64,
+    /// Idle keep-alive connections kept per host.
+    pub pool_max_idle: usize,
+    /// Idle connection lifetime.
+    pub pool_idle_timeout_s: u64,
+    /// Allow `http://` to a non-loopback host.
+    pub allow_insecure_http: bool,
+    /// Retry a connection error once, inside the timeout.
+    pub retry_connect_errors: bool,
+    pub breaker: crate::breaker::BreakerConfig,
+}
+
+impl UpstreamConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn pool_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.pool_idle_timeout_s)
+    }
+    /// The upstream is used only when a key is configured.
+    pub fn enabled(&self) -> bool {
+        !self.key.expose().is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// TTL of clean and flagged verdicts unless overridden.
+    pub ttl_s: u64,
+    pub ttl_clean_s: Option<u64>,
+    pub ttl_flagged_s: Option<u64>,
+    /// TTL of a remembered upstream failure.
+    pub ttl_error_s: u64,
+    /// Serve-stale window past the TTL (refresh in the background).
+    pub stale_s: u64,
+    /// Serve-stale window past the TTL when the refresh failed.
+    pub stale_if_error_s: u64,
+    /// Capacity in entries.
+    pub max_entries: u64,
+    /// Event fields forming the key.
+    pub key: Vec<KeyPart>,
+}
+
+impl CacheConfig {
+    pub fn ttl_clean(&self) -> Duration {
+        Duration::from_secs(self.ttl_clean_s.unwrap_or(self.ttl_s))
+    }
+    pub fn ttl_flagged(&self) -> Duration {
+        Duration::from_secs(self.ttl_flagged_s.unwrap_or(self.ttl_s))
+    }
+    pub fn ttl_error(&self) -> Duration {
+        Duration::from_secs(self.ttl_error_s)
+    }
+    pub fn stale(&self) -> Duration {
+        Duration::from_secs(self.stale_s)
+    }
+    pub fn stale_if_error(&self) -> Duration {
+        Duration::from_secs(self.stale_if_error_s)
+    }
+}
+
+/// Tag name (config spelling) -> action. Validated when the policy is built.
+pub type TagActionTable = BTreeMap<String, Action>;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub mode: Mode,
+    pub on_upstream_error: Action,
+    pub unknown_tag: Action,
+    pub tags: TagActionTable,
+    pub offers: BTreeMap<String, TagActionTable>,
+    pub affiliates: BTreeMap<String, TagActionTable>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Compact,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// A secret string: Debug and Display print `[redacted]`. Accepts any TOML
+/// scalar so an all-digit key given through the environment still loads.
+/// A door's override of `policy.on_upstream_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    Policy,
+    Allow,
+    Block,
+}
+
+impl OnError {
+    pub fn action(self) -> Option<Action> {
+        match self {
+            OnError::Policy => None,
+            OnError::Allow => Some(Action::Allow),
+            OnError::Block => Some(Action::Block),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoorsConfig {
+    pub check: CheckDoor,
+    pub auth: AuthDoor,
+    pub click: ClickDoor,
+    pub imp: ImpDoor,
+    pub openrtb: OpenRtbDoor,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckDoor {
+    /// Budget of /v1/check, /v1/check/batch and the RT drop-in.
+    pub budget_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthDoor {
+    pub budget_ms: u64,
+    pub on_upstream_error: OnError,
+    pub blocked_status: u16,
+    pub event_type: String,
+    pub impression_paths: Vec<String>,
+    /// RT field -> query parameter name in the original URL.
+    pub params: BTreeMap<String, String>,
+    /// RT field -> value when the original URL lacks it.
+    pub defaults: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickDoor {
+    pub budget_ms: u64,
+    pub on_upstream_error: OnError,
+    pub blocked_status: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ImpResponse {
+    #[serde(rename = "gif")]
+    Gif,
+    #[serde(rename = "204")]
+    NoContent,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImpDoor {
+    pub budget_ms: u64,
+    pub on_upstream_error: OnError,
+    pub response: ImpResponse,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenRtbDoor {
+    pub budget_ms: u64,
+    pub on_upstream_error: OnError,
+    pub tmax_margin_ms: u64,
+    pub allow_status: u16,
+    /// RT field (or "ifa") -> BidRequest paths, first non-empty wins.
+    pub fields: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferConfig {
+    pub id: String,
+    /// Redirect target template with {macros}.
+    pub url: String,
+    /// Where a blocked click goes (optional).
+    #[serde(default)]
+    pub fallback_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    pub enabled: bool,
+    pub ask_upstream_on_block: bool,
+    pub reload_interval_s: u64,
+    pub caps: Vec<CapConfig>,
+    pub crawler: CrawlerConfig,
+    pub datacenter: DatacenterConfig,
+    pub velocity: VelocityConfig,
+    pub lists: Vec<ListConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrawlerConfig {
+    pub enabled: bool,
+    pub builtin: bool,
+    /// Empty: none.
+    pub extra_patterns_file: String,
+    pub flag_empty_ua: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatacenterConfig {
+    pub enabled: bool,
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListConfig {
+    pub name: String,
+    pub action: Action,
+    /// Empty: runtime-only list.
+    #[serde(default)]
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Bearer keys for the admin API; empty disables it.
+    pub admin_keys: SecretList,
+    /// Serve on a non-loopback address without client keys.
+    pub allow_anonymous: bool,
+    pub rate_limit_rps: u32,
+    pub rate_limit_burst: u32,
+    /// Client name -> key.
+    pub client_keys: BTreeMap<String, Secret>,
+    /// Client name -> rate limit override.
+    pub rate_limits: BTreeMap<String, RateLimit>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub rps: u32,
+    pub burst: u32,
+}

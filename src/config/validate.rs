@@ -1,0 +1,193 @@
+//! Checks that need more than types: ranges, cross-field rules, files and
+//! templates that must parse. Every error names its key.
+
+use super::{Config, ConfigError};
+
+impl Config {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let u = &self.upstream;
+        if u.timeout_ms == 0 {
+            return Err(ConfigError::invalid("upstream.timeout_ms", "must be > 0"));
+        }
+        if u.connect_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "upstream.connect_timeout_ms",
+                "must be > 0",
+            ));
+        }
+        crate::upstream::validate_url(&u.url, u.allow_insecure_http)
+            .map_err(|m| ConfigError::invalid("upstream.url", m))?;
+        let b = &u.breaker;
+        if b.consecutive_failures == 0
+            || b.half_open_probes == 0
+            || b.window_s == 0
+            || !(0.0..=1.0).contains(&b.failure_ratio)
+        {
+            return Err(ConfigError::invalid(
+                "upstream.breaker",
+                "consecutive_failures, half_open_probes, window_s > 0 and failure_ratio in 0..=1",
+            ));
+        }
+        if self.cache.max_entries == 0 {
+            return Err(ConfigError::invalid("cache.max_entries", "must be > 0"));
+        }
+        if self.cache.key.is_empty() {
+            return Err(ConfigError::invalid("cache.key", "needs at least one part"));
+        }
+        if self.server.max_batch == 0 {
+            return Err(ConfigError::invalid("server.max_batch", "must be > 0"));
+        }
+        if self.server.max_header_bytes < 8192 {
+            return Err(ConfigError::invalid(
+                "server.max_header_bytes",
+                "must be at least 8192",
+            ));
+        }
+        if self.server.max_concurrency == 0
+            || self.server.header_read_timeout_ms == 0
+            || self.server.max_json_depth == 0
+        {
+            return Err(ConfigError::invalid(
+                "server",
+                "max_concurrency, header_read_timeout_ms and max_json_depth must be > 0",
+            ));
+        }
+        if self.server.request_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "server.request_timeout_ms",
+                "must be > 0",
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::invalid("log.level", e.to_string()))?;
+        crate::policy::Policy::from_config(&self.policy)?;
+        let mut names = std::collections::HashSet::new();
+        for (i, l) in self.rules.lists.iter().enumerate() {
+            if l.name.is_empty()
+                || !l
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ConfigError::invalid(
+                    format!("rules.lists[{i}].name"),
+                    "use letters, digits, - and _",
+                ));
+            }
+            if !names.insert(l.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("rules.lists[{i}].name"),
+                    format!("duplicate list name {:?}", l.name),
+                ));
+            }
+        }
+        for (i, c) in self.rules.caps.iter().enumerate() {
+            if c.by.is_empty() || c.window_s == 0 {
+                return Err(ConfigError::invalid(
+                    format!("rules.caps[{i}]"),
+                    "needs a non-empty `by` and window_s > 0",
+                ));
+            }
+        }
+        for (i, p) in self.server.trusted_proxies.iter().enumerate() {
+            crate::rules::ranges::Prefix::parse(p)
+                .map_err(|m| ConfigError::invalid(format!("server.trusted_proxies[{i}]"), m))?;
+        }
+        let a = &self.auth;
+        if !self.server.listen.ip().is_loopback() && a.client_keys.is_empty() && !a.allow_anonymous
+        {
+            return Err(ConfigError::invalid(
+                "auth.allow_anonymous",
+                format!(
+                    "server.listen = {} is reachable from other hosts but no auth.client_keys are set; \
+                 set client keys (FRAUDGATE_AUTH__CLIENT_KEYS__<NAME>=<key>) or auth.allow_anonymous = true",
+                    self.server.listen
+                ),
+            ));
+        }
+        for (name, key) in &a.client_keys {
+            if key.expose().len() < 16 {
+                return Err(ConfigError::invalid(
+                    format!("auth.client_keys.{name}"),
+                    "use at least 16 characters",
+                ));
+            }
+        }
+        for name in a.rate_limits.keys() {
+            if !a.client_keys.contains_key(name) {
+                return Err(ConfigError::invalid(
+                    format!("auth.rate_limits.{name}"),
+                    "no client key with this name",
+                ));
+            }
+        }
+        let d = &self.doors;
+        if ![401, 403].contains(&d.auth.blocked_status) {
+            return Err(ConfigError::invalid(
+                "doors.auth.blocked_status",
+                "must be 401 or 403",
+            ));
+        }
+        if !["click", "impression"].contains(&d.auth.event_type.as_str()) {
+            return Err(ConfigError::invalid(
+                "doors.auth.event_type",
+                "must be click or impression",
+            ));
+        }
+        for (table, key) in [
+            (&d.auth.params, "doors.auth.params"),
+            (&d.auth.defaults, "doors.auth.defaults"),
+        ] {
+            for k in table.keys() {
+                if !crate::event::is_rt_field(k) {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.{k}"),
+                        "not a FraudScore RT event field",
+                    ));
+                }
+            }
+        }
+        if ![403, 204].contains(&d.click.blocked_status) {
+            return Err(ConfigError::invalid(
+                "doors.click.blocked_status",
+                "must be 403 or 204",
+            ));
+        }
+        if ![200, 204].contains(&d.openrtb.allow_status) {
+            return Err(ConfigError::invalid(
+                "doors.openrtb.allow_status",
+                "must be 200 or 204",
+            ));
+        }
+        for k in d.openrtb.fields.keys() {
+            if k != "ifa" && !crate::event::is_rt_field(k) {
+                return Err(ConfigError::invalid(
+                    format!("doors.openrtb.fields.{k}"),
+                    "not a FraudScore RT event field (or ifa)",
+                ));
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, o) in self.offers.iter().enumerate() {
+            if !ids.insert(o.id.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("offers[{i}].id"),
+                    format!("duplicate offer id {:?}", o.id),
+                ));
+            }
+            crate::http::click::check_template(&o.url)
+                .map_err(|m| ConfigError::invalid(format!("offers[{i}].url"), m))?;
+            if let Some(f) = &o.fallback_url {
+                crate::http::click::check_template(f)
+                    .map_err(|m| ConfigError::invalid(format!("offers[{i}].fallback_url"), m))?;
+            }
+        }
+        if self.rules.velocity.window_s == 0 {
+            return Err(ConfigError::invalid(
+                "rules.velocity.window_s",
+                "must be > 0",
+            ));
+        }
+        Ok(())
+    }
+}
