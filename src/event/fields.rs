@@ -1,0 +1,124 @@
+//! The RT parameter catalogue: event types and the optional fields with
+//! their documented length limits.
+
+use serde::Serialize;
+
+use super::DEFAULT_MAX_LEN;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Click,
+    Impression,
+}
+
+impl EventType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventType::Click => "click",
+            EventType::Impression => "impression",
+        }
+    }
+}
+
+/// The optional RT parameters, forwarded upstream when given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Opt {
+    AdvertiserId,
+    AdvertiserName,
+    AdvertiserManagerId,
+    AdvertiserManagerName,
+    AffiliateName,
+    AffiliateManagerId,
+    AffiliateManagerName,
+    OfferName,
+    AffSub1,
+    AffSub2,
+    AffSub3,
+    AffSub4,
+    AffSub5,
+    CountryCode,
+    DeviceOs,
+    DeviceOsVersion,
+    DeviceModel,
+    DeviceBrand,
+    Browser,
+    BrowserVersion,
+    DeviceLocale,
+    Refer,
+    UserMail,
+    Idfa,
+    AndroidId,
+    Source,
+}
+
+impl Opt {
+    pub const ALL: [Opt; 26] = [
+        Opt::AdvertiserId,
+        Opt::AdvertiserName,
+        Opt::AdvertiserManagerId,
+        Opt::AdvertiserManagerName,
+        Opt::AffiliateName,
+        Opt::AffiliateManagerId,
+        Opt::AffiliateManagerName,
+        Opt::OfferName,
+        Opt::AffSub1,
+        Opt::AffSub2,
+        Opt::AffSub3,
+        Opt::AffSub4,
+        Opt::AffSub5,
+        Opt::CountryCode,
+        Opt::DeviceOs,
+        Opt::DeviceOsVersion,
+        Opt::DeviceModel,
+        Opt::DeviceBrand,
+        Opt::Browser,
+        Opt::BrowserVersion,
+        Opt::DeviceLocale,
+        Opt::Refer,
+        Opt::UserMail,
+        Opt::Idfa,
+        Opt::AndroidId,
+        Opt::Source,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Opt::AdvertiserId => "advertiser_id",
+            Opt::AdvertiserName => "advertiser_name",
+            Opt::AdvertiserManagerId => "advertiser_manager_id",
+            Opt::AdvertiserManagerName => "advertiser_manager_name",
+            Opt::AffiliateName => "affiliate_name",
+            Opt::AffiliateManagerId => "affiliate_manager_id",
+            Opt::AffiliateManagerName => "affiliate_manager_name",
+            Opt::OfferName => "offer_name",
+            Opt::AffSub1 => "aff_sub1",
+            Opt::AffSub2 => "aff_sub2",
+            Opt::AffSub3 => "aff_sub3",
+            Opt::AffSub4 => "aff_sub4",
+            Opt::AffSub5 => "aff_sub5",
+            Opt::CountryCode => "country_code",
+            Opt::DeviceOs => "device_os",
+            Opt::DeviceOsVersion => "device_os_version",
+            Opt::DeviceModel => "device_model",
+            Opt::DeviceBrand => "device_brand",
+            Opt::Browser => "browser",
+            Opt::BrowserVersion => "browser_version",
+            Opt::DeviceLocale => "device_locale",
+            Opt::Refer => "refer",
+            Opt::UserMail => "user_mail",
+            Opt::Idfa => "idfa",
+            Opt::AndroidId => "android_id",
+            Opt::Source => "source",
+        }
+    }
+
+    /// The RT document's length limit, in characters.
+    pub const fn max_len(self) -> usize {
+        match self {
+            Opt::Refer => 1024,
+            Opt::CountryCode => 2,
+            _ => DEFAULT_MAX_LEN,
+        }
+    }
+}
