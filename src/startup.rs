@@ -38,8 +38,8 @@ impl Application {
             tracing::info!(url = %config.upstream.url, timeout_ms = config.upstream.timeout_ms, "FraudScore RT upstream enabled");
         } else {
             tracing::warn!(
-                "no upstream key configured (upstream.key / FRAUDGATE_UPSTREAM__KEY): FraudScore RT is disabled, \
-                 decisions come from the fallback policy (policy.on_upstream_error = {})",
+                "no upstream key configured (upstream.key / FRAUDGATE_UPSTREAM__KEY): FraudScore RT is disabled; local rules decide \
+                 what they recognise, everything else gets the fallback policy (policy.on_upstream_error = {})",
                 config.policy.on_upstream_error.as_str()
             );
         }
