@@ -12,9 +12,8 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use super::AppState;
-use super::body::{json_body, score_opts};
+use super::body::{api_opts, json_body};
 use super::error::ApiError;
-use crate::config::OnError;
 use crate::decision::{Decision, Door};
 use crate::event::{EventBuilder, FieldError};
 
@@ -53,13 +52,7 @@ pub async fn post(
             ),
         ));
     }
-    let opts = score_opts(
-        &state,
-        &headers,
-        Door::Batch,
-        state.config.doors.check.budget_ms,
-        OnError::Policy,
-    )?;
+    let opts = api_opts(&state, &headers, Door::Batch)?;
     let events: Vec<Result<_, FieldError>> = items
         .iter()
         .map(|v| EventBuilder::from_json_value(v).and_then(EventBuilder::build))

@@ -129,6 +129,18 @@ pub fn score_opts(
     })
 }
 
+/// Options of the API doors that share `doors.check`: /v1/check, the
+/// batch and the RT drop-in (the policy's own fail mode).
+pub fn api_opts(state: &AppState, headers: &HeaderMap, door: Door) -> Result<ScoreOpts, ApiError> {
+    score_opts(
+        state,
+        headers,
+        door,
+        state.config.doors.check.budget_ms,
+        OnError::Policy,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::json_depth;

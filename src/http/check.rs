@@ -8,9 +8,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 
 use super::AppState;
-use super::body::{json_body, score_opts};
+use super::body::{api_opts, json_body};
 use super::error::ApiError;
-use crate::config::OnError;
 use crate::decision::{Decision, Door};
 use crate::event::EventBuilder;
 
@@ -20,13 +19,7 @@ pub async fn get(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Decision>, ApiError> {
     let event = EventBuilder::from_query(query.as_deref().unwrap_or(""))?.build()?;
-    let opts = score_opts(
-        &state,
-        &headers,
-        Door::Check,
-        state.config.doors.check.budget_ms,
-        OnError::Policy,
-    )?;
+    let opts = api_opts(&state, &headers, Door::Check)?;
     Ok(Json(state.scorer.score_with(&event, &opts).await))
 }
 
@@ -37,12 +30,6 @@ pub async fn post(
 ) -> Result<Json<Decision>, ApiError> {
     let body = json_body(&headers, body, state.config.server.max_json_depth)?;
     let event = EventBuilder::from_json(&body)?.build()?;
-    let opts = score_opts(
-        &state,
-        &headers,
-        Door::Check,
-        state.config.doors.check.budget_ms,
-        OnError::Policy,
-    )?;
+    let opts = api_opts(&state, &headers, Door::Check)?;
     Ok(Json(state.scorer.score_with(&event, &opts).await))
 }

@@ -15,10 +15,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::body::score_opts;
+use super::body::api_opts;
 use super::error::ApiError;
 use super::render::decision_headers;
-use crate::config::OnError;
 use crate::decision::{Decision, Door, Source};
 use crate::event::EventBuilder;
 use crate::policy::{Action, Mode};
@@ -31,13 +30,7 @@ pub async fn get(
     // `key` is accepted here as RT accepts it; it is not RT's key and is
     // never forwarded (fraudgate sends its own).
     let event = EventBuilder::from_query(query.as_deref().unwrap_or(""))?.build()?;
-    let opts = score_opts(
-        &state,
-        &headers,
-        Door::Rt,
-        state.config.doors.check.budget_ms,
-        OnError::Policy,
-    )?;
+    let opts = api_opts(&state, &headers, Door::Rt)?;
     let d = state.scorer.score_with(&event, &opts).await;
     Ok(render(&d))
 }
