@@ -156,11 +156,6 @@ impl Scorer {
         let inner = &*self.inner;
         let policy = &inner.policy;
         let local = inner.rules.evaluate(event);
-        let local_blocks = || {
-            !local.tags.is_clean()
-                && !inner.rules.ask_upstream_on_block()
-                && policy.decide(Ok(&local.tags), event).action == Action::Block
-        };
         let local_only = || Lookup {
             outcome: Ok(local.tags.clone()),
             source: Source::Local,
@@ -168,29 +163,41 @@ impl Scorer {
             cache_ttl: Duration::ZERO,
             stale: false,
         };
-        let found = if local.allowed.is_some() || local_blocks() {
-            // Answered locally, without an upstream call.
-            local_only()
+        // Answered locally, without an upstream call: an allow-list hit, or
+        // local tags the policy blocks (unless RT is to be asked as well).
+        let local_ruling = if local.allowed.is_some() {
+            Some(policy.allow_listed())
+        } else if !local.tags.is_clean() && !inner.rules.ask_upstream_on_block() {
+            Some(policy.decide(Ok(&local.tags), event)).filter(|r| r.action == Action::Block)
         } else {
-            match &inner.fetcher {
-                None if !local.tags.is_clean() => local_only(),
-                None => Lookup {
-                    outcome: Err(UpstreamError::Disabled),
-                    source: Source::Fallback,
-                    coalesced: false,
-                    cache_ttl: Duration::ZERO,
-                    stale: false,
-                },
-                Some(fetcher) => {
-                    let mut found = fetcher.lookup(event, budget).await;
-                    // Non-blocking local tags join RT's.
-                    if let Ok(t) = &found.outcome {
-                        if !local.tags.is_clean() {
-                            found.outcome = Ok(t.merge(&local.tags));
+            None
+        };
+        let (found, ruling) = match local_ruling {
+            Some(ruling) => (local_only(), ruling),
+            None => {
+                let found = match &inner.fetcher {
+                    None if !local.tags.is_clean() => local_only(),
+                    None => Lookup {
+                        outcome: Err(UpstreamError::Disabled),
+                        source: Source::Fallback,
+                        coalesced: false,
+                        cache_ttl: Duration::ZERO,
+                        stale: false,
+                    },
+                    Some(fetcher) => {
+                        let mut found = fetcher.lookup(event, budget).await;
+                        // Non-blocking local tags join RT's.
+                        if let Ok(t) = &found.outcome {
+                            if !local.tags.is_clean() {
+                                found.outcome = Ok(t.merge(&local.tags));
+                            }
                         }
+                        found
                     }
-                    found
-                }
+                };
+                let ruling =
+                    policy.decide_with(found.outcome.as_ref().map_err(|e| *e), event, on_error);
+                (found, ruling)
             }
         };
         let Lookup {
@@ -200,10 +207,6 @@ impl Scorer {
             cache_ttl,
             stale,
         } = found;
-        let ruling = match &local.allowed {
-            Some(_) => policy.allow_listed(),
-            None => policy.decide_with(outcome.as_ref().map_err(|e| *e), event, on_error),
-        };
         let tags = outcome.unwrap_or_else(|_| local.tags.clone());
         let mut rules = local.hits;
         if let Some(hit) = local.allowed {
