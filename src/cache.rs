@@ -134,6 +134,8 @@ impl Ttls {
         match &v.outcome {
             Ok(t) if t.is_clean() => self.clean,
             Ok(_) => self.flagged,
+            // fraudgate's own back-pressure says nothing about the key.
+            Err(UpstreamError::Busy) => Duration::ZERO,
             Err(_) => self.error,
         }
     }
@@ -142,7 +144,7 @@ impl Ttls {
     fn lifetime(&self, v: &Cached) -> Duration {
         match &v.outcome {
             Ok(_) => self.for_value(v) + self.stale.max(self.stale_if_error),
-            Err(_) => self.error,
+            Err(_) => self.for_value(v),
         }
     }
 

@@ -143,7 +143,7 @@ impl Fetcher {
             tokio::spawn(async move {
                 let fetch = async {
                     let outcome = this.upstream.check(&event).await;
-                    this.breaker.record(permit, outcome.is_ok());
+                    this.breaker.record_outcome(permit, &outcome);
                     if Instant::now() > deadline {
                         this.c.late_fills.increment(1);
                     }
@@ -196,7 +196,7 @@ impl Fetcher {
                 None => Err(UpstreamError::BreakerOpen),
                 Some(permit) => {
                     let o = this.upstream.check(&event).await;
-                    this.breaker.record(permit, o.is_ok());
+                    this.breaker.record_outcome(permit, &o);
                     o
                 }
             };

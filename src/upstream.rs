@@ -34,6 +34,8 @@ pub enum UpstreamError {
     Internal,
     #[error("upstream circuit breaker is open")]
     BreakerOpen,
+    #[error("too many upstream calls in flight")]
+    Busy,
 }
 
 impl UpstreamError {
@@ -48,6 +50,7 @@ impl UpstreamError {
             UpstreamError::Deadline => "deadline",
             UpstreamError::Internal => "internal",
             UpstreamError::BreakerOpen => "breaker_open",
+            UpstreamError::Busy => "busy",
         }
     }
 
@@ -62,6 +65,7 @@ impl UpstreamError {
             UpstreamError::Deadline => "deadline",
             UpstreamError::Internal => "internal_error",
             UpstreamError::BreakerOpen => "upstream_breaker_open",
+            UpstreamError::Busy => "upstream_busy",
         }
     }
 }
@@ -104,6 +108,8 @@ pub struct Upstream {
     key: Secret,
     timeout: Duration,
     retry: bool,
+    /// Caps RT calls in flight (late fills and batches included).
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// A retry needs at least this much of the timeout left.
@@ -144,6 +150,7 @@ impl Upstream {
             key: c.key.clone(),
             timeout: c.timeout(),
             retry: c.retry_connect_errors,
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(c.max_in_flight)),
         })
     }
 
@@ -152,7 +159,13 @@ impl Upstream {
     }
 
     /// Asks RT about one event. Records outcome and duration metrics.
+    /// With `upstream.max_in_flight` calls already out, fails at once
+    /// (`Busy`) instead of queueing.
     pub async fn check(&self, event: &Event) -> Result<Tags, UpstreamError> {
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            metrics::counter!(m::UPSTREAM_REQUESTS, "outcome" => "busy").increment(1);
+            return Err(UpstreamError::Busy);
+        };
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.timeout);
         let attempt = || async {

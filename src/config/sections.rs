@@ -76,6 +76,8 @@ pub struct UpstreamConfig {
     pub allow_insecure_http: bool,
     /// Retry a connection error once, inside the timeout.
     pub retry_connect_errors: bool,
+    /// Most RT calls in flight at once.
+    pub max_in_flight: usize,
     pub breaker: crate::breaker::BreakerConfig,
 }
 

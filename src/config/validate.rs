@@ -9,6 +9,12 @@ impl Config {
         if u.timeout_ms == 0 {
             return Err(ConfigError::invalid("upstream.timeout_ms", "must be > 0"));
         }
+        if u.max_in_flight == 0 {
+            return Err(ConfigError::invalid(
+                "upstream.max_in_flight",
+                "must be > 0",
+            ));
+        }
         if u.connect_timeout_ms == 0 {
             return Err(ConfigError::invalid(
                 "upstream.connect_timeout_ms",

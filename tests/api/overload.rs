@@ -148,3 +148,49 @@ async fn with_fallback_shedding_auth_answers_by_its_fail_mode_instead_of_503() {
     let results = futures_util::future::join_all(burst).await;
     assert!(results.iter().any(|(s, _)| *s == 503));
 }
+
+#[tokio::test]
+async fn upstream_calls_in_flight_are_capped_and_the_excess_fails_fast() {
+    let app = spawn_app_with(|c| {
+        c.upstream.max_in_flight = 2;
+        c.upstream.timeout_ms = 2000;
+    })
+    .await;
+    app.mock.set_default(Reply::delayed(400, Reply::tags("")));
+    let app = &app;
+    let started = Instant::now();
+    let results = futures_util::future::join_all((0..6).map(|i| async move {
+        let (_, v) = app.check_ip(&format!("10.63.0.{i}")).await;
+        (
+            v["reason"].as_str().unwrap_or("").to_owned(),
+            Instant::now(),
+        )
+    }))
+    .await;
+    let busy: Vec<_> = results
+        .iter()
+        .filter(|(r, _)| r == "upstream_busy")
+        .collect();
+    assert_eq!(busy.len(), 4, "{results:?}");
+    assert!(
+        busy.iter()
+            .all(|(_, at)| at.duration_since(started) < Duration::from_millis(300)),
+        "failed fast"
+    );
+    assert!(app.mock.calls() <= 2);
+    // Not remembered as the key's error, and no breaker damage: the next try goes upstream.
+    let r = json(app.get("/readyz").await).await;
+    assert_eq!(r["breaker"], "closed");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let (_, v) = app
+        .check_ip(&format!("10.63.0.{}", busy_ip(&results)))
+        .await;
+    assert_ne!(v["reason"], "upstream_busy");
+}
+
+fn busy_ip(results: &[(String, Instant)]) -> usize {
+    results
+        .iter()
+        .position(|(r, _)| r == "upstream_busy")
+        .unwrap()
+}
