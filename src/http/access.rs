@@ -7,6 +7,7 @@
 //! never logged; metrics name clients, never keys. Over its rate, a client
 //! gets 429 with `Retry-After`.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::Counter;
 
 use super::error::ApiError;
 use crate::config::{AuthConfig, RateLimit, Secret};
@@ -59,16 +61,33 @@ impl Bucket {
     }
 }
 
+/// A configured client, or the anonymous caller when no keys are set.
+/// Its counters are registered once: no label work per request.
 struct Client {
     name: Arc<str>,
-    key: Secret,
+    key: Option<Secret>,
     bucket: Option<Mutex<Bucket>>,
+    ok: Counter,
+    limited: Counter,
+}
+
+impl Client {
+    fn new(name: &str, key: Option<Secret>, limit: RateLimit) -> Self {
+        let counter = |outcome: &'static str| metrics::counter!(m::CLIENT_REQUESTS, "client" => name.to_owned(), "outcome" => outcome);
+        Client {
+            name: name.into(),
+            key,
+            bucket: Bucket::new(limit),
+            ok: counter("ok"),
+            limited: counter("rate_limited"),
+        }
+    }
 }
 
 /// Shared by every request; built once from config.
 pub struct Access {
     clients: Vec<Client>,
-    anonymous: Option<Mutex<Bucket>>,
+    anonymous: Client,
 }
 
 impl Access {
@@ -80,15 +99,14 @@ impl Access {
         let clients = c
             .client_keys
             .iter()
-            .map(|(name, key)| Client {
-                name: name.as_str().into(),
-                key: key.clone(),
-                bucket: Bucket::new(*c.rate_limits.get(name).unwrap_or(&default)),
+            .map(|(name, key)| {
+                let limit = *c.rate_limits.get(name).unwrap_or(&default);
+                Client::new(name, Some(key.clone()), limit)
             })
             .collect();
         Access {
             clients,
-            anonymous: Bucket::new(default),
+            anonymous: Client::new("anonymous", None, default),
         }
     }
 
@@ -100,7 +118,7 @@ impl Access {
     /// time, whatever matches.
     fn find(&self, presented: &[u8]) -> Option<&Client> {
         self.clients.iter().fold(None, |found, c| {
-            if c.key.matches(presented) {
+            if c.key.as_ref().is_some_and(|k| k.matches(presented)) {
                 Some(c)
             } else {
                 found
@@ -109,23 +127,24 @@ impl Access {
     }
 }
 
-fn presented_key(req: &Request) -> Option<Vec<u8>> {
+/// The key a request presents, borrowed where it can be.
+fn presented_key(req: &Request) -> Option<Cow<'_, [u8]>> {
     let h = req.headers();
     if let Some(k) = h.get("x-api-key") {
-        return Some(k.as_bytes().to_vec());
+        return Some(Cow::Borrowed(k.as_bytes()));
     }
     if let Some(k) = h
         .get(header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
     {
-        return Some(k.to_vec());
+        return Some(Cow::Borrowed(k));
     }
     // The RT drop-in carries its key in the query, as RT does.
     if req.uri().path() == "/" {
         let q = req.uri().query().unwrap_or("");
         return form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "key")
-            .map(|(_, v)| v.as_bytes().to_vec());
+            .map(|(_, v)| Cow::Owned(v.into_owned().into_bytes()));
     }
     None
 }
@@ -144,10 +163,10 @@ fn rate_limited(retry_after: u64) -> Response {
 }
 
 pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Next) -> Response {
-    let (name, bucket) = if access.required() {
-        let client = presented_key(&req).and_then(|k| access.find(&k));
-        let Some(client) = client else {
-            let reason = if presented_key(&req).is_some() {
+    let client = if access.required() {
+        let presented = presented_key(&req);
+        let Some(client) = presented.as_deref().and_then(|k| access.find(k)) else {
+            let reason = if presented.is_some() {
                 "invalid"
             } else {
                 "missing"
@@ -164,19 +183,18 @@ pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Ne
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return resp;
         };
-        (client.name.clone(), client.bucket.as_ref())
+        client
     } else {
-        (Arc::from("anonymous"), access.anonymous.as_ref())
+        &access.anonymous
     };
-    if let Some(b) = bucket {
+    if let Some(b) = &client.bucket {
         let taken = b.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Err(retry_after) = taken {
-            metrics::counter!(m::CLIENT_REQUESTS, "client" => name.to_string(), "outcome" => "rate_limited").increment(1);
+            client.limited.increment(1);
             return rate_limited(retry_after);
         }
     }
-    metrics::counter!(m::CLIENT_REQUESTS, "client" => name.to_string(), "outcome" => "ok")
-        .increment(1);
-    req.extensions_mut().insert(ClientName(name));
+    client.ok.increment(1);
+    req.extensions_mut().insert(ClientName(client.name.clone()));
     next.run(req).await
 }
