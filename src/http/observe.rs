@@ -81,11 +81,6 @@ pub async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -
 }
 
 /// Log span for a request: method and route only.
-pub fn span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    tracing::debug_span!("request", method = %req.method(), route)
+pub fn span(req: &Request) -> tracing::Span {
+    tracing::debug_span!("request", method = %req.method(), route = route_label(req))
 }
