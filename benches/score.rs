@@ -19,12 +19,13 @@ fn score(c: &mut Criterion) {
         .build()
         .unwrap();
     let _guard = rt.enter();
-    fraudgate::metrics::install();
+    // Real counters, as in the server: handles from an app registry.
+    let registry = fraudgate::metrics::Registry::new();
     let mut config = Config::default();
     // Never called: every lookup below is a hit.
     config.upstream.url = "http://127.0.0.1:9/".into();
     config.upstream.key = Secret::new("bench");
-    let scorer = Scorer::new(&config).unwrap();
+    let scorer = registry.scope(|| Scorer::new(&config)).unwrap();
     let event = EventBuilder::from_query(&format!(
         "event_type=click&ip=203.0.113.7&ua={UA}&affiliate_id=6251&offer_id=34713"
     ))

@@ -75,13 +75,20 @@ struct Inner {
 pub struct Breaker {
     cfg: BreakerConfig,
     inner: Mutex<Inner>,
+    state_gauge: metrics::Gauge,
+    /// Transitions by new state: closed, open, half-open.
+    transitions: [metrics::Counter; 3],
 }
 
 impl Breaker {
     pub fn new(cfg: &BreakerConfig) -> Self {
         let now = Instant::now();
-        metrics::gauge!(m::BREAKER_STATE).set(State::Closed.gauge());
+        let state_gauge = metrics::gauge!(m::BREAKER_STATE);
+        state_gauge.set(State::Closed.gauge());
         Breaker {
+            state_gauge,
+            transitions: [State::Closed, State::Open, State::HalfOpen]
+                .map(|s| metrics::counter!(m::BREAKER_TRANSITIONS, "to" => s.as_str())),
             cfg: cfg.clone(),
             inner: Mutex::new(Inner {
                 state: State::Closed,
@@ -217,8 +224,8 @@ impl Breaker {
                 g.window_start = now;
             }
         }
-        metrics::gauge!(m::BREAKER_STATE).set(to.gauge());
-        metrics::counter!(m::BREAKER_TRANSITIONS, "to" => to.as_str()).increment(1);
+        self.state_gauge.set(to.gauge());
+        self.transitions[to as usize].increment(1);
     }
 }
 

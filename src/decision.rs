@@ -21,6 +21,13 @@ pub enum Source {
 }
 
 impl Source {
+    pub const ALL: [Source; 4] = [
+        Source::Upstream,
+        Source::Cache,
+        Source::Fallback,
+        Source::Local,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Source::Upstream => "upstream",
@@ -45,6 +52,17 @@ pub enum Door {
 }
 
 impl Door {
+    pub const ALL: [Door; 8] = [
+        Door::Check,
+        Door::Batch,
+        Door::Rt,
+        Door::Auth,
+        Door::Click,
+        Door::Imp,
+        Door::OpenRtb,
+        Door::Layer,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Door::Check => "check",

@@ -2,11 +2,13 @@
 //! Labels only come from closed sets (`as_str()` of enums), never from
 //! caller-controlled text.
 
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 pub const HTTP_REQUESTS: &str = "fraudgate_http_requests_total";
 pub const HTTP_DURATION: &str = "fraudgate_http_request_duration_seconds";
@@ -43,36 +45,73 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// One application's metrics: its own Prometheus recorder and handle.
+///
+/// Every [`crate::startup::Application`] owns one, so two apps in one
+/// process (the integration tests run dozens) never share a series.
+/// Handles are registered against it inside [`Registry::scope`], once, at
+/// construction: the hot path only increments handles it already holds.
+/// Code built outside any scope (a library user's [`crate::score::Scorer`]
+/// behind [`crate::layer::FraudGateLayer`]) reports to the global recorder
+/// the user installed, as the `metrics` facade does by default.
+#[derive(Clone)]
+pub struct Registry {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+}
 
-/// Installs the global recorder once per process and returns its handle.
-/// Later calls (several apps in one test binary) share it.
-pub fn install() -> PrometheusHandle {
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-                .expect("buckets are non-empty")
-                .build_recorder();
-            let handle = recorder.handle();
-            // A test binary may have installed another recorder; keep going.
-            let _ = metrics::set_global_recorder(recorder);
+impl Registry {
+    /// A fresh recorder with fraudgate's buckets and descriptions. Call
+    /// inside a Tokio runtime to get histogram upkeep.
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .expect("buckets are non-empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        let registry = Registry {
+            recorder: Arc::new(recorder),
+            handle,
+        };
+        registry.scope(|| {
             describe();
             metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-            // Histograms need periodic upkeep when no exporter thread runs.
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let h = handle.clone();
-                rt.spawn(async move {
-                    let mut tick = tokio::time::interval(Duration::from_secs(5));
-                    loop {
-                        tick.tick().await;
-                        h.run_upkeep();
+        });
+        // Histograms need periodic upkeep when no exporter thread runs. The
+        // task holds a weak reference: it ends with the registry.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&registry.recorder);
+            rt.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    match weak.upgrade() {
+                        Some(r) => r.handle().run_upkeep(),
+                        None => break,
                     }
-                });
-            }
-            handle
-        })
-        .clone()
+                }
+            });
+        }
+        registry
+    }
+
+    /// Runs `f` with this registry as the current recorder: every handle
+    /// `f` registers (`metrics::counter!` and friends) belongs to it. `f`
+    /// is synchronous, so the scope never spans an await.
+    pub fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        metrics::with_local_recorder(&*self.recorder, f)
+    }
+
+    /// The Prometheus text exposition of this registry.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 fn describe() {

@@ -54,14 +54,39 @@ struct Inner {
 struct Counters {
     tags: [Counter; Tag::ALL.len()],
     unknown_tags: Counter,
+    /// Decisions by door, action and source (the mode is the scorer's).
+    decisions: Box<[Counter]>,
 }
 
+const ACTIONS: [Action; 2] = [Action::Allow, Action::Block];
+
 impl Counters {
-    fn new() -> Self {
+    fn new(mode: Mode) -> Self {
+        let mut decisions = Vec::with_capacity(Door::ALL.len() * 2 * Source::ALL.len());
+        for door in Door::ALL {
+            for action in ACTIONS {
+                for source in Source::ALL {
+                    decisions.push(metrics::counter!(
+                        m::DECISIONS,
+                        "door" => door.as_str(),
+                        "decision" => action.as_str(),
+                        "source" => source.as_str(),
+                        "mode" => mode.as_str(),
+                    ));
+                }
+            }
+        }
         Counters {
             tags: Tag::ALL.map(|t| metrics::counter!(m::TAGS, "tag" => t.config_name())),
             unknown_tags: metrics::counter!(m::TAGS, "tag" => "unknown"),
+            decisions: decisions.into(),
         }
+    }
+
+    fn decision(&self, door: Door, action: Action, source: Source) -> &Counter {
+        let a = ACTIONS.iter().position(|x| *x == action).unwrap_or(0);
+        let s = Source::ALL.iter().position(|x| *x == source).unwrap_or(0);
+        &self.decisions[(door as usize * ACTIONS.len() + a) * Source::ALL.len() + s]
     }
 }
 
@@ -100,7 +125,7 @@ impl Scorer {
                 policy: Policy::from_config(&config.policy)?,
                 ids: IdGen::default(),
                 default_budget: config.upstream.timeout() + BUDGET_MARGIN,
-                counters: Counters::new(),
+                counters: Counters::new(config.policy.mode),
             }),
         })
     }
@@ -234,15 +259,8 @@ impl Scorer {
     }
 
     fn record(&self, d: &Decision, door: Door) {
-        metrics::counter!(
-            m::DECISIONS,
-            "door" => door.as_str(),
-            "decision" => d.ruling.action.as_str(),
-            "source" => d.source.as_str(),
-            "mode" => d.mode.as_str(),
-        )
-        .increment(1);
         let c = &self.inner.counters;
+        c.decision(door, d.ruling.action, d.source).increment(1);
         for t in d.tags.known() {
             c.tags[t as usize].increment(1);
         }

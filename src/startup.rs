@@ -32,8 +32,8 @@ pub struct Application {
 impl Application {
     /// Builds the scorer and binds the listener (port 0 picks a free port).
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let metrics = crate::metrics::install();
-        let scorer = Scorer::new(&config)?;
+        let registry = crate::metrics::Registry::new();
+        let scorer = registry.scope(|| Scorer::new(&config))?;
         if scorer.upstream_enabled() {
             tracing::info!(url = %config.upstream.url, timeout_ms = config.upstream.timeout_ms, "FraudScore RT upstream enabled");
         } else {
@@ -55,7 +55,7 @@ impl Application {
             listener,
             addr,
             grace,
-            state: AppState::new(scorer, config, metrics),
+            state: AppState::new(scorer, config, registry),
         })
     }
 
@@ -86,7 +86,8 @@ impl Application {
         let server = state.config.server.clone();
         let draining = state.draining.clone();
         spawn_rule_reloads(&state);
-        let service = crate::http::service(state);
+        let registry = state.registry.clone();
+        let service = registry.scope(|| crate::http::service(state));
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
             .timer(hyper_util::rt::TokioTimer::new())

@@ -110,6 +110,42 @@ pub struct Upstream {
     retry: bool,
     /// Caps RT calls in flight (late fills and batches included).
     in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+    metrics: std::sync::Arc<CallMetrics>,
+}
+
+/// The outcomes an RT call is labelled with (`ok` and the error outcomes
+/// a call can end in).
+const OUTCOMES: [&str; 7] = [
+    "ok",
+    "timeout",
+    "http_error",
+    "connect_error",
+    "bad_body",
+    "internal",
+    "busy",
+];
+
+/// RT call metrics, registered once per outcome.
+struct CallMetrics {
+    requests: [metrics::Counter; OUTCOMES.len()],
+    durations: [metrics::Histogram; OUTCOMES.len()],
+    retries: metrics::Counter,
+    unknown_tags: metrics::Counter,
+}
+
+impl CallMetrics {
+    fn new() -> Self {
+        CallMetrics {
+            requests: OUTCOMES.map(|o| metrics::counter!(m::UPSTREAM_REQUESTS, "outcome" => o)),
+            durations: OUTCOMES.map(|o| metrics::histogram!(m::UPSTREAM_DURATION, "outcome" => o)),
+            retries: metrics::counter!(m::UPSTREAM_RETRIES),
+            unknown_tags: metrics::counter!(m::UPSTREAM_UNKNOWN_TAGS),
+        }
+    }
+
+    fn index(outcome: &str) -> usize {
+        OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(5)
+    }
 }
 
 /// A retry needs at least this much of the timeout left.
@@ -151,6 +187,7 @@ impl Upstream {
             timeout: c.timeout(),
             retry: c.retry_connect_errors,
             in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(c.max_in_flight)),
+            metrics: std::sync::Arc::new(CallMetrics::new()),
         })
     }
 
@@ -163,7 +200,7 @@ impl Upstream {
     /// (`Busy`) instead of queueing.
     pub async fn check(&self, event: &Event) -> Result<Tags, UpstreamError> {
         let Ok(_permit) = self.in_flight.try_acquire() else {
-            metrics::counter!(m::UPSTREAM_REQUESTS, "outcome" => "busy").increment(1);
+            self.metrics.requests[CallMetrics::index("busy")].increment(1);
             return Err(UpstreamError::Busy);
         };
         let started = Instant::now();
@@ -180,13 +217,14 @@ impl Upstream {
             && result == Err(UpstreamError::Connect)
             && started.elapsed() + MIN_RETRY_WINDOW < self.timeout
         {
-            metrics::counter!(m::UPSTREAM_RETRIES).increment(1);
+            self.metrics.retries.increment(1);
             result = attempt().await;
         }
         let outcome = match &result {
             Ok(tags) => {
                 if !tags.unknown().is_empty() {
-                    metrics::counter!(m::UPSTREAM_UNKNOWN_TAGS)
+                    self.metrics
+                        .unknown_tags
                         .increment(tags.unknown().len() as u64);
                 }
                 "ok"
@@ -196,9 +234,9 @@ impl Upstream {
                 e.outcome()
             }
         };
-        metrics::counter!(m::UPSTREAM_REQUESTS, "outcome" => outcome).increment(1);
-        metrics::histogram!(m::UPSTREAM_DURATION, "outcome" => outcome)
-            .record(started.elapsed().as_secs_f64());
+        let i = CallMetrics::index(outcome);
+        self.metrics.requests[i].increment(1);
+        self.metrics.durations[i].record(started.elapsed().as_secs_f64());
         result
     }
 

@@ -88,6 +88,9 @@ impl Client {
 pub struct Access {
     clients: Vec<Client>,
     anonymous: Client,
+    /// Refusals by reason: a missing key, an invalid one.
+    missing: Counter,
+    invalid: Counter,
 }
 
 impl Access {
@@ -107,6 +110,8 @@ impl Access {
         Access {
             clients,
             anonymous: Client::new("anonymous", None, default),
+            missing: metrics::counter!(m::AUTH_FAILURES, "reason" => "missing"),
+            invalid: metrics::counter!(m::AUTH_FAILURES, "reason" => "invalid"),
         }
     }
 
@@ -166,12 +171,11 @@ pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Ne
     let client = if access.required() {
         let presented = presented_key(&req);
         let Some(client) = presented.as_deref().and_then(|k| access.find(k)) else {
-            let reason = if presented.is_some() {
-                "invalid"
+            if presented.is_some() {
+                access.invalid.increment(1);
             } else {
-                "missing"
-            };
-            metrics::counter!(m::AUTH_FAILURES, "reason" => reason).increment(1);
+                access.missing.increment(1);
+            }
             let mut resp = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

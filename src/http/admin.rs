@@ -267,7 +267,10 @@ pub async fn purge(
         }
         _ => return Err(bad_body("give ip (and optionally ua), or all: true alone")),
     };
-    metrics::counter!(m::CACHE_PURGES, "scope" => scope).increment(1);
+    state
+        .registry
+        .scope(|| metrics::counter!(m::CACHE_PURGES, "scope" => scope))
+        .increment(1);
     tracing::info!(scope, "admin: cache purged");
     Ok(Json(json!({ "purged": scope })))
 }

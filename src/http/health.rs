@@ -43,9 +43,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    metrics::gauge!(m::CACHE_ENTRIES).set(state.scorer.cache().entry_count() as f64);
-    state.scorer.rules().export_gauges();
-    let mut resp = state.metrics.render().into_response();
+    let text = state.registry.scope(|| {
+        metrics::gauge!(m::CACHE_ENTRIES).set(state.scorer.cache().entry_count() as f64);
+        state.scorer.rules().export_gauges();
+        state.registry.render()
+    });
+    let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

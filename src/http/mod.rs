@@ -27,10 +27,9 @@ use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
@@ -45,7 +44,8 @@ use error::ApiError;
 pub struct AppState {
     pub scorer: Scorer,
     pub config: Arc<Config>,
-    pub metrics: PrometheusHandle,
+    /// This application's own metrics (see [`crate::metrics::Registry`]).
+    pub registry: crate::metrics::Registry,
     /// Set when shutdown begins; `/readyz` turns 503.
     pub draining: Arc<AtomicBool>,
     pub trusted: Arc<client_ip::TrustedProxies>,
@@ -54,7 +54,7 @@ pub struct AppState {
 
 impl AppState {
     /// `config` must have passed validation (trusted proxies parse).
-    pub fn new(scorer: Scorer, config: Config, metrics: PrometheusHandle) -> Self {
+    pub fn new(scorer: Scorer, config: Config, registry: crate::metrics::Registry) -> Self {
         let trusted =
             client_ip::TrustedProxies::new(&config.server.trusted_proxies).unwrap_or_default();
         let offers = config
@@ -65,7 +65,7 @@ impl AppState {
         AppState {
             scorer,
             config: Arc::new(config),
-            metrics,
+            registry,
             draining: Arc::new(AtomicBool::new(false)),
             trusted: Arc::new(trusted),
             offers: Arc::new(offers),
@@ -87,7 +87,10 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(DefaultOnFailure::new().level(Level::WARN)),
         )
         // Requests by route and status, and their duration.
-        .layer(from_fn(observe::track))
+        .layer(from_fn_with_state(
+            Arc::new(observe::Observe::new(state.registry.clone())),
+            observe::track,
+        ))
         // Hard per-request limit, answered as 503 JSON.
         .layer(from_fn_with_state(
             server.request_timeout(),

@@ -1,7 +1,10 @@
 //! Request metrics, the request deadline, and log spans that never carry
 //! the query string (it can hold client keys).
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use metrics::{Counter, Histogram};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -25,50 +28,88 @@ pub const ROUTES: &[&str] = &[
     "/metrics",
 ];
 
-pub fn route_label(req: &Request) -> &'static str {
+/// Index of the request's route in [`ROUTES`]; `ROUTES.len()` for
+/// "unmatched".
+fn route_index(req: &Request) -> usize {
     req.extensions()
         .get::<MatchedPath>()
-        .and_then(|p| ROUTES.iter().find(|r| **r == p.as_str()).copied())
-        .unwrap_or("unmatched")
+        .and_then(|p| ROUTES.iter().position(|r| *r == p.as_str()))
+        .unwrap_or(ROUTES.len())
 }
 
-#[allow(clippy::match_overlapping_arm)] // specific codes first, classes as fallback
-fn status_label(code: u16) -> &'static str {
-    match code {
-        200 => "200",
-        204 => "204",
-        302 => "302",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        408 => "408",
-        413 => "413",
-        414 => "414",
-        415 => "415",
-        429 => "429",
-        431 => "431",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+pub fn route_label(req: &Request) -> &'static str {
+    ROUTES.get(route_index(req)).copied().unwrap_or("unmatched")
+}
+
+/// Status labels: the codes fraudgate answers, then a class for the rest.
+const STATUSES: &[&str] = &[
+    "200", "204", "302", "400", "401", "403", "404", "405", "408", "413", "414", "415", "429",
+    "431", "500", "502", "503", "504", "1xx", "2xx", "3xx", "4xx", "5xx",
+];
+const CODES: [u16; 18] = [
+    200, 204, 302, 400, 401, 403, 404, 405, 408, 413, 414, 415, 429, 431, 500, 502, 503, 504,
+];
+
+/// Index of a status code's label in [`STATUSES`].
+fn status_index(code: u16) -> usize {
+    CODES.iter().position(|c| *c == code).unwrap_or_else(|| {
+        CODES.len()
+            + match code {
+                100..=199 => 0,
+                200..=299 => 1,
+                300..=399 => 2,
+                400..=499 => 3,
+                _ => 4,
+            }
+    })
+}
+
+/// Request metrics of one application: a duration histogram per route,
+/// registered up front, and a request counter per route and status,
+/// registered on first use (most pairs never occur) and kept.
+pub struct Observe {
+    registry: crate::metrics::Registry,
+    durations: Box<[Histogram]>,
+    requests: Box<[OnceLock<Counter>]>,
+}
+
+impl Observe {
+    pub fn new(registry: crate::metrics::Registry) -> Self {
+        let labels = || ROUTES.iter().copied().chain(["unmatched"]);
+        let durations = registry.scope(|| {
+            labels()
+                .map(|route| metrics::histogram!(m::HTTP_DURATION, "route" => route))
+                .collect()
+        });
+        Observe {
+            registry,
+            durations,
+            requests: (0..(ROUTES.len() + 1) * STATUSES.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+        }
+    }
+
+    fn count(&self, route: usize, code: u16) {
+        let status = status_index(code);
+        self.requests[route * STATUSES.len() + status]
+            .get_or_init(|| {
+                let route = ROUTES.get(route).copied().unwrap_or("unmatched");
+                self.registry.scope(|| {
+                    metrics::counter!(m::HTTP_REQUESTS, "route" => route, "status" => STATUSES[status])
+                })
+            })
+            .increment(1);
     }
 }
 
 /// Counts requests by route and status and times them.
-pub async fn track(req: Request, next: Next) -> Response {
-    let route = route_label(&req);
+pub async fn track(State(obs): State<Arc<Observe>>, req: Request, next: Next) -> Response {
+    let route = route_index(&req);
     let started = Instant::now();
     let resp = next.run(req).await;
-    metrics::counter!(m::HTTP_REQUESTS, "route" => route, "status" => status_label(resp.status().as_u16()))
-        .increment(1);
-    metrics::histogram!(m::HTTP_DURATION, "route" => route).record(started.elapsed().as_secs_f64());
+    obs.count(route, resp.status().as_u16());
+    obs.durations[route].record(started.elapsed().as_secs_f64());
     resp
 }
 

@@ -20,6 +20,7 @@ pub struct Shed {
     auth: Action,
     auth_blocked: StatusCode,
     imp: ImpResponse,
+    shed: metrics::Counter,
 }
 
 impl Shed {
@@ -35,11 +36,12 @@ impl Shed {
             auth_blocked: StatusCode::from_u16(c.doors.auth.blocked_status)
                 .unwrap_or(StatusCode::FORBIDDEN),
             imp: c.doors.imp.response,
+            shed: metrics::counter!(m::SHED),
         }
     }
 
     pub fn respond(&self, path: &str) -> Response {
-        metrics::counter!(m::SHED).increment(1);
+        self.shed.increment(1);
         if self.mode == ShedResponse::Fallback {
             if path == "/v1/auth" || path.starts_with("/v1/auth/") {
                 return match self.auth {

@@ -11,6 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use metrics::Counter;
+
 use serde::Serialize;
 
 use super::crawler::{BUILTIN_PATTERNS, BadLine, CrawlerMatcher};
@@ -77,6 +79,9 @@ struct FileState<T> {
     stamp: Option<Stamp>,
     data: Arc<T>,
     count: usize,
+    /// Loads by outcome, registered once with the file.
+    loaded_ok: Counter,
+    loaded_err: Counter,
 }
 
 enum Outcome {
@@ -86,13 +91,16 @@ enum Outcome {
 }
 
 impl<T> FileState<T> {
-    fn new(key: String, path: String, empty: T) -> Self {
+    fn new(key: String, path: String, empty: T, kind: &'static str) -> Self {
+        let loads = |outcome: &'static str| metrics::counter!(m::RULE_RELOADS, "source" => kind, "outcome" => outcome);
         FileState {
             key,
             path,
             stamp: None,
             data: Arc::new(empty),
             count: 0,
+            loaded_ok: loads("ok"),
+            loaded_err: loads("error"),
         }
     }
 
@@ -101,7 +109,6 @@ impl<T> FileState<T> {
     fn refresh(
         &mut self,
         force: bool,
-        kind: &'static str,
         parse: impl FnOnce(&str, &Path) -> (T, usize, Vec<BadLine>),
     ) -> Result<Outcome, ReloadError> {
         let path = Path::new(&self.path);
@@ -126,7 +133,7 @@ impl<T> FileState<T> {
                 "file is empty; keeping its previous entries (write a comment line to empty a list on purpose)"
             );
             self.stamp = Some(stamp);
-            metrics::counter!(m::RULE_RELOADS, "source" => kind, "outcome" => "error").increment(1);
+            self.loaded_err.increment(1);
             return Ok(Outcome::Kept);
         }
         let (data, count, bad) = parse(&text, path);
@@ -137,7 +144,7 @@ impl<T> FileState<T> {
         self.stamp = Some(stamp);
         self.data = Arc::new(data);
         self.count = count;
-        metrics::counter!(m::RULE_RELOADS, "source" => kind, "outcome" => "ok").increment(1);
+        self.loaded_ok.increment(1);
         Ok(Outcome::Updated)
     }
 
@@ -145,10 +152,9 @@ impl<T> FileState<T> {
     fn refresh_or_keep(
         &mut self,
         force: bool,
-        kind: &'static str,
         parse: impl FnOnce(&str, &Path) -> (T, usize, Vec<BadLine>),
     ) -> bool {
-        match self.refresh(force, kind, parse) {
+        match self.refresh(force, parse) {
             Ok(Outcome::Updated) => true,
             Ok(Outcome::Unchanged | Outcome::Kept) => false,
             Err(e) => {
@@ -156,8 +162,7 @@ impl<T> FileState<T> {
                     tracing::warn!(error = %e, kept = self.count, "reload failed; keeping the previous contents");
                     // Retry on the next poll even if the file's stamp is back.
                     self.stamp = None;
-                    metrics::counter!(m::RULE_RELOADS, "source" => kind, "outcome" => "error")
-                        .increment(1);
+                    self.loaded_err.increment(1);
                 }
                 false
             }
@@ -252,7 +257,7 @@ impl Sources {
                     "rules.crawler.extra_patterns_file".into(),
                     &c.crawler.extra_patterns_file,
                 )
-                .map(|(k, p)| FileState::new(k, p, String::new())),
+                .map(|(k, p)| FileState::new(k, p, String::new(), "crawler")),
             }),
             datacenter: c.datacenter.enabled.then(|| {
                 c.datacenter
@@ -264,6 +269,7 @@ impl Sources {
                             format!("rules.datacenter.files[{i}]"),
                             p.clone(),
                             Vec::new(),
+                            "datacenter",
                         )
                     })
                     .collect()
@@ -276,7 +282,7 @@ impl Sources {
                     name: l.name.as_str().into(),
                     action: l.action,
                     file: file(format!("rules.lists[{i}].file"), &l.file)
-                        .map(|(k, p)| FileState::new(k, p, Vec::new())),
+                        .map(|(k, p)| FileState::new(k, p, Vec::new(), "list")),
                     runtime: Vec::new(),
                 })
                 .collect(),
@@ -286,13 +292,13 @@ impl Sources {
     /// Startup: every configured file must be readable.
     pub fn load_all(&mut self) -> Result<Snapshot, ReloadError> {
         if let Some(f) = self.crawler.as_mut().and_then(|c| c.extra.as_mut()) {
-            f.refresh(true, "crawler", parse_patterns)?;
+            f.refresh(true, parse_patterns)?;
         }
         for f in self.datacenter.iter_mut().flatten() {
-            f.refresh(true, "datacenter", parse_ranges)?;
+            f.refresh(true, parse_ranges)?;
         }
         for f in self.lists.iter_mut().filter_map(|l| l.file.as_mut()) {
-            f.refresh(true, "list", parse_list)?;
+            f.refresh(true, parse_list)?;
         }
         let n = self.lists.len();
         Ok(self.build(&Snapshot::default(), true, true, &vec![true; n]))
@@ -305,10 +311,10 @@ impl Sources {
             .crawler
             .as_mut()
             .and_then(|c| c.extra.as_mut())
-            .is_some_and(|f| f.refresh_or_keep(force, "crawler", parse_patterns));
+            .is_some_and(|f| f.refresh_or_keep(force, parse_patterns));
         let mut datacenter = false;
         for f in self.datacenter.iter_mut().flatten() {
-            datacenter |= f.refresh_or_keep(force, "datacenter", parse_ranges);
+            datacenter |= f.refresh_or_keep(force, parse_ranges);
         }
         let lists: Vec<bool> = self
             .lists
@@ -321,7 +327,7 @@ impl Sources {
                 let file = l
                     .file
                     .as_mut()
-                    .is_some_and(|f| f.refresh_or_keep(force, "list", parse_list));
+                    .is_some_and(|f| f.refresh_or_keep(force, parse_list));
                 file || before != l.runtime.len()
             })
             .collect();

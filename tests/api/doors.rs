@@ -286,13 +286,24 @@ async fn metrics_count_decisions_by_door() {
         .await
         .unwrap();
     let m = app.metrics().await;
-    assert!(sample(&m, "fraudgate_decisions_total", &[("door", "auth")]) >= 1.0);
-    assert!(sample(&m, "fraudgate_decisions_total", &[("door", "imp")]) >= 1.0);
-    assert!(
+    assert_eq!(
+        sample(&m, "fraudgate_decisions_total", &[("door", "auth")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&m, "fraudgate_decisions_total", &[("door", "imp")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&m, "fraudgate_decisions_total", &[("door", "check")]),
+        0.0
+    );
+    assert_eq!(
         sample(
             &m,
             "fraudgate_http_requests_total",
             &[("route", "/v1/auth")]
-        ) >= 1.0
+        ),
+        1.0
     );
 }

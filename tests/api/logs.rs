@@ -127,8 +127,20 @@ async fn keys_never_appear_in_logs_even_at_trace_level() {
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let out = p.out.lock().unwrap().clone();
+    // The last request logs a line of its own: once it is in, so is every
+    // earlier request's output.
+    http.post(format!("http://127.0.0.1:{port}/v1/admin/cache/purge"))
+        .bearer_auth(ADMIN_KEY)
+        .header("content-type", "application/json")
+        .body(r#"{"all":true}"#)
+        .send()
+        .await
+        .unwrap();
+    let out = eventually(Duration::from_secs(5), || async {
+        let out = p.out.lock().unwrap().clone();
+        out.contains("admin: cache purged").then_some(out)
+    })
+    .await;
     assert!(
         out.contains("upstream call failed"),
         "trace logs were captured:\n{out}"
@@ -203,7 +215,8 @@ async fn sighup_reloads_rule_files() {
     let v = json(http().get(&url).send().await.unwrap()).await;
     assert_eq!(v["decision"], "allow");
     write_file(&list, "10.40.0.0/16\n");
-    // Polling is off: only SIGHUP can pick the change up.
+    // Polling is off: only SIGHUP can pick the change up. (A negative
+    // check: this short window is the time it is given to go wrong.)
     tokio::time::sleep(Duration::from_millis(300)).await;
     let v = json(http().get(&url).send().await.unwrap()).await;
     assert_eq!(v["decision"], "allow");

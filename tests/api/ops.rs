@@ -41,15 +41,19 @@ async fn metrics_expose_the_documented_names() {
     ] {
         assert!(m.contains(name), "{name} missing");
     }
-    assert!(sample(&m, "fraudgate_tags_total", &[("tag", "proxy")]) >= 2.0);
-    assert!(sample(&m, "fraudgate_tags_total", &[("tag", "unknown")]) >= 2.0);
+    assert_eq!(sample(&m, "fraudgate_tags_total", &[("tag", "proxy")]), 2.0);
+    assert_eq!(
+        sample(&m, "fraudgate_tags_total", &[("tag", "unknown")]),
+        2.0
+    );
     assert!(!m.contains("novel-tag"), "free text never becomes a label");
-    assert!(
+    assert_eq!(
         sample(
             &m,
             "fraudgate_http_requests_total",
             &[("route", "/v1/check"), ("status", "200")]
-        ) >= 2.0
+        ),
+        2.0
     );
     assert!(!m.contains(UPSTREAM_KEY));
 }
@@ -150,4 +154,23 @@ fn shipped_prometheus_rules_pass_promtool() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[tokio::test]
+async fn each_app_has_its_own_metrics() {
+    let a = spawn_app().await;
+    let b = spawn_app().await;
+    a.mock.on_ip("10.10.9.1", Reply::tags("proxy"));
+    a.check_ip("10.10.9.1").await;
+    let (ma, mb) = (a.metrics().await, b.metrics().await);
+    let decisions = |m: &str| sample(m, "fraudgate_decisions_total", &[("door", "check")]);
+    assert_eq!(decisions(&ma), 1.0);
+    assert_eq!(decisions(&mb), 0.0, "b saw none of a's decisions");
+    assert_eq!(
+        sample(&mb, "fraudgate_tags_total", &[("tag", "proxy")]),
+        0.0
+    );
+    // Pre-registered series are there at zero, not missing.
+    assert!(mb.contains("fraudgate_decisions_total{"));
+    assert!(mb.contains("fraudgate_upstream_requests_total{"));
 }

@@ -253,21 +253,32 @@ async fn a_broken_file_keeps_the_previous_list_and_bad_lines_skip_alone() {
     assert_eq!(v["decision"], "block");
 
     // Truncated to nothing (a half-done write): keep the old entries.
+    // The reloader must have seen it (one kept-as-error reload), not merely
+    // have had time to.
+    let reload_errors = || async {
+        let m = app.metrics().await;
+        sample(&m, "fraudgate_rule_reloads_total", &[("outcome", "error")])
+    };
     write_file(&f, "");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    eventually(Duration::from_secs(10), || async {
+        (reload_errors().await == 1.0).then_some(())
+    })
+    .await;
     let (_, v) = app.check_ip("10.26.0.2").await;
     assert_eq!(v["decision"], "block", "empty file keeps the previous list");
 
     // Gone entirely: keep the old entries.
     std::fs::remove_file(&f).unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    eventually(Duration::from_secs(10), || async {
+        (reload_errors().await == 2.0).then_some(())
+    })
+    .await;
     let (_, v) = app.check_ip("10.26.0.3").await;
     assert_eq!(
         v["decision"], "block",
         "unreadable file keeps the previous list"
     );
-    let m = app.metrics().await;
-    assert!(sample(&m, "fraudgate_rule_reloads_total", &[("outcome", "error")]) >= 2.0);
+    assert_eq!(reload_errors().await, 2.0);
 
     // Back with new content: loads.
     write_file(&f, "# cleared on purpose\n");
