@@ -35,7 +35,7 @@ fn score(c: &mut Criterion) {
     let key = scorer.cache().key(&event);
     let value = scorer
         .cache()
-        .value(&event, Ok(Tags::parse("proxy").unwrap()));
+        .value(&event, Ok(Tags::parse("proxy").unwrap()), 0);
     rt.block_on(scorer.cache().get_or_fetch(key, async { value }));
 
     let mut g = c.benchmark_group("score");

@@ -3,11 +3,23 @@
 //! one init future per key, other callers wait for its value), and
 //! stale-while-revalidate: a verdict is kept past its TTL for the stale
 //! windows and served marked stale while one background refresh runs.
+//!
+//! Two rules keep a verdict on the traffic it belongs to:
+//! - **Offer-scoped tags** (`cap`, `attribution`) depend on the offer,
+//!   affiliate and event type, not on ip+ua. An entry remembers the scope
+//!   it was fetched for; other scopes are served its ip+ua tags only.
+//! - **Purges win.** Every value carries the purge generation current when
+//!   its fetch started; a value fetched before a purge that covers it is
+//!   never served, even if it lands in the cache after the purge (a late
+//!   fill, a background refresh).
 
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use moka::Expiry;
 use moka::future::Cache;
@@ -17,7 +29,11 @@ use crate::config::CacheConfig;
 use crate::event::Event;
 use crate::hash::Hasher128;
 use crate::upstream::UpstreamError;
-use crate::verdict::Tags;
+use crate::verdict::{Tag, Tags};
+
+/// RT tags that depend on the offer, affiliate and event type rather than
+/// on the user (ip+ua): RT's caps and attribution checks.
+pub const OFFER_SCOPED: u16 = Tag::Cap.bit() | Tag::Attribution.bit();
 
 /// Event fields a cache key can be built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -82,6 +98,12 @@ impl Keyer {
     fn ua_hash(&self, ua: &str) -> u64 {
         self.hasher.hash(ua) as u64
     }
+
+    /// The offer scope of an event: offer, affiliate, event type.
+    fn scope(&self, e: &Event) -> u64 {
+        self.hasher
+            .hash((&e.offer_id, &e.affiliate_id, e.event_type)) as u64
+    }
 }
 
 /// What the cache remembers for a key: a verdict, or a recent failure,
@@ -94,6 +116,10 @@ pub struct Cached {
     pub refresh_failed: bool,
     ip: IpAddr,
     ua_hash: u64,
+    /// Offer scope of the event it was fetched for (see [`OFFER_SCOPED`]).
+    scope: u64,
+    /// Purge generation when its fetch started.
+    generation: u64,
 }
 
 impl Cached {
@@ -140,10 +166,21 @@ impl Ttls {
         }
     }
 
-    /// How long the cache keeps it: verdicts also for the stale windows.
+    /// The stale window that applies to `v`: `stale_s`, widened to
+    /// `stale_if_error_s` once a refresh of it failed.
+    fn stale_window(&self, v: &Cached) -> Duration {
+        if v.refresh_failed {
+            self.stale.max(self.stale_if_error)
+        } else {
+            self.stale
+        }
+    }
+
+    /// How long the cache keeps it: as long as it can be served, no longer
+    /// (verdicts for their TTL plus the stale window that applies).
     fn lifetime(&self, v: &Cached) -> Duration {
         match &v.outcome {
-            Ok(_) => self.for_value(v) + self.stale.max(self.stale_if_error),
+            Ok(_) => self.for_value(v) + self.stale_window(v),
             Err(_) => self.for_value(v),
         }
     }
@@ -178,6 +215,93 @@ pub struct VerdictCache {
     ttls: Ttls,
     /// Keys with a background refresh in flight (one per key).
     refreshing: moka::sync::Cache<CacheKey, ()>,
+    purges: Arc<Purges>,
+}
+
+/// What a purge covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PurgeScope {
+    All,
+    Ip(IpAddr),
+    IpUa(IpAddr, u64),
+}
+
+impl PurgeScope {
+    fn covers(&self, v: &Cached) -> bool {
+        match *self {
+            PurgeScope::All => true,
+            PurgeScope::Ip(ip) => v.ip == ip,
+            PurgeScope::IpUa(ip, ua) => v.ip == ip && v.ua_hash == ua,
+        }
+    }
+}
+
+/// Recent purges, so a value fetched before one of them is not served
+/// after it. Readers load one atomic; only values older than the latest
+/// purge look at the log.
+struct Purges {
+    /// Generation of the latest purge (0: none yet).
+    generation: AtomicU64,
+    log: ArcSwap<PurgeLog>,
+    /// Serialises purges (rare, admin-driven).
+    write: Mutex<()>,
+}
+
+#[derive(Default, Clone)]
+struct PurgeLog {
+    /// (generation, scope), oldest first, at most [`PURGE_LOG`].
+    entries: Vec<(u64, PurgeScope)>,
+    /// Purges up to this generation fell off the log: anything fetched
+    /// before it counts as purged.
+    floor: u64,
+}
+
+/// Purges remembered one by one; older ones are covered by the floor.
+const PURGE_LOG: usize = 256;
+
+impl Purges {
+    fn new() -> Self {
+        Purges {
+            generation: AtomicU64::new(0),
+            log: ArcSwap::from_pointee(PurgeLog::default()),
+            write: Mutex::new(()),
+        }
+    }
+
+    fn current(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    fn record(&self, scope: PurgeScope) {
+        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = self.current() + 1;
+        let mut log = PurgeLog::clone(&self.log.load());
+        log.entries.push((generation, scope));
+        if log.entries.len() > PURGE_LOG {
+            let (dropped, _) = log.entries.remove(0);
+            log.floor = dropped;
+        }
+        // The log first, then the generation: a reader that sees the new
+        // generation also sees the entry.
+        self.log.store(Arc::new(log));
+        self.generation.store(generation, Ordering::SeqCst);
+    }
+
+    /// True when a purge after `v`'s fetch started covers it.
+    fn purged(&self, v: &Cached) -> bool {
+        if v.generation >= self.current() {
+            return false;
+        }
+        let log = self.log.load();
+        if v.generation < log.floor {
+            return true;
+        }
+        log.entries
+            .iter()
+            .rev()
+            .take_while(|(g, _)| *g > v.generation)
+            .any(|(_, scope)| scope.covers(v))
+    }
 }
 
 impl VerdictCache {
@@ -203,6 +327,24 @@ impl VerdictCache {
                 // guards against a lost end_refresh.
                 .time_to_live(Duration::from_secs(60))
                 .build(),
+            purges: Arc::new(Purges::new()),
+        }
+    }
+
+    /// The purge generation now: take it before a fetch starts and hand it
+    /// to [`VerdictCache::value`].
+    pub fn generation(&self) -> u64 {
+        self.purges.current()
+    }
+
+    /// The outcome `v` holds for `e`: offer-scoped tags only for the
+    /// offer, affiliate and event type they were fetched for.
+    pub fn outcome_for(&self, v: &Cached, e: &Event) -> Result<Tags, UpstreamError> {
+        match &v.outcome {
+            Ok(t) if t.known_mask() & OFFER_SCOPED != 0 && self.keyer.scope(e) != v.scope => {
+                Ok(t.without(OFFER_SCOPED))
+            }
+            other => other.clone(),
         }
     }
 
@@ -213,12 +355,7 @@ impl VerdictCache {
         if age < ttl {
             return Freshness::Fresh;
         }
-        let window = if v.refresh_failed {
-            self.ttls.stale.max(self.ttls.stale_if_error)
-        } else {
-            self.ttls.stale
-        };
-        if v.outcome.is_ok() && age < ttl + window {
+        if v.outcome.is_ok() && age < ttl + self.ttls.stale_window(v) {
             Freshness::Stale
         } else {
             Freshness::Expired
@@ -246,19 +383,33 @@ impl VerdictCache {
         self.keyer.key(e)
     }
 
-    /// A value for `e` fetched now.
-    pub fn value(&self, e: &Event, outcome: Result<Tags, UpstreamError>) -> Cached {
+    /// A value for `e` fetched now; `generation` is
+    /// [`VerdictCache::generation`] from before the fetch started.
+    pub fn value(
+        &self,
+        e: &Event,
+        outcome: Result<Tags, UpstreamError>,
+        generation: u64,
+    ) -> Cached {
         Cached {
             outcome,
             fetched_at: Instant::now(),
             refresh_failed: false,
             ip: e.ip,
             ua_hash: self.keyer.ua_hash(&e.ua),
+            scope: self.keyer.scope(e),
+            generation,
         }
     }
 
+    /// The cached value, unless a purge since its fetch covers it.
     pub async fn get(&self, key: &CacheKey) -> Option<Cached> {
-        self.inner.get(key).await
+        let v = self.inner.get(key).await?;
+        if self.purges.purged(&v) {
+            self.inner.invalidate(key).await;
+            return None;
+        }
+        Some(v)
     }
 
     /// Returns the cached value, or runs `fetch` to fill it. Concurrent
@@ -271,7 +422,12 @@ impl VerdictCache {
     ) -> (Cached, bool) {
         let entry = self.inner.entry(key).or_insert_with(fetch).await;
         let fresh = entry.is_fresh();
-        (entry.into_value(), fresh)
+        let v = entry.into_value();
+        if !fresh && self.purges.purged(&v) {
+            // A value from before a purge: not served. Fetch anew.
+            self.inner.invalidate(&key).await;
+        }
+        (v, fresh)
     }
 
     /// Time this value lives in the cache from when it was fetched.
@@ -283,6 +439,7 @@ impl VerdictCache {
     /// lookup: moka checks registered predicates on every read.
     pub fn purge_ip(&self, ip: IpAddr) {
         let ip = ip.to_canonical();
+        self.purges.record(PurgeScope::Ip(ip));
         self.inner
             .invalidate_entries_if(move |_, v| v.ip == ip)
             .expect("invalidation closures are enabled");
@@ -291,6 +448,8 @@ impl VerdictCache {
     /// Drops the verdicts for one IP+UA.
     pub async fn purge_ip_ua(&self, ip: IpAddr, ua: &str) {
         let ip = ip.to_canonical();
+        self.purges
+            .record(PurgeScope::IpUa(ip, self.keyer.ua_hash(ua)));
         if let Some(key) = self.keyer.key_ip_ua(ip, ua) {
             self.inner.invalidate(&key).await;
         } else {
@@ -302,6 +461,7 @@ impl VerdictCache {
     }
 
     pub fn purge_all(&self) {
+        self.purges.record(PurgeScope::All);
         self.inner.invalidate_all();
     }
 
@@ -346,6 +506,34 @@ mod tests {
             k.key(&ev(&A.replace("offer_id=1", "offer_id=9")))
         );
         assert_ne!(k.key(&ev(A)), k.key(&ev(&A.replace("click", "impression"))));
+    }
+
+    #[test]
+    fn entries_live_only_as_long_as_they_can_be_served() {
+        let ttls = Ttls {
+            clean: Duration::from_secs(10),
+            flagged: Duration::from_secs(20),
+            error: Duration::from_secs(3),
+            stale: Duration::from_secs(5),
+            stale_if_error: Duration::from_secs(600),
+        };
+        let cache = VerdictCache::new(&crate::Config::default().cache);
+        let e = ev(A);
+        let clean = cache.value(&e, Ok(Tags::clean()), 0);
+        assert_eq!(
+            ttls.lifetime(&clean),
+            Duration::from_secs(15),
+            "ttl + stale_s"
+        );
+        let flagged = cache.value(&e, Ok(Tags::parse("proxy").unwrap()), 0);
+        assert_eq!(ttls.lifetime(&flagged), Duration::from_secs(25));
+        assert_eq!(
+            ttls.lifetime(&clean.with_refresh_failed()),
+            Duration::from_secs(610),
+            "stale_if_error_s only once a refresh failed"
+        );
+        let failed = cache.value(&e, Err(UpstreamError::Timeout), 0);
+        assert_eq!(ttls.lifetime(&failed), Duration::from_secs(3));
     }
 
     #[test]

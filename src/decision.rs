@@ -2,7 +2,6 @@
 //! verdict came from, why, and how long it took.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -77,14 +76,32 @@ impl Door {
     }
 }
 
-/// A decision id: 64 random bits per process, then a counter. Unique across
-/// replicas with overwhelming probability, sortable within one process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A decision id: a UUIDv7 (RFC 9562). 48 bits of Unix milliseconds, so ids
+/// sort by time across replicas, then 74 bits from a CSPRNG (ChaCha,
+/// seeded from the OS), so nobody can guess the next click id from the
+/// last one. Shown hyphenated, as every UUID parser expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DecisionId(pub u128);
+
+impl DecisionId {
+    /// Unix milliseconds when the id was made.
+    pub fn unix_ms(self) -> u64 {
+        (self.0 >> 80) as u64
+    }
+}
 
 impl fmt::Display for DecisionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        let v = self.0;
+        write!(
+            f,
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            (v >> 96) as u32,
+            (v >> 80) as u16,
+            (v >> 64) as u16,
+            (v >> 48) as u16,
+            v as u64 & 0xffff_ffff_ffff
+        )
     }
 }
 
@@ -95,28 +112,52 @@ impl Serialize for DecisionId {
 }
 
 /// Hands out [`DecisionId`]s.
-#[derive(Debug)]
-pub struct IdGen {
-    prefix: u64,
-    next: AtomicU64,
-}
-
-impl Default for IdGen {
-    fn default() -> Self {
-        use std::hash::BuildHasher;
-        let seed =
-            std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
-        IdGen {
-            prefix: seed,
-            next: AtomicU64::new(1),
-        }
-    }
-}
+#[derive(Debug, Default)]
+pub struct IdGen;
 
 impl IdGen {
     pub fn next(&self) -> DecisionId {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        DecisionId(((self.prefix as u128) << 64) | n as u128)
+        use rand::Rng;
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+            & 0xffff_ffff_ffff;
+        let random: u128 = rand::rng().random();
+        // ms(48) | ver(4)=7 | rand_a(12) | var(2)=0b10 | rand_b(62)
+        let rand_a = (random >> 64) as u128 & 0xfff;
+        let rand_b = random & ((1u128 << 62) - 1);
+        DecisionId(
+            (u128::from(ms) << 80) | (0x7u128 << 76) | (rand_a << 64) | (0b10u128 << 62) | rand_b,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_uuid_v7_time_ordered_and_unpredictable() {
+        let g = IdGen;
+        let a = g.next();
+        let s = a.to_string();
+        assert_eq!(s.len(), 36);
+        let parts: Vec<_> = s.split('-').map(str::len).collect();
+        assert_eq!(parts, [8, 4, 4, 4, 12]);
+        assert_eq!(&s[14..15], "7", "version 7");
+        assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"), "RFC variant");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(now.abs_diff(a.unix_ms()) < 5_000);
+        // Consecutive ids share no counter: their random parts differ in
+        // many bits (a counter would differ in one or two).
+        let b = g.next();
+        let random = |id: DecisionId| id.0 & ((1u128 << 74) - 1);
+        assert!((random(a) ^ random(b)).count_ones() > 10);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(g.next() > a, "a later millisecond sorts after");
     }
 }
 

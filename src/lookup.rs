@@ -107,7 +107,7 @@ impl Fetcher {
                         Source::Fallback
                     };
                     return Lookup {
-                        outcome: hit.outcome,
+                        outcome: self.cache.outcome_for(&hit, event),
                         source,
                         coalesced: false,
                         cache_ttl: ttl,
@@ -117,11 +117,12 @@ impl Fetcher {
                 Freshness::Stale => {
                     self.c.hits.increment(1);
                     self.c.stale.increment(1);
+                    let outcome = self.cache.outcome_for(&hit, event);
                     if self.cache.begin_refresh(key) {
-                        self.spawn_refresh(key, event.clone(), hit.clone());
+                        self.spawn_refresh(key, event.clone(), hit);
                     }
                     return Lookup {
-                        outcome: hit.outcome,
+                        outcome,
                         source: Source::Cache,
                         coalesced: false,
                         cache_ttl: Duration::ZERO,
@@ -140,6 +141,7 @@ impl Fetcher {
             let this = self.clone();
             let event = event.clone();
             let deadline = Instant::now() + budget;
+            let generation = self.cache.generation();
             tokio::spawn(async move {
                 let fetch = async {
                     let outcome = this.upstream.check(&event).await;
@@ -147,7 +149,7 @@ impl Fetcher {
                     if Instant::now() > deadline {
                         this.c.late_fills.increment(1);
                     }
-                    this.cache.value(&event, outcome)
+                    this.cache.value(&event, outcome, generation)
                 };
                 let (cached, fresh) = this.cache.get_or_fetch(key, fetch).await;
                 if !fresh {
@@ -169,7 +171,7 @@ impl Fetcher {
                     Source::Fallback
                 };
                 Lookup {
-                    outcome: cached.outcome,
+                    outcome: self.cache.outcome_for(&cached, event),
                     source,
                     coalesced: !fresh,
                     cache_ttl: ttl,
@@ -191,6 +193,7 @@ impl Fetcher {
     /// verdict stays, marked so it may be served for `stale_if_error_s`.
     fn spawn_refresh(&self, key: CacheKey, event: Event, old: Cached) {
         let this = self.clone();
+        let generation = self.cache.generation();
         tokio::spawn(async move {
             let outcome = match this.breaker.try_acquire() {
                 None => Err(UpstreamError::BreakerOpen),
@@ -204,7 +207,7 @@ impl Fetcher {
                 Ok(tags) => {
                     this.c.refresh_ok.increment(1);
                     this.cache
-                        .insert(key, this.cache.value(&event, Ok(tags)))
+                        .insert(key, this.cache.value(&event, Ok(tags), generation))
                         .await;
                 }
                 Err(e) => {

@@ -123,7 +123,7 @@ impl Scorer {
                 fetcher,
                 cache,
                 policy: Policy::from_config(&config.policy)?,
-                ids: IdGen::default(),
+                ids: IdGen,
                 default_budget: config.upstream.timeout() + BUDGET_MARGIN,
                 counters: Counters::new(config.policy.mode),
             }),
@@ -220,9 +220,23 @@ impl Scorer {
                         found
                     }
                 };
-                let ruling =
-                    policy.decide_with(found.outcome.as_ref().map_err(|e| *e), event, on_error);
-                (found, ruling)
+                // No verdict from RT (error, deadline, open breaker): a
+                // local block stands whatever the upstream did; only
+                // otherwise does the fail mode decide.
+                let local_block = (found.outcome.is_err() && !local.tags.is_clean())
+                    .then(|| policy.decide(Ok(&local.tags), event))
+                    .filter(|r| r.action == Action::Block);
+                match local_block {
+                    Some(ruling) => (local_only(), ruling),
+                    None => {
+                        let ruling = policy.decide_with(
+                            found.outcome.as_ref().map_err(|e| *e),
+                            event,
+                            on_error,
+                        );
+                        (found, ruling)
+                    }
+                }
             }
         };
         let Lookup {

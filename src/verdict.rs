@@ -127,6 +127,14 @@ impl Tags {
         }
     }
 
+    /// The same set without the documented tags in `mask`.
+    pub fn without(&self, mask: u16) -> Tags {
+        Tags {
+            known: self.known & !mask,
+            unknown: self.unknown.clone(),
+        }
+    }
+
     /// Only the unknown tags of `tags`.
     pub fn unknown_only(tags: &Tags) -> Self {
         Tags {

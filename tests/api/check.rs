@@ -17,7 +17,7 @@ async fn tags_become_decisions_through_the_default_policy() {
         assert_eq!(v["decision"], decision, "{ip} {body:?}: {v}");
         assert_eq!(v["source"], "upstream");
         assert_eq!(v["mode"], "enforce");
-        assert_eq!(v["id"].as_str().unwrap().len(), 32);
+        assert_eq!(v["id"].as_str().unwrap().len(), 36, "a hyphenated UUID");
     }
     let (_, v) = app.check_ip("10.0.0.3").await;
     assert_eq!(v["tags"], serde_json::json!(["proxy", "ip"]));

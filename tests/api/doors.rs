@@ -36,7 +36,7 @@ async fn auth_allows_with_200_and_blocks_with_403_and_headers() {
     assert_eq!(r.status(), 403);
     assert_eq!(r.headers()["x-fraudgate-decision"], "block");
     assert_eq!(r.headers()["x-fraudgate-tags"], "datacenter,ip");
-    assert_eq!(r.headers()["x-fraudgate-id"].len(), 32);
+    assert_eq!(r.headers()["x-fraudgate-id"].len(), 36);
     assert_eq!(r.headers()["x-accel-expires"], "300");
     assert!(r.text().await.unwrap().is_empty());
     let p = app.mock.last_params("198.51.100.66").unwrap();

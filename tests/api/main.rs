@@ -19,3 +19,4 @@ mod resilience;
 mod rt_dropin;
 mod rules;
 mod validation;
+mod verdict_scope;
