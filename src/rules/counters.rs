@@ -1,12 +1,18 @@
-//! Fixed-window event counters for caps and velocity, bounded in memory.
+//! Fixed-window event counters for caps and velocity, bounded in memory
+//! and O(1) per event.
 //!
 //! Windows are aligned to multiples of the window length (a 1 h window
 //! resets on the hour). Keys are 128-bit keyed hashes already, so the maps
 //! use them as they are (no second hash) and are sharded to keep lock hold
-//! times to a few nanoseconds and contention low. Each shard holds at most
-//! its share of `max_keys`: when full, counters of past windows are
-//! dropped; if it is still full, a new key is not tracked (counted as 1, so
-//! the rule fails open rather than memory growing). Counts are per instance.
+//! times to a few nanoseconds and contention low.
+//!
+//! Each shard counts up to its share of `max_keys` keys exactly. When a
+//! shard is full (a distributed attack: many IPs at once), further keys
+//! are counted in the shard's count-min sketch (conservative update, four
+//! rows): still O(1), still bounded, and a count there may be
+//! overestimated but never under-counted, so a rule errs toward flagging
+//! instead of failing open. A new window starts every shard afresh. Counts
+//! are per instance.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -32,13 +38,45 @@ impl Hasher for PreHashed {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    window: u64,
-    count: u64,
+/// A count-min sketch with conservative update over random 128-bit keys.
+#[derive(Debug)]
+struct CountMin {
+    rows: [Box<[u32]>; 4],
+    mask: usize,
 }
 
-type Shard = HashMap<u128, Slot, BuildHasherDefault<PreHashed>>;
+impl CountMin {
+    fn new(width: usize) -> Self {
+        let width = width.next_power_of_two();
+        CountMin {
+            rows: std::array::from_fn(|_| vec![0; width].into_boxed_slice()),
+            mask: width - 1,
+        }
+    }
+
+    /// Counts one event for `key`; returns its estimated count.
+    fn add(&mut self, key: u128) -> u64 {
+        // Four independent 32-bit slices of a uniformly random key.
+        let idx = |row: usize| (key >> (32 * row)) as u32 as usize & self.mask;
+        let min = (0..4).map(|r| self.rows[r][idx(r)]).min().unwrap_or(0);
+        let next = min.saturating_add(1);
+        for r in 0..4 {
+            let cell = &mut self.rows[r][idx(r)];
+            if *cell < next {
+                *cell = next;
+            }
+        }
+        u64::from(next)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    window: u64,
+    exact: HashMap<u128, u64, BuildHasherDefault<PreHashed>>,
+    /// Keys past the exact capacity, this window (allocated on first need).
+    overflow: Option<Box<CountMin>>,
+}
 
 #[derive(Debug)]
 pub struct WindowCounters {
@@ -62,26 +100,32 @@ impl WindowCounters {
         let window = now / self.window_s;
         // High bits pick the shard; the map hashes on the low bits.
         let shard = &self.shards[(key >> 122) as usize % SHARDS];
-        let mut m = shard.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= self.per_shard && !m.contains_key(&key) {
-            m.retain(|_, s| s.window == window);
-            if m.len() >= self.per_shard {
-                return 1;
-            }
+        let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
+        if window > s.window {
+            // Every counter belongs to a past window: start afresh.
+            s.window = window;
+            s.exact.clear();
+            s.overflow = None;
         }
-        let slot = m.entry(key).or_insert(Slot { window, count: 0 });
-        if slot.window != window {
-            *slot = Slot { window, count: 0 };
+        if let Some(count) = s.exact.get_mut(&key) {
+            *count += 1;
+            return *count;
         }
-        slot.count += 1;
-        slot.count
+        if s.exact.len() < self.per_shard {
+            s.exact.insert(key, 1);
+            return 1;
+        }
+        let width = self.per_shard.clamp(1024, 1 << 16);
+        s.overflow
+            .get_or_insert_with(|| Box::new(CountMin::new(width)))
+            .add(key)
     }
 
-    /// Keys currently tracked.
+    /// Keys counted exactly right now.
     pub fn tracked(&self) -> u64 {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len() as u64)
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).exact.len() as u64)
             .sum()
     }
 }
@@ -101,15 +145,33 @@ mod tests {
     }
 
     #[test]
-    fn memory_stays_bounded_and_old_windows_make_room() {
+    fn past_capacity_keys_are_still_counted_never_under() {
         let c = WindowCounters::new(60, SHARDS as u64 * 4);
-        let key = |i: u128| (i << 122) | i; // all in shard 0 .. spread by i
+        // Spread over every shard, far past each one's capacity of 4.
+        let key = |i: u128| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835) >> 6;
         for i in 0..10_000u128 {
-            c.hit(key(i % 64) ^ (i << 64), 0);
+            c.hit(key(i), 0);
         }
         assert!(c.tracked() <= SHARDS as u64 * 4, "tracked {}", c.tracked());
-        // A new window: the old counters give way to new keys.
-        assert_eq!(c.hit(u128::MAX - 7, 60), 1);
-        assert_eq!(c.hit(u128::MAX - 7, 60), 2, "tracked again after the purge");
+        // A key first seen while its shard is full is counted all the same.
+        let late = key(1 << 40);
+        let counts: Vec<u64> = (0..5).map(|_| c.hit(late, 0)).collect();
+        for (i, n) in counts.iter().enumerate() {
+            assert!(*n > i as u64, "count {n} for event {}", i + 1);
+        }
+        // A new window starts afresh: exact again.
+        assert_eq!(c.hit(late, 60), 1);
+        assert_eq!(c.hit(late, 60), 2);
+    }
+
+    #[test]
+    fn count_min_never_undercounts_and_is_tight_when_sparse() {
+        let mut cm = CountMin::new(1024);
+        let k = 0x1234_5678_9abc_def0_0fed_cba9_8765_4321u128;
+        for i in 1..=100 {
+            assert_eq!(cm.add(k), i);
+        }
+        let other = 0xdead_beef_0000_1111_2222_3333_4444_5555u128;
+        assert_eq!(cm.add(other), 1);
     }
 }

@@ -192,6 +192,26 @@ mod tests {
     }
 
     #[test]
+    fn velocity_still_flags_a_fast_ip_while_a_distributed_attack_fills_the_counters() {
+        let v = Velocity::new(&VelocityConfig {
+            enabled: true,
+            window_s: 60,
+            per_ip: 3,
+            per_subnet: 1_000_000,
+            max_tracked: 256,
+        });
+        let h = Hasher128::new();
+        // Far more distinct IPs than max_tracked.
+        for i in 0..20_000u32 {
+            v.check(IpAddr::V4((0x0a00_0000 + i * 256).into()), &h, 0);
+        }
+        assert!(v.tracked() <= 256 + 64);
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let hits: Vec<_> = (0..4).map(|_| v.check(ip, &h, 0)).collect();
+        assert_eq!(hits[3], Some(VelocityHit::Ip), "{hits:?}");
+    }
+
+    #[test]
     fn velocity_flags_an_ip_then_its_subnet() {
         let v = Velocity::new(&VelocityConfig {
             enabled: true,
