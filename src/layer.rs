@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,8 +36,7 @@ use futures_util::future::BoxFuture;
 use tower::{Layer, Service};
 
 use crate::decision::{Decision, Door};
-use crate::event::{EventBuilder, FieldError};
-use crate::http::auth::CONNECTION_FIELDS;
+use crate::event::{Connection, EventBuilder, EventType, FieldError};
 use crate::http::client_ip::TrustedProxies;
 use crate::http::error::ApiError;
 use crate::policy::Action;
@@ -48,24 +48,15 @@ pub type Extractor = Arc<dyn Fn(&Parts) -> Result<EventBuilder, FieldError> + Se
 /// The answer to a blocked request.
 pub type BlockedResponse = Arc<dyn Fn(&Decision) -> Response + Send + Sync>;
 
-/// The default extractor: RT fields from the query string; the app's own
-/// parameters are left alone; `ip`, `ua`, `event_type`, `at`, `key` from
-/// the query are refused (they come from the connection).
+/// The default extractor: RT fields from the query string, the way every
+/// browser-facing door reads them (see [`crate::event::Connection`]): the
+/// app's own parameters are left alone, and `ip`, `ua`, `event_type`,
+/// `at`, `key` in the query are ignored (they come from the connection).
 pub fn query_extractor(parts: &Parts) -> Result<EventBuilder, FieldError> {
-    let mut b = EventBuilder::new();
-    for (k, v) in form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()) {
-        if CONNECTION_FIELDS.contains(&&*k) {
-            return Err(FieldError::new(
-                crate::event::ErrorCode::InvalidField,
-                k.into_owned(),
-                "set from the connection, not the query",
-            ));
-        }
-        if crate::event::is_rt_field(&k) {
-            b.set(&k, &v)?;
-        }
-    }
-    Ok(b)
+    Ok(EventBuilder::from_browser_query(
+        parts.uri.query().unwrap_or(""),
+        &BTreeMap::new(),
+    ))
 }
 
 fn default_blocked(d: &Decision) -> Response {
@@ -82,7 +73,7 @@ pub struct FraudGateLayer {
     blocked: BlockedResponse,
     budget: Option<Duration>,
     on_error: Option<Action>,
-    event_type: &'static str,
+    event_type: EventType,
 }
 
 impl FraudGateLayer {
@@ -94,7 +85,7 @@ impl FraudGateLayer {
             blocked: Arc::new(default_blocked),
             budget: None,
             on_error: None,
-            event_type: "click",
+            event_type: EventType::Click,
         }
     }
 
@@ -133,34 +124,39 @@ impl FraudGateLayer {
 
     /// Event type when the extractor sets none (default click).
     pub fn impressions(mut self) -> Self {
-        self.event_type = "impression";
+        self.event_type = EventType::Impression;
         self
     }
 
     fn event(&self, parts: &Parts) -> Result<crate::event::Event, ApiError> {
-        let mut b = (self.extract)(parts)?;
-        if !b.is_set("ip") {
-            let peer = parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-                .ok_or_else(|| {
-                    tracing::error!("FraudGateLayer needs ConnectInfo<SocketAddr> (into_make_service_with_connect_info)");
-                    ApiError::internal()
-                })?;
-            b.set(
-                "ip",
-                &self.trusted.client_ip(peer, &parts.headers).to_string(),
-            )?;
-        }
+        let b = (self.extract)(parts)?;
+        // A custom extractor may take the IP from elsewhere (its own
+        // header, a session); otherwise it is the connection's.
+        let ip = match b.ip() {
+            Some(ip) => ip,
+            None => {
+                let peer = parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip())
+                    .ok_or_else(|| {
+                        tracing::error!("FraudGateLayer needs ConnectInfo<SocketAddr> (into_make_service_with_connect_info)");
+                        ApiError::internal()
+                    })?;
+                self.trusted.client_ip(peer, &parts.headers)
+            }
+        };
         let ua = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        b.set_default("ua", ua)?;
-        b.set_default("event_type", self.event_type)?;
-        Ok(b.build()?)
+        Ok(b.connection_defaults(Connection {
+            ip,
+            ua,
+            event_type: self.event_type,
+        })
+        .build()?)
     }
 }
 

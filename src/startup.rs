@@ -26,7 +26,6 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
-    grace: Duration,
 }
 
 impl Application {
@@ -50,11 +49,9 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { addr: want, source })?;
-        let grace = config.server.shutdown_grace();
         Ok(Application {
             listener,
             addr,
-            grace,
             state: AppState::new(scorer, config, registry),
         })
     }
@@ -71,8 +68,12 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets
-    /// in-flight requests finish for at most the grace period, and returns.
+    /// Serves until `shutdown` resolves, then shuts down without dropping
+    /// a request: `/readyz` turns 503 and responses carry `Connection:
+    /// close` while new connections are still accepted for
+    /// `server.drain_delay_ms` (load balancers notice and move away); then
+    /// the listener closes and in-flight requests get at most
+    /// `server.shutdown_timeout_ms` to finish.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -81,7 +82,6 @@ impl Application {
             listener,
             addr,
             state,
-            grace,
         } = self;
         let server = state.config.server.clone();
         let draining = state.draining.clone();
@@ -97,21 +97,7 @@ impl Application {
             .max_buf_size(server.max_header_bytes)
             .keep_alive(true);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        tracing::info!(%addr, "fraudgate listening");
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off, go on.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = &mut shutdown => break,
-            };
+        let serve = |stream: tokio::net::TcpStream, peer: SocketAddr| {
             let _ = stream.set_nodelay(true);
             let svc = service.clone();
             let conn = http1.serve_connection(
@@ -124,20 +110,50 @@ impl Application {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });
-        }
-        drop(listener);
+        };
+        tracing::info!(%addr, "fraudgate listening");
+        accept_until(&listener, &serve, shutdown).await;
+
         draining.store(true, Ordering::Relaxed);
         tracing::info!(
-            grace_s = grace.as_secs(),
-            "shutdown: no new connections, draining in-flight requests"
+            drain_delay_ms = server.drain_delay_ms,
+            "shutdown: /readyz is 503; still accepting while load balancers move away"
+        );
+        accept_until(&listener, &serve, tokio::time::sleep(server.drain_delay())).await;
+        drop(listener);
+        tracing::info!(
+            shutdown_timeout_ms = server.shutdown_timeout_ms,
+            "shutdown: no new connections, finishing in-flight requests"
         );
         tokio::select! {
             _ = graceful.shutdown() => {}
-            _ = tokio::time::sleep(grace) => {
-                tracing::warn!("grace period over with requests still in flight; exiting");
+            _ = tokio::time::sleep(server.shutdown_timeout()) => {
+                tracing::warn!("shutdown timeout over with requests still in flight; exiting");
             }
         }
         Ok(())
+    }
+}
+
+/// Accepts connections and hands them to `serve` until `stop` resolves.
+async fn accept_until(
+    listener: &TcpListener,
+    serve: &impl Fn(tokio::net::TcpStream, SocketAddr),
+    stop: impl Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => serve(stream, peer),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut stop => return,
+        }
     }
 }
 

@@ -135,7 +135,7 @@ proptest! {
         real in "[0-9a-f:.]{0,40}",
         trusted_peer in any::<bool>(),
     ) {
-        let t = TrustedProxies::new(&["127.0.0.0/8".into(), "10.0.0.0/8".into()]).unwrap();
+        let t = TrustedProxies::new(&["127.0.0.0/8".into(), "10.0.0.0/8".into()], "x-forwarded-for").unwrap();
         let peer: IpAddr = if trusted_peer { "127.0.0.1".parse().unwrap() } else { "203.0.113.1".parse().unwrap() };
         let mut h = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_str(&xff) { h.insert("x-forwarded-for", v); }

@@ -17,8 +17,11 @@ pub use crate::rules::limits::{CapConfig, VelocityConfig};
 pub struct ServerConfig {
     /// Address the HTTP server binds.
     pub listen: SocketAddr,
-    /// Bounded drain period after a shutdown signal.
-    pub shutdown_grace_s: u64,
+    /// After SIGTERM: /readyz answers 503 and new connections are still
+    /// accepted for this long, so load balancers move away first.
+    pub drain_delay_ms: u64,
+    /// Then: in-flight requests get at most this long to finish.
+    pub shutdown_timeout_ms: u64,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Most events in one batch.
@@ -27,6 +30,8 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<String>,
+    /// The header trusted proxies set to the client's IP.
+    pub client_ip_header: String,
     /// Requests served at once before shedding.
     pub max_concurrency: usize,
     pub header_read_timeout_ms: u64,
@@ -46,8 +51,11 @@ pub enum ShedResponse {
 }
 
 impl ServerConfig {
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_s)
+    pub fn drain_delay(&self) -> Duration {
+        Duration::from_millis(self.drain_delay_ms)
+    }
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
     }
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
@@ -207,7 +215,7 @@ pub struct AuthDoor {
     pub budget_ms: u64,
     pub on_upstream_error: OnError,
     pub blocked_status: u16,
-    pub event_type: String,
+    pub event_type: crate::event::EventType,
     pub impression_paths: Vec<String>,
     /// RT field -> query parameter name in the original URL.
     pub params: BTreeMap<String, String>,

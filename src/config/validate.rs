@@ -99,6 +99,8 @@ impl Config {
             crate::rules::ranges::Prefix::parse(p)
                 .map_err(|m| ConfigError::invalid(format!("server.trusted_proxies[{i}]"), m))?;
         }
+        crate::http::client_ip::TrustedProxies::new(&[], &self.server.client_ip_header)
+            .map_err(|m| ConfigError::invalid("server.client_ip_header", m))?;
         let a = &self.auth;
         if !self.server.listen.ip().is_loopback() && a.client_keys.is_empty() && !a.allow_anonymous
         {
@@ -132,12 +134,6 @@ impl Config {
             return Err(ConfigError::invalid(
                 "doors.auth.blocked_status",
                 "must be 401 or 403",
-            ));
-        }
-        if !["click", "impression"].contains(&d.auth.event_type.as_str()) {
-            return Err(ConfigError::invalid(
-                "doors.auth.event_type",
-                "must be click or impression",
             ));
         }
         for (table, key) in [

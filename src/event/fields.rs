@@ -1,11 +1,11 @@
 //! The RT parameter catalogue: event types and the optional fields with
 //! their documented length limits.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::DEFAULT_MAX_LEN;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventType {
     Click,

@@ -11,9 +11,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+mod browser;
 mod fields;
 mod json;
 
+pub use browser::{CONNECTION_FIELDS, Connection};
 pub use fields::{EventType, Opt};
 use json::{BuilderVisitor, json_error};
 
@@ -230,6 +232,16 @@ impl EventBuilder {
             Err(e) if e.code == ErrorCode::DuplicateField => Ok(()),
             other => other,
         }
+    }
+
+    /// The IP, if set.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ip
+    }
+
+    /// The event type, if set.
+    pub fn event_type(&self) -> Option<EventType> {
+        self.event_type
     }
 
     /// Whether a field has been set.

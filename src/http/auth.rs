@@ -10,23 +10,24 @@
 //! URL's query: `X-Original-URI` (nginx), `X-Forwarded-Uri` (Traefik), or
 //! this request's own path after `/v1/auth` (Envoy's `path_prefix`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::body::score_opts;
+use super::body::{browser_opts, connection};
 use super::error::ApiError;
 use super::render::{cache_headers, decision_headers};
 use crate::decision::Door;
-use crate::event::EventBuilder;
+use crate::event::{EventBuilder, EventType};
 use crate::policy::Reason;
 use crate::upstream::UpstreamError;
 
-/// Fields an end user's URL must not set: they come from the connection.
-pub const CONNECTION_FIELDS: &[&str] = &["ip", "ua", "event_type", "at", "key"];
+/// Header a trusted proxy uses to name the event type.
+pub const EVENT_TYPE_HEADER: &str = "x-fraudgate-event-type";
 
 pub async fn handle(
     State(state): State<AppState>,
@@ -37,57 +38,42 @@ pub async fn handle(
     let door = &state.config.doors.auth;
     let original = original_uri(&headers, &uri);
     let (path, query) = original.split_once('?').unwrap_or((&original, ""));
-
-    let mut b = EventBuilder::new();
-    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        // Renamed fields: the URL's parameter name -> the RT field.
-        let field = door
-            .params
+    warn_if_proxy_untrusted(&state, peer.ip(), &headers);
+    // The event type: from a trusted proxy's header, else by path.
+    let from_proxy = headers
+        .get(EVENT_TYPE_HEADER)
+        .filter(|_| state.trusted.is_trusted(peer.ip().to_canonical()))
+        .map(|v| match v.as_bytes() {
+            b"click" => Ok(EventType::Click),
+            b"impression" => Ok(EventType::Impression),
+            _ => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_header",
+                "must be \"click\" or \"impression\"",
+            )
+            .with_field("X-Fraudgate-Event-Type")),
+        })
+        .transpose()?;
+    let event_type = from_proxy.unwrap_or_else(|| {
+        if door
+            .impression_paths
             .iter()
-            .find(|(_, p)| **p == *name)
-            .map(|(f, _)| f.as_str())
-            .or_else(|| (!door.params.contains_key(&*name)).then_some(&*name));
-        let Some(field) =
-            field.filter(|f| crate::event::is_rt_field(f) && !CONNECTION_FIELDS.contains(f))
-        else {
-            continue; // the application's own parameters
-        };
-        if let Err(e) = b.set_default(field, &value) {
-            tracing::debug!(field, error = %e, "auth: ignoring a bad value in the original URL");
+            .any(|p| path.starts_with(p.as_str()))
+        {
+            EventType::Impression
+        } else {
+            door.event_type
         }
-    }
-    for (field, value) in &door.defaults {
-        b.set_default(field, value)?;
-    }
-    b.set(
-        "ip",
-        &state.trusted.client_ip(peer.ip(), &headers).to_string(),
-    )?;
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    b.set("ua", ua)?;
-    let event_type = headers
-        .get("x-fraudgate-event-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            if door
-                .impression_paths
-                .iter()
-                .any(|p| path.starts_with(p.as_str()))
-            {
-                "impression".into()
-            } else {
-                door.event_type.clone()
-            }
-        });
-    b.set("event_type", &event_type)?;
-    let event = b.build()?;
+    });
+    let conn = connection(&state, peer.ip(), &headers, event_type);
+    let event = EventBuilder::from_browser_query(query, &door.params)
+        .with_defaults(&door.defaults)?
+        .connection(conn)
+        .build()?;
 
-    let opts = score_opts(
+    let opts = browser_opts(
         &state,
+        peer.ip(),
         &headers,
         Door::Auth,
         door.budget_ms,
@@ -106,6 +92,24 @@ pub async fn handle(
     decision_headers(resp.headers_mut(), &d);
     cache_headers(resp.headers_mut(), &d);
     Ok(resp)
+}
+
+/// A proxy on this host forwarding visitors while `trusted_proxies` is
+/// empty makes every visitor 127.0.0.1: say so, once.
+fn warn_if_proxy_untrusted(state: &AppState, peer: IpAddr, headers: &HeaderMap) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if peer.to_canonical().is_loopback()
+        && state.config.server.trusted_proxies.is_empty()
+        && headers.contains_key(state.trusted.header())
+        && !WARNED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(
+            header = state.trusted.header(),
+            "/v1/auth is called by a proxy on this host but server.trusted_proxies is empty: \
+             its forwarding header is ignored and every visitor is scored as 127.0.0.1; \
+             set server.trusted_proxies = [\"127.0.0.1/32\"]"
+        );
+    }
 }
 
 fn original_uri(headers: &HeaderMap, uri: &Uri) -> String {

@@ -1,15 +1,17 @@
 //! Request body and header helpers shared by the doors.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::AppState;
 use super::error::ApiError;
 use crate::config::OnError;
 use crate::decision::Door;
+use crate::event::{Connection, EventType};
 use crate::score::ScoreOpts;
 
 /// Header a caller uses to lower its time budget (milliseconds).
@@ -88,9 +90,9 @@ pub fn json_depth(bytes: &[u8]) -> usize {
 }
 
 /// The request's time budget: the door's default, lowered (never raised)
-/// by `X-Fraudgate-Deadline-Ms`.
-pub fn budget(headers: &HeaderMap, default: Duration) -> Result<Duration, ApiError> {
-    let Some(v) = headers.get(DEADLINE_HEADER) else {
+/// by the `X-Fraudgate-Deadline-Ms` value, when one is honoured.
+fn budget(header: Option<&HeaderValue>, default: Duration) -> Result<Duration, ApiError> {
+    let Some(v) = header else {
         return Ok(default);
     };
     let ms: u64 = v
@@ -108,11 +110,46 @@ pub fn budget(headers: &HeaderMap, default: Duration) -> Result<Duration, ApiErr
     Ok(default.min(Duration::from_millis(ms)))
 }
 
-/// How a door scores: its budget (`budget_ms`, 0 = the scorer's default,
-/// lowered by `X-Fraudgate-Deadline-Ms`) and its fail mode.
+/// How an API door scores: its budget (`budget_ms`, 0 = the scorer's
+/// default, lowered by `X-Fraudgate-Deadline-Ms`: the caller is the ad
+/// server, spending its own time) and its fail mode.
 pub fn score_opts(
     state: &AppState,
     headers: &HeaderMap,
+    door: Door,
+    budget_ms: u64,
+    on_error: OnError,
+) -> Result<ScoreOpts, ApiError> {
+    opts(
+        state,
+        headers.get(DEADLINE_HEADER),
+        door,
+        budget_ms,
+        on_error,
+    )
+}
+
+/// How a browser-facing door scores: as [`score_opts`], but
+/// `X-Fraudgate-Deadline-Ms` is honoured only from a trusted proxy
+/// (`server.trusted_proxies`). From anyone else it is ignored: a bot could
+/// otherwise send 0 and get the fail-open fallback without RT being asked.
+pub fn browser_opts(
+    state: &AppState,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    door: Door,
+    budget_ms: u64,
+    on_error: OnError,
+) -> Result<ScoreOpts, ApiError> {
+    let header = headers
+        .get(DEADLINE_HEADER)
+        .filter(|_| state.trusted.is_trusted(peer.to_canonical()));
+    opts(state, header, door, budget_ms, on_error)
+}
+
+fn opts(
+    state: &AppState,
+    deadline: Option<&HeaderValue>,
     door: Door,
     budget_ms: u64,
     on_error: OnError,
@@ -124,9 +161,28 @@ pub fn score_opts(
     };
     Ok(ScoreOpts {
         door,
-        budget: budget(headers, default)?,
+        budget: budget(deadline, default)?,
         on_error: on_error.action(),
     })
+}
+
+/// What the connection says about a browser-facing request: the client
+/// IP (behind trusted proxies, from their header), the `User-Agent`, and
+/// the door's event type.
+pub fn connection<'a>(
+    state: &AppState,
+    peer: IpAddr,
+    headers: &'a HeaderMap,
+    event_type: EventType,
+) -> Connection<'a> {
+    Connection {
+        ip: state.trusted.client_ip(peer, headers),
+        ua: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        event_type,
+    }
 }
 
 /// Options of the API doors that share `doors.check`: /v1/check, the

@@ -8,7 +8,7 @@
 //! come from config; request values fill macros URL-encoded, so no request
 //! can choose where it is sent (no open redirect).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, RawQuery, State};
@@ -16,13 +16,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::auth::CONNECTION_FIELDS;
-use super::body::score_opts;
+use super::body::{browser_opts, connection};
 use super::error::ApiError;
 use super::render::decision_headers;
 use crate::config::{ImpResponse, OfferConfig};
 use crate::decision::{Decision, Door};
-use crate::event::{Event, EventBuilder, FieldError, Opt};
+use crate::event::{Event, EventBuilder, EventType, Opt};
 
 /// The macros an offer URL may use.
 pub const MACROS: &[&str] = &[
@@ -91,40 +90,19 @@ fn render(t: &str, ev: &Event, d: &Decision) -> String {
     .unwrap_or_default() // templates were checked at startup
 }
 
-/// The event of a browser-facing door: RT fields from the query (but not
-/// the ones the connection sets), IP and UA from the connection.
+/// The event of `/click` or `/imp` (see [`crate::event::Connection`] for
+/// what comes from where).
 fn browser_event(
     state: &AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
     query: &str,
-    event_type: &str,
+    event_type: EventType,
 ) -> Result<Event, ApiError> {
-    let mut b = EventBuilder::new();
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        if CONNECTION_FIELDS.contains(&&*k) {
-            return Err(FieldError::new(
-                crate::event::ErrorCode::InvalidField,
-                k.into_owned(),
-                "set from the connection, not the query",
-            )
-            .into());
-        }
-        b.set(&k, &v)?;
-    }
-    b.set(
-        "ip",
-        &state.trusted.client_ip(peer.ip(), headers).to_string(),
-    )?;
-    b.set(
-        "ua",
-        headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
-    )?;
-    b.set("event_type", event_type)?;
-    Ok(b.build()?)
+    let conn = connection(state, peer.ip(), headers, event_type);
+    Ok(EventBuilder::from_browser_query(query, &BTreeMap::new())
+        .connection(conn)
+        .build()?)
 }
 
 fn no_store(resp: &mut Response, d: &Decision) {
@@ -159,10 +137,11 @@ pub async fn click(
         )
         .with_field("offer_id")
     })?;
-    let event = browser_event(&state, peer, &headers, &query, "click")?;
+    let event = browser_event(&state, peer, &headers, &query, EventType::Click)?;
     let door = &state.config.doors.click;
-    let opts = score_opts(
+    let opts = browser_opts(
         &state,
+        peer.ip(),
         &headers,
         Door::Click,
         door.budget_ms,
@@ -207,11 +186,12 @@ pub async fn imp(
         peer,
         &headers,
         &query.unwrap_or_default(),
-        "impression",
+        EventType::Impression,
     )?;
     let door = &state.config.doors.imp;
-    let opts = score_opts(
+    let opts = browser_opts(
         &state,
+        peer.ip(),
         &headers,
         Door::Imp,
         door.budget_ms,

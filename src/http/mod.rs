@@ -55,8 +55,11 @@ pub struct AppState {
 impl AppState {
     /// `config` must have passed validation (trusted proxies parse).
     pub fn new(scorer: Scorer, config: Config, registry: crate::metrics::Registry) -> Self {
-        let trusted =
-            client_ip::TrustedProxies::new(&config.server.trusted_proxies).unwrap_or_default();
+        let trusted = client_ip::TrustedProxies::new(
+            &config.server.trusted_proxies,
+            &config.server.client_ip_header,
+        )
+        .unwrap_or_default();
         let offers = config
             .offers
             .iter()
@@ -155,12 +158,14 @@ pub struct AppService {
         std::convert::Infallible,
     >,
     max_uri: usize,
+    draining: Arc<AtomicBool>,
 }
 
 pub fn service(state: AppState) -> AppService {
     let server = &state.config.server;
     let max_uri = server.max_uri_bytes;
     let limit = server.max_concurrency;
+    let draining = state.draining.clone();
     let shed = Arc::new(shed::Shed::new(
         &state.config,
         state.scorer.policy().on_upstream_error(),
@@ -180,6 +185,7 @@ pub fn service(state: AppState) -> AppService {
         router,
         limited: tower::util::BoxCloneSyncService::new(limited),
         max_uri,
+        draining,
     }
 }
 
@@ -204,11 +210,22 @@ impl AppService {
         }
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(peer));
-        if OPS_PATHS.contains(&req.uri().path()) {
+        let mut resp = if OPS_PATHS.contains(&req.uri().path()) {
             self.router.oneshot(req).await
         } else {
             self.limited.oneshot(req).await
+        };
+        if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            // Shutting down: keep-alive clients reconnect, and their load
+            // balancer sends them to another replica.
+            if let Ok(r) = &mut resp {
+                r.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
         }
+        resp
     }
 }
 

@@ -29,6 +29,9 @@ pub fn test_config(mock: &MockRt) -> Config {
     c.server.listen = "127.0.0.1:0".parse().unwrap();
     c.upstream.url = mock.url();
     c.upstream.key = Secret::new(UPSTREAM_KEY);
+    // Tests that stop an app do not wait for load balancers; the drain
+    // tests set their own delay.
+    c.server.drain_delay_ms = 0;
     c
 }
 

@@ -3,6 +3,7 @@
 mod access;
 mod admin;
 mod batch;
+mod binary;
 mod cache;
 mod check;
 mod doors;
@@ -18,5 +19,7 @@ mod overload;
 mod resilience;
 mod rt_dropin;
 mod rules;
+mod shutdown;
+mod trust;
 mod validation;
 mod verdict_scope;

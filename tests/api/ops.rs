@@ -97,7 +97,11 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
     let http = app.http.clone();
     let url = app.url(&format!("/v1/check?{}", query("10.10.0.3", &[])));
     let in_flight = tokio::spawn(async move { http.get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // In flight once the upstream has it.
+    eventually(Duration::from_secs(5), || async {
+        (app.mock.calls_for("10.10.0.3") == 1).then_some(())
+    })
+    .await;
     app.shutdown();
     let resp = in_flight
         .await
@@ -116,22 +120,25 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
 }
 
 #[tokio::test]
-async fn shutdown_gives_up_after_the_grace_period() {
+async fn shutdown_gives_up_after_the_shutdown_timeout() {
     let mut app = spawn_app_with(|c| {
         c.upstream.timeout_ms = 10_000;
-        c.server.shutdown_grace_s = 1;
+        c.server.shutdown_timeout_ms = 1000;
     })
     .await;
     app.mock.on_ip("10.10.0.4", Reply::Hang);
     let http = app.http.clone();
     let url = app.url(&format!("/v1/check?{}", query("10.10.0.4", &[])));
     let _stuck = tokio::spawn(async move { http.get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(Duration::from_secs(5), || async {
+        (app.mock.calls_for("10.10.0.4") == 1).then_some(())
+    })
+    .await;
     app.shutdown();
     let stopped = app.stopped.take().unwrap();
     tokio::time::timeout(Duration::from_secs(5), stopped)
         .await
-        .expect("stopped within grace + margin")
+        .expect("stopped within the shutdown timeout + margin")
         .unwrap()
         .unwrap();
 }

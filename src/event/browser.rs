@@ -1,0 +1,148 @@
+//! The one builder for browser-facing events: `/click`, `/imp`,
+//! `/v1/auth` and the tower layer.
+//!
+//! A browser (or the page URL behind nginx / Envoy / Traefik) cannot be
+//! trusted with what the connection knows, so every browser-facing door
+//! builds its event the same way:
+//! - `ip`, `ua` and `event_type` come from the connection: the client IP
+//!   (behind trusted proxies, from their header), the `User-Agent` header
+//!   and the door. `ip`, `ua`, `event_type`, `at` and `key` in the query
+//!   are ignored, never believed.
+//! - Every other RT field is read from the query parameter of its name (or
+//!   the configured rename); the first occurrence counts and an empty value
+//!   counts as absent.
+//! - Parameters that are not RT fields belong to the page and are ignored.
+//! - Configured defaults fill what the query lacks; a mandatory field
+//!   still missing (`affiliate_id`, `offer_id`) is a 400 naming it.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::{EventBuilder, EventType, is_rt_field};
+
+/// Fields a browser-facing URL must not set: they come from the connection.
+pub const CONNECTION_FIELDS: &[&str] = &["ip", "ua", "event_type", "at", "key"];
+
+/// What the connection says about a browser-facing request.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection<'a> {
+    pub ip: IpAddr,
+    pub ua: &'a str,
+    pub event_type: EventType,
+}
+
+impl EventBuilder {
+    /// RT fields from a browser-facing URL's query. `renames` maps an RT
+    /// field to the parameter name the page uses for it.
+    pub fn from_browser_query(query: &str, renames: &BTreeMap<String, String>) -> Self {
+        let mut b = EventBuilder::new();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            let field = renames
+                .iter()
+                .find(|(_, p)| **p == *name)
+                .map(|(f, _)| f.as_str())
+                .or_else(|| (!renames.contains_key(&*name)).then_some(&*name));
+            let Some(field) = field.filter(|f| is_rt_field(f) && !CONNECTION_FIELDS.contains(f))
+            else {
+                continue;
+            };
+            if value.trim().is_empty() || b.is_set(field) {
+                continue;
+            }
+            // Every non-connection RT field takes any text (cut to its
+            // length), so this cannot fail.
+            let _ = b.set(field, &value);
+        }
+        b
+    }
+
+    /// Fills what `defaults` (RT field -> value) has and the query lacked.
+    pub fn with_defaults(
+        mut self,
+        defaults: &BTreeMap<String, String>,
+    ) -> Result<Self, super::FieldError> {
+        for (field, value) in defaults {
+            self.set_default(field, value)?;
+        }
+        Ok(self)
+    }
+
+    /// Sets IP, UA and event type from the connection where still unset
+    /// (the tower layer: the app's own extractor is trusted code).
+    pub fn connection_defaults(mut self, c: Connection<'_>) -> Self {
+        if self.ip.is_none() {
+            self.ip = Some(c.ip.to_canonical());
+        }
+        if self.ua.is_none() {
+            self.ua = Some(super::truncate(c.ua, super::DEFAULT_MAX_LEN).to_owned());
+        }
+        if self.event_type.is_none() {
+            self.event_type = Some(c.event_type);
+        }
+        self
+    }
+
+    /// Sets IP, UA and event type from the connection, whatever was set.
+    pub fn connection(mut self, c: Connection<'_>) -> Self {
+        self.ip = Some(c.ip.to_canonical());
+        self.ua = Some(super::truncate(c.ua, super::DEFAULT_MAX_LEN).to_owned());
+        self.event_type = Some(c.event_type);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Connection<'static> {
+        Connection {
+            ip: "198.51.100.7".parse().unwrap(),
+            ua: "Mozilla/5.0 (X11; Linux x86_64)",
+            event_type: EventType::Click,
+        }
+    }
+
+    #[test]
+    fn connection_fields_in_the_query_are_never_believed() {
+        let q = "ip=6.6.6.6&ua=good&event_type=impression&at=1&key=k&offer_id=1&affiliate_id=2";
+        let e = EventBuilder::from_browser_query(q, &BTreeMap::new())
+            .connection(conn())
+            .build()
+            .unwrap();
+        assert_eq!(e.ip.to_string(), "198.51.100.7");
+        assert_eq!(e.ua, "Mozilla/5.0 (X11; Linux x86_64)");
+        assert_eq!(e.event_type, EventType::Click);
+        assert_ne!(e.at, 1);
+    }
+
+    #[test]
+    fn page_parameters_are_ignored_first_occurrence_wins_renames_apply() {
+        let renames = BTreeMap::from([("aff_sub1".to_string(), "sub".to_string())]);
+        let q = "utm_source=x&offer_id=1&offer_id=2&affiliate_id=&affiliate_id=7&sub=s1&aff_sub1=direct";
+        let e = EventBuilder::from_browser_query(q, &renames)
+            .connection(conn())
+            .build()
+            .unwrap();
+        assert_eq!(e.offer_id, "1");
+        assert_eq!(e.affiliate_id, "7", "an empty value counts as absent");
+        assert_eq!(e.get(super::super::Opt::AffSub1), Some("s1"));
+    }
+
+    #[test]
+    fn defaults_fill_gaps_and_a_missing_mandatory_field_is_named() {
+        let defaults = BTreeMap::from([("affiliate_id".to_string(), "unknown".to_string())]);
+        let e = EventBuilder::from_browser_query("offer_id=3", &BTreeMap::new())
+            .with_defaults(&defaults)
+            .unwrap()
+            .connection(conn())
+            .build()
+            .unwrap();
+        assert_eq!(e.affiliate_id, "unknown");
+        let err = EventBuilder::from_browser_query("offer_id=3", &BTreeMap::new())
+            .connection(conn())
+            .build()
+            .unwrap_err();
+        assert_eq!(&*err.field, "affiliate_id");
+    }
+}

@@ -1,0 +1,143 @@
+//! Rolling deploys: SIGTERM first turns /readyz to 503 while the listener
+//! keeps accepting for `server.drain_delay_ms`, then in-flight requests
+//! finish. Nothing a load balancer sends meanwhile fails.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::binary::*;
+use crate::helpers::*;
+
+#[tokio::test]
+async fn draining_answers_readyz_503_and_still_serves_new_connections() {
+    let mut app = spawn_app_with(|c| c.server.drain_delay_ms = 1500).await;
+    app.shutdown();
+    // /readyz turns 503 at once...
+    eventually(Duration::from_secs(5), || async {
+        let r = crate::helpers::http()
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 503).then_some(())
+    })
+    .await;
+    // ...while a new connection is still served, told to close after.
+    let r = crate::helpers::http()
+        .get(app.url(&format!("/v1/check?{}", query("10.11.0.1", &[]))))
+        .send()
+        .await
+        .expect("accepted during the drain delay");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["connection"], "close");
+    let stopped = app.stopped.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("stops after the drain delay")
+        .unwrap()
+        .unwrap();
+    assert!(
+        crate::helpers::http()
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "no longer accepting"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_under_load_fails_no_request() {
+    let mock = MockRt::start().await;
+    // Requests stay in flight a while, so some straddle the signal.
+    mock.set_default(Reply::delayed(30, Reply::tags("")));
+    let p = spawn_binary(&[
+        ("FRAUDGATE_UPSTREAM__URL", &mock.url()),
+        ("FRAUDGATE_UPSTREAM__KEY", UPSTREAM_KEY),
+        ("FRAUDGATE_SERVER__DRAIN_DELAY_MS", "1500"),
+        ("FRAUDGATE_LOG__LEVEL", "info"),
+    ]);
+    let port = listening_port(&p).await;
+    let base = format!("http://127.0.0.1:{port}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (stop, ok, failed, base) = (stop.clone(), ok.clone(), failed.clone(), base.clone());
+            tokio::spawn(async move {
+                let client = crate::helpers::http();
+                let mut i = 0u32;
+                while !stop.load(Ordering::SeqCst) {
+                    i += 1;
+                    let ip = format!("10.{}.{}.{}", 100 + w, (i >> 8) & 255, i & 255);
+                    let url = format!("{base}/v1/check?{}", query(&ip, &[]));
+                    match client.get(&url).send().await {
+                        Ok(r) if r.status() == 200 => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(r) => failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("status {}", r.status())),
+                        Err(e) => failed.lock().unwrap().push(format!("error {e}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    // A load balancer: polls /readyz and stops sending 200 ms after it
+    // reads 503 (endpoint removal is not instant).
+    let lb = {
+        let (stop, base) = (stop.clone(), base.clone());
+        tokio::spawn(async move {
+            let client = crate::helpers::http();
+            loop {
+                let r = client.get(format!("{base}/readyz")).send().await;
+                if matches!(&r, Ok(r) if r.status() == 503) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    stop.store(true, Ordering::SeqCst);
+                    return Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    eventually(Duration::from_secs(10), || async {
+        (ok.load(Ordering::SeqCst) >= 200).then_some(())
+    })
+    .await;
+    let before_signal = ok.load(Ordering::SeqCst);
+    let status = Command::new("kill")
+        .args(["-TERM", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stopped_sending = tokio::time::timeout(Duration::from_secs(10), lb)
+        .await
+        .expect("readyz turned 503")
+        .unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let failed = failed.lock().unwrap().clone();
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+    assert!(
+        ok.load(Ordering::SeqCst) > before_signal,
+        "requests were served after SIGTERM"
+    );
+    // The process exits on its own after the drain.
+    let mut child = p;
+    let exited = eventually(Duration::from_secs(10), || {
+        let st = child.child.try_wait().unwrap();
+        async move { st }
+    })
+    .await;
+    assert!(exited.success(), "exit status {exited}");
+    assert!(stopped_sending.elapsed() < Duration::from_secs(10));
+    let out = child.out.lock().unwrap().clone();
+    assert!(out.contains("still accepting"), "{out}");
+}
