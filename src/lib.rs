@@ -21,6 +21,7 @@ pub mod rules;
 pub mod score;
 pub mod startup;
 pub mod telemetry;
+pub mod template;
 pub mod upstream;
 pub mod verdict;
 

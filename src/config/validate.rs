@@ -177,11 +177,15 @@ impl Config {
                     format!("duplicate offer id {:?}", o.id),
                 ));
             }
-            crate::http::click::check_template(&o.url)
-                .map_err(|m| ConfigError::invalid(format!("offers[{i}].url"), m))?;
+            let bad = |key: &str, e: crate::template::TemplateError| {
+                ConfigError::invalid(
+                    format!("offers[{i}].{key}"),
+                    format!("offer {:?}: {e}", o.id),
+                )
+            };
+            crate::template::UrlTemplate::parse(&o.url).map_err(|e| bad("url", e))?;
             if let Some(f) = &o.fallback_url {
-                crate::http::click::check_template(f)
-                    .map_err(|m| ConfigError::invalid(format!("offers[{i}].fallback_url"), m))?;
+                crate::template::UrlTemplate::parse(f).map_err(|e| bad("fallback_url", e))?;
             }
         }
         if self.rules.velocity.window_s == 0 {

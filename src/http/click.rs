@@ -5,8 +5,9 @@
 //! IP and UA from the connection) and answers 302 to the configured offer
 //! URL when allowed; when blocked, 302 to the offer's `fallback_url`, else
 //! `doors.click.blocked_status` (403 or 204). Redirect targets only ever
-//! come from config; request values fill macros URL-encoded, so no request
-//! can choose where it is sent (no open redirect).
+//! come from config and macros stand only in their path, query or
+//! fragment ([`crate::template`]); request values fill them percent-encoded,
+//! so no request can choose where it is sent (no open redirect).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -22,72 +23,45 @@ use super::render::decision_headers;
 use crate::config::{ImpResponse, OfferConfig};
 use crate::decision::{Decision, Door};
 use crate::event::{Event, EventBuilder, EventType, Opt};
+use crate::template::{Macro, UrlTemplate};
 
-/// The macros an offer URL may use.
-pub const MACROS: &[&str] = &[
-    "click_id",
-    "offer_id",
-    "affiliate_id",
-    "aff_sub1",
-    "aff_sub2",
-    "aff_sub3",
-    "aff_sub4",
-    "aff_sub5",
-    "ip",
-];
+/// A configured offer with its templates parsed.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    url: UrlTemplate,
+    fallback: Option<UrlTemplate>,
+}
+
+impl Offer {
+    /// `c` must have passed config validation (templates parse).
+    pub fn new(c: &OfferConfig) -> Option<Self> {
+        Some(Offer {
+            url: UrlTemplate::parse(&c.url).ok()?,
+            fallback: match &c.fallback_url {
+                Some(f) => Some(UrlTemplate::parse(f).ok()?),
+                None => None,
+            },
+        })
+    }
+}
 
 /// Offers by id.
-pub type Offers = HashMap<String, OfferConfig>;
+pub type Offers = HashMap<String, Offer>;
 
-/// Checks a template at startup: known macros only, and an absolute
-/// http(s) URL with a host once filled.
-pub fn check_template(t: &str) -> Result<(), String> {
-    let filled = fill(t, |_| Some("x".into()))?;
-    let url = reqwest::Url::parse(&filled).map_err(|e| format!("not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err("must be an absolute http(s) URL".into());
-    }
-    Ok(())
-}
-
-/// Replaces `{name}` with `value(name)`, URL-encoded.
-fn fill(t: &str, value: impl Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(t.len() + 64);
-    let mut rest = t;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let close = after.find('}').ok_or("unclosed {")?;
-        let name = &after[..close];
-        if !MACROS.contains(&name) {
-            return Err(format!(
-                "unknown macro {{{name}}}; known: {}",
-                MACROS.join(", ")
-            ));
-        }
-        out.extend(form_urlencoded::byte_serialize(
-            value(name).unwrap_or_default().as_bytes(),
-        ));
-        rest = &after[close + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn render(t: &str, ev: &Event, d: &Decision) -> String {
-    fill(t, |name| match name {
-        "click_id" => Some(d.id.to_string()),
-        "offer_id" => Some(ev.offer_id.clone()),
-        "affiliate_id" => Some(ev.affiliate_id.clone()),
-        "ip" => Some(ev.ip.to_string()),
-        "aff_sub1" => ev.get(Opt::AffSub1).map(str::to_owned),
-        "aff_sub2" => ev.get(Opt::AffSub2).map(str::to_owned),
-        "aff_sub3" => ev.get(Opt::AffSub3).map(str::to_owned),
-        "aff_sub4" => ev.get(Opt::AffSub4).map(str::to_owned),
-        "aff_sub5" => ev.get(Opt::AffSub5).map(str::to_owned),
-        _ => None,
+fn render(t: &UrlTemplate, ev: &Event, d: &Decision) -> String {
+    let click_id = d.id.to_string();
+    let ip = ev.ip.to_string();
+    t.render(|m| match m {
+        Macro::ClickId => Some(&click_id),
+        Macro::OfferId => Some(&ev.offer_id),
+        Macro::AffiliateId => Some(&ev.affiliate_id),
+        Macro::Ip => Some(&ip),
+        Macro::AffSub1 => ev.get(Opt::AffSub1),
+        Macro::AffSub2 => ev.get(Opt::AffSub2),
+        Macro::AffSub3 => ev.get(Opt::AffSub3),
+        Macro::AffSub4 => ev.get(Opt::AffSub4),
+        Macro::AffSub5 => ev.get(Opt::AffSub5),
     })
-    .unwrap_or_default() // templates were checked at startup
 }
 
 /// The event of `/click` or `/imp` (see [`crate::event::Connection`] for
@@ -148,7 +122,7 @@ pub async fn click(
         door.on_upstream_error,
     )?;
     let d = state.scorer.score_with(&event, &opts).await;
-    let target = match (d.is_block(), &offer.fallback_url) {
+    let target = match (d.is_block(), &offer.fallback) {
         (false, _) => Some(render(&offer.url, &event, &d)),
         (true, Some(fallback)) => Some(render(fallback, &event, &d)),
         (true, None) => None,
@@ -204,31 +178,4 @@ pub async fn imp(
     };
     no_store(&mut resp, &d);
     Ok(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn templates_are_checked() {
-        assert!(check_template("https://adv.example/l?c={click_id}&s={aff_sub1}").is_ok());
-        assert!(check_template("https://{aff_sub1}.example/").is_ok());
-        assert!(check_template("https://adv.example/?x={nope}").is_err());
-        assert!(check_template("https://adv.example/?x={click_id").is_err());
-        assert!(check_template("/relative").is_err());
-        assert!(check_template("javascript:alert(1)").is_err());
-    }
-
-    #[test]
-    fn macro_values_are_url_encoded() {
-        let out = fill("https://a.example/?s={aff_sub1}", |_| {
-            Some("x&y=https://evil.example/".into())
-        })
-        .unwrap();
-        assert_eq!(
-            out,
-            "https://a.example/?s=x%26y%3Dhttps%3A%2F%2Fevil.example%2F"
-        );
-    }
 }

@@ -63,7 +63,7 @@ impl AppState {
         let offers = config
             .offers
             .iter()
-            .map(|o| (o.id.clone(), o.clone()))
+            .filter_map(|o| Some((o.id.clone(), click::Offer::new(o)?)))
             .collect();
         AppState {
             scorer,

@@ -163,7 +163,7 @@ async fn click_redirects_to_the_offer_with_macros_filled_and_encoded() {
     let app = spawn_app_with(offers).await;
     let r = no_redirects()
         .get(app.url(
-            "/click?offer_id=34713&affiliate_id=6251&aff_sub1=a%26b%3Dhttps%3A%2F%2Fevil.example",
+            "/click?offer_id=34713&affiliate_id=6251&aff_sub1=a%20b%26c%3Dhttps%3A%2F%2Fevil.example%2B",
         ))
         .header("user-agent", UA)
         .send()
@@ -176,7 +176,8 @@ async fn click_redirects_to_the_offer_with_macros_filled_and_encoded() {
     assert_eq!(
         loc,
         format!(
-            "https://adv.example/land?clickid={id}&sub=a%26b%3Dhttps%3A%2F%2Fevil.example&aff=6251"
+            // RFC 3986: a space is %20 (never +), a + is %2B.
+            "https://adv.example/land?clickid={id}&sub=a%20b%26c%3Dhttps%3A%2F%2Fevil.example%2B&aff=6251"
         )
     );
     let p = app.mock.last_params("127.0.0.1").unwrap();
@@ -325,4 +326,31 @@ async fn metrics_count_decisions_by_door() {
         ),
         1.0
     );
+}
+
+#[test]
+fn a_macro_in_an_offer_host_is_refused_by_check_config_naming_offer_and_macro() {
+    let dir = temp_dir("hostmacro");
+    let f = dir.join("fraudgate.toml");
+    std::fs::write(
+        &f,
+        "[[offers]]\nid = \"77\"\nurl = \"https://{aff_sub1}/landing\"\n",
+    )
+    .unwrap();
+    for cmd in ["check-config", "serve"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fraudgate"))
+            .args([cmd, "--config", f.to_str().unwrap()])
+            .env("FRAUDGATE_SERVER__LISTEN", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{cmd} must refuse it");
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("offers[0].url")
+                && text.contains("\"77\"")
+                && text.contains("{aff_sub1}"),
+            "{cmd}: {text}"
+        );
+    }
 }
