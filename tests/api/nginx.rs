@@ -71,6 +71,9 @@ http {{
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            # fraudgate trusts nginx: never pass the visitor's own.
+            proxy_set_header X-Fraudgate-Deadline-Ms "";
+            proxy_set_header X-Fraudgate-Event-Type "";
         }}
     }}
 }}
@@ -137,6 +140,25 @@ http {{
         p.contains(&("offer_id".into(), "34713".into())),
         "from X-Original-URI"
     );
+
+    // A visitor's own X-Fraudgate-Deadline-Ms does not get through nginx
+    // (it would be trusted if it did): RT is asked, the block stands.
+    app.mock.on_ip(
+        "203.0.113.67",
+        Reply::delayed(30, Reply::tags("datacenter")),
+    );
+    let r = http
+        .get(&url)
+        .header("x-forwarded-for", "203.0.113.67")
+        .header("x-fraudgate-deadline-ms", "0")
+        .header("x-fraudgate-event-type", "impression")
+        .header("user-agent", UA)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let p = app.mock.last_params("203.0.113.67").unwrap();
+    assert!(p.contains(&("event_type".into(), "click".into())));
 
     // A crawler UA is blocked by local rules, no RT call.
     let before = app.mock.calls();
