@@ -25,6 +25,7 @@ fn score(c: &mut Criterion) {
     // Never called: every lookup below is a hit.
     config.upstream.url = "http://127.0.0.1:9/".into();
     config.upstream.key = Secret::new("bench");
+    config.decision_log.enabled = false;
     let scorer = registry.scope(|| Scorer::new(&config)).unwrap();
     let event = EventBuilder::from_query(&format!(
         "event_type=click&ip=203.0.113.7&ua={UA}&affiliate_id=6251&offer_id=34713"

@@ -205,6 +205,7 @@ where
                 door: Door::Layer,
                 budget: gate.budget.unwrap_or_else(|| gate.scorer.default_budget()),
                 on_error: gate.on_error,
+                client: None,
             };
             let d = gate.scorer.score_with(&event, &opts).await;
             if d.is_block() {

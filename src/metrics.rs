@@ -40,6 +40,10 @@ pub const BREAKER_TRANSITIONS: &str = "fraudgate_breaker_transitions_total";
 pub const UPSTREAM_RETRIES: &str = "fraudgate_upstream_retries_total";
 pub const STALE_SERVED: &str = "fraudgate_stale_served_total";
 pub const REFRESHES: &str = "fraudgate_refreshes_total";
+pub const LOG_WRITTEN: &str = "fraudgate_log_written_total";
+pub const LOG_DROPPED: &str = "fraudgate_log_dropped_total";
+pub const LOG_ERRORS: &str = "fraudgate_log_write_errors_total";
+pub const QUERIES: &str = "fraudgate_queries_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -115,6 +119,19 @@ impl Default for Registry {
 }
 
 fn describe() {
+    describe_counter!(LOG_WRITTEN, "Decisions written to the decision log.");
+    describe_counter!(
+        LOG_DROPPED,
+        "Decisions not recorded because the decision log queue was full (decision_log.on_full = \"drop\")."
+    );
+    describe_counter!(
+        LOG_ERRORS,
+        "Decision log batches that failed to write (their records are lost)."
+    );
+    describe_counter!(
+        QUERIES,
+        "Data API and report queries by outcome (ok, bad_request, timeout, error)."
+    );
     describe_counter!(
         CLIENT_REQUESTS,
         "Scoring requests by client name (configured names, or anonymous) and outcome (ok, rate_limited)."

@@ -12,6 +12,7 @@ use crate::cache::VerdictCache;
 use crate::config::Config;
 use crate::decision::{Decision, Door, IdGen, Source};
 use crate::event::Event;
+use crate::log::{DecisionLog, Record};
 use crate::lookup::{Fetcher, Lookup};
 use crate::metrics as m;
 use crate::policy::{Action, Mode, Policy};
@@ -25,12 +26,21 @@ use crate::verdict::Tag;
 pub const BUDGET_MARGIN: Duration = Duration::from_millis(20);
 
 /// How one door wants an event scored.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ScoreOpts {
     pub door: Door,
     pub budget: Duration,
     /// The door's override of `policy.on_upstream_error`.
     pub on_error: Option<Action>,
+    /// The client key's name, recorded in the decision log.
+    pub client: Option<Arc<str>>,
+}
+
+impl ScoreOpts {
+    pub fn with_client(mut self, client: Option<Arc<str>>) -> Self {
+        self.client = client;
+        self
+    }
 }
 
 /// Cheap to clone; all state is shared.
@@ -46,6 +56,8 @@ struct Inner {
     cache: VerdictCache,
     policy: Policy,
     ids: IdGen,
+    /// The decision log (None when `decision_log.enabled = false`).
+    log: Option<DecisionLog>,
     default_budget: Duration,
     counters: Counters,
 }
@@ -99,6 +111,8 @@ pub enum ScorerError {
     Policy(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Rules(#[from] ReloadError),
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
 }
 
 impl Scorer {
@@ -117,8 +131,19 @@ impl Scorer {
         let cache = VerdictCache::new(&config.cache);
         let fetcher = upstream
             .map(|u| Fetcher::new(u, cache.clone(), Breaker::new(&config.upstream.breaker)));
+        let log = if config.decision_log.enabled {
+            let ivt =
+                crate::log::IvtMap::new(&config.ivt).map_err(|message| ScorerError::Config {
+                    key: "ivt",
+                    message,
+                })?;
+            Some(DecisionLog::start(&config.decision_log, ivt)?)
+        } else {
+            None
+        };
         Ok(Scorer {
             inner: Arc::new(Inner {
+                log,
                 rules: Arc::new(LocalRules::new(&config.rules)?),
                 fetcher,
                 cache,
@@ -147,6 +172,11 @@ impl Scorer {
         &self.inner.policy
     }
 
+    /// The decision log, when enabled.
+    pub fn log(&self) -> Option<&DecisionLog> {
+        self.inner.log.as_ref()
+    }
+
     pub fn rules(&self) -> &Arc<LocalRules> {
         &self.inner.rules
     }
@@ -164,6 +194,7 @@ impl Scorer {
                 door,
                 budget,
                 on_error: None,
+                client: None,
             },
         )
         .await
@@ -172,11 +203,7 @@ impl Scorer {
     /// Scores one event: local rules, then cache and upstream within the
     /// budget, then policy.
     pub async fn score_with(&self, event: &Event, opts: &ScoreOpts) -> Decision {
-        let ScoreOpts {
-            door,
-            budget,
-            on_error,
-        } = *opts;
+        let (door, budget, on_error) = (opts.door, opts.budget, opts.on_error);
         let started = Instant::now();
         let inner = &*self.inner;
         let policy = &inner.policy;
@@ -269,6 +296,10 @@ impl Scorer {
             elapsed: started.elapsed(),
         };
         self.record(&decision, door);
+        if let Some(log) = &inner.log {
+            log.record(Record::new(event, &decision, door, opts.client.clone()))
+                .await;
+        }
         decision
     }
 

@@ -87,6 +87,7 @@ impl Application {
         let draining = state.draining.clone();
         spawn_rule_reloads(&state);
         let registry = state.registry.clone();
+        let log = state.scorer.log().cloned();
         let service = registry.scope(|| crate::http::service(state));
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
@@ -129,6 +130,15 @@ impl Application {
             _ = graceful.shutdown() => {}
             _ = tokio::time::sleep(server.shutdown_timeout()) => {
                 tracing::warn!("shutdown timeout over with requests still in flight; exiting");
+            }
+        }
+        if let Some(log) = log {
+            // Everything decided is written before the process ends.
+            if tokio::time::timeout(server.shutdown_timeout(), log.flush())
+                .await
+                .is_err()
+            {
+                tracing::warn!("decision log flush timed out");
             }
         }
         Ok(())

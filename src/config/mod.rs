@@ -37,6 +37,10 @@ pub struct Config {
     pub rules: RulesConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    /// The record of every decision (`[log]` is the process's own logs).
+    pub decision_log: crate::log::DecisionLogConfig,
+    /// Tag / rule kind -> MRC invalid-traffic class and category.
+    pub ivt: crate::log::IvtConfig,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -314,6 +314,8 @@ pub struct ListConfig {
 pub struct AuthConfig {
     /// Bearer keys for the admin API; empty disables it.
     pub admin_keys: SecretList,
+    /// Keys for the Data API and reports (admin keys work too).
+    pub report_keys: SecretList,
     /// Serve on a non-loopback address without client keys.
     pub allow_anonymous: bool,
     pub rate_limit_rps: u32,

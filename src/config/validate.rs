@@ -188,6 +188,23 @@ impl Config {
                 crate::template::UrlTemplate::parse(f).map_err(|e| bad("fallback_url", e))?;
             }
         }
+        crate::log::IvtMap::new(&self.ivt).map_err(|m| {
+            let key = m.split(':').next().unwrap_or("ivt").to_owned();
+            ConfigError::invalid(key, m)
+        })?;
+        let dl = &self.decision_log;
+        if dl.enabled && (dl.path.trim().is_empty() || dl.queue == 0 || dl.batch_max == 0) {
+            return Err(ConfigError::invalid(
+                "decision_log",
+                "path must be set and queue, batch_max > 0",
+            ));
+        }
+        if dl.retention_days == 0 || dl.query_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "decision_log",
+                "retention_days and query_timeout_ms must be > 0",
+            ));
+        }
         if self.rules.velocity.window_s == 0 {
             return Err(ConfigError::invalid(
                 "rules.velocity.window_s",

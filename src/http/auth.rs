@@ -13,11 +13,13 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::Extension;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::access::ClientName;
 use super::body::{browser_opts, connection};
 use super::error::ApiError;
 use super::render::{cache_headers, decision_headers};
@@ -31,6 +33,7 @@ pub const EVENT_TYPE_HEADER: &str = "x-fraudgate-event-type";
 
 pub async fn handle(
     State(state): State<AppState>,
+    client: Option<Extension<ClientName>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     uri: Uri,
@@ -78,7 +81,8 @@ pub async fn handle(
         Door::Auth,
         door.budget_ms,
         door.on_upstream_error,
-    )?;
+    )?
+    .with_client(client.map(|c| c.0.0));
     let d = state.scorer.score_with(&event, &opts).await;
     if d.ruling.reason == Reason::Fallback(UpstreamError::Internal) {
         return Err(ApiError::internal());

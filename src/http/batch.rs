@@ -3,6 +3,7 @@
 //! slot; the others are still scored. Items are scored concurrently under
 //! one time budget.
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -12,6 +13,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use super::AppState;
+use super::access::ClientName;
 use super::body::{api_opts, json_body};
 use super::error::ApiError;
 use crate::decision::{Decision, Door};
@@ -26,6 +28,7 @@ pub enum Item {
 
 pub async fn post(
     State(state): State<AppState>,
+    client: Option<Extension<ClientName>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<Item>>, ApiError> {
@@ -52,16 +55,17 @@ pub async fn post(
             ),
         ));
     }
-    let opts = api_opts(&state, &headers, Door::Batch)?;
+    let opts = api_opts(&state, &headers, Door::Batch)?.with_client(client.map(|c| c.0.0));
     let events: Vec<Result<_, FieldError>> = items
         .iter()
         .map(|v| EventBuilder::from_json_value(v).and_then(EventBuilder::build))
         .collect();
     drop(items);
     let scorer = &state.scorer;
+    let opts = &opts;
     let results = join_all(events.into_iter().map(|e| async move {
         match e {
-            Ok(event) => Item::Decision(scorer.score_with(&event, &opts).await),
+            Ok(event) => Item::Decision(scorer.score_with(&event, opts).await),
             Err(err) => Item::Error(err.into()),
         }
     }))

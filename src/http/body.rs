@@ -163,6 +163,7 @@ fn opts(
         door,
         budget: budget(deadline, default)?,
         on_error: on_error.action(),
+        client: None,
     })
 }
 

@@ -13,11 +13,13 @@ pub mod body;
 pub mod check;
 pub mod click;
 pub mod client_ip;
+pub mod data;
 pub mod error;
 pub mod health;
 pub mod observe;
 pub mod openrtb;
 pub mod render;
+pub mod reports;
 pub mod rt;
 pub mod shed;
 
@@ -50,6 +52,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     pub trusted: Arc<client_ip::TrustedProxies>,
     pub offers: Arc<click::Offers>,
+    /// Data API and report query outcomes.
+    pub queries: Arc<data::QueryCounters>,
 }
 
 impl AppState {
@@ -65,7 +69,9 @@ impl AppState {
             .iter()
             .filter_map(|o| Some((o.id.clone(), click::Offer::new(o)?)))
             .collect();
+        let queries = Arc::new(registry.scope(data::QueryCounters::new));
         AppState {
+            queries,
             scorer,
             config: Arc::new(config),
             registry,
@@ -125,11 +131,26 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/{*rest}", any(auth::handle))
         .route("/v1/openrtb", post(openrtb::handle))
         .route_layer(from_fn_with_state(access, access::check));
+    // The decision log's query side: report keys (or admin keys).
+    let report_access = Arc::new(data::ReportAccess::new(
+        &state.config.auth.report_keys,
+        &state.config.auth.admin_keys,
+        server.listen.ip().is_loopback(),
+    ));
+    let reports = Router::new()
+        .route("/v1/data/{event}", get(data::list))
+        .route("/v1/data/{event}/groups", get(data::groups))
+        .route("/v1/reports/fraud", get(reports::fraud))
+        .route("/v1/reports/global", get(reports::global))
+        .route("/v1/reports/interval", get(reports::interval))
+        .route("/v1/reports/entry/{id}", get(reports::entry))
+        .route_layer(from_fn_with_state(report_access, data::require_report_key));
     // /click and /imp sit in ad markup and are public by nature: a key in
     // them would be public too. They are guarded by the local rules and the
     // concurrency limit.
     Router::new()
         .merge(scoring)
+        .merge(reports)
         .route("/click", get(click::click))
         .route("/imp", get(click::imp))
         .route("/healthz", get(health::healthz))

@@ -26,6 +26,12 @@ pub const ROUTES: &[&str] = &[
     "/healthz",
     "/readyz",
     "/metrics",
+    "/v1/data/{event}",
+    "/v1/data/{event}/groups",
+    "/v1/reports/fraud",
+    "/v1/reports/global",
+    "/v1/reports/interval",
+    "/v1/reports/entry/{id}",
 ];
 
 /// Index of the request's route in [`ROUTES`]; `ROUTES.len()` for

@@ -23,6 +23,7 @@
 
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -32,6 +33,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::access::ClientName;
 use super::body::{json_body, score_opts};
 use super::error::ApiError;
 use super::render::decision_headers;
@@ -157,6 +159,7 @@ pub fn map_bid_request(req: &Value, door: &OpenRtbDoor) -> Result<Mapped, ApiErr
 
 pub async fn handle(
     State(state): State<AppState>,
+    client: Option<Extension<ClientName>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -171,7 +174,8 @@ pub async fn handle(
         Door::OpenRtb,
         door.budget_ms,
         door.on_upstream_error,
-    )?;
+    )?
+    .with_client(client.map(|c| c.0.0));
     if let Some(tmax) = tmax {
         let from_tmax = Duration::from_millis(tmax.saturating_sub(door.tmax_margin_ms).max(1));
         opts.budget = opts.budget.min(from_tmax);

@@ -10,7 +10,10 @@
 //! Headers `X-Fraudgate-Decision`, `-Source`, `-Reason`, `-Id` and `-Tags`
 //! carry the decision.
 
+use axum::Extension;
 use axum::extract::{RawQuery, State};
+
+use super::access::ClientName;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -24,13 +27,14 @@ use crate::policy::{Action, Mode};
 
 pub async fn get(
     State(state): State<AppState>,
+    client: Option<Extension<ClientName>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     // `key` is accepted here as RT accepts it; it is not RT's key and is
     // never forwarded (fraudgate sends its own).
     let event = EventBuilder::from_query(query.as_deref().unwrap_or(""))?.build()?;
-    let opts = api_opts(&state, &headers, Door::Rt)?;
+    let opts = api_opts(&state, &headers, Door::Rt)?.with_client(client.map(|c| c.0.0));
     let d = state.scorer.score_with(&event, &opts).await;
     Ok(render(&d))
 }

@@ -32,6 +32,8 @@ pub fn test_config(mock: &MockRt) -> Config {
     // Tests that stop an app do not wait for load balancers; the drain
     // tests set their own delay.
     c.server.drain_delay_ms = 0;
+    // Each app records into a directory of its own.
+    c.decision_log.path = temp_dir("log").display().to_string();
     c
 }
 

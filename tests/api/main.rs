@@ -6,6 +6,7 @@ mod batch;
 mod binary;
 mod cache;
 mod check;
+mod decision_log;
 mod doors;
 mod faults;
 mod helpers;

@@ -1,0 +1,390 @@
+//! The Data API over the decision log, in the FraudScore Data API dialect:
+//! `GET /v1/data/{event}` (event: click, impression, all) and
+//! `GET /v1/data/{event}/groups`. Answers JSON lines
+//! (`application/x-ndjson`), or CSV with `format=csv`, streamed from a
+//! blocking thread through a bounded channel: a million-row page never
+//! sits whole in memory. Also the access check shared with the reports.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics::Counter;
+use rusqlite::types::ValueRef;
+use tokio::sync::mpsc;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::config::{Secret, SecretList};
+use crate::log::sqlite::QueryFailure;
+use crate::metrics as m;
+use crate::query::{Events, Query, QueryError};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Ndjson,
+    Csv,
+}
+
+impl Format {
+    pub fn from_query(raw: &str) -> Result<Self, ApiError> {
+        match form_urlencoded::parse(raw.as_bytes()).find(|(k, _)| k == "format") {
+            None => Ok(Format::Ndjson),
+            Some((_, v)) if v == "json" || v == "ndjson" => Ok(Format::Ndjson),
+            Some((_, v)) if v == "csv" => Ok(Format::Csv),
+            Some(_) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "format: use json or csv",
+            )
+            .with_field("format")),
+        }
+    }
+}
+
+pub fn query_error(e: QueryError) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.message).with_field(e.field)
+}
+
+/// Query outcome counters, registered once.
+pub struct QueryCounters {
+    ok: Counter,
+    bad: Counter,
+    timeout: Counter,
+    error: Counter,
+}
+
+impl QueryCounters {
+    pub fn new() -> Self {
+        let c = |o: &'static str| metrics::counter!(m::QUERIES, "outcome" => o);
+        QueryCounters {
+            ok: c("ok"),
+            bad: c("bad_request"),
+            timeout: c("timeout"),
+            error: c("error"),
+        }
+    }
+
+    pub fn failure(&self, f: QueryFailure) -> ApiError {
+        match f {
+            QueryFailure::Bad(e) => {
+                self.bad.increment(1);
+                query_error(e)
+            }
+            QueryFailure::Timeout => {
+                self.timeout.increment(1);
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "query_timeout",
+                    "the query ran past decision_log.query_timeout_ms; narrow the filter or the page",
+                )
+            }
+            QueryFailure::Store(e) => {
+                self.error.increment(1);
+                tracing::warn!(error = %e, "decision log query failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the decision log could not answer",
+                )
+            }
+        }
+    }
+}
+
+impl Default for QueryCounters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Path(event): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    data(state, &event, raw.unwrap_or_default(), false).await
+}
+
+pub async fn groups(
+    State(state): State<AppState>,
+    Path(event): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    data(state, &event, raw.unwrap_or_default(), true).await
+}
+
+async fn data(
+    state: AppState,
+    event: &str,
+    raw: String,
+    groups: bool,
+) -> Result<Response, ApiError> {
+    let events = Events::parse(event).map_err(query_error)?;
+    let format = Format::from_query(&raw)?;
+    let q = Query::from_params(events, &raw, groups).map_err(|e| {
+        state.queries.bad.increment(1);
+        query_error(e)
+    })?;
+    stream(&state, q, format).await
+}
+
+/// Bytes buffered before a chunk goes out.
+const CHUNK: usize = 64 * 1024;
+
+/// Runs `q` and streams its rows as JSON lines or CSV.
+pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Response, ApiError> {
+    let log = state.scorer.log().ok_or_else(log_off)?.clone();
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, QueryFailure>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::with_capacity(CHUNK);
+        let mut header = format == Format::Csv;
+        let result = crate::log::sqlite::run(log.path(), &q, log.query_timeout(), |names, row| {
+            if header {
+                write_csv_header(&mut buf, names);
+                header = false;
+            }
+            match format {
+                Format::Ndjson => write_json_row(&mut buf, names, row),
+                Format::Csv => write_csv_row(&mut buf, names.len(), row),
+            }
+            if buf.len() >= CHUNK {
+                let chunk = Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(CHUNK)));
+                // The client went away: stop reading.
+                return tx.blocking_send(Ok(chunk)).is_ok();
+            }
+            true
+        });
+        match result {
+            Ok(()) => {
+                if header {
+                    // No rows: a CSV still gets its header.
+                    write_csv_header(&mut buf, &q.columns());
+                }
+                if !buf.is_empty() {
+                    let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+                }
+            }
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+            }
+        }
+    });
+    let first = match rx.recv().await {
+        Some(Err(e)) => return Err(state.queries.failure(e)),
+        Some(Ok(chunk)) => Some(chunk),
+        None => None,
+    };
+    state.queries.ok.increment(1);
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        match rx.recv().await {
+            Some(Ok(chunk)) => Some((Ok::<_, std::io::Error>(chunk), rx)),
+            Some(Err(e)) => {
+                // Headers are sent: all that is left is to cut the body short.
+                tracing::warn!(error = %e, "decision log query failed mid-stream");
+                Some((Err(std::io::Error::other(e.to_string())), rx))
+            }
+            None => None,
+        }
+    });
+    let body = futures_util::stream::iter(first.map(Ok)).chain(rest);
+    let mut resp = Body::from_stream(body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(match format {
+            Format::Ndjson => "application/x-ndjson",
+            Format::Csv => "text/csv; charset=utf-8",
+        }),
+    );
+    Ok(resp)
+}
+
+use futures_util::StreamExt;
+
+fn log_off() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "decision_log_disabled",
+        "the decision log is off: set decision_log.enabled = true",
+    )
+}
+
+/// Columns holding JSON text, written as JSON.
+fn is_json(name: &str) -> bool {
+    name == "extra" || name == "rules"
+}
+
+fn write_json_row(buf: &mut Vec<u8>, names: &[String], row: &rusqlite::Row<'_>) {
+    buf.push(b'{');
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *buf, name);
+        buf.push(b':');
+        match row.get_ref(i) {
+            Ok(ValueRef::Integer(n)) => buf.extend_from_slice(itoa(n).as_bytes()),
+            Ok(ValueRef::Real(r)) => {
+                let _ = serde_json::to_writer(&mut *buf, &r);
+            }
+            Ok(ValueRef::Text(t)) => {
+                let s = String::from_utf8_lossy(t);
+                if is_json(name) && serde_json::from_str::<serde_json::Value>(&s).is_ok() {
+                    buf.extend_from_slice(s.as_bytes());
+                } else {
+                    let _ = serde_json::to_writer(&mut *buf, &s);
+                }
+            }
+            _ => buf.extend_from_slice(b"null"),
+        }
+    }
+    buf.extend_from_slice(b"}\n");
+}
+
+fn itoa(n: i64) -> String {
+    n.to_string()
+}
+
+fn write_csv_header(buf: &mut Vec<u8>, names: &[String]) {
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        csv_field(buf, n);
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
+fn write_csv_row(buf: &mut Vec<u8>, n: usize, row: &rusqlite::Row<'_>) {
+    for i in 0..n {
+        if i > 0 {
+            buf.push(b',');
+        }
+        match row.get_ref(i) {
+            Ok(ValueRef::Integer(v)) => buf.extend_from_slice(v.to_string().as_bytes()),
+            Ok(ValueRef::Real(v)) => buf.extend_from_slice(v.to_string().as_bytes()),
+            Ok(ValueRef::Text(t)) => csv_field(buf, &String::from_utf8_lossy(t)),
+            _ => {}
+        }
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// RFC 4180: quoted when it holds a comma, quote or line break. A leading
+/// `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet never runs
+/// a UA or sub id as a formula.
+fn csv_field(buf: &mut Vec<u8>, s: &str) {
+    let formula = s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err();
+    let quote = formula || s.contains([',', '"', '\n', '\r']);
+    if quote {
+        buf.push(b'"');
+    }
+    if formula {
+        buf.push(b'\'');
+    }
+    for b in s.bytes() {
+        if b == b'"' {
+            buf.push(b'"');
+        }
+        buf.push(b);
+    }
+    if quote {
+        buf.push(b'"');
+    }
+}
+
+/// Who may read the decision log: `auth.report_keys` or admin keys, as
+/// `key=` (FraudScore style), `X-Api-Key` or `Authorization: Bearer`.
+/// With no such keys configured the reports are open on a loopback
+/// listener only.
+pub struct ReportAccess {
+    keys: Vec<Secret>,
+    open: bool,
+}
+
+impl ReportAccess {
+    pub fn new(report: &SecretList, admin: &SecretList, loopback: bool) -> Self {
+        let keys: Vec<Secret> = report.0.iter().chain(admin.0.iter()).cloned().collect();
+        ReportAccess {
+            open: keys.is_empty() && loopback,
+            keys,
+        }
+    }
+}
+
+pub async fn require_report_key(
+    State(access): State<Arc<ReportAccess>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if access.open {
+        return next.run(req).await;
+    }
+    if access.keys.is_empty() {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "reports_locked",
+            "set auth.report_keys (or auth.admin_keys) to read the decision log from other hosts",
+        )
+        .into_response();
+    }
+    let h = req.headers();
+    let presented: Option<Vec<u8>> = h
+        .get("x-api-key")
+        .map(|v| v.as_bytes().to_vec())
+        .or_else(|| {
+            h.get(header::AUTHORIZATION)
+                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+                .map(<[u8]>::to_vec)
+        })
+        .or_else(|| {
+            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .find(|(k, _)| k == "key")
+                .map(|(_, v)| v.into_owned().into_bytes())
+        });
+    let ok = presented.is_some_and(|p| {
+        // Every key is compared, in constant time.
+        access
+            .keys
+            .iter()
+            .fold(false, |found, k| k.matches(&p) | found)
+    });
+    if !ok {
+        let mut resp = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a report key is required: key=, X-Api-Key or Authorization: Bearer",
+        )
+        .with_field("key")
+        .into_response();
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return resp;
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        let mut b = Vec::new();
+        csv_field(&mut b, "plain");
+        b.push(b'|');
+        csv_field(&mut b, "a,\"b\"");
+        b.push(b'|');
+        csv_field(&mut b, "=HYPERLINK(\"x\")");
+        b.push(b'|');
+        csv_field(&mut b, "-1.5");
+        assert_eq!(
+            String::from_utf8(b).unwrap(),
+            "plain|\"a,\"\"b\"\"\"|\"'=HYPERLINK(\"\"x\"\")\"|-1.5"
+        );
+    }
+}

@@ -1,0 +1,327 @@
+//! The decision log: every decision of every door, recorded off the hot
+//! path and queryable within a second.
+//!
+//! The scorer hands a [`Record`] to a bounded queue and never waits on
+//! disk: when the queue is full the record is dropped and counted
+//! (`fraudgate_log_dropped_total`), or, with `decision_log.on_full =
+//! "block"`, the request waits for room. One writer thread drains the
+//! queue in batches (one transaction each) into the store; shutdown
+//! flushes what is queued. A crash loses at most the batch being written,
+//! and SQLite's WAL never leaves the store corrupt.
+
+pub mod ivt;
+pub mod record;
+pub mod sqlite;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::Counter;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::metrics as m;
+pub use ivt::{Ivt, IvtClass, IvtConfig, IvtMap};
+pub use record::Record;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Store {
+    Sqlite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFull {
+    /// Drop the record and count it: the request never waits.
+    Drop,
+    /// The request waits for room in the queue.
+    Block,
+}
+
+/// How client IPs are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpMode {
+    Full,
+    /// IPv4 /24, IPv6 /48.
+    Truncated,
+    /// HMAC-SHA256 with a per-store secret salt (stable across restarts).
+    Hashed,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLogConfig {
+    pub enabled: bool,
+    pub store: Store,
+    /// Directory of the SQLite store.
+    pub path: String,
+    /// Records queued at most.
+    pub queue: usize,
+    pub on_full: OnFull,
+    /// Most records in one write transaction.
+    pub batch_max: usize,
+    pub retention_days: u32,
+    pub ip: IpMode,
+    pub query_timeout_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot open the decision log at {0}: {1}")]
+    Open(String, String),
+    #[error("decision log write failed: {0}")]
+    Write(String),
+}
+
+enum Msg {
+    Record(Box<Record>),
+    /// Everything sent before is written when the ack comes.
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// The hot path's handle: cheap to clone.
+#[derive(Clone)]
+pub struct DecisionLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Msg>,
+    on_full: OnFull,
+    dropped: Counter,
+    path: PathBuf,
+    query_timeout: Duration,
+}
+
+impl DecisionLog {
+    /// Opens the store and starts the writer thread.
+    pub fn start(c: &DecisionLogConfig, ivt: IvtMap) -> Result<Self, LogError> {
+        let path = PathBuf::from(&c.path);
+        let salt = if c.ip == IpMode::Hashed {
+            Some(salt(&path)?)
+        } else {
+            None
+        };
+        let mut writer = sqlite::Writer::open(&path, ivt, c.ip, c.retention_days.max(1))?;
+        writer.set_salt(salt);
+        let (tx, mut rx) = mpsc::channel::<Msg>(c.queue.max(1));
+        let written = metrics::counter!(m::LOG_WRITTEN);
+        let errors = metrics::counter!(m::LOG_ERRORS);
+        let batch_max = c.batch_max.max(1);
+        std::thread::Builder::new()
+            .name("decision-log".into())
+            .spawn(move || {
+                let mut batch: Vec<Record> = Vec::with_capacity(batch_max);
+                let mut acks = Vec::new();
+                while let Some(first) = rx.blocking_recv() {
+                    let mut take = |msg: Msg, batch: &mut Vec<Record>| match msg {
+                        Msg::Record(r) => batch.push(*r),
+                        Msg::Flush(ack) => acks.push(ack),
+                    };
+                    take(first, &mut batch);
+                    while batch.len() < batch_max {
+                        match rx.try_recv() {
+                            Ok(msg) => take(msg, &mut batch),
+                            Err(_) => break,
+                        }
+                    }
+                    if !batch.is_empty() {
+                        match writer.write(&batch) {
+                            Ok(()) => written.increment(batch.len() as u64),
+                            Err(e) => {
+                                errors.increment(1);
+                                tracing::warn!(error = %e, records = batch.len(), "decision log batch lost");
+                            }
+                        }
+                        batch.clear();
+                    }
+                    if let Err(e) = writer.retention(crate::event::now_unix() as i64 * 1000) {
+                        tracing::warn!(error = %e, "decision log retention failed");
+                    }
+                    for ack in acks.drain(..) {
+                        let _ = ack.send(());
+                    }
+                }
+            })
+            .map_err(|e| LogError::Open(c.path.clone(), e.to_string()))?;
+        Ok(DecisionLog {
+            inner: Arc::new(Inner {
+                tx,
+                on_full: c.on_full,
+                dropped: metrics::counter!(m::LOG_DROPPED),
+                path,
+                query_timeout: Duration::from_millis(c.query_timeout_ms),
+            }),
+        })
+    }
+
+    /// Queues a record; never waits on disk. Waits for room only with
+    /// `on_full = "block"`.
+    pub async fn record(&self, r: Record) {
+        let msg = Msg::Record(Box::new(r));
+        match self.inner.on_full {
+            OnFull::Drop => {
+                if self.inner.tx.try_send(msg).is_err() {
+                    self.inner.dropped.increment(1);
+                }
+            }
+            OnFull::Block => {
+                if self.inner.tx.send(msg).await.is_err() {
+                    self.inner.dropped.increment(1);
+                }
+            }
+        }
+    }
+
+    /// Waits until everything queued so far is written (shutdown).
+    pub async fn flush(&self) {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        if self.inner.tx.send(Msg::Flush(ack)).await.is_ok() {
+            let _ = tokio::task::spawn_blocking(move || done.recv()).await;
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn query_timeout(&self) -> Duration {
+        self.inner.query_timeout
+    }
+}
+
+/// The store's secret salt for hashed IPs, created once.
+fn salt(dir: &Path) -> Result<[u8; 32], LogError> {
+    let err = |e: std::io::Error| LogError::Open(dir.display().to_string(), e.to_string());
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let file = dir.join("ip-salt");
+    if let Ok(bytes) = std::fs::read(&file) {
+        if let Ok(s) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(s);
+        }
+    }
+    use rand::Rng;
+    let s: [u8; 32] = rand::rng().random();
+    std::fs::write(&file, s).map_err(err)?;
+    Ok(s)
+}
+
+/// A record as the store's columns.
+pub struct Row {
+    pub id: String,
+    pub ts: i64,
+    pub door: &'static str,
+    pub client: Option<String>,
+    pub event_type: &'static str,
+    pub ip: String,
+    pub ua: String,
+    pub affiliate_id: String,
+    pub offer_id: String,
+    pub aff_sub: [Option<String>; 5],
+    pub country_code: Option<String>,
+    pub extra: Option<String>,
+    pub decision: &'static str,
+    pub would_be: &'static str,
+    pub mode: &'static str,
+    pub tags: String,
+    pub tag_mask: i64,
+    pub blocked_mask: i64,
+    pub source: &'static str,
+    pub reason: &'static str,
+    pub rules: String,
+    pub rule_mask: i64,
+    pub ivt: &'static str,
+    pub ivt_category: String,
+    pub elapsed_us: i64,
+}
+
+impl Row {
+    pub fn new(r: &Record, ivt: &IvtMap, ip: IpMode, salt: Option<&[u8; 32]>) -> Self {
+        use crate::event::Opt;
+        let e = &r.event;
+        let subs = [
+            Opt::AffSub1,
+            Opt::AffSub2,
+            Opt::AffSub3,
+            Opt::AffSub4,
+            Opt::AffSub5,
+        ];
+        let extra: serde_json::Map<String, serde_json::Value> = e
+            .optional()
+            .filter(|(o, _)| !subs.contains(o) && *o != Opt::CountryCode)
+            .map(|(o, v)| (o.name().to_owned(), v.into()))
+            .collect();
+        let class = ivt.classify(&r.rules, &r.tags);
+        Row {
+            id: r.id.to_string(),
+            ts: r.ts_ms(),
+            door: r.door.as_str(),
+            client: r.client.as_deref().map(str::to_owned),
+            event_type: e.event_type.as_str(),
+            ip: store_ip(e.ip, ip, salt),
+            ua: e.ua.clone(),
+            affiliate_id: e.affiliate_id.clone(),
+            offer_id: e.offer_id.clone(),
+            aff_sub: subs.map(|o| e.get(o).map(str::to_owned)),
+            country_code: e.get(Opt::CountryCode).map(str::to_owned),
+            extra: (!extra.is_empty()).then(|| serde_json::Value::Object(extra).to_string()),
+            decision: r.decision.as_str(),
+            would_be: r.would_be.as_str(),
+            mode: r.mode.as_str(),
+            tags: r.tags.iter().collect::<Vec<_>>().join(","),
+            tag_mask: i64::from(r.tags.known_mask()),
+            blocked_mask: i64::from(r.blocked_by.known_mask()),
+            source: r.source.as_str(),
+            reason: r.reason,
+            rules: serde_json::to_string(&r.rules).unwrap_or_else(|_| "[]".into()),
+            rule_mask: r.rules.iter().fold(0, |m, h| m | (1i64 << (h.kind as u32))),
+            ivt: class.class.as_str(),
+            ivt_category: class.category.into(),
+            elapsed_us: r.elapsed_us as i64,
+        }
+    }
+}
+
+fn store_ip(ip: IpAddr, mode: IpMode, salt: Option<&[u8; 32]>) -> String {
+    match (mode, salt) {
+        (IpMode::Full, _) | (IpMode::Hashed, None) => ip.to_string(),
+        (IpMode::Truncated, _) => match ip {
+            IpAddr::V4(v4) => std::net::Ipv4Addr::from(u32::from(v4) & 0xffff_ff00).to_string(),
+            IpAddr::V6(v6) => {
+                std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 80) - 1)).to_string()
+            }
+        },
+        (IpMode::Hashed, Some(salt)) => {
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, salt);
+            let tag = ring::hmac::sign(&key, ip.to_string().as_bytes());
+            tag.as_ref()[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ips_are_stored_as_configured() {
+        let v4: IpAddr = "198.51.100.77".parse().unwrap();
+        let v6: IpAddr = "2001:db8:aa:bb::1".parse().unwrap();
+        assert_eq!(store_ip(v4, IpMode::Full, None), "198.51.100.77");
+        assert_eq!(store_ip(v4, IpMode::Truncated, None), "198.51.100.0");
+        assert_eq!(store_ip(v6, IpMode::Truncated, None), "2001:db8:aa::");
+        let salt = [7u8; 32];
+        let h = store_ip(v4, IpMode::Hashed, Some(&salt));
+        assert_eq!(h.len(), 32);
+        assert!(!h.contains("198"));
+        assert_eq!(h, store_ip(v4, IpMode::Hashed, Some(&salt)), "stable");
+        assert_ne!(h, store_ip(v4, IpMode::Hashed, Some(&[8u8; 32])), "keyed");
+    }
+}

@@ -1,0 +1,293 @@
+//! The embedded store: one SQLite database under `decision_log.path`
+//! (WAL, `synchronous = NORMAL`), one table per UTC day (`d_YYYYMMDD`).
+//! Retention drops whole day tables, never rows; queries read the day
+//! tables through a UNION ALL, on their own read-only connection, with a
+//! time limit.
+//!
+//! One database with a table per day rather than a file per day: SQLite
+//! attaches at most 10 databases to one connection in its default build,
+//! so a query over a 30-day retention could not see every day at once.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{Connection, OpenFlags, params_from_iter};
+
+use super::ivt::IvtMap;
+use super::record::Record;
+use super::{IpMode, LogError, Row};
+use crate::query::{Query, QueryError, TimeUnit, bucket, sqlite::build};
+
+pub const FILE: &str = "decisions.sqlite";
+
+const COLUMNS: &str = "id, ts, door, client, event_type, ip, ua, affiliate_id, offer_id, \
+    aff_sub1, aff_sub2, aff_sub3, aff_sub4, aff_sub5, country_code, extra, decision, would_be, \
+    mode, tags, tag_mask, blocked_mask, source, reason, rules, rule_mask, ivt, ivt_category, \
+    elapsed_us";
+
+const SCHEMA: &str = "(id TEXT NOT NULL, ts INTEGER NOT NULL, door TEXT NOT NULL, client TEXT, \
+    event_type TEXT NOT NULL, ip TEXT NOT NULL, ua TEXT NOT NULL, affiliate_id TEXT NOT NULL, \
+    offer_id TEXT NOT NULL, aff_sub1 TEXT, aff_sub2 TEXT, aff_sub3 TEXT, aff_sub4 TEXT, \
+    aff_sub5 TEXT, country_code TEXT, extra TEXT, decision TEXT NOT NULL, would_be TEXT NOT NULL, \
+    mode TEXT NOT NULL, tags TEXT NOT NULL, tag_mask INTEGER NOT NULL, blocked_mask INTEGER NOT NULL, \
+    source TEXT NOT NULL, reason TEXT NOT NULL, rules TEXT NOT NULL, rule_mask INTEGER NOT NULL, \
+    ivt TEXT NOT NULL, ivt_category TEXT NOT NULL, elapsed_us INTEGER NOT NULL)";
+
+/// The writer's side: owns the one write connection.
+pub struct Writer {
+    conn: Connection,
+    tables: HashSet<String>,
+    ivt: IvtMap,
+    ip: IpMode,
+    retention_days: u32,
+    last_retention: Option<i64>,
+    salt: Option<[u8; 32]>,
+}
+
+fn day_table(ts_ms: i64) -> String {
+    let days = ts_ms.div_euclid(86_400_000);
+    let d = jiff::civil::date(1970, 1, 1) + jiff::Span::new().days(days);
+    format!("d_{}", d.strftime("%Y%m%d"))
+}
+
+fn open_rw(path: &Path) -> Result<Connection, LogError> {
+    std::fs::create_dir_all(path)
+        .map_err(|e| LogError::Open(path.display().to_string(), e.to_string()))?;
+    let file = path.join(FILE);
+    let conn = Connection::open(&file)
+        .map_err(|e| LogError::Open(file.display().to_string(), e.to_string()))?;
+    conn.execute_batch(
+        "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(|e| LogError::Open(file.display().to_string(), e.to_string()))?;
+    Ok(conn)
+}
+
+impl Writer {
+    pub fn open(
+        path: &Path,
+        ivt: IvtMap,
+        ip: IpMode,
+        retention_days: u32,
+    ) -> Result<Self, LogError> {
+        let conn = open_rw(path)?;
+        let tables = list_tables(&conn).map_err(|e| LogError::Write(e.to_string()))?;
+        Ok(Writer {
+            conn,
+            tables: tables.into_iter().collect(),
+            ivt,
+            ip,
+            retention_days,
+            last_retention: None,
+            salt: None,
+        })
+    }
+
+    /// The secret for `ip = "hashed"`.
+    pub fn set_salt(&mut self, salt: Option<[u8; 32]>) {
+        self.salt = salt;
+    }
+
+    /// Writes a batch in one transaction (one prepared insert per day).
+    pub fn write(&mut self, batch: &[Record]) -> Result<(), LogError> {
+        let err = |e: rusqlite::Error| LogError::Write(e.to_string());
+        let tx = self.conn.transaction().map_err(err)?;
+        for r in batch {
+            let table = day_table(r.ts_ms());
+            if !self.tables.contains(&table) {
+                tx.execute_batch(&format!(
+                    "CREATE TABLE IF NOT EXISTS \"{table}\" {SCHEMA}; \
+                     CREATE INDEX IF NOT EXISTS \"{table}_ts\" ON \"{table}\" (ts); \
+                     CREATE INDEX IF NOT EXISTS \"{table}_id\" ON \"{table}\" (id);"
+                ))
+                .map_err(err)?;
+                self.tables.insert(table.clone());
+            }
+            let row = Row::new(r, &self.ivt, self.ip, self.salt.as_ref());
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO \"{table}\" ({COLUMNS}) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+                      ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
+                ))
+                .map_err(err)?;
+            stmt.execute(rusqlite::params![
+                row.id,
+                row.ts,
+                row.door,
+                row.client,
+                row.event_type,
+                row.ip,
+                row.ua,
+                row.affiliate_id,
+                row.offer_id,
+                row.aff_sub[0],
+                row.aff_sub[1],
+                row.aff_sub[2],
+                row.aff_sub[3],
+                row.aff_sub[4],
+                row.country_code,
+                row.extra,
+                row.decision,
+                row.would_be,
+                row.mode,
+                row.tags,
+                row.tag_mask,
+                row.blocked_mask,
+                row.source,
+                row.reason,
+                row.rules,
+                row.rule_mask,
+                row.ivt,
+                row.ivt_category,
+                row.elapsed_us,
+            ])
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Drops the day tables older than the retention (at most once per
+    /// day of `now_ms`). Returns the tables dropped.
+    pub fn retention(&mut self, now_ms: i64) -> Result<Vec<String>, LogError> {
+        let today = now_ms.div_euclid(86_400_000);
+        if self.last_retention == Some(today) {
+            return Ok(Vec::new());
+        }
+        let oldest_kept = day_table((today - i64::from(self.retention_days) + 1) * 86_400_000);
+        let err = |e: rusqlite::Error| LogError::Write(e.to_string());
+        let mut dropped = Vec::new();
+        for t in list_tables(&self.conn).map_err(err)? {
+            if t < oldest_kept {
+                self.conn
+                    .execute_batch(&format!("DROP TABLE \"{t}\""))
+                    .map_err(err)?;
+                self.tables.remove(&t);
+                dropped.push(t);
+            }
+        }
+        if !dropped.is_empty() {
+            // Give the freed pages back to the file system.
+            self.conn
+                .execute_batch("PRAGMA incremental_vacuum;")
+                .map_err(err)?;
+        }
+        self.last_retention = Some(today);
+        Ok(dropped)
+    }
+}
+
+fn list_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'd_[0-9]*' ORDER BY name",
+    )?;
+    stmt.query_map([], |r| r.get::<_, String>(0))?.collect()
+}
+
+/// Why a query did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryFailure {
+    #[error(transparent)]
+    Bad(#[from] QueryError),
+    #[error("the query ran past decision_log.query_timeout_ms")]
+    Timeout,
+    #[error("store error: {0}")]
+    Store(String),
+}
+
+/// Runs `q` on a fresh read-only connection and hands every row, as
+/// (column name, value) pairs in order, to `each` (which may stop it by
+/// returning false). Blocking: call it from a blocking thread.
+pub fn run(
+    path: &Path,
+    q: &Query,
+    timeout: Duration,
+    mut each: impl FnMut(&[String], &rusqlite::Row<'_>) -> bool,
+) -> Result<(), QueryFailure> {
+    let file: PathBuf = path.join(FILE);
+    let store = |e: rusqlite::Error| QueryFailure::Store(e.to_string());
+    let tables;
+    let mut conn;
+    if file.exists() {
+        conn = Connection::open_with_flags(
+            &file,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(store)?;
+        tables = list_tables(&conn).map_err(store)?;
+    } else {
+        conn = Connection::open_in_memory().map_err(store)?;
+        tables = Vec::new();
+    }
+    let tz = q.tz.clone();
+    conn.create_scalar_function(
+        "fg_time",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        move |ctx| {
+            let ts: i64 = ctx.get(0)?;
+            let unit: String = ctx.get(1)?;
+            let unit = match unit.as_str() {
+                "datetime" => TimeUnit::Datetime,
+                "date" => TimeUnit::Date,
+                "hour" => TimeUnit::Hour,
+                "week" => TimeUnit::Week,
+                "month" => TimeUnit::Month,
+                _ => TimeUnit::Year,
+            };
+            Ok(bucket(ts, unit, &tz))
+        },
+    )
+    .map_err(store)?;
+    let deadline = Instant::now() + timeout;
+    conn.progress_handler(10_000, Some(move || Instant::now() > deadline))
+        .map_err(store)?;
+    let sql = build(q, &tables)?;
+    let mut stmt = conn.prepare(&sql.text).map_err(store)?;
+    let names: Vec<String> = stmt
+        .column_names()
+        .map(str::to_owned)
+        .filter(|n| n != "__ts")
+        .collect();
+    let mut rows = stmt
+        .query(params_from_iter(sql.params.iter()))
+        .map_err(|e| {
+            if Instant::now() > deadline {
+                QueryFailure::Timeout
+            } else {
+                store(e)
+            }
+        })?;
+    loop {
+        match rows.next() {
+            Ok(Some(row)) => {
+                if !each(&names, row) {
+                    return Ok(());
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                return Err(if Instant::now() > deadline {
+                    QueryFailure::Timeout
+                } else {
+                    store(e)
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_tables_are_named_by_utc_day() {
+        assert_eq!(day_table(0), "d_19700101");
+        assert_eq!(day_table(1_774_747_800_000), "d_20260329");
+        assert!(day_table(1_774_747_800_000) > day_table(1_774_647_800_000));
+    }
+}

@@ -1,0 +1,541 @@
+//! The query model of the Data API and the reports: which rows (event
+//! type, filter expression), which columns (fields, or groups with
+//! aggregates and a `having`), in which order, which page, in which time
+//! zone. Parsed and validated here, once; each store translates it to its
+//! own SQL ([`sqlite`]) with every value a bound parameter.
+
+pub mod filter;
+pub mod sqlite;
+
+use std::borrow::Cow;
+
+use jiff::tz::TimeZone;
+
+use crate::rules::RuleKind;
+use crate::verdict::Tag;
+pub use filter::{Expr, Op, Scalar};
+
+/// A bad query: 400 `{error, field, message}` naming the parameter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct QueryError {
+    pub field: Cow<'static, str>,
+    pub message: String,
+}
+
+impl QueryError {
+    pub fn new(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        QueryError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What a field is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Int,
+    /// JSON text, output as JSON.
+    Json,
+    /// A calendar bucket of the decision time in the query's time zone.
+    Time(TimeUnit),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    Datetime,
+    Date,
+    Hour,
+    Week,
+    Month,
+    Year,
+}
+
+impl TimeUnit {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TimeUnit::Datetime => "datetime",
+            TimeUnit::Date => "date",
+            TimeUnit::Hour => "hour",
+            TimeUnit::Week => "week",
+            TimeUnit::Month => "month",
+            TimeUnit::Year => "year",
+        }
+    }
+}
+
+/// A field of the decision log: its name in the API and its column.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+const fn f(name: &'static str, kind: Kind) -> Field {
+    Field { name, kind }
+}
+
+/// Every field a query can name. Columns share the name, but for the
+/// time buckets, computed from `ts` (Unix milliseconds).
+pub const FIELDS: &[Field] = &[
+    f("id", Kind::Text),
+    f("ts", Kind::Int),
+    f("datetime", Kind::Time(TimeUnit::Datetime)),
+    f("date", Kind::Time(TimeUnit::Date)),
+    f("hour", Kind::Time(TimeUnit::Hour)),
+    f("week", Kind::Time(TimeUnit::Week)),
+    f("month", Kind::Time(TimeUnit::Month)),
+    f("year", Kind::Time(TimeUnit::Year)),
+    f("door", Kind::Text),
+    f("client", Kind::Text),
+    f("event_type", Kind::Text),
+    f("ip", Kind::Text),
+    f("ua", Kind::Text),
+    f("affiliate_id", Kind::Text),
+    f("offer_id", Kind::Text),
+    f("aff_sub1", Kind::Text),
+    f("aff_sub2", Kind::Text),
+    f("aff_sub3", Kind::Text),
+    f("aff_sub4", Kind::Text),
+    f("aff_sub5", Kind::Text),
+    f("country_code", Kind::Text),
+    f("extra", Kind::Json),
+    f("decision", Kind::Text),
+    f("would_be", Kind::Text),
+    f("mode", Kind::Text),
+    f("tags", Kind::Text),
+    f("source", Kind::Text),
+    f("reason", Kind::Text),
+    f("rules", Kind::Json),
+    f("ivt", Kind::Text),
+    f("ivt_category", Kind::Text),
+    f("elapsed_us", Kind::Int),
+];
+
+/// The fields a list query returns when it names none.
+pub const DEFAULT_FIELDS: &[&str] = &[
+    "id",
+    "datetime",
+    "door",
+    "event_type",
+    "ip",
+    "ua",
+    "affiliate_id",
+    "offer_id",
+    "aff_sub1",
+    "country_code",
+    "decision",
+    "tags",
+    "source",
+    "reason",
+    "ivt",
+];
+
+pub fn field(name: &str) -> Option<&'static Field> {
+    FIELDS.iter().find(|f| f.name == name)
+}
+
+fn field_or_err(name: &str, param: &'static str) -> Result<&'static Field, QueryError> {
+    field(name).ok_or_else(|| {
+        QueryError::new(
+            param,
+            format!(
+                "unknown field {name:?}; known: {}",
+                FIELDS.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+            ),
+        )
+    })
+}
+
+/// An aggregate of a groups query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agg {
+    Count,
+    Blocked,
+    Allowed,
+    /// Percent of events blocked, two decimals.
+    BlockRate,
+    Any(&'static Field),
+    Uniq(&'static Field),
+    /// Events carrying this tag.
+    Tag(Tag),
+    /// Events blocked by this tag.
+    BlockedByTag(Tag),
+    /// Events where this rule kind fired.
+    Rule(RuleKind),
+    /// Events blocked where this rule kind fired.
+    BlockedByRule(RuleKind),
+    /// Events of this MRC class (`ivt_givt`, `ivt_sivt`).
+    Ivt(crate::log::IvtClass),
+    AvgElapsedUs,
+}
+
+impl Agg {
+    pub fn name(&self) -> String {
+        match self {
+            Agg::Count => "count".into(),
+            Agg::Blocked => "blocked".into(),
+            Agg::Allowed => "allowed".into(),
+            Agg::BlockRate => "block_rate".into(),
+            Agg::Any(f) => format!("any_{}", f.name),
+            Agg::Uniq(f) => format!("uniq_{}", f.name),
+            Agg::Tag(t) => format!("tag_{}", t.config_name()),
+            Agg::BlockedByTag(t) => format!("blocked_by_{}", t.config_name()),
+            Agg::Rule(k) => format!("rule_{}", k.as_str()),
+            Agg::BlockedByRule(k) => format!("blocked_by_rule_{}", k.as_str()),
+            Agg::Ivt(c) => format!("ivt_{}", c.as_str()),
+            Agg::AvgElapsedUs => "avg_elapsed_us".into(),
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Agg, QueryError> {
+        let bad = || {
+            QueryError::new(
+                "field",
+                format!(
+                    "unknown aggregate {name:?}; use count, blocked, allowed, block_rate, \
+                     avg_elapsed_us, ivt_givt, ivt_sivt, ivt_none, any_<field>, uniq_<field>, \
+                     tag_<tag>, blocked_by_<tag>, rule_<kind>, blocked_by_rule_<kind>"
+                ),
+            )
+        };
+        Ok(match name {
+            "count" => Agg::Count,
+            "blocked" => Agg::Blocked,
+            "allowed" => Agg::Allowed,
+            "block_rate" => Agg::BlockRate,
+            "avg_elapsed_us" => Agg::AvgElapsedUs,
+            "ivt_givt" => Agg::Ivt(crate::log::IvtClass::Givt),
+            "ivt_sivt" => Agg::Ivt(crate::log::IvtClass::Sivt),
+            "ivt_none" => Agg::Ivt(crate::log::IvtClass::None),
+            _ => {
+                let rule = |k: &str| RuleKind::ALL.into_iter().find(|r| r.as_str() == k);
+                if let Some(f) = name.strip_prefix("any_") {
+                    Agg::Any(field(f).ok_or_else(bad)?)
+                } else if let Some(f) = name.strip_prefix("uniq_") {
+                    Agg::Uniq(field(f).ok_or_else(bad)?)
+                } else if let Some(k) = name.strip_prefix("blocked_by_rule_") {
+                    Agg::BlockedByRule(rule(k).ok_or_else(bad)?)
+                } else if let Some(t) = name.strip_prefix("blocked_by_") {
+                    Agg::BlockedByTag(Tag::from_config_name(t).ok_or_else(bad)?)
+                } else if let Some(t) = name.strip_prefix("tag_") {
+                    Agg::Tag(Tag::from_config_name(t).ok_or_else(bad)?)
+                } else if let Some(k) = name.strip_prefix("rule_") {
+                    Agg::Rule(rule(k).ok_or_else(bad)?)
+                } else {
+                    return Err(bad());
+                }
+            }
+        })
+    }
+}
+
+/// Which events: `click`, `impression` or `all` (the path segment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Events {
+    Click,
+    Impression,
+    All,
+}
+
+impl Events {
+    pub fn parse(s: &str) -> Result<Self, QueryError> {
+        match s {
+            "click" => Ok(Events::Click),
+            "impression" => Ok(Events::Impression),
+            "all" => Ok(Events::All),
+            _ => Err(QueryError::new(
+                "event",
+                format!("{s:?}: use click, impression or all"),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shape {
+    List(Vec<&'static Field>),
+    Groups {
+        groups: Vec<&'static Field>,
+        aggs: Vec<Agg>,
+        having: Option<Expr>,
+    },
+}
+
+/// One validated query.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub events: Events,
+    pub shape: Shape,
+    pub filter: Option<Expr>,
+    /// Output column name, descending.
+    pub sort: Vec<(String, bool)>,
+    pub page: u64,
+    pub page_size: u64,
+    pub tz: TimeZone,
+}
+
+/// Largest page a query may ask for.
+pub const MAX_PAGE_SIZE: u64 = 1_000_000;
+
+impl Query {
+    /// The output column names, in order.
+    pub fn columns(&self) -> Vec<String> {
+        match &self.shape {
+            Shape::List(fields) => fields.iter().map(|f| f.name.to_owned()).collect(),
+            Shape::Groups { groups, aggs, .. } => groups
+                .iter()
+                .map(|f| f.name.to_owned())
+                .chain(aggs.iter().map(Agg::name))
+                .collect(),
+        }
+    }
+
+    /// Parses a Data API query string. `groups` selects `/groups`.
+    pub fn from_params(events: Events, raw: &str, groups: bool) -> Result<Self, QueryError> {
+        let mut fields = Vec::new();
+        let mut group = Vec::new();
+        let mut filter = None;
+        let mut having = None;
+        let mut sort = Vec::new();
+        let mut page = 1;
+        let mut page_size = 100;
+        let mut tz = TimeZone::UTC;
+        for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+            let list = || {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            };
+            match &*k {
+                "field" | "field[]" => fields.extend(list()),
+                "group" | "group[]" if groups => group.extend(list()),
+                "filter" => filter = Some(filter::parse(&v, "filter")?),
+                "having" if groups => having = Some(filter::parse(&v, "having")?),
+                "sort" | "sort[]" => sort.extend(list()),
+                "page" => page = number(&v, "page", 1, u64::MAX)?,
+                "page_size" => page_size = number(&v, "page_size", 1, MAX_PAGE_SIZE)?,
+                "tz" => tz = time_zone(&v, "tz")?,
+                // Access keys and the output format are read by the door.
+                "key" | "format" => {}
+                other => {
+                    return Err(QueryError::new(
+                        "query",
+                        format!("unknown parameter {other:?}"),
+                    ));
+                }
+            }
+        }
+        let shape = if groups {
+            if group.is_empty() {
+                return Err(QueryError::new("group", "give at least one group field"));
+            }
+            let groups = group
+                .iter()
+                .map(|g| field_or_err(g, "group"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let aggs = if fields.is_empty() {
+                vec![Agg::Count]
+            } else {
+                fields
+                    .iter()
+                    .map(|a| Agg::parse(a))
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            Shape::Groups {
+                groups,
+                aggs,
+                having,
+            }
+        } else {
+            let names: Vec<&str> = if fields.is_empty() {
+                DEFAULT_FIELDS.to_vec()
+            } else {
+                fields.iter().map(String::as_str).collect()
+            };
+            Shape::List(
+                names
+                    .into_iter()
+                    .map(|n| field_or_err(n, "field"))
+                    .collect::<Result<_, _>>()?,
+            )
+        };
+        let mut q = Query {
+            events,
+            shape,
+            filter,
+            sort: Vec::new(),
+            page,
+            page_size,
+            tz,
+        };
+        let columns = q.columns();
+        for s in sort {
+            let (name, desc) = if let Some(n) = s.strip_suffix("_desc") {
+                (n, true)
+            } else if let Some(n) = s.strip_suffix("_asc") {
+                (n, false)
+            } else {
+                return Err(QueryError::new(
+                    "sort",
+                    format!("{s:?}: use <field>_asc or <field>_desc"),
+                ));
+            };
+            if !columns.iter().any(|c| c == name) {
+                return Err(QueryError::new(
+                    "sort",
+                    format!(
+                        "{name:?} is not among the returned fields ({})",
+                        columns.join(", ")
+                    ),
+                ));
+            }
+            q.sort.push((name.to_owned(), desc));
+        }
+        Ok(q)
+    }
+}
+
+pub fn number(v: &str, param: &'static str, min: u64, max: u64) -> Result<u64, QueryError> {
+    let n: u64 = v
+        .trim()
+        .parse()
+        .map_err(|_| QueryError::new(param, format!("{v:?} is not a whole number")))?;
+    if n < min || n > max {
+        return Err(QueryError::new(
+            param,
+            format!("{n} is out of range {min}..={max}"),
+        ));
+    }
+    Ok(n)
+}
+
+pub fn time_zone(v: &str, param: &'static str) -> Result<TimeZone, QueryError> {
+    TimeZone::get(v.trim()).map_err(|_| {
+        QueryError::new(
+            param,
+            format!("unknown time zone {v:?} (an IANA name such as Europe/Berlin)"),
+        )
+    })
+}
+
+/// Unix milliseconds of the start of `date` (YYYY-MM-DD) in `tz`, or of
+/// `datetime` (YYYY-MM-DD HH:MM:SS).
+pub fn local_ms(text: &str, tz: &TimeZone, param: &'static str) -> Result<i64, QueryError> {
+    let t = text.trim();
+    let dt: jiff::civil::DateTime = if t.len() == 10 {
+        t.parse::<jiff::civil::Date>()
+            .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+    } else {
+        t.replacen(' ', "T", 1).parse::<jiff::civil::DateTime>()
+    }
+    .map_err(|_| {
+        QueryError::new(
+            param,
+            format!("{t:?}: use YYYY-MM-DD or YYYY-MM-DD HH:MM:SS"),
+        )
+    })?;
+    let z = tz
+        .to_zoned(dt)
+        .map_err(|e| QueryError::new(param, format!("{t:?}: {e}")))?;
+    Ok(z.timestamp().as_millisecond())
+}
+
+/// The calendar bucket of `ts_ms` in `tz`.
+pub fn bucket(ts_ms: i64, unit: TimeUnit, tz: &TimeZone) -> String {
+    let Ok(ts) = jiff::Timestamp::from_millisecond(ts_ms) else {
+        return String::new();
+    };
+    let z = ts.to_zoned(tz.clone());
+    match unit {
+        TimeUnit::Datetime => z.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+        TimeUnit::Date => z.strftime("%Y-%m-%d").to_string(),
+        TimeUnit::Hour => z.strftime("%Y-%m-%d %H:00").to_string(),
+        TimeUnit::Week => {
+            let monday =
+                z.date() - jiff::Span::new().days(i64::from(z.weekday().to_monday_zero_offset()));
+            monday.strftime("%Y-%m-%d").to_string()
+        }
+        TimeUnit::Month => z.strftime("%Y-%m").to_string(),
+        TimeUnit::Year => z.strftime("%Y").to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_parse_and_bad_ones_are_named() {
+        let q = Query::from_params(
+            Events::Click,
+            "field=ip,ua&field=affiliate_id&sort=ip_desc&page=2&page_size=10&tz=Europe%2FBerlin",
+            false,
+        )
+        .unwrap();
+        assert_eq!(q.columns(), ["ip", "ua", "affiliate_id"]);
+        assert_eq!(q.sort, [("ip".to_string(), true)]);
+        for (raw, field) in [
+            ("field=nope", "field"),
+            ("page_size=1000001", "page_size"),
+            ("page=0", "page"),
+            ("tz=Mars%2FOlympus", "tz"),
+            ("sort=ip", "sort"),
+            ("sort=ua_asc&field=ip", "sort"),
+            ("filter=%5B", "filter"),
+            ("bogus=1", "query"),
+        ] {
+            let e = Query::from_params(Events::All, raw, false).unwrap_err();
+            assert_eq!(e.field, field, "{raw}: {e}");
+        }
+        let g = Query::from_params(
+            Events::All,
+            "group=affiliate_id&group=date&field=count,block_rate,uniq_ip,tag_proxy&having=%5B%22count_ge%22%2C10%5D",
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            g.columns(),
+            [
+                "affiliate_id",
+                "date",
+                "count",
+                "block_rate",
+                "uniq_ip",
+                "tag_proxy"
+            ]
+        );
+        assert_eq!(
+            Query::from_params(Events::All, "group=x", true)
+                .unwrap_err()
+                .field,
+            "group"
+        );
+        assert_eq!(
+            Query::from_params(Events::All, "group=ip&field=tag_nope", true)
+                .unwrap_err()
+                .field,
+            "field"
+        );
+    }
+
+    #[test]
+    fn buckets_are_local_and_dst_correct() {
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        // 2026-03-29 01:30 UTC = 03:30 CEST (after the spring change).
+        let ms = jiff::Timestamp::from_second(1_774_747_800)
+            .unwrap()
+            .as_millisecond();
+        assert_eq!(bucket(ms, TimeUnit::Hour, &berlin), "2026-03-29 03:00");
+        assert_eq!(bucket(ms, TimeUnit::Date, &TimeZone::UTC), "2026-03-29");
+        assert_eq!(bucket(ms, TimeUnit::Week, &berlin), "2026-03-23");
+        assert_eq!(bucket(ms, TimeUnit::Month, &berlin), "2026-03");
+        // Local midnight of a DST day.
+        let start = local_ms("2026-03-29", &berlin, "filter").unwrap();
+        assert_eq!(start, 1_774_738_800_000, "2026-03-28 23:00 UTC");
+        assert!(local_ms("29/03/2026", &berlin, "filter").is_err());
+    }
+}

@@ -1,0 +1,539 @@
+//! The decision log: every door's decisions recorded, queryable through
+//! the Data API and the reports within a second; bad queries are 400s
+//! naming the part; values never reach SQL as text.
+
+use std::time::Duration;
+
+use fraudgate::config::{OfferConfig, Secret, SecretList};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const REPORT_KEY: &str = "REPORT-KEY-4d1c9e";
+
+/// JSON lines of a Data API answer.
+async fn lines(app: &TestApp, path: &str) -> Vec<Value> {
+    let r = app.get(path).await;
+    assert_eq!(r.status(), 200, "{path}");
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    r.text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Polls until the Data API returns `n` rows for `path`.
+async fn rows(app: &TestApp, path: &str, n: usize) -> Vec<Value> {
+    eventually(Duration::from_secs(3), || async {
+        let v = lines(app, path).await;
+        (v.len() == n).then_some(v)
+    })
+    .await
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .user_agent(UA)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_door_records_its_decisions_queryable_within_a_second() {
+    let app = spawn_app_with(|c| {
+        c.offers = vec![OfferConfig {
+            id: "34713".into(),
+            url: "https://adv.example/l?c={click_id}".into(),
+            fallback_url: None,
+        }];
+    })
+    .await;
+    app.mock.on_ip("10.95.0.1", Reply::tags("proxy"));
+    let (_, check) = app
+        .check(&query(
+            "10.95.0.1",
+            &[
+                ("aff_sub1", "banner-7"),
+                ("country_code", "DE"),
+                ("source", "feed"),
+            ],
+        ))
+        .await;
+    app.post_json(
+        "/v1/check/batch",
+        &json!([{"event_type": "impression", "ip": "10.95.0.2", "ua": UA, "affiliate_id": "6251", "offer_id": "34713"}]).to_string(),
+    )
+    .await;
+    app.get(&format!("/?{}", query("10.95.0.3", &[]))).await;
+    app.get("/v1/auth?offer_id=34713&affiliate_id=6251").await;
+    no_redirects()
+        .get(app.url("/click?offer_id=34713&affiliate_id=6251"))
+        .send()
+        .await
+        .unwrap();
+    app.get("/imp?offer_id=34713&affiliate_id=6251").await;
+    app.post_json(
+        "/v1/openrtb",
+        &json!({"id": "r1", "imp": [{"id": "1"}], "site": {"id": "s", "publisher": {"id": "p"}},
+                "device": {"ip": "10.95.0.4", "ua": UA}})
+        .to_string(),
+    )
+    .await;
+    let all = rows(
+        &app,
+        "/v1/data/all?field=door&sort=door_asc&page_size=50",
+        7,
+    )
+    .await;
+    let doors: Vec<&str> = all.iter().map(|r| r["door"].as_str().unwrap()).collect();
+    assert_eq!(
+        doors,
+        ["auth", "batch", "check", "click", "imp", "openrtb", "rt"]
+    );
+
+    // The check decision, with every field recorded.
+    let id = check["id"].as_str().unwrap();
+    let e: Value = json(app.get(&format!("/v1/reports/entry/{id}")).await).await;
+    assert_eq!(e["id"], id);
+    assert_eq!(e["ip"], "10.95.0.1");
+    assert_eq!(e["ua"], UA);
+    assert_eq!(e["aff_sub1"], "banner-7");
+    assert_eq!(e["country_code"], "DE");
+    assert_eq!(
+        e["extra"],
+        json!({"source": "feed"}),
+        "other RT fields are kept"
+    );
+    assert_eq!(
+        (e["decision"].as_str(), e["would_be"].as_str()),
+        (Some("block"), Some("block"))
+    );
+    assert_eq!(e["tags"], "proxy");
+    assert_eq!(
+        (e["ivt"].as_str(), e["ivt_category"].as_str()),
+        (Some("sivt"), Some("invalid_proxy"))
+    );
+    assert_eq!(e["source"], "upstream");
+    assert!(e["elapsed_us"].as_i64().unwrap() > 0);
+    let m = app.metrics().await;
+    assert_eq!(sample(&m, "fraudgate_log_written_total", &[]), 7.0);
+    assert_eq!(sample(&m, "fraudgate_log_dropped_total", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn the_client_name_is_recorded_not_its_key() {
+    let app = spawn_app_with(|c| {
+        c.auth
+            .client_keys
+            .insert("acme".into(), Secret::new(CLIENT_KEY));
+    })
+    .await;
+    app.http
+        .get(app.url(&format!("/v1/check?{}", query("10.95.1.1", &[]))))
+        .header("x-api-key", CLIENT_KEY)
+        .send()
+        .await
+        .unwrap();
+    let v = rows(&app, "/v1/data/click?field=client,ip", 1).await;
+    assert_eq!(v[0]["client"], "acme");
+    let text = app
+        .get("/v1/data/click?field=id,client,ip,ua,extra,rules")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains(CLIENT_KEY));
+}
+
+async fn seeded() -> TestApp {
+    let app = spawn_app().await;
+    app.mock.on_ip("10.96.0.1", Reply::tags("datacenter"));
+    app.mock.on_ip("10.96.0.2", Reply::tags("proxy"));
+    for (ip, aff) in [
+        ("10.96.0.1", "1"),
+        ("10.96.0.2", "1"),
+        ("10.96.0.3", "2"),
+        ("10.96.0.4", "2"),
+        ("10.96.0.5", "2"),
+    ] {
+        app.check(&query(ip, &[]).replace("affiliate_id=6251", &format!("affiliate_id={aff}")))
+            .await;
+    }
+    rows(&app, "/v1/data/click?field=id", 5).await;
+    app
+}
+
+fn q(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn the_data_api_filters_sorts_pages_and_groups() {
+    let app = seeded().await;
+    let v = lines(
+        &app,
+        &format!(
+            "/v1/data/click?field=ip&filter={}&sort=ip_asc",
+            q(r#"["AND", ["affiliate_id", "2"], ["ip_ne", "10.96.0.4"]]"#)
+        ),
+    )
+    .await;
+    assert_eq!(v, [json!({"ip": "10.96.0.3"}), json!({"ip": "10.96.0.5"})]);
+    let v = lines(
+        &app,
+        "/v1/data/click?field=ip&sort=ip_desc&page=2&page_size=2",
+    )
+    .await;
+    assert_eq!(v, [json!({"ip": "10.96.0.3"}), json!({"ip": "10.96.0.2"})]);
+    let v = lines(
+        &app,
+        &format!(
+            "/v1/data/click?field=ip&filter={}&sort=ip_asc",
+            q(r#"["OR", ["tag", "proxy"], ["ip_in", ["10.96.0.5"]]]"#)
+        ),
+    )
+    .await;
+    assert_eq!(v, [json!({"ip": "10.96.0.2"}), json!({"ip": "10.96.0.5"})]);
+    let v = lines(
+        &app,
+        &format!(
+            "/v1/data/click?field=ip&filter={}",
+            q(r#"["NOT", ["ip_like", "10.96.0.%"]]"#)
+        ),
+    )
+    .await;
+    assert!(v.is_empty());
+    assert!(
+        lines(&app, "/v1/data/impression?field=ip").await.is_empty(),
+        "clicks only"
+    );
+
+    let v = lines(
+        &app,
+        &format!(
+            "/v1/data/all/groups?group=affiliate_id&field=count,blocked,block_rate,uniq_ip,tag_datacenter,ivt_givt,ivt_sivt&sort=affiliate_id_asc&having={}",
+            q(r#"["count_ge", 1]"#)
+        ),
+    )
+    .await;
+    assert_eq!(
+        v,
+        [
+            json!({"affiliate_id": "1", "count": 2, "blocked": 2, "block_rate": 100.0, "uniq_ip": 2, "tag_datacenter": 1, "ivt_givt": 1, "ivt_sivt": 1}),
+            json!({"affiliate_id": "2", "count": 3, "blocked": 0, "block_rate": 0.0, "uniq_ip": 3, "tag_datacenter": 0, "ivt_givt": 0, "ivt_sivt": 0}),
+        ]
+    );
+    let v = lines(
+        &app,
+        &format!(
+            "/v1/data/all/groups?group=affiliate_id&having={}",
+            q(r#"["block_rate_gt", 50]"#)
+        ),
+    )
+    .await;
+    assert_eq!(v, [json!({"affiliate_id": "1", "count": 2})]);
+    let v = lines(
+        &app,
+        "/v1/data/all/groups?group=ivt&group=ivt_category&field=count&sort=ivt_asc",
+    )
+    .await;
+    assert_eq!(
+        v[0],
+        json!({"ivt": "givt", "ivt_category": "data_center", "count": 1})
+    );
+
+    // Dates in the query's zone; today is in range, yesterday is not.
+    let tz = "Pacific/Kiritimati"; // UTC+14: its date is often not UTC's
+    let today = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::get(tz).unwrap())
+        .date();
+    let f = format!(r#"["AND", ["date_ge", "{today}"], ["date_le", "{today}"]]"#);
+    let v = lines(
+        &app,
+        &format!(
+            "/v1/data/click/groups?group=date&tz={}&filter={}",
+            q(tz),
+            q(&f)
+        ),
+    )
+    .await;
+    assert_eq!(v, [json!({"date": today.to_string(), "count": 5})]);
+    let f = format!(r#"["date_le", "{}"]"#, today.yesterday().unwrap());
+    assert!(
+        lines(
+            &app,
+            &format!("/v1/data/click?tz={}&filter={}", q(tz), q(&f))
+        )
+        .await
+        .is_empty()
+    );
+
+    // CSV.
+    let r = app
+        .get("/v1/data/click?field=ip,affiliate_id&sort=ip_asc&page_size=1&format=csv")
+        .await;
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(
+        r.text().await.unwrap(),
+        "ip,affiliate_id\r\n10.96.0.1,1\r\n"
+    );
+}
+
+#[tokio::test]
+async fn bad_queries_are_400s_naming_the_part() {
+    let app = spawn_app().await;
+    for (path, field, needle) in [
+        ("/v1/data/click?field=nope", "field", "unknown field"),
+        (
+            "/v1/data/click?filter=%5B%22AND%22%2C",
+            "filter",
+            "bad JSON at position",
+        ),
+        (
+            "/v1/data/click?filter=%5B%22ip_between%22%2C1%5D",
+            "filter",
+            "unknown field",
+        ),
+        (
+            "/v1/data/click?page_size=1000001",
+            "page_size",
+            "out of range",
+        ),
+        (
+            "/v1/data/click?tz=Mars%2FOlympus",
+            "tz",
+            "unknown time zone",
+        ),
+        ("/v1/data/click?sort=ua", "sort", "_asc"),
+        ("/v1/data/click?color=red", "query", "unknown parameter"),
+        ("/v1/data/install", "event", "click, impression or all"),
+        ("/v1/data/click/groups?field=count", "group", "at least one"),
+        (
+            "/v1/data/click/groups?group=ip&field=median_x",
+            "field",
+            "unknown aggregate",
+        ),
+        (
+            "/v1/data/click/groups?group=ip&having=%5B%22nope_gt%22%2C1%5D",
+            "having",
+            "neither",
+        ),
+        ("/v1/data/click?format=xml", "format", "json or csv"),
+        ("/v1/reports/fraud?group[]=ua", "group", "group by one of"),
+        (
+            "/v1/reports/fraud?date_start=yesterday",
+            "date_start",
+            "yyyy-mm-dd",
+        ),
+        ("/v1/reports/interval", "time_interval", "required"),
+        (
+            "/v1/reports/fraud?search_fields[]=%7B%22term%22%3A%22x%22%2C%22query%22%3A1%7D",
+            "search_fields",
+            "unknown term",
+        ),
+    ] {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), 400, "{path}");
+        let v = json(r).await;
+        assert_eq!(v["field"], field, "{path}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(needle),
+            "{path}: {v}"
+        );
+    }
+    let r = app.get("/v1/reports/entry/nope").await;
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn values_never_reach_sql_as_text() {
+    let app = seeded().await;
+    let evil = [
+        "' OR '1'='1",
+        "1; DROP TABLE x; --",
+        "\" OR 1=1 --",
+        "') UNION SELECT sqlite_version(), 1 --",
+    ];
+    for e in evil {
+        for filter in [
+            json!(["affiliate_id", e]),
+            json!(["ip_in", [e, "x"]]),
+            json!(["ua_like", e]),
+            json!(["elapsed_us_gt", e]),
+        ] {
+            let v = lines(
+                &app,
+                &format!("/v1/data/click?field=ip&filter={}", q(&filter.to_string())),
+            )
+            .await;
+            assert!(v.is_empty(), "{filter}: {v:?}");
+        }
+        // Names are never free text: refused, not interpolated.
+        for path in [
+            format!("/v1/data/click?field={}", q(e)),
+            format!("/v1/data/click?sort={}_asc", q(e)),
+            format!("/v1/data/click/groups?group={}", q(e)),
+            format!("/v1/data/click?tz={}", q(e)),
+            format!("/v1/data/click?filter={}", q(&json!([e, 1]).to_string())),
+            format!("/v1/reports/fraud?timezone={}", q(e)),
+            format!("/v1/reports/entry/{}", q(e)),
+        ] {
+            let s = app.get(&path).await.status().as_u16();
+            assert!(s == 400 || s == 404, "{path}: {s}");
+        }
+    }
+    assert_eq!(
+        rows(&app, "/v1/data/click?field=id", 5).await.len(),
+        5,
+        "the data is intact"
+    );
+}
+
+#[tokio::test]
+async fn the_fraud_global_and_interval_reports_speak_fraudshield() {
+    let app = seeded().await;
+    let v: Value = json(app.get("/v1/reports/fraud?group[]=affiliate_id").await).await;
+    let results = v["fraud"]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    let one = &results[0];
+    assert_eq!(one["affiliate_id"], "1", "most blocked first");
+    assert_eq!(
+        (
+            one["events"].as_i64(),
+            one["blocked"].as_i64(),
+            one["allowed"].as_i64()
+        ),
+        (Some(2), Some(2), Some(0))
+    );
+    assert_eq!(one["block_rate"], 100.0);
+    assert_eq!(one["reasons"], json!({"datacenter": 1, "proxy": 1}));
+    assert_eq!(
+        (one["ivt_givt"].as_i64(), one["ivt_sivt"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let f = q(r#"{"term":"min_block_rate","query":50}"#);
+    let v: Value = json(
+        app.get(&format!(
+            "/v1/reports/fraud?group[]=affiliate_id&search_fields[]={f}"
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(v["fraud"]["results"].as_array().unwrap().len(), 1);
+    let f = q(r#"{"term":"affiliate_id","query":"2"}"#);
+    let v: Value = json(
+        app.get(&format!("/v1/reports/global?search_fields[]={f}"))
+            .await,
+    )
+    .await;
+    assert_eq!(v["global"]["results"][0]["events"], 3);
+
+    let v: Value = json(
+        app.get("/v1/reports/interval?time_interval=day&timezone=UTC")
+            .await,
+    )
+    .await;
+    let r = &v["results"][0];
+    assert_eq!(
+        (r["events"].as_i64(), r["blocked"].as_i64()),
+        (Some(5), Some(2))
+    );
+    assert_eq!(
+        r["intervals"],
+        jiff::Zoned::now()
+            .with_time_zone(jiff::tz::TimeZone::UTC)
+            .date()
+            .to_string()
+    );
+    let csv = app
+        .get("/v1/reports/fraud?group[]=affiliate_id&format=csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.starts_with("affiliate_id,count,allowed,blocked,block_rate"),
+        "{csv}"
+    );
+}
+
+#[tokio::test]
+async fn report_keys_guard_the_query_side() {
+    let app = spawn_app_with(|c| {
+        c.auth.report_keys = SecretList(vec![Secret::new(REPORT_KEY)]);
+        c.auth.admin_keys = SecretList(vec![Secret::new(ADMIN_KEY)]);
+    })
+    .await;
+    assert_eq!(app.get("/v1/data/click").await.status(), 401);
+    assert_eq!(app.get("/v1/reports/fraud?key=WRONG").await.status(), 401);
+    assert_eq!(
+        app.get(&format!("/v1/data/click?key={REPORT_KEY}"))
+            .await
+            .status(),
+        200
+    );
+    let r = app
+        .http
+        .get(app.url("/v1/reports/fraud"))
+        .header("x-api-key", REPORT_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .http
+        .get(app.url("/v1/data/all/groups?group=ip"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn hashed_ips_are_stored_and_groupable_but_not_readable() {
+    let app = spawn_app_with(|c| c.decision_log.ip = fraudgate::log::IpMode::Hashed).await;
+    app.check_ip("10.97.0.1").await;
+    app.check_ip("10.97.0.1").await;
+    let v = rows(&app, "/v1/data/click/groups?group=ip", 1).await;
+    let ip = v[0]["ip"].as_str().unwrap();
+    assert_eq!(ip.len(), 32);
+    assert!(!ip.contains("10.97"));
+    assert_eq!(v[0]["count"], 2);
+}
+
+#[tokio::test]
+async fn shutdown_flushes_the_queue_and_the_store_reopens_intact() {
+    let dir = temp_dir("flush");
+    let path = dir.display().to_string();
+    let mut app = spawn_app_with(|c| c.decision_log.path = path.clone()).await;
+    let app_ref = &app;
+    futures_util::future::join_all((0..50).map(|i| async move {
+        app_ref.check_ip(&format!("10.98.0.{i}")).await;
+    }))
+    .await;
+    app.shutdown();
+    tokio::time::timeout(Duration::from_secs(10), app.stopped.take().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // Every decision is on disk when run_until_stopped returns.
+    let q = fraudgate::query::Query::from_params(
+        fraudgate::query::Events::All,
+        "field=id&page_size=1000",
+        false,
+    )
+    .unwrap();
+    let mut n = 0;
+    fraudgate::log::sqlite::run(&dir, &q, Duration::from_secs(5), |_, _| {
+        n += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(n, 50);
+}
