@@ -422,12 +422,13 @@ impl VerdictCache {
     ) -> (Cached, bool) {
         let entry = self.inner.entry(key).or_insert_with(fetch).await;
         let fresh = entry.is_fresh();
-        let v = entry.into_value();
-        if !fresh && self.purges.purged(&v) {
-            // A value from before a purge: not served. Fetch anew.
-            self.inner.invalidate(&key).await;
-        }
-        (v, fresh)
+        (entry.into_value(), fresh)
+    }
+
+    /// True when a purge since `v`'s fetch began covers it: not to be
+    /// served (the caller fetches anew).
+    pub fn purged(&self, v: &Cached) -> bool {
+        self.purges.purged(v)
     }
 
     /// Time this value lives in the cache from when it was fetched.

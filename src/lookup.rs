@@ -141,22 +141,33 @@ impl Fetcher {
             let this = self.clone();
             let event = event.clone();
             let deadline = Instant::now() + budget;
-            let generation = self.cache.generation();
             tokio::spawn(async move {
-                let fetch = async {
-                    let outcome = this.upstream.check(&event).await;
-                    this.breaker.record_outcome(permit, &outcome);
-                    if Instant::now() > deadline {
-                        this.c.late_fills.increment(1);
+                // Twice at most: a call joined that began before a purge
+                // covering it is not served; one of our own follows.
+                let mut joined_purged = false;
+                loop {
+                    let generation = this.cache.generation();
+                    let fetch = async {
+                        let outcome = this.upstream.check(&event).await;
+                        this.breaker.record_outcome(permit, &outcome);
+                        if Instant::now() > deadline {
+                            this.c.late_fills.increment(1);
+                        }
+                        this.cache.value(&event, outcome, generation)
+                    };
+                    let (cached, fresh) = this.cache.get_or_fetch(key, fetch).await;
+                    if fresh {
+                        return (cached, true);
                     }
-                    this.cache.value(&event, outcome, generation)
-                };
-                let (cached, fresh) = this.cache.get_or_fetch(key, fetch).await;
-                if !fresh {
+                    if !joined_purged && this.cache.purged(&cached) {
+                        joined_purged = true;
+                        this.cache.invalidate(&key).await;
+                        continue;
+                    }
                     // Another request's call answered; ours was not made.
                     this.breaker.release(permit);
+                    return (cached, false);
                 }
-                (cached, fresh)
             })
         };
         match tokio::time::timeout(budget, task).await {

@@ -42,6 +42,13 @@ impl Application {
                 config.policy.on_upstream_error.as_str()
             );
         }
+        if let Some(s) = config.server.shutdown_grace_s {
+            tracing::warn!(
+                shutdown_grace_s = s,
+                "server.shutdown_grace_s is deprecated: use server.shutdown_timeout_ms \
+                 (and server.drain_delay_ms for the time before the listener closes)"
+            );
+        }
         let want = config.server.listen;
         let listener = TcpListener::bind(want)
             .await
@@ -123,7 +130,7 @@ impl Application {
         accept_until(&listener, &serve, tokio::time::sleep(server.drain_delay())).await;
         drop(listener);
         tracing::info!(
-            shutdown_timeout_ms = server.shutdown_timeout_ms,
+            shutdown_timeout_ms = server.shutdown_timeout().as_millis() as u64,
             "shutdown: no new connections, finishing in-flight requests"
         );
         tokio::select! {

@@ -86,7 +86,7 @@ impl UrlTemplate {
     pub fn parse(t: &str) -> Result<Self, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = t;
-        // Byte offset in `t` where the authority ends (the path starts).
+        // First by the text: a macro before the end of `scheme://authority`.
         let authority_end = t
             .find("://")
             .map(|i| i + 3)
@@ -115,16 +115,66 @@ impl UrlTemplate {
             parts.push(Part::Text(rest.to_owned()));
         }
         let template = UrlTemplate { parts };
-        let sample = template.render(|_| Some("x"));
+        // Then by the parser: where each macro lands is decided by a URL parser (the WHATWG
+        // rules browsers follow), not by scanning the text: fill every
+        // macro with a marker of its own and see which markers end up in
+        // the scheme, userinfo, host or port. (`https:///{aff_sub1}/x`
+        // looks like a path, but `{aff_sub1}` is the host.)
+        let marker = |m: Macro| format!("fgmacro{}z", m as usize);
+        let sample = template.render_owned(|m| marker(m));
         let url =
             reqwest::Url::parse(&sample).map_err(|e| TemplateError::NotAbsolute(e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        let authority = format!(
+            "{} {} {} {} {}",
+            url.scheme(),
+            url.username(),
+            url.password().unwrap_or(""),
+            url.host_str().unwrap_or(""),
+            url.port().map(|p| p.to_string()).unwrap_or_default()
+        )
+        .to_ascii_lowercase();
+        for p in &template.parts {
+            if let Part::Macro(m) = p {
+                if authority.contains(&marker(*m)) {
+                    return Err(TemplateError::InAuthority(m.name()));
+                }
+            }
+        }
+        // A macro that merges with the host's text also moves it: the
+        // host with markers must equal the host with other markers.
+        let other = template.render_owned(|m| format!("other{}q", m as usize));
+        let other_host = reqwest::Url::parse(&other)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned));
+        if other_host.as_deref() != url.host_str() || url.host_str().is_none_or(str::is_empty) {
+            let first = template.parts.iter().find_map(|p| match p {
+                Part::Macro(m) => Some(m.name()),
+                Part::Text(_) => None,
+            });
+            return match (first, url.host_str().is_none_or(str::is_empty)) {
+                (_, true) => Err(TemplateError::NotAbsolute("no host".into())),
+                (Some(m), false) => Err(TemplateError::InAuthority(m)),
+                (None, false) => Err(TemplateError::NotAbsolute("no host".into())),
+            };
+        }
+        if !matches!(url.scheme(), "http" | "https") {
             return Err(TemplateError::NotAbsolute(format!(
                 "scheme {}",
                 url.scheme()
             )));
         }
         Ok(template)
+    }
+
+    fn render_owned(&self, value: impl Fn(Macro) -> String) -> String {
+        let mut out = String::with_capacity(128);
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Macro(m) => out.push_str(&value(*m)),
+            }
+        }
+        out
     }
 
     /// Fills the macros with `value(m)` (absent: empty), percent-encoded.
@@ -182,7 +232,16 @@ mod tests {
             ("https://adv.example:{aff_sub3}/", "aff_sub3"),
             ("{aff_sub4}://adv.example/", "aff_sub4"),
             ("https://adv.example{ip}", "ip"),
+            // An empty authority: the parser takes the macro as the host.
+            ("https:///{aff_sub1}/x", "aff_sub1"),
+            ("https:/{aff_sub1}/x", "aff_sub1"),
+            ("https:\\\\{aff_sub1}/x", "aff_sub1"),
+            ("https://adv.example/x", ""),
         ] {
+            if m.is_empty() {
+                assert!(UrlTemplate::parse(t).is_ok(), "{t}");
+                continue;
+            }
             assert_eq!(
                 UrlTemplate::parse(t),
                 Err(TemplateError::InAuthority(m)),

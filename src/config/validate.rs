@@ -99,8 +99,13 @@ impl Config {
             crate::rules::ranges::Prefix::parse(p)
                 .map_err(|m| ConfigError::invalid(format!("server.trusted_proxies[{i}]"), m))?;
         }
-        crate::http::client_ip::TrustedProxies::new(&[], &self.server.client_ip_header)
-            .map_err(|m| ConfigError::invalid("server.client_ip_header", m))?;
+        axum::http::HeaderName::try_from(self.server.client_ip_header.trim().to_ascii_lowercase())
+            .map_err(|_| {
+                ConfigError::invalid(
+                    "server.client_ip_header",
+                    format!("{:?} is not a header name", self.server.client_ip_header),
+                )
+            })?;
         let a = &self.auth;
         if !self.server.listen.ip().is_loopback() && a.client_keys.is_empty() && !a.allow_anonymous
         {

@@ -11,7 +11,7 @@
 //! this request's own path after `/v1/auth` (Envoy's `path_prefix`).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::Extension;
 use axum::extract::{ConnectInfo, State};
@@ -101,11 +101,10 @@ pub async fn handle(
 /// A proxy on this host forwarding visitors while `trusted_proxies` is
 /// empty makes every visitor 127.0.0.1: say so, once.
 fn warn_if_proxy_untrusted(state: &AppState, peer: IpAddr, headers: &HeaderMap) {
-    static WARNED: AtomicBool = AtomicBool::new(false);
     if peer.to_canonical().is_loopback()
         && state.config.server.trusted_proxies.is_empty()
         && headers.contains_key(state.trusted.header())
-        && !WARNED.swap(true, Ordering::Relaxed)
+        && !state.warned_local_proxy.swap(true, Ordering::Relaxed)
     {
         tracing::warn!(
             header = state.trusted.header(),

@@ -92,18 +92,8 @@ pub async fn click(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let query = query.unwrap_or_default();
-    let offer_id = form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "offer_id")
-        .map(|(_, v)| v.into_owned())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "missing_field",
-                "offer_id is required",
-            )
-            .with_field("offer_id")
-        })?;
-    let offer = state.offers.get(&offer_id).ok_or_else(|| {
+    let event = browser_event(&state, peer, &headers, &query, EventType::Click)?;
+    let offer = state.offers.get(&event.offer_id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_offer",
@@ -111,7 +101,6 @@ pub async fn click(
         )
         .with_field("offer_id")
     })?;
-    let event = browser_event(&state, peer, &headers, &query, EventType::Click)?;
     let door = &state.config.doors.click;
     let opts = browser_opts(
         &state,

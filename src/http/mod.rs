@@ -54,6 +54,8 @@ pub struct AppState {
     pub offers: Arc<click::Offers>,
     /// Data API and report query outcomes.
     pub queries: Arc<data::QueryCounters>,
+    /// The untrusted-local-proxy warning was given (once per app).
+    pub warned_local_proxy: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -71,6 +73,7 @@ impl AppState {
             .collect();
         let queries = Arc::new(registry.scope(data::QueryCounters::new));
         AppState {
+            warned_local_proxy: Arc::new(AtomicBool::new(false)),
             queries,
             scorer,
             config: Arc::new(config),

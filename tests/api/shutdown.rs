@@ -141,3 +141,12 @@ async fn sigterm_under_load_fails_no_request() {
     let out = child.out.lock().unwrap().clone();
     assert!(out.contains("still accepting"), "{out}");
 }
+
+#[test]
+fn the_old_shutdown_grace_s_still_loads_as_the_shutdown_timeout() {
+    let dir = temp_dir("grace");
+    let f = dir.join("c.toml");
+    std::fs::write(&f, "[server]\nshutdown_grace_s = 3\n").unwrap();
+    let c = fraudgate::config::Config::load(Some(&f)).expect("an old config still starts");
+    assert_eq!(c.server.shutdown_timeout(), Duration::from_secs(3));
+}

@@ -224,3 +224,41 @@ async fn a_purge_of_one_ip_leaves_older_verdicts_of_other_ips_served() {
     let (_, v) = app.check_ip("10.85.0.2").await;
     assert_eq!(v["source"], "upstream");
 }
+
+#[tokio::test]
+async fn a_request_joining_a_call_begun_before_a_purge_is_not_served_its_verdict() {
+    let app = admin_app(|c| c.upstream.timeout_ms = 3000).await;
+    app.mock
+        .on_ip("10.86.0.1", Reply::delayed(500, Reply::tags("proxy")));
+    // A: the call that will be purged under it.
+    let first = {
+        let (http, url) = (
+            app.http.clone(),
+            app.url(&format!("/v1/check?{}", query("10.86.0.1", &[]))),
+        );
+        tokio::spawn(async move { http.get(url).send().await })
+    };
+    eventually(Duration::from_secs(5), || async {
+        (app.mock.calls_for("10.86.0.1") == 1).then_some(())
+    })
+    .await;
+    let (s, _) = app
+        .admin(
+            Method::POST,
+            "/v1/admin/cache/purge",
+            Some(json!({"ip": "10.86.0.1"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    app.mock.on_ip("10.86.0.1", Reply::tags(""));
+    // B arrives after the purge, while A's call is still out.
+    let (_, v) = app.check_ip("10.86.0.1").await;
+    assert_eq!(
+        v["tags"],
+        json!([]),
+        "B is not served the pre-purge verdict: {v}"
+    );
+    assert_eq!(v["source"], "upstream");
+    assert_eq!(app.mock.calls_for("10.86.0.1"), 2);
+    first.await.unwrap().unwrap();
+}
