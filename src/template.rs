@@ -121,7 +121,7 @@ impl UrlTemplate {
         // the scheme, userinfo, host or port. (`https:///{aff_sub1}/x`
         // looks like a path, but `{aff_sub1}` is the host.)
         let marker = |m: Macro| format!("fgmacro{}z", m as usize);
-        let sample = template.render_owned(&marker);
+        let sample = template.render_owned(marker);
         let url =
             reqwest::Url::parse(&sample).map_err(|e| TemplateError::NotAbsolute(e.to_string()))?;
         let authority = format!(
