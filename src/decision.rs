@@ -84,6 +84,15 @@ impl Door {
 pub struct DecisionId(pub u128);
 
 impl DecisionId {
+    /// Parses the hyphenated form (36 characters) back.
+    pub fn parse(s: &str) -> Option<Self> {
+        let hex: String = s.chars().filter(|c| *c != '-').collect();
+        if s.len() != 36 || hex.len() != 32 {
+            return None;
+        }
+        u128::from_str_radix(&hex, 16).ok().map(DecisionId)
+    }
+
     /// Unix milliseconds when the id was made.
     pub fn unix_ms(self) -> u64 {
         (self.0 >> 80) as u64
@@ -158,6 +167,8 @@ mod tests {
         assert!((random(a) ^ random(b)).count_ones() > 10);
         std::thread::sleep(std::time::Duration::from_millis(2));
         assert!(g.next() > a, "a later millisecond sorts after");
+        assert_eq!(DecisionId::parse(&s), Some(a));
+        assert_eq!(DecisionId::parse("nope"), None);
     }
 }
 

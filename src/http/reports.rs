@@ -395,14 +395,33 @@ pub async fn entry(
         .transpose()
         .map_err(query_error)?
         .unwrap_or(jiff::tz::TimeZone::UTC);
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_entry",
+            "no decision with this id in the log (it may be past retention)",
+        )
+        .with_field("id")
+    };
+    // The id is a UUIDv7: its time finds the row through the ts index.
+    let ms = crate::decision::DecisionId::parse(&id)
+        .ok_or_else(not_found)?
+        .unix_ms() as i64;
     let q = Query {
         events: Events::All,
         shape: Shape::List(FIELDS.iter().collect()),
-        filter: Some(Expr::Cmp {
-            name: "id".into(),
-            op: Op::Eq,
-            values: vec![Scalar::Text(id)],
-        }),
+        filter: Some(Expr::And(vec![
+            Expr::Cmp {
+                name: "ts".into(),
+                op: Op::Eq,
+                values: vec![Scalar::Int(ms)],
+            },
+            Expr::Cmp {
+                name: "id".into(),
+                op: Op::Eq,
+                values: vec![Scalar::Text(id)],
+            },
+        ])),
         sort: Vec::new(),
         page: 1,
         page_size: 1,
@@ -411,11 +430,6 @@ pub async fn entry(
     let mut rows = collect(&state, q).await?;
     match rows.pop() {
         Some(row) => Ok(Json(Value::Object(row)).into_response()),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_entry",
-            "no decision with this id in the log (it may be past retention)",
-        )
-        .with_field("id")),
+        None => Err(not_found()),
     }
 }

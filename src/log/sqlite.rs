@@ -100,8 +100,7 @@ impl Writer {
             if !self.tables.contains(&table) {
                 tx.execute_batch(&format!(
                     "CREATE TABLE IF NOT EXISTS \"{table}\" {SCHEMA}; \
-                     CREATE INDEX IF NOT EXISTS \"{table}_ts\" ON \"{table}\" (ts); \
-                     CREATE INDEX IF NOT EXISTS \"{table}_id\" ON \"{table}\" (id);"
+                     CREATE INDEX IF NOT EXISTS \"{table}_ts\" ON \"{table}\" (ts);"
                 ))
                 .map_err(err)?;
                 self.tables.insert(table.clone());

@@ -1,0 +1,113 @@
+//! Fills a decision log store with N decisions of one day and times the
+//! writer and a groups query by affiliate_id on it.
+//!
+//! cargo run --release --example decision_log_load -- [N=10000000] [DIR]
+//!
+//! Records are what the scorer hands the writer (10 000 per batch, 500
+//! affiliates, 20 offers, a tenth blocked with a tag).
+
+use std::time::{Duration, Instant};
+
+use fraudgate::decision::{DecisionId, Door, Source};
+use fraudgate::event::EventBuilder;
+use fraudgate::log::{IpMode, IvtMap, Record, sqlite};
+use fraudgate::policy::{Action, Mode};
+use fraudgate::query::{Events, Query};
+use fraudgate::verdict::Tags;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: u64 = args.next().map_or(10_000_000, |a| a.parse().expect("N"));
+    let dir = args.next().map_or_else(
+        || std::env::temp_dir().join(format!("fraudgate-load-{}", std::process::id())),
+        Into::into,
+    );
+    let config = fraudgate::Config::default();
+    let ivt = IvtMap::new(&config.ivt).unwrap();
+    let mut w = sqlite::Writer::open(&dir, ivt, IpMode::Full, 30).unwrap();
+    let day_ms = fraudgate::event::now_unix() as i64 / 86_400 * 86_400_000;
+    let proxy = Tags::parse("proxy").unwrap();
+    let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+    let started = Instant::now();
+    let mut writing = Duration::ZERO;
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..n {
+        let event = EventBuilder::from_query(&format!(
+            "event_type=click&ip=10.{}.{}.{}&ua=x&affiliate_id={}&offer_id={}&aff_sub1=s{}",
+            (i >> 16) & 255,
+            (i >> 8) & 255,
+            i & 255,
+            i % 500,
+            i % 20,
+            i % 7
+        ))
+        .unwrap();
+        let mut event = event.build().unwrap();
+        event.ua = ua.into();
+        let blocked = i % 10 == 0;
+        let ms = day_ms + (i as i64 * 86_399_000 / n as i64);
+        batch.push(Record {
+            id: DecisionId(((ms as u128) << 80) | (0x7 << 76) | i as u128),
+            door: Door::Check,
+            client: None,
+            event,
+            decision: if blocked { Action::Block } else { Action::Allow },
+            would_be: if blocked { Action::Block } else { Action::Allow },
+            mode: Mode::Enforce,
+            tags: if blocked { proxy.clone() } else { Tags::clean() },
+            blocked_by: if blocked { proxy.clone() } else { Tags::clean() },
+            source: Source::Cache,
+            reason: if blocked { "tags" } else { "clean" },
+            rules: Vec::new(),
+            elapsed_us: 40,
+        });
+        if batch.len() == 10_000 {
+            let t = Instant::now();
+            w.write(&batch).unwrap();
+            writing += t.elapsed();
+            batch.clear();
+        }
+    }
+    let t = Instant::now();
+    w.write(&batch).unwrap();
+    writing += t.elapsed();
+    let took = started.elapsed();
+    println!(
+        "writer: {n} decisions in {:.1} s of writing: {:.0} decisions/s ({:.1} s with building the records)",
+        writing.as_secs_f64(),
+        n as f64 / writing.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    let q = Query::from_params(
+        Events::Click,
+        "group=affiliate_id&field=count,blocked,block_rate,uniq_ip&sort=blocked_desc&page_size=10",
+        true,
+    )
+    .unwrap();
+    for run in 1..=3 {
+        let started = Instant::now();
+        let mut rows = 0;
+        sqlite::run(&dir, &q, Duration::from_secs(60), |_, _| {
+            rows += 1;
+            true
+        })
+        .unwrap();
+        println!(
+            "groups by affiliate_id (count, blocked, block_rate, uniq_ip), run {run}: {} ms, {rows} rows",
+            started.elapsed().as_millis()
+        );
+    }
+    let q2 = Query::from_params(
+        Events::Click,
+        "group=affiliate_id&field=count,blocked,block_rate&sort=blocked_desc&page_size=10",
+        true,
+    )
+    .unwrap();
+    let started = Instant::now();
+    sqlite::run(&dir, &q2, Duration::from_secs(60), |_, _| true).unwrap();
+    println!(
+        "groups by affiliate_id (count, blocked, block_rate): {} ms",
+        started.elapsed().as_millis()
+    );
+    println!("store: {}", dir.display());
+}
