@@ -51,11 +51,27 @@ fn main() {
             door: Door::Check,
             client: None,
             event,
-            decision: if blocked { Action::Block } else { Action::Allow },
-            would_be: if blocked { Action::Block } else { Action::Allow },
+            decision: if blocked {
+                Action::Block
+            } else {
+                Action::Allow
+            },
+            would_be: if blocked {
+                Action::Block
+            } else {
+                Action::Allow
+            },
             mode: Mode::Enforce,
-            tags: if blocked { proxy.clone() } else { Tags::clean() },
-            blocked_by: if blocked { proxy.clone() } else { Tags::clean() },
+            tags: if blocked {
+                proxy.clone()
+            } else {
+                Tags::clean()
+            },
+            blocked_by: if blocked {
+                proxy.clone()
+            } else {
+                Tags::clean()
+            },
             source: Source::Cache,
             reason: if blocked { "tags" } else { "clean" },
             rules: Vec::new(),

@@ -7,6 +7,7 @@
 #   scripts/loadtest.sh            # 20 s, 64 connections, 20k keys, RT delay 5 ms
 #   DURATION=60 CONNS=128 KEYS=50000 RT_DELAY_MS=20 scripts/loadtest.sh
 #   SCRIPT=scripts/loadtest-openrtb.lua RT_DELAY_MS=100 scripts/loadtest.sh   # pre-bid, slow RT
+#   DECISION_LOG=false scripts/loadtest.sh    # the same without the decision log
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,8 @@ FRAUDGATE_SERVER__LISTEN="127.0.0.1:$FG_PORT" \
 FRAUDGATE_UPSTREAM__URL="http://127.0.0.1:$RT_PORT/" \
 FRAUDGATE_UPSTREAM__KEY=loadtest \
 FRAUDGATE_LOG__LEVEL=warn \
+FRAUDGATE_DECISION_LOG__ENABLED="${DECISION_LOG:-true}" \
+FRAUDGATE_DECISION_LOG__PATH="$tmp/decisions" \
   target/release/fraudgate serve >"$tmp/fg.log" 2>&1 &
 fg_pid=$!
 wait_ready "$FG_PORT"
@@ -54,4 +57,5 @@ echo "== fraudgate"
 echo "cache hits=${hits:-0} misses=${misses:-0} coalesced_waiters=${coalesced:-0} deadline_misses=${deadline:-0} late_fills=${late:-0}"
 echo "upstream calls=$calls distinct keys=$distinct calls/key=$(awk -v c="$calls" -v d="$distinct" 'BEGIN{ if (d>0) printf "%.3f", c/d; else print "n/a" }')"
 echo "$non2xx"
+echo "decision log (${DECISION_LOG:-true}): written=$(echo "$metrics" | awk '/^fraudgate_log_written_total/ {print $2}') dropped=$(echo "$metrics" | awk '/^fraudgate_log_dropped_total/ {print $2}')"
 echo "fraudgate RSS: $(ps -o rss= -p "$fg_pid" | awk '{printf "%.1f MiB", $1/1024}')"

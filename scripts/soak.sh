@@ -43,6 +43,7 @@ FRAUDGATE_CACHE__TTL_ERROR_S=1 \
 FRAUDGATE_SERVER__MAX_CONCURRENCY=256 \
 FRAUDGATE_LOG__LEVEL=warn \
 FRAUDGATE_LOG__FORMAT=json \
+FRAUDGATE_DECISION_LOG__PATH="$tmp/decisions" \
   target/release/fraudgate serve >"$tmp/fg.log" 2>&1 &
 fg_pid=$!
 wait_ready "$FG_PORT"
@@ -108,6 +109,9 @@ print(f"deadline misses: {int(sample('fraudgate_deadline_misses_total'))}  late 
 print(f"latency p50 {lat.get('50')} ms  p99 {lat.get('99')} ms  max {max_ms} ms   max RSS {rss_kib/1024:.1f} MiB")
 if sock_err:
     print(f"wrk socket errors: {sock_err.group(1)}")
+written, dropped = sample("fraudgate_log_written_total"), sample("fraudgate_log_dropped_total")
+all_decisions = sample("fraudgate_decisions_total")
+print(f"decision log: written {int(written)}  dropped {int(dropped)}  of {int(all_decisions)} decisions")
 
 fail = []
 if five > shed or any(k.startswith("5") and k != "503" for k in by_status):
@@ -119,6 +123,9 @@ if rss_kib / 1024 > rss_max:
     fail.append(f"RSS {rss_kib/1024:.1f} MiB > {rss_max} MiB")
 if abs(by_status.get("200", 0) - decisions) > 0:
     fail.append(f"200 answers {by_status.get('200')} != decisions {decisions}")
+# Scraped while running: at most a queue's worth is still unwritten.
+if not (all_decisions - 65536 <= written + dropped <= all_decisions):
+    fail.append(f"decision log written {written} + dropped {dropped} vs decisions {all_decisions}")
 if abs(served - (decisions + rejected)) > 0:
     fail.append(f"requests {served} != decisions {decisions} + rejections {rejected}")
 # wrk stops counting at its deadline while answers are still arriving; its

@@ -14,6 +14,14 @@ usage: fraudgate <command> [--config PATH]
 commands:
   serve          run the service
   check-config   load and validate the configuration, then exit
+  query <click|impression|all> [--groups] name=value...
+                 the Data API against the local decision log, as a table, e.g.
+                 fraudgate query all field=datetime,ip,affiliate_id,decision,tags page_size=20
+                 fraudgate query click --groups group=affiliate_id field=count,blocked,block_rate
+  report <fraud|global|interval> name=value...
+                 a report against the local decision log, e.g.
+                 fraudgate report fraud 'group[]=affiliate_id' date_start=2026-11-01
+                 (format=csv or format=json instead of a table)
 
 --config PATH    config file (default: $FRAUDGATE_CONFIG, else config/fraudgate.toml
                  when present, else the embedded defaults)
@@ -22,12 +30,15 @@ Every key can be overridden with FRAUDGATE_<SECTION>__<KEY>.";
 struct Args {
     command: String,
     config: Option<PathBuf>,
+    /// The words after `query` / `report`.
+    rest: Vec<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut command = None;
     let mut config = None;
+    let mut rest = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "-h" | "--help" => {
@@ -45,12 +56,14 @@ fn parse_args() -> Result<Args, String> {
                 config = Some(PathBuf::from(&s["--config=".len()..]))
             }
             s if command.is_none() && !s.starts_with('-') => command = Some(s.to_owned()),
+            s if matches!(command.as_deref(), Some("query" | "report")) => rest.push(s.to_owned()),
             s => return Err(format!("unexpected argument {s:?}")),
         }
     }
     Ok(Args {
         command: command.ok_or("missing command")?,
         config,
+        rest,
     })
 }
 
@@ -89,6 +102,20 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "serve" => serve(config, path),
+        "query" | "report" => {
+            let run = if args.command == "query" {
+                fraudgate::cli::query
+            } else {
+                fraudgate::cli::report
+            };
+            match run(&config, &args.rest) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("fraudgate {}: {e}", args.command);
+                    ExitCode::from(2)
+                }
+            }
+        }
         other => {
             eprintln!("fraudgate: unknown command {other:?}\n\n{USAGE}");
             ExitCode::from(2)

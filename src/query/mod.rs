@@ -5,6 +5,7 @@
 //! own SQL ([`sqlite`]) with every value a bound parameter.
 
 pub mod filter;
+pub mod report;
 pub mod sqlite;
 
 use std::borrow::Cow;

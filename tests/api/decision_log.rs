@@ -537,3 +537,60 @@ async fn shutdown_flushes_the_queue_and_the_store_reopens_intact() {
     .unwrap();
     assert_eq!(n, 50);
 }
+
+#[tokio::test]
+async fn the_cli_reads_the_same_store_as_a_table_csv_or_json() {
+    let dir = temp_dir("cli");
+    let path = dir.display().to_string();
+    let app = spawn_app_with(|c| c.decision_log.path = path.clone()).await;
+    app.mock.on_ip("10.99.0.1", Reply::tags("datacenter"));
+    app.check_ip("10.99.0.1").await;
+    app.check_ip("10.99.0.2").await;
+    rows(&app, "/v1/data/click?field=id", 2).await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fraudgate"))
+            .args(args)
+            .env("FRAUDGATE_DECISION_LOG__PATH", &path)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = cli(&[
+        "query",
+        "click",
+        "field=ip,decision",
+        "sort=ip_asc",
+        "format=csv",
+    ]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out, "ip,decision\n10.99.0.1,block\n10.99.0.2,allow\n");
+    let (code, out, _) = cli(&["report", "fraud", "group[]=affiliate_id"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("| affiliate_id") && out.contains("6251") && out.contains("50.0"),
+        "{out}"
+    );
+    assert!(out.contains("1 row"), "{out}");
+    let (code, out, _) = cli(&[
+        "query",
+        "all",
+        "--groups",
+        "group=ivt",
+        "field=count",
+        "format=json",
+        "sort=ivt_asc",
+    ]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        out,
+        "{\"count\":1,\"ivt\":\"givt\"}\n{\"count\":1,\"ivt\":\"none\"}\n"
+    );
+    let (code, _, err) = cli(&["query", "click", "field=nope"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("unknown field \"nope\""), "{err}");
+}

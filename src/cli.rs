@@ -1,0 +1,161 @@
+//! `fraudgate query` and `fraudgate report`: the Data API and the reports
+//! for people at a terminal, read straight from the local store and
+//! printed as a table (or JSON lines / CSV with `format=`).
+//!
+//! ```text
+//! fraudgate query click field=datetime,ip,affiliate_id,decision,tags page_size=20
+//! fraudgate query all --groups group=affiliate_id field=count,blocked,block_rate sort=block_rate_desc
+//! fraudgate report fraud 'group[]=affiliate_id' date_start=2026-11-01 date_end=2026-11-22
+//! ```
+//!
+//! Parameters are the HTTP ones, `name=value` each (values taken as they
+//! are: no URL encoding needed).
+
+use std::time::Duration;
+
+use comfy_table::{ContentArrangement, Table};
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+use crate::log::sqlite::{QueryFailure, run};
+use crate::query::report::{Kind, shape_row};
+use crate::query::{Events, Query, QueryError};
+
+/// Builds the raw query string of `name=value` arguments.
+fn raw_query(args: &[String]) -> Result<String, String> {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for a in args {
+        let (k, v) = a
+            .split_once('=')
+            .ok_or_else(|| format!("{a:?}: parameters are name=value"))?;
+        q.append_pair(k, v);
+    }
+    Ok(q.finish())
+}
+
+fn format_of(raw: &str) -> &'static str {
+    match form_urlencoded::parse(raw.as_bytes()).find(|(k, _)| k == "format") {
+        Some((_, v)) if v == "csv" => "csv",
+        Some((_, v)) if v == "json" => "json",
+        _ => "table",
+    }
+}
+
+fn bad(e: QueryError) -> String {
+    format!("{}: {}", e.field, e.message)
+}
+
+/// `fraudgate query <click|impression|all> [--groups] name=value...`
+pub fn query(config: &Config, args: &[String]) -> Result<(), String> {
+    let (event, rest) = args
+        .split_first()
+        .ok_or("query needs an event: click, impression or all")?;
+    let groups = rest.iter().any(|a| a == "--groups");
+    let params: Vec<String> = rest.iter().filter(|a| *a != "--groups").cloned().collect();
+    let raw = raw_query(&params)?;
+    let events = Events::parse(event).map_err(bad)?;
+    let q = Query::from_params(events, &raw, groups).map_err(bad)?;
+    let rows = collect(config, &q)?;
+    print(&q.columns(), rows, format_of(&raw));
+    Ok(())
+}
+
+/// `fraudgate report <fraud|global|interval> name=value...`
+pub fn report(config: &Config, args: &[String]) -> Result<(), String> {
+    let (name, rest) = args
+        .split_first()
+        .ok_or("report needs a kind: fraud, global or interval")?;
+    let kind = Kind::parse(name).ok_or_else(|| format!("{name:?}: fraud, global or interval"))?;
+    let raw = raw_query(rest)?;
+    let q = crate::query::report::query(kind, &raw).map_err(bad)?;
+    let rows: Vec<Map<String, Value>> = collect(config, &q)?
+        .into_iter()
+        .map(|r| match shape_row(kind, r) {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        })
+        .collect();
+    let mut columns: Vec<String> = Vec::new();
+    for r in &rows {
+        for k in r.keys() {
+            if !columns.contains(k) {
+                columns.push(k.clone());
+            }
+        }
+    }
+    print(&columns, rows, format_of(&raw));
+    Ok(())
+}
+
+fn collect(config: &Config, q: &Query) -> Result<Vec<Map<String, Value>>, String> {
+    let mut rows = Vec::new();
+    let timeout = Duration::from_millis(config.decision_log.query_timeout_ms);
+    let path = std::path::Path::new(&config.decision_log.path);
+    run(path, q, timeout, |names, row| {
+        let mut m = Map::new();
+        for (i, n) in names.iter().enumerate() {
+            let v = match row.get_ref(i) {
+                Ok(rusqlite::types::ValueRef::Integer(x)) => Value::from(x),
+                Ok(rusqlite::types::ValueRef::Real(x)) => Value::from(x),
+                Ok(rusqlite::types::ValueRef::Text(t)) => {
+                    Value::from(String::from_utf8_lossy(t).into_owned())
+                }
+                _ => Value::Null,
+            };
+            m.insert(n.clone(), v);
+        }
+        rows.push(m);
+        true
+    })
+    .map_err(|e| match e {
+        QueryFailure::Bad(e) => bad(e),
+        other => other.to_string(),
+    })?;
+    Ok(rows)
+}
+
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn print(columns: &[String], rows: Vec<Map<String, Value>>, format: &str) {
+    match format {
+        "json" => {
+            for r in rows {
+                println!("{}", Value::Object(r));
+            }
+        }
+        "csv" => {
+            println!("{}", columns.join(","));
+            for r in &rows {
+                let line: Vec<String> = columns
+                    .iter()
+                    .map(|c| {
+                        let s = cell(r.get(c));
+                        if s.contains([',', '"', '\n']) {
+                            format!("\"{}\"", s.replace('"', "\"\""))
+                        } else {
+                            s
+                        }
+                    })
+                    .collect();
+                println!("{}", line.join(","));
+            }
+        }
+        _ => {
+            let mut t = Table::new();
+            t.set_content_arrangement(ContentArrangement::Dynamic)
+                .set_header(columns.iter().map(String::as_str));
+            let n = rows.len();
+            for r in &rows {
+                t.add_row(columns.iter().map(|c| cell(r.get(c))));
+            }
+            println!("{t}");
+            println!("{n} row{}", if n == 1 { "" } else { "s" });
+        }
+    }
+}

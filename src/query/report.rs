@@ -1,0 +1,301 @@
+//! Reports over the decision log in the 24metrics Fraudshield dialect
+//! (`date_start`, `date_end`, `timezone`, `group[]`,
+//! `search_fields[]={"term":..,"query":..}`, `count`, `page`), with
+//! fraudgate's meaning: conversions are events, rejected is blocked.
+//! Every report is a [`Query`]: the HTTP door and the CLI share this.
+
+use serde_json::{Map, Value};
+
+use super::{
+    Agg, Events, Expr, FIELDS, Op, Query, QueryError, Scalar, Shape, field, number, time_zone,
+};
+use crate::log::IvtClass;
+use crate::rules::RuleKind;
+use crate::verdict::Tag;
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "fraud" => Some(Kind::Fraud),
+            "global" => Some(Kind::Global),
+            "interval" => Some(Kind::Interval),
+            _ => None,
+        }
+    }
+}
+
+/// The query of a report from its parameters (a raw query string).
+pub fn query(kind: Kind, raw: &str) -> Result<Query, QueryError> {
+    Ok(build(kind, parse(kind, raw)?))
+}
+
+/// Fields a report may group by.
+const GROUPS: &[&str] = &[
+    "affiliate_id",
+    "offer_id",
+    "aff_sub1",
+    "aff_sub2",
+    "aff_sub3",
+    "aff_sub4",
+    "aff_sub5",
+    "country_code",
+    "door",
+    "event_type",
+    "client",
+    "ivt",
+    "ivt_category",
+];
+
+/// Which report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Fraud,
+    Global,
+    Interval,
+}
+
+struct Params {
+    groups: Vec<&'static crate::query::Field>,
+    filters: Vec<Expr>,
+    having: Vec<Expr>,
+    interval: Option<&'static crate::query::Field>,
+    page: u64,
+    count: u64,
+    query: Query,
+}
+
+fn bad(field: &'static str, message: impl Into<String>) -> QueryError {
+    QueryError::new(field, message)
+}
+
+fn parse(kind: Kind, raw: &str) -> Result<Params, QueryError> {
+    let mut date_start = None;
+    let mut date_end = None;
+    let mut tz = jiff::tz::TimeZone::UTC;
+    let mut groups = Vec::new();
+    let mut filters = Vec::new();
+    let mut having = Vec::new();
+    let mut interval = None;
+    let mut page = 1;
+    let mut count = 100;
+    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+        match &*k {
+            "date_start" => date_start = Some(v.into_owned()),
+            "date_end" => date_end = Some(v.into_owned()),
+            "timezone" => tz = time_zone(&v, "timezone")?,
+            "group" | "group[]" => {
+                let name = v.trim();
+                if !GROUPS.contains(&name) {
+                    return Err(bad(
+                        "group",
+                        format!("{name:?}: group by one of {}", GROUPS.join(", ")),
+                    ));
+                }
+                groups.push(field(name).expect("report groups are fields"));
+            }
+            "search_fields" | "search_fields[]" => {
+                let sf: Value = serde_json::from_str(&v).map_err(|e| {
+                    bad(
+                        "search_fields",
+                        format!("bad JSON at position {}: {e}", e.column()),
+                    )
+                })?;
+                let term = sf["term"].as_str().ok_or_else(|| {
+                    bad(
+                        "search_fields",
+                        "each is {\"term\": <name>, \"query\": <value>}",
+                    )
+                })?;
+                let query = match &sf["query"] {
+                    Value::String(s) => Scalar::Text(s.clone()),
+                    Value::Number(n) => n
+                        .as_i64()
+                        .map(Scalar::Int)
+                        .or_else(|| n.as_f64().map(Scalar::Real))
+                        .ok_or_else(|| bad("search_fields", "query: number out of range"))?,
+                    _ => {
+                        return Err(bad(
+                            "search_fields",
+                            format!("{term}: query is a string or a number"),
+                        ));
+                    }
+                };
+                let (name, op) = match term {
+                    "min_events" => ("count", Op::Ge),
+                    "min_block_rate" => ("block_rate", Op::Ge),
+                    "max_block_rate" => ("block_rate", Op::Le),
+                    t if field(t).is_some() => {
+                        filters.push(Expr::Cmp {
+                            name: t.to_owned(),
+                            op: Op::Eq,
+                            values: vec![query],
+                        });
+                        continue;
+                    }
+                    t => {
+                        return Err(bad(
+                            "search_fields",
+                            format!(
+                                "unknown term {t:?}: min_events, min_block_rate, max_block_rate or a field ({})",
+                                FIELDS.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                };
+                having.push(Expr::Cmp {
+                    name: name.to_owned(),
+                    op,
+                    values: vec![query],
+                });
+            }
+            "time_interval" if kind == Kind::Interval => {
+                let unit = match &*v {
+                    "hour" => "hour",
+                    "day" => "date",
+                    "week" => "week",
+                    "month" => "month",
+                    "year" => "year",
+                    other => {
+                        return Err(bad(
+                            "time_interval",
+                            format!("{other:?}: use hour, day, week, month or year"),
+                        ));
+                    }
+                };
+                interval = field(unit);
+            }
+            // Fraudshield always sends it; there is one chart type.
+            "chart_type" if kind == Kind::Interval => {}
+            "count" => count = number(&v, "count", 1, crate::query::MAX_PAGE_SIZE)?,
+            "page" => page = number(&v, "page", 1, u64::MAX)?,
+            "key" | "format" => {}
+            other => return Err(bad("query", format!("unknown parameter {other:?}"))),
+        }
+    }
+    if groups.len() > 3 {
+        return Err(bad("group", "at most 3 groups"));
+    }
+    if kind == Kind::Interval && interval.is_none() {
+        return Err(bad(
+            "time_interval",
+            "time_interval is required (hour, day, week, month, year)",
+        ));
+    }
+    // Dates in the report's zone; today when absent.
+    let today = jiff::Zoned::now()
+        .with_time_zone(tz.clone())
+        .date()
+        .to_string();
+    let date_start = date_start.unwrap_or_else(|| today.clone());
+    let date_end = date_end.unwrap_or(today);
+    for (name, d) in [("date_start", &date_start), ("date_end", &date_end)] {
+        d.parse::<jiff::civil::Date>()
+            .map_err(|_| bad(name, format!("{d:?}: use yyyy-mm-dd")))?;
+    }
+    filters.push(Expr::Cmp {
+        name: "date".into(),
+        op: Op::Ge,
+        values: vec![Scalar::Text(date_start)],
+    });
+    filters.push(Expr::Cmp {
+        name: "date".into(),
+        op: Op::Le,
+        values: vec![Scalar::Text(date_end)],
+    });
+    let query = Query {
+        events: Events::All,
+        shape: Shape::List(Vec::new()),
+        filter: Some(Expr::And(filters.clone())),
+        sort: Vec::new(),
+        page,
+        page_size: count,
+        tz,
+    };
+    Ok(Params {
+        groups,
+        filters,
+        having,
+        interval,
+        page,
+        count,
+        query,
+    })
+}
+
+/// The aggregates every report row carries.
+fn base_aggs(kind: Kind) -> Vec<Agg> {
+    let mut aggs = vec![
+        Agg::Count,
+        Agg::Allowed,
+        Agg::Blocked,
+        Agg::BlockRate,
+        Agg::Ivt(IvtClass::Givt),
+        Agg::Ivt(IvtClass::Sivt),
+    ];
+    if kind == Kind::Fraud {
+        aggs.extend(Tag::ALL.map(Agg::BlockedByTag));
+        aggs.extend(
+            RuleKind::ALL
+                .into_iter()
+                .filter(|k| *k != RuleKind::AllowList)
+                .map(Agg::BlockedByRule),
+        );
+    }
+    aggs
+}
+
+fn build(kind: Kind, p: Params) -> Query {
+    let mut groups = Vec::new();
+    if let Some(i) = p.interval {
+        groups.push(i);
+    }
+    groups.extend(p.groups.iter().copied());
+    let sort = match (kind, p.interval) {
+        (Kind::Interval, Some(i)) => vec![(i.name.to_owned(), false)],
+        _ => vec![("blocked".to_owned(), true), ("count".to_owned(), true)],
+    };
+    Query {
+        shape: Shape::Groups {
+            groups,
+            aggs: base_aggs(kind),
+            having: (!p.having.is_empty()).then_some(Expr::And(p.having)),
+        },
+        filter: Some(Expr::And(p.filters)),
+        sort,
+        page: p.page,
+        page_size: p.count,
+        ..p.query
+    }
+}
+
+/// One report row as Fraudshield-style JSON.
+pub fn shape_row(kind: Kind, row: Map<String, Value>) -> Value {
+    let mut out = Map::new();
+    let mut reasons = Map::new();
+    for (k, v) in row {
+        if let Some(tag) = k.strip_prefix("blocked_by_rule_") {
+            if v.as_i64().unwrap_or(0) > 0 {
+                reasons.insert(format!("rule:{tag}"), v);
+            }
+        } else if let Some(tag) = k.strip_prefix("blocked_by_") {
+            if v.as_i64().unwrap_or(0) > 0 {
+                let wire = Tag::from_config_name(tag)
+                    .map_or_else(|| tag.to_owned(), |t| t.as_str().to_owned());
+                reasons.insert(wire, v);
+            }
+        } else {
+            let name = match k.as_str() {
+                "count" => "events".to_owned(),
+                "date" | "hour" | "week" | "month" | "year" if kind == Kind::Interval => {
+                    "intervals".to_owned()
+                }
+                _ => k.clone(),
+            };
+            out.insert(name, v);
+        }
+    }
+    if kind == Kind::Fraud {
+        out.insert("reasons".into(), Value::Object(reasons));
+    }
+    Value::Object(out)
+}
