@@ -204,6 +204,12 @@ impl Config {
                 "path must be set and queue, batch_max > 0",
             ));
         }
+        if dl.flush_ms > 1000 {
+            return Err(ConfigError::invalid(
+                "decision_log.flush_ms",
+                "at most 1000: decisions are queryable within a second",
+            ));
+        }
         if dl.retention_days == 0 || dl.query_timeout_ms == 0 {
             return Err(ConfigError::invalid(
                 "decision_log",

@@ -64,6 +64,9 @@ pub struct DecisionLogConfig {
     pub on_full: OnFull,
     /// Most records in one write transaction.
     pub batch_max: usize,
+    /// A record waits at most this long to be written (a batch collects
+    /// for this long unless it fills first): fewer, larger transactions.
+    pub flush_ms: u64,
     pub retention_days: u32,
     pub ip: IpMode,
     pub query_timeout_ms: u64,
@@ -112,20 +115,29 @@ impl DecisionLog {
         let written = metrics::counter!(m::LOG_WRITTEN);
         let errors = metrics::counter!(m::LOG_ERRORS);
         let batch_max = c.batch_max.max(1);
+        let flush = Duration::from_millis(c.flush_ms);
         std::thread::Builder::new()
             .name("decision-log".into())
             .spawn(move || {
                 let mut batch: Vec<Record> = Vec::with_capacity(batch_max);
                 let mut acks = Vec::new();
                 while let Some(first) = rx.blocking_recv() {
-                    let mut take = |msg: Msg, batch: &mut Vec<Record>| match msg {
+                    let take = |msg: Msg, batch: &mut Vec<Record>, acks: &mut Vec<_>| match msg {
                         Msg::Record(r) => batch.push(*r),
                         Msg::Flush(ack) => acks.push(ack),
                     };
-                    take(first, &mut batch);
-                    while batch.len() < batch_max {
+                    take(first, &mut batch, &mut acks);
+                    // Collect for up to flush_ms: one commit per batch, not
+                    // per handful of records (each commit writes whole pages).
+                    let until = std::time::Instant::now() + flush;
+                    while batch.len() < batch_max && acks.is_empty() {
                         match rx.try_recv() {
-                            Ok(msg) => take(msg, &mut batch),
+                            Ok(msg) => take(msg, &mut batch, &mut acks),
+                            Err(mpsc::error::TryRecvError::Empty)
+                                if std::time::Instant::now() < until =>
+                            {
+                                std::thread::sleep(Duration::from_millis(2));
+                            }
                             Err(_) => break,
                         }
                     }
