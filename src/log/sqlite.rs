@@ -95,24 +95,31 @@ impl Writer {
     pub fn write(&mut self, batch: &[Record]) -> Result<(), LogError> {
         let err = |e: rusqlite::Error| LogError::Write(e.to_string());
         let tx = self.conn.transaction().map_err(err)?;
+        // The day's table and insert statement, worked out once per day
+        // seen in the batch, not per row.
+        let mut current: Option<(i64, String)> = None;
         for r in batch {
-            let table = day_table(r.ts_ms());
-            if !self.tables.contains(&table) {
-                tx.execute_batch(&format!(
-                    "CREATE TABLE IF NOT EXISTS \"{table}\" {SCHEMA}; \
-                     CREATE INDEX IF NOT EXISTS \"{table}_ts\" ON \"{table}\" (ts);"
-                ))
-                .map_err(err)?;
-                self.tables.insert(table.clone());
-            }
-            let row = Row::new(r, &self.ivt, self.ip, self.salt.as_ref());
-            let mut stmt = tx
-                .prepare_cached(&format!(
+            let day = r.ts_ms().div_euclid(86_400_000);
+            if current.as_ref().is_none_or(|(d, _)| *d != day) {
+                let table = day_table(r.ts_ms());
+                if !self.tables.contains(&table) {
+                    tx.execute_batch(&format!(
+                        "CREATE TABLE IF NOT EXISTS \"{table}\" {SCHEMA}; \
+                         CREATE INDEX IF NOT EXISTS \"{table}_ts\" ON \"{table}\" (ts);"
+                    ))
+                    .map_err(err)?;
+                    self.tables.insert(table.clone());
+                }
+                let insert = format!(
                     "INSERT INTO \"{table}\" ({COLUMNS}) VALUES \
                      (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
                       ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
-                ))
-                .map_err(err)?;
+                );
+                current = Some((day, insert));
+            }
+            let insert = &current.as_ref().expect("set above").1;
+            let row = Row::new(r, &self.ivt, self.ip, self.salt.as_ref());
+            let mut stmt = tx.prepare_cached(insert).map_err(err)?;
             stmt.execute(rusqlite::params![
                 row.id,
                 row.ts,

@@ -33,14 +33,6 @@ async fn rows(app: &TestApp, path: &str, n: usize) -> Vec<Value> {
     .await
 }
 
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .user_agent(UA)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn every_door_records_its_decisions_queryable_within_a_second() {

@@ -2,19 +2,8 @@
 
 use fraudgate::config::{OfferConfig, OnError};
 use reqwest::StatusCode;
-use reqwest::redirect::Policy;
 
 use crate::helpers::*;
-
-fn no_redirects() -> reqwest::Client {
-    fraudgate::upstream::install_crypto_provider();
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .no_proxy()
-        .user_agent(UA)
-        .build()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn auth_allows_with_200_and_blocks_with_403_and_headers() {

@@ -251,3 +251,14 @@ pub fn tool(name: &str) -> Option<std::path::PathBuf> {
     }
     found
 }
+
+/// A browser-like client that does not follow redirects (for /click).
+pub fn no_redirects() -> reqwest::Client {
+    fraudgate::upstream::install_crypto_provider();
+    reqwest::Client::builder()
+        .no_proxy()
+        .user_agent(UA)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}

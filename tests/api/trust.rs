@@ -14,14 +14,6 @@ fn offer(c: &mut fraudgate::Config) {
     }];
 }
 
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .user_agent(UA)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
 
 fn headers_of(r: &reqwest::Response) -> (String, String) {
     let h = |n: &str| {
