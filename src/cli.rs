@@ -75,14 +75,7 @@ pub fn report(config: &Config, args: &[String]) -> Result<(), String> {
             _ => Map::new(),
         })
         .collect();
-    let mut columns: Vec<String> = Vec::new();
-    for r in &rows {
-        for k in r.keys() {
-            if !columns.contains(k) {
-                columns.push(k.clone());
-            }
-        }
-    }
+    let columns = crate::query::report::columns(&rows);
     print(&columns, rows, format_of(&raw));
     Ok(())
 }
@@ -114,13 +107,7 @@ fn collect(config: &Config, q: &Query) -> Result<Vec<Map<String, Value>>, String
     Ok(rows)
 }
 
-fn cell(v: Option<&Value>) -> String {
-    match v {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
-}
+use crate::query::report::cell;
 
 fn print(columns: &[String], rows: Vec<Map<String, Value>>, format: &str) {
     match format {
@@ -130,21 +117,9 @@ fn print(columns: &[String], rows: Vec<Map<String, Value>>, format: &str) {
             }
         }
         "csv" => {
-            println!("{}", columns.join(","));
-            for r in &rows {
-                let line: Vec<String> = columns
-                    .iter()
-                    .map(|c| {
-                        let s = cell(r.get(c));
-                        if s.contains([',', '"', '\n']) {
-                            format!("\"{}\"", s.replace('"', "\"\""))
-                        } else {
-                            s
-                        }
-                    })
-                    .collect();
-                println!("{}", line.join(","));
-            }
+            let mut out = std::io::stdout().lock();
+            let csv = crate::query::report::to_csv(columns, &rows);
+            let _ = std::io::Write::write_all(&mut out, csv.as_bytes());
         }
         _ => {
             let mut t = Table::new();

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::AppState;
-use super::data::{Format, query_error, stream};
+use super::data::{Format, query_error};
 use super::error::ApiError;
 use crate::query::report::{Kind, shape_row};
 use crate::query::{Events, Expr, FIELDS, Op, Query, Scalar, Shape, time_zone};
@@ -30,11 +30,25 @@ use crate::query::{Events, Expr, FIELDS, Op, Query, Scalar, Shape, time_zone};
 async fn report(state: AppState, kind: Kind, raw: String) -> Result<Response, ApiError> {
     let format = Format::from_query(&raw)?;
     let q = crate::query::report::query(kind, &raw).map_err(query_error)?;
-    if format == Format::Csv {
-        return stream(&state, q, format).await;
-    }
     let rows = collect(&state, q).await?;
-    let results: Vec<Value> = rows.into_iter().map(|r| shape_row(kind, r)).collect();
+    let shaped: Vec<Map<String, Value>> = rows
+        .into_iter()
+        .filter_map(|r| match shape_row(kind, r) {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    if format == Format::Csv {
+        // The same names as the JSON (events, intervals, reasons).
+        let columns = crate::query::report::columns(&shaped);
+        let mut resp = crate::query::report::to_csv(&columns, &shaped).into_response();
+        resp.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("text/csv; charset=utf-8"),
+        );
+        return Ok(resp);
+    }
+    let results: Vec<Value> = shaped.into_iter().map(Value::Object).collect();
     let body = match kind {
         Kind::Fraud => json!({ "fraud": { "results": results } }),
         Kind::Global => json!({ "global": { "results": results } }),

@@ -122,6 +122,12 @@ fn expr(v: &Value, param: &'static str, depth: usize) -> Result<Expr, QueryError
             [one] => Ok(Expr::Not(Box::new(expr(one, param, depth + 1)?))),
             _ => Err(QueryError::new(param, "NOT takes exactly one operand")),
         },
+        other if other.chars().all(|c| c.is_ascii_uppercase()) => Err(QueryError::new(
+            param,
+            format!(
+                "unknown operator {other:?}: use AND, OR, NOT, or a [\"<field>\", value] operand"
+            ),
+        )),
         operand => {
             let (name, op) = Op::SUFFIXES
                 .iter()

@@ -304,7 +304,22 @@ impl Query {
         let mut page = 1;
         let mut page_size = 100;
         let mut tz = TimeZone::UTC;
+        let mut seen: Vec<String> = Vec::new();
         for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+            // A parameter that takes one value, given twice, is a mistake
+            // to name, not a last-one-wins guess.
+            if matches!(
+                &*k,
+                "filter" | "having" | "page" | "page_size" | "tz" | "format"
+            ) {
+                if seen.iter().any(|s| *s == *k) {
+                    return Err(QueryError::new(
+                        k.to_string(),
+                        format!("{k} given more than once"),
+                    ));
+                }
+                seen.push(k.to_string());
+            }
             let list = || {
                 v.split(',')
                     .map(str::trim)
@@ -324,7 +339,7 @@ impl Query {
                 "key" | "format" => {}
                 other => {
                     return Err(QueryError::new(
-                        "query",
+                        other.to_owned(),
                         format!("unknown parameter {other:?}"),
                     ));
                 }
@@ -487,7 +502,8 @@ mod tests {
             ("sort=ip", "sort"),
             ("sort=ua_asc&field=ip", "sort"),
             ("filter=%5B", "filter"),
-            ("bogus=1", "query"),
+            ("bogus=1", "bogus"),
+            ("page=1&page=2", "page"),
         ] {
             let e = Query::from_params(Events::All, raw, false).unwrap_err();
             assert_eq!(e.field, field, "{raw}: {e}");

@@ -169,7 +169,12 @@ fn parse(kind: Kind, raw: &str) -> Result<Params, QueryError> {
             "count" => count = number(&v, "count", 1, crate::query::MAX_PAGE_SIZE)?,
             "page" => page = number(&v, "page", 1, u64::MAX)?,
             "key" | "format" => {}
-            other => return Err(bad("query", format!("unknown parameter {other:?}"))),
+            other => {
+                return Err(QueryError::new(
+                    other.to_owned(),
+                    format!("unknown parameter {other:?}"),
+                ));
+            }
         }
     }
     if groups.len() > 3 {
@@ -298,4 +303,54 @@ pub fn shape_row(kind: Kind, row: Map<String, Value>) -> Value {
         out.insert("reasons".into(), Value::Object(reasons));
     }
     Value::Object(out)
+}
+
+/// The columns of shaped report rows, in a stable order: the interval and
+/// the groups first, then the counts, then the reasons.
+pub fn columns(rows: &[Map<String, Value>]) -> Vec<String> {
+    const COUNTS: &[&str] = &[
+        "events",
+        "allowed",
+        "blocked",
+        "block_rate",
+        "ivt_givt",
+        "ivt_sivt",
+        "reasons",
+    ];
+    let has = |c: &str| rows.iter().any(|r| r.contains_key(c));
+    std::iter::once("intervals")
+        .chain(GROUPS.iter().copied())
+        .chain(COUNTS.iter().copied())
+        .filter(|c| has(c))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A cell of a report table or CSV: text as it is, anything else as JSON.
+pub fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Rows as CSV in the given column order (RFC 4180; JSON values such as
+/// the reasons as one cell).
+pub fn to_csv(cols: &[String], rows: &[Map<String, Value>]) -> String {
+    let quote = |s: String| {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s
+        }
+    };
+    let mut out = cols.join(",");
+    out.push_str("\r\n");
+    for r in rows {
+        let line: Vec<String> = cols.iter().map(|c| quote(cell(r.get(c)))).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    out
 }

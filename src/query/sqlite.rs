@@ -27,19 +27,25 @@ fn column(f: &Field) -> String {
 fn agg_sql(a: &Agg) -> String {
     match a {
         Agg::Count => "COUNT(*)".into(),
-        Agg::Blocked => "SUM(would_be = 'block')".into(),
-        Agg::Allowed => "SUM(would_be = 'allow')".into(),
-        Agg::BlockRate => "ROUND(100.0 * SUM(would_be = 'block') / COUNT(*), 2)".into(),
+        // COALESCE: an empty range answers 0, not null.
+        Agg::Blocked => "COALESCE(SUM(would_be = 'block'), 0)".into(),
+        Agg::Allowed => "COALESCE(SUM(would_be = 'allow'), 0)".into(),
+        Agg::BlockRate => {
+            "COALESCE(ROUND(100.0 * SUM(would_be = 'block') / COUNT(*), 2), 0.0)".into()
+        }
         Agg::Any(f) => format!("MIN({})", column(f)),
         Agg::Uniq(f) => format!("COUNT(DISTINCT {})", column(f)),
-        Agg::Tag(t) => format!("SUM((tag_mask & {}) != 0)", t.bit()),
-        Agg::BlockedByTag(t) => format!("SUM((blocked_mask & {}) != 0)", t.bit()),
-        Agg::Rule(k) => format!("SUM((rule_mask & {}) != 0)", 1u32 << (*k as u32)),
-        Agg::BlockedByRule(k) => format!(
-            "SUM((rule_mask & {}) != 0 AND would_be = 'block')",
+        Agg::Tag(t) => format!("COALESCE(SUM((tag_mask & {}) != 0), 0)", t.bit()),
+        Agg::BlockedByTag(t) => format!("COALESCE(SUM((blocked_mask & {}) != 0), 0)", t.bit()),
+        Agg::Rule(k) => format!(
+            "COALESCE(SUM((rule_mask & {}) != 0), 0)",
             1u32 << (*k as u32)
         ),
-        Agg::Ivt(c) => format!("SUM(ivt = '{}')", c.as_str()),
+        Agg::BlockedByRule(k) => format!(
+            "COALESCE(SUM((rule_mask & {}) != 0 AND would_be = 'block'), 0)",
+            1u32 << (*k as u32)
+        ),
+        Agg::Ivt(c) => format!("COALESCE(SUM(ivt = '{}'), 0)", c.as_str()),
         Agg::AvgElapsedUs => "ROUND(AVG(elapsed_us), 1)".into(),
     }
 }

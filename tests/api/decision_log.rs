@@ -33,7 +33,6 @@ async fn rows(app: &TestApp, path: &str, n: usize) -> Vec<Value> {
     .await
 }
 
-
 #[tokio::test]
 async fn every_door_records_its_decisions_queryable_within_a_second() {
     let app = spawn_app_with(|c| {
@@ -301,7 +300,13 @@ async fn bad_queries_are_400s_naming_the_part() {
             "unknown time zone",
         ),
         ("/v1/data/click?sort=ua", "sort", "_asc"),
-        ("/v1/data/click?color=red", "query", "unknown parameter"),
+        ("/v1/data/click?color=red", "color", "unknown parameter"),
+        ("/v1/data/click?page=1&page=2", "page", "more than once"),
+        (
+            "/v1/data/click?filter=%5B%22XOR%22%2C%5B%22ip%22%2C1%5D%5D",
+            "filter",
+            "unknown operator",
+        ),
         ("/v1/data/install", "event", "click, impression or all"),
         ("/v1/data/click/groups?field=count", "group", "at least one"),
         (
@@ -447,10 +452,21 @@ async fn the_fraud_global_and_interval_reports_speak_fraudshield() {
         .text()
         .await
         .unwrap();
+    // CSV carries the JSON's names.
     assert!(
-        csv.starts_with("affiliate_id,count,allowed,blocked,block_rate"),
+        csv.starts_with(
+            "affiliate_id,events,allowed,blocked,block_rate,ivt_givt,ivt_sivt,reasons\r\n"
+        ),
         "{csv}"
     );
+    // An empty range is zeros, not nulls.
+    let v: Value = json(
+        app.get("/v1/reports/global?date_start=2020-01-01&date_end=2020-01-01")
+            .await,
+    )
+    .await;
+    assert_eq!(v["global"]["results"][0]["blocked"], 0, "{v}");
+    assert_eq!(v["global"]["results"][0]["block_rate"], 0.0, "{v}");
 }
 
 #[tokio::test]
@@ -560,7 +576,7 @@ async fn the_cli_reads_the_same_store_as_a_table_csv_or_json() {
         "format=csv",
     ]);
     assert_eq!(code, Some(0));
-    assert_eq!(out, "ip,decision\n10.99.0.1,block\n10.99.0.2,allow\n");
+    assert_eq!(out, "ip,decision\r\n10.99.0.1,block\r\n10.99.0.2,allow\r\n");
     let (code, out, _) = cli(&["report", "fraud", "group[]=affiliate_id"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(

@@ -14,7 +14,6 @@ fn offer(c: &mut fraudgate::Config) {
     }];
 }
 
-
 fn headers_of(r: &reqwest::Response) -> (String, String) {
     let h = |n: &str| {
         r.headers()
