@@ -45,6 +45,12 @@ fn log(c: &mut Criterion) {
         b.iter(|| Record::new(black_box(&event), black_box(&decision), Door::Check, None))
     });
 
+    let ivt = IvtMap::new(&fraudgate::Config::default().ivt).unwrap();
+    let record = Record::new(&event, &decision, Door::Check, None);
+    g.bench_function("row/new", |b| {
+        b.iter(|| fraudgate::log::Row::new(black_box(&record), &ivt, IpMode::Full, None))
+    });
+
     let dir = std::env::temp_dir().join(format!("fraudgate-bench-log-{}", std::process::id()));
     let config = fraudgate::Config::default();
     let mut w =
