@@ -22,6 +22,11 @@ use crate::query::{Query, QueryError, TimeUnit, bucket, sqlite::build};
 
 pub const FILE: &str = "decisions.sqlite";
 
+/// Rows per multi-row INSERT (29 parameters each, well under SQLite's
+/// 32 766).
+const ROWS_PER_INSERT: usize = 32;
+const COLUMN_COUNT: usize = 29;
+
 const COLUMNS: &str = "id, ts, door, client, event_type, ip, ua, affiliate_id, offer_id, \
     aff_sub1, aff_sub2, aff_sub3, aff_sub4, aff_sub5, country_code, extra, decision, would_be, \
     mode, tags, tag_mask, blocked_mask, source, reason, rules, rule_mask, ivt, ivt_category, \
@@ -95,66 +100,77 @@ impl Writer {
     /// Writes a batch in one transaction (one prepared insert per day).
     pub fn write(&mut self, batch: &[Record]) -> Result<(), LogError> {
         let err = |e: rusqlite::Error| LogError::Write(e.to_string());
-        let tx = self.conn.transaction().map_err(err)?;
-        // The day's table and insert statement, worked out once per day
-        // seen in the batch, not per row.
-        let mut current: Option<(i64, String)> = None;
+        let Writer {
+            conn,
+            tables,
+            ivt,
+            ip,
+            salt,
+            ..
+        } = self;
+        let tx = conn.transaction().map_err(err)?;
+        // Rows are inserted ROWS_PER_INSERT at a time (one statement, far
+        // less per-row VM work), the remainder one by one; the day's table
+        // and statements are worked out once per day seen in the batch.
+        let mut day_rows: Vec<Row> = Vec::with_capacity(batch.len().min(4096));
+        let mut day = None;
         for r in batch {
-            let day = r.ts_ms().div_euclid(86_400_000);
-            if current.as_ref().is_none_or(|(d, _)| *d != day) {
-                let table = day_table(r.ts_ms());
-                if !self.tables.contains(&table) {
-                    tx.execute_batch(&format!(
-                        "CREATE TABLE IF NOT EXISTS \"{table}\" {SCHEMA}; \
-                         CREATE INDEX IF NOT EXISTS \"{table}_ts\" ON \"{table}\" (ts);"
-                    ))
-                    .map_err(err)?;
-                    self.tables.insert(table.clone());
-                }
-                let insert = format!(
-                    "INSERT INTO \"{table}\" ({COLUMNS}) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-                      ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"
-                );
-                current = Some((day, insert));
+            let d = r.ts_ms().div_euclid(86_400_000);
+            if day.is_some_and(|cur| cur != d) && !day_rows.is_empty() {
+                Self::insert_day(tables, &tx, day.unwrap_or(d), &day_rows)?;
+                day_rows.clear();
             }
-            let insert = &current.as_ref().expect("set above").1;
-            let row = Row::new(r, &self.ivt, self.ip, self.salt.as_ref());
-            let mut stmt = tx.prepare_cached(insert).map_err(err)?;
-            stmt.execute(rusqlite::params![
-                row.id,
-                row.ts,
-                row.door,
-                row.client,
-                row.event_type,
-                row.ip,
-                row.ua,
-                row.affiliate_id,
-                row.offer_id,
-                row.aff_sub[0],
-                row.aff_sub[1],
-                row.aff_sub[2],
-                row.aff_sub[3],
-                row.aff_sub[4],
-                row.country_code,
-                row.extra,
-                row.decision,
-                row.would_be,
-                row.mode,
-                row.tags,
-                row.tag_mask,
-                row.blocked_mask,
-                row.source,
-                row.reason,
-                row.rules,
-                row.rule_mask,
-                row.ivt,
-                row.ivt_category,
-                row.elapsed_us,
-            ])
-            .map_err(err)?;
+            day = Some(d);
+            day_rows.push(Row::new(r, ivt, *ip, salt.as_ref()));
+        }
+        if let Some(d) = day {
+            Self::insert_day(tables, &tx, d, &day_rows)?;
         }
         tx.commit().map_err(err)
+    }
+
+    fn insert_day(
+        tables: &mut HashSet<String>,
+        tx: &rusqlite::Transaction<'_>,
+        day: i64,
+        rows: &[Row],
+    ) -> Result<(), LogError> {
+        let err = |e: rusqlite::Error| LogError::Write(e.to_string());
+        let table = day_table(day * 86_400_000);
+        if !tables.contains(&table) {
+            tx.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS \"{table}\" {SCHEMA}; \
+                 CREATE INDEX IF NOT EXISTS \"{table}_ts\" ON \"{table}\" (ts);"
+            ))
+            .map_err(err)?;
+            tables.insert(table.clone());
+        }
+        let insert = |n: usize| {
+            let one = format!("({})", vec!["?"; COLUMN_COUNT].join(", "));
+            format!(
+                "INSERT INTO \"{table}\" ({COLUMNS}) VALUES {}",
+                vec![one; n].join(", ")
+            )
+        };
+        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+        if chunks.len() > 0 {
+            let mut stmt = tx.prepare_cached(&insert(ROWS_PER_INSERT)).map_err(err)?;
+            for chunk in &mut chunks {
+                stmt.execute(rusqlite::params_from_iter(
+                    chunk.iter().flat_map(|r| r.params()),
+                ))
+                .map_err(err)?;
+            }
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut stmt = tx.prepare_cached(&insert(1)).map_err(err)?;
+            for r in rest {
+                stmt.execute(rusqlite::params_from_iter(r.params()))
+                    .map_err(err)?;
+            }
+        }
+        Ok(())
     }
 
     /// Drops the day tables older than the retention (at most once per
@@ -290,6 +306,80 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(ms: i64, i: u128) -> Record {
+        let event = crate::event::EventBuilder::from_query(&format!(
+            "event_type=click&ip=10.0.0.{}&ua=x&affiliate_id=a{}&offer_id=o",
+            i % 200,
+            i % 3
+        ))
+        .unwrap()
+        .build()
+        .unwrap();
+        Record {
+            id: crate::decision::DecisionId(((ms as u128) << 80) | (0x7 << 76) | i),
+            door: crate::decision::Door::Check,
+            client: None,
+            event,
+            decision: crate::policy::Action::Allow,
+            would_be: crate::policy::Action::Allow,
+            mode: crate::policy::Mode::Enforce,
+            tags: crate::verdict::Tags::clean(),
+            blocked_by: crate::verdict::Tags::clean(),
+            source: crate::decision::Source::Cache,
+            reason: "clean",
+            rules: Vec::new(),
+            elapsed_us: 1,
+        }
+    }
+
+    fn count(dir: &Path, raw: &str) -> usize {
+        let q = Query::from_params(crate::query::Events::All, raw, false).unwrap();
+        let mut n = 0;
+        run(dir, &q, Duration::from_secs(5), |_, _| {
+            n += 1;
+            true
+        })
+        .unwrap();
+        n
+    }
+
+    #[test]
+    fn batches_span_days_and_retention_drops_whole_days() {
+        let dir = std::env::temp_dir().join(format!(
+            "fraudgate-sqlite-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let mut w = Writer::open(&dir, ivt, IpMode::Full, 2).unwrap();
+        let day = 86_400_000i64;
+        let today = 20_000 * day;
+        // One batch over three days: 40 rows 10 days ago (a 32-row insert
+        // and 8 single ones), 30 yesterday, 30 today.
+        let batch: Vec<Record> = (0..100u128)
+            .map(|i| {
+                let ms = match i {
+                    0..40 => today - 10 * day,
+                    40..70 => today - day,
+                    _ => today + 1000,
+                };
+                record(ms, i)
+            })
+            .collect();
+        w.write(&batch).unwrap();
+        assert_eq!(count(&dir, "field=id&page_size=1000"), 100);
+        let dropped = w.retention(today + 5000).unwrap();
+        assert_eq!(
+            dropped,
+            [day_table(today - 10 * day)],
+            "only the day past 2 days"
+        );
+        assert_eq!(count(&dir, "field=id&page_size=1000"), 60);
+        assert!(w.retention(today + 6000).unwrap().is_empty(), "once a day");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn day_tables_are_named_by_utc_day() {
