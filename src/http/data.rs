@@ -21,6 +21,7 @@ use super::error::ApiError;
 use crate::config::{Secret, SecretList};
 use crate::log::sqlite::QueryFailure;
 use crate::metrics as m;
+use crate::query::csv_field;
 use crate::query::{Events, Query, QueryError};
 
 /// Output formats.
@@ -274,29 +275,6 @@ fn write_csv_row(buf: &mut Vec<u8>, n: usize, row: &rusqlite::Row<'_>) {
     buf.extend_from_slice(b"\r\n");
 }
 
-/// RFC 4180: quoted when it holds a comma, quote or line break. A leading
-/// `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet never runs
-/// a UA or sub id as a formula.
-fn csv_field(buf: &mut Vec<u8>, s: &str) {
-    let formula = s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err();
-    let quote = formula || s.contains([',', '"', '\n', '\r']);
-    if quote {
-        buf.push(b'"');
-    }
-    if formula {
-        buf.push(b'\'');
-    }
-    for b in s.bytes() {
-        if b == b'"' {
-            buf.push(b'"');
-        }
-        buf.push(b);
-    }
-    if quote {
-        buf.push(b'"');
-    }
-}
-
 /// Who may read the decision log: `auth.report_keys` or admin keys, as
 /// `key=` (FraudScore style), `X-Api-Key` or `Authorization: Bearer`.
 /// With no such keys configured the reports are open on a loopback
@@ -366,25 +344,4 @@ pub async fn require_report_key(
         return resp;
     }
     next.run(req).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_and_formulas_defused() {
-        let mut b = Vec::new();
-        csv_field(&mut b, "plain");
-        b.push(b'|');
-        csv_field(&mut b, "a,\"b\"");
-        b.push(b'|');
-        csv_field(&mut b, "=HYPERLINK(\"x\")");
-        b.push(b'|');
-        csv_field(&mut b, "-1.5");
-        assert_eq!(
-            String::from_utf8(b).unwrap(),
-            "plain|\"a,\"\"b\"\"\"|\"'=HYPERLINK(\"\"x\"\")\"|-1.5"
-        );
-    }
 }

@@ -415,6 +415,29 @@ impl Query {
     }
 }
 
+/// RFC 4180: quoted when it holds a comma, quote or line break. A leading
+/// `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet never runs
+/// a UA or sub id as a formula.
+pub fn csv_field(buf: &mut Vec<u8>, s: &str) {
+    let formula = s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err();
+    let quote = formula || s.contains([',', '"', '\n', '\r']);
+    if quote {
+        buf.push(b'"');
+    }
+    if formula {
+        buf.push(b'\'');
+    }
+    for b in s.bytes() {
+        if b == b'"' {
+            buf.push(b'"');
+        }
+        buf.push(b);
+    }
+    if quote {
+        buf.push(b'"');
+    }
+}
+
 pub fn number(v: &str, param: &'static str, min: u64, max: u64) -> Result<u64, QueryError> {
     let n: u64 = v
         .trim()
@@ -536,6 +559,22 @@ mod tests {
                 .unwrap_err()
                 .field,
             "field"
+        );
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        let mut b = Vec::new();
+        csv_field(&mut b, "plain");
+        b.push(b'|');
+        csv_field(&mut b, "a,\"b\"");
+        b.push(b'|');
+        csv_field(&mut b, "=HYPERLINK(\"x\")");
+        b.push(b'|');
+        csv_field(&mut b, "-1.5");
+        assert_eq!(
+            String::from_utf8(b).unwrap(),
+            "plain|\"a,\"\"b\"\"\"|\"'=HYPERLINK(\"\"x\"\")\"|-1.5"
         );
     }
 

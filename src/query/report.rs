@@ -335,22 +335,22 @@ pub fn cell(v: Option<&Value>) -> String {
     }
 }
 
-/// Rows as CSV in the given column order (RFC 4180; JSON values such as
-/// the reasons as one cell).
+/// Rows as CSV in the given column order (RFC 4180 through
+/// [`super::csv_field`]; JSON values such as the reasons as one cell).
 pub fn to_csv(cols: &[String], rows: &[Map<String, Value>]) -> String {
-    let quote = |s: String| {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s
+    let mut out = Vec::new();
+    let line = |out: &mut Vec<u8>, cells: &mut dyn Iterator<Item = String>| {
+        for (i, c) in cells.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            super::csv_field(out, &c);
         }
+        out.extend_from_slice(b"\r\n");
     };
-    let mut out = cols.join(",");
-    out.push_str("\r\n");
+    line(&mut out, &mut cols.iter().cloned());
     for r in rows {
-        let line: Vec<String> = cols.iter().map(|c| quote(cell(r.get(c)))).collect();
-        out.push_str(&line.join(","));
-        out.push_str("\r\n");
+        line(&mut out, &mut cols.iter().map(|c| cell(r.get(c))));
     }
-    out
+    String::from_utf8(out).unwrap_or_default()
 }
