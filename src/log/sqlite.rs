@@ -66,7 +66,7 @@ fn open_rw(path: &Path) -> Result<Connection, LogError> {
     conn.execute_batch(
         "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL; \
          PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; \
-         PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 10000;",
+         PRAGMA wal_autocheckpoint = 10000;",
     )
     .map_err(|e| LogError::Open(file.display().to_string(), e.to_string()))?;
     Ok(conn)
