@@ -17,7 +17,7 @@ use comfy_table::{ContentArrangement, Table};
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use crate::log::sqlite::{QueryFailure, run};
+use crate::log::sqlite::QueryFailure;
 use crate::query::report::{Kind, shape_row};
 use crate::query::{Events, Query, QueryError};
 
@@ -81,30 +81,12 @@ pub fn report(config: &Config, args: &[String]) -> Result<(), String> {
 }
 
 fn collect(config: &Config, q: &Query) -> Result<Vec<Map<String, Value>>, String> {
-    let mut rows = Vec::new();
     let timeout = Duration::from_millis(config.decision_log.query_timeout_ms);
     let path = std::path::Path::new(&config.decision_log.path);
-    run(path, q, timeout, |names, row| {
-        let mut m = Map::new();
-        for (i, n) in names.iter().enumerate() {
-            let v = match row.get_ref(i) {
-                Ok(rusqlite::types::ValueRef::Integer(x)) => Value::from(x),
-                Ok(rusqlite::types::ValueRef::Real(x)) => Value::from(x),
-                Ok(rusqlite::types::ValueRef::Text(t)) => {
-                    Value::from(String::from_utf8_lossy(t).into_owned())
-                }
-                _ => Value::Null,
-            };
-            m.insert(n.clone(), v);
-        }
-        rows.push(m);
-        true
-    })
-    .map_err(|e| match e {
+    crate::log::sqlite::collect(path, q, timeout).map_err(|e| match e {
         QueryFailure::Bad(e) => bad(e),
         other => other.to_string(),
-    })?;
-    Ok(rows)
+    })
 }
 
 use crate::query::report::cell;

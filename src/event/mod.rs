@@ -239,11 +239,6 @@ impl EventBuilder {
         self.ip
     }
 
-    /// The event type, if set.
-    pub fn event_type(&self) -> Option<EventType> {
-        self.event_type
-    }
-
     /// Whether a field has been set.
     pub fn is_set(&self, name: &str) -> bool {
         match name {

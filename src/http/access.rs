@@ -132,8 +132,11 @@ impl Access {
     }
 }
 
-/// The key a request presents, borrowed where it can be.
-fn presented_key(req: &Request) -> Option<Cow<'_, [u8]>> {
+/// The key a request presents, borrowed where it can be: `X-Api-Key`,
+/// `Authorization: Bearer`, or `key=` in the query where `query_key` allows
+/// it (the RT drop-in and the Data API carry their key there, as the
+/// systems they copy do).
+pub(crate) fn presented_key(req: &Request, query_key: bool) -> Option<Cow<'_, [u8]>> {
     let h = req.headers();
     if let Some(k) = h.get("x-api-key") {
         return Some(Cow::Borrowed(k.as_bytes()));
@@ -144,8 +147,7 @@ fn presented_key(req: &Request) -> Option<Cow<'_, [u8]>> {
     {
         return Some(Cow::Borrowed(k));
     }
-    // The RT drop-in carries its key in the query, as RT does.
-    if req.uri().path() == "/" {
+    if query_key {
         let q = req.uri().query().unwrap_or("");
         return form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "key")
@@ -169,7 +171,8 @@ fn rate_limited(retry_after: u64) -> Response {
 
 pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Next) -> Response {
     let client = if access.required() {
-        let presented = presented_key(&req);
+        // The RT drop-in carries its key in the query, as RT does.
+        let presented = presented_key(&req, req.uri().path() == "/");
         let Some(client) = presented.as_deref().and_then(|k| access.find(k)) else {
             if presented.is_some() {
                 access.invalid.increment(1);

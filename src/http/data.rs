@@ -206,17 +206,13 @@ pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Respon
 
 use futures_util::StreamExt;
 
-fn log_off() -> ApiError {
+/// The answer when `decision_log.enabled = false`.
+pub fn log_off() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "decision_log_disabled",
         "the decision log is off: set decision_log.enabled = true",
     )
-}
-
-/// Columns holding JSON text, written as JSON.
-fn is_json(name: &str) -> bool {
-    name == "extra" || name == "rules"
 }
 
 fn write_json_row(buf: &mut Vec<u8>, names: &[String], row: &rusqlite::Row<'_>) {
@@ -227,27 +223,9 @@ fn write_json_row(buf: &mut Vec<u8>, names: &[String], row: &rusqlite::Row<'_>) 
         }
         let _ = serde_json::to_writer(&mut *buf, name);
         buf.push(b':');
-        match row.get_ref(i) {
-            Ok(ValueRef::Integer(n)) => buf.extend_from_slice(itoa(n).as_bytes()),
-            Ok(ValueRef::Real(r)) => {
-                let _ = serde_json::to_writer(&mut *buf, &r);
-            }
-            Ok(ValueRef::Text(t)) => {
-                let s = String::from_utf8_lossy(t);
-                if is_json(name) && serde_json::from_str::<serde_json::Value>(&s).is_ok() {
-                    buf.extend_from_slice(s.as_bytes());
-                } else {
-                    let _ = serde_json::to_writer(&mut *buf, &s);
-                }
-            }
-            _ => buf.extend_from_slice(b"null"),
-        }
+        let _ = serde_json::to_writer(&mut *buf, &crate::log::sqlite::json_value(name, row, i));
     }
     buf.extend_from_slice(b"}\n");
-}
-
-fn itoa(n: i64) -> String {
-    n.to_string()
 }
 
 fn write_csv_header(buf: &mut Vec<u8>, names: &[String]) {
@@ -310,21 +288,7 @@ pub async fn require_report_key(
         )
         .into_response();
     }
-    let h = req.headers();
-    let presented: Option<Vec<u8>> = h
-        .get("x-api-key")
-        .map(|v| v.as_bytes().to_vec())
-        .or_else(|| {
-            h.get(header::AUTHORIZATION)
-                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-                .map(<[u8]>::to_vec)
-        })
-        .or_else(|| {
-            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-                .find(|(k, _)| k == "key")
-                .map(|(_, v)| v.into_owned().into_bytes())
-        });
-    let ok = presented.is_some_and(|p| {
+    let ok = super::access::presented_key(&req, true).is_some_and(|p| {
         // Every key is compared, in constant time.
         access
             .keys

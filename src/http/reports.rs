@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::AppState;
-use super::data::{Format, query_error};
+use super::data::{Format, log_off, query_error};
 use super::error::ApiError;
 use crate::query::report::{Kind, shape_row};
 use crate::query::{Events, Expr, FIELDS, Op, Query, Scalar, Shape, time_zone};
@@ -57,47 +57,15 @@ async fn report(state: AppState, kind: Kind, raw: String) -> Result<Response, Ap
     Ok(Json(body).into_response())
 }
 
-/// Runs a (small, paged) query and collects its rows.
+/// Runs a (small, paged) query on a blocking thread and collects its rows.
 async fn collect(state: &AppState, q: Query) -> Result<Vec<Map<String, Value>>, ApiError> {
-    let log = state
-        .scorer
-        .log()
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "decision_log_disabled",
-                "the decision log is off: set decision_log.enabled = true",
-            )
-        })?
-        .clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let mut rows = Vec::new();
-        crate::log::sqlite::run(log.path(), &q, log.query_timeout(), |names, row| {
-            let mut m = Map::new();
-            for (i, n) in names.iter().enumerate() {
-                let v = match row.get_ref(i) {
-                    Ok(rusqlite::types::ValueRef::Integer(x)) => json!(x),
-                    Ok(rusqlite::types::ValueRef::Real(x)) => json!(x),
-                    Ok(rusqlite::types::ValueRef::Text(t)) => {
-                        let s = String::from_utf8_lossy(t).into_owned();
-                        if n == "rules" || n == "extra" {
-                            serde_json::from_str(&s).unwrap_or(Value::String(s))
-                        } else {
-                            Value::String(s)
-                        }
-                    }
-                    _ => Value::Null,
-                };
-                m.insert(n.clone(), v);
-            }
-            rows.push(m);
-            true
-        })
-        .map(|()| rows)
+    let log = state.scorer.log().ok_or_else(log_off)?.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::log::sqlite::collect(log.path(), &q, log.query_timeout())
     })
     .await
-    .map_err(|_| ApiError::internal())?;
-    result.map_err(|e| state.queries.failure(e))
+    .map_err(|_| ApiError::internal())?
+    .map_err(|e| state.queries.failure(e))
 }
 
 pub async fn fraud(

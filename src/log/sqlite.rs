@@ -18,7 +18,7 @@ use rusqlite::{Connection, OpenFlags, params_from_iter};
 use super::ivt::IvtMap;
 use super::record::Record;
 use super::{IpMode, LogError, Row};
-use crate::query::{Query, QueryError, TimeUnit, bucket, sqlite::build};
+use crate::query::{Kind, Query, QueryError, TimeUnit, bucket, sqlite::build};
 
 pub const FILE: &str = "decisions.sqlite";
 
@@ -301,6 +301,47 @@ pub fn run(
             }
         }
     }
+}
+
+/// A column's value as JSON; the JSON-text fields (`extra`, `rules`) as
+/// the JSON they hold.
+pub fn json_value(name: &str, row: &rusqlite::Row<'_>, i: usize) -> serde_json::Value {
+    use rusqlite::types::ValueRef;
+    use serde_json::Value;
+    match row.get_ref(i) {
+        Ok(ValueRef::Integer(x)) => Value::from(x),
+        Ok(ValueRef::Real(x)) => Value::from(x),
+        Ok(ValueRef::Text(t)) => {
+            let s = String::from_utf8_lossy(t).into_owned();
+            let json = crate::query::field(name).is_some_and(|f| f.kind == Kind::Json);
+            match json.then(|| serde_json::from_str(&s).ok()).flatten() {
+                Some(v) => v,
+                None => Value::String(s),
+            }
+        }
+        _ => Value::Null,
+    }
+}
+
+/// Runs a small, paged query (reports, an entry, the CLI) and collects its
+/// rows. Blocking, like [`run`].
+pub fn collect(
+    path: &Path,
+    q: &Query,
+    timeout: Duration,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, QueryFailure> {
+    let mut rows = Vec::new();
+    run(path, q, timeout, |names, row| {
+        rows.push(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), json_value(n, row, i)))
+                .collect(),
+        );
+        true
+    })?;
+    Ok(rows)
 }
 
 #[cfg(test)]
