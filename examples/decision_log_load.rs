@@ -2,6 +2,10 @@
 //! writer and a groups query by affiliate_id on it.
 //!
 //! cargo run --release --example decision_log_load -- [N=10000000] [DIR]
+//! CLICKHOUSE_URL=http://127.0.0.1:8123 cargo run --release --example decision_log_load -- [N]
+//!
+//! With CLICKHOUSE_URL set the store is that server (database
+//! `fraudgate_load`, table `decisions`, emptied first).
 //!
 //! Records are what the scorer hands the writer (10 000 per batch, 500
 //! affiliates, 20 offers, a tenth blocked with a tag).
@@ -10,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use fraudgate::decision::{DecisionId, Door, Source};
 use fraudgate::event::EventBuilder;
-use fraudgate::log::{IpMode, IvtMap, Record, sqlite};
+use fraudgate::log::{IpMode, IvtMap, Reader, Record, Store, clickhouse, sqlite};
 use fraudgate::policy::{Action, Mode};
 use fraudgate::query::{Events, Query};
 use fraudgate::verdict::Tags;
@@ -22,9 +26,35 @@ fn main() {
         || std::env::temp_dir().join(format!("fraudgate-load-{}", std::process::id())),
         Into::into,
     );
-    let config = fraudgate::Config::default();
+    let mut config = fraudgate::Config::default();
     let ivt = IvtMap::new(&config.ivt).unwrap();
-    let mut w = sqlite::Writer::open(&dir, ivt, IpMode::Full, 30).unwrap();
+    config.decision_log.path = dir.display().to_string();
+    config.decision_log.query_timeout_ms = 60_000;
+    let ch_url = std::env::var("CLICKHOUSE_URL").ok();
+    type Write = Box<dyn FnMut(&[Record])>;
+    let mut write: Write = match &ch_url {
+        Some(url) => {
+            let c = &mut config.decision_log;
+            c.store = Store::Clickhouse;
+            c.clickhouse.url = url.clone();
+            c.clickhouse.database = "fraudgate_load".into();
+            let _ = std::process::Command::new("curl")
+                .args([
+                    "-s",
+                    url,
+                    "--data-binary",
+                    "DROP TABLE IF EXISTS fraudgate_load.decisions",
+                ])
+                .status();
+            let mut w = clickhouse::Writer::new(c.clickhouse.clone(), ivt, IpMode::Full, 30);
+            Box::new(move |b| w.write(b).unwrap())
+        }
+        None => {
+            let mut w = sqlite::Writer::open(&dir, ivt, IpMode::Full, 30).unwrap();
+            Box::new(move |b| w.write(b).unwrap())
+        }
+    };
+    let reader = Reader::new(&config.decision_log);
     let day_ms = fraudgate::event::now_unix() as i64 / 86_400 * 86_400_000;
     let proxy = Tags::parse("proxy").unwrap();
     let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
@@ -79,13 +109,13 @@ fn main() {
         });
         if batch.len() == 10_000 {
             let t = Instant::now();
-            w.write(&batch).unwrap();
+            write(&batch);
             writing += t.elapsed();
             batch.clear();
         }
     }
     let t = Instant::now();
-    w.write(&batch).unwrap();
+    write(&batch);
     writing += t.elapsed();
     let took = started.elapsed();
     println!(
@@ -103,11 +133,12 @@ fn main() {
     for run in 1..=3 {
         let started = Instant::now();
         let mut rows = 0;
-        sqlite::run(&dir, &q, Duration::from_secs(60), |_, _| {
-            rows += 1;
-            true
-        })
-        .unwrap();
+        reader
+            .run(&q, &mut |_, _| {
+                rows += 1;
+                true
+            })
+            .unwrap();
         println!(
             "groups by affiliate_id (count, blocked, block_rate, uniq_ip), run {run}: {} ms, {rows} rows",
             started.elapsed().as_millis()
@@ -120,10 +151,13 @@ fn main() {
     )
     .unwrap();
     let started = Instant::now();
-    sqlite::run(&dir, &q2, Duration::from_secs(60), |_, _| true).unwrap();
+    reader.run(&q2, &mut |_, _| true).unwrap();
     println!(
         "groups by affiliate_id (count, blocked, block_rate): {} ms",
         started.elapsed().as_millis()
     );
-    println!("store: {}", dir.display());
+    match ch_url {
+        Some(url) => println!("store: {url} fraudgate_load.decisions"),
+        None => println!("store: {}", dir.display()),
+    }
 }

@@ -11,13 +11,11 @@
 //! Parameters are the HTTP ones, `name=value` each (values taken as they
 //! are: no URL encoding needed).
 
-use std::time::Duration;
-
 use comfy_table::{ContentArrangement, Table};
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use crate::log::sqlite::QueryFailure;
+use crate::log::{QueryFailure, Reader};
 use crate::query::report::{Kind, shape_row};
 use crate::query::{Events, Query, QueryError};
 
@@ -81,12 +79,12 @@ pub fn report(config: &Config, args: &[String]) -> Result<(), String> {
 }
 
 fn collect(config: &Config, q: &Query) -> Result<Vec<Map<String, Value>>, String> {
-    let timeout = Duration::from_millis(config.decision_log.query_timeout_ms);
-    let path = std::path::Path::new(&config.decision_log.path);
-    crate::log::sqlite::collect(path, q, timeout).map_err(|e| match e {
-        QueryFailure::Bad(e) => bad(e),
-        other => other.to_string(),
-    })
+    Reader::new(&config.decision_log)
+        .collect(q)
+        .map_err(|e| match e {
+            QueryFailure::Bad(e) => bad(e),
+            other => other.to_string(),
+        })
 }
 
 use crate::query::report::cell;

@@ -122,11 +122,11 @@ fn describe() {
     describe_counter!(LOG_WRITTEN, "Decisions written to the decision log.");
     describe_counter!(
         LOG_DROPPED,
-        "Decisions not recorded because the decision log queue was full (decision_log.on_full = \"drop\")."
+        "Decisions not recorded: the decision log queue was full (decision_log.on_full = \"drop\"), or a failing batch was given up at shutdown."
     );
     describe_counter!(
         LOG_ERRORS,
-        "Decision log batches that failed to write (their records are lost)."
+        "Decision log write attempts that failed; the batch is retried with backoff (100 ms to 5 s) until written, and given up only at shutdown."
     );
     describe_counter!(
         QUERIES,

@@ -210,6 +210,11 @@ impl Config {
                 "at most 1000: decisions are queryable within a second",
             ));
         }
+        if dl.store == crate::log::Store::Clickhouse {
+            dl.clickhouse
+                .validate()
+                .map_err(|(key, m)| ConfigError::invalid(key, m))?;
+        }
         if dl.retention_days == 0 || dl.query_timeout_ms == 0 {
             return Err(ConfigError::invalid(
                 "decision_log",

@@ -13,13 +13,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::Counter;
-use rusqlite::types::ValueRef;
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::config::{Secret, SecretList};
-use crate::log::sqlite::QueryFailure;
+use crate::log::QueryFailure;
 use crate::metrics as m;
 use crate::query::csv_field;
 use crate::query::{Events, Query, QueryError};
@@ -139,19 +139,19 @@ const CHUNK: usize = 64 * 1024;
 
 /// Runs `q` and streams its rows as JSON lines or CSV.
 pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Response, ApiError> {
-    let log = state.scorer.log().ok_or_else(log_off)?.clone();
+    let reader = state.scorer.log().ok_or_else(log_off)?.reader().clone();
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, QueryFailure>>(4);
     tokio::task::spawn_blocking(move || {
         let mut buf = Vec::with_capacity(CHUNK);
         let mut header = format == Format::Csv;
-        let result = crate::log::sqlite::run(log.path(), &q, log.query_timeout(), |names, row| {
+        let result = reader.run(&q, &mut |names, row| {
             if header {
                 write_csv_header(&mut buf, names);
                 header = false;
             }
             match format {
-                Format::Ndjson => write_json_row(&mut buf, names, row),
-                Format::Csv => write_csv_row(&mut buf, names.len(), row),
+                Format::Ndjson => write_json_row(&mut buf, names, &row),
+                Format::Csv => write_csv_row(&mut buf, &row),
             }
             if buf.len() >= CHUNK {
                 let chunk = Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(CHUNK)));
@@ -215,15 +215,15 @@ pub fn log_off() -> ApiError {
     )
 }
 
-fn write_json_row(buf: &mut Vec<u8>, names: &[String], row: &rusqlite::Row<'_>) {
+fn write_json_row(buf: &mut Vec<u8>, names: &[String], row: &[Value]) {
     buf.push(b'{');
-    for (i, name) in names.iter().enumerate() {
+    for (i, (name, v)) in names.iter().zip(row).enumerate() {
         if i > 0 {
             buf.push(b',');
         }
         let _ = serde_json::to_writer(&mut *buf, name);
         buf.push(b':');
-        let _ = serde_json::to_writer(&mut *buf, &crate::log::sqlite::json_value(name, row, i));
+        let _ = serde_json::to_writer(&mut *buf, v);
     }
     buf.extend_from_slice(b"}\n");
 }
@@ -238,16 +238,17 @@ fn write_csv_header(buf: &mut Vec<u8>, names: &[String]) {
     buf.extend_from_slice(b"\r\n");
 }
 
-fn write_csv_row(buf: &mut Vec<u8>, n: usize, row: &rusqlite::Row<'_>) {
-    for i in 0..n {
+fn write_csv_row(buf: &mut Vec<u8>, row: &[Value]) {
+    for (i, v) in row.iter().enumerate() {
         if i > 0 {
             buf.push(b',');
         }
-        match row.get_ref(i) {
-            Ok(ValueRef::Integer(v)) => buf.extend_from_slice(v.to_string().as_bytes()),
-            Ok(ValueRef::Real(v)) => buf.extend_from_slice(v.to_string().as_bytes()),
-            Ok(ValueRef::Text(t)) => csv_field(buf, &String::from_utf8_lossy(t)),
-            _ => {}
+        match v {
+            Value::Null => {}
+            Value::String(t) => csv_field(buf, t),
+            // Numbers as they are; JSON fields (rules, extra) as JSON text.
+            Value::Number(n) => buf.extend_from_slice(n.to_string().as_bytes()),
+            other => csv_field(buf, &other.to_string()),
         }
     }
     buf.extend_from_slice(b"\r\n");

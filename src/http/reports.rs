@@ -59,13 +59,11 @@ async fn report(state: AppState, kind: Kind, raw: String) -> Result<Response, Ap
 
 /// Runs a (small, paged) query on a blocking thread and collects its rows.
 async fn collect(state: &AppState, q: Query) -> Result<Vec<Map<String, Value>>, ApiError> {
-    let log = state.scorer.log().ok_or_else(log_off)?.clone();
-    tokio::task::spawn_blocking(move || {
-        crate::log::sqlite::collect(log.path(), &q, log.query_timeout())
-    })
-    .await
-    .map_err(|_| ApiError::internal())?
-    .map_err(|e| state.queries.failure(e))
+    let reader = state.scorer.log().ok_or_else(log_off)?.reader().clone();
+    tokio::task::spawn_blocking(move || reader.collect(&q))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| state.queries.failure(e))
 }
 
 pub async fn fraud(

@@ -9,13 +9,16 @@
 //! flushes what is queued. A crash loses at most the batch being written,
 //! and SQLite's WAL never leaves the store corrupt.
 
+pub mod clickhouse;
 pub mod ivt;
+pub mod read;
 pub mod record;
 pub mod sqlite;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use metrics::Counter;
@@ -23,13 +26,18 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::metrics as m;
+pub use clickhouse::ClickHouseConfig;
 pub use ivt::{Ivt, IvtClass, IvtConfig, IvtMap};
+pub use read::{QueryFailure, Reader};
 pub use record::Record;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Store {
+    /// Embedded: one file, no server.
     Sqlite,
+    /// A ClickHouse server, over its HTTP interface.
+    Clickhouse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -70,6 +78,11 @@ pub struct DecisionLogConfig {
     pub retention_days: u32,
     pub ip: IpMode,
     pub query_timeout_ms: u64,
+    /// The secret for `ip = "hashed"`. Empty: a random one kept in
+    /// `path/ip-salt`. Replicas writing one ClickHouse table share this
+    /// so an IP hashes alike on all of them.
+    pub ip_salt: crate::config::Secret,
+    pub clickhouse: ClickHouseConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,24 +109,71 @@ struct Inner {
     tx: mpsc::Sender<Msg>,
     on_full: OnFull,
     dropped: Counter,
-    path: PathBuf,
-    query_timeout: Duration,
+    reader: Reader,
+    /// Shutdown has begun: a batch that fails is not retried again.
+    closing: Arc<AtomicBool>,
 }
+
+/// Where the writer thread writes.
+enum Sink {
+    Sqlite(Box<sqlite::Writer>),
+    ClickHouse(Box<clickhouse::Writer>),
+}
+
+impl Sink {
+    fn write(&mut self, batch: &[Record]) -> Result<(), LogError> {
+        match self {
+            Sink::Sqlite(w) => w.write(batch),
+            Sink::ClickHouse(w) => w.write(batch),
+        }
+    }
+
+    fn retention(&mut self, now_ms: i64) -> Result<Vec<String>, LogError> {
+        match self {
+            Sink::Sqlite(w) => w.retention(now_ms),
+            Sink::ClickHouse(w) => w.retention(now_ms),
+        }
+    }
+}
+
+/// Waits between attempts at a batch that failed (ClickHouse down, disk
+/// full): doubling from 100 ms up to 5 s.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 impl DecisionLog {
     /// Opens the store and starts the writer thread.
     pub fn start(c: &DecisionLogConfig, ivt: IvtMap) -> Result<Self, LogError> {
         let path = PathBuf::from(&c.path);
         let salt = if c.ip == IpMode::Hashed {
-            Some(salt(&path)?)
+            Some(if c.ip_salt.expose().is_empty() {
+                salt(&path)?
+            } else {
+                let d = ring::digest::digest(&ring::digest::SHA256, c.ip_salt.expose().as_bytes());
+                <[u8; 32]>::try_from(d.as_ref()).unwrap_or_default()
+            })
         } else {
             None
         };
-        let mut writer = sqlite::Writer::open(&path, ivt, c.ip, c.retention_days.max(1))?;
-        writer.set_salt(salt);
+        let days = c.retention_days.max(1);
+        let mut writer = match c.store {
+            Store::Sqlite => {
+                let mut w = sqlite::Writer::open(&path, ivt, c.ip, days)?;
+                w.set_salt(salt);
+                Sink::Sqlite(Box::new(w))
+            }
+            Store::Clickhouse => {
+                let mut w = clickhouse::Writer::new(c.clickhouse.clone(), ivt, c.ip, days);
+                w.set_salt(salt);
+                Sink::ClickHouse(Box::new(w))
+            }
+        };
         let (tx, mut rx) = mpsc::channel::<Msg>(c.queue.max(1));
         let written = metrics::counter!(m::LOG_WRITTEN);
         let errors = metrics::counter!(m::LOG_ERRORS);
+        let dropped = metrics::counter!(m::LOG_DROPPED);
+        let closing = Arc::new(AtomicBool::new(false));
+        let closing_w = closing.clone();
         let batch_max = c.batch_max.max(1);
         let flush = Duration::from_millis(c.flush_ms);
         std::thread::Builder::new()
@@ -141,15 +201,30 @@ impl DecisionLog {
                             Err(_) => break,
                         }
                     }
-                    if !batch.is_empty() {
+                    // A failed batch is retried with backoff while the
+                    // queue holds what comes next (beyond its bound,
+                    // records are dropped and counted on the hot path);
+                    // once shutdown has begun it is given up.
+                    let mut backoff = BACKOFF_MIN;
+                    while !batch.is_empty() {
                         match writer.write(&batch) {
-                            Ok(()) => written.increment(batch.len() as u64),
+                            Ok(()) => {
+                                written.increment(batch.len() as u64);
+                                batch.clear();
+                            }
                             Err(e) => {
                                 errors.increment(1);
-                                tracing::warn!(error = %e, records = batch.len(), "decision log batch lost");
+                                if closing_w.load(Ordering::Acquire) {
+                                    tracing::warn!(error = %e, records = batch.len(), "decision log batch lost at shutdown");
+                                    dropped.increment(batch.len() as u64);
+                                    batch.clear();
+                                } else {
+                                    tracing::warn!(error = %e, records = batch.len(), retry_in_ms = backoff.as_millis() as u64, "decision log write failed; retrying");
+                                    std::thread::sleep(backoff);
+                                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                                }
                             }
                         }
-                        batch.clear();
                     }
                     if let Err(e) = writer.retention(crate::event::now_unix() as i64 * 1000) {
                         tracing::warn!(error = %e, "decision log retention failed");
@@ -165,8 +240,8 @@ impl DecisionLog {
                 tx,
                 on_full: c.on_full,
                 dropped: metrics::counter!(m::LOG_DROPPED),
-                path,
-                query_timeout: Duration::from_millis(c.query_timeout_ms),
+                reader: Reader::new(c),
+                closing,
             }),
         })
     }
@@ -189,20 +264,19 @@ impl DecisionLog {
         }
     }
 
-    /// Waits until everything queued so far is written (shutdown).
+    /// Waits until everything queued so far is written (shutdown): a
+    /// batch that fails from now on is given up, not retried.
     pub async fn flush(&self) {
+        self.inner.closing.store(true, Ordering::Release);
         let (ack, done) = std::sync::mpsc::sync_channel(1);
         if self.inner.tx.send(Msg::Flush(ack)).await.is_ok() {
             let _ = tokio::task::spawn_blocking(move || done.recv()).await;
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
-    pub fn query_timeout(&self) -> Duration {
-        self.inner.query_timeout
+    /// The query side of the same store.
+    pub fn reader(&self) -> &Reader {
+        &self.inner.reader
     }
 }
 

@@ -16,9 +16,11 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags, params_from_iter};
 
 use super::ivt::IvtMap;
+use super::read::QueryFailure;
 use super::record::Record;
 use super::{IpMode, LogError, Row};
-use crate::query::{Kind, Query, QueryError, TimeUnit, bucket, sqlite::build};
+use crate::query::sql::HIDDEN;
+use crate::query::{Query, TimeUnit, bucket, sqlite::build};
 
 pub const FILE: &str = "decisions.sqlite";
 
@@ -210,25 +212,14 @@ fn list_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     stmt.query_map([], |r| r.get::<_, String>(0))?.collect()
 }
 
-/// Why a query did not answer.
-#[derive(Debug, thiserror::Error)]
-pub enum QueryFailure {
-    #[error(transparent)]
-    Bad(#[from] QueryError),
-    #[error("the query ran past decision_log.query_timeout_ms")]
-    Timeout,
-    #[error("store error: {0}")]
-    Store(String),
-}
-
-/// Runs `q` on a fresh read-only connection and hands every row, as
-/// (column name, value) pairs in order, to `each` (which may stop it by
-/// returning false). Blocking: call it from a blocking thread.
+/// Runs `q` on a fresh read-only connection and hands every row (its
+/// values in column order) to `each`, which may stop it by returning
+/// false. Blocking: call it from a blocking thread.
 pub fn run(
     path: &Path,
     q: &Query,
     timeout: Duration,
-    mut each: impl FnMut(&[String], &rusqlite::Row<'_>) -> bool,
+    each: &mut dyn FnMut(&[String], Vec<serde_json::Value>) -> bool,
 ) -> Result<(), QueryFailure> {
     let file: PathBuf = path.join(FILE);
     let store = |e: rusqlite::Error| QueryFailure::Store(e.to_string());
@@ -245,6 +236,9 @@ pub fn run(
         conn = Connection::open_in_memory().map_err(store)?;
         tables = Vec::new();
     }
+    // `_like` matches case-sensitively, as in ClickHouse.
+    conn.execute_batch("PRAGMA case_sensitive_like = ON;")
+        .map_err(store)?;
     let tz = q.tz.clone();
     conn.create_scalar_function(
         "fg_time",
@@ -270,11 +264,8 @@ pub fn run(
         .map_err(store)?;
     let sql = build(q, &tables)?;
     let mut stmt = conn.prepare(&sql.text).map_err(store)?;
-    let names: Vec<String> = stmt
-        .column_names()
-        .map(str::to_owned)
-        .filter(|n| n != "__ts")
-        .collect();
+    let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+    let shown: Vec<String> = names.iter().filter(|n| *n != HIDDEN).cloned().collect();
     let mut rows = stmt
         .query(params_from_iter(sql.params.iter()))
         .map_err(|e| {
@@ -287,7 +278,12 @@ pub fn run(
     loop {
         match rows.next() {
             Ok(Some(row)) => {
-                if !each(&names, row) {
+                let values = shown
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| json_value(n, row, i))
+                    .collect();
+                if !each(&shown, values) {
                     return Ok(());
                 }
             }
@@ -305,43 +301,15 @@ pub fn run(
 
 /// A column's value as JSON; the JSON-text fields (`extra`, `rules`) as
 /// the JSON they hold.
-pub fn json_value(name: &str, row: &rusqlite::Row<'_>, i: usize) -> serde_json::Value {
+fn json_value(name: &str, row: &rusqlite::Row<'_>, i: usize) -> serde_json::Value {
     use rusqlite::types::ValueRef;
     use serde_json::Value;
     match row.get_ref(i) {
         Ok(ValueRef::Integer(x)) => Value::from(x),
         Ok(ValueRef::Real(x)) => Value::from(x),
-        Ok(ValueRef::Text(t)) => {
-            let s = String::from_utf8_lossy(t).into_owned();
-            let json = crate::query::field(name).is_some_and(|f| f.kind == Kind::Json);
-            match json.then(|| serde_json::from_str(&s).ok()).flatten() {
-                Some(v) => v,
-                None => Value::String(s),
-            }
-        }
+        Ok(ValueRef::Text(t)) => super::read::text_value(name, &String::from_utf8_lossy(t)),
         _ => Value::Null,
     }
-}
-
-/// Runs a small, paged query (reports, an entry, the CLI) and collects its
-/// rows. Blocking, like [`run`].
-pub fn collect(
-    path: &Path,
-    q: &Query,
-    timeout: Duration,
-) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, QueryFailure> {
-    let mut rows = Vec::new();
-    run(path, q, timeout, |names, row| {
-        rows.push(
-            names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.clone(), json_value(n, row, i)))
-                .collect(),
-        );
-        true
-    })?;
-    Ok(rows)
 }
 
 #[cfg(test)]
@@ -377,7 +345,7 @@ mod tests {
     fn count(dir: &Path, raw: &str) -> usize {
         let q = Query::from_params(crate::query::Events::All, raw, false).unwrap();
         let mut n = 0;
-        run(dir, &q, Duration::from_secs(5), |_, _| {
+        run(dir, &q, Duration::from_secs(5), &mut |_, _| {
             n += 1;
             true
         })

@@ -4,8 +4,10 @@
 //! zone. Parsed and validated here, once; each store translates it to its
 //! own SQL ([`sqlite`]) with every value a bound parameter.
 
+pub mod clickhouse;
 pub mod filter;
 pub mod report;
+pub mod sql;
 pub mod sqlite;
 
 use std::borrow::Cow;

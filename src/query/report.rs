@@ -255,10 +255,18 @@ fn build(kind: Kind, p: Params) -> Query {
         groups.push(i);
     }
     groups.extend(p.groups.iter().copied());
-    let sort = match (kind, p.interval) {
+    let mut sort = match (kind, p.interval) {
         (Kind::Interval, Some(i)) => vec![(i.name.to_owned(), false)],
         _ => vec![("blocked".to_owned(), true), ("count".to_owned(), true)],
     };
+    // Ties in group order: pages are stable and every store agrees.
+    sort.extend(
+        groups
+            .iter()
+            .filter(|g| !sort.iter().any(|(s, _)| s == g.name))
+            .map(|g| (g.name.to_owned(), false))
+            .collect::<Vec<_>>(),
+    );
     Query {
         shape: Shape::Groups {
             groups,

@@ -4,17 +4,27 @@
 
 use std::time::Duration;
 
-use fraudgate::config::{OfferConfig, Secret, SecretList};
+use fraudgate::config::{Config, OfferConfig, Secret, SecretList};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
 const REPORT_KEY: &str = "REPORT-KEY-4d1c9e";
 
+/// Points an app's decision log at a store. The suites below run against
+/// every store: SQLite here, ClickHouse in `clickhouse.rs`.
+pub type Store<'a> = &'a (dyn Fn(&mut Config) + Sync);
+
+/// The default store: SQLite in the test's own directory.
+fn sqlite(_: &mut Config) {}
+
 /// JSON lines of a Data API answer.
-async fn lines(app: &TestApp, path: &str) -> Vec<Value> {
+pub async fn lines(app: &TestApp, path: &str) -> Vec<Value> {
     let r = app.get(path).await;
-    assert_eq!(r.status(), 200, "{path}");
+    let status = r.status();
+    if status != 200 {
+        panic!("{path}: {status} {}", r.text().await.unwrap_or_default());
+    }
     assert_eq!(r.headers()["content-type"], "application/x-ndjson");
     r.text()
         .await
@@ -25,7 +35,7 @@ async fn lines(app: &TestApp, path: &str) -> Vec<Value> {
 }
 
 /// Polls until the Data API returns `n` rows for `path`.
-async fn rows(app: &TestApp, path: &str, n: usize) -> Vec<Value> {
+pub async fn rows(app: &TestApp, path: &str, n: usize) -> Vec<Value> {
     eventually(Duration::from_secs(3), || async {
         let v = lines(app, path).await;
         (v.len() == n).then_some(v)
@@ -35,7 +45,12 @@ async fn rows(app: &TestApp, path: &str, n: usize) -> Vec<Value> {
 
 #[tokio::test]
 async fn every_door_records_its_decisions_queryable_within_a_second() {
+    every_door_suite(&sqlite).await;
+}
+
+pub async fn every_door_suite(store: Store<'_>) {
     let app = spawn_app_with(|c| {
+        store(c);
         c.offers = vec![OfferConfig {
             id: "34713".into(),
             url: "https://adv.example/l?c={click_id}".into(),
@@ -140,8 +155,8 @@ async fn the_client_name_is_recorded_not_its_key() {
     assert!(!text.contains(CLIENT_KEY));
 }
 
-async fn seeded() -> TestApp {
-    let app = spawn_app().await;
+pub async fn seeded(store: Store<'_>) -> TestApp {
+    let app = spawn_app_with(store).await;
     app.mock.on_ip("10.96.0.1", Reply::tags("datacenter"));
     app.mock.on_ip("10.96.0.2", Reply::tags("proxy"));
     for (ip, aff) in [
@@ -164,7 +179,11 @@ fn q(s: &str) -> String {
 
 #[tokio::test]
 async fn the_data_api_filters_sorts_pages_and_groups() {
-    let app = seeded().await;
+    data_api_suite(&sqlite).await;
+}
+
+pub async fn data_api_suite(store: Store<'_>) {
+    let app = seeded(store).await;
     let v = lines(
         &app,
         &format!(
@@ -348,19 +367,26 @@ async fn bad_queries_are_400s_naming_the_part() {
 
 #[tokio::test]
 async fn values_never_reach_sql_as_text() {
-    let app = seeded().await;
+    injection_suite(&sqlite).await;
+}
+
+pub async fn injection_suite(store: Store<'_>) {
+    let app = seeded(store).await;
     let evil = [
         "' OR '1'='1",
         "1; DROP TABLE x; --",
         "\" OR 1=1 --",
         "') UNION SELECT sqlite_version(), 1 --",
+        // A backslash may not escape the closing quote (ClickHouse reads
+        // backslash escapes in literals).
+        "\\' OR 1=1 --",
+        "\\') UNION ALL SELECT version() --",
     ];
     for e in evil {
         for filter in [
             json!(["affiliate_id", e]),
             json!(["ip_in", [e, "x"]]),
             json!(["ua_like", e]),
-            json!(["elapsed_us_gt", e]),
         ] {
             let v = lines(
                 &app,
@@ -376,6 +402,11 @@ async fn values_never_reach_sql_as_text() {
             format!("/v1/data/click/groups?group={}", q(e)),
             format!("/v1/data/click?tz={}", q(e)),
             format!("/v1/data/click?filter={}", q(&json!([e, 1]).to_string())),
+            // A number column compares with numbers only.
+            format!(
+                "/v1/data/click?filter={}",
+                q(&json!(["elapsed_us_gt", e]).to_string())
+            ),
             format!("/v1/reports/fraud?timezone={}", q(e)),
             format!("/v1/reports/entry/{}", q(e)),
         ] {
@@ -392,7 +423,11 @@ async fn values_never_reach_sql_as_text() {
 
 #[tokio::test]
 async fn the_fraud_global_and_interval_reports_speak_fraudshield() {
-    let app = seeded().await;
+    reports_suite(&sqlite).await;
+}
+
+pub async fn reports_suite(store: Store<'_>) {
+    let app = seeded(store).await;
     let v: Value = json(app.get("/v1/reports/fraud?group[]=affiliate_id").await).await;
     let results = v["fraud"]["results"].as_array().unwrap();
     assert_eq!(results.len(), 2);
@@ -504,7 +539,15 @@ async fn report_keys_guard_the_query_side() {
 
 #[tokio::test]
 async fn hashed_ips_are_stored_and_groupable_but_not_readable() {
-    let app = spawn_app_with(|c| c.decision_log.ip = fraudgate::log::IpMode::Hashed).await;
+    hashed_ip_suite(&sqlite).await;
+}
+
+pub async fn hashed_ip_suite(store: Store<'_>) {
+    let app = spawn_app_with(|c| {
+        store(c);
+        c.decision_log.ip = fraudgate::log::IpMode::Hashed;
+    })
+    .await;
     app.check_ip("10.97.0.1").await;
     app.check_ip("10.97.0.1").await;
     let v = rows(&app, "/v1/data/click/groups?group=ip", 1).await;
@@ -538,7 +581,7 @@ async fn shutdown_flushes_the_queue_and_the_store_reopens_intact() {
     )
     .unwrap();
     let mut n = 0;
-    fraudgate::log::sqlite::run(&dir, &q, Duration::from_secs(5), |_, _| {
+    fraudgate::log::sqlite::run(&dir, &q, Duration::from_secs(5), &mut |_, _| {
         n += 1;
         true
     })

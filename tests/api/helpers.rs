@@ -234,14 +234,16 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
-/// An external tool on PATH. `.ci/run` sets FRAUDGATE_REQUIRE_TOOLS=1 so a
-/// missing tool fails there instead of skipping.
+/// An external tool on PATH, or in /usr/sbin or /sbin where Debian puts
+/// servers (nginx, clickhouse-server) off a normal user's PATH.
+/// `.ci/run` sets FRAUDGATE_REQUIRE_TOOLS=1 so a missing tool fails there
+/// instead of skipping.
 pub fn tool(name: &str) -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&paths)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
     if found.is_none() {
         assert!(
             std::env::var_os("FRAUDGATE_REQUIRE_TOOLS").is_none(),

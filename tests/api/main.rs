@@ -6,6 +6,7 @@ mod batch;
 mod binary;
 mod cache;
 mod check;
+mod clickhouse;
 mod decision_log;
 mod doors;
 mod faults;

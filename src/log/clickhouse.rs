@@ -1,0 +1,596 @@
+//! The ClickHouse store, for when one machine is outgrown: the writer
+//! batches inserts over ClickHouse's HTTP interface (`INSERT ... FORMAT
+//! JSONEachRow`, through the reqwest client already in the tree), creates
+//! the table if missing (MergeTree, partitioned by UTC day, ordered for
+//! the common filters), and drops whole day partitions for retention.
+//! Queries are the same query model as SQLite's, in ClickHouse's dialect
+//! (`query::clickhouse`), answered as `TabSeparatedWithNamesAndTypes`
+//! and streamed row by row.
+//!
+//! Kept to what Debian's ClickHouse 18.16 and current releases share: no
+//! server-side parameters (values are escaped literals), no
+//! `DateTime64`, no `LowCardinality`, no TTL.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ivt::IvtMap;
+use super::read::{QueryFailure, text_value};
+use super::record::Record;
+use super::{IpMode, LogError, Row};
+use crate::config::Secret;
+use crate::query::Query;
+use crate::query::clickhouse::quote;
+use crate::query::sql::HIDDEN;
+
+/// `[decision_log.clickhouse]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// The HTTP interface, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    pub database: String,
+    pub table: String,
+    pub user: String,
+    pub password: Secret,
+    /// One insert (or DDL) call's time limit.
+    pub timeout_ms: u64,
+}
+
+impl ClickHouseConfig {
+    /// Checks what goes into URLs and SQL as names.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let url = reqwest::Url::parse(&self.url).map_err(|e| {
+            (
+                "decision_log.clickhouse.url",
+                format!("{:?}: {e}", self.url),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
+            return Err((
+                "decision_log.clickhouse.url",
+                "an http(s) URL of the HTTP interface, without a query".into(),
+            ));
+        }
+        for (key, name) in [
+            ("decision_log.clickhouse.database", &self.database),
+            ("decision_log.clickhouse.table", &self.table),
+        ] {
+            let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                return Err((key, format!("{name:?}: letters, digits and _ only")));
+            }
+        }
+        if self.timeout_ms == 0 {
+            return Err(("decision_log.clickhouse.timeout_ms", "must be > 0".into()));
+        }
+        Ok(())
+    }
+
+    fn qualified(&self) -> String {
+        format!("{}.{}", self.database, self.table)
+    }
+
+    fn endpoint(&self, params: &[(&str, &str)]) -> String {
+        let mut u = self.url.trim_end_matches('/').to_owned();
+        u.push('/');
+        let q = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        if !q.is_empty() {
+            u.push('?');
+            u.push_str(&q);
+        }
+        u
+    }
+
+    fn post(&self, http: &reqwest::Client, params: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        // Credentials go in a header, never in the URL (which errors print).
+        http.post(self.endpoint(params))
+            .basic_auth(&self.user, Some(self.password.expose()))
+    }
+}
+
+/// The HTTP client for ClickHouse: pooled, plain or TLS.
+pub fn client() -> reqwest::Client {
+    crate::upstream::install_crypto_provider();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("fraudgate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+/// Runs `f` to completion from blocking code: on the runtime of the
+/// current thread's context (a Data API blocking thread), or on a
+/// one-off runtime (the CLI).
+fn block_on<F: Future>(f: F) -> Result<F::Output, String> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => Ok(h.block_on(f)),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|rt| rt.block_on(f))
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// A ClickHouse error answer, shortened to its first line (the SQL it may
+/// echo holds only values the caller gave, never a credential).
+fn server_error(status: reqwest::StatusCode, body: &str) -> String {
+    let line = body.lines().next().unwrap_or("").trim();
+    let line: String = line.chars().take(300).collect();
+    format!("ClickHouse answered {status}: {line}")
+}
+
+const DDL_COLUMNS: &str = "id String, ts Int64, door String, client Nullable(String), \
+    event_type String, ip String, ua String, affiliate_id String, offer_id String, \
+    aff_sub1 Nullable(String), aff_sub2 Nullable(String), aff_sub3 Nullable(String), \
+    aff_sub4 Nullable(String), aff_sub5 Nullable(String), country_code Nullable(String), \
+    extra Nullable(String), decision String, would_be String, mode String, tags String, \
+    tag_mask Int64, blocked_mask Int64, source String, reason String, rules String, \
+    rule_mask Int64, ivt String, ivt_category String, elapsed_us Int64";
+
+/// A row as ClickHouse's JSONEachRow takes it.
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    id: &'a str,
+    ts: i64,
+    door: &'a str,
+    client: Option<&'a str>,
+    event_type: &'a str,
+    ip: &'a str,
+    ua: &'a str,
+    affiliate_id: &'a str,
+    offer_id: &'a str,
+    aff_sub1: Option<&'a str>,
+    aff_sub2: Option<&'a str>,
+    aff_sub3: Option<&'a str>,
+    aff_sub4: Option<&'a str>,
+    aff_sub5: Option<&'a str>,
+    country_code: Option<&'a str>,
+    extra: Option<&'a str>,
+    decision: &'a str,
+    would_be: &'a str,
+    mode: &'a str,
+    tags: &'a str,
+    tag_mask: i64,
+    blocked_mask: i64,
+    source: &'a str,
+    reason: &'a str,
+    rules: &'a str,
+    rule_mask: i64,
+    ivt: &'a str,
+    ivt_category: &'a str,
+    elapsed_us: i64,
+}
+
+impl<'a> From<&'a Row> for JsonRow<'a> {
+    fn from(r: &'a Row) -> Self {
+        let sub = |i: usize| r.aff_sub[i].as_deref();
+        JsonRow {
+            id: &r.id,
+            ts: r.ts,
+            door: r.door,
+            client: r.client.as_deref(),
+            event_type: r.event_type,
+            ip: &r.ip,
+            ua: &r.ua,
+            affiliate_id: &r.affiliate_id,
+            offer_id: &r.offer_id,
+            aff_sub1: sub(0),
+            aff_sub2: sub(1),
+            aff_sub3: sub(2),
+            aff_sub4: sub(3),
+            aff_sub5: sub(4),
+            country_code: r.country_code.as_deref(),
+            extra: r.extra.as_deref(),
+            decision: r.decision,
+            would_be: r.would_be,
+            mode: r.mode,
+            tags: &r.tags,
+            tag_mask: r.tag_mask,
+            blocked_mask: r.blocked_mask,
+            source: r.source,
+            reason: r.reason,
+            rules: &r.rules,
+            rule_mask: r.rule_mask,
+            ivt: r.ivt,
+            ivt_category: &r.ivt_category,
+            elapsed_us: r.elapsed_us,
+        }
+    }
+}
+
+/// The writer's side. Runs on the decision-log thread, with a runtime of
+/// its own for the HTTP calls.
+pub struct Writer {
+    config: ClickHouseConfig,
+    http: Option<(tokio::runtime::Runtime, reqwest::Client)>,
+    /// The table is known to exist.
+    ready: bool,
+    ivt: IvtMap,
+    ip: IpMode,
+    salt: Option<[u8; 32]>,
+    retention_days: u32,
+    last_retention: Option<i64>,
+    /// The last insert's size: the next one's first allocation.
+    body_hint: usize,
+}
+
+impl Writer {
+    /// Never reaches the server: a ClickHouse that is down at startup
+    /// only delays the first batch (which waits and retries).
+    pub fn new(config: ClickHouseConfig, ivt: IvtMap, ip: IpMode, retention_days: u32) -> Self {
+        Writer {
+            config,
+            http: None,
+            ready: false,
+            ivt,
+            ip,
+            salt: None,
+            retention_days,
+            last_retention: None,
+            body_hint: 0,
+        }
+    }
+
+    pub fn set_salt(&mut self, salt: Option<[u8; 32]>) {
+        self.salt = salt;
+    }
+
+    /// One statement in `body` (DDL, ALTER, or a SELECT whose text answer
+    /// is returned), or an insert: the statement in `params`, the rows in
+    /// `body`.
+    fn call(&mut self, params: &[(&str, &str)], body: Vec<u8>) -> Result<String, LogError> {
+        if self.http.is_none() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| LogError::Write(e.to_string()))?;
+            self.http = Some((rt, client()));
+        }
+        let Some((rt, http)) = &self.http else {
+            unreachable!("set above")
+        };
+        let req = self
+            .config
+            .post(http, params)
+            .timeout(Duration::from_millis(self.config.timeout_ms))
+            .body(body);
+        rt.block_on(async move {
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| LogError::Write(e.without_url().to_string()))?;
+            let status = resp.status();
+            let text = resp
+                .text()
+                .await
+                .map_err(|e| LogError::Write(e.without_url().to_string()))?;
+            if status.is_success() {
+                Ok(text)
+            } else {
+                Err(LogError::Write(server_error(status, &text)))
+            }
+        })
+    }
+
+    fn ensure_table(&mut self) -> Result<(), LogError> {
+        if self.ready {
+            return Ok(());
+        }
+        let db = format!("CREATE DATABASE IF NOT EXISTS {}", self.config.database);
+        self.call(&[], db.into_bytes())?;
+        // Partitions are UTC days (dropped whole for retention); the sort
+        // key serves the common filters and groups: event type, affiliate,
+        // offer, then time.
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {} ({DDL_COLUMNS}) ENGINE = MergeTree \
+             PARTITION BY intDiv(ts, 86400000) \
+             ORDER BY (event_type, affiliate_id, offer_id, ts)",
+            self.config.qualified()
+        );
+        self.call(&[], ddl.into_bytes())?;
+        self.ready = true;
+        Ok(())
+    }
+
+    /// Inserts a batch in one call. On error nothing is assumed written:
+    /// the caller retries the whole batch.
+    pub fn write(&mut self, batch: &[Record]) -> Result<(), LogError> {
+        self.ensure_table()?;
+        let mut body = Vec::with_capacity(self.body_hint);
+        for r in batch {
+            let row = Row::new(r, &self.ivt, self.ip, self.salt.as_ref());
+            serde_json::to_writer(&mut body, &JsonRow::from(&row))
+                .map_err(|e| LogError::Write(e.to_string()))?;
+            body.push(b'\n');
+        }
+        let insert = format!("INSERT INTO {} FORMAT JSONEachRow", self.config.qualified());
+        self.body_hint = body.len();
+        let result = self.call(&[("query", &insert)], body);
+        if result.is_err() {
+            // The table may have been dropped behind our back.
+            self.ready = false;
+        }
+        result.map(drop)
+    }
+
+    /// Drops the day partitions older than the retention (at most once
+    /// per day of `now_ms`). Returns the partitions dropped.
+    pub fn retention(&mut self, now_ms: i64) -> Result<Vec<String>, LogError> {
+        let today = now_ms.div_euclid(86_400_000);
+        if self.last_retention == Some(today) || !self.ready {
+            return Ok(Vec::new());
+        }
+        let oldest_kept = today - i64::from(self.retention_days) + 1;
+        let list = format!(
+            "SELECT DISTINCT partition FROM system.parts WHERE database = {} AND table = {} \
+             AND active FORMAT TabSeparated",
+            quote(&self.config.database),
+            quote(&self.config.table)
+        );
+        let parts = self.call(&[], list.into_bytes())?;
+        let mut dropped = Vec::new();
+        for p in parts.lines().map(str::trim) {
+            if p.parse::<i64>().is_ok_and(|day| day < oldest_kept) {
+                let alter = format!("ALTER TABLE {} DROP PARTITION {p}", self.config.qualified());
+                self.call(&[], alter.into_bytes())?;
+                dropped.push(p.to_owned());
+            }
+        }
+        self.last_retention = Some(today);
+        Ok(dropped)
+    }
+}
+
+/// One column's type in a `...WithNamesAndTypes` answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ColType {
+    Int,
+    Float,
+    Text,
+}
+
+fn col_type(t: &str) -> (ColType, bool) {
+    let (inner, nullable) = match t
+        .strip_prefix("Nullable(")
+        .and_then(|s| s.strip_suffix(')'))
+    {
+        Some(i) => (i, true),
+        None => (t, false),
+    };
+    let kind = if inner.starts_with("Int") || inner.starts_with("UInt") {
+        ColType::Int
+    } else if inner.starts_with("Float") {
+        ColType::Float
+    } else {
+        ColType::Text
+    };
+    (kind, nullable)
+}
+
+/// A TabSeparated field with its escapes undone.
+fn unescape(field: &[u8]) -> String {
+    let mut out = Vec::with_capacity(field.len());
+    let mut it = field.iter().copied();
+    while let Some(b) = it.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match it.next() {
+            Some(b'n') => out.push(b'\n'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b'0') => out.push(0),
+            Some(b'b') => out.push(8),
+            Some(b'f') => out.push(12),
+            Some(b'a') => out.push(7),
+            Some(b'v') => out.push(11),
+            Some(other) => out.push(other),
+            None => out.push(b'\\'),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn value(name: &str, raw: &[u8], (kind, nullable): (ColType, bool)) -> Value {
+    if nullable && raw == b"\\N" {
+        return Value::Null;
+    }
+    let text = unescape(raw);
+    match kind {
+        ColType::Int => text
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| text.parse::<u64>().map(Value::from))
+            .unwrap_or(Value::String(text)),
+        // NaN (an average over no rows) is null, as in SQLite.
+        ColType::Float => match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => Value::from(f),
+            _ => Value::Null,
+        },
+        ColType::Text => text_value(name, &text),
+    }
+}
+
+/// The columns of an empty source: the answer before the first batch has
+/// created the table.
+const EMPTY: &str = "(SELECT '' AS id, toInt64(0) AS ts, '' AS door, \
+    CAST(NULL AS Nullable(String)) AS client, '' AS event_type, '' AS ip, '' AS ua, \
+    '' AS affiliate_id, '' AS offer_id, CAST(NULL AS Nullable(String)) AS aff_sub1, \
+    CAST(NULL AS Nullable(String)) AS aff_sub2, CAST(NULL AS Nullable(String)) AS aff_sub3, \
+    CAST(NULL AS Nullable(String)) AS aff_sub4, CAST(NULL AS Nullable(String)) AS aff_sub5, \
+    CAST(NULL AS Nullable(String)) AS country_code, CAST(NULL AS Nullable(String)) AS extra, \
+    '' AS decision, '' AS would_be, '' AS mode, '' AS tags, toInt64(0) AS tag_mask, \
+    toInt64(0) AS blocked_mask, '' AS source, '' AS reason, '' AS rules, toInt64(0) AS rule_mask, \
+    '' AS ivt, '' AS ivt_category, toInt64(0) AS elapsed_us FROM system.one WHERE 0)";
+
+/// ClickHouse's codes for an unknown table and an unknown database.
+fn missing_table(text: &str) -> bool {
+    text.contains("Code: 60,") || text.contains("Code: 81,")
+}
+
+/// Runs `q` on the server and hands every row to `each`. Blocking.
+pub fn run(
+    http: &reqwest::Client,
+    config: &ClickHouseConfig,
+    q: &Query,
+    timeout: Duration,
+    each: &mut dyn FnMut(&[String], Vec<Value>) -> bool,
+) -> Result<(), QueryFailure> {
+    match run_on(http, config, q, timeout, &config.qualified(), each) {
+        Err(QueryFailure::Store(e)) if missing_table(&e) => {
+            run_on(http, config, q, timeout, EMPTY, each)
+        }
+        other => other,
+    }
+}
+
+fn run_on(
+    http: &reqwest::Client,
+    config: &ClickHouseConfig,
+    q: &Query,
+    timeout: Duration,
+    source: &str,
+    each: &mut dyn FnMut(&[String], Vec<Value>) -> bool,
+) -> Result<(), QueryFailure> {
+    let sql = crate::query::clickhouse::build(q, source)?;
+    let sql = format!("{sql} FORMAT TabSeparatedWithNamesAndTypes");
+    let secs = timeout.as_secs().max(1).to_string();
+    // readonly = 2: no writes, but settings (the time limit) may be set.
+    let req = config
+        .post(
+            http,
+            &[("readonly", "2"), ("max_execution_time", secs.as_str())],
+        )
+        .timeout(timeout + Duration::from_secs(2))
+        .body(sql);
+    let store = |e: reqwest::Error| {
+        if e.is_timeout() {
+            QueryFailure::Timeout
+        } else {
+            QueryFailure::Store(e.without_url().to_string())
+        }
+    };
+    let failure = |text: &str| {
+        if text.contains("Code: 159,") {
+            QueryFailure::Timeout
+        } else {
+            QueryFailure::Store(text.to_owned())
+        }
+    };
+    block_on(async move {
+        let mut resp = req.send().await.map_err(store)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.map_err(store)?;
+            return Err(failure(&server_error(status, &body)));
+        }
+        let mut names: Vec<String> = Vec::new();
+        let mut shown: Vec<String> = Vec::new();
+        let mut types: Vec<(ColType, bool)> = Vec::new();
+        let mut header = 0;
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(store)? {
+            buf.extend_from_slice(&chunk);
+            let mut start = 0;
+            while let Some(n) = buf[start..].iter().position(|b| *b == b'\n') {
+                let line = &buf[start..start + n];
+                start += n + 1;
+                let fields: Vec<&[u8]> = line.split(|b| *b == b'\t').collect();
+                match header {
+                    0 => {
+                        names = fields.iter().map(|f| unescape(f)).collect();
+                        shown = names.iter().filter(|n| *n != HIDDEN).cloned().collect();
+                        header = 1;
+                    }
+                    1 => {
+                        types = fields.iter().map(|f| col_type(&unescape(f))).collect();
+                        header = 2;
+                    }
+                    _ => {
+                        if fields.len() != names.len() {
+                            // An error the server wrote after the rows began.
+                            return Err(failure(&String::from_utf8_lossy(line)));
+                        }
+                        let row = fields
+                            .iter()
+                            .zip(&names)
+                            .zip(&types)
+                            .filter(|((_, n), _)| *n != HIDDEN)
+                            .map(|((f, n), t)| value(n, f, *t))
+                            .collect();
+                        if !each(&shown, row) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            buf.drain(..start);
+        }
+        if !buf.is_empty() {
+            return Err(failure(&String::from_utf8_lossy(&buf)));
+        }
+        Ok(())
+    })
+    .map_err(QueryFailure::Store)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tab_separated_values_are_typed_and_unescaped() {
+        assert_eq!(unescape(br"a\tb\\c\'d\n"), "a\tb\\c'd\n");
+        let s = (ColType::Text, true);
+        assert_eq!(value("ip", br"\N", s), Value::Null);
+        assert_eq!(value("count", b"42", col_type("UInt64")), 42);
+        assert_eq!(value("block_rate", b"50", col_type("Float64")), 50.0);
+        assert_eq!(
+            value("avg_elapsed_us", b"nan", col_type("Float64")),
+            Value::Null
+        );
+        assert_eq!(
+            value("rules", br#"[{"kind":"crawler_ua"}]"#, col_type("String")),
+            serde_json::json!([{"kind": "crawler_ua"}])
+        );
+        assert_eq!(col_type("Nullable(UInt64)"), (ColType::Int, true));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let ok = ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+            database: "fraudgate".into(),
+            table: "decisions".into(),
+            user: "default".into(),
+            password: Secret::new(""),
+            timeout_ms: 1000,
+        };
+        assert!(ok.validate().is_ok());
+        let bad = ClickHouseConfig {
+            table: "d; DROP TABLE x".into(),
+            ..ok.clone()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().0,
+            "decision_log.clickhouse.table"
+        );
+        let bad = ClickHouseConfig {
+            url: "ftp://x".into(),
+            ..ok
+        };
+        assert_eq!(bad.validate().unwrap_err().0, "decision_log.clickhouse.url");
+    }
+}

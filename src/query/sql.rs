@@ -1,0 +1,339 @@
+//! The query model as SQL, for any store: the statement's shape lives
+//! here once, and a [`Dialect`] supplies what differs (how a value goes
+//! in, time buckets, aggregates, the row source). Names come only from
+//! the field catalogue; every value the caller gave goes through
+//! [`Dialect::value`]: a bound parameter in SQLite, a literal escaped by
+//! the client in ClickHouse (which has no server-side parameters in the
+//! releases fraudgate supports).
+
+use super::{
+    Agg, Events, Expr, Field, Kind, Op, Query, QueryError, Scalar, Shape, TimeUnit, local_ms,
+};
+use crate::rules::RuleKind;
+use crate::verdict::Tag;
+
+/// A value of the caller's, typed for the column it is compared with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+/// What differs between stores.
+pub trait Dialect {
+    /// Hands a caller's value to the statement; returns the SQL that
+    /// stands for it.
+    fn value(&mut self, v: Value) -> String;
+    /// The calendar bucket of `ts` (Unix ms) in the query's zone, as the
+    /// text `query::bucket` gives.
+    fn time(&self, unit: TimeUnit) -> String;
+    /// Rows where `cond` (SQL) holds.
+    fn count_if(&self, cond: &str) -> String;
+    /// `100 * blocked / count`, two decimals, 0 over no rows.
+    fn block_rate(&self) -> String;
+    /// Distinct non-null values of `col`, 0 over no rows.
+    fn uniq(&self, col: &str) -> String;
+    /// `col & bit != 0`.
+    fn has_bit(&self, col: &str, bit: u64) -> String;
+    /// Sorting, with NULLs last (ClickHouse's order).
+    fn order(&self, name: &str, desc: bool) -> String;
+}
+
+/// The SQL expression of a field.
+pub fn column(d: &impl Dialect, f: &Field) -> String {
+    match f.kind {
+        Kind::Time(u) => d.time(u),
+        _ => f.name.to_owned(),
+    }
+}
+
+pub fn agg_sql(d: &impl Dialect, a: &Agg) -> String {
+    match a {
+        Agg::Count => "count(*)".into(),
+        Agg::Blocked => d.count_if("would_be = 'block'"),
+        Agg::Allowed => d.count_if("would_be = 'allow'"),
+        Agg::BlockRate => d.block_rate(),
+        Agg::Any(f) => format!("min({})", column(d, f)),
+        Agg::Uniq(f) => d.uniq(&column(d, f)),
+        Agg::Tag(t) => d.count_if(&d.has_bit("tag_mask", u64::from(t.bit()))),
+        Agg::BlockedByTag(t) => d.count_if(&d.has_bit("blocked_mask", u64::from(t.bit()))),
+        Agg::Rule(k) => d.count_if(&d.has_bit("rule_mask", 1u64 << (*k as u32))),
+        Agg::BlockedByRule(k) => d.count_if(&format!(
+            "{} AND would_be = 'block'",
+            d.has_bit("rule_mask", 1u64 << (*k as u32))
+        )),
+        Agg::Ivt(c) => d.count_if(&format!("ivt = '{}'", c.as_str())),
+        Agg::AvgElapsedUs => "round(avg(elapsed_us), 1)".into(),
+    }
+}
+
+/// A caller's value for a column: numeric columns take numbers only, so
+/// both stores compare the same way (and a typo is a 400, not an empty
+/// answer).
+fn typed(v: &Scalar, numeric: bool, name: &str, param: &'static str) -> Result<Value, QueryError> {
+    Ok(match (v, numeric) {
+        (Scalar::Int(i), true) => Value::Int(*i),
+        (Scalar::Real(r), true) => Value::Real(*r),
+        (Scalar::Text(t), true) => {
+            let t = t.trim();
+            match (t.parse::<i64>(), t.parse::<f64>()) {
+                (Ok(i), _) => Value::Int(i),
+                (_, Ok(r)) if r.is_finite() => Value::Real(r),
+                _ => {
+                    return Err(QueryError::new(
+                        param,
+                        format!("{name} compares with numbers, not {t:?}"),
+                    ));
+                }
+            }
+        }
+        (v, false) => Value::Text(text_of(v)),
+    })
+}
+
+/// Where operand names are resolved: row fields for `filter`, output
+/// columns (groups and aggregates) for `having`.
+enum Scope<'a> {
+    Rows,
+    Having(&'a [&'static Field]),
+}
+
+fn text_of(v: &Scalar) -> String {
+    match v {
+        Scalar::Text(t) => t.clone(),
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Real(r) => r.to_string(),
+    }
+}
+
+fn expr_sql(
+    d: &mut impl Dialect,
+    e: &Expr,
+    q: &Query,
+    scope: &Scope<'_>,
+    out: &mut String,
+) -> Result<(), QueryError> {
+    let param = match scope {
+        Scope::Rows => "filter",
+        Scope::Having(..) => "having",
+    };
+    match e {
+        Expr::And(ops) | Expr::Or(ops) => {
+            let joiner = if matches!(e, Expr::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            out.push('(');
+            for (i, o) in ops.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(joiner);
+                }
+                expr_sql(d, o, q, scope, out)?;
+            }
+            out.push(')');
+        }
+        Expr::Not(inner) => {
+            out.push_str("(NOT ");
+            expr_sql(d, inner, q, scope, out)?;
+            out.push(')');
+        }
+        Expr::Cmp { name, op, values } => {
+            if let Scope::Rows = scope {
+                if let Some(sql) = special(d, name, *op, &values[0], q, param)? {
+                    out.push_str(&sql);
+                    return Ok(());
+                }
+            }
+            let (sql, numeric) = resolve(d, name, scope, param)?;
+            if *op == Op::In {
+                out.push_str(&format!("({sql} IN ("));
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    let v = typed(v, numeric, name, param)?;
+                    out.push_str(&d.value(v));
+                }
+                out.push_str("))");
+            } else {
+                let v = typed(&values[0], numeric, name, param)?;
+                let v = d.value(v);
+                out.push_str(&format!("({sql} {} {v})", op.sql()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Comparisons with a form of their own: `date_*` / `datetime_*` bounds
+/// in the query's zone become bounds on `ts` (integers computed here, not
+/// caller text), and `tag` / `rule` test a bit of their masks.
+fn special(
+    d: &impl Dialect,
+    name: &str,
+    op: Op,
+    value: &Scalar,
+    q: &Query,
+    param: &'static str,
+) -> Result<Option<String>, QueryError> {
+    if matches!(name, "date" | "datetime") && matches!(op, Op::Ge | Op::Gt | Op::Le | Op::Lt) {
+        let v = text_of(value);
+        let start = local_ms(&v, &q.tz, param)?;
+        // The named day or second is [start, next).
+        let next = if name == "date" {
+            let d: jiff::civil::Date = v
+                .trim()
+                .parse()
+                .map_err(|_| QueryError::new(param, format!("{v:?}: use YYYY-MM-DD")))?;
+            let d = d
+                .tomorrow()
+                .map_err(|e| QueryError::new(param, e.to_string()))?;
+            local_ms(&d.to_string(), &q.tz, param)?
+        } else {
+            start + 1000
+        };
+        return Ok(Some(match op {
+            Op::Ge => format!("(ts >= {start})"),
+            Op::Gt => format!("(ts >= {next})"),
+            Op::Le => format!("(ts < {next})"),
+            _ => format!("(ts < {start})"),
+        }));
+    }
+    if name == "tag" || name == "rule" {
+        let v = text_of(value);
+        let (col, bit) = if name == "tag" {
+            let t = Tag::from_config_name(&v)
+                .or_else(|| Tag::from_wire(&v))
+                .ok_or_else(|| QueryError::new(param, format!("unknown tag {v:?}")))?;
+            ("tag_mask", u64::from(t.bit()))
+        } else {
+            let k = RuleKind::ALL
+                .into_iter()
+                .find(|k| k.as_str() == v)
+                .ok_or_else(|| QueryError::new(param, format!("unknown rule kind {v:?}")))?;
+            ("rule_mask", 1u64 << (k as u32))
+        };
+        let has = d.has_bit(col, bit);
+        return match op {
+            Op::Eq => Ok(Some(format!("({has})"))),
+            Op::Ne => Ok(Some(format!("(NOT {has})"))),
+            _ => Err(QueryError::new(
+                param,
+                format!("{name} supports equality and _ne only"),
+            )),
+        };
+    }
+    Ok(None)
+}
+
+/// The SQL of an operand name, and whether it compares as a number.
+fn resolve(
+    d: &impl Dialect,
+    name: &str,
+    scope: &Scope<'_>,
+    param: &'static str,
+) -> Result<(String, bool), QueryError> {
+    match scope {
+        Scope::Rows => {
+            let f = super::field(name).ok_or_else(|| {
+                QueryError::new(param, format!("unknown field {name:?} in the expression"))
+            })?;
+            Ok((column(d, f), f.kind == Kind::Int))
+        }
+        Scope::Having(groups) => {
+            if let Some(f) = groups.iter().find(|f| f.name == name) {
+                return Ok((column(d, f), f.kind == Kind::Int));
+            }
+            let a = Agg::parse(name).map_err(|_| {
+                QueryError::new(
+                    param,
+                    format!("{name:?} is neither a group nor an aggregate"),
+                )
+            })?;
+            Ok((agg_sql(d, &a), !matches!(a, Agg::Any(_))))
+        }
+    }
+}
+
+/// The whole statement for `q` over `source` (a table, or a subquery in
+/// parentheses).
+pub fn build(q: &Query, d: &mut impl Dialect, source: &str) -> Result<String, QueryError> {
+    let mut wheres = Vec::new();
+    match q.events {
+        Events::Click => wheres.push("event_type = 'click'".to_owned()),
+        Events::Impression => wheres.push("event_type = 'impression'".to_owned()),
+        Events::All => {}
+    }
+    if let Some(f) = &q.filter {
+        let mut s = String::new();
+        expr_sql(d, f, q, &Scope::Rows, &mut s)?;
+        wheres.push(s);
+    }
+    let where_sql = if wheres.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", wheres.join(" AND "))
+    };
+    let mut text = match &q.shape {
+        Shape::List(fields) => {
+            let mut cols: Vec<String> = fields
+                .iter()
+                .map(|f| format!("{} AS \"{}\"", column(d, f), f.name))
+                .collect();
+            if q.sort.is_empty() {
+                // A list sorted by a field it does not return still
+                // sorts by time.
+                cols.push("ts AS \"__ts\"".into());
+            }
+            format!("SELECT {} FROM {source}{where_sql}", cols.join(", "))
+        }
+        Shape::Groups {
+            groups,
+            aggs,
+            having,
+        } => {
+            let gcols: Vec<String> = groups.iter().map(|f| column(d, f)).collect();
+            let mut cols: Vec<String> = groups
+                .iter()
+                .map(|f| format!("{} AS \"{}\"", column(d, f), f.name))
+                .collect();
+            cols.extend(
+                aggs.iter()
+                    .map(|a| format!("{} AS \"{}\"", agg_sql(d, a), a.name())),
+            );
+            let mut t = format!("SELECT {} FROM {source}{where_sql}", cols.join(", "));
+            if !gcols.is_empty() {
+                t.push_str(" GROUP BY ");
+                t.push_str(&gcols.join(", "));
+            }
+            if let Some(h) = having {
+                let mut s = String::new();
+                expr_sql(d, h, q, &Scope::Having(groups), &mut s)?;
+                t.push_str(" HAVING ");
+                t.push_str(&s);
+            }
+            t
+        }
+    };
+    if q.sort.is_empty() {
+        if matches!(q.shape, Shape::List(_)) {
+            text.push_str(" ORDER BY \"__ts\" DESC");
+        }
+    } else {
+        let order: Vec<String> = q.sort.iter().map(|(n, desc)| d.order(n, *desc)).collect();
+        text.push_str(" ORDER BY ");
+        text.push_str(&order.join(", "));
+    }
+    let offset = (q.page - 1)
+        .saturating_mul(q.page_size)
+        .min(i64::MAX as u64);
+    let limit = d.value(Value::Int(q.page_size as i64));
+    let offset = d.value(Value::Int(offset as i64));
+    text.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
+    Ok(text)
+}
+
+/// The columns a list query adds for its default order; never output.
+pub const HIDDEN: &str = "__ts";

@@ -1,0 +1,373 @@
+//! The decision log on a real ClickHouse server (Debian's
+//! `clickhouse-server`, started here from a temporary config on random
+//! ports; `.ci/run` installs it): the same query suite as SQLite passes,
+//! both stores answer the same queries identically, a server that is down
+//! costs no decision (batches wait and are retried), and retention drops
+//! whole day partitions.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use fraudgate::config::Config;
+use fraudgate::log::Store;
+
+use crate::decision_log::{self, lines, rows};
+use crate::helpers::*;
+
+struct ClickHouse {
+    child: Option<Child>,
+    dir: std::path::PathBuf,
+    http_port: u16,
+    tcp_port: u16,
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ClickHouse {
+    /// A server on random ports with its data in a temporary directory,
+    /// not yet started.
+    fn new() -> Option<ClickHouse> {
+        tool("clickhouse-server")?;
+        let dir = temp_dir("clickhouse");
+        Some(ClickHouse {
+            child: None,
+            dir,
+            http_port: free_port(),
+            tcp_port: free_port(),
+        })
+    }
+
+    fn started() -> Option<ClickHouse> {
+        let mut ch = Self::new()?;
+        ch.start();
+        Some(ch)
+    }
+
+    fn start(&mut self) {
+        let dir = self.dir.display().to_string();
+        write_file(
+            &self.dir.join("config.xml"),
+            &format!(
+                r#"<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><console>1</console></logger>
+  <http_port>{http}</http_port>
+  <tcp_port>{tcp}</tcp_port>
+  <listen_host>127.0.0.1</listen_host>
+  <path>{dir}/data/</path>
+  <tmp_path>{dir}/tmp/</tmp_path>
+  <users_config>{dir}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>5368709</mark_cache_size>
+  <timezone>UTC</timezone>
+</yandex>
+"#,
+                http = self.http_port,
+                tcp = self.tcp_port
+            ),
+        );
+        write_file(
+            &self.dir.join("users.xml"),
+            r#"<?xml version="1.0"?>
+<yandex>
+  <profiles><default></default></profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks><ip>127.0.0.1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </default>
+  </users>
+  <quotas><default></default></quotas>
+</yandex>
+"#,
+        );
+        let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
+        let child = Command::new(tool("clickhouse-server").unwrap())
+            .arg(format!("--config-file={}/config.xml", self.dir.display()))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("clickhouse-server starts");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.ping() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "clickhouse-server did not start: {}",
+                std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `GET /ping` answers `Ok.` once the server takes queries.
+    fn ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.http_port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut answer = String::new();
+        s.write_all(b"GET /ping HTTP/1.0\r\n\r\n").is_ok()
+            && s.read_to_string(&mut answer).is_ok()
+            && answer.ends_with("Ok.\n")
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// A config tweak: this server, a database of the app's own.
+    fn store(&self) -> impl Fn(&mut Config) + Sync + use<> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let url = self.url();
+        move |c: &mut Config| {
+            c.decision_log.store = Store::Clickhouse;
+            c.decision_log.clickhouse.url = url.clone();
+            c.decision_log.clickhouse.database = format!(
+                "fg_test_{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+        }
+    }
+
+    /// Runs a statement on the server (test setup and checks).
+    async fn sql(&self, sql: &str) -> String {
+        let r = http()
+            .post(format!("{}/", self.url()))
+            .body(sql.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(status.is_success(), "{sql}: {text}");
+        text
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_passes_the_same_query_suite_as_sqlite() {
+    let Some(ch) = ClickHouse::started() else {
+        return;
+    };
+    let store = ch.store();
+    decision_log::every_door_suite(&store).await;
+    decision_log::data_api_suite(&store).await;
+    decision_log::injection_suite(&store).await;
+    decision_log::reports_suite(&store).await;
+    decision_log::hashed_ip_suite(&store).await;
+}
+
+/// The same decisions sent to a SQLite app and a ClickHouse app.
+async fn seed(app: &TestApp) {
+    app.mock.on_ip("10.98.0.1", Reply::tags("datacenter"));
+    app.mock.on_ip("10.98.0.2", Reply::tags("proxy\ndevice"));
+    app.mock.on_ip("10.98.0.3", Reply::tags("crawler"));
+    let mut n = 0;
+    for i in 0..40u32 {
+        let ip = format!("10.98.0.{}", 1 + i % 7);
+        let aff = format!("{}", 100 + i % 4);
+        let sub = format!("s{}", i % 3);
+        let country = ["DE", "US", "FR"][(i % 3) as usize];
+        let mut extra = vec![("aff_sub1", sub.as_str()), ("country_code", country)];
+        if i % 5 == 0 {
+            extra.push(("aff_sub2", "it's \"quoted\", with\ttab"));
+        }
+        let q = query(&ip, &extra).replace("affiliate_id=6251", &format!("affiliate_id={aff}"));
+        let ua = if i % 6 == 0 { "curl/8.5.0" } else { UA };
+        let q = q.replace(&format!("ua={}", form(UA)), &format!("ua={}", form(ua)));
+        app.check(&q).await;
+        n += 1;
+    }
+    rows(app, "/v1/data/click?field=id&page_size=100", n).await;
+}
+
+fn form(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_stores_answer_every_query_alike() {
+    let Some(ch) = ClickHouse::started() else {
+        return;
+    };
+    let store = ch.store();
+    let on_ch = spawn_app_with(&store).await;
+    let on_sqlite = spawn_app().await;
+    seed(&on_ch).await;
+    seed(&on_sqlite).await;
+    let f = |s: &str| form(s);
+    let queries = [
+        "/v1/data/click?field=ip,ua,affiliate_id,aff_sub1,aff_sub2,country_code,decision,tags,reason,rules,ivt,ivt_category&sort=ip_asc&sort=affiliate_id_asc&sort=aff_sub1_asc&sort=country_code_asc&page_size=100".to_owned(),
+        "/v1/data/click?field=ip,aff_sub2&sort=aff_sub2_desc&sort=ip_asc&page=2&page_size=7".to_owned(),
+        format!("/v1/data/click?field=ip,affiliate_id&sort=ip_asc&sort=affiliate_id_asc&filter={}", f(r#"["AND", ["affiliate_id_in", ["100", "101"]], ["NOT", ["tag", "datacenter"]], ["ua_like", "Mozilla%"]]"#)),
+        format!("/v1/data/click?field=ip&sort=ip_asc&filter={}", f(r#"["OR", ["aff_sub2", "it's \"quoted\", with\ttab"], ["rule", "crawler_ua"]]"#)),
+        format!("/v1/data/click?field=ip&sort=ip_asc&filter={}", f(r#"["AND", ["elapsed_us_ge", 0], ["ip_ne", "10.98.0.1"], ["country_code_lt", "FR"]]"#)),
+        "/v1/data/all/groups?group=affiliate_id&field=count,blocked,allowed,block_rate,uniq_ip,uniq_aff_sub2,any_country_code,tag_proxy,tag_datacenter,blocked_by_proxy,rule_crawler_ua,blocked_by_rule_crawler_ua,ivt_givt,ivt_sivt,ivt_none&sort=affiliate_id_asc".to_owned(),
+        "/v1/data/click/groups?group=country_code,aff_sub1&field=count,block_rate&sort=count_desc&sort=country_code_asc&sort=aff_sub1_asc".to_owned(),
+        format!("/v1/data/click/groups?group=ivt,ivt_category&field=count&sort=ivt_asc&sort=ivt_category_asc&having={}", f(r#"["count_gt", 1]"#)),
+        "/v1/data/click/groups?group=date,hour,week,month,year&field=count&tz=Asia%2FKolkata".to_owned(),
+        "/v1/data/click/groups?group=aff_sub2&field=count,uniq_ip&sort=aff_sub2_asc".to_owned(),
+        "/v1/data/click?field=ip,affiliate_id&sort=ip_asc&sort=affiliate_id_asc&page_size=5&format=csv".to_owned(),
+        "/v1/data/click/groups?group=aff_sub2&field=count&sort=aff_sub2_asc&format=csv".to_owned(),
+        "/v1/reports/fraud?group[]=affiliate_id&group[]=country_code".to_owned(),
+        "/v1/reports/global?group[]=aff_sub1".to_owned(),
+        "/v1/reports/interval?time_interval=day&timezone=America%2FNew_York&group[]=affiliate_id".to_owned(),
+        format!("/v1/reports/fraud?group[]=affiliate_id&search_fields[]={}", f(r#"{"term":"min_block_rate","query":30}"#)),
+    ];
+    for path in &queries {
+        let a = on_sqlite.get(path).await;
+        let b = on_ch.get(path).await;
+        assert_eq!(
+            (a.status().as_u16(), b.status().as_u16()),
+            (200, 200),
+            "{path}"
+        );
+        let (a, b) = (a.text().await.unwrap(), b.text().await.unwrap());
+        assert!(a.len() > 20, "{path}: the query selects something: {a}");
+        assert_eq!(a, b, "{path}: SQLite (left) and ClickHouse (right) differ");
+    }
+    // The same decision found by id on both, with every field.
+    let id_of = |v: &serde_json::Value| v["id"].as_str().unwrap().to_owned();
+    let one = lines(&on_ch, "/v1/data/click?field=id&page_size=1").await;
+    let e = json(
+        on_ch
+            .get(&format!("/v1/reports/entry/{}", id_of(&one[0])))
+            .await,
+    )
+    .await;
+    assert_eq!(e["id"], one[0]["id"]);
+    assert!(e["ua"].is_string() && e["rules"].is_array(), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clickhouse_that_is_down_costs_no_decision_and_is_caught_up() {
+    let Some(mut ch) = ClickHouse::new() else {
+        return;
+    };
+    let store = ch.store();
+    let app = spawn_app_with(&store).await;
+    for i in 0..20 {
+        let (status, _) = app.check_ip(&format!("10.99.0.{i}")).await;
+        assert_eq!(status, 200, "deciding never waits on the store");
+    }
+    // The writer fails and retries; nothing is lost or dropped.
+    eventually(Duration::from_secs(10), || async {
+        let m = app.metrics().await;
+        (sample(&m, "fraudgate_log_write_errors_total", &[]) >= 2.0).then_some(())
+    })
+    .await;
+    let r = app.get("/v1/data/click?field=ip").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(json(r).await["error"], "store_unavailable");
+    ch.start();
+    let v = rows(&app, "/v1/data/click?field=ip&page_size=100", 20).await;
+    assert_eq!(v.len(), 20);
+    let m = app.metrics().await;
+    assert_eq!(sample(&m, "fraudgate_log_written_total", &[]), 20.0);
+    assert_eq!(sample(&m, "fraudgate_log_dropped_total", &[]), 0.0);
+    // The table is the documented one.
+    let ddl = ch
+        .sql("SELECT engine, partition_key, sorting_key FROM system.tables WHERE name = 'decisions' FORMAT TabSeparated")
+        .await;
+    assert!(ddl.contains("MergeTree"), "{ddl}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_whole_day_partitions() {
+    let Some(ch) = ClickHouse::started() else {
+        return;
+    };
+    let mut config = Config::default();
+    (ch.store())(&mut config);
+    let c = config.decision_log.clickhouse.clone();
+    let ivt = fraudgate::log::IvtMap::new(&config.ivt).unwrap();
+    let day = 86_400_000i64;
+    let today = jiff::Timestamp::now().as_millisecond();
+    let batch: Vec<_> = [today - 10 * day, today - 3 * day, today - day, today]
+        .into_iter()
+        .enumerate()
+        .map(|(i, ms)| record(ms, i as u128))
+        .collect();
+    let mut w = tokio::task::spawn_blocking(move || {
+        let mut w =
+            fraudgate::log::clickhouse::Writer::new(c, ivt, fraudgate::log::IpMode::Full, 2);
+        w.write(&batch).unwrap();
+        w
+    })
+    .await
+    .unwrap();
+    let table = format!(
+        "{}.{}",
+        config.decision_log.clickhouse.database, config.decision_log.clickhouse.table
+    );
+    assert_eq!(
+        ch.sql(&format!("SELECT count() FROM {table}")).await.trim(),
+        "4"
+    );
+    let dropped = tokio::task::spawn_blocking(move || {
+        let d = w.retention(today).unwrap();
+        (d, w.retention(today).unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!(dropped.0.len(), 2, "the days past 2: {:?}", dropped.0);
+    assert!(dropped.1.is_empty(), "once a day");
+    assert_eq!(
+        ch.sql(&format!("SELECT count() FROM {table}")).await.trim(),
+        "2",
+        "yesterday and today are kept"
+    );
+}
+
+fn record(ms: i64, i: u128) -> fraudgate::log::Record {
+    let event = fraudgate::event::EventBuilder::from_query(&format!(
+        "event_type=click&ip=10.0.0.{i}&ua=x&affiliate_id=a&offer_id=o"
+    ))
+    .unwrap()
+    .build()
+    .unwrap();
+    fraudgate::log::Record {
+        id: fraudgate::decision::DecisionId(((ms as u128) << 80) | (0x7 << 76) | i),
+        door: fraudgate::decision::Door::Check,
+        client: None,
+        event,
+        decision: fraudgate::policy::Action::Allow,
+        would_be: fraudgate::policy::Action::Allow,
+        mode: fraudgate::policy::Mode::Enforce,
+        tags: fraudgate::verdict::Tags::clean(),
+        blocked_by: fraudgate::verdict::Tags::clean(),
+        source: fraudgate::decision::Source::Cache,
+        reason: "clean",
+        rules: Vec::new(),
+        elapsed_us: 1,
+    }
+}
