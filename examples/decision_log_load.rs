@@ -5,7 +5,8 @@
 //! CLICKHOUSE_URL=http://127.0.0.1:8123 cargo run --release --example decision_log_load -- [N]
 //!
 //! With CLICKHOUSE_URL set the store is that server (database
-//! `fraudgate_load`, table `decisions`, emptied first).
+//! `fraudgate_load`, table `decisions`, emptied first). N = 0 only runs
+//! the queries on what an earlier run wrote.
 //!
 //! Records are what the scorer hands the writer (10 000 per batch, 500
 //! affiliates, 20 offers, a tenth blocked with a tag).
@@ -38,14 +39,18 @@ fn main() {
             c.store = Store::Clickhouse;
             c.clickhouse.url = url.clone();
             c.clickhouse.database = "fraudgate_load".into();
-            let _ = std::process::Command::new("curl")
-                .args([
-                    "-s",
-                    url,
-                    "--data-binary",
-                    "DROP TABLE IF EXISTS fraudgate_load.decisions",
-                ])
-                .status();
+            // A clean table for the figures (curl: the example's only
+            // use of the server outside fraudgate's own client).
+            let _ = (n > 0).then(|| {
+                std::process::Command::new("curl")
+                    .args([
+                        "-s",
+                        url,
+                        "--data-binary",
+                        "DROP TABLE IF EXISTS fraudgate_load.decisions",
+                    ])
+                    .status()
+            });
             let mut w = clickhouse::Writer::new(c.clickhouse.clone(), ivt, IpMode::Full, 30);
             Box::new(move |b| w.write(b).unwrap())
         }
@@ -61,6 +66,7 @@ fn main() {
     let started = Instant::now();
     let mut writing = Duration::ZERO;
     let mut batch = Vec::with_capacity(10_000);
+    // N = 0: no writing, only the queries on an existing store.
     for i in 0..n {
         let event = EventBuilder::from_query(&format!(
             "event_type=click&ip=10.{}.{}.{}&ua=x&affiliate_id={}&offer_id={}&aff_sub1=s{}",

@@ -306,6 +306,9 @@ impl Writer {
     /// Inserts a batch in one call. On error nothing is assumed written:
     /// the caller retries the whole batch.
     pub fn write(&mut self, batch: &[Record]) -> Result<(), LogError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
         self.ensure_table()?;
         let mut body = Vec::with_capacity(self.body_hint);
         for r in batch {
