@@ -1,70 +1,67 @@
-//! `fraudgate serve [--config PATH]`: thin entry point.
+//! `fraudgate <serve|check-config|query|report> [--config PATH]`: thin
+//! entry point (clap: per-command `--help`, `--version`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 use fraudgate::config::{Config, ENV_CONFIG_PATH};
 use fraudgate::startup::{Application, shutdown_signal};
 
 const DEFAULT_CONFIG_PATH: &str = "config/fraudgate.toml";
 
-const USAGE: &str = "\
-usage: fraudgate <command> [--config PATH]
-
-commands:
-  serve          run the service
-  check-config   load and validate the configuration, then exit
-  query <click|impression|all> [--groups] name=value...
-                 the Data API against the local decision log, as a table, e.g.
-                 fraudgate query all field=datetime,ip,affiliate_id,decision,tags page_size=20
-                 fraudgate query click --groups group=affiliate_id field=count,blocked,block_rate
-  report <fraud|global|interval> name=value...
-                 a report against the local decision log, e.g.
-                 fraudgate report fraud 'group[]=affiliate_id' date_start=2026-11-01
-                 (format=csv or format=json instead of a table)
-
---config PATH    config file (default: $FRAUDGATE_CONFIG, else config/fraudgate.toml
-                 when present, else the embedded defaults)
-Every key can be overridden with FRAUDGATE_<SECTION>__<KEY>.";
-
-struct Args {
-    command: String,
+/// A real-time click and impression fraud gate in front of FraudScore RT.
+#[derive(Parser)]
+#[command(
+    name = "fraudgate",
+    version,
+    after_help = "Every config key can be overridden with FRAUDGATE_<SECTION>__<KEY>, \
+                  e.g. FRAUDGATE_SERVER__ADDR=0.0.0.0:8080."
+)]
+struct Cli {
+    /// Config file [default: $FRAUDGATE_CONFIG, else config/fraudgate.toml
+    /// when present, else the defaults embedded in the binary]
+    #[arg(short, long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// The words after `query` / `report`.
-    rest: Vec<String>,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    let mut command = None;
-    let mut config = None;
-    let mut rest = Vec::new();
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            "-V" | "--version" => {
-                println!("fraudgate {}", env!("CARGO_PKG_VERSION"));
-                std::process::exit(0);
-            }
-            "-c" | "--config" => {
-                config = Some(PathBuf::from(args.next().ok_or("--config needs a path")?));
-            }
-            s if s.starts_with("--config=") => {
-                config = Some(PathBuf::from(&s["--config=".len()..]))
-            }
-            s if command.is_none() && !s.starts_with('-') => command = Some(s.to_owned()),
-            s if matches!(command.as_deref(), Some("query" | "report")) => rest.push(s.to_owned()),
-            s => return Err(format!("unexpected argument {s:?}")),
-        }
-    }
-    Ok(Args {
-        command: command.ok_or("missing command")?,
-        config,
-        rest,
-    })
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (stops gracefully on SIGTERM or Ctrl-C)
+    Serve,
+    /// Load and validate the configuration, say which file it came from, and exit
+    CheckConfig,
+    /// The Data API against the configured decision log, printed as a table
+    #[command(after_help = "Examples:
+  fraudgate query all field=datetime,ip,affiliate_id,decision,tags page_size=20
+  fraudgate query click --groups group=affiliate_id field=count,blocked,block_rate sort=block_rate_desc
+  fraudgate query click 'filter=[\"AND\",[\"affiliate_id\",\"77\"],[\"tag\",\"proxy\"]]' format=csv")]
+    Query {
+        /// click, impression or all
+        event: String,
+        /// Groups with aggregates (the /groups endpoint)
+        #[arg(long)]
+        groups: bool,
+        /// The HTTP parameters as name=value words, no URL encoding
+        /// (field, filter, group, having, sort, page, page_size, tz, format=csv|json)
+        #[arg(value_name = "NAME=VALUE")]
+        params: Vec<String>,
+    },
+    /// A Fraudshield-style report against the configured decision log
+    #[command(after_help = "Examples:
+  fraudgate report fraud 'group[]=affiliate_id' 'group[]=aff_sub1' date_start=2026-11-01
+  fraudgate report interval time_interval=hour timezone=Europe/Berlin format=csv")]
+    Report {
+        /// fraud, global or interval
+        kind: String,
+        /// The HTTP parameters as name=value words, no URL encoding
+        /// (date_start, date_end, timezone, group[], search_fields[], count, page, format)
+        #[arg(value_name = "NAME=VALUE")]
+        params: Vec<String>,
+    },
 }
 
 /// The explicit path must exist; the default path is used only if present.
@@ -78,14 +75,8 @@ fn config_path(explicit: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("fraudgate: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let path = config_path(args.config);
+    let cli = Cli::parse();
+    let path = config_path(cli.config);
     let config = match Config::load(path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -93,37 +84,45 @@ fn main() -> ExitCode {
             return ExitCode::from(78);
         }
     };
-    match args.command.as_str() {
-        "check-config" => {
-            println!(
-                "configuration OK ({})",
-                path.map_or("embedded defaults".into(), |p| p.display().to_string())
-            );
-            ExitCode::SUCCESS
+    let source = path
+        .as_ref()
+        .map_or("the defaults embedded in the binary".into(), |p| {
+            p.display().to_string()
+        });
+    let (name, result) = match cli.command {
+        Command::CheckConfig => {
+            println!("configuration OK ({source})");
+            return ExitCode::SUCCESS;
         }
-        "serve" => serve(config, path),
-        "query" | "report" => {
-            let run = if args.command == "query" {
-                fraudgate::cli::query
-            } else {
-                fraudgate::cli::report
-            };
-            match run(&config, &args.rest) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("fraudgate {}: {e}", args.command);
-                    ExitCode::from(2)
-                }
+        Command::Serve => return serve(config, source),
+        Command::Query {
+            event,
+            groups,
+            params,
+        } => {
+            let mut args = vec![event];
+            if groups {
+                args.push("--groups".into());
             }
+            args.extend(params);
+            ("query", fraudgate::cli::query(&config, &args))
         }
-        other => {
-            eprintln!("fraudgate: unknown command {other:?}\n\n{USAGE}");
+        Command::Report { kind, params } => {
+            let mut args = vec![kind];
+            args.extend(params);
+            ("report", fraudgate::cli::report(&config, &args))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fraudgate {name}: {e}");
             ExitCode::from(2)
         }
     }
 }
 
-fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
+fn serve(config: Config, source: String) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -138,7 +137,7 @@ fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
         fraudgate::telemetry::init_subscriber(&config.log);
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
-            config = %path.map_or("embedded defaults".into(), |p| p.display().to_string()),
+            config = %source,
             "starting fraudgate"
         );
         let app = match Application::build(config).await {

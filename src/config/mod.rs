@@ -116,17 +116,71 @@ impl Config {
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k[ENV_PREFIX.len()..].contains("__"))
             .collect();
         env.sort();
+        // Which variable set which key: an error then names the variable.
+        let mut set_by: Vec<(String, String)> = Vec::new();
         for (var, raw) in env {
             apply_env(&mut root, &var, &raw)?;
+            let key = var[ENV_PREFIX.len()..]
+                .split("__")
+                .map(str::to_ascii_lowercase)
+                .collect::<Vec<_>>()
+                .join(".");
+            set_by.push((key, var));
         }
+        let within = |key: &str, k: &str| {
+            key.strip_prefix(k)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        };
+        let by_env = |key: &str, message: String| match set_by.iter().find(|(k, _)| within(key, k))
+        {
+            Some((_, var)) => ConfigError::Env {
+                var: var.clone(),
+                message: format!("(config key {key}) {message}"),
+            },
+            None => ConfigError::invalid(key, message),
+        };
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
                 let key = e.path().to_string();
-                ConfigError::invalid(key, e.into_inner().message().to_owned())
+                let message = readable(&key, e.into_inner().message());
+                by_env(&key, message)
             })?;
-        config.validate()?;
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid { key, message } => by_env(&key, message),
+            other => other,
+        })?;
         Ok(config)
     }
+}
+
+/// serde's type errors in words an operator reads: `invalid type: string
+/// "abc", expected u64` at `upstream.timeout_ms` becomes `got string
+/// "abc": expected a whole number of milliseconds`.
+fn readable(key: &str, message: &str) -> String {
+    let Some((got, expected)) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+        .and_then(|m| m.split_once(", expected "))
+    else {
+        return message.to_owned();
+    };
+    let unit = if key.ends_with("_ms") {
+        " of milliseconds"
+    } else if key.ends_with("_s") {
+        " of seconds"
+    } else if key.ends_with("_days") {
+        " of days"
+    } else {
+        ""
+    };
+    let expected = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => format!("a whole number{unit}"),
+        "i8" | "i16" | "i32" | "i64" | "isize" => format!("a whole number{unit} (may be negative)"),
+        "f32" | "f64" => format!("a number{unit}"),
+        "a boolean" => "true or false".to_owned(),
+        other => other.to_owned(),
+    };
+    format!("got {got}: expected {expected}")
 }
 
 /// Deep-merges `over` into `base`: tables merge, everything else replaces.
@@ -269,7 +323,16 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(key), "{var}={val}: {e}");
+            assert!(e.contains(var), "the variable is named: {e}");
         }
+        let e = Config::load_from(None, env(&[("FRAUDGATE_UPSTREAM__TIMEOUT_MS", "abc")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "environment variable FRAUDGATE_UPSTREAM__TIMEOUT_MS: (config key upstream.timeout_ms) \
+             got string \"abc\": expected a whole number of milliseconds"
+        );
     }
 
     #[test]

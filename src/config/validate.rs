@@ -5,6 +5,7 @@ use super::{Config, ConfigError};
 
 impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        log_level(&self.log.level).map_err(|m| ConfigError::invalid("log.level", m))?;
         let u = &self.upstream;
         if u.timeout_ms == 0 {
             return Err(ConfigError::invalid("upstream.timeout_ms", "must be > 0"));
@@ -228,5 +229,46 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// A level (`info`), or directives such as `info,fraudgate=debug`. A
+/// misspelt level (`inof`) would otherwise read as a target name and
+/// silence every log line, startup errors included.
+fn log_level(v: &str) -> Result<(), String> {
+    let level = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
+    for part in v.split(',').map(str::trim) {
+        let ok = match part.split_once('=') {
+            Some((target, l)) => !target.trim().is_empty() && level(l),
+            None => level(part),
+        };
+        if !ok {
+            return Err(format!(
+                "{part:?} is not a level: use one of {} (or directives such as \"info,fraudgate=debug\")",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_levels_are_levels() {
+        for ok in [
+            "info",
+            "WARN",
+            "info,fraudgate=debug",
+            "off",
+            "debug, hyper=warn",
+        ] {
+            assert!(super::log_level(ok).is_ok(), "{ok}");
+        }
+        for bad in ["inof", "verbose", "", "info,fraudgate=loud", "=debug"] {
+            assert!(super::log_level(bad).is_err(), "{bad}");
+        }
     }
 }

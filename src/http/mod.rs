@@ -112,7 +112,18 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(server.max_body_bytes));
     let admin_keys = Arc::new(state.config.auth.admin_keys.clone());
     let admin = if admin_keys.0.is_empty() {
-        Router::new()
+        // Off: still a 404 (nothing to find), but one that says how to
+        // turn it on.
+        Router::new().route(
+            "/v1/admin/{*rest}",
+            any(|| async {
+                ApiError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    "admin_disabled",
+                    "the admin API is off: set auth.admin_keys (e.g. FRAUDGATE_AUTH__ADMIN_KEYS=<key>) to turn it on",
+                )
+            }),
+        )
     } else {
         Router::new()
             .route("/v1/admin/lists", get(admin::lists))

@@ -25,6 +25,9 @@ pub struct CrawlerMatcher {
     set: RegexSet,
     exclusions: Vec<Option<Regex>>,
     names: Vec<Arc<str>>,
+    /// Each pattern alone, compiled on its first hit: it finds the words
+    /// of the UA that matched, for a reason a person can read.
+    singles: Vec<std::sync::OnceLock<Option<Regex>>>,
     /// Flag an empty / whitespace-only UA, or one with control characters.
     flag_empty: bool,
     patterns: usize,
@@ -96,12 +99,17 @@ impl CrawlerMatcher {
             .expect("each part compiled on its own");
         let patterns = positives.len();
         let names = positives.iter().map(|p| Arc::from(p.as_str())).collect();
+        let singles = positives
+            .iter()
+            .map(|_| std::sync::OnceLock::new())
+            .collect();
         (
             CrawlerMatcher {
                 any,
                 set,
                 exclusions,
                 names,
+                singles,
                 flag_empty,
                 patterns,
             },
@@ -124,6 +132,28 @@ impl CrawlerMatcher {
 
     pub fn is_empty(&self) -> bool {
         self.patterns == 0
+    }
+
+    /// Why pattern `i` flagged `ua`, in words: the part of the UA that
+    /// matched, e.g. `user agent looks like a bot: "Googlebot/" (crawler
+    /// pattern 17)`. Runs on a hit only.
+    pub fn describe(&self, i: usize, ua: &str) -> Arc<str> {
+        let single = self
+            .singles
+            .get(i)
+            .and_then(|s| s.get_or_init(|| compile(&self.names[i]).ok()).as_ref());
+        let found = single
+            .and_then(|r| r.find(ua.as_bytes()))
+            .map(|m| String::from_utf8_lossy(m.as_bytes()).trim().to_owned())
+            .filter(|m| !m.is_empty());
+        let pattern = i + 1;
+        Arc::from(match found {
+            Some(m) => {
+                let m: String = m.chars().take(40).collect();
+                format!("user agent looks like a bot: {m:?} (crawler pattern {pattern})")
+            }
+            None => format!("user agent looks like a bot (crawler pattern {pattern})"),
+        })
     }
 
     pub fn check(&self, ua: &str) -> Option<CrawlerMatch> {

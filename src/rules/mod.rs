@@ -222,7 +222,7 @@ impl LocalRules {
             };
         if let Some(c) = &snap.crawler {
             let reason = match c.check(&ev.ua) {
-                Some(CrawlerMatch::Pattern(i)) => Some(Some(c.pattern(i).clone())),
+                Some(CrawlerMatch::Pattern(i)) => Some(Some(c.describe(i, &ev.ua))),
                 Some(CrawlerMatch::EmptyOrAbsurd) => Some(Some(self.names.empty_ua.clone())),
                 None => None,
             };

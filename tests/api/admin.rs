@@ -51,6 +51,12 @@ async fn admin_is_off_without_admin_keys() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    let v = json(r).await;
+    assert_eq!(v["error"], "admin_disabled");
+    assert!(
+        v["message"].as_str().unwrap().contains("auth.admin_keys"),
+        "says how to turn it on: {v}"
+    );
 }
 
 #[tokio::test]
