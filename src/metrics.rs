@@ -80,6 +80,7 @@ impl Registry {
         registry.scope(|| {
             describe();
             metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            register_known();
         });
         // Histograms need periodic upkeep when no exporter thread runs. The
         // task holds a weak reference: it ends with the registry.
@@ -116,6 +117,57 @@ impl Default for Registry {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Every counter with a closed label set, at 0 from the start: a dashboard
+/// or alert sees 0, not "no data", before the first event, and in the
+/// keyless mode where the RT path never runs. (Gauges the components set
+/// themselves; `fraudgate_http_requests_total` appears per route and
+/// status on first use, since every pair would be some 600 zero series;
+/// histograms appear with their first sample.)
+fn register_known() {
+    use crate::rules::RuleKind;
+    for r in ["hit", "miss"] {
+        metrics::counter!(CACHE_REQUESTS, "result" => r);
+    }
+    for name in [
+        COALESCED,
+        DEADLINE_MISSES,
+        LATE_FILLS,
+        STALE_SERVED,
+        UPSTREAM_RETRIES,
+    ] {
+        metrics::counter!(name);
+    }
+    metrics::counter!(UPSTREAM_UNKNOWN_TAGS);
+    for o in ["ok", "error"] {
+        metrics::counter!(REFRESHES, "outcome" => o);
+    }
+    for o in crate::upstream::OUTCOMES {
+        metrics::counter!(UPSTREAM_REQUESTS, "outcome" => o);
+    }
+    for to in ["closed", "open", "half_open"] {
+        metrics::counter!(BREAKER_TRANSITIONS, "to" => to);
+    }
+    for scope in ["ip", "ip_ua", "all"] {
+        metrics::counter!(CACHE_PURGES, "scope" => scope);
+    }
+    for source in ["crawler", "datacenter", "list"] {
+        for o in ["ok", "error"] {
+            metrics::counter!(RULE_RELOADS, "source" => source, "outcome" => o);
+        }
+    }
+    for k in RuleKind::ALL {
+        metrics::counter!(RULE_HITS, "kind" => k.as_str());
+    }
+    for o in ["ok", "bad_request", "timeout", "error"] {
+        metrics::counter!(QUERIES, "outcome" => o);
+    }
+    for name in [SHED, LOG_WRITTEN, LOG_DROPPED, LOG_ERRORS] {
+        metrics::counter!(name);
+    }
+    // Closed (0) until a breaker says otherwise; there is none without RT.
+    metrics::gauge!(BREAKER_STATE).set(0.0);
 }
 
 fn describe() {

@@ -115,7 +115,7 @@ pub struct Upstream {
 
 /// The outcomes an RT call is labelled with (`ok` and the error outcomes
 /// a call can end in).
-const OUTCOMES: [&str; 7] = [
+pub const OUTCOMES: [&str; 7] = [
     "ok",
     "timeout",
     "http_error",

@@ -192,6 +192,23 @@ mod tests {
             .collect()
     }
 
+    /// Every built-in line compiles: a bad one would be skipped silently
+    /// (as a bad line of an extra file is, with a warning).
+    #[test]
+    fn every_builtin_pattern_compiles() {
+        let (m, bad) = CrawlerMatcher::build(&[BUILTIN_PATTERNS], true);
+        assert!(bad.is_empty(), "{bad:?}");
+        let lines = BUILTIN_PATTERNS
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .count();
+        assert_eq!(m.len(), lines);
+        assert!(matches!(
+            m.check("Mozilla/5.0 (compatible; tracemyfile/1.0)"),
+            Some(CrawlerMatch::Pattern(_))
+        ));
+    }
+
     /// The acceptance bar: >= 99% of real crawler UAs caught, <= 0.1% of
     /// real browser UAs flagged, on public corpora (tests/data).
     #[test]

@@ -58,6 +58,45 @@ async fn metrics_expose_the_documented_names() {
     assert!(!m.contains(UPSTREAM_KEY));
 }
 
+/// Every metric the README lists is on /metrics from the start, at 0 where
+/// nothing happened yet, even in the keyless mode (no RT path at all):
+/// dashboards and alerts see 0, not "no data". Histograms (no samples yet)
+/// and the per-route request counter are the documented exceptions.
+#[tokio::test]
+async fn every_documented_metric_exists_at_startup_even_without_rt() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let documented: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `fraudgate_"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    assert!(documented.len() > 30, "the README's metric table is found");
+    let keyless = spawn_app_with(|c| c.upstream.key = fraudgate::config::Secret::new("")).await;
+    let m = keyless.metrics().await;
+    assert_eq!(sample(&m, "fraudgate_upstream_enabled", &[]), 0.0);
+    for name in documented {
+        let name = format!("fraudgate_{name}");
+        if name.ends_with("_seconds") || name == "fraudgate_http_requests_total" {
+            continue;
+        }
+        assert!(
+            m.lines()
+                .any(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{"))),
+            "{name} is documented but not exported at startup"
+        );
+    }
+    assert_eq!(
+        sample(
+            &m,
+            "fraudgate_upstream_requests_total",
+            &[("outcome", "timeout")]
+        ),
+        0.0
+    );
+    assert_eq!(sample(&m, "fraudgate_breaker_state", &[]), 0.0);
+}
+
 /// Validates the exposition with Prometheus' own checker. `.ci/run`
 /// installs promtool and sets FRAUDGATE_REQUIRE_TOOLS=1 so this cannot
 /// silently skip in CI.
