@@ -128,7 +128,7 @@ impl Default for Registry {
 fn register_known() {
     use crate::rules::RuleKind;
     for r in ["hit", "miss"] {
-        metrics::counter!(CACHE_REQUESTS, "result" => r);
+        metrics::counter!(CACHE_REQUESTS, "result" => r).increment(0);
     }
     for name in [
         COALESCED,
@@ -137,34 +137,34 @@ fn register_known() {
         STALE_SERVED,
         UPSTREAM_RETRIES,
     ] {
-        metrics::counter!(name);
+        metrics::counter!(name).increment(0);
     }
-    metrics::counter!(UPSTREAM_UNKNOWN_TAGS);
+    metrics::counter!(UPSTREAM_UNKNOWN_TAGS).increment(0);
     for o in ["ok", "error"] {
-        metrics::counter!(REFRESHES, "outcome" => o);
+        metrics::counter!(REFRESHES, "outcome" => o).increment(0);
     }
     for o in crate::upstream::OUTCOMES {
-        metrics::counter!(UPSTREAM_REQUESTS, "outcome" => o);
+        metrics::counter!(UPSTREAM_REQUESTS, "outcome" => o).increment(0);
     }
     for to in ["closed", "open", "half_open"] {
-        metrics::counter!(BREAKER_TRANSITIONS, "to" => to);
+        metrics::counter!(BREAKER_TRANSITIONS, "to" => to).increment(0);
     }
     for scope in ["ip", "ip_ua", "all"] {
-        metrics::counter!(CACHE_PURGES, "scope" => scope);
+        metrics::counter!(CACHE_PURGES, "scope" => scope).increment(0);
     }
     for source in ["crawler", "datacenter", "list"] {
         for o in ["ok", "error"] {
-            metrics::counter!(RULE_RELOADS, "source" => source, "outcome" => o);
+            metrics::counter!(RULE_RELOADS, "source" => source, "outcome" => o).increment(0);
         }
     }
     for k in RuleKind::ALL {
-        metrics::counter!(RULE_HITS, "kind" => k.as_str());
+        metrics::counter!(RULE_HITS, "kind" => k.as_str()).increment(0);
     }
     for o in ["ok", "bad_request", "timeout", "error"] {
-        metrics::counter!(QUERIES, "outcome" => o);
+        metrics::counter!(QUERIES, "outcome" => o).increment(0);
     }
     for name in [SHED, LOG_WRITTEN, LOG_DROPPED, LOG_ERRORS] {
-        metrics::counter!(name);
+        metrics::counter!(name).increment(0);
     }
     // Closed (0) until a breaker says otherwise; there is none without RT.
     metrics::gauge!(BREAKER_STATE).set(0.0);
