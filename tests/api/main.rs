@@ -18,6 +18,7 @@ mod nginx;
 mod openrtb;
 mod ops;
 mod overload;
+mod readme;
 mod resilience;
 mod rt_dropin;
 mod rules;
