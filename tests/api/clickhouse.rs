@@ -174,6 +174,10 @@ impl ClickHouse {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_clickhouse,
+    ignore = "clickhouse-server is not installed (Debian: clickhouse-server)"
+)]
 async fn clickhouse_passes_the_same_query_suite_as_sqlite() {
     let Some(ch) = ClickHouse::started() else {
         return;
@@ -215,6 +219,10 @@ fn form(s: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_clickhouse,
+    ignore = "clickhouse-server is not installed (Debian: clickhouse-server)"
+)]
 async fn both_stores_answer_every_query_alike() {
     let Some(ch) = ClickHouse::started() else {
         return;
@@ -269,6 +277,10 @@ async fn both_stores_answer_every_query_alike() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_clickhouse,
+    ignore = "clickhouse-server is not installed (Debian: clickhouse-server)"
+)]
 async fn a_clickhouse_that_is_down_costs_no_decision_and_is_caught_up() {
     let Some(mut ch) = ClickHouse::new() else {
         return;
@@ -302,6 +314,10 @@ async fn a_clickhouse_that_is_down_costs_no_decision_and_is_caught_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_clickhouse,
+    ignore = "clickhouse-server is not installed (Debian: clickhouse-server)"
+)]
 async fn retention_drops_whole_day_partitions() {
     let Some(ch) = ClickHouse::started() else {
         return;

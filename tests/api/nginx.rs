@@ -25,6 +25,7 @@ fn free_port() -> u16 {
 }
 
 #[tokio::test]
+#[cfg_attr(no_nginx, ignore = "nginx is not installed (Debian: nginx-light)")]
 async fn nginx_auth_request_lets_clean_clients_through_and_blocks_flagged_ones() {
     let Some(nginx) = tool("nginx") else { return };
     let app = spawn_app_with(|c| c.server.trusted_proxies = vec!["127.0.0.1/32".into()]).await;

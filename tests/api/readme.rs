@@ -191,6 +191,7 @@ fn check(e: &Example, shown: &str, status: u16, answer: &str) -> Result<(), Stri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_curl, ignore = "curl is not installed (Debian: curl)")]
 async fn every_readme_example_answers_what_the_readme_shows() {
     if tool("curl").is_none() {
         return;

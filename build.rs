@@ -1,0 +1,42 @@
+//! Finds the external tools the integration tests drive (nginx, promtool,
+//! clickhouse-server, curl) and sets `cfg(no_<tool>)` for each one missing,
+//! so those tests are reported as `ignored, <tool> is not installed` in the
+//! test summary instead of passing silently. With
+//! `FRAUDGATE_REQUIRE_TOOLS` set (as `.ci/run` does) nothing is ignored: a
+//! missing tool fails its test.
+
+use std::path::PathBuf;
+
+const TOOLS: &[(&str, &str)] = &[
+    ("nginx", "no_nginx"),
+    ("promtool", "no_promtool"),
+    ("clickhouse-server", "no_clickhouse"),
+    ("curl", "no_curl"),
+];
+
+fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=PATH");
+    println!("cargo::rerun-if-env-changed=FRAUDGATE_REQUIRE_TOOLS");
+    let required = std::env::var_os("FRAUDGATE_REQUIRE_TOOLS").is_some();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .collect();
+    for (tool, cfg) in TOOLS {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        let found = dirs.iter().map(|d| d.join(tool)).find(|p| p.is_file());
+        match found {
+            // Installing or removing the tool reruns this script.
+            Some(p) => println!("cargo::rerun-if-changed={}", p.display()),
+            None => {
+                // A path that does not exist: Cargo reruns the script on
+                // every build, so a tool installed later is seen.
+                println!("cargo::rerun-if-changed=/usr/bin/{tool}");
+                if !required {
+                    println!("cargo::rustc-cfg={cfg}");
+                }
+            }
+        }
+    }
+}
