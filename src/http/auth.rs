@@ -7,7 +7,8 @@
 //!
 //! The event: client IP from the connection (behind trusted proxies, from
 //! their headers), UA from `User-Agent`, other fields from the original
-//! URL's query: `X-Original-URI` (nginx), `X-Forwarded-Uri` (Traefik), or
+//! URL's query: `X-Original-URI` (nginx), `X-Original-URL` (ingress-nginx's
+//! `auth-url`), `X-Forwarded-Uri` (Traefik), or
 //! this request's own path after `/v1/auth` (Envoy's `path_prefix`).
 
 use std::net::{IpAddr, SocketAddr};
@@ -120,6 +121,15 @@ fn original_uri(headers: &HeaderMap, uri: &Uri) -> String {
         if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
             return v.to_owned();
         }
+    }
+    // ingress-nginx's auth-url sends the whole URL.
+    if let Some(v) = headers.get("x-original-url").and_then(|v| v.to_str().ok()) {
+        let rest = v.split_once("://").map_or(v, |(_, r)| r);
+        return match rest.find(['/', '?']) {
+            Some(i) if v.contains("://") => rest[i..].to_owned(),
+            Some(_) | None if v.contains("://") => "/".to_owned(),
+            _ => v.to_owned(),
+        };
     }
     let own = uri.path_and_query().map_or("/", |p| p.as_str());
     own.strip_prefix("/v1/auth").map_or_else(

@@ -51,6 +51,27 @@ async fn auth_allows_with_200_and_blocks_with_403_and_headers() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-fraudgate-decision"], "allow");
     assert!(r.text().await.unwrap().is_empty());
+
+    // ingress-nginx's auth-url sends the whole original URL.
+    app.mock.on_ip("198.51.100.67", Reply::tags(""));
+    let r = app
+        .http
+        .get(app.url("/v1/auth"))
+        .header("x-forwarded-for", "198.51.100.67")
+        .header(
+            "x-original-url",
+            "https://shop.example/landing?offer_id=78&affiliate_id=6",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let p = app.mock.last_params("198.51.100.67").unwrap();
+    let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_owned());
+    assert_eq!(
+        (get("offer_id"), get("affiliate_id")),
+        (Some("78".into()), Some("6".into()))
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! nginx `auth_request` in front of a backend, with fraudgate as the auth
 //! service: the real Debian nginx, started with its own config on random
-//! ports. `.ci/run` installs it.
+//! ports, including the shipped `deploy/nginx/fraudgate-auth.conf` as the
+//! README says to. `.ci/run` installs it.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -49,6 +50,8 @@ http {{
     uwsgi_temp_path {dir}/tmp/uwsgi;
     scgi_temp_path {dir}/tmp/scgi;
 
+    upstream fraudgate {{ server 127.0.0.1:{fg}; keepalive 8; }}
+
     # The protected application.
     server {{
         listen 127.0.0.1:{backend};
@@ -65,22 +68,17 @@ http {{
             add_header X-Fraudgate-Tags $fg_tags always;
             proxy_pass http://127.0.0.1:{backend};
         }}
-        location = /_fraudgate {{
-            internal;
-            proxy_pass http://127.0.0.1:{fg}/v1/auth;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            # fraudgate trusts nginx: never pass the visitor's own.
-            proxy_set_header X-Fraudgate-Deadline-Ms "";
-            proxy_set_header X-Fraudgate-Event-Type "";
-        }}
+        # The file the README tells users to include, as shipped.
+        include {snippet};
     }}
 }}
 "#,
         dir = dir.display(),
         fg = app.port,
+        snippet = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/nginx/fraudgate-auth.conf"
+        ),
     );
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();

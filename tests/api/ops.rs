@@ -202,6 +202,25 @@ fn shipped_prometheus_rules_pass_promtool() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // The alerts' behaviour: e.g. FraudgateMostlyFallback stays quiet in the
+    // keyless mode and fires when RT is configured but failing.
+    let out = std::process::Command::new(tool("promtool").unwrap())
+        .args([
+            "test",
+            "rules",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/deploy/prometheus/rules.test.yml"
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
