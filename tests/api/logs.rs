@@ -183,3 +183,55 @@ async fn a_public_address_without_client_keys_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("auth.allow_anonymous"), "{err}");
 }
+
+/// `--help` is per command, `--version` is there, a typo is a usage error
+/// (exit 2) with a suggestion, and a bad log level stops startup by name.
+#[test]
+fn every_command_has_its_own_help() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fraudgate"));
+        c.args(args).env_clear().current_dir(std::env::temp_dir());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, top, _) = run(&["--help"], &[]);
+    assert_eq!(code, Some(0));
+    for cmd in ["serve", "check-config", "query", "report", "--version"] {
+        assert!(top.contains(cmd), "{cmd} listed: {top}");
+    }
+    let (_, serve, _) = run(&["serve", "--help"], &[]);
+    let (_, query, _) = run(&["query", "--help"], &[]);
+    assert!(serve.contains("Usage: fraudgate serve"), "{serve}");
+    assert!(
+        query.contains("Usage: fraudgate query") && query.contains("--groups"),
+        "{query}"
+    );
+    assert_ne!(serve, query);
+    let (code, version, _) = run(&["--version"], &[]);
+    assert_eq!(
+        (code, version.trim()),
+        (Some(0), concat!("fraudgate ", env!("CARGO_PKG_VERSION")))
+    );
+    let (code, _, err) = run(&["serv"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("similar subcommand exists: 'serve'"), "{err}");
+    let (code, out, err) = run(&["check-config"], &[("FRAUDGATE_LOG__LEVEL", "inof")]);
+    assert_eq!(code, Some(78), "{out}");
+    assert!(
+        err.contains("FRAUDGATE_LOG__LEVEL") && err.contains("not a level"),
+        "{err}"
+    );
+    let (code, out, _) = run(&["check-config"], &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        out.trim(),
+        "configuration OK (the defaults embedded in the binary)"
+    );
+}
