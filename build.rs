@@ -1,5 +1,5 @@
 //! Finds the external tools the integration tests drive (nginx, promtool,
-//! clickhouse-server, curl) and sets `cfg(no_<tool>)` for each one missing,
+//! clickhouse-server, curl, chromium) and sets `cfg(no_<tool>)` for each one missing,
 //! so those tests are reported as `ignored, <tool> is not installed` in the
 //! test summary instead of passing silently. With
 //! `FRAUDGATE_REQUIRE_TOOLS` set (as `.ci/run` does) nothing is ignored: a
@@ -12,6 +12,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("promtool", "no_promtool"),
     ("clickhouse-server", "no_clickhouse"),
     ("curl", "no_curl"),
+    ("chromium", "no_chromium"),
 ];
 
 fn main() {

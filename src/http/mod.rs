@@ -22,6 +22,7 @@ pub mod render;
 pub mod reports;
 pub mod rt;
 pub mod shed;
+pub mod ui;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -170,6 +171,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/ui", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .merge(admin)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })

@@ -32,6 +32,8 @@ pub const ROUTES: &[&str] = &[
     "/v1/reports/global",
     "/v1/reports/interval",
     "/v1/reports/entry/{id}",
+    "/ui",
+    "/ui/{file}",
 ];
 
 /// Index of the request's route in [`ROUTES`]; `ROUTES.len()` for

@@ -24,5 +24,6 @@ mod rt_dropin;
 mod rules;
 mod shutdown;
 mod trust;
+mod ui;
 mod validation;
 mod verdict_scope;
