@@ -42,9 +42,20 @@ use crate::config::Config;
 use crate::score::Scorer;
 use error::ApiError;
 
-/// Shared by every handler; cheap to clone.
+/// Shared by every handler: one `Arc`, so the clone axum makes per request
+/// and per middleware is one atomic increment, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub scorer: Scorer,
     pub config: Arc<Config>,
     /// This application's own metrics (see [`crate::metrics::Registry`]).
@@ -73,7 +84,7 @@ impl AppState {
             .filter_map(|o| Some((o.id.clone(), click::Offer::new(o)?)))
             .collect();
         let queries = Arc::new(registry.scope(data::QueryCounters::new));
-        AppState {
+        AppState(Arc::new(Shared {
             warned_local_proxy: Arc::new(AtomicBool::new(false)),
             queries,
             scorer,
@@ -82,7 +93,7 @@ impl AppState {
             draining: Arc::new(AtomicBool::new(false)),
             trusted: Arc::new(trusted),
             offers: Arc::new(offers),
-        }
+        }))
     }
 }
 

@@ -5,9 +5,17 @@
 //! matches does a RegexSet say which patterns did, so their exclusions
 //! (the rewritten look-arounds, e.g. "bot" but not "cubot") can be checked.
 
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+/// Verdicts remembered per UA: a direct-mapped table of this many slots.
+/// Ad traffic repeats UAs heavily, and a hit costs one keyed hash instead
+/// of the regex scan (~0.35 us for a browser UA).
+const MEMO_SLOTS: usize = 4096;
 
 /// The built-in pattern list (isbot-derived, see the file header).
 pub const BUILTIN_PATTERNS: &str = include_str!("crawler_patterns.txt");
@@ -28,6 +36,12 @@ pub struct CrawlerMatcher {
     /// Each pattern alone, compiled on its first hit: it finds the words
     /// of the UA that matched, for a reason a person can read.
     singles: Vec<std::sync::OnceLock<Option<Regex>>>,
+    /// Per slot: the upper 48 bits of the UA's keyed hash and a 16-bit
+    /// verdict code (never 0, so 0 is an empty slot). One atomic word, so a
+    /// read never sees half an update; the key is random per process, so
+    /// collisions cannot be crafted.
+    memo: Box<[AtomicU64]>,
+    memo_key: RandomState,
     /// Flag an empty / whitespace-only UA, or one with control characters.
     flag_empty: bool,
     patterns: usize,
@@ -110,6 +124,8 @@ impl CrawlerMatcher {
                 exclusions,
                 names,
                 singles,
+                memo: (0..MEMO_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+                memo_key: RandomState::new(),
                 flag_empty,
                 patterns,
             },
@@ -157,6 +173,21 @@ impl CrawlerMatcher {
     }
 
     pub fn check(&self, ua: &str) -> Option<CrawlerMatch> {
+        let h = self.memo_key.hash_one(ua.as_bytes());
+        let slot = &self.memo[(h as usize) & (MEMO_SLOTS - 1)];
+        let seen = slot.load(Ordering::Relaxed);
+        let tag = h & !0xFFFF;
+        if seen != 0 && seen & !0xFFFF == tag {
+            return decode((seen & 0xFFFF) as u16);
+        }
+        let verdict = self.scan(ua);
+        if let Some(code) = encode(verdict) {
+            slot.store(tag | u64::from(code), Ordering::Relaxed);
+        }
+        verdict
+    }
+
+    fn scan(&self, ua: &str) -> Option<CrawlerMatch> {
         let bytes = ua.as_bytes();
         if self.flag_empty
             && (ua.trim().is_empty() || bytes.iter().any(|b| b.is_ascii_control() && *b != b'\t'))
@@ -178,6 +209,24 @@ impl CrawlerMatcher {
     }
 }
 
+/// A verdict as a memo code: 1 no match, 2 empty or absurd, 3.. pattern
+/// index + 3. None when it does not fit (it is then not remembered).
+fn encode(v: Option<CrawlerMatch>) -> Option<u16> {
+    match v {
+        None => Some(1),
+        Some(CrawlerMatch::EmptyOrAbsurd) => Some(2),
+        Some(CrawlerMatch::Pattern(i)) => u16::try_from(i + 3).ok(),
+    }
+}
+
+fn decode(code: u16) -> Option<CrawlerMatch> {
+    match code {
+        1 => None,
+        2 => Some(CrawlerMatch::EmptyOrAbsurd),
+        c => Some(CrawlerMatch::Pattern(usize::from(c) - 3)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +239,35 @@ mod tests {
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .map(str::to_owned)
             .collect()
+    }
+
+    /// A remembered verdict is the verdict: browsers, crawlers, empty UAs,
+    /// asked twice (the second time from the memo) and interleaved.
+    #[test]
+    fn memoized_verdicts_match_a_fresh_scan() {
+        let m = CrawlerMatcher::builtin();
+        let uas = [
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+            "Googlebot/2.1 (+http://www.google.com/bot.html)",
+            "",
+            "curl/8.0",
+        ];
+        for _ in 0..3 {
+            for ua in uas {
+                assert_eq!(m.check(ua), m.scan(ua), "{ua:?}");
+            }
+        }
+        assert_eq!(m.check(uas[0]), None);
+        assert!(matches!(m.check(uas[1]), Some(CrawlerMatch::Pattern(_))));
+        assert_eq!(m.check(""), Some(CrawlerMatch::EmptyOrAbsurd));
+        for i in 0..20_000 {
+            let ua = format!("Mozilla/5.0 (X11; Linux) Firefox/{i}.0");
+            assert_eq!(m.check(&ua), None);
+        }
+        assert!(
+            matches!(m.check(uas[1]), Some(CrawlerMatch::Pattern(_))),
+            "after eviction"
+        );
     }
 
     /// Every built-in line compiles: a bad one would be skipped silently
