@@ -1,6 +1,9 @@
 -- wrk script: GET /v1/check with a Zipf-like (s = 1.0) mix over N keys.
--- Key k -> ip 10.0.(k / 256).(k % 256), one of several real UAs.
+-- Key k -> ip 10.(k / 65536).(k / 256 % 256).(k % 256), one of several real
+-- UAs. TARGET_PATH (default /v1/check) sends the same trace elsewhere, e.g.
+-- "/" for the RT drop-in or an nginx proxy_cache in front of RT.
 local N = tonumber(os.getenv("KEYS") or "20000")
+local target = os.getenv("TARGET_PATH") or "/v1/check"
 local uas = {
   "Mozilla%2F5.0%20(Windows%20NT%2010.0%3B%20Win64%3B%20x64)%20AppleWebKit%2F537.36%20(KHTML%2C%20like%20Gecko)%20Chrome%2F120.0.0.0%20Safari%2F537.36",
   "Mozilla%2F5.0%20(iPhone%3B%20CPU%20iPhone%20OS%2017_1%20like%20Mac%20OS%20X)%20AppleWebKit%2F605.1.15%20(KHTML%2C%20like%20Gecko)%20Version%2F17.1%20Mobile%2F15E148%20Safari%2F604.1",
@@ -37,7 +40,8 @@ end
 function request()
   local k = zipf()
   local path = string.format(
-    "/v1/check?event_type=click&ip=10.0.%d.%d&ua=%s&affiliate_id=%d&offer_id=34713",
-    math.floor(k / 256) % 256, k % 256, uas[(k % #uas) + 1], k % 50)
+    "%s?event_type=click&ip=10.%d.%d.%d&ua=%s&key=k&at=1&affiliate_id=%d&offer_id=34713",
+    target, math.floor(k / 65536) % 256, math.floor(k / 256) % 256, k % 256,
+    uas[(k % #uas) + 1], k % 50)
   return wrk.format("GET", path)
 end

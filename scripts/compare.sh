@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# fraudgate against nginx proxy_cache, same machine, same run: the question
+# "why not nginx proxy_cache in front of FraudScore RT?". Both sit in front
+# of their own local mock RT (same latency); rounds are interleaved, and the
+# table shows medians over rounds and fraudgate/nginx ratios (only ratios are
+# stable on a shared machine). Run by hand; not part of .ci/run.
+#
+#   scripts/compare.sh                       # 3 rounds x 10 s per trace
+#   ROUNDS=5 DURATION=15 KEYS=1000000 scripts/compare.sh
+#
+# Traces: "one key" (one cached ip+ua: the cache-hit path) and "zipf" (KEYS
+# distinct ip+ua, Zipf s=1, real browser UAs: misses, coalescing, hits).
+# fraudgate runs with its decision log off (DECISION_LOG=true to compare
+# with it on): nginx records nothing either.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+export KEYS=${KEYS:-1000000}
+RT_DELAY_MS=${RT_DELAY_MS:-10}
+FG_PORT=18180 NGX_PORT=18182 RT_FG=18181 RT_NGX=18183
+
+. scripts/lib.sh
+ensure_wrk
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || { echo "nginx is needed (Debian: nginx-light)" >&2; exit 1; }
+
+cargo build --release --quiet --bin fraudgate --example mock_rt
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+[ -n "${COMPARE_DEBUG:-}" ] && trap 'cat "$tmp/ngx/error.log" >&2; cleanup' EXIT
+
+target/release/examples/mock_rt --listen "127.0.0.1:$RT_FG" --delay-ms "$RT_DELAY_MS" >"$tmp/rt-fg.log" 2>&1 &
+rt_fg=$!; pids+=("$rt_fg")
+target/release/examples/mock_rt --listen "127.0.0.1:$RT_NGX" --delay-ms "$RT_DELAY_MS" >"$tmp/rt-ngx.log" 2>&1 &
+rt_ngx=$!; pids+=("$rt_ngx")
+FRAUDGATE_SERVER__LISTEN="127.0.0.1:$FG_PORT" \
+FRAUDGATE_UPSTREAM__URL="http://127.0.0.1:$RT_FG/" \
+FRAUDGATE_UPSTREAM__KEY=compare \
+FRAUDGATE_LOG__LEVEL=warn \
+FRAUDGATE_DECISION_LOG__ENABLED="${DECISION_LOG:-false}" \
+FRAUDGATE_DECISION_LOG__PATH="$tmp/decisions" \
+  target/release/fraudgate serve >"$tmp/fg.log" 2>&1 &
+fg=$!; pids+=("$fg")
+
+# nginx: 2 workers (one per core, as fraudgate's runtime), a shared cache
+# keyed by ip+ua, the cache lock on (its coalescing), keepalive upstream.
+# Workers may run as another user (nobody, when started as root).
+chmod 755 "$tmp"
+mkdir -p "$tmp/ngx" && chmod 777 "$tmp/ngx"
+cat >"$tmp/nginx.conf" <<CONF
+worker_processes 2;
+pid $tmp/nginx.pid;
+error_log $tmp/ngx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $tmp/ngx/body; proxy_temp_path $tmp/ngx/proxy;
+    fastcgi_temp_path $tmp/ngx/fcgi; uwsgi_temp_path $tmp/ngx/uwsgi; scgi_temp_path $tmp/ngx/scgi;
+    proxy_cache_path $tmp/ngx/cache levels=1:2 keys_zone=rt:200m max_size=4g inactive=10m use_temp_path=off;
+    upstream rt { server 127.0.0.1:$RT_NGX; keepalive 128; }
+    server {
+        listen 127.0.0.1:$NGX_PORT;
+        location / {
+            proxy_cache rt;
+            proxy_cache_key "\$arg_ip|\$arg_ua";
+            proxy_cache_valid 200 5m;
+            proxy_cache_lock on;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://rt;
+        }
+    }
+}
+CONF
+"$NGINX" -c "$tmp/nginx.conf" -p "$tmp/ngx" -e "$tmp/ngx/error.log"
+wait_ready "$FG_PORT"
+
+UA='Mozilla%2F5.0%20(Windows%20NT%2010.0%3B%20Win64%3B%20x64)%20AppleWebKit%2F537.36%20(KHTML%2C%20like%20Gecko)%20Chrome%2F120.0%20Safari%2F537.36'
+ONE="event_type=click&ip=203.0.113.9&ua=$UA&key=k&at=1&affiliate_id=1&offer_id=2"
+curl -s "http://127.0.0.1:$FG_PORT/v1/check?$ONE" >/dev/null
+curl -s "http://127.0.0.1:$NGX_PORT/?$ONE" >/dev/null
+
+# name | url | wrk script args
+run() {
+  local name=$1 url=$2; shift 2
+  wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$tmp/w.txt"
+  [ -n "${COMPARE_DEBUG:-}" ] && cat "$tmp/w.txt" >&2
+  awk -v n="$name" '/Requests\/sec/{r=$2} /^ +50%/{p50=$2} /^ +99%/{p99=$2} END{print n, r, p50, p99}' "$tmp/w.txt" >>"$tmp/results"
+}
+
+: >"$tmp/results"
+for round in $(seq "$ROUNDS"); do
+  echo "round $round/$ROUNDS" >&2
+  run "one-key fraudgate /v1/check" "http://127.0.0.1:$FG_PORT/v1/check?$ONE"
+  run "one-key nginx proxy_cache" "http://127.0.0.1:$NGX_PORT/?$ONE"
+  run "one-key fraudgate / (RT drop-in)" "http://127.0.0.1:$FG_PORT/?$ONE"
+  run "one-key fraudgate /healthz (HTTP floor)" "http://127.0.0.1:$FG_PORT/healthz"
+  TARGET_PATH=/v1/check run "zipf fraudgate /v1/check" "http://127.0.0.1:$FG_PORT" -s scripts/loadtest.lua
+  TARGET_PATH=/ run "zipf nginx proxy_cache" "http://127.0.0.1:$NGX_PORT" -s scripts/loadtest.lua
+done
+
+fg_rss=$(ps -o rss= -p "$fg" | awk '{printf "%.0f", $1/1024}')
+ngx_rss=$(ps -o rss= --ppid "$(cat "$tmp/nginx.pid")" | awk '{s+=$1} END{printf "%.0f", s/1024}')
+kill -INT "$rt_fg" "$rt_ngx"; wait "$rt_fg" "$rt_ngx" 2>/dev/null || true
+calls() { sed -n 's/.*calls=\([0-9]*\) distinct_ips=\([0-9]*\).*/\1 \2/p' "$1"; }
+read -r fg_calls fg_distinct < <(calls "$tmp/rt-fg.log")
+read -r ngx_calls ngx_distinct < <(calls "$tmp/rt-ngx.log")
+
+# Medians over rounds, then the table with ratios to nginx.
+python3 - "$tmp/results" "$ROUNDS" <<'PY'
+import sys, statistics, collections
+rows = collections.OrderedDict()
+unit = lambda s: float(s[:-2]) / 1000 if s.endswith("us") else float(s[:-2]) if s.endswith("ms") else float(s[:-1]) * 1000
+for line in open(sys.argv[1]):
+    *name, rps, p50, p99 = line.split()
+    rows.setdefault(" ".join(name), []).append((float(rps), unit(p50), unit(p99)))
+med = {n: tuple(statistics.median(x[i] for x in v) for i in range(3)) for n, v in rows.items()}
+base = {"one-key": med.get("one-key nginx proxy_cache"), "zipf": med.get("zipf nginx proxy_cache")}
+print(f"| trace, target | requests/s (median of {sys.argv[2]}) | x nginx | p50 ms | p99 ms |")
+print("|---|---|---|---|---|")
+for n, (r, p50, p99) in med.items():
+    b = base[n.split()[0]]
+    print(f"| {n} | {r:,.0f} | {r / b[0]:.2f} | {p50:.2f} | {p99:.2f} |")
+PY
+echo
+echo "upstream calls per distinct key: fraudgate $fg_calls / $fg_distinct = $(awk -v c="$fg_calls" -v d="$fg_distinct" 'BEGIN{printf "%.3f", c/d}'), nginx $ngx_calls / $ngx_distinct = $(awk -v c="$ngx_calls" -v d="$ngx_distinct" 'BEGIN{printf "%.3f", c/d}')"
+echo "RSS at the end: fraudgate ${fg_rss} MiB, nginx workers ${ngx_rss} MiB"
+echo "(${ROUNDS} rounds x ${DURATION} s per trace, wrk -t1 -c${CONNS}, ${KEYS} Zipf keys, RT ${RT_DELAY_MS} ms, $(nproc) cores, $(date -u +%F))"
