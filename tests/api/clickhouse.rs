@@ -28,14 +28,6 @@ impl Drop for ClickHouse {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl ClickHouse {
     /// A server on random ports with its data in a temporary directory,
     /// not yet started.

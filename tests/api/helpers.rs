@@ -264,3 +264,12 @@ pub fn no_redirects() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// A port nothing listens on now (for servers the tests start themselves).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -17,14 +17,6 @@ impl Drop for Nginx {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 #[cfg_attr(no_nginx, ignore = "nginx is not installed (Debian: nginx-light)")]
 async fn nginx_auth_request_lets_clean_clients_through_and_blocks_flagged_ones() {
