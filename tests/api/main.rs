@@ -8,6 +8,7 @@ mod cache;
 mod check;
 mod clickhouse;
 mod decision_log;
+mod deploy;
 mod doors;
 mod faults;
 mod helpers;
