@@ -155,6 +155,7 @@ impl FraudGateLayer {
             ip,
             ua,
             event_type: self.event_type,
+            speculation: crate::event::Speculation::from_headers(&parts.headers),
         })
         .build()?)
     }

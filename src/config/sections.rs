@@ -297,6 +297,10 @@ pub struct CrawlerConfig {
     /// Empty: none.
     pub extra_patterns_file: String,
     pub flag_empty_ua: bool,
+    /// Speculative loads on the browser-facing doors (`Sec-Purpose:
+    /// prefetch`, `Purpose: prefetch`, `X-Moz: prefetch`, `X-Purpose:
+    /// preview`): the `prefetch` rule, tag crawler.
+    pub flag_prefetch: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

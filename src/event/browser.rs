@@ -29,6 +29,56 @@ pub struct Connection<'a> {
     pub ip: IpAddr,
     pub ua: &'a str,
     pub event_type: EventType,
+    /// The browser fetches this ahead of (or instead of) a person's visit.
+    pub speculation: Option<Speculation>,
+}
+
+/// A request the browser makes speculatively: nobody has clicked or seen
+/// anything yet. The MRC counts pre-fetched and pre-rendered loads as
+/// general invalid traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speculation {
+    /// `Sec-Purpose: prefetch`, `Purpose: prefetch` (Chrome's legacy
+    /// name), `X-Moz: prefetch` (older Firefox).
+    Prefetch,
+    /// `Sec-Purpose: prefetch;prerender`.
+    Prerender,
+    /// `X-Purpose: preview` (Safari's link previews).
+    Preview,
+}
+
+impl Speculation {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Speculation::Prefetch => "prefetch",
+            Speculation::Prerender => "prerender",
+            Speculation::Preview => "preview",
+        }
+    }
+
+    /// What the request's headers say, if anything.
+    pub fn from_headers(headers: &axum::http::HeaderMap) -> Option<Self> {
+        let has = |name: &str, token: &str| {
+            headers.get_all(name).iter().any(|v| {
+                v.to_str().is_ok_and(|v| {
+                    v.split([';', ','])
+                        .any(|t| t.trim().eq_ignore_ascii_case(token))
+                })
+            })
+        };
+        if has("sec-purpose", "prerender") {
+            Some(Speculation::Prerender)
+        } else if has("sec-purpose", "prefetch")
+            || has("purpose", "prefetch")
+            || has("x-moz", "prefetch")
+        {
+            Some(Speculation::Prefetch)
+        } else if has("x-purpose", "preview") {
+            Some(Speculation::Preview)
+        } else {
+            None
+        }
+    }
 }
 
 impl EventBuilder {
@@ -70,6 +120,7 @@ impl EventBuilder {
     /// Sets IP, UA and event type from the connection where still unset
     /// (the tower layer: the app's own extractor is trusted code).
     pub fn connection_defaults(mut self, c: Connection<'_>) -> Self {
+        self.speculation = c.speculation;
         if self.ip.is_none() {
             self.ip = Some(c.ip.to_canonical());
         }
@@ -84,6 +135,7 @@ impl EventBuilder {
 
     /// Sets IP, UA and event type from the connection, whatever was set.
     pub fn connection(mut self, c: Connection<'_>) -> Self {
+        self.speculation = c.speculation;
         self.ip = Some(c.ip.to_canonical());
         self.ua = Some(super::truncate(c.ua, super::DEFAULT_MAX_LEN).to_owned());
         self.event_type = Some(c.event_type);
@@ -95,8 +147,43 @@ impl EventBuilder {
 mod tests {
     use super::*;
 
+    #[test]
+    fn speculative_loads_are_recognised_by_every_browser_header() {
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = axum::http::HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, v.parse().unwrap());
+            }
+            Speculation::from_headers(&h)
+        };
+        assert_eq!(
+            with(&[("sec-purpose", "prefetch")]),
+            Some(Speculation::Prefetch)
+        );
+        assert_eq!(
+            with(&[("sec-purpose", "prefetch;prerender")]),
+            Some(Speculation::Prerender)
+        );
+        assert_eq!(
+            with(&[("purpose", "prefetch")]),
+            Some(Speculation::Prefetch)
+        );
+        assert_eq!(with(&[("x-moz", "prefetch")]), Some(Speculation::Prefetch));
+        assert_eq!(
+            with(&[("x-purpose", "preview")]),
+            Some(Speculation::Preview)
+        );
+        assert_eq!(with(&[("sec-fetch-dest", "document")]), None);
+        assert_eq!(
+            with(&[("purpose", "prefetcher")]),
+            None,
+            "whole tokens only"
+        );
+    }
+
     fn conn() -> Connection<'static> {
         Connection {
+            speculation: None,
             ip: "198.51.100.7".parse().unwrap(),
             ua: "Mozilla/5.0 (X11; Linux x86_64)",
             event_type: EventType::Click,

@@ -15,7 +15,7 @@ mod browser;
 mod fields;
 mod json;
 
-pub use browser::{CONNECTION_FIELDS, Connection};
+pub use browser::{CONNECTION_FIELDS, Connection, Speculation};
 pub use fields::{EventType, Opt};
 use json::{BuilderVisitor, json_error};
 
@@ -35,6 +35,9 @@ pub struct Event {
     pub affiliate_id: String,
     pub offer_id: String,
     optional: Vec<(Opt, String)>,
+    /// A browser-facing request the browser marked as speculative
+    /// (prefetch, prerender, link preview): nobody has clicked or seen it.
+    pub speculation: Option<Speculation>,
 }
 
 impl Event {
@@ -157,6 +160,7 @@ pub struct EventBuilder {
     affiliate_id: Option<String>,
     offer_id: Option<String>,
     optional: Vec<(Opt, String)>,
+    speculation: Option<Speculation>,
     /// Fixed-size record of which fields were seen, for duplicate checks.
     seen: u64,
 }
@@ -268,6 +272,7 @@ impl EventBuilder {
                 .ok_or_else(|| FieldError::missing("offer_id"))?,
             at: self.at.unwrap_or_else(now_unix),
             optional: self.optional,
+            speculation: self.speculation,
         })
     }
 

@@ -183,6 +183,7 @@ pub fn connection<'a>(
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
         event_type,
+        speculation: crate::event::Speculation::from_headers(headers),
     }
 }
 

@@ -111,6 +111,9 @@ pub async fn click(
         door.on_upstream_error,
     )?;
     let d = state.scorer.score_with(&event, &opts).await;
+    if d.is_block() && event.speculation.is_some() {
+        return Ok(speculative(&d));
+    }
     let target = match (d.is_block(), &offer.fallback) {
         (false, _) => Some(render(&offer.url, &event, &d)),
         (true, Some(fallback)) => Some(render(fallback, &event, &d)),
@@ -128,6 +131,16 @@ pub async fn click(
     };
     no_store(&mut resp, &d);
     Ok(resp)
+}
+
+/// The answer to a blocked speculative load (prefetch, prerender, link
+/// preview): 503, never stored. Browsers discard a prefetch that did not
+/// succeed, so nothing is redirected or shown ahead of time, and a real
+/// click that follows comes back here as a request of its own.
+fn speculative(d: &crate::decision::Decision) -> Response {
+    let mut resp = StatusCode::SERVICE_UNAVAILABLE.into_response();
+    no_store(&mut resp, d);
+    resp
 }
 
 /// A 1x1 transparent GIF.
@@ -161,6 +174,9 @@ pub async fn imp(
         door.on_upstream_error,
     )?;
     let d = state.scorer.score_with(&event, &opts).await;
+    if d.is_block() && event.speculation.is_some() {
+        return Ok(speculative(&d));
+    }
     let mut resp = match door.response {
         ImpResponse::Gif => ([(header::CONTENT_TYPE, "image/gif")], PIXEL).into_response(),
         ImpResponse::NoContent => StatusCode::NO_CONTENT.into_response(),

@@ -42,16 +42,20 @@ pub enum RuleKind {
     Datacenter,
     Cap,
     Velocity,
+    /// A speculative load (prefetch, prerender, link preview) on a
+    /// browser-facing door.
+    Prefetch,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 6] = [
+    pub const ALL: [RuleKind; 7] = [
         RuleKind::AllowList,
         RuleKind::BlockList,
         RuleKind::CrawlerUa,
         RuleKind::Datacenter,
         RuleKind::Cap,
         RuleKind::Velocity,
+        RuleKind::Prefetch,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -62,6 +66,7 @@ impl RuleKind {
             RuleKind::Datacenter => "datacenter",
             RuleKind::Cap => "cap",
             RuleKind::Velocity => "velocity",
+            RuleKind::Prefetch => "prefetch",
         }
     }
 }
@@ -129,6 +134,8 @@ pub struct LocalRules {
     sources: std::sync::Mutex<sources::Sources>,
     caps: Vec<Cap>,
     velocity: Option<Velocity>,
+    /// `rules.crawler.flag_prefetch`.
+    flag_prefetch: bool,
     hasher: Hasher128,
     hits: HitCounters,
     names: Names,
@@ -138,6 +145,8 @@ pub struct LocalRules {
 struct Names {
     crawler: Arc<str>,
     empty_ua: Arc<str>,
+    /// Reasons of the prefetch rule, by kind of speculation.
+    speculation: [Arc<str>; 3],
     ip: Arc<str>,
     subnet: Arc<str>,
 }
@@ -157,11 +166,17 @@ impl LocalRules {
             sources: std::sync::Mutex::new(sources),
             caps: c.caps.iter().map(Cap::new).collect(),
             velocity: c.velocity.enabled.then(|| Velocity::new(&c.velocity)),
+            flag_prefetch: c.crawler.enabled && c.crawler.flag_prefetch,
             hasher: Hasher128::new(),
             hits: HitCounters::new(),
             names: Names {
                 crawler: "builtin".into(),
                 empty_ua: "empty or control-character user agent".into(),
+                speculation: [
+                    "browser prefetch: a speculative load, nobody clicked or saw it".into(),
+                    "browser prerender: a speculative load, nobody clicked or saw it".into(),
+                    "link preview: a speculative load, nobody clicked or saw it".into(),
+                ],
                 ip: "ip".into(),
                 subnet: "subnet".into(),
             },
@@ -235,6 +250,18 @@ impl LocalRules {
                     reason,
                 );
             }
+        }
+        if let Some(s) = ev.speculation.filter(|_| self.flag_prefetch) {
+            // Tagged crawler (a non-human fetch), so the policy's crawler
+            // action applies; the rule kind says which.
+            let reason = self.names.speculation[s as usize].clone();
+            push(
+                &mut out,
+                RuleKind::Prefetch,
+                &self.names.crawler,
+                Tag::Crawler,
+                Some(reason),
+            );
         }
         if let Some(label) = snap.datacenter.as_ref().and_then(|d| d.lookup(ev.ip)) {
             push(&mut out, RuleKind::Datacenter, label, Tag::Datacenter, None);

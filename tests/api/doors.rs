@@ -364,3 +364,99 @@ fn a_macro_in_an_offer_host_is_refused_by_check_config_naming_offer_and_macro() 
         );
     }
 }
+
+/// A speculative load (prefetch, prerender, link preview) is nobody's click
+/// or view: the `prefetch` rule blocks it locally, /click and /imp answer
+/// 503 with no-store (the browser discards it; nothing is redirected ahead
+/// of time), /v1/auth answers 403, and the person's real click that follows
+/// is scored and redirected as usual.
+#[tokio::test]
+async fn speculative_loads_are_not_clicks_or_views() {
+    let app = spawn_app_with(|c| {
+        c.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+        c.offers = vec![OfferConfig {
+            id: "34713".into(),
+            url: "https://adv.example/l?c={click_id}".into(),
+            fallback_url: Some("https://example.com/sorry".into()),
+        }];
+    })
+    .await;
+    let http = no_redirects();
+    let click = app.url("/click?offer_id=34713&affiliate_id=6251");
+    for (name, value) in [
+        ("sec-purpose", "prefetch"),
+        ("sec-purpose", "prefetch;prerender"),
+        ("purpose", "prefetch"),
+        ("x-moz", "prefetch"),
+        ("x-purpose", "preview"),
+    ] {
+        let r = http
+            .get(&click)
+            .header("x-forwarded-for", "198.51.100.90")
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{name}: {value}"
+        );
+        assert!(
+            r.headers().get("location").is_none(),
+            "no redirect ahead of time"
+        );
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        assert_eq!(r.headers()["x-fraudgate-decision"], "block");
+    }
+    assert_eq!(app.mock.calls_for("198.51.100.90"), 0, "decided locally");
+    let r = http
+        .get(app.url("/imp?offer_id=34713&affiliate_id=6251"))
+        .header("x-forwarded-for", "198.51.100.91")
+        .header("sec-purpose", "prefetch")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let r = http
+        .get(app.url("/v1/auth"))
+        .header("x-forwarded-for", "198.51.100.92")
+        .header(
+            "x-original-uri",
+            "/landing?offer_id=34713&affiliate_id=6251",
+        )
+        .header("purpose", "prefetch")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // The person's own click afterwards.
+    app.mock.on_ip("198.51.100.90", Reply::tags(""));
+    let r = http
+        .get(&click)
+        .header("x-forwarded-for", "198.51.100.90")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("https://adv.example/l?c=")
+    );
+
+    // Recorded as the rule and the MRC's class, not as a person's click.
+    let v = crate::decision_log::rows(
+        &app,
+        "/v1/data/all/groups?group=ivt_category&field=count,rule_prefetch&sort=ivt_category_asc",
+        2,
+    )
+    .await;
+    assert_eq!(
+        v[1],
+        serde_json::json!({"ivt_category": "prefetch", "count": 7, "rule_prefetch": 7}),
+        "{v:?}"
+    );
+}
