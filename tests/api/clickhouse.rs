@@ -379,3 +379,60 @@ fn record(ms: i64, i: u128) -> fraudgate::log::Record {
         elapsed_us: 1,
     }
 }
+
+/// `fraudgate query` and `report` at a terminal read the ClickHouse store
+/// the config names, as the server does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_clickhouse,
+    ignore = "clickhouse-server is not installed (Debian: clickhouse-server)"
+)]
+async fn the_cli_reads_the_clickhouse_store() {
+    let Some(ch) = ClickHouse::started() else {
+        return;
+    };
+    let mut config = Config::default();
+    (ch.store())(&mut config);
+    let database = config.decision_log.clickhouse.database.clone();
+    let app = spawn_app_with(|c| {
+        c.decision_log.store = Store::Clickhouse;
+        c.decision_log.clickhouse.url = ch.url();
+        c.decision_log.clickhouse.database = database.clone();
+    })
+    .await;
+    app.mock.on_ip("10.98.9.1", Reply::tags("datacenter"));
+    app.check_ip("10.98.9.1").await;
+    app.check_ip("10.98.9.2").await;
+    rows(&app, "/v1/data/click?field=id", 2).await;
+    let url = ch.url();
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_fraudgate"))
+            .args(args)
+            .env("FRAUDGATE_DECISION_LOG__STORE", "clickhouse")
+            .env("FRAUDGATE_DECISION_LOG__CLICKHOUSE__URL", &url)
+            .env("FRAUDGATE_DECISION_LOG__CLICKHOUSE__DATABASE", &database)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        cli(&[
+            "query",
+            "click",
+            "field=ip,decision",
+            "sort=ip_asc",
+            "format=csv",
+        ])
+    });
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "ip,decision\r\n10.98.9.1,block\r\n10.98.9.2,allow\r\n");
+    let (code, out, err) =
+        tokio::task::block_in_place(|| cli(&["report", "fraud", "group[]=affiliate_id"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("6251") && out.contains("50.0"), "{out}");
+}
