@@ -241,3 +241,64 @@ async fn each_app_has_its_own_metrics() {
     assert!(mb.contains("fraudgate_decisions_total{"));
     assert!(mb.contains("fraudgate_upstream_requests_total{"));
 }
+
+/// The shipped Grafana dashboard: every PromQL expression parses (promtool,
+/// as recording rules) and names only metrics fraudgate exports.
+#[tokio::test]
+#[cfg_attr(no_promtool, ignore = "promtool is not installed (Debian: prometheus)")]
+async fn the_grafana_dashboard_queries_parse_and_name_real_metrics() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/fraudgate.json");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let exprs: Vec<String> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| {
+            t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "5m")
+        })
+        .collect();
+    assert!(exprs.len() >= 20, "{}", exprs.len());
+    // JSON is YAML: the expressions as recording rules, for promtool.
+    let rules = serde_json::json!({"groups": [{"name": "grafana", "rules": exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| serde_json::json!({"record": format!("grafana:panel_{i}"), "expr": e}))
+        .collect::<Vec<_>>()}]});
+    let file = temp_dir("grafana").join("panels.yml");
+    write_file(&file, &rules.to_string());
+    let out = std::process::Command::new(promtool)
+        .args(["check", "rules", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Traffic that makes every series appear (histograms need a sample).
+    let app = spawn_app().await;
+    app.mock.on_ip("10.12.0.1", Reply::tags("proxy"));
+    app.check_ip("10.12.0.1").await;
+    app.check_ip("10.12.0.1").await;
+    let m = app.metrics().await;
+    let name = regex::Regex::new(r"fraudgate_[a-z_]+").unwrap();
+    for e in &exprs {
+        for n in name.find_iter(e).map(|m| m.as_str()) {
+            assert!(
+                m.lines()
+                    .any(|l| l.starts_with(&format!("{n} ")) || l.starts_with(&format!("{n}{{"))),
+                "{n} (in {e}) is not exported"
+            );
+        }
+    }
+}
