@@ -140,7 +140,10 @@ const CHUNK: usize = 64 * 1024;
 /// Runs `q` and streams its rows as JSON lines or CSV.
 pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Response, ApiError> {
     let reader = state.scorer.log().ok_or_else(log_off)?.reader().clone();
-    let (tx, mut rx) = mpsc::channel::<Result<Bytes, QueryFailure>>(4);
+    // Chunks, then `None` when the query ran to its end: a channel that
+    // closes without it (the task failed) cuts the body short rather than
+    // passing for a complete answer.
+    let (tx, mut rx) = mpsc::channel::<Result<Option<Bytes>, QueryFailure>>(4);
     tokio::task::spawn_blocking(move || {
         let mut buf = Vec::with_capacity(CHUNK);
         let mut header = format == Format::Csv;
@@ -156,7 +159,7 @@ pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Respon
             if buf.len() >= CHUNK {
                 let chunk = Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(CHUNK)));
                 // The client went away: stop reading.
-                return tx.blocking_send(Ok(chunk)).is_ok();
+                return tx.blocking_send(Ok(Some(chunk))).is_ok();
             }
             true
         });
@@ -167,8 +170,9 @@ pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Respon
                     write_csv_header(&mut buf, &q.columns());
                 }
                 if !buf.is_empty() {
-                    let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+                    let _ = tx.blocking_send(Ok(Some(Bytes::from(buf))));
                 }
+                let _ = tx.blocking_send(Ok(None));
             }
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
@@ -177,19 +181,34 @@ pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Respon
     });
     let first = match rx.recv().await {
         Some(Err(e)) => return Err(state.queries.failure(e)),
-        Some(Ok(chunk)) => Some(chunk),
-        None => None,
+        Some(Ok(chunk)) => chunk,
+        None => {
+            return Err(state
+                .queries
+                .failure(QueryFailure::Store("the query task ended early".into())));
+        }
     };
     state.queries.ok.increment(1);
-    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+    let done = first.is_none();
+    let rest = futures_util::stream::unfold((rx, done), |(mut rx, done)| async move {
+        if done {
+            return None;
+        }
         match rx.recv().await {
-            Some(Ok(chunk)) => Some((Ok::<_, std::io::Error>(chunk), rx)),
+            Some(Ok(Some(chunk))) => Some((Ok::<_, std::io::Error>(chunk), (rx, false))),
+            Some(Ok(None)) => None,
             Some(Err(e)) => {
                 // Headers are sent: all that is left is to cut the body short.
                 tracing::warn!(error = %e, "decision log query failed mid-stream");
-                Some((Err(std::io::Error::other(e.to_string())), rx))
+                Some((Err(std::io::Error::other(e.to_string())), (rx, true)))
             }
-            None => None,
+            None => {
+                tracing::warn!("decision log query ended early mid-stream");
+                Some((
+                    Err(std::io::Error::other("the query task ended early")),
+                    (rx, true),
+                ))
+            }
         }
     });
     let body = futures_util::stream::iter(first.map(Ok)).chain(rest);

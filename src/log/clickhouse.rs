@@ -108,18 +108,42 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-/// Runs `f` to completion from blocking code: on the runtime of the
-/// current thread's context (a Data API blocking thread), or on a
-/// one-off runtime (the CLI).
-fn block_on<F: Future>(f: F) -> Result<F::Output, String> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) => Ok(h.block_on(f)),
-        Err(_) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map(|rt| rt.block_on(f))
-            .map_err(|e| e.to_string()),
+/// Drives futures from blocking code: on the runtime of the current
+/// thread's context (a Data API blocking thread), or on a runtime of its
+/// own (the CLI). Each `block_on` returns before the caller's code runs
+/// again, so that code may block (a channel send) outside any async
+/// context.
+enum Driver {
+    Handle(tokio::runtime::Handle),
+    Own(tokio::runtime::Runtime),
+}
+
+impl Driver {
+    fn new() -> Result<Self, String> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => Ok(Driver::Handle(h)),
+            Err(_) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(Driver::Own)
+                .map_err(|e| e.to_string()),
+        }
     }
+
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        match self {
+            Driver::Handle(h) => h.block_on(f),
+            Driver::Own(rt) => rt.block_on(f),
+        }
+    }
+}
+
+/// ClickHouse's error code `n` in an answer, in the 18.x (`Code: 60,`) and
+/// the current (`Code: 60.`) formats.
+fn has_code(text: &str, n: u32) -> bool {
+    let tag = format!("Code: {n}");
+    text.match_indices(&tag)
+        .any(|(i, _)| matches!(text[i + tag.len()..].chars().next(), Some(',' | '.')))
 }
 
 /// A ClickHouse error answer, shortened to its first line (the SQL it may
@@ -440,7 +464,7 @@ const EMPTY: &str = "(SELECT '' AS id, toInt64(0) AS ts, '' AS door, \
 
 /// ClickHouse's codes for an unknown table and an unknown database.
 fn missing_table(text: &str) -> bool {
-    text.contains("Code: 60,") || text.contains("Code: 81,")
+    has_code(text, 60) || has_code(text, 81)
 }
 
 /// Runs `q` on the server and hands every row to `each`. Blocking.
@@ -468,6 +492,9 @@ fn run_on(
     each: &mut dyn FnMut(&[String], Vec<Value>) -> bool,
 ) -> Result<(), QueryFailure> {
     let sql = crate::query::clickhouse::build(q, source)?;
+    // A constant last column: a row must end with it, so an error the
+    // server writes after the rows began can never pass for a row.
+    let sql = sql.replacen(" FROM ", &format!(", 1 AS \"{END}\" FROM "), 1);
     let sql = format!("{sql} FORMAT TabSeparatedWithNamesAndTypes");
     let secs = timeout.as_secs().max(1).to_string();
     // readonly = 2: no writes, but settings (the time limit) may be set.
@@ -486,68 +513,81 @@ fn run_on(
         }
     };
     let failure = |text: &str| {
-        if text.contains("Code: 159,") {
+        if has_code(text, 159) {
             QueryFailure::Timeout
         } else {
             QueryFailure::Store(text.to_owned())
         }
     };
-    block_on(async move {
-        let mut resp = req.send().await.map_err(store)?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.map_err(store)?;
-            return Err(failure(&server_error(status, &body)));
-        }
-        let mut names: Vec<String> = Vec::new();
-        let mut shown: Vec<String> = Vec::new();
-        let mut types: Vec<(ColType, bool)> = Vec::new();
-        let mut header = 0;
-        let mut buf: Vec<u8> = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(store)? {
-            buf.extend_from_slice(&chunk);
-            let mut start = 0;
-            while let Some(n) = buf[start..].iter().position(|b| *b == b'\n') {
-                let line = &buf[start..start + n];
-                start += n + 1;
-                let fields: Vec<&[u8]> = line.split(|b| *b == b'\t').collect();
-                match header {
-                    0 => {
-                        names = fields.iter().map(|f| unescape(f)).collect();
-                        shown = names.iter().filter(|n| *n != HIDDEN).cloned().collect();
-                        header = 1;
+    let driver = Driver::new().map_err(QueryFailure::Store)?;
+    // Futures are made inside the runtime (reqwest arms timers when made).
+    let mut resp = driver.block_on(async { req.send().await }).map_err(store)?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body = driver
+            .block_on(async { resp.text().await })
+            .map_err(store)?;
+        return Err(failure(&server_error(status, &body)));
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut shown: Vec<String> = Vec::new();
+    let mut types: Vec<(ColType, bool)> = Vec::new();
+    let mut header = 0;
+    let mut buf: Vec<u8> = Vec::new();
+    // One chunk at a time inside the runtime; the rows are handed to
+    // `each` outside it (it may block on a full channel).
+    while let Some(chunk) = driver
+        .block_on(async { resp.chunk().await })
+        .map_err(store)?
+    {
+        buf.extend_from_slice(&chunk);
+        let mut start = 0;
+        while let Some(n) = buf[start..].iter().position(|b| *b == b'\n') {
+            let line = &buf[start..start + n];
+            start += n + 1;
+            let fields: Vec<&[u8]> = line.split(|b| *b == b'\t').collect();
+            match header {
+                0 => {
+                    names = fields.iter().map(|f| unescape(f)).collect();
+                    shown = names
+                        .iter()
+                        .filter(|n| *n != HIDDEN && *n != END)
+                        .cloned()
+                        .collect();
+                    header = 1;
+                }
+                1 => {
+                    types = fields.iter().map(|f| col_type(&unescape(f))).collect();
+                    header = 2;
+                }
+                _ => {
+                    if fields.len() != names.len() || fields.last() != Some(&&b"1"[..]) {
+                        // An error the server wrote after the rows began.
+                        return Err(failure(&String::from_utf8_lossy(line)));
                     }
-                    1 => {
-                        types = fields.iter().map(|f| col_type(&unescape(f))).collect();
-                        header = 2;
-                    }
-                    _ => {
-                        if fields.len() != names.len() {
-                            // An error the server wrote after the rows began.
-                            return Err(failure(&String::from_utf8_lossy(line)));
-                        }
-                        let row = fields
-                            .iter()
-                            .zip(&names)
-                            .zip(&types)
-                            .filter(|((_, n), _)| *n != HIDDEN)
-                            .map(|((f, n), t)| value(n, f, *t))
-                            .collect();
-                        if !each(&shown, row) {
-                            return Ok(());
-                        }
+                    let row = fields
+                        .iter()
+                        .zip(&names)
+                        .zip(&types)
+                        .filter(|((_, n), _)| *n != HIDDEN && *n != END)
+                        .map(|((f, n), t)| value(n, f, *t))
+                        .collect();
+                    if !each(&shown, row) {
+                        return Ok(());
                     }
                 }
             }
-            buf.drain(..start);
         }
-        if !buf.is_empty() {
-            return Err(failure(&String::from_utf8_lossy(&buf)));
-        }
-        Ok(())
-    })
-    .map_err(QueryFailure::Store)?
+        buf.drain(..start);
+    }
+    if !buf.is_empty() || header < 2 {
+        return Err(failure(&String::from_utf8_lossy(&buf)));
+    }
+    Ok(())
 }
+
+/// The constant last column of every query (see [`run_on`]).
+const END: &str = "__end";
 
 #[cfg(test)]
 mod tests {

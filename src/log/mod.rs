@@ -91,6 +91,10 @@ pub enum LogError {
     Open(String, String),
     #[error("decision log write failed: {0}")]
     Write(String),
+    /// The store refused the batch in a way a retry cannot change (bad
+    /// credentials, no rights, a table of another shape): dropped.
+    #[error("decision log store refused the batch: {0}")]
+    Rejected(String),
 }
 
 enum Msg {
@@ -214,7 +218,11 @@ impl DecisionLog {
                             }
                             Err(e) => {
                                 errors.increment(1);
-                                if closing_w.load(Ordering::Acquire) {
+                                if let LogError::Rejected(_) = e {
+                                    tracing::error!(error = %e, records = batch.len(), "decision log batch dropped: the store refuses it");
+                                    dropped.increment(batch.len() as u64);
+                                    batch.clear();
+                                } else if closing_w.load(Ordering::Acquire) {
                                     tracing::warn!(error = %e, records = batch.len(), "decision log batch lost at shutdown");
                                     dropped.increment(batch.len() as u64);
                                     batch.clear();

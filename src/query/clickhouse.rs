@@ -37,6 +37,8 @@ impl Dialect for ClickHouse {
         match v {
             Value::Int(i) => i.to_string(),
             // `{:?}` keeps a decimal point: 1.0 stays a float literal.
+            // Subnormals (1e-310) are 0 here: 18.16 cannot parse them.
+            Value::Real(r) if r != 0.0 && r.abs() < f64::MIN_POSITIVE => "0.".into(),
             Value::Real(r) => format!("{r:?}"),
             Value::Text(t) => quote(&t),
         }

@@ -358,7 +358,9 @@ async fn retention_drops_whole_day_partitions() {
 
 fn record(ms: i64, i: u128) -> fraudgate::log::Record {
     let event = fraudgate::event::EventBuilder::from_query(&format!(
-        "event_type=click&ip=10.0.0.{i}&ua=x&affiliate_id=a&offer_id=o"
+        "event_type=click&ip=10.0.{}.{}&ua=x&affiliate_id=a&offer_id=o",
+        (i / 256) % 256,
+        i % 256
     ))
     .unwrap()
     .build()
@@ -435,4 +437,52 @@ async fn the_cli_reads_the_clickhouse_store() {
         tokio::task::block_in_place(|| cli(&["report", "fraud", "group[]=affiliate_id"]));
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("6251") && out.contains("50.0"), "{out}");
+}
+
+/// An answer of many chunks streams whole (rows reach the HTTP body from a
+/// blocking thread, outside the runtime that reads ClickHouse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_clickhouse,
+    ignore = "clickhouse-server is not installed (Debian: clickhouse-server)"
+)]
+async fn a_large_answer_streams_whole() {
+    let Some(ch) = ClickHouse::started() else {
+        return;
+    };
+    let mut config = Config::default();
+    (ch.store())(&mut config);
+    let c = config.decision_log.clickhouse.clone();
+    let ivt = fraudgate::log::IvtMap::new(&config.ivt).unwrap();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let batch: Vec<_> = (0..5000u128).map(|i| record(now - 1000, i)).collect();
+    tokio::task::spawn_blocking(move || {
+        let mut w =
+            fraudgate::log::clickhouse::Writer::new(c, ivt, fraudgate::log::IpMode::Full, 30);
+        w.write(&batch).unwrap();
+    })
+    .await
+    .unwrap();
+    let database = config.decision_log.clickhouse.database.clone();
+    let app = spawn_app_with(|c| {
+        c.decision_log.store = Store::Clickhouse;
+        c.decision_log.clickhouse.url = ch.url();
+        c.decision_log.clickhouse.database = database.clone();
+    })
+    .await;
+    for path in [
+        "/v1/data/all?field=id,ip,ua,affiliate_id,offer_id,rules&page_size=10000",
+        "/v1/data/all?field=id&sort=id_asc&page_size=10000&format=csv",
+    ] {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), 200);
+        let body = r.text().await.unwrap();
+        assert!(
+            body.len() > 150_000,
+            "{path}: many chunks ({} bytes)",
+            body.len()
+        );
+        let lines = body.lines().count();
+        assert!(lines == 5000 || lines == 5001, "{path}: {lines} lines");
+    }
 }
