@@ -17,7 +17,7 @@ const DEFAULT_CONFIG_PATH: &str = "config/fraudgate.toml";
     name = "fraudgate",
     version,
     after_help = "Every config key can be overridden with FRAUDGATE_<SECTION>__<KEY>, \
-                  e.g. FRAUDGATE_SERVER__ADDR=0.0.0.0:8080."
+                  e.g. FRAUDGATE_SERVER__LISTEN=0.0.0.0:8080."
 )]
 struct Cli {
     /// Config file [default: $FRAUDGATE_CONFIG, else config/fraudgate.toml
