@@ -12,6 +12,7 @@ pub mod config;
 pub mod country;
 pub mod decision;
 pub mod event;
+pub mod feeds;
 pub mod hash;
 pub mod http;
 pub mod layer;

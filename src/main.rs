@@ -1,4 +1,4 @@
-//! `fraudgate <serve|check-config|query|report> [--config PATH]`: thin
+//! `fraudgate <serve|check-config|query|report|feeds> [--config PATH]`: thin
 //! entry point (clap: per-command `--help`, `--version`).
 
 use std::path::PathBuf;
@@ -62,6 +62,39 @@ enum Command {
         #[arg(value_name = "NAME=VALUE")]
         params: Vec<String>,
     },
+    /// Block lists pulled from Protect360, Fraudshield and the FraudScore Data API
+    Feeds {
+        #[command(subcommand)]
+        command: FeedsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeedsCommand {
+    /// Each configured feed: entries, cursor, last success, failures
+    List,
+    /// Pull one feed now, with a progress bar and a summary
+    #[command(after_help = "Examples:
+  fraudgate feeds run p360-clicks
+  fraudgate feeds run p360-clicks --from 2026-10-01 --to 2026-10-31 --dry-run
+
+Without --from/--to the run starts at the feed's cursor (or `window` back)
+and moves the cursor, as a scheduled run does; with them it is a backfill
+that leaves the cursor alone. A `serve` using the same state file picks
+the new entries up within a second.")]
+    Run {
+        /// The feed's name
+        name: String,
+        /// Start (YYYY-MM-DD, UTC, or an RFC 3339 time)
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// End (YYYY-MM-DD: through the end of that day, UTC)
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        /// Show what would be added; write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// The explicit path must exist; the default path is used only if present.
@@ -107,6 +140,18 @@ fn main() -> ExitCode {
             args.extend(params);
             ("query", fraudgate::cli::query(&config, &args))
         }
+        Command::Feeds { command } => match command {
+            FeedsCommand::List => ("feeds list", fraudgate::feeds::cli::list(&config)),
+            FeedsCommand::Run {
+                name,
+                from,
+                to,
+                dry_run,
+            } => (
+                "feeds run",
+                fraudgate::feeds::cli::run(&config, &name, from.as_deref(), to.as_deref(), dry_run),
+            ),
+        },
         Command::Report { kind, params } => {
             let mut args = vec![kind];
             args.extend(params);

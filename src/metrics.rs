@@ -44,6 +44,16 @@ pub const LOG_WRITTEN: &str = "fraudgate_log_written_total";
 pub const LOG_DROPPED: &str = "fraudgate_log_dropped_total";
 pub const LOG_ERRORS: &str = "fraudgate_log_write_errors_total";
 pub const QUERIES: &str = "fraudgate_queries_total";
+pub const FEED_RUNS: &str = "fraudgate_feed_runs_total";
+pub const FEED_ERRORS: &str = "fraudgate_feed_errors_total";
+pub const FEED_ROWS: &str = "fraudgate_feed_rows_total";
+pub const FEED_PAGES: &str = "fraudgate_feed_pages_total";
+pub const FEED_ADDED: &str = "fraudgate_feed_entries_added_total";
+pub const FEED_EXPIRED: &str = "fraudgate_feed_entries_expired_total";
+pub const FEED_ENTRIES: &str = "fraudgate_feed_entries";
+pub const FEED_LAST_SUCCESS: &str = "fraudgate_feed_last_success_timestamp_seconds";
+pub const FEED_FAILURES: &str = "fraudgate_feed_consecutive_failures";
+pub const FEED_INTERVAL: &str = "fraudgate_feed_interval_seconds";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -276,4 +286,26 @@ fn describe() {
         BUILD_INFO,
         "Always 1; the version label says which build runs."
     );
+    describe_counter!(FEED_RUNS, "Feed pulls by feed and outcome (ok, error).");
+    describe_counter!(
+        FEED_ERRORS,
+        "Failed feed pulls by feed and kind (credentials, forbidden, not_found, bad_request, rate_limited, server, status, timeout, transport, parse)."
+    );
+    describe_counter!(FEED_ROWS, "Rows read from a feed's source.");
+    describe_counter!(
+        FEED_PAGES,
+        "Calls (pages, report windows) made to a feed's source."
+    );
+    describe_counter!(FEED_ADDED, "New entries a feed put in its list.");
+    describe_counter!(FEED_EXPIRED, "Feed entries dropped at their expiry.");
+    describe_gauge!(FEED_ENTRIES, "Entries in a feed's list.");
+    describe_gauge!(
+        FEED_LAST_SUCCESS,
+        "Unix time of a feed's last successful pull (0: never)."
+    );
+    describe_gauge!(
+        FEED_FAILURES,
+        "Failed pulls of a feed since its last success."
+    );
+    describe_gauge!(FEED_INTERVAL, "A feed's configured interval (feeds.every).");
 }

@@ -144,7 +144,14 @@ impl Scorer {
         Ok(Scorer {
             inner: Arc::new(Inner {
                 log,
-                rules: Arc::new(LocalRules::new(&config.rules)?),
+                rules: Arc::new(LocalRules::with_feeds(
+                    &config.rules,
+                    &config
+                        .feeds
+                        .iter()
+                        .map(|f| f.name.clone())
+                        .collect::<Vec<_>>(),
+                )?),
                 fetcher,
                 cache,
                 policy: Policy::from_config(&config.policy)?,

@@ -15,6 +15,8 @@ use crate::score::{Scorer, ScorerError};
 pub enum StartupError {
     #[error(transparent)]
     Scorer(#[from] ScorerError),
+    #[error(transparent)]
+    Feeds(#[from] crate::feeds::state::StateError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -33,6 +35,8 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let registry = crate::metrics::Registry::new();
         let scorer = registry.scope(|| Scorer::new(&config))?;
+        let feeds = registry
+            .scope(|| crate::feeds::Feeds::new(&config.feeds, Some(scorer.rules().clone())))?;
         if scorer.upstream_enabled() {
             tracing::info!(url = %config.upstream.url, timeout_ms = config.upstream.timeout_ms, "FraudScore RT upstream enabled");
         } else {
@@ -59,7 +63,7 @@ impl Application {
         Ok(Application {
             listener,
             addr,
-            state: AppState::new(scorer, config, registry),
+            state: AppState::with_feeds(scorer, config, registry, std::sync::Arc::new(feeds)),
         })
     }
 
@@ -93,6 +97,7 @@ impl Application {
         let server = state.config.server.clone();
         let draining = state.draining.clone();
         spawn_rule_reloads(&state);
+        spawn_feeds(&state);
         let registry = state.registry.clone();
         let log = state.scorer.log().cloned();
         let service = registry.scope(|| crate::http::service(state));
@@ -207,6 +212,15 @@ fn spawn_rule_reloads(state: &AppState) {
             let _ = tokio::task::spawn_blocking(move || r.reload(true)).await;
         }
     });
+}
+
+/// Starts the feed schedulers (their metrics go to this app's registry:
+/// handles were registered when the feeds were built).
+fn spawn_feeds(state: &AppState) {
+    if !state.feeds.is_empty() {
+        tracing::info!(feeds = state.feeds.all().len(), "feeds scheduled");
+        state.feeds.spawn();
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

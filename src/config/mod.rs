@@ -41,6 +41,9 @@ pub struct Config {
     pub decision_log: crate::log::DecisionLogConfig,
     /// Tag / rule kind -> MRC invalid-traffic class and category.
     pub ivt: crate::log::IvtConfig,
+    /// Block lists pulled from Protect360, Fraudshield, the FraudScore Data API.
+    #[serde(default)]
+    pub feeds: Vec<crate::feeds::FeedConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -228,6 +228,37 @@ impl Config {
                 "must be > 0",
             ));
         }
+        self.validate_feeds()
+    }
+
+    fn validate_feeds(&self) -> Result<(), ConfigError> {
+        let mut names: Vec<&str> = self.rules.lists.iter().map(|l| l.name.as_str()).collect();
+        for (i, f) in self.feeds.iter().enumerate() {
+            f.validate(i)?;
+            if names.contains(&f.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("feeds[{i}].name"),
+                    format!(
+                        "{:?} is already a list or feed name: a feed fills a block list of its own name",
+                        f.name
+                    ),
+                ));
+            }
+            names.push(&f.name);
+            let path = f.state_path();
+            if self.feeds[..i].iter().any(|o| o.state_path() == path) {
+                return Err(ConfigError::invalid(
+                    format!("feeds[{i}].state_file"),
+                    "two feeds cannot share a state file",
+                ));
+            }
+        }
+        if !self.feeds.is_empty() && !self.rules.enabled {
+            return Err(ConfigError::invalid(
+                "rules.enabled",
+                "feeds fill block lists of the local rules: rules.enabled must be true when [[feeds]] are configured",
+            ));
+        }
         Ok(())
     }
 }

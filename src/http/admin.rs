@@ -57,6 +57,7 @@ impl From<AdminError> for ApiError {
             AdminError::UnknownList(_) => (StatusCode::NOT_FOUND, "unknown_list"),
             AdminError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             AdminError::InFile { .. } => (StatusCode::CONFLICT, "entry_in_file"),
+            AdminError::FeedList(_) => (StatusCode::CONFLICT, "feed_list"),
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -88,6 +89,7 @@ pub async fn entries(
             v["source"] = json!(match src {
                 EntrySource::File => "file",
                 EntrySource::Runtime => "runtime",
+                EntrySource::Feed => "feed",
             });
             v["live"] = json!(e.live(now));
             v
@@ -281,4 +283,38 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         .await
         .map_err(|_| ApiError::internal())?;
     Ok(Json(json!({ "reloaded": changed })))
+}
+
+/// `GET /v1/admin/feeds`: each feed's state.
+pub async fn feeds(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "feeds": state.feeds.statuses() }))
+}
+
+/// `POST /v1/admin/feeds/{name}/run`: pulls now; 202 at once, progress in
+/// `GET /v1/admin/feeds`.
+pub async fn run_feed(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let name = name.map(|Path(n)| n).map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", "bad feed name").with_field("name")
+    })?;
+    match state.feeds.trigger(&name) {
+        Ok(()) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "feed": name, "status": "started" })),
+        )
+            .into_response()),
+        Err(e @ crate::feeds::TriggerError::Unknown(_)) => {
+            Err(
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_feed", e.to_string())
+                    .with_field("name"),
+            )
+        }
+        Err(e @ crate::feeds::TriggerError::Running(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "feed_running",
+            e.to_string(),
+        )),
+    }
 }

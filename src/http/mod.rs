@@ -68,11 +68,23 @@ pub struct Shared {
     pub queries: Arc<data::QueryCounters>,
     /// The untrusted-local-proxy warning was given (once per app).
     pub warned_local_proxy: Arc<AtomicBool>,
+    /// The configured feeds and their state.
+    pub feeds: Arc<crate::feeds::Feeds>,
 }
 
 impl AppState {
     /// `config` must have passed validation (trusted proxies parse).
     pub fn new(scorer: Scorer, config: Config, registry: crate::metrics::Registry) -> Self {
+        Self::with_feeds(scorer, config, registry, Default::default())
+    }
+
+    /// With feeds built against the scorer's rules.
+    pub fn with_feeds(
+        scorer: Scorer,
+        config: Config,
+        registry: crate::metrics::Registry,
+        feeds: Arc<crate::feeds::Feeds>,
+    ) -> Self {
         let trusted = client_ip::TrustedProxies::new(
             &config.server.trusted_proxies,
             &config.server.client_ip_header,
@@ -85,6 +97,7 @@ impl AppState {
             .collect();
         let queries = Arc::new(registry.scope(data::QueryCounters::new));
         AppState(Arc::new(Shared {
+            feeds,
             warned_local_proxy: Arc::new(AtomicBool::new(false)),
             queries,
             scorer,
@@ -145,6 +158,8 @@ pub fn router(state: AppState) -> Router {
             )
             .route("/v1/admin/cache/purge", post(admin::purge))
             .route("/v1/admin/reload", post(admin::reload))
+            .route("/v1/admin/feeds", get(admin::feeds))
+            .route("/v1/admin/feeds/{name}/run", post(admin::run_feed))
             .route_layer(from_fn_with_state(admin_keys, admin::require_key))
     };
     // The scoring endpoints API clients call: client keys and rate limits.

@@ -156,7 +156,12 @@ impl LocalRules {
     /// startup (naming it); bad lines in a readable file are logged and
     /// skipped.
     pub fn new(c: &RulesConfig) -> Result<Self, ReloadError> {
-        let mut sources = sources::Sources::new(c);
+        Self::with_feeds(c, &[])
+    }
+
+    /// Like [`LocalRules::new`], with a block list for each feed named.
+    pub fn with_feeds(c: &RulesConfig, feeds: &[String]) -> Result<Self, ReloadError> {
+        let mut sources = sources::Sources::new(c, feeds);
         let snapshot = sources.load_all()?;
         Ok(LocalRules {
             enabled: c.enabled,
@@ -328,6 +333,15 @@ impl LocalRules {
         value: &str,
     ) -> Result<usize, AdminError> {
         self.edit(|s, snap| s.remove(list, kind, value, snap))
+    }
+
+    /// Replaces the entries of a feed's list; effective for the next request.
+    pub fn set_feed_entries(
+        &self,
+        feed: &str,
+        entries: Vec<lists::Entry>,
+    ) -> Result<usize, AdminError> {
+        self.edit(|s, snap| s.set_feed(feed, entries, snap))
     }
 
     fn edit(

@@ -46,6 +46,8 @@ pub enum AdminError {
     },
     #[error("entry {kind} {value:?} comes from the list's file; edit the file instead")]
     InFile { kind: &'static str, value: String },
+    #[error("list {0:?} is filled by the feed of that name; its entries come from the source")]
+    FeedList(String),
 }
 
 /// Where an entry came from.
@@ -54,6 +56,7 @@ pub enum AdminError {
 pub enum EntrySource {
     File,
     Runtime,
+    Feed,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +67,9 @@ pub struct ListSummary {
     pub file: Option<String>,
     pub file_entries: usize,
     pub runtime_entries: usize,
+    /// Set on a list a feed fills: its entries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feed_entries: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +186,9 @@ struct ListSource {
     name: Arc<str>,
     action: Action,
     file: Option<FileState<Vec<Entry>>>,
+    /// Admin entries, or a feed's entries when `feed`.
     runtime: Vec<Entry>,
+    feed: bool,
 }
 
 pub(crate) struct Sources {
@@ -247,7 +255,8 @@ fn parse_list(text: &str, _: &Path) -> (Vec<Entry>, usize, Vec<BadLine>) {
 }
 
 impl Sources {
-    pub fn new(c: &RulesConfig) -> Self {
+    /// `feeds`: names of the feeds, a block list each.
+    pub fn new(c: &RulesConfig, feeds: &[String]) -> Self {
         let file = |key: String, path: &str| (!path.is_empty()).then(|| (key, path.to_owned()));
         Sources {
             crawler: c.crawler.enabled.then(|| CrawlerSource {
@@ -284,7 +293,15 @@ impl Sources {
                     file: file(format!("rules.lists[{i}].file"), &l.file)
                         .map(|(k, p)| FileState::new(k, p, Vec::new(), "list")),
                     runtime: Vec::new(),
+                    feed: false,
                 })
+                .chain(feeds.iter().map(|f| ListSource {
+                    name: f.as_str().into(),
+                    action: Action::Block,
+                    file: None,
+                    runtime: Vec::new(),
+                    feed: true,
+                }))
                 .collect(),
         }
     }
@@ -406,13 +423,35 @@ impl Sources {
         self.build(current, false, false, &flags)
     }
 
-    pub fn add(
+    /// An admin edit: refused on a feed's list.
+    fn editable(&self, list: &str) -> Result<usize, AdminError> {
+        let i = self.index(list)?;
+        if self.lists[i].feed {
+            return Err(AdminError::FeedList(list.to_owned()));
+        }
+        Ok(i)
+    }
+
+    /// Replaces a feed's entries.
+    pub fn set_feed(
         &mut self,
         list: &str,
         entries: Vec<Entry>,
         current: &Snapshot,
     ) -> Result<(usize, Snapshot), AdminError> {
         let i = self.index(list)?;
+        let n = entries.len();
+        self.lists[i].runtime = entries;
+        Ok((n, self.rebuild_one(i, current)))
+    }
+
+    pub fn add(
+        &mut self,
+        list: &str,
+        entries: Vec<Entry>,
+        current: &Snapshot,
+    ) -> Result<(usize, Snapshot), AdminError> {
+        let i = self.editable(list)?;
         let n = entries.len();
         let rt = &mut self.lists[i].runtime;
         for e in entries {
@@ -430,7 +469,7 @@ impl Sources {
         value: &str,
         current: &Snapshot,
     ) -> Result<(usize, Snapshot), AdminError> {
-        let i = self.index(list)?;
+        let i = self.editable(list)?;
         let l = &mut self.lists[i];
         let before = l.runtime.len();
         l.runtime.retain(|x| !(x.kind == kind && x.value == value));
@@ -464,7 +503,8 @@ impl Sources {
                 action: l.action,
                 file: l.file.as_ref().map(|f| f.path.clone()),
                 file_entries: l.file.as_ref().map_or(0, |f| f.count),
-                runtime_entries: l.runtime.len(),
+                runtime_entries: if l.feed { 0 } else { l.runtime.len() },
+                feed_entries: l.feed.then_some(l.runtime.len()),
             })
             .collect()
     }
@@ -475,7 +515,12 @@ impl Sources {
             .file
             .iter()
             .flat_map(|f| f.data.iter().cloned().map(|e| (e, EntrySource::File)));
-        let runtime = l.runtime.iter().cloned().map(|e| (e, EntrySource::Runtime));
+        let src = if l.feed {
+            EntrySource::Feed
+        } else {
+            EntrySource::Runtime
+        };
+        let runtime = l.runtime.iter().cloned().map(move |e| (e, src));
         Ok(file.chain(runtime).collect())
     }
 }

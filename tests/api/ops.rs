@@ -72,7 +72,11 @@ async fn every_documented_metric_exists_at_startup_even_without_rt() {
         .filter_map(|l| l.split('`').next())
         .collect();
     assert!(documented.len() > 30, "the README's metric table is found");
-    let keyless = spawn_app_with(|c| c.upstream.key = fraudgate::config::Secret::new("")).await;
+    let keyless = spawn_app_with(|c| {
+        c.upstream.key = fraudgate::config::Secret::new("");
+        with_a_feed(c);
+    })
+    .await;
     let m = keyless.metrics().await;
     assert_eq!(sample(&m, "fraudgate_upstream_enabled", &[]), 0.0);
     for name in documented {
@@ -285,8 +289,9 @@ async fn the_grafana_dashboard_queries_parse_and_name_real_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Traffic that makes every series appear (histograms need a sample).
-    let app = spawn_app().await;
+    // Traffic that makes every series appear (histograms need a sample);
+    // a feed for the per-feed series.
+    let app = spawn_app_with(with_a_feed).await;
     app.mock.on_ip("10.12.0.1", Reply::tags("proxy"));
     app.check_ip("10.12.0.1").await;
     app.check_ip("10.12.0.1").await;
@@ -301,4 +306,16 @@ async fn the_grafana_dashboard_queries_parse_and_name_real_metrics() {
             );
         }
     }
+}
+
+/// A feed (its source unreachable), so the per-feed series exist.
+fn with_a_feed(c: &mut fraudgate::Config) {
+    let state = temp_dir("feed").join("f.json");
+    c.feeds = vec![
+        toml::from_str(&format!(
+            "name = \"f\"\nkind = \"fraudscore_data\"\nchannel = \"c\"\nkey = \"k\"\nbase_url = \"http://127.0.0.1:9\"\nstate_file = {:?}",
+            state.display().to_string()
+        ))
+        .unwrap(),
+    ];
 }

@@ -1,0 +1,187 @@
+//! FraudScore Data API (reference 000): `GET {base}/{CHANNEL}/{event}`
+//! with `key`, `field` (repeated), `filter` (a JSON expression), `sort`,
+//! `page`, `page_size` (at most 1 000 000), `tz`; JSON lines, read as they
+//! stream. Pages until a short page.
+//!
+//! The feed's `filter` is ANDed with the time window
+//! (`datetime_ge` / `datetime_le`, in UTC).
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+use super::source::{self, Ctx, FeedError, Row};
+
+const DEFAULT_PAGE_SIZE: u64 = 10_000;
+/// One JSON line longer than this is not a row.
+const MAX_LINE: usize = 1 << 20;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PullStats {
+    pub pages: u64,
+    pub rows: u64,
+}
+
+fn datetime(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// The filter sent: the window ANDed with the configured expression.
+pub fn filter(configured: Option<&str>, from: Timestamp, to: Timestamp) -> String {
+    let mut and = vec![
+        Value::from("AND"),
+        serde_json::json!(["datetime_ge", datetime(from)]),
+        serde_json::json!(["datetime_le", datetime(to)]),
+    ];
+    if let Some(f) = configured.and_then(|f| serde_json::from_str::<Value>(f).ok()) {
+        and.push(f);
+    }
+    Value::Array(and).to_string()
+}
+
+pub async fn pull(
+    ctx: &Ctx<'_>,
+    from: Timestamp,
+    to: Timestamp,
+    out: &mut (dyn FnMut(Row, &str) + Send),
+) -> Result<PullStats, FeedError> {
+    let c = ctx.cfg;
+    let secrets = c.secrets();
+    let event = c.event.as_deref().unwrap_or("click");
+    let mut url = reqwest::Url::parse(c.base_url())
+        .map_err(|e| FeedError::Transport(format!("base_url: {e}")))?;
+    url.path_segments_mut()
+        .map_err(|_| FeedError::Transport("base_url cannot have a path".into()))?
+        .pop_if_empty()
+        .extend([c.channel.as_deref().unwrap_or(""), event]);
+    let fields: Vec<String> = if c.fields.is_empty() {
+        ctx.columns.all().into_iter().map(str::to_owned).collect()
+    } else {
+        c.fields.clone()
+    };
+    let page_size = c.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+    let filter = filter(c.filter.as_deref(), from, to);
+    let mut stats = PullStats::default();
+    let mut page = 1u64;
+    loop {
+        let mut q: Vec<(&str, String)> = vec![(
+            "key",
+            c.key
+                .as_ref()
+                .map(|k| k.expose().to_owned())
+                .unwrap_or_default(),
+        )];
+        q.extend(fields.iter().map(|f| ("field", f.clone())));
+        q.extend([
+            ("filter", filter.clone()),
+            ("sort", "datetime_asc".to_owned()),
+            ("page", page.to_string()),
+            ("page_size", page_size.to_string()),
+            ("tz", "UTC".to_owned()),
+        ]);
+        let resp = ctx
+            .http
+            .get(url.clone())
+            .query(&q)
+            .send()
+            .await
+            .map_err(FeedError::from_reqwest)?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        if !status.is_success() {
+            let body = source::read_body(resp, 64 << 10).await.unwrap_or_default();
+            source::check_status(status, &headers, &body, "the FraudScore Data API", &secrets)
+                .map_err(|e| match e {
+                    FeedError::Credentials(_) | FeedError::Forbidden(_) => FeedError::Credentials(format!(
+                        "the FraudScore Data API refused the key (HTTP {}): check channel and key (its API Documentation page shows both)",
+                        status.as_u16()
+                    )),
+                    other => other,
+                })?;
+            return Err(FeedError::Status(status.as_u16()));
+        }
+        let ct = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut resp = resp;
+        let mut buf: Vec<u8> = Vec::new();
+        let mut rows = 0u64;
+        let mut first = true;
+        let mut line_no = 0u64;
+        loop {
+            let chunk = resp.chunk().await.map_err(FeedError::from_reqwest)?;
+            let done = chunk.is_none();
+            if let Some(c) = &chunk {
+                if first && source::looks_like_html(ct.as_deref(), c) {
+                    return Err(FeedError::Credentials(
+                        "the FraudScore Data API answered an HTML page instead of JSON lines: the key was not accepted".into(),
+                    ));
+                }
+                first = false;
+                buf.extend_from_slice(c);
+            } else if !buf.is_empty() {
+                buf.push(b'\n');
+            }
+            let mut start = 0;
+            while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
+                let line = &buf[start..start + nl];
+                start += nl + 1;
+                line_no += 1;
+                let line = line.trim_ascii();
+                if line.is_empty() {
+                    continue;
+                }
+                let v: Value = serde_json::from_slice(line).map_err(|e| {
+                    FeedError::Parse(format!(
+                        "line {line_no} of page {page} is not JSON ({e}): {}",
+                        source::snippet(line, &secrets)
+                    ))
+                })?;
+                if !v.is_object() {
+                    return Err(FeedError::Parse(format!(
+                        "line {line_no} of page {page} is not a JSON object"
+                    )));
+                }
+                rows += 1;
+                let flat = source::flatten(&v);
+                out(ctx.columns.row(|n| flat.get(n).map(String::as_str)), event);
+            }
+            buf.drain(..start);
+            if buf.len() > MAX_LINE {
+                return Err(FeedError::Parse(format!(
+                    "a line of page {page} is longer than 1 MiB"
+                )));
+            }
+            if done {
+                break;
+            }
+        }
+        stats.pages += 1;
+        stats.rows += rows;
+        ctx.progress.page(&format!("{event} page {page}"), rows);
+        if rows < page_size {
+            break;
+        }
+        page += 1;
+    }
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_anded_with_the_configured_filter() {
+        let from: Timestamp = "2026-11-20T00:00:00Z".parse().unwrap();
+        let to: Timestamp = "2026-11-21T12:30:00Z".parse().unwrap();
+        assert_eq!(
+            filter(
+                Some(r#"["OR",["tag","proxy"],["tag","blacklist"]]"#),
+                from,
+                to
+            ),
+            r#"["AND",["datetime_ge","2026-11-20 00:00:00"],["datetime_le","2026-11-21 12:30:00"],["OR",["tag","proxy"],["tag","blacklist"]]]"#
+        );
+    }
+}

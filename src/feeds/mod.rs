@@ -1,0 +1,841 @@
+//! Feeds: fraud that Protect360, Fraudshield and the FraudScore Data API
+//! already caught, pulled on a schedule into block lists (one per feed,
+//! named for it), so the next click from the same IP, device or
+//! affiliate+sub is blocked with the feed as the reason.
+//!
+//! A run: window from the cursor (or `window` back) to now, rows from the
+//! source, entries made per `map`, merged into the feed's state (new ones
+//! added, known ones' expiry pushed out), the state saved, the list
+//! swapped. A failure keeps every entry and backs off; it never empties a
+//! list.
+
+pub mod cli;
+pub mod config;
+pub mod fraudscore;
+pub mod fraudshield;
+pub mod protect360;
+pub mod source;
+pub mod state;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use jiff::Timestamp;
+use metrics::{Counter, Gauge};
+use serde::Serialize;
+
+use crate::event::now_unix;
+use crate::metrics as m;
+use crate::rules::LocalRules;
+use crate::rules::lists::{Entry, EntryKind};
+pub use config::{FeedConfig, FeedKind, MapTo};
+pub use source::{FeedError, Progress, Quiet, Row};
+use state::{FeedState, StateError, StoredEntry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("feed {0:?} is already running")]
+    Running(String),
+    #[error("feed {feed}: {error}")]
+    Source { feed: String, error: FeedError },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("the window is empty: from {from} is after to {to}")]
+    Window { from: String, to: String },
+}
+
+impl RunError {
+    pub fn source_error(&self) -> Option<&FeedError> {
+        match self {
+            RunError::Source { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// What one run may change.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// An explicit window (a backfill): the cursor is left where it is.
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    /// Pull and report what would be added; change nothing.
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub feed: String,
+    pub from: String,
+    pub to: String,
+    pub pages: u64,
+    pub rows: u64,
+    /// Rows that made no entry (no usable value for any mapped kind).
+    pub rows_unused: u64,
+    /// Values a list cannot hold (not an IP, too long).
+    pub values_rejected: u64,
+    pub added: u64,
+    pub refreshed: u64,
+    pub expired: u64,
+    pub entries: usize,
+    /// Protect360 windows split at the row limit / single days cut by it.
+    pub windows_split: u64,
+    pub windows_truncated: u64,
+    pub dry_run: bool,
+    /// Dry run: the entries that would be new.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub new_entries: Vec<StoredEntry>,
+}
+
+/// Per-feed series, registered once.
+struct FeedMetrics {
+    runs_ok: Counter,
+    runs_err: Counter,
+    errors: HashMap<&'static str, Counter>,
+    rows: Counter,
+    pages: Counter,
+    added: Counter,
+    expired: Counter,
+    entries: Gauge,
+    last_success: Gauge,
+    failures: Gauge,
+}
+
+const ERROR_KINDS: [&str; 10] = [
+    "credentials",
+    "forbidden",
+    "not_found",
+    "bad_request",
+    "rate_limited",
+    "server",
+    "status",
+    "timeout",
+    "transport",
+    "parse",
+];
+
+impl FeedMetrics {
+    fn new(cfg: &FeedConfig) -> Self {
+        let f = cfg.name.clone();
+        metrics::gauge!(m::FEED_INTERVAL, "feed" => f.clone()).set(cfg.every.as_secs_f64());
+        FeedMetrics {
+            runs_ok: metrics::counter!(m::FEED_RUNS, "feed" => f.clone(), "outcome" => "ok"),
+            runs_err: metrics::counter!(m::FEED_RUNS, "feed" => f.clone(), "outcome" => "error"),
+            errors: ERROR_KINDS
+                .iter()
+                .map(|k| {
+                    let c = metrics::counter!(m::FEED_ERRORS, "feed" => f.clone(), "kind" => *k);
+                    c.increment(0);
+                    (*k, c)
+                })
+                .collect(),
+            rows: metrics::counter!(m::FEED_ROWS, "feed" => f.clone()),
+            pages: metrics::counter!(m::FEED_PAGES, "feed" => f.clone()),
+            added: metrics::counter!(m::FEED_ADDED, "feed" => f.clone()),
+            expired: metrics::counter!(m::FEED_EXPIRED, "feed" => f.clone()),
+            entries: metrics::gauge!(m::FEED_ENTRIES, "feed" => f.clone()),
+            last_success: metrics::gauge!(m::FEED_LAST_SUCCESS, "feed" => f.clone()),
+            failures: metrics::gauge!(m::FEED_FAILURES, "feed" => f),
+        }
+    }
+
+    fn zero(&self) {
+        for c in [
+            &self.runs_ok,
+            &self.runs_err,
+            &self.rows,
+            &self.pages,
+            &self.added,
+            &self.expired,
+        ] {
+            c.increment(0);
+        }
+    }
+
+    fn show(&self, s: &FeedState) {
+        self.entries.set(s.entries.len() as f64);
+        self.last_success.set(s.last_success.unwrap_or(0) as f64);
+        self.failures.set(s.consecutive_failures as f64);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    mtime: Option<SystemTime>,
+    len: u64,
+}
+
+fn stamp(path: &std::path::Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        mtime: meta.modified().ok(),
+        len: meta.len(),
+    })
+}
+
+/// One configured feed and its state.
+pub struct Feed {
+    cfg: FeedConfig,
+    path: PathBuf,
+    columns: source::ColumnSet,
+    http: reqwest::Client,
+    /// Never held across an await.
+    state: Mutex<FeedState>,
+    /// The file as last read or written by this process.
+    stamp: Mutex<Option<Stamp>>,
+    running: Arc<tokio::sync::Mutex<()>>,
+    /// Runs finished since this process started.
+    runs: AtomicU64,
+    /// Unix seconds of the next scheduled run.
+    next_run: AtomicU64,
+    metrics: FeedMetrics,
+    rules: Option<Arc<LocalRules>>,
+}
+
+/// State of a feed as the admin API and `feeds list` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedStatus {
+    pub name: String,
+    pub kind: FeedKind,
+    pub every_s: u64,
+    pub state_file: String,
+    pub entries: usize,
+    pub cursor: Option<String>,
+    pub last_success: Option<String>,
+    pub last_attempt: Option<String>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+    pub last_rows: u64,
+    pub last_added: u64,
+    pub running: bool,
+    /// Runs finished since this process started.
+    pub runs: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
+}
+
+fn rfc3339(secs: u64) -> String {
+    Timestamp::from_second(secs as i64)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// `click_flood` from `Click Flood`.
+fn slug(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.trim().chars() {
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    let t = out.trim_matches('_');
+    t.chars().take(64).collect()
+}
+
+/// The longest value a feed puts in a list.
+const MAX_VALUE: usize = 256;
+
+impl Feed {
+    fn new(cfg: FeedConfig, rules: Option<Arc<LocalRules>>) -> Result<Self, StateError> {
+        let path = cfg.state_path();
+        let mut state = FeedState::load(&path)?;
+        if !state.kind.is_empty() && state.kind != cfg.kind.as_str() {
+            tracing::warn!(feed = %cfg.name, was = %state.kind, now = cfg.kind.as_str(), "the feed changed kind: its cursor starts afresh (entries kept)");
+            state.cursor = None;
+        }
+        let expired = state.prune(now_unix());
+        let metrics = FeedMetrics::new(&cfg);
+        metrics.zero();
+        metrics.expired.increment(expired);
+        metrics.show(&state);
+        let feed = Feed {
+            columns: source::ColumnSet::new(cfg.kind, &cfg.columns),
+            http: source::client(cfg.timeout()),
+            stamp: Mutex::new(stamp(&path)),
+            path,
+            state: Mutex::new(state),
+            running: Arc::new(tokio::sync::Mutex::new(())),
+            runs: AtomicU64::new(0),
+            next_run: AtomicU64::new(0),
+            metrics,
+            rules,
+            cfg,
+        };
+        feed.publish();
+        Ok(feed)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    pub fn config(&self) -> &FeedConfig {
+        &self.cfg
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FeedState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Swaps the feed's list in the rules to the state's entries.
+    fn publish(&self) {
+        let entries = self.lock().list_entries();
+        if let Some(r) = &self.rules {
+            if let Err(e) = r.set_feed_entries(&self.cfg.name, entries) {
+                tracing::error!(feed = %self.cfg.name, error = %e, "cannot update the feed's list");
+            }
+        }
+    }
+
+    pub fn status(&self) -> FeedStatus {
+        let s = self.lock();
+        let next = self.next_run.load(Ordering::Relaxed);
+        FeedStatus {
+            name: self.cfg.name.clone(),
+            kind: self.cfg.kind,
+            every_s: self.cfg.every.as_secs(),
+            state_file: self.path.display().to_string(),
+            entries: s.entries.len(),
+            cursor: s.cursor.map(rfc3339),
+            last_success: s.last_success.map(rfc3339),
+            last_attempt: s.last_attempt.map(rfc3339),
+            last_error: s.last_error.clone(),
+            consecutive_failures: s.consecutive_failures,
+            last_rows: s.last_rows,
+            last_added: s.last_added,
+            running: self.running.try_lock().is_err(),
+            runs: self.runs.load(Ordering::Relaxed),
+            next_run: (next > 0).then(|| rfc3339(next)),
+        }
+    }
+
+    /// Takes in what another process (`fraudgate feeds run`) wrote, and
+    /// drops expired entries. Blocking file I/O: off the runtime.
+    pub fn sync(&self) {
+        let now_stamp = stamp(&self.path);
+        let changed = {
+            let mut st = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
+            if *st != now_stamp && now_stamp.is_some() {
+                *st = now_stamp;
+                true
+            } else {
+                false
+            }
+        };
+        let mut republish = false;
+        if changed {
+            match FeedState::load(&self.path) {
+                Ok(s) => {
+                    tracing::info!(feed = %self.cfg.name, entries = s.entries.len(), "feed state changed on disk: loaded");
+                    *self.lock() = s;
+                    republish = true;
+                }
+                Err(e) => {
+                    tracing::warn!(feed = %self.cfg.name, error = %e, "feed state changed on disk but cannot be read; keeping the entries held")
+                }
+            }
+        }
+        let now = now_unix();
+        let expired = {
+            let mut s = self.lock();
+            if s.next_expiry().is_some_and(|t| t <= now) {
+                s.prune(now)
+            } else {
+                0
+            }
+        };
+        if expired > 0 {
+            self.metrics.expired.increment(expired);
+            republish = true;
+            if let Err(e) = self.save() {
+                tracing::warn!(feed = %self.cfg.name, error = %e, "cannot save the feed's state");
+            }
+        }
+        if republish {
+            self.metrics.show(&self.lock());
+            self.publish();
+        }
+    }
+
+    fn save(&self) -> Result<(), StateError> {
+        let snapshot = self.lock().clone();
+        snapshot.save(&self.path)?;
+        *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) = stamp(&self.path);
+        Ok(())
+    }
+
+    /// Rows to entries: one per mapped kind the row has a value for.
+    fn entries_of(
+        &self,
+        row: &Row,
+        topic: &str,
+        expires: u64,
+        rejected: &mut u64,
+    ) -> Vec<StoredEntry> {
+        let kind = self.cfg.kind.as_str();
+        let reason = match row
+            .reason
+            .as_deref()
+            .or(row.sub_reason.as_deref())
+            .map(slug)
+        {
+            Some(r) if !r.is_empty() => format!("{kind}:{topic}:{r}"),
+            _ => format!("{kind}:{topic}"),
+        };
+        let mut out = Vec::new();
+        let mut push = |k: EntryKind, v: &str| {
+            if v.len() > MAX_VALUE {
+                *rejected += 1;
+                return;
+            }
+            match Entry::new(k, v, None, None) {
+                Ok(e) => out.push(StoredEntry {
+                    kind: k,
+                    value: e.value,
+                    expires,
+                    reason: reason.clone(),
+                }),
+                Err(_) => *rejected += 1,
+            }
+        };
+        for m in &self.cfg.map {
+            match m {
+                MapTo::Ip => {
+                    if let Some(ip) = &row.ip {
+                        push(EntryKind::Ip, ip);
+                    }
+                }
+                MapTo::Device => {
+                    for d in &row.devices {
+                        push(EntryKind::Device, d);
+                    }
+                }
+                MapTo::Affiliate => {
+                    if let Some(a) = &row.affiliate {
+                        push(EntryKind::Affiliate, a);
+                    }
+                }
+                MapTo::AffiliateSub => {
+                    if let (Some(a), Some(s)) = (&row.affiliate, &row.sub) {
+                        if !a.contains('/') {
+                            push(EntryKind::AffiliateSub, &format!("{a}/{s}"));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One pull. Errors keep every entry; they are recorded in the state.
+    pub async fn run(
+        &self,
+        opts: &RunOptions,
+        progress: &dyn Progress,
+    ) -> Result<RunSummary, RunError> {
+        let guard = self
+            .running
+            .clone()
+            .try_lock_owned()
+            .map_err(|_| RunError::Running(self.cfg.name.clone()))?;
+        self.run_locked(guard, opts, progress).await
+    }
+
+    /// A run that already holds the feed's run lock.
+    async fn run_locked(
+        &self,
+        _guard: tokio::sync::OwnedMutexGuard<()>,
+        opts: &RunOptions,
+        progress: &dyn Progress,
+    ) -> Result<RunSummary, RunError> {
+        let result = self.run_inner(opts, progress).await;
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn run_inner(
+        &self,
+        opts: &RunOptions,
+        progress: &dyn Progress,
+    ) -> Result<RunSummary, RunError> {
+        let now = now_unix();
+        let window_start = now.saturating_sub(self.cfg.window.as_secs());
+        let cursor = self.lock().cursor;
+        let from = match opts.from {
+            Some(t) => t.as_second().max(0) as u64,
+            None => cursor.unwrap_or(window_start).max(window_start),
+        };
+        let to = match opts.to {
+            Some(t) => t.as_second().max(0) as u64,
+            None => now,
+        };
+        if from > to {
+            return Err(RunError::Window {
+                from: rfc3339(from),
+                to: rfc3339(to),
+            });
+        }
+        let explicit = opts.from.is_some() || opts.to.is_some();
+        let result = self.pull(from, to, now, progress).await;
+        let mut summary = RunSummary {
+            feed: self.cfg.name.clone(),
+            from: rfc3339(from),
+            to: rfc3339(to),
+            pages: 0,
+            rows: 0,
+            rows_unused: 0,
+            values_rejected: 0,
+            added: 0,
+            refreshed: 0,
+            expired: 0,
+            entries: 0,
+            windows_split: 0,
+            windows_truncated: 0,
+            dry_run: opts.dry_run,
+            new_entries: Vec::new(),
+        };
+        let pulled = match result {
+            Ok(p) => p,
+            Err(error) => {
+                if !opts.dry_run {
+                    self.adopt_disk().await;
+                    self.metrics.runs_err.increment(1);
+                    if let Some(c) = self.metrics.errors.get(error.kind()) {
+                        c.increment(1);
+                    }
+                    {
+                        let mut s = self.lock();
+                        s.consecutive_failures += 1;
+                        s.last_attempt = Some(now);
+                        s.last_error = Some(error.to_string());
+                        self.metrics.show(&s);
+                    }
+                    let _ = self.save_off_runtime().await;
+                }
+                return Err(RunError::Source {
+                    feed: self.cfg.name.clone(),
+                    error,
+                });
+            }
+        };
+        summary.pages = pulled.pages;
+        summary.rows = pulled.rows;
+        summary.rows_unused = pulled.unused;
+        summary.values_rejected = pulled.rejected;
+        summary.windows_split = pulled.splits;
+        summary.windows_truncated = pulled.truncated;
+        if opts.dry_run {
+            let s = self.lock();
+            let known: std::collections::HashSet<(EntryKind, &str)> = s
+                .entries
+                .iter()
+                .map(|e| (e.kind, e.value.as_str()))
+                .collect();
+            summary.new_entries = pulled
+                .entries
+                .into_iter()
+                .filter(|e| !known.contains(&(e.kind, e.value.as_str())))
+                .collect();
+            summary.added = summary.new_entries.len() as u64;
+            summary.entries = s.entries.len();
+            return Ok(summary);
+        }
+        // Another process may have written since: merge into the newest.
+        self.adopt_disk().await;
+        {
+            let mut s = self.lock();
+            let merged = s.merge(pulled.entries);
+            let expired = s.prune(now);
+            if !explicit {
+                s.cursor = Some(to);
+            }
+            s.kind = self.cfg.kind.as_str().to_owned();
+            s.version = 1;
+            s.last_success = Some(now);
+            s.last_attempt = Some(now);
+            s.last_error = None;
+            s.consecutive_failures = 0;
+            s.last_rows = pulled.rows;
+            s.last_added = merged.added;
+            summary.added = merged.added;
+            summary.refreshed = merged.refreshed;
+            summary.expired = expired;
+            summary.entries = s.entries.len();
+            self.metrics.runs_ok.increment(1);
+            self.metrics.rows.increment(pulled.rows);
+            self.metrics.pages.increment(pulled.pages);
+            self.metrics.added.increment(merged.added);
+            self.metrics.expired.increment(expired);
+            self.metrics.show(&s);
+        }
+        self.save_off_runtime().await?;
+        self.publish();
+        Ok(summary)
+    }
+
+    /// Takes the file's state if another process (`feeds run`) wrote it
+    /// since this one last read or wrote it, so a save never drops what
+    /// that process added.
+    async fn adopt_disk(&self) {
+        let path = self.path.clone();
+        let Ok((st, Ok(state))) =
+            tokio::task::spawn_blocking(move || (stamp(&path), FeedState::load(&path))).await
+        else {
+            return;
+        };
+        let mut held = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
+        if st.is_some() && st != *held {
+            *self.lock() = state;
+            *held = st;
+        }
+    }
+
+    async fn save_off_runtime(&self) -> Result<(), StateError> {
+        let snapshot = self.lock().clone();
+        let path = self.path.clone();
+        let saved =
+            tokio::task::spawn_blocking(move || snapshot.save(&path).map(|()| stamp(&path)))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(StateError::Write {
+                        path: self.path.display().to_string(),
+                        message: e.to_string(),
+                    })
+                });
+        match saved {
+            Ok(st) => {
+                *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) = st;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(feed = %self.cfg.name, error = %e, "cannot save the feed's state; entries are held in memory");
+                Err(e)
+            }
+        }
+    }
+
+    async fn pull(
+        &self,
+        from: u64,
+        to: u64,
+        now: u64,
+        progress: &dyn Progress,
+    ) -> Result<Pulled, FeedError> {
+        let expires = now + self.cfg.expire_after.as_secs();
+        let mut p = Pulled::default();
+        let mut seen: HashMap<(EntryKind, String), usize> = HashMap::new();
+        let ctx = source::Ctx {
+            cfg: &self.cfg,
+            http: &self.http,
+            columns: &self.columns,
+            progress,
+        };
+        let ts = |s: u64| Timestamp::from_second(s as i64).unwrap_or(Timestamp::UNIX_EPOCH);
+        {
+            let mut sink = |row: Row, topic: &str| {
+                let made = self.entries_of(&row, topic, expires, &mut p.rejected);
+                if made.is_empty() {
+                    p.unused += 1;
+                }
+                for e in made {
+                    match seen.get(&(e.kind, e.value.clone())) {
+                        // The latest row's reason wins within one pull too.
+                        Some(&i) => p.entries[i].reason = e.reason,
+                        None => {
+                            seen.insert((e.kind, e.value.clone()), p.entries.len());
+                            p.entries.push(e);
+                        }
+                    }
+                }
+            };
+            match self.cfg.kind {
+                FeedKind::Protect360 => {
+                    let utc = jiff::tz::TimeZone::UTC;
+                    let date = |s: u64| ts(s).to_zoned(utc.clone()).date();
+                    let st =
+                        protect360::pull(&ctx, date(from), date(to), date(now), &mut sink).await?;
+                    p.pages = st.pages;
+                    p.rows = st.rows;
+                    p.splits = st.splits;
+                    p.truncated = st.truncated;
+                }
+                FeedKind::Fraudshield => {
+                    let tz = jiff::tz::TimeZone::get(self.cfg.timezone())
+                        .unwrap_or(jiff::tz::TimeZone::UTC);
+                    let date = |s: u64| ts(s).to_zoned(tz.clone()).date();
+                    let st = fraudshield::pull(&ctx, date(from), date(to), &mut sink).await?;
+                    p.pages = st.pages;
+                    p.rows = st.rows;
+                }
+                FeedKind::FraudscoreData => {
+                    let st = fraudscore::pull(&ctx, ts(from), ts(to), &mut sink).await?;
+                    p.pages = st.pages;
+                    p.rows = st.rows;
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// When the scheduler runs this feed next, from its state.
+    fn plan_next(&self, after_failure: Option<&FeedError>) -> u64 {
+        let now = now_unix();
+        let every = self.cfg.every.as_secs_f64();
+        let next = match after_failure {
+            Some(e) => {
+                let n = self.lock().consecutive_failures.max(1);
+                let backoff = (10.0 * 2f64.powi(n as i32 - 1)).min(every.max(10.0));
+                let wait = e
+                    .retry_after()
+                    .map_or(backoff, |r| backoff.max(r.as_secs_f64()));
+                now + wait.ceil() as u64
+            }
+            None => {
+                let r: f64 = rand::random::<f64>() * 2.0 - 1.0;
+                now + (every * (1.0 + self.cfg.jitter * r)).max(1.0).round() as u64
+            }
+        };
+        self.next_run.store(next, Ordering::Relaxed);
+        next
+    }
+
+    /// First run: at once if the last success is older than `every`.
+    fn plan_first(&self) -> u64 {
+        let now = now_unix();
+        let s = self.lock();
+        let next = match (s.last_success, s.consecutive_failures) {
+            (Some(t), 0) if t + self.cfg.every.as_secs() > now => t + self.cfg.every.as_secs(),
+            _ => now,
+        };
+        drop(s);
+        self.next_run.store(next, Ordering::Relaxed);
+        next
+    }
+}
+
+#[derive(Default)]
+struct Pulled {
+    pages: u64,
+    rows: u64,
+    unused: u64,
+    rejected: u64,
+    splits: u64,
+    truncated: u64,
+    entries: Vec<StoredEntry>,
+}
+
+/// Every configured feed.
+#[derive(Default)]
+pub struct Feeds {
+    feeds: Vec<Arc<Feed>>,
+}
+
+impl Feeds {
+    /// Loads each feed's state and puts its entries in its list.
+    pub fn new(configs: &[FeedConfig], rules: Option<Arc<LocalRules>>) -> Result<Self, StateError> {
+        let feeds = configs
+            .iter()
+            .map(|c| Feed::new(c.clone(), rules.clone()).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Feeds { feeds })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.feeds.is_empty()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Feed>> {
+        self.feeds.iter().find(|f| f.cfg.name == name)
+    }
+
+    pub fn all(&self) -> &[Arc<Feed>] {
+        &self.feeds
+    }
+
+    pub fn statuses(&self) -> Vec<FeedStatus> {
+        self.feeds.iter().map(|f| f.status()).collect()
+    }
+
+    /// The scheduler: a task per feed, pulling every `every` (± jitter),
+    /// backing off after failures, picking up state other processes
+    /// wrote and dropping expired entries once a second.
+    pub fn spawn(&self) {
+        for feed in &self.feeds {
+            let feed = feed.clone();
+            tokio::spawn(async move {
+                let mut next = feed.plan_first();
+                loop {
+                    loop {
+                        let now = now_unix();
+                        if now >= next {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_secs((next - now).min(1))).await;
+                        let f = feed.clone();
+                        let _ = tokio::task::spawn_blocking(move || f.sync()).await;
+                        // A run through the admin API re-plans.
+                        next = feed.next_run.load(Ordering::Relaxed);
+                    }
+                    next = match feed.run(&RunOptions::default(), &Quiet).await {
+                        Ok(s) => {
+                            tracing::info!(feed = %s.feed, rows = s.rows, added = s.added, refreshed = s.refreshed, entries = s.entries, "feed pulled");
+                            feed.plan_next(None)
+                        }
+                        Err(RunError::Running(_)) => feed.plan_next(None),
+                        Err(RunError::Source { error, .. }) => {
+                            let n = feed.plan_next(Some(&error));
+                            tracing::warn!(feed = %feed.cfg.name, error = %error, kind = error.kind(), retry_in_s = n.saturating_sub(now_unix()), "feed pull failed; entries kept");
+                            n
+                        }
+                        Err(e) => {
+                            tracing::error!(feed = %feed.cfg.name, error = %e, "feed run failed");
+                            feed.plan_next(Some(&FeedError::Parse(e.to_string())))
+                        }
+                    };
+                }
+            });
+        }
+    }
+
+    /// Starts a run now (the admin API); it re-plans the schedule.
+    pub fn trigger(&self, name: &str) -> Result<(), TriggerError> {
+        let feed = self
+            .get(name)
+            .ok_or_else(|| TriggerError::Unknown(name.to_owned()))?
+            .clone();
+        // Taken here, so the feed shows as running from the answer on.
+        let guard = feed
+            .running
+            .clone()
+            .try_lock_owned()
+            .map_err(|_| TriggerError::Running(name.to_owned()))?;
+        tokio::spawn(async move {
+            match feed.run_locked(guard, &RunOptions::default(), &Quiet).await {
+                Ok(s) => {
+                    tracing::info!(feed = %s.feed, rows = s.rows, added = s.added, "feed pulled (admin)");
+                    feed.plan_next(None);
+                }
+                Err(RunError::Source { error, .. }) => {
+                    tracing::warn!(feed = %feed.cfg.name, error = %error, "feed pull failed (admin); entries kept");
+                    feed.plan_next(Some(&error));
+                }
+                Err(e) => tracing::warn!(feed = %feed.cfg.name, error = %e, "feed run (admin)"),
+            }
+        });
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("no feed named {0:?}")]
+    Unknown(String),
+    #[error("feed {0:?} is running already")]
+    Running(String),
+}
