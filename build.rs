@@ -1,5 +1,5 @@
 //! Finds the external tools the integration tests drive (nginx, promtool,
-//! clickhouse-server, curl, chromium) and sets `cfg(no_<tool>)` for each one missing,
+//! clickhouse-server, curl, chromium, redis-server) and sets `cfg(no_<tool>)` for each one missing,
 //! so those tests are reported as `ignored, <tool> is not installed` in the
 //! test summary instead of passing silently. With
 //! `FRAUDGATE_REQUIRE_TOOLS` set (as `.ci/run` does) nothing is ignored: a
@@ -13,6 +13,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("clickhouse-server", "no_clickhouse"),
     ("curl", "no_curl"),
     ("chromium", "no_chromium"),
+    ("redis-server", "no_redis"),
 ];
 
 fn main() {

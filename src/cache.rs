@@ -120,6 +120,8 @@ pub struct Cached {
     scope: u64,
     /// Purge generation when its fetch started.
     generation: u64,
+    /// Another replica's verdict, from Redis.
+    pub from_fleet: bool,
 }
 
 impl Cached {
@@ -399,6 +401,23 @@ impl VerdictCache {
             ua_hash: self.keyer.ua_hash(&e.ua),
             scope: self.keyer.scope(e),
             generation,
+            from_fleet: false,
+        }
+    }
+
+    /// Another replica's verdict, fetched `age` ago.
+    pub fn value_from_fleet(
+        &self,
+        e: &Event,
+        tags: Tags,
+        generation: u64,
+        age: Duration,
+    ) -> Cached {
+        let now = Instant::now();
+        Cached {
+            fetched_at: now.checked_sub(age).unwrap_or(now),
+            from_fleet: true,
+            ..self.value(e, Ok(tags), generation)
         }
     }
 

@@ -13,6 +13,7 @@ pub mod country;
 pub mod decision;
 pub mod event;
 pub mod feeds;
+pub mod fleet;
 pub mod hash;
 pub mod http;
 pub mod layer;

@@ -62,6 +62,8 @@ struct Counters {
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct Fetcher {
+    /// The shared tier (Redis), when configured.
+    fleet: Option<Arc<crate::fleet::Fleet>>,
     upstream: Upstream,
     cache: VerdictCache,
     breaker: Arc<Breaker>,
@@ -69,8 +71,14 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(upstream: Upstream, cache: VerdictCache, breaker: Breaker) -> Self {
+    pub fn new(
+        upstream: Upstream,
+        cache: VerdictCache,
+        breaker: Breaker,
+        fleet: Option<Arc<crate::fleet::Fleet>>,
+    ) -> Self {
         Fetcher {
+            fleet,
             upstream,
             cache,
             breaker: Arc::new(breaker),
@@ -148,12 +156,41 @@ impl Fetcher {
                 loop {
                     let generation = this.cache.generation();
                     let fetch = async {
+                        // The shared tier first: another replica's
+                        // verdict, or its answer while it asks RT.
+                        let shared = this
+                            .fleet
+                            .as_ref()
+                            .map(|f| (f.clone(), f.verdict_key(&event)));
+                        if let Some((fleet, key)) = &shared {
+                            if let crate::fleet::Shared::Hit(tags, age) =
+                                fleet.lookup(key, deadline).await
+                            {
+                                this.breaker.release(permit);
+                                return this.cache.value_from_fleet(&event, tags, generation, age);
+                            }
+                        }
                         let outcome = this.upstream.check(&event).await;
                         this.breaker.record_outcome(permit, &outcome);
                         if Instant::now() > deadline {
                             this.c.late_fills.increment(1);
                         }
-                        this.cache.value(&event, outcome, generation)
+                        let value = this.cache.value(&event, outcome, generation);
+                        if let Some((fleet, key)) = shared {
+                            // Shared off the caller's path.
+                            let share = match &value.outcome {
+                                Ok(tags) => Some((tags.clone(), this.cache.ttl_of(&value))),
+                                Err(_) => None,
+                            };
+                            let ip = event.ip;
+                            tokio::spawn(async move {
+                                match share {
+                                    Some((tags, ttl)) => fleet.put(&key, ip, &tags, ttl).await,
+                                    None => fleet.unlock(&key).await,
+                                }
+                            });
+                        }
+                        value
                     };
                     let (cached, fresh) = this.cache.get_or_fetch(key, fetch).await;
                     if fresh {
@@ -176,7 +213,9 @@ impl Fetcher {
                     self.c.coalesced.increment(1);
                 }
                 let ttl = self.cache.ttl_of(&cached);
-                let source = if cached.outcome.is_ok() {
+                let source = if cached.from_fleet {
+                    Source::Cache
+                } else if cached.outcome.is_ok() {
                     Source::Upstream
                 } else {
                     Source::Fallback

@@ -44,6 +44,11 @@ pub const LOG_WRITTEN: &str = "fraudgate_log_written_total";
 pub const LOG_DROPPED: &str = "fraudgate_log_dropped_total";
 pub const LOG_ERRORS: &str = "fraudgate_log_write_errors_total";
 pub const QUERIES: &str = "fraudgate_queries_total";
+pub const REDIS_UP: &str = "fraudgate_redis_up";
+pub const REDIS_ENABLED: &str = "fraudgate_redis_enabled";
+pub const REDIS_ERRORS: &str = "fraudgate_redis_errors_total";
+pub const REDIS_SKIPPED: &str = "fraudgate_redis_skipped_total";
+pub const REDIS_VERDICTS: &str = "fraudgate_redis_verdicts_total";
 pub const FEED_RUNS: &str = "fraudgate_feed_runs_total";
 pub const FEED_ERRORS: &str = "fraudgate_feed_errors_total";
 pub const FEED_ROWS: &str = "fraudgate_feed_rows_total";
@@ -173,6 +178,7 @@ fn register_known() {
     for o in ["ok", "bad_request", "timeout", "error"] {
         metrics::counter!(QUERIES, "outcome" => o).increment(0);
     }
+    crate::fleet::Fleet::register_metrics();
     for name in [SHED, LOG_WRITTEN, LOG_DROPPED, LOG_ERRORS] {
         metrics::counter!(name).increment(0);
     }
@@ -308,4 +314,15 @@ fn describe() {
         "Failed pulls of a feed since its last success."
     );
     describe_gauge!(FEED_INTERVAL, "A feed's configured interval (feeds.every).");
+    describe_gauge!(REDIS_UP, "1 while Redis answers (redis.url set), else 0.");
+    describe_gauge!(REDIS_ENABLED, "1 when redis.url is set.");
+    describe_counter!(REDIS_ERRORS, "Redis calls that failed or timed out.");
+    describe_counter!(
+        REDIS_SKIPPED,
+        "Redis calls skipped while it is considered down (redis.retry_s after redis.failures_to_skip failures)."
+    );
+    describe_counter!(
+        REDIS_VERDICTS,
+        "Local cache misses asked of Redis by result: hit (another replica's verdict), miss, waited (got the answer of another replica's RT call), wait_timeout."
+    );
 }

@@ -53,6 +53,7 @@ struct Inner {
     rules: Arc<LocalRules>,
     /// None when no upstream key is configured.
     fetcher: Option<Fetcher>,
+    fleet: Option<Arc<crate::fleet::Fleet>>,
     cache: VerdictCache,
     policy: Policy,
     ids: IdGen,
@@ -129,8 +130,15 @@ impl Scorer {
         };
         metrics::gauge!(m::UPSTREAM_ENABLED).set(if upstream.is_some() { 1.0 } else { 0.0 });
         let cache = VerdictCache::new(&config.cache);
-        let fetcher = upstream
-            .map(|u| Fetcher::new(u, cache.clone(), Breaker::new(&config.upstream.breaker)));
+        let fleet = crate::fleet::Fleet::new(&config.redis, &config.cache.key);
+        let fetcher = upstream.map(|u| {
+            Fetcher::new(
+                u,
+                cache.clone(),
+                Breaker::new(&config.upstream.breaker),
+                fleet.clone(),
+            )
+        });
         let log = if config.decision_log.enabled {
             let ivt =
                 crate::log::IvtMap::new(&config.ivt).map_err(|message| ScorerError::Config {
@@ -153,6 +161,7 @@ impl Scorer {
                         .collect::<Vec<_>>(),
                 )?),
                 fetcher,
+                fleet,
                 cache,
                 policy: Policy::from_config(&config.policy)?,
                 ids: IdGen,
@@ -169,6 +178,11 @@ impl Scorer {
     /// The upstream circuit breaker's state (None without an upstream).
     pub fn breaker_state(&self) -> Option<BreakerState> {
         self.inner.fetcher.as_ref().map(|f| f.breaker().state())
+    }
+
+    /// The shared state on Redis, when configured.
+    pub fn fleet(&self) -> Option<&Arc<crate::fleet::Fleet>> {
+        self.inner.fleet.as_ref()
     }
 
     pub fn cache(&self) -> &VerdictCache {

@@ -41,6 +41,8 @@ pub struct Config {
     pub decision_log: crate::log::DecisionLogConfig,
     /// Tag / rule kind -> MRC invalid-traffic class and category.
     pub ivt: crate::log::IvtConfig,
+    /// Shared state for many replicas (off when `url` is empty).
+    pub redis: crate::fleet::RedisConfig,
     /// Block lists pulled from Protect360, Fraudshield, the FraudScore Data API.
     #[serde(default)]
     pub feeds: Vec<crate::feeds::FeedConfig>,

@@ -228,6 +228,9 @@ impl Config {
                 "must be > 0",
             ));
         }
+        self.redis
+            .validate()
+            .map_err(|(key, m)| ConfigError::invalid(key, m))?;
         self.validate_feeds()
     }
 

@@ -166,6 +166,7 @@ pub async fn add(
         entries.push(entry);
     }
     let added = state.scorer.rules().add_entries(&name, entries)?;
+    share_list(&state, &name).await;
     tracing::info!(list = %name, added, "admin: list entries added");
     Ok((
         StatusCode::CREATED,
@@ -220,8 +221,19 @@ pub async fn remove(
         .scorer
         .rules()
         .remove_entries(&name, kind, value.trim())?;
+    share_list(&state, &name).await;
     tracing::info!(list = %name, removed, "admin: list entries removed");
     Ok(Json(json!({ "list": name, "removed": removed })))
+}
+
+/// With Redis: the list's runtime entries go to every replica (and
+/// outlive restarts).
+async fn share_list(state: &AppState, name: &str) {
+    if let Some(fleet) = state.scorer.fleet() {
+        if let Ok(entries) = state.scorer.rules().runtime_entries(name) {
+            fleet.save_list(name, &entries).await;
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -242,10 +254,11 @@ pub async fn purge(
     let p: Purge = serde_json::from_slice(&body)
         .map_err(|_| bad_body("expected {\"ip\": ..., \"ua\"?: ...} or {\"all\": true}"))?;
     let cache = state.scorer.cache();
-    let scope = match (p.all, p.ip, p.ua) {
+    use crate::fleet::Purge as Shared;
+    let (scope, shared) = match (p.all, p.ip, p.ua) {
         (true, None, None) => {
             cache.purge_all();
-            "all"
+            ("all", Shared::All)
         }
         (false, Some(ip), ua) => {
             let ip: IpAddr = ip.trim().parse().map_err(|_| {
@@ -259,11 +272,11 @@ pub async fn purge(
             match ua {
                 Some(ua) => {
                     cache.purge_ip_ua(ip, &ua).await;
-                    "ip_ua"
+                    ("ip_ua", Shared::IpUa(ip, ua))
                 }
                 None => {
                     cache.purge_ip(ip);
-                    "ip"
+                    ("ip", Shared::Ip(ip))
                 }
             }
         }
@@ -273,7 +286,17 @@ pub async fn purge(
         .registry
         .scope(|| metrics::counter!(m::CACHE_PURGES, "scope" => scope))
         .increment(1);
-    tracing::info!(scope, "admin: cache purged");
+    let fleet = match state.scorer.fleet() {
+        Some(f) if f.purge(&shared).await => "shared",
+        Some(_) => "local_only",
+        None => "local",
+    };
+    tracing::info!(scope, fleet, "admin: cache purged");
+    if fleet == "local_only" {
+        return Ok(Json(
+            json!({ "purged": scope, "fleet": "redis unavailable: purged on this replica only" }),
+        ));
+    }
     Ok(Json(json!({ "purged": scope })))
 }
 

@@ -38,6 +38,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         "upstream": upstream,
         "breaker": breaker.map(|b| b.as_str()),
         "mode": state.scorer.policy().mode().as_str(),
+        "redis": state.scorer.fleet().map_or("off", |f| f.status()),
     });
     (status, Json(body)).into_response()
 }

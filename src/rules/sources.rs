@@ -432,6 +432,24 @@ impl Sources {
         Ok(i)
     }
 
+    /// Replaces a list's runtime entries (the fleet's copy from Redis).
+    pub fn replace_runtime(
+        &mut self,
+        list: &str,
+        entries: Vec<Entry>,
+        current: &Snapshot,
+    ) -> Result<(usize, Snapshot), AdminError> {
+        let i = self.editable(list)?;
+        let n = entries.len();
+        self.lists[i].runtime = entries;
+        Ok((n, self.rebuild_one(i, current)))
+    }
+
+    /// A list's runtime entries.
+    pub fn runtime(&self, list: &str) -> Result<Vec<Entry>, AdminError> {
+        Ok(self.lists[self.editable(list)?].runtime.clone())
+    }
+
     /// Replaces a feed's entries.
     pub fn set_feed(
         &mut self,

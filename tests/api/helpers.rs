@@ -42,7 +42,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
-    let mock = MockRt::start().await;
+    spawn_app_on(MockRt::start().await, tweak).await
+}
+
+/// An app against a given mock (several apps can share one).
+pub async fn spawn_app_on(mock: MockRt, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(&mock);
     tweak(&mut config);
     let app = Application::build(config).await.expect("app builds");

@@ -12,6 +12,7 @@ mod deploy;
 mod doors;
 mod faults;
 mod feeds;
+mod fleet;
 mod helpers;
 mod layer;
 mod logs;

@@ -1,0 +1,695 @@
+//! Shared state for a fleet of fraudgates on one Redis (`[redis] url`;
+//! off by default: one process needs nothing).
+//!
+//! - **Verdicts, two tiers.** A local (moka) miss asks Redis; a Redis miss
+//!   takes a short lock (`SET NX PX`) and makes the one RT call, the other
+//!   replicas missing the same key poll Redis for its answer within their
+//!   budget (and call RT themselves only if it does not come). A local hit
+//!   never touches Redis.
+//! - **Purges and admin list edits** are written to Redis and published;
+//!   every replica applies them within a second. A replica that lost its
+//!   subscription catches up on reconnect from a version counter. Runtime
+//!   list entries live in Redis, so they survive restarts.
+//! - **Redis down or slow never fails a request**: every call has its own
+//!   timeout (`redis.timeout_ms`, inside the request's budget) and a
+//!   breaker skips Redis for `redis.retry_s` after consecutive failures;
+//!   each replica then works alone, as without Redis.
+//!
+//! Keys: `<prefix>v:<gen>:<sha256(key parts)>` verdicts, `<prefix>l:...`
+//! locks, `<prefix>ip:<ip>` the verdict keys of an IP (for purges),
+//! `<prefix>gen` the purge-all generation, `<prefix>list:<name>` runtime
+//! entries, `<prefix>lists:ver`, channel `<prefix>events`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use metrics::{Counter, Gauge};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::KeyPart;
+use crate::event::Event;
+use crate::metrics as m;
+use crate::rules::LocalRules;
+use crate::rules::lists::{Entry, EntryKind};
+use crate::verdict::Tags;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:6379/0`; empty: no Redis (each process alone).
+    pub url: String,
+    /// Every key and the channel start with this.
+    pub key_prefix: String,
+    /// One Redis call's limit.
+    pub timeout_ms: u64,
+    /// Consecutive failures before Redis is skipped for `retry_s`.
+    pub failures_to_skip: u32,
+    pub retry_s: u64,
+    /// How long the replica making an RT call holds the key's lock.
+    pub lock_ms: u64,
+    /// How often a replica waiting on another's call looks for its answer.
+    pub poll_ms: u64,
+}
+
+impl RedisConfig {
+    pub fn enabled(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let bad = |k: &str, m: &str| Err((format!("redis.{k}"), m.to_owned()));
+        if let Err(e) = redis::Client::open(self.url.as_str()) {
+            // The URL may hold a password: the message names the problem only.
+            let _ = e;
+            return bad(
+                "url",
+                "not a Redis URL (redis://[user:password@]host:port[/db])",
+            );
+        }
+        if self.timeout_ms == 0 || self.lock_ms == 0 || self.poll_ms == 0 {
+            return bad("timeout_ms", "timeout_ms, lock_ms and poll_ms must be > 0");
+        }
+        if self.failures_to_skip == 0 || self.retry_s == 0 {
+            return bad(
+                "failures_to_skip",
+                "failures_to_skip and retry_s must be > 0",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What the shared tier said about a key.
+pub enum Shared {
+    /// Another replica's verdict, this old.
+    Hit(Tags, Duration),
+    /// This replica holds the lock: make the call, then [`Fleet::put`].
+    Lead,
+    /// Another replica's call did not answer in time, or Redis is away:
+    /// make the call (and share it).
+    Alone,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredVerdict {
+    /// The RT body: tags one a line.
+    t: String,
+    /// Fetched at, Unix milliseconds.
+    at: u64,
+}
+
+/// A message between replicas.
+#[derive(Serialize, Deserialize, Debug)]
+struct Message {
+    /// The sender; a replica ignores its own.
+    from: u64,
+    op: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ua: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredEntry {
+    kind: EntryKind,
+    value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+struct FleetMetrics {
+    up: Gauge,
+    errors: Counter,
+    skipped: Counter,
+    shared_hits: Counter,
+    shared_misses: Counter,
+    waited_hits: Counter,
+    wait_timeouts: Counter,
+}
+
+/// What a purge covered, as the cache applies it.
+pub enum Purge {
+    All,
+    Ip(IpAddr),
+    IpUa(IpAddr, String),
+}
+
+pub struct Fleet {
+    cfg: RedisConfig,
+    client: redis::Client,
+    conn: ArcSwapOption<ConnectionManager>,
+    key_parts: Box<[KeyPart]>,
+    origin: u64,
+    /// The purge-all generation, mirrored from Redis.
+    generation: AtomicU64,
+    failures: AtomicU32,
+    /// Unix ms until which Redis is skipped.
+    skip_until: AtomicU64,
+    /// The last list version this replica loaded.
+    lists_version: AtomicU64,
+    subscribed: AtomicBool,
+    metrics: FleetMetrics,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("redis is being skipped after failures")]
+    Skipped,
+    #[error("redis: not connected")]
+    NotConnected,
+    #[error("redis: timed out")]
+    Timeout,
+    #[error("redis: {0}")]
+    Redis(String),
+}
+
+impl Fleet {
+    /// `None` when `[redis] url` is empty. Call inside the app's metrics
+    /// scope; [`Fleet::start`] connects.
+    pub fn new(cfg: &RedisConfig, key_parts: &[KeyPart]) -> Option<Arc<Self>> {
+        if !cfg.enabled() {
+            return None;
+        }
+        let client = redis::Client::open(cfg.url.as_str()).ok()?;
+        let up = metrics::gauge!(m::REDIS_UP);
+        up.set(0.0);
+        metrics::gauge!(m::REDIS_ENABLED).set(1.0);
+        Some(Arc::new(Fleet {
+            cfg: cfg.clone(),
+            client,
+            conn: ArcSwapOption::empty(),
+            key_parts: key_parts.into(),
+            origin: rand::random(),
+            generation: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
+            skip_until: AtomicU64::new(0),
+            lists_version: AtomicU64::new(0),
+            subscribed: AtomicBool::new(false),
+            metrics: FleetMetrics {
+                up,
+                errors: metrics::counter!(m::REDIS_ERRORS),
+                skipped: metrics::counter!(m::REDIS_SKIPPED),
+                shared_hits: metrics::counter!(m::REDIS_VERDICTS, "result" => "hit"),
+                shared_misses: metrics::counter!(m::REDIS_VERDICTS, "result" => "miss"),
+                waited_hits: metrics::counter!(m::REDIS_VERDICTS, "result" => "waited"),
+                wait_timeouts: metrics::counter!(m::REDIS_VERDICTS, "result" => "wait_timeout"),
+            },
+        }))
+    }
+
+    /// Registers this module's series at 0 (Redis off included).
+    pub fn register_metrics() {
+        metrics::gauge!(m::REDIS_UP).set(0.0);
+        metrics::gauge!(m::REDIS_ENABLED).set(0.0);
+        metrics::counter!(m::REDIS_ERRORS).increment(0);
+        metrics::counter!(m::REDIS_SKIPPED).increment(0);
+        for r in ["hit", "miss", "waited", "wait_timeout"] {
+            metrics::counter!(m::REDIS_VERDICTS, "result" => r).increment(0);
+        }
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.cfg.key_prefix)
+    }
+
+    fn channel(&self) -> String {
+        self.key("events")
+    }
+
+    /// Up: connected and not being skipped.
+    pub fn up(&self) -> bool {
+        self.conn.load().is_some() && self.skip_until.load(Ordering::Relaxed) <= now_ms()
+    }
+
+    /// A stable key for an event: the same on every replica (the local
+    /// cache's keys are keyed per process).
+    pub fn verdict_key(&self, e: &Event) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for part in &*self.key_parts {
+            let text: std::borrow::Cow<'_, str> = match part {
+                KeyPart::Ip => e.ip.to_canonical().to_string().into(),
+                KeyPart::Ua => (&*e.ua).into(),
+                KeyPart::OfferId => (&*e.offer_id).into(),
+                KeyPart::AffiliateId => (&*e.affiliate_id).into(),
+                KeyPart::EventType => e.event_type.as_str().into(),
+            };
+            ctx.update(&(text.len() as u64).to_le_bytes());
+            ctx.update(text.as_bytes());
+        }
+        let d = ctx.finish();
+        let hex: String = d.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.key(&format!(
+            "v:{}:{hex}",
+            self.generation.load(Ordering::Relaxed)
+        ))
+    }
+
+    /// Runs one Redis call under the timeout and the breaker.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, FleetError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        if self.skip_until.load(Ordering::Relaxed) > now_ms() {
+            self.metrics.skipped.increment(1);
+            return Err(FleetError::Skipped);
+        }
+        let Some(conn) = self.conn.load_full() else {
+            return Err(FleetError::NotConnected);
+        };
+        let r = tokio::time::timeout(
+            Duration::from_millis(self.cfg.timeout_ms),
+            f(ConnectionManager::clone(&conn)),
+        )
+        .await;
+        let r = match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(FleetError::Redis(e.to_string())),
+            Err(_) => Err(FleetError::Timeout),
+        };
+        match &r {
+            Ok(_) => {
+                self.failures.store(0, Ordering::Relaxed);
+                self.metrics.up.set(1.0);
+            }
+            Err(e) => {
+                self.metrics.errors.increment(1);
+                let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= self.cfg.failures_to_skip {
+                    self.skip_until
+                        .store(now_ms() + self.cfg.retry_s * 1000, Ordering::Relaxed);
+                    self.failures.store(0, Ordering::Relaxed);
+                    self.metrics.up.set(0.0);
+                    tracing::warn!(error = %e, retry_s = self.cfg.retry_s, "Redis failing: working alone (local cache, lists and counters) until it answers again");
+                }
+            }
+        }
+        r
+    }
+
+    /// The shared tier for a local miss. At most one round trip when the
+    /// verdict is there; otherwise the lock decides who calls RT.
+    pub async fn lookup(&self, key: &str, deadline: Instant) -> Shared {
+        let lock = self.key(&format!("l:{key}"));
+        let lock_ms = self.cfg.lock_ms;
+        let k = key.to_owned();
+        let origin = self.origin;
+        // GET the verdict and try the lock in one round trip.
+        let r = self
+            .call(|mut c| async move {
+                let (v, locked): (Option<String>, Option<String>) = redis::pipe()
+                    .get(&k)
+                    .cmd("SET")
+                    .arg(&lock)
+                    .arg(origin)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(lock_ms)
+                    .query_async(&mut c)
+                    .await?;
+                Ok((v, locked.is_some()))
+            })
+            .await;
+        let (found, leader) = match r {
+            Ok(x) => x,
+            Err(_) => return Shared::Alone,
+        };
+        if let Some(hit) = found.and_then(|v| parse(&v)) {
+            self.metrics.shared_hits.increment(1);
+            return Shared::Hit(hit.0, hit.1);
+        }
+        self.metrics.shared_misses.increment(1);
+        if leader {
+            return Shared::Lead;
+        }
+        // Another replica is asking RT: wait for its answer, within this
+        // request's budget and the lock's life.
+        let until = deadline.min(Instant::now() + Duration::from_millis(self.cfg.lock_ms));
+        while Instant::now() + Duration::from_millis(self.cfg.poll_ms) < until {
+            tokio::time::sleep(Duration::from_millis(self.cfg.poll_ms)).await;
+            let k = key.to_owned();
+            match self
+                .call(|mut c| async move { c.get::<_, Option<String>>(&k).await })
+                .await
+            {
+                Ok(Some(v)) => {
+                    if let Some((tags, age)) = parse(&v) {
+                        self.metrics.waited_hits.increment(1);
+                        return Shared::Hit(tags, age);
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => return Shared::Alone,
+            }
+        }
+        self.metrics.wait_timeouts.increment(1);
+        Shared::Alone
+    }
+
+    /// Shares a verdict for `ttl` and releases the lock.
+    pub async fn put(&self, key: &str, ip: IpAddr, tags: &Tags, ttl: Duration) {
+        let mut t = String::new();
+        tags.write_rt(&mut t);
+        let Ok(value) = serde_json::to_string(&StoredVerdict { t, at: now_ms() }) else {
+            return;
+        };
+        let lock = self.key(&format!("l:{key}"));
+        let ip_set = self.key(&format!("ip:{}", ip.to_canonical()));
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        let k = key.to_owned();
+        let _ = self
+            .call(|mut c| async move {
+                redis::pipe()
+                    .cmd("SET")
+                    .arg(&k)
+                    .arg(&value)
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .ignore()
+                    .sadd(&ip_set, &k)
+                    .ignore()
+                    .pexpire(&ip_set, ttl_ms as i64)
+                    .ignore()
+                    .del(&lock)
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await;
+    }
+
+    /// Releases a lock without a verdict (the call failed): the waiters
+    /// stop waiting and call themselves.
+    pub async fn unlock(&self, key: &str) {
+        let lock = self.key(&format!("l:{key}"));
+        let _ = self
+            .call(|mut c| async move { c.del::<_, ()>(&lock).await })
+            .await;
+    }
+
+    /// Purges the shared verdicts and tells every replica. Returns false
+    /// when Redis could not be reached (the local purge still happened).
+    pub async fn purge(&self, p: &Purge) -> bool {
+        let ok = match p {
+            Purge::All => {
+                let gen_key = self.key("gen");
+                match self
+                    .call(|mut c| async move { c.incr::<_, _, u64>(&gen_key, 1).await })
+                    .await
+                {
+                    Ok(g) => {
+                        self.generation.store(g, Ordering::Relaxed);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            // Every shared verdict of the IP (all UAs: an IP+UA purge
+            // drops a little more than it must in Redis, never less).
+            Purge::Ip(ip) | Purge::IpUa(ip, _) => {
+                let set = self.key(&format!("ip:{}", ip.to_canonical()));
+                self.call(|mut c| async move {
+                    let keys: Vec<String> = c.smembers(&set).await?;
+                    let mut pipe = redis::pipe();
+                    for k in &keys {
+                        pipe.del(k).ignore();
+                    }
+                    pipe.del(&set).ignore();
+                    pipe.query_async::<()>(&mut c).await
+                })
+                .await
+                .is_ok()
+            }
+        };
+        let msg = match p {
+            Purge::All => self.message("purge_all", None, None),
+            Purge::Ip(ip) => self.message("purge_ip", Some(ip.to_string()), None),
+            Purge::IpUa(ip, ua) => {
+                self.message("purge_ip_ua", Some(ip.to_string()), Some(ua.clone()))
+            }
+        };
+        ok && self.publish(msg).await
+    }
+
+    fn message(&self, op: &str, ip: Option<String>, ua: Option<String>) -> Message {
+        Message {
+            from: self.origin,
+            op: op.to_owned(),
+            ip,
+            ua,
+        }
+    }
+
+    async fn publish(&self, msg: Message) -> bool {
+        let Ok(text) = serde_json::to_string(&msg) else {
+            return false;
+        };
+        let channel = self.channel();
+        self.call(|mut c| async move { c.publish::<_, _, ()>(&channel, &text).await })
+            .await
+            .is_ok()
+    }
+
+    /// Writes a list's runtime entries to Redis (all of them, replacing
+    /// what was there), bumps the version and tells every replica.
+    pub async fn save_list(&self, list: &str, entries: &[Entry]) -> bool {
+        let key = self.key(&format!("list:{list}"));
+        let ver = self.key("lists:ver");
+        let fields: Vec<(String, String)> = entries
+            .iter()
+            .filter_map(|e| {
+                let v = serde_json::to_string(&StoredEntry {
+                    kind: e.kind,
+                    value: e.value.clone(),
+                    expires: e.expires,
+                    reason: e.reason.as_deref().map(str::to_owned),
+                })
+                .ok()?;
+                Some((format!("{} {}", e.kind.as_str(), e.value), v))
+            })
+            .collect();
+        let names = self.key("lists");
+        let list_name = list.to_owned();
+        let r = self
+            .call(|mut c| async move {
+                let mut pipe = redis::pipe();
+                pipe.atomic().del(&key).ignore();
+                if !fields.is_empty() {
+                    pipe.hset_multiple(&key, &fields).ignore();
+                }
+                pipe.sadd(&names, &list_name).ignore();
+                pipe.incr(&ver, 1);
+                pipe.query_async::<(u64,)>(&mut c).await
+            })
+            .await;
+        match r {
+            Ok((v,)) => {
+                self.lists_version.store(v, Ordering::Relaxed);
+                self.publish(self.message("lists", None, None)).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, list, "list change not shared (Redis unavailable): it holds on this replica only until it is made again");
+                false
+            }
+        }
+    }
+
+    /// Every list's runtime entries as Redis has them.
+    async fn load_lists(&self) -> Result<(u64, HashMap<String, Vec<Entry>>), FleetError> {
+        let names_key = self.key("lists");
+        let ver = self.key("lists:ver");
+        let prefix = self.key("list:");
+        self.call(|mut c| async move {
+            let names: Vec<String> = c.smembers(&names_key).await?;
+            let v: Option<u64> = c.get(&ver).await?;
+            let mut out = HashMap::new();
+            for n in names {
+                let map: HashMap<String, String> = c.hgetall(format!("{prefix}{n}")).await?;
+                let entries = map
+                    .values()
+                    .filter_map(|v| serde_json::from_str::<StoredEntry>(v).ok())
+                    .filter_map(|s| {
+                        Entry::new(s.kind, &s.value, s.expires, s.reason.as_deref()).ok()
+                    })
+                    .collect();
+                out.insert(n, entries);
+            }
+            Ok((v.unwrap_or(0), out))
+        })
+        .await
+    }
+
+    /// Applies Redis's lists to the rules when their version moved.
+    async fn sync_lists(&self, rules: &LocalRules, force: bool) {
+        match self.load_lists().await {
+            Ok((v, lists)) => {
+                if !force && v == self.lists_version.load(Ordering::Relaxed) {
+                    return;
+                }
+                for (name, entries) in lists {
+                    if let Err(e) = rules.replace_runtime_entries(&name, entries) {
+                        tracing::debug!(list = %name, error = %e, "shared list not configured here; skipped");
+                    }
+                }
+                self.lists_version.store(v, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot load shared lists"),
+        }
+    }
+
+    async fn sync_generation(&self) {
+        let k = self.key("gen");
+        if let Ok(g) = self
+            .call(|mut c| async move { c.get::<_, Option<u64>>(&k).await })
+            .await
+        {
+            self.generation.store(g.unwrap_or(0), Ordering::Relaxed);
+        }
+    }
+
+    /// Connects (retrying every second while Redis is away), loads the
+    /// shared lists and generation, and follows the channel. `apply` gets
+    /// purges other replicas made.
+    pub fn start(
+        self: &Arc<Self>,
+        rules: Arc<LocalRules>,
+        apply: Arc<dyn Fn(Purge) + Send + Sync>,
+    ) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if this.conn.load().is_none() {
+                    let cfg = redis::aio::ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(Duration::from_millis(
+                            this.cfg.timeout_ms.max(500),
+                        )))
+                        .set_response_timeout(Some(Duration::from_millis(
+                            this.cfg.timeout_ms.max(100),
+                        )))
+                        .set_number_of_retries(1);
+                    match ConnectionManager::new_with_config(this.client.clone(), cfg).await {
+                        Ok(c) => {
+                            this.conn.store(Some(Arc::new(c)));
+                            this.metrics.up.set(1.0);
+                            tracing::info!(
+                                "Redis connected: verdicts, purges, lists shared with the fleet"
+                            );
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Redis not reachable; working alone and retrying");
+                        }
+                    }
+                }
+                if this.conn.load().is_some() {
+                    this.sync_generation().await;
+                    this.sync_lists(&rules, false).await;
+                    // Follow the channel until the subscription drops.
+                    this.follow(&rules, &apply).await;
+                    this.subscribed.store(false, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                // A reconnect catches up on what the channel missed.
+                if this.up() {
+                    this.metrics.up.set(1.0);
+                }
+            }
+        });
+    }
+
+    async fn follow(&self, rules: &Arc<LocalRules>, apply: &Arc<dyn Fn(Purge) + Send + Sync>) {
+        use futures_util::StreamExt;
+        let Ok(Ok(mut pubsub)) = tokio::time::timeout(
+            Duration::from_millis(self.cfg.timeout_ms.max(500)),
+            self.client.get_async_pubsub(),
+        )
+        .await
+        else {
+            return;
+        };
+        if pubsub.subscribe(self.channel()).await.is_err() {
+            return;
+        }
+        self.subscribed.store(true, Ordering::Relaxed);
+        // Anything published before the subscription: catch up now.
+        self.sync_generation().await;
+        self.sync_lists(rules, false).await;
+        let mut stream = pubsub.on_message();
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                msg = stream.next() => {
+                    let Some(msg) = msg else { return };
+                    let Ok(text) = msg.get_payload::<String>() else { continue };
+                    let Ok(m) = serde_json::from_str::<Message>(&text) else { continue };
+                    if m.from == self.origin {
+                        continue;
+                    }
+                    self.on_message(m, rules, apply).await;
+                }
+                _ = tick.tick() => {
+                    // A missed message (or a restart of Redis) is caught
+                    // up from the versions.
+                    self.sync_generation().await;
+                    self.sync_lists(rules, false).await;
+                }
+            }
+        }
+    }
+
+    async fn on_message(
+        &self,
+        m: Message,
+        rules: &LocalRules,
+        apply: &Arc<dyn Fn(Purge) + Send + Sync>,
+    ) {
+        let ip = m.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
+        match (m.op.as_str(), ip) {
+            ("purge_all", _) => {
+                self.sync_generation().await;
+                apply(Purge::All);
+            }
+            ("purge_ip", Some(ip)) => apply(Purge::Ip(ip)),
+            ("purge_ip_ua", Some(ip)) => apply(Purge::IpUa(ip, m.ua.unwrap_or_default())),
+            ("lists", _) => self.sync_lists(rules, true).await,
+            _ => {}
+        }
+    }
+
+    /// For `/readyz`: `up`, `connecting`, or `down` (being skipped).
+    pub fn status(&self) -> &'static str {
+        if self.conn.load().is_none() {
+            "connecting"
+        } else if self.skip_until.load(Ordering::Relaxed) > now_ms() {
+            "down"
+        } else {
+            "up"
+        }
+    }
+}
+
+fn parse(v: &str) -> Option<(Tags, Duration)> {
+    let s: StoredVerdict = serde_json::from_str(v).ok()?;
+    let tags = Tags::parse(&s.t).ok()?;
+    Some((tags, Duration::from_millis(now_ms().saturating_sub(s.at))))
+}

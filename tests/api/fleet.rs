@@ -1,0 +1,292 @@
+//! Several fraudgates on one real `redis-server` (Debian's, started on a
+//! random port): one RT call per key for the fleet, purges and list
+//! entries seen by all, entries kept across restarts, and Redis going away
+//! costing no request.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fraudgate::config::{Config, Secret, SecretList};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::*;
+
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Redis {
+    async fn start() -> Option<Redis> {
+        tool("redis-server")?;
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+        };
+        r.up().await;
+        Some(r)
+    }
+
+    async fn up(&mut self) {
+        let child = Command::new(tool("redis-server").unwrap())
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let port = self.port;
+        eventually(Duration::from_secs(10), || async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()?;
+            s.write_all(b"PING\r\n").await.ok()?;
+            let mut buf = [0u8; 7];
+            s.read_exact(&mut buf).await.ok()?;
+            (&buf == b"+PONG\r\n").then_some(())
+        })
+        .await;
+    }
+
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+fn on_redis(c: &mut Config, url: &str) {
+    c.redis.url = url.to_owned();
+    c.auth.admin_keys = SecretList(vec![Secret::new(ADMIN_KEY)]);
+}
+
+async fn redis_up(app: &TestApp) {
+    eventually(Duration::from_secs(10), || async {
+        let v = json(app.get("/readyz").await).await;
+        (v["redis"] == "up").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    no_redis,
+    ignore = "redis-server is not installed (Debian: redis-server)"
+)]
+async fn replicas_make_one_rt_call_per_key_and_serve_each_others_verdicts() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let mock = MockRt::start().await;
+    let a = spawn_app_on(mock.clone(), |c| on_redis(c, &redis.url())).await;
+    let b = spawn_app_on(mock.clone(), |c| on_redis(c, &redis.url())).await;
+    let c = spawn_app_on(mock.clone(), |c| on_redis(c, &redis.url())).await;
+    for app in [&a, &b, &c] {
+        redis_up(app).await;
+    }
+    // A slow RT answer, asked of three replicas at once.
+    mock.on_ip("198.51.100.50", Reply::delayed(150, Reply::tags("proxy")));
+    let q = query("198.51.100.50", &[]);
+    let (ra, rb, rc) = tokio::join!(a.check(&q), b.check(&q), c.check(&q));
+    for (s, v) in [&ra, &rb, &rc] {
+        assert_eq!(*s, 200);
+        assert_eq!(v["decision"], "block", "{v}");
+        assert_eq!(v["tags"], json!(["proxy"]));
+    }
+    assert_eq!(
+        mock.calls_for("198.51.100.50"),
+        1,
+        "one RT call for the fleet"
+    );
+    let sources: Vec<&str> = [&ra, &rb, &rc]
+        .iter()
+        .map(|(_, v)| v["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources.iter().filter(|s| **s == "upstream").count(),
+        1,
+        "{sources:?}"
+    );
+
+    // Asked of one replica, then another: the second has it from Redis.
+    mock.on_ip("198.51.100.51", Reply::tags("datacenter"));
+    let (_, v) = a.check_ip("198.51.100.51").await;
+    assert_eq!(v["source"], "upstream");
+    let (_, v) = eventually(Duration::from_secs(5), || async {
+        let (s, v) = b.check_ip("198.51.100.51").await;
+        (v["source"] == "cache").then_some((s, v))
+    })
+    .await;
+    assert_eq!(v["tags"], json!(["datacenter"]));
+    assert_eq!(mock.calls_for("198.51.100.51"), 1);
+    let m = b.metrics().await;
+    assert!(sample(&m, "fraudgate_redis_verdicts_total", &[("result", "hit")]) >= 1.0);
+    assert_eq!(sample(&m, "fraudgate_redis_up", &[]), 1.0);
+}
+
+#[tokio::test]
+#[cfg_attr(
+    no_redis,
+    ignore = "redis-server is not installed (Debian: redis-server)"
+)]
+async fn a_purge_and_a_list_entry_made_on_one_replica_reach_all_and_outlive_restarts() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let mock = MockRt::start().await;
+    let a = spawn_app_on(mock.clone(), |c| on_redis(c, &redis.url())).await;
+    let b = spawn_app_on(mock.clone(), |c| on_redis(c, &redis.url())).await;
+    redis_up(&a).await;
+    redis_up(&b).await;
+
+    // Both replicas hold the verdict locally.
+    mock.on_ip("198.51.100.60", Reply::tags("proxy"));
+    a.check_ip("198.51.100.60").await;
+    b.check_ip("198.51.100.60").await;
+    b.check_ip("198.51.100.60").await;
+    assert_eq!(mock.calls_for("198.51.100.60"), 1);
+    // RT changes its mind; a purge on A reaches B's local cache.
+    mock.on_ip("198.51.100.60", Reply::tags(""));
+    let (s, v) = a
+        .admin(
+            Method::POST,
+            "/v1/admin/cache/purge",
+            Some(json!({"ip": "198.51.100.60"})),
+        )
+        .await;
+    assert_eq!((s, &v["purged"]), (200, &json!("ip")), "{v}");
+    assert!(v.get("fleet").is_none(), "shared: {v}");
+    let started = std::time::Instant::now();
+    eventually(Duration::from_secs(3), || async {
+        let (_, v) = b.check_ip("198.51.100.60").await;
+        (v["decision"] == "allow").then_some(())
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "within a second or so"
+    );
+
+    // A block list entry added on A blocks on B.
+    let (s, v) = a
+        .admin(
+            Method::POST,
+            "/v1/admin/lists/blocklist/entries",
+            Some(json!({"kind": "ip", "value": "203.0.113.0/24", "reason": "botnet"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    eventually(Duration::from_secs(3), || async {
+        let (_, v) = b.check_ip("203.0.113.77").await;
+        (v["decision"] == "block").then_some(())
+    })
+    .await;
+    // A replica started later has it from Redis.
+    let c = spawn_app_on(mock.clone(), |c| on_redis(c, &redis.url())).await;
+    eventually(Duration::from_secs(5), || async {
+        let (_, v) = c.check_ip("203.0.113.9").await;
+        (v["decision"] == "block" && v["rules"][0]["reason"] == "botnet").then_some(())
+    })
+    .await;
+    // Removed on C: gone on A.
+    let (s, _) = c
+        .admin(
+            Method::DELETE,
+            "/v1/admin/lists/blocklist/entries?kind=ip&value=203.0.113.0/24",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    eventually(Duration::from_secs(3), || async {
+        let (_, v) = a.check_ip("203.0.113.9").await;
+        (v["decision"] == "allow").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    no_redis,
+    ignore = "redis-server is not installed (Debian: redis-server)"
+)]
+async fn redis_going_away_costs_no_request_and_is_used_again_when_back() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let mock = MockRt::start().await;
+    let a = spawn_app_on(mock.clone(), |c| on_redis(c, &redis.url())).await;
+    redis_up(&a).await;
+    mock.set_default(Reply::tags(""));
+    redis.down();
+    for i in 0..60 {
+        let (s, v) = a.check_ip(&format!("192.0.2.{i}")).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["source"], "upstream", "RT still asked: {v}");
+    }
+    let v = json(a.get("/readyz").await).await;
+    assert_eq!(
+        v["status"], "ready",
+        "Redis down does not make the instance unready: {v}"
+    );
+    assert_ne!(v["redis"], "up", "{v}");
+    let m = a.metrics().await;
+    assert!(sample(&m, "fraudgate_redis_errors_total", &[]) >= 1.0);
+    assert_eq!(sample(&m, "fraudgate_redis_up", &[]), 0.0);
+    // A purge while Redis is away still purges here, and says so.
+    let (s, v) = a
+        .admin(
+            Method::POST,
+            "/v1/admin/cache/purge",
+            Some(json!({"all": true})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(
+        v["fleet"].as_str().unwrap().contains("this replica only"),
+        "{v}"
+    );
+
+    redis.up().await;
+    redis_up(&a).await;
+    let b = spawn_app_on(mock.clone(), |c| on_redis(c, &redis.url())).await;
+    redis_up(&b).await;
+    mock.on_ip("198.51.100.70", Reply::tags("proxy"));
+    a.check_ip("198.51.100.70").await;
+    eventually(Duration::from_secs(5), || async {
+        let (_, v) = b.check_ip("198.51.100.70").await;
+        (v["source"] == "cache").then_some(())
+    })
+    .await;
+    assert_eq!(mock.calls_for("198.51.100.70"), 1, "shared again");
+}
+
+#[test]
+fn a_bad_redis_url_stops_startup_naming_the_key_without_echoing_it() {
+    let mut c = Config::default();
+    c.redis.url = "http://user:s3cret@host".into();
+    let e = c.redis.validate().unwrap_err();
+    assert_eq!(e.0, "redis.url");
+    assert!(!e.1.contains("s3cret"));
+}
