@@ -271,6 +271,17 @@ impl Fleet {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        self.call_within(Duration::from_millis(self.cfg.timeout_ms), f)
+            .await
+    }
+
+    /// Like `call`, with its own limit (feed state is large, off the
+    /// request path).
+    async fn call_within<T, F, Fut>(&self, limit: Duration, f: F) -> Result<T, FleetError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         if self.skip_until.load(Ordering::Relaxed) > now_ms() {
             self.metrics.skipped.increment(1);
             return Err(FleetError::Skipped);
@@ -278,11 +289,7 @@ impl Fleet {
         let Some(conn) = self.conn.load_full() else {
             return Err(FleetError::NotConnected);
         };
-        let r = tokio::time::timeout(
-            Duration::from_millis(self.cfg.timeout_ms),
-            f(ConnectionManager::clone(&conn)),
-        )
-        .await;
+        let r = tokio::time::timeout(limit, f(ConnectionManager::clone(&conn))).await;
         let r = match r {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(FleetError::Redis(e.to_string())),
@@ -674,6 +681,111 @@ impl Fleet {
             ("lists", _) => self.sync_lists(rules, true).await,
             _ => {}
         }
+    }
+
+    /// Counts one event on fleet-wide counters (INCR, expiring with their
+    /// window), one round trip for all; `None` when Redis is unavailable
+    /// (the caller counts locally).
+    pub async fn count(&self, keys: &[(usize, String, u64)]) -> Option<Vec<(usize, u64)>> {
+        const INCR: &str = "local n = redis.call('INCR', KEYS[1]) \
+            if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n";
+        let full: Vec<(String, u64)> = keys
+            .iter()
+            .map(|(_, k, ms)| (self.key(k), ms + 1000))
+            .collect();
+        let counts: Vec<u64> = self
+            .call(|mut c| async move {
+                let mut pipe = redis::pipe();
+                for (k, ttl) in &full {
+                    pipe.cmd("EVAL").arg(INCR).arg(1).arg(k).arg(*ttl);
+                }
+                pipe.query_async(&mut c).await
+            })
+            .await
+            .ok()?;
+        Some(keys.iter().map(|(i, _, _)| *i).zip(counts).collect())
+    }
+
+    /// Waits (at most `limit`) for the first connection, so work that
+    /// should be shared is not done alone at startup.
+    pub async fn wait_connected(&self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        while self.conn.load().is_none() {
+            if Instant::now() >= end {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
+    /// Takes a feed's pull lease (one replica pulls a feed at a time).
+    /// `None`: Redis unavailable (the caller pulls alone).
+    pub async fn feed_lease(&self, feed: &str, ttl: Duration) -> Option<bool> {
+        let k = self.key(&format!("feed:{feed}:lease"));
+        let origin = self.origin;
+        let ms = ttl.as_millis().max(1) as u64;
+        self.call(|mut c| async move {
+            let r: Option<String> = redis::cmd("SET")
+                .arg(&k)
+                .arg(origin)
+                .arg("NX")
+                .arg("PX")
+                .arg(ms)
+                .query_async(&mut c)
+                .await?;
+            Ok(r.is_some())
+        })
+        .await
+        .ok()
+    }
+
+    pub async fn feed_release(&self, feed: &str) {
+        let k = self.key(&format!("feed:{feed}:lease"));
+        let _ = self
+            .call(|mut c| async move { c.del::<_, ()>(&k).await })
+            .await;
+    }
+
+    /// The version (last success, Unix s) of a feed's shared state.
+    pub async fn feed_version(&self, feed: &str) -> Option<u64> {
+        let k = self.key(&format!("feed:{feed}:ver"));
+        self.call(|mut c| async move { c.get::<_, Option<u64>>(&k).await })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// A feed's shared state (its JSON), with its version.
+    pub async fn feed_state(&self, feed: &str) -> Option<(u64, String)> {
+        let v = self.key(&format!("feed:{feed}:ver"));
+        let k = self.key(&format!("feed:{feed}:state"));
+        self.call_within(Duration::from_secs(10), |mut c| async move {
+            let (ver, state): (Option<u64>, Option<String>) =
+                redis::pipe().get(&v).get(&k).query_async(&mut c).await?;
+            Ok(ver.zip(state))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Shares a feed's state after a successful pull.
+    pub async fn put_feed_state(&self, feed: &str, version: u64, json: String) -> bool {
+        let v = self.key(&format!("feed:{feed}:ver"));
+        let k = self.key(&format!("feed:{feed}:state"));
+        self.call_within(Duration::from_secs(10), |mut c| async move {
+            redis::pipe()
+                .atomic()
+                .set(&k, json)
+                .ignore()
+                .set(&v, version)
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+        .is_ok()
     }
 
     /// For `/readyz`: `up`, `connecting`, or `down` (being skipped).

@@ -228,7 +228,20 @@ impl Scorer {
         let started = Instant::now();
         let inner = &*self.inner;
         let policy = &inner.policy;
-        let local = inner.rules.evaluate(event);
+        // Caps count fleet-wide on Redis (one round trip for all the caps
+        // an event counts against); locally when Redis is away.
+        let shared_caps = match &inner.fleet {
+            Some(f) => {
+                let keys = inner.rules.shared_cap_keys(event);
+                if keys.is_empty() {
+                    None
+                } else {
+                    f.count(&keys).await
+                }
+            }
+            None => None,
+        };
+        let local = inner.rules.evaluate_with(event, shared_caps.as_deref());
         let local_only = || Lookup {
             outcome: Ok(local.tags.clone()),
             source: Source::Local,

@@ -50,8 +50,13 @@ impl Application {
             fleet.start(scorer.rules().clone(), apply);
             tracing::info!(prefix = %config.redis.key_prefix, "Redis configured: sharing verdicts, purges and lists with the fleet");
         }
-        let feeds = registry
-            .scope(|| crate::feeds::Feeds::new(&config.feeds, Some(scorer.rules().clone())))?;
+        let feeds = registry.scope(|| {
+            crate::feeds::Feeds::new(
+                &config.feeds,
+                Some(scorer.rules().clone()),
+                scorer.fleet().cloned(),
+            )
+        })?;
         if scorer.upstream_enabled() {
             tracing::info!(url = %config.upstream.url, timeout_ms = config.upstream.timeout_ms, "FraudScore RT upstream enabled");
         } else {

@@ -21,7 +21,7 @@ pub fn list(config: &Config) -> Result<(), String> {
         );
         return Ok(());
     }
-    let feeds = Feeds::new(&config.feeds, None).map_err(|e| e.to_string())?;
+    let feeds = Feeds::new(&config.feeds, None, None).map_err(|e| e.to_string())?;
     let mut t = Table::new();
     t.set_header([
         "name",
@@ -96,8 +96,9 @@ pub fn run(
         from: from.map(|f| parse_time(f, false)).transpose()?,
         to: to.map(|t| parse_time(t, true)).transpose()?,
         dry_run,
+        force: true,
     };
-    let feeds = Feeds::new(&config.feeds, None).map_err(|e| e.to_string())?;
+    let feeds = Feeds::new(&config.feeds, None, None).map_err(|e| e.to_string())?;
     let Some(feed) = feeds.get(name) else {
         let known: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
         return Err(if known.is_empty() {

@@ -65,6 +65,8 @@ pub struct RunOptions {
     pub to: Option<Timestamp>,
     /// Pull and report what would be added; change nothing.
     pub dry_run: bool,
+    /// Pull even if another replica pulled recently (admin, CLI).
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,6 +88,9 @@ pub struct RunSummary {
     pub windows_split: u64,
     pub windows_truncated: u64,
     pub dry_run: bool,
+    /// Not pulled: another replica's recent pull was taken from Redis.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub from_fleet: bool,
     /// Dry run: the entries that would be new.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub new_entries: Vec<StoredEntry>,
@@ -194,6 +199,8 @@ pub struct Feed {
     next_run: AtomicU64,
     metrics: FeedMetrics,
     rules: Option<Arc<LocalRules>>,
+    /// With Redis: one replica pulls at a time, the others take its state.
+    fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 /// State of a feed as the admin API and `feeds list` show it.
@@ -238,11 +245,18 @@ fn slug(s: &str) -> String {
     t.chars().take(64).collect()
 }
 
+/// How long a replica may hold a feed's pull lease.
+const LEASE: Duration = Duration::from_secs(15 * 60);
+
 /// The longest value a feed puts in a list.
 const MAX_VALUE: usize = 256;
 
 impl Feed {
-    fn new(cfg: FeedConfig, rules: Option<Arc<LocalRules>>) -> Result<Self, StateError> {
+    fn new(
+        cfg: FeedConfig,
+        rules: Option<Arc<LocalRules>>,
+        fleet: Option<Arc<crate::fleet::Fleet>>,
+    ) -> Result<Self, StateError> {
         let path = cfg.state_path();
         let mut state = FeedState::load(&path)?;
         if !state.kind.is_empty() && state.kind != cfg.kind.as_str() {
@@ -265,6 +279,7 @@ impl Feed {
             next_run: AtomicU64::new(0),
             metrics,
             rules,
+            fleet,
             cfg,
         };
         feed.publish();
@@ -482,7 +497,54 @@ impl Feed {
             });
         }
         let explicit = opts.from.is_some() || opts.to.is_some();
+        let shared = !opts.dry_run && !explicit;
+        // A fleet: another replica's recent pull is taken instead of
+        // pulling again; one replica at a time holds the lease.
+        let mut leased = false;
+        if let (true, Some(fleet)) = (shared, &self.fleet) {
+            self.adopt_shared().await;
+            let recent = self
+                .lock()
+                .last_success
+                .is_some_and(|t| now < t + self.cfg.every.as_secs() / 2);
+            if recent && !opts.force {
+                let s = self.lock();
+                return Ok(RunSummary {
+                    feed: self.cfg.name.clone(),
+                    from: rfc3339(from),
+                    to: rfc3339(to),
+                    pages: 0,
+                    rows: 0,
+                    rows_unused: 0,
+                    values_rejected: 0,
+                    added: 0,
+                    refreshed: 0,
+                    expired: 0,
+                    entries: s.entries.len(),
+                    windows_split: 0,
+                    windows_truncated: 0,
+                    dry_run: false,
+                    from_fleet: true,
+                    new_entries: Vec::new(),
+                });
+            }
+            match fleet.feed_lease(&self.cfg.name, LEASE).await {
+                Some(false) => {
+                    return Err(RunError::Running(format!(
+                        "{} (another replica holds its lease)",
+                        self.cfg.name
+                    )));
+                }
+                Some(true) => leased = true,
+                None => {}
+            }
+        }
         let result = self.pull(from, to, now, progress).await;
+        if leased && result.is_err() {
+            if let Some(f) = &self.fleet {
+                f.feed_release(&self.cfg.name).await;
+            }
+        }
         let mut summary = RunSummary {
             feed: self.cfg.name.clone(),
             from: rfc3339(from),
@@ -498,6 +560,7 @@ impl Feed {
             windows_split: 0,
             windows_truncated: 0,
             dry_run: opts.dry_run,
+            from_fleet: false,
             new_entries: Vec::new(),
         };
         let pulled = match result {
@@ -576,7 +639,46 @@ impl Feed {
         }
         self.save_off_runtime().await?;
         self.publish();
+        if leased {
+            if let Some(f) = &self.fleet {
+                let json = serde_json::to_string(&*self.lock()).unwrap_or_default();
+                if !f.put_feed_state(&self.cfg.name, now, json).await {
+                    tracing::warn!(feed = %self.cfg.name, "feed state not shared (Redis unavailable); other replicas pull it themselves");
+                }
+                f.feed_release(&self.cfg.name).await;
+            }
+        }
         Ok(summary)
+    }
+
+    /// Takes the fleet's state of this feed when it is newer than ours
+    /// (another replica pulled). True when taken.
+    pub async fn adopt_shared(&self) -> bool {
+        let Some(fleet) = &self.fleet else {
+            return false;
+        };
+        let ours = self.lock().last_success.unwrap_or(0);
+        match fleet.feed_version(&self.cfg.name).await {
+            Some(v) if v > ours => {}
+            _ => return false,
+        }
+        let Some((_, json)) = fleet.feed_state(&self.cfg.name).await else {
+            return false;
+        };
+        let Ok(state) = serde_json::from_str::<FeedState>(&json) else {
+            return false;
+        };
+        let now = now_unix();
+        {
+            let mut s = self.lock();
+            *s = state;
+            s.prune(now);
+            self.metrics.show(&s);
+        }
+        let _ = self.save_off_runtime().await;
+        self.publish();
+        tracing::info!(feed = %self.cfg.name, "took the feed's entries another replica pulled");
+        true
     }
 
     /// Takes the file's state if another process (`feeds run`) wrote it
@@ -738,10 +840,14 @@ pub struct Feeds {
 
 impl Feeds {
     /// Loads each feed's state and puts its entries in its list.
-    pub fn new(configs: &[FeedConfig], rules: Option<Arc<LocalRules>>) -> Result<Self, StateError> {
+    pub fn new(
+        configs: &[FeedConfig],
+        rules: Option<Arc<LocalRules>>,
+        fleet: Option<Arc<crate::fleet::Fleet>>,
+    ) -> Result<Self, StateError> {
         let feeds = configs
             .iter()
-            .map(|c| Feed::new(c.clone(), rules.clone()).map(Arc::new))
+            .map(|c| Feed::new(c.clone(), rules.clone(), fleet.clone()).map(Arc::new))
             .collect::<Result<_, _>>()?;
         Ok(Feeds { feeds })
     }
@@ -769,7 +875,13 @@ impl Feeds {
         for feed in &self.feeds {
             let feed = feed.clone();
             tokio::spawn(async move {
+                if let Some(f) = &feed.fleet {
+                    // Shared pulls need Redis: give it a moment at startup.
+                    f.wait_connected(Duration::from_secs(5)).await;
+                    feed.adopt_shared().await;
+                }
                 let mut next = feed.plan_first();
+                let mut ticks = 0u64;
                 loop {
                     loop {
                         let now = now_unix();
@@ -779,6 +891,10 @@ impl Feeds {
                         tokio::time::sleep(Duration::from_secs((next - now).min(1))).await;
                         let f = feed.clone();
                         let _ = tokio::task::spawn_blocking(move || f.sync()).await;
+                        ticks += 1;
+                        if ticks % 5 == 0 {
+                            feed.adopt_shared().await;
+                        }
                         // A run through the admin API re-plans.
                         next = feed.next_run.load(Ordering::Relaxed);
                     }
@@ -816,7 +932,11 @@ impl Feeds {
             .try_lock_owned()
             .map_err(|_| TriggerError::Running(name.to_owned()))?;
         tokio::spawn(async move {
-            match feed.run_locked(guard, &RunOptions::default(), &Quiet).await {
+            let opts = RunOptions {
+                force: true,
+                ..RunOptions::default()
+            };
+            match feed.run_locked(guard, &opts, &Quiet).await {
                 Ok(s) => {
                     tracing::info!(feed = %s.feed, rows = s.rows, added = s.added, "feed pulled (admin)");
                     feed.plan_next(None);

@@ -94,6 +94,10 @@ impl WindowCounters {
         }
     }
 
+    pub fn window_s(&self) -> u64 {
+        self.window_s
+    }
+
     /// Counts one event for `key` at `now` (Unix seconds); returns the
     /// count in the current window including this one.
     pub fn hit(&self, key: u128, now: u64) -> u64 {

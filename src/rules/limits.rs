@@ -83,12 +83,48 @@ impl Cap {
         }
     }
 
+    /// Does this cap count `ev`'s kind of event?
+    pub fn counts(&self, ev: &Event) -> bool {
+        !matches!(
+            (self.events, ev.event_type),
+            (CapEvents::Click, EventType::Impression) | (CapEvents::Impression, EventType::Click)
+        )
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub fn window_s(&self) -> u64 {
+        self.counters.window_s()
+    }
+
+    /// The counter's name for the fleet (the same on every replica): the
+    /// cap, the window and a SHA-256 of the values it is keyed by.
+    pub fn shared_key(&self, ev: &Event, now: u64) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for f in &*self.by {
+            let v: String = match f {
+                CapField::AffiliateId => ev.affiliate_id.to_string(),
+                CapField::OfferId => ev.offer_id.to_string(),
+                CapField::AdvertiserId => ev.get(Opt::AdvertiserId).unwrap_or("").to_owned(),
+                CapField::AffSub1 => ev.get(Opt::AffSub1).unwrap_or("").to_owned(),
+                CapField::Ip => ev.ip.to_canonical().to_string(),
+            };
+            ctx.update(&(v.len() as u64).to_le_bytes());
+            ctx.update(v.as_bytes());
+        }
+        let hex: String = ctx.finish().as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("cap:{}:{}:{hex}", self.name, now / self.window_s())
+    }
+
     /// Counts the event; true when it is over the cap.
     pub fn over(&self, ev: &Event, hasher: &Hasher128, now: u64) -> bool {
-        match (self.events, ev.event_type) {
-            (CapEvents::Click, EventType::Impression)
-            | (CapEvents::Impression, EventType::Click) => return false,
-            _ => {}
+        if !self.counts(ev) {
+            return false;
         }
         let mut h = hasher.start();
         self.name.hash(&mut h);

@@ -210,6 +210,27 @@ impl LocalRules {
 
     /// Runs every rule on the event. No locks; allocates only on a hit.
     pub fn evaluate(&self, ev: &Event) -> LocalVerdict {
+        self.evaluate_with(ev, None)
+    }
+
+    /// The fleet-wide counters the caps need for `ev`: (cap index, key,
+    /// window in ms). Empty without caps or when none counts `ev`.
+    pub fn shared_cap_keys(&self, ev: &Event) -> Vec<(usize, String, u64)> {
+        if !self.enabled || self.caps.is_empty() {
+            return Vec::new();
+        }
+        let now = now_unix();
+        self.caps
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.counts(ev))
+            .map(|(i, c)| (i, c.shared_key(ev, now), c.window_s() * 1000))
+            .collect()
+    }
+
+    /// Like [`LocalRules::evaluate`], with fleet-wide cap counts (by cap
+    /// index; a cap without one counts locally).
+    pub fn evaluate_with(&self, ev: &Event, shared_caps: Option<&[(usize, u64)]>) -> LocalVerdict {
         let mut out = LocalVerdict::default();
         if !self.enabled {
             return out;
@@ -298,8 +319,13 @@ impl LocalRules {
                 None => {}
             }
         }
-        for cap in &self.caps {
-            if cap.over(ev, &self.hasher, now) {
+        for (i, cap) in self.caps.iter().enumerate() {
+            let shared = shared_caps.and_then(|s| s.iter().find(|(j, _)| *j == i));
+            let over = match shared {
+                Some((_, n)) => *n > cap.limit(),
+                None => cap.over(ev, &self.hasher, now),
+            };
+            if over {
                 push(&mut out, RuleKind::Cap, &cap.name, Tag::Cap, None);
             }
         }

@@ -290,3 +290,97 @@ fn a_bad_redis_url_stops_startup_naming_the_key_without_echoing_it() {
     assert_eq!(e.0, "redis.url");
     assert!(!e.1.contains("s3cret"));
 }
+
+#[tokio::test]
+#[cfg_attr(
+    no_redis,
+    ignore = "redis-server is not installed (Debian: redis-server)"
+)]
+async fn a_cap_of_n_holds_fleet_wide_not_per_replica() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let cap = |c: &mut Config| {
+        on_redis(c, &redis.url());
+        c.rules.caps = vec![fraudgate::config::CapConfig {
+            name: "aff".into(),
+            by: vec![fraudgate::rules::limits::CapField::AffiliateId],
+            limit: 5,
+            window_s: 3600,
+            events: fraudgate::rules::limits::CapEvents::Click,
+        }];
+    };
+    let mock = MockRt::start().await;
+    mock.set_default(Reply::tags(""));
+    let a = spawn_app_on(mock.clone(), cap).await;
+    let b = spawn_app_on(mock.clone(), cap).await;
+    redis_up(&a).await;
+    redis_up(&b).await;
+    let mut allowed = 0;
+    for i in 0..12 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let (_, v) = app.check_ip(&format!("192.0.2.{}", 100 + i)).await;
+        if v["decision"] == "allow" {
+            allowed += 1;
+        } else {
+            assert_eq!(v["tags"], json!(["cap"]), "{v}");
+        }
+    }
+    assert_eq!(allowed, 5, "5 in total across both replicas, not 5 each");
+}
+
+/// A feed on two replicas: one pulls (the lease), both block on its
+/// entries; N replicas do not mean N times the calls to the source.
+#[tokio::test]
+#[cfg_attr(
+    no_redis,
+    ignore = "redis-server is not installed (Debian: redis-server)"
+)]
+async fn one_replica_pulls_a_feed_and_every_replica_blocks_on_it() {
+    use crate::mock_feeds::*;
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let source = MockFeeds::start().await;
+    source.with(|s| {
+        s.p360 = vec![P360Row {
+            date: jiff::Zoned::now()
+                .with_time_zone(jiff::tz::TimeZone::UTC)
+                .date()
+                .to_string(),
+            ip: "203.0.113.99".into(),
+            idfa: String::new(),
+            site: "s".into(),
+            reason: "Click Flood".into(),
+        }]
+    });
+    let feed = |c: &mut Config| {
+        on_redis(c, &redis.url());
+        let state = temp_dir("fleet-feed").join("p360.json");
+        c.feeds = vec![
+            toml::from_str(&format!(
+                "name = \"p360\"\nkind = \"protect360\"\nbase_url = {:?}\ntoken = {P360_TOKEN:?}\napp_ids = [\"id1234567\"]\nstate_file = {:?}",
+                source.url(),
+                state.display().to_string()
+            ))
+            .unwrap(),
+        ];
+    };
+    let mock = MockRt::start().await;
+    mock.set_default(Reply::tags(""));
+    let a = spawn_app_on(mock.clone(), feed).await;
+    let b = spawn_app_on(mock.clone(), feed).await;
+    for app in [&a, &b] {
+        eventually(Duration::from_secs(15), || async {
+            let (_, v) = app.check_ip("203.0.113.99").await;
+            (v["decision"] == "block").then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        source.requests().len(),
+        1,
+        "one pull for the fleet: {:?}",
+        source.requests()
+    );
+}
