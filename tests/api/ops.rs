@@ -319,3 +319,94 @@ fn with_a_feed(c: &mut fraudgate::Config) {
         .unwrap(),
     ];
 }
+
+/// A real scrape: Debian's Prometheus, started on a random port against a
+/// running fraudgate with the alert rules loaded, reads fraudgate's series
+/// back through its HTTP API.
+#[tokio::test]
+#[cfg_attr(
+    no_promtool,
+    ignore = "prometheus is not installed (Debian: prometheus)"
+)]
+async fn prometheus_scrapes_fraudgate_for_real() {
+    let Some(prometheus) = tool("prometheus") else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.mock.on_ip("10.13.0.1", Reply::tags("proxy"));
+    app.check_ip("10.13.0.1").await;
+    let dir = temp_dir("prometheus");
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/rules.yml");
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{rules:?}]\nscrape_configs:\n  - job_name: fraudgate\n    static_configs: [{{targets: [\"127.0.0.1:{}\"]}}]\n",
+            app.port
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let child = std::process::Command::new(prometheus)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(child);
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let client = http();
+    let query = |q: &'static str| {
+        let client = client.clone();
+        let api = api.clone();
+        async move {
+            let r = client
+                .get(format!("{api}/query"))
+                .query(&[("query", q)])
+                .send()
+                .await
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.ok()?).ok()?;
+            let result = v["data"]["result"].as_array()?.clone();
+            (!result.is_empty()).then_some(result)
+        }
+    };
+    let up = eventually(Duration::from_secs(30), || query("up{job=\"fraudgate\"}")).await;
+    assert_eq!(up[0]["value"][1], "1", "{up:?}");
+    let tags = eventually(Duration::from_secs(10), || {
+        query("fraudgate_tags_total{tag=\"proxy\"}")
+    })
+    .await;
+    assert_eq!(tags[0]["value"][1], "1", "{tags:?}");
+    // The alert rules loaded and evaluate against the real series.
+    let r = client.get(format!("{api}/rules")).send().await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let names: Vec<&str> = v["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    for alert in [
+        "FraudgateBreakerOpen",
+        "FraudgateFeedStale",
+        "FraudgateRedisDown",
+    ] {
+        assert!(names.contains(&alert), "{alert} loaded: {names:?}");
+    }
+}
