@@ -27,7 +27,7 @@ ensure_wrk
 cargo build --release --quiet --bin fraudgate --example mock_rt
 
 tmp=$(mktemp -d)
-cleanup() { kill "$fg_pid" "$rt_pid" "$rss_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
+cleanup() { kill "$fg_pid" "$rt_pid" "${rss_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 target/release/examples/mock_rt --listen "127.0.0.1:$RT_PORT" --delay-ms 5 --cycle-s "$CYCLE_S" >"$tmp/rt.log" 2>&1 &
