@@ -55,6 +55,14 @@ pub struct RedisConfig {
     pub lock_ms: u64,
     /// How often a replica waiting on another's call looks for its answer.
     pub poll_ms: u64,
+    /// Count IP velocity fleet-wide too (one Redis round trip per event,
+    /// cache hits included).
+    #[serde(default)]
+    pub share_velocity: bool,
+    /// Count client rate limits fleet-wide (one round trip per request of
+    /// a client with a limit).
+    #[serde(default)]
+    pub share_rate_limits: bool,
 }
 
 impl RedisConfig {
@@ -786,6 +794,14 @@ impl Fleet {
         })
         .await
         .is_ok()
+    }
+
+    pub fn share_velocity(&self) -> bool {
+        self.cfg.share_velocity
+    }
+
+    pub fn share_rate_limits(&self) -> bool {
+        self.cfg.share_rate_limits
     }
 
     /// For `/readyz`: `up`, `connecting`, or `down` (being skipped).

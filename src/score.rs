@@ -232,7 +232,7 @@ impl Scorer {
         // an event counts against); locally when Redis is away.
         let shared_caps = match &inner.fleet {
             Some(f) => {
-                let keys = inner.rules.shared_cap_keys(event);
+                let keys = inner.rules.shared_counter_keys(event, f.share_velocity());
                 if keys.is_empty() {
                     None
                 } else {

@@ -67,6 +67,8 @@ struct Client {
     name: Arc<str>,
     key: Option<Secret>,
     bucket: Option<Mutex<Bucket>>,
+    /// Requests per second fleet-wide (the larger of rps and burst).
+    per_second: u64,
     ok: Counter,
     limited: Counter,
 }
@@ -78,6 +80,7 @@ impl Client {
             name: name.into(),
             key,
             bucket: Bucket::new(limit),
+            per_second: u64::from(limit.rps.max(limit.burst)),
             ok: counter("ok"),
             limited: counter("rate_limited"),
         }
@@ -91,6 +94,8 @@ pub struct Access {
     /// Refusals by reason: a missing key, an invalid one.
     missing: Counter,
     invalid: Counter,
+    /// `redis.share_rate_limits`: limits counted fleet-wide.
+    fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 impl Access {
@@ -112,7 +117,15 @@ impl Access {
             anonymous: Client::new("anonymous", None, default),
             missing: metrics::counter!(m::AUTH_FAILURES, "reason" => "missing"),
             invalid: metrics::counter!(m::AUTH_FAILURES, "reason" => "invalid"),
+            fleet: None,
         }
+    }
+
+    /// Counts rate limits on Redis (per client, one-second windows), the
+    /// local token bucket standing in while Redis is away.
+    pub fn with_fleet(mut self, fleet: Option<Arc<crate::fleet::Fleet>>) -> Self {
+        self.fleet = fleet;
+        self
     }
 
     pub fn required(&self) -> bool {
@@ -195,7 +208,19 @@ pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Ne
         &access.anonymous
     };
     if let Some(b) = &client.bucket {
-        let taken = b.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let shared = match &access.fleet {
+            Some(f) => {
+                let sec = crate::event::now_unix();
+                let key = vec![(0, format!("rl:{}:{sec}", client.name), 1000)];
+                f.count(&key).await.and_then(|c| c.first().map(|(_, n)| *n))
+            }
+            None => None,
+        };
+        let taken = match shared {
+            Some(n) if n > client.per_second => Err(1),
+            Some(_) => Ok(()),
+            None => b.lock().unwrap_or_else(|p| p.into_inner()).take(),
+        };
         if let Err(retry_after) = taken {
             client.limited.increment(1);
             return rate_limited(retry_after);

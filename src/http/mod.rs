@@ -163,7 +163,15 @@ pub fn router(state: AppState) -> Router {
             .route_layer(from_fn_with_state(admin_keys, admin::require_key))
     };
     // The scoring endpoints API clients call: client keys and rate limits.
-    let access = Arc::new(access::Access::new(&state.config.auth));
+    let access = Arc::new(
+        access::Access::new(&state.config.auth).with_fleet(
+            state
+                .scorer
+                .fleet()
+                .filter(|f| f.share_rate_limits())
+                .cloned(),
+        ),
+    );
     let scoring = Router::new()
         .route("/", get(rt::get))
         .route("/v1/check", get(check::get).post(check::post))

@@ -145,6 +145,14 @@ impl Cap {
     }
 }
 
+/// The /24 (IPv4) or /64 (IPv6) of an address.
+fn subnet(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+    }
+}
+
 pub struct Velocity {
     per_ip: u64,
     per_subnet: u64,
@@ -168,12 +176,26 @@ impl Velocity {
     }
 
     pub fn check(&self, ip: IpAddr, hasher: &Hasher128, now: u64) -> Option<VelocityHit> {
-        let subnet = match ip {
-            IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
-            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-        };
         let ip_count = self.counters.hit(hasher.hash((0u8, ip)), now);
-        let net_count = self.counters.hit(hasher.hash((1u8, subnet)), now);
+        let net_count = self.counters.hit(hasher.hash((1u8, subnet(ip))), now);
+        self.judge(ip_count, net_count)
+    }
+
+    /// The fleet-wide counter names for `ip` now: (ip, subnet).
+    pub fn shared_keys(&self, ip: IpAddr, now: u64) -> [String; 2] {
+        let w = now / self.counters.window_s();
+        [
+            format!("vel:ip:{}:{w}", ip.to_canonical()),
+            format!("vel:net:{}:{w}", subnet(ip.to_canonical())),
+        ]
+    }
+
+    pub fn window_s(&self) -> u64 {
+        self.counters.window_s()
+    }
+
+    /// What counts of this window say.
+    pub fn judge(&self, ip_count: u64, net_count: u64) -> Option<VelocityHit> {
         if ip_count > self.per_ip {
             Some(VelocityHit::Ip)
         } else if net_count > self.per_subnet {

@@ -126,6 +126,11 @@ impl HitCounters {
     }
 }
 
+/// Index of velocity's fleet-wide IP counter in shared counts.
+pub const VELOCITY_IP: usize = usize::MAX;
+/// Index of velocity's fleet-wide subnet counter.
+pub const VELOCITY_NET: usize = usize::MAX - 1;
+
 pub struct LocalRules {
     enabled: bool,
     ask_upstream_on_block: bool,
@@ -213,19 +218,28 @@ impl LocalRules {
         self.evaluate_with(ev, None)
     }
 
-    /// The fleet-wide counters the caps need for `ev`: (cap index, key,
-    /// window in ms). Empty without caps or when none counts `ev`.
-    pub fn shared_cap_keys(&self, ev: &Event) -> Vec<(usize, String, u64)> {
-        if !self.enabled || self.caps.is_empty() {
+    /// The fleet-wide counters `ev` counts on: (index, key, window in
+    /// ms): caps by their index, velocity's IP and subnet as
+    /// [`VELOCITY_IP`] and [`VELOCITY_NET`] when `velocity` is shared.
+    /// Empty when nothing counts `ev`.
+    pub fn shared_counter_keys(&self, ev: &Event, velocity: bool) -> Vec<(usize, String, u64)> {
+        if !self.enabled {
             return Vec::new();
         }
         let now = now_unix();
-        self.caps
+        let mut out: Vec<(usize, String, u64)> = self
+            .caps
             .iter()
             .enumerate()
             .filter(|(_, c)| c.counts(ev))
             .map(|(i, c)| (i, c.shared_key(ev, now), c.window_s() * 1000))
-            .collect()
+            .collect();
+        if let (true, Some(v)) = (velocity, &self.velocity) {
+            let [ip, net] = v.shared_keys(ev.ip, now);
+            out.push((VELOCITY_IP, ip, v.window_s() * 1000));
+            out.push((VELOCITY_NET, net, v.window_s() * 1000));
+        }
+        out
     }
 
     /// Like [`LocalRules::evaluate`], with fleet-wide cap counts (by cap
@@ -305,7 +319,15 @@ impl LocalRules {
             }
         }
         if let Some(v) = &self.velocity {
-            match v.check(ev.ip, &self.hasher, now) {
+            let shared = shared_caps.map(|s| {
+                let get = |k| s.iter().find(|(i, _)| *i == k).map(|(_, n)| *n);
+                (get(VELOCITY_IP), get(VELOCITY_NET))
+            });
+            let hit = match shared {
+                Some((Some(ip), Some(net))) => v.judge(ip, net),
+                _ => v.check(ev.ip, &self.hasher, now),
+            };
+            match hit {
                 Some(VelocityHit::Ip) => {
                     push(&mut out, RuleKind::Velocity, &self.names.ip, Tag::Ip, None)
                 }

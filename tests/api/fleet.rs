@@ -384,3 +384,83 @@ async fn one_replica_pulls_a_feed_and_every_replica_blocks_on_it() {
         source.requests()
     );
 }
+
+#[tokio::test]
+#[cfg_attr(
+    no_redis,
+    ignore = "redis-server is not installed (Debian: redis-server)"
+)]
+async fn shared_velocity_and_rate_limits_count_across_replicas() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let shared = |c: &mut Config| {
+        on_redis(c, &redis.url());
+        c.redis.share_velocity = true;
+        c.redis.share_rate_limits = true;
+        c.rules.velocity.per_ip = 4;
+        c.rules.velocity.window_s = 3600;
+        c.auth
+            .client_keys
+            .insert("adserver".into(), Secret::new(CLIENT_KEY));
+        c.auth.rate_limit_rps = 5;
+        c.auth.rate_limit_burst = 5;
+    };
+    let mock = MockRt::start().await;
+    mock.set_default(Reply::tags(""));
+    let a = spawn_app_on(mock.clone(), shared).await;
+    let b = spawn_app_on(mock.clone(), shared).await;
+    redis_up(&a).await;
+    redis_up(&b).await;
+    let check = |app: &TestApp, ip: &str| {
+        app.http
+            .get(app.url(&format!("/v1/check?{}", query(ip, &[]))))
+            .header("x-api-key", CLIENT_KEY)
+            .send()
+    };
+    // Rate limit: 8 requests at the start of one second, alternating
+    // replicas: 5 pass fleet-wide (each replica alone would pass 4 of 4).
+    let wait_second = || async {
+        loop {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_millis();
+            if ms < 50 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    wait_second().await;
+    let mut passed = 0;
+    for i in 0..8 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let r = check(app, &format!("192.0.2.{}", 10 + i)).await.unwrap();
+        if r.status() == 200 {
+            passed += 1;
+        } else {
+            assert_eq!(r.status(), 429);
+        }
+    }
+    assert_eq!(passed, 5, "5 a second for the fleet");
+
+    // Velocity: 10 events from one IP over two replicas, 4 allowed per
+    // window: the 5th and later are tagged ip (each alone would see 5).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut flagged = 0;
+    for i in 0..10 {
+        if i == 5 {
+            // Stay under the rate limit.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        let app = if i % 2 == 0 { &a } else { &b };
+        let r = check(app, "198.51.100.80").await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v = json(r).await;
+        if v["tags"].as_array().unwrap().iter().any(|t| t == "ip") {
+            flagged += 1;
+        }
+    }
+    assert_eq!(flagged, 6, "events 5..10 of the fleet are over 4");
+}
