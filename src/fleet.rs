@@ -171,6 +171,40 @@ pub struct Fleet {
     metrics: FleetMetrics,
 }
 
+/// The shared verdict, or else the key's lock: a verdict (bulk string),
+/// 1 (this caller holds the lock) or 0 (another does).
+const GET_OR_LOCK: &str = "local v = redis.call('GET', KEYS[1]) \
+    if v then return v end \
+    if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end \
+    return 0";
+
+/// Stores a verdict and indexes it under its IP (a sorted set by expiry,
+/// pruned as it goes, living as long as its longest member), unless the IP
+/// was purged after the call began. Always releases the lock.
+const PUT: &str = "redis.call('DEL', KEYS[2]) \
+    local purged = redis.call('GET', KEYS[4]) \
+    if purged and tonumber(purged) >= tonumber(ARGV[3]) then return 0 end \
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
+    local now = tonumber(ARGV[4]) \
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), KEYS[1]) \
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now) \
+    if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end \
+    return 1";
+
+/// Deletes an IP's shared verdicts and marks the purge, so a call begun
+/// before it cannot share its (older) verdict afterwards.
+const PURGE_IP: &str = "for _, k in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do redis.call('DEL', k) end \
+    redis.call('DEL', KEYS[1]) \
+    redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])";
+
+/// How long a purge marker stands: longer than any RT call.
+const PURGE_MARKER_MS: u64 = 60_000;
+
+/// Unix milliseconds (the clock shared verdicts are stamped with).
+pub fn clock_ms() -> u64 {
+    now_ms()
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -330,25 +364,25 @@ impl Fleet {
         let lock_ms = self.cfg.lock_ms;
         let k = key.to_owned();
         let origin = self.origin;
-        // GET the verdict and try the lock in one round trip.
+        // The verdict, or else the lock, in one round trip (a script: no
+        // lock is taken when the verdict is there).
         let r = self
             .call(|mut c| async move {
-                let (v, locked): (Option<String>, Option<String>) = redis::pipe()
-                    .get(&k)
-                    .cmd("SET")
+                redis::cmd("EVAL")
+                    .arg(GET_OR_LOCK)
+                    .arg(2)
+                    .arg(&k)
                     .arg(&lock)
                     .arg(origin)
-                    .arg("NX")
-                    .arg("PX")
                     .arg(lock_ms)
-                    .query_async(&mut c)
-                    .await?;
-                Ok((v, locked.is_some()))
+                    .query_async::<redis::Value>(&mut c)
+                    .await
             })
             .await;
         let (found, leader) = match r {
-            Ok(x) => x,
-            Err(_) => return Shared::Alone,
+            Ok(redis::Value::BulkString(b)) => (String::from_utf8(b).ok(), false),
+            Ok(redis::Value::Int(n)) => (None, n == 1),
+            Ok(_) | Err(_) => return Shared::Alone,
         };
         if let Some(hit) = found.and_then(|v| parse(&v)) {
             self.metrics.shared_hits.increment(1);
@@ -382,33 +416,36 @@ impl Fleet {
         Shared::Alone
     }
 
-    /// Shares a verdict for `ttl` and releases the lock.
-    pub async fn put(&self, key: &str, ip: IpAddr, tags: &Tags, ttl: Duration) {
+    /// Shares a verdict for `ttl` and releases the lock, unless a purge
+    /// of its IP came after its RT call began at `started_ms` (then the
+    /// pre-purge verdict must not be served to anyone).
+    pub async fn put(&self, key: &str, ip: IpAddr, tags: &Tags, ttl: Duration, started_ms: u64) {
         let mut t = String::new();
         tags.write_rt(&mut t);
-        let Ok(value) = serde_json::to_string(&StoredVerdict { t, at: now_ms() }) else {
+        let now = now_ms();
+        let Ok(value) = serde_json::to_string(&StoredVerdict { t, at: now }) else {
             return;
         };
         let lock = self.key(&format!("l:{key}"));
-        let ip_set = self.key(&format!("ip:{}", ip.to_canonical()));
+        let ip = ip.to_canonical();
+        let ip_set = self.key(&format!("ip:{ip}"));
+        let marker = self.key(&format!("purged:{ip}"));
         let ttl_ms = ttl.as_millis().max(1) as u64;
         let k = key.to_owned();
         let _ = self
             .call(|mut c| async move {
-                redis::pipe()
-                    .cmd("SET")
+                redis::cmd("EVAL")
+                    .arg(PUT)
+                    .arg(4)
                     .arg(&k)
+                    .arg(&lock)
+                    .arg(&ip_set)
+                    .arg(&marker)
                     .arg(&value)
-                    .arg("PX")
                     .arg(ttl_ms)
-                    .ignore()
-                    .sadd(&ip_set, &k)
-                    .ignore()
-                    .pexpire(&ip_set, ttl_ms as i64)
-                    .ignore()
-                    .del(&lock)
-                    .ignore()
-                    .query_async::<()>(&mut c)
+                    .arg(started_ms)
+                    .arg(now)
+                    .query_async::<i64>(&mut c)
                     .await
             })
             .await;
@@ -443,15 +480,20 @@ impl Fleet {
             // Every shared verdict of the IP (all UAs: an IP+UA purge
             // drops a little more than it must in Redis, never less).
             Purge::Ip(ip) | Purge::IpUa(ip, _) => {
-                let set = self.key(&format!("ip:{}", ip.to_canonical()));
+                let ip = ip.to_canonical();
+                let set = self.key(&format!("ip:{ip}"));
+                let marker = self.key(&format!("purged:{ip}"));
+                let now = now_ms();
                 self.call(|mut c| async move {
-                    let keys: Vec<String> = c.smembers(&set).await?;
-                    let mut pipe = redis::pipe();
-                    for k in &keys {
-                        pipe.del(k).ignore();
-                    }
-                    pipe.del(&set).ignore();
-                    pipe.query_async::<()>(&mut c).await
+                    redis::cmd("EVAL")
+                        .arg(PURGE_IP)
+                        .arg(2)
+                        .arg(&set)
+                        .arg(&marker)
+                        .arg(now)
+                        .arg(PURGE_MARKER_MS)
+                        .query_async::<()>(&mut c)
+                        .await
                 })
                 .await
                 .is_ok()
@@ -486,11 +528,10 @@ impl Fleet {
             .is_ok()
     }
 
-    /// Writes a list's runtime entries to Redis (all of them, replacing
-    /// what was there), bumps the version and tells every replica.
-    pub async fn save_list(&self, list: &str, entries: &[Entry]) -> bool {
-        let key = self.key(&format!("list:{list}"));
-        let ver = self.key("lists:ver");
+    /// Adds runtime entries of a list in Redis (entry by entry: an edit
+    /// another replica made meanwhile stays), bumps the version and tells
+    /// every replica.
+    pub async fn list_add(&self, list: &str, entries: &[Entry]) -> bool {
         let fields: Vec<(String, String)> = entries
             .iter()
             .filter_map(|e| {
@@ -501,28 +542,47 @@ impl Fleet {
                     reason: e.reason.as_deref().map(str::to_owned),
                 })
                 .ok()?;
-                Some((format!("{} {}", e.kind.as_str(), e.value), v))
+                Some((field(e.kind, &e.value), v))
             })
             .collect();
+        self.list_edit(list, move |pipe, key| {
+            if !fields.is_empty() {
+                pipe.hset_multiple(key, &fields).ignore();
+            }
+        })
+        .await
+    }
+
+    /// Removes one runtime entry of a list in Redis.
+    pub async fn list_remove(&self, list: &str, kind: EntryKind, value: &str) -> bool {
+        let f = field(kind, value);
+        self.list_edit(list, move |pipe, key| {
+            pipe.hdel(key, &f).ignore();
+        })
+        .await
+    }
+
+    async fn list_edit(
+        &self,
+        list: &str,
+        edit: impl FnOnce(&mut redis::Pipeline, &str) + Send,
+    ) -> bool {
+        let key = self.key(&format!("list:{list}"));
+        let ver = self.key("lists:ver");
         let names = self.key("lists");
         let list_name = list.to_owned();
         let r = self
             .call(|mut c| async move {
                 let mut pipe = redis::pipe();
-                pipe.atomic().del(&key).ignore();
-                if !fields.is_empty() {
-                    pipe.hset_multiple(&key, &fields).ignore();
-                }
+                pipe.atomic();
+                edit(&mut pipe, &key);
                 pipe.sadd(&names, &list_name).ignore();
                 pipe.incr(&ver, 1);
                 pipe.query_async::<(u64,)>(&mut c).await
             })
             .await;
         match r {
-            Ok((v,)) => {
-                self.lists_version.store(v, Ordering::Relaxed);
-                self.publish(self.message("lists", None, None)).await
-            }
+            Ok(_) => self.publish(self.message("lists", None, None)).await,
             Err(e) => {
                 tracing::warn!(error = %e, list, "list change not shared (Redis unavailable): it holds on this replica only until it is made again");
                 false
@@ -814,6 +874,11 @@ impl Fleet {
             "up"
         }
     }
+}
+
+/// A list entry's field in its Redis hash.
+fn field(kind: EntryKind, value: &str) -> String {
+    format!("{} {value}", kind.as_str())
 }
 
 fn parse(v: &str) -> Option<(Tags, Duration)> {

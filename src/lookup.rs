@@ -158,6 +158,7 @@ impl Fetcher {
                     let fetch = async {
                         // The shared tier first: another replica's
                         // verdict, or its answer while it asks RT.
+                        let started_ms = crate::fleet::clock_ms();
                         let shared = this
                             .fleet
                             .as_ref()
@@ -185,7 +186,9 @@ impl Fetcher {
                             let ip = event.ip;
                             tokio::spawn(async move {
                                 match share {
-                                    Some((tags, ttl)) => fleet.put(&key, ip, &tags, ttl).await,
+                                    Some((tags, ttl)) => {
+                                        fleet.put(&key, ip, &tags, ttl, started_ms).await
+                                    }
                                     None => fleet.unlock(&key).await,
                                 }
                             });

@@ -434,6 +434,13 @@ impl FeedConfig {
                             .into(),
                     );
                 }
+                if fraud && self.min_rejection_rate.is_none() {
+                    return bad(
+                        "min_rejection_rate",
+                        "required for report = \"fraud\": without it every affiliate/sub group would be blocked"
+                            .into(),
+                    );
+                }
                 if !fraud && (self.min_rejection_rate.is_some() || self.min_conversions.is_some()) {
                     return bad(
                         "min_rejection_rate",
@@ -459,7 +466,14 @@ impl FeedConfig {
                 if !FRAUDSCORE_EVENTS.contains(&event) {
                     return bad("event", format!("one of {}", FRAUDSCORE_EVENTS.join(", ")));
                 }
-                if let Some(f) = &self.filter {
+                let Some(f) = &self.filter else {
+                    return bad(
+                        "filter",
+                        "required: an expression selecting the fraud (e.g. '[\"OR\",[\"tag\",\"proxy\"],[\"tag\",\"blacklist\"]]'); without one every event's IP would be blocked"
+                            .into(),
+                    );
+                };
+                {
                     match serde_json::from_str::<serde_json::Value>(f) {
                         Ok(serde_json::Value::Array(a)) if !a.is_empty() => {}
                         Ok(_) => {

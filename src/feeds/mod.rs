@@ -484,7 +484,16 @@ impl Feed {
         let cursor = self.lock().cursor;
         let from = match opts.from {
             Some(t) => t.as_second().max(0) as u64,
-            None => cursor.unwrap_or(window_start).max(window_start),
+            // Rates over part of a day mislead: the fraud report always
+            // covers the whole window.
+            None if self.cfg.kind == FeedKind::Fraudshield
+                && self.cfg.fraudshield_report() == config::FraudshieldReport::Fraud =>
+            {
+                window_start
+            }
+            None => cursor
+                .map_or(window_start, |c| c.saturating_sub(self.lookback()))
+                .max(window_start),
         };
         let to = match opts.to {
             Some(t) => t.as_second().max(0) as u64,
@@ -783,6 +792,26 @@ impl Feed {
             }
         }
         Ok(p)
+    }
+
+    /// How far before the cursor a pull starts again, for data a source
+    /// adds late: Protect360's post-attribution reports are published
+    /// daily (10:00 UTC) for installs of earlier days; the Data API may
+    /// record an event a little after it happened.
+    fn lookback(&self) -> u64 {
+        match self.cfg.kind {
+            FeedKind::Protect360
+                if self
+                    .cfg
+                    .topics()
+                    .iter()
+                    .any(|t| matches!(*t, "detection" | "fraud-post-inapps")) =>
+            {
+                7 * 86400
+            }
+            FeedKind::FraudscoreData => 600,
+            _ => 0,
+        }
     }
 
     /// When the scheduler runs this feed next, from its state.

@@ -77,7 +77,11 @@ impl FeedState {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         }
-        let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
+        // A name of its own per save: two saves at once (a scheduled one,
+        // an admin run) never write into one temporary file.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("json.tmp.{}.{n}", std::process::id()));
         let bytes = serde_json::to_vec(self).map_err(|e| err(e.to_string()))?;
         std::fs::write(&tmp, bytes).map_err(|e| err(e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| {

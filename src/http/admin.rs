@@ -165,8 +165,11 @@ pub async fn add(
             .map_err(|m| bad_body(format!("entry {i}: {m}")))?;
         entries.push(entry);
     }
+    let shared = state.scorer.fleet().map(|_| entries.clone());
     let added = state.scorer.rules().add_entries(&name, entries)?;
-    share_list(&state, &name).await;
+    if let (Some(fleet), Some(entries)) = (state.scorer.fleet(), shared) {
+        fleet.list_add(&name, &entries).await;
+    }
     tracing::info!(list = %name, added, "admin: list entries added");
     Ok((
         StatusCode::CREATED,
@@ -221,19 +224,11 @@ pub async fn remove(
         .scorer
         .rules()
         .remove_entries(&name, kind, value.trim())?;
-    share_list(&state, &name).await;
+    if let Some(fleet) = state.scorer.fleet() {
+        fleet.list_remove(&name, kind, value.trim()).await;
+    }
     tracing::info!(list = %name, removed, "admin: list entries removed");
     Ok(Json(json!({ "list": name, "removed": removed })))
-}
-
-/// With Redis: the list's runtime entries go to every replica (and
-/// outlive restarts).
-async fn share_list(state: &AppState, name: &str) {
-    if let Some(fleet) = state.scorer.fleet() {
-        if let Ok(entries) = state.scorer.rules().runtime_entries(name) {
-            fleet.save_list(name, &entries).await;
-        }
-    }
 }
 
 #[derive(Deserialize)]

@@ -313,7 +313,7 @@ fn with_a_feed(c: &mut fraudgate::Config) {
     let state = temp_dir("feed").join("f.json");
     c.feeds = vec![
         toml::from_str(&format!(
-            "name = \"f\"\nkind = \"fraudscore_data\"\nchannel = \"c\"\nkey = \"k\"\nbase_url = \"http://127.0.0.1:9\"\nstate_file = {:?}",
+            "name = \"f\"\nkind = \"fraudscore_data\"\nchannel = \"c\"\nkey = \"k\"\nfilter = '[\"tag\",\"proxy\"]'\nbase_url = \"http://127.0.0.1:9\"\nstate_file = {:?}",
             state.display().to_string()
         ))
         .unwrap(),
