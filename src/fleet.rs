@@ -643,6 +643,20 @@ impl Fleet {
         }
     }
 
+    /// One connection attempt (`start` retries; the CLI tries once).
+    pub async fn connect(&self) -> Result<(), FleetError> {
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(self.cfg.timeout_ms.max(500))))
+            .set_response_timeout(Some(Duration::from_millis(self.cfg.timeout_ms.max(100))))
+            .set_number_of_retries(1);
+        let c = ConnectionManager::new_with_config(self.client.clone(), cfg)
+            .await
+            .map_err(|e| FleetError::Redis(e.to_string()))?;
+        self.conn.store(Some(Arc::new(c)));
+        self.metrics.up.set(1.0);
+        Ok(())
+    }
+
     /// Connects (retrying every second while Redis is away), loads the
     /// shared lists and generation, and follows the channel. `apply` gets
     /// purges other replicas made.
@@ -808,10 +822,20 @@ impl Fleet {
         .ok()
     }
 
+    /// Releases the lease if this replica still holds it.
     pub async fn feed_release(&self, feed: &str) {
         let k = self.key(&format!("feed:{feed}:lease"));
+        let origin = self.origin;
         let _ = self
-            .call(|mut c| async move { c.del::<_, ()>(&k).await })
+            .call(|mut c| async move {
+                redis::cmd("EVAL")
+                    .arg("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
+                    .arg(1)
+                    .arg(&k)
+                    .arg(origin.to_string())
+                    .query_async::<i64>(&mut c)
+                    .await
+            })
             .await;
     }
 
@@ -838,22 +862,34 @@ impl Fleet {
         .flatten()
     }
 
-    /// Shares a feed's state after a successful pull.
-    pub async fn put_feed_state(&self, feed: &str, version: u64, json: String) -> bool {
+    /// Shares a feed's state after a successful pull, unless a newer one
+    /// is there; it expires with the entries' lifetime.
+    pub async fn put_feed_state(
+        &self,
+        feed: &str,
+        version: u64,
+        json: String,
+        ttl: Duration,
+    ) -> bool {
         let v = self.key(&format!("feed:{feed}:ver"));
         let k = self.key(&format!("feed:{feed}:state"));
+        let ms = ttl.as_millis().max(1000) as u64;
         self.call_within(Duration::from_secs(10), |mut c| async move {
-            redis::pipe()
-                .atomic()
-                .set(&k, json)
-                .ignore()
-                .set(&v, version)
-                .ignore()
-                .query_async::<()>(&mut c)
+            redis::cmd("EVAL")
+                .arg("if tonumber(ARGV[1]) <= tonumber(redis.call('GET', KEYS[1]) or '0') then return 0 end \
+                      redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) \
+                      redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) return 1")
+                .arg(2)
+                .arg(&v)
+                .arg(&k)
+                .arg(version)
+                .arg(json)
+                .arg(ms)
+                .query_async::<i64>(&mut c)
                 .await
         })
         .await
-        .is_ok()
+        .is_ok_and(|n| n == 1)
     }
 
     pub fn share_velocity(&self) -> bool {

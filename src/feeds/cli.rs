@@ -98,7 +98,20 @@ pub fn run(
         dry_run,
         force: true,
     };
-    let feeds = Feeds::new(&config.feeds, None, None).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    // With Redis: the run takes the feed's lease and shares what it pulls,
+    // as a replica's scheduled run does.
+    let fleet = crate::fleet::Fleet::new(&config.redis, &config.cache.key);
+    if let Some(f) = &fleet {
+        if let Err(e) = runtime.block_on(f.connect()) {
+            eprintln!("fraudgate feeds run: Redis not reachable ({e}); pulling without sharing");
+        }
+    }
+    let feeds = Feeds::new(&config.feeds, None, fleet).map_err(|e| e.to_string())?;
     let Some(feed) = feeds.get(name) else {
         let known: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
         return Err(if known.is_empty() {
@@ -118,11 +131,6 @@ pub fn run(
         bar,
         pages: AtomicU64::new(0),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))?;
     let result = runtime.block_on(feed.run(&opts, &progress));
     progress.bar.finish_and_clear();
     let s = result.map_err(|e| {

@@ -225,9 +225,18 @@ async fn paged(
                 out(row, "conversion");
             }
         }
-        let last = v.get("last_page").and_then(as_u64).unwrap_or(page);
-        if rows.is_empty() || page >= last || page >= MAX_PAGES {
+        let Some(last) = v.get("last_page").and_then(as_u64) else {
+            return Err(FeedError::Parse(
+                "Fraudshield's conversion answer has no last_page: cannot tell whether more pages follow".into(),
+            ));
+        };
+        if rows.is_empty() || page >= last {
             break;
+        }
+        if page >= MAX_PAGES {
+            return Err(FeedError::Parse(format!(
+                "conversion report has more than {MAX_PAGES} pages; raise page_size"
+            )));
         }
         page += 1;
     }

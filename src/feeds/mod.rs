@@ -110,7 +110,8 @@ struct FeedMetrics {
     failures: Gauge,
 }
 
-const ERROR_KINDS: [&str; 10] = [
+const ERROR_KINDS: [&str; 11] = [
+    "partial",
     "credentials",
     "forbidden",
     "not_found",
@@ -201,6 +202,9 @@ pub struct Feed {
     rules: Option<Arc<LocalRules>>,
     /// With Redis: one replica pulls at a time, the others take its state.
     fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// The feed's name in Redis: its name and a hash of what it pulls, so
+    /// a changed feed does not take the old one's state.
+    fleet_name: String,
 }
 
 /// State of a feed as the admin API and `feeds list` show it.
@@ -245,6 +249,27 @@ fn slug(s: &str) -> String {
     t.chars().take(64).collect()
 }
 
+/// `<name>:<hash of the source settings>`.
+fn fleet_name(c: &FeedConfig) -> String {
+    let what = format!(
+        "{}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        c.kind.as_str(),
+        c.base_url(),
+        c.app_ids,
+        c.topics(),
+        c.tracker_id,
+        c.report,
+        c.min_rejection_rate,
+        c.channel,
+        c.event,
+        c.filter,
+        c.map
+    );
+    let d = ring::digest::digest(&ring::digest::SHA256, what.as_bytes());
+    let hex: String = d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}:{hex}", c.name)
+}
+
 /// How long a replica may hold a feed's pull lease.
 const LEASE: Duration = Duration::from_secs(15 * 60);
 
@@ -280,6 +305,7 @@ impl Feed {
             metrics,
             rules,
             fleet,
+            fleet_name: fleet_name(&cfg),
             cfg,
         };
         feed.publish();
@@ -537,7 +563,7 @@ impl Feed {
                     new_entries: Vec::new(),
                 });
             }
-            match fleet.feed_lease(&self.cfg.name, LEASE).await {
+            match fleet.feed_lease(&self.fleet_name, LEASE).await {
                 Some(false) => {
                     return Err(RunError::Running(format!(
                         "{} (another replica holds its lease)",
@@ -551,7 +577,7 @@ impl Feed {
         let result = self.pull(from, to, now, progress).await;
         if leased && result.is_err() {
             if let Some(f) = &self.fleet {
-                f.feed_release(&self.cfg.name).await;
+                f.feed_release(&self.fleet_name).await;
             }
         }
         let mut summary = RunSummary {
@@ -620,10 +646,44 @@ impl Feed {
         }
         // Another process may have written since: merge into the newest.
         self.adopt_disk().await;
-        {
+        let partial = pulled.partial;
+        let (merged, expired) = {
             let mut s = self.lock();
             let merged = s.merge(pulled.entries);
-            let expired = s.prune(now);
+            (merged, s.prune(now))
+        };
+        self.metrics.rows.increment(pulled.rows);
+        self.metrics.pages.increment(pulled.pages);
+        self.metrics.added.increment(merged.added);
+        self.metrics.expired.increment(expired);
+        if let Some(error) = partial {
+            // What was read is kept; the cursor stays, so the failed
+            // reports are read again next time.
+            {
+                let mut s = self.lock();
+                s.consecutive_failures += 1;
+                s.last_attempt = Some(now);
+                s.last_error = Some(error.to_string());
+                self.metrics.runs_err.increment(1);
+                if let Some(c) = self.metrics.errors.get(error.kind()) {
+                    c.increment(1);
+                }
+                self.metrics.show(&s);
+            }
+            self.save_off_runtime().await?;
+            self.publish();
+            if leased {
+                if let Some(f) = &self.fleet {
+                    f.feed_release(&self.fleet_name).await;
+                }
+            }
+            return Err(RunError::Source {
+                feed: self.cfg.name.clone(),
+                error,
+            });
+        }
+        {
+            let mut s = self.lock();
             if !explicit {
                 s.cursor = Some(to);
             }
@@ -640,10 +700,6 @@ impl Feed {
             summary.expired = expired;
             summary.entries = s.entries.len();
             self.metrics.runs_ok.increment(1);
-            self.metrics.rows.increment(pulled.rows);
-            self.metrics.pages.increment(pulled.pages);
-            self.metrics.added.increment(merged.added);
-            self.metrics.expired.increment(expired);
             self.metrics.show(&s);
         }
         self.save_off_runtime().await?;
@@ -651,10 +707,13 @@ impl Feed {
         if leased {
             if let Some(f) = &self.fleet {
                 let json = serde_json::to_string(&*self.lock()).unwrap_or_default();
-                if !f.put_feed_state(&self.cfg.name, now, json).await {
+                if !f
+                    .put_feed_state(&self.fleet_name, now, json, self.cfg.expire_after)
+                    .await
+                {
                     tracing::warn!(feed = %self.cfg.name, "feed state not shared (Redis unavailable); other replicas pull it themselves");
                 }
-                f.feed_release(&self.cfg.name).await;
+                f.feed_release(&self.fleet_name).await;
             }
         }
         Ok(summary)
@@ -667,11 +726,11 @@ impl Feed {
             return false;
         };
         let ours = self.lock().last_success.unwrap_or(0);
-        match fleet.feed_version(&self.cfg.name).await {
+        match fleet.feed_version(&self.fleet_name).await {
             Some(v) if v > ours => {}
             _ => return false,
         }
-        let Some((_, json)) = fleet.feed_state(&self.cfg.name).await else {
+        let Some((_, json)) = fleet.feed_state(&self.fleet_name).await else {
             return false;
         };
         let Ok(state) = serde_json::from_str::<FeedState>(&json) else {
@@ -680,7 +739,7 @@ impl Feed {
         let now = now_unix();
         {
             let mut s = self.lock();
-            *s = state;
+            s.absorb(state);
             s.prune(now);
             self.metrics.show(&s);
         }
@@ -775,6 +834,7 @@ impl Feed {
                     p.rows = st.rows;
                     p.splits = st.splits;
                     p.truncated = st.truncated;
+                    p.partial = st.partial;
                 }
                 FeedKind::Fraudshield => {
                     let tz = jiff::tz::TimeZone::get(self.cfg.timezone())
@@ -858,6 +918,8 @@ struct Pulled {
     rejected: u64,
     splits: u64,
     truncated: u64,
+    /// Some of the source's reports failed; the rest was read.
+    partial: Option<FeedError>,
     entries: Vec<StoredEntry>,
 }
 

@@ -69,12 +69,23 @@ pub async fn pull(
 ) -> Result<PullStats, FeedError> {
     let mut stats = PullStats::default();
     let limit = ctx.cfg.row_limit();
+    let mut failed: Vec<(String, FeedError)> = Vec::new();
     for app in &ctx.cfg.app_ids {
-        for topic in ctx.cfg.topics() {
+        'topic: for topic in ctx.cfg.topics() {
             let mut todo = windows(from, to, today);
             todo.reverse();
             while let Some((a, b)) = todo.pop() {
-                let rows = fetch(ctx, app, topic, a, b).await?;
+                // One app or topic failing (access revoked for one app)
+                // does not stop the others.
+                let rows = match fetch(ctx, app, topic, a, b).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        ctx.progress
+                            .note(&format!("{topic} {app} {a}..{b} failed: {e}"));
+                        failed.push((format!("{topic} {app}"), e));
+                        continue 'topic;
+                    }
+                };
                 stats.pages += 1;
                 ctx.progress
                     .page(&format!("{topic} {app} {a}..{b}"), rows.len() as u64);
@@ -110,15 +121,29 @@ pub async fn pull(
             }
         }
     }
-    Ok(stats)
+    let calls = ctx.cfg.app_ids.len() * ctx.cfg.topics().len();
+    match failed.len() {
+        0 => Ok(stats),
+        // Nothing succeeded: the error itself.
+        n if n == calls => Err(failed.remove(0).1),
+        n => {
+            let (what, e) = failed.remove(0);
+            stats.partial = Some(FeedError::Partial(format!(
+                "{n} of {calls} app/topic reports failed (first: {what}: {e}); the others were read"
+            )));
+            Ok(stats)
+        }
+    }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 pub struct PullStats {
     pub pages: u64,
     pub rows: u64,
     pub splits: u64,
     pub truncated: u64,
+    /// Some reports failed, the others were read.
+    pub partial: Option<FeedError>,
 }
 
 /// One report call, parsed as it streams (the CSV is read on a blocking

@@ -43,6 +43,8 @@ pub enum FeedError {
     Transport(String),
     #[error("unreadable answer: {0}")]
     Parse(String),
+    #[error("partly failed: {0}")]
+    Partial(String),
 }
 
 impl FeedError {
@@ -59,6 +61,7 @@ impl FeedError {
             FeedError::Timeout => "timeout",
             FeedError::Transport(_) => "transport",
             FeedError::Parse(_) => "parse",
+            FeedError::Partial(_) => "partial",
         }
     }
 

@@ -118,6 +118,25 @@ impl FeedState {
         m
     }
 
+    /// Takes in another replica's state of the same feed: its entries
+    /// merged with ours (the later expiry wins), the later cursor and
+    /// success, its health when it is the newer one.
+    pub fn absorb(&mut self, other: FeedState) {
+        let newer = other.last_success.unwrap_or(0) >= self.last_success.unwrap_or(0);
+        self.merge(other.entries);
+        self.cursor = self.cursor.max(other.cursor);
+        if newer {
+            self.last_success = other.last_success;
+            self.last_attempt = other.last_attempt.max(self.last_attempt);
+            self.last_error = other.last_error;
+            self.consecutive_failures = other.consecutive_failures;
+            self.last_rows = other.last_rows;
+            self.last_added = other.last_added;
+            self.kind = other.kind;
+            self.version = other.version;
+        }
+    }
+
     /// Drops entries expired at `now`; returns how many.
     pub fn prune(&mut self, now: u64) -> u64 {
         let before = self.entries.len();

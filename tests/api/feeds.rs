@@ -901,3 +901,63 @@ fn feed_config_mistakes_name_the_key() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn one_failing_app_does_not_stop_the_others_and_the_cursor_stays() {
+    let mock = MockFeeds::start().await;
+    p360_rows(&mock);
+    // id999 is not an app this account may read: 404 from the mock.
+    let cfg = feed(
+        "p360",
+        "protect360",
+        &mock,
+        &format!("token = {P360_TOKEN:?}\napp_ids = [\"id999\", \"id1234567\"]"),
+    );
+    let app = spawn_app_with(|c| with_feeds(c, vec![cfg])).await;
+    app.mock.set_default(Reply::tags(""));
+    let st = first_run(&app, "p360").await;
+    let err = st["last_error"].as_str().unwrap_or_else(|| panic!("{st}"));
+    assert!(err.contains("1 of 2 app/topic reports failed"), "{err}");
+    assert!(err.contains("id999"), "{err}");
+    assert_eq!(st["entries"], 3, "the readable app's entries are in: {st}");
+    assert_eq!(st["cursor"], Value::Null, "the cursor stays for the retry");
+    assert_eq!(st["consecutive_failures"], 1);
+    let (_, v) = app.check_ip("203.0.113.9").await;
+    assert_eq!(v["decision"], "block");
+    let m = app.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "fraudgate_feed_errors_total",
+            &[("feed", "p360"), ("kind", "partial")]
+        ),
+        1.0
+    );
+}
+
+/// Fraudshield and the Data API carry their secrets in the query string:
+/// a transport error (nothing listening) must not show the URL.
+#[tokio::test]
+async fn transport_errors_never_show_query_string_secrets() {
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let fs: FeedConfig = toml::from_str(&format!(
+        "name = \"shield\"\nkind = \"fraudshield\"\nbase_url = {dead:?}\nuser_id = \"4711\"\napi_token = {FS_TOKEN:?}\ntracker_id = 81\nstate_file = {:?}",
+        temp_dir("feed").join("s.json").display().to_string()
+    ))
+    .unwrap();
+    let fsd: FeedConfig = toml::from_str(&format!(
+        "name = \"fsd\"\nkind = \"fraudscore_data\"\nbase_url = {dead:?}\nchannel = \"c\"\nkey = {FSD_KEY:?}\nfilter = '[\"tag\",\"proxy\"]'\nstate_file = {:?}",
+        temp_dir("feed").join("d.json").display().to_string()
+    ))
+    .unwrap();
+    let app = spawn_app_with(|c| with_feeds(c, vec![fs, fsd])).await;
+    for name in ["shield", "fsd"] {
+        let st = first_run(&app, name).await;
+        let err = st["last_error"].as_str().unwrap_or_else(|| panic!("{st}"));
+        assert!(err.starts_with("transport"), "{err}");
+        assert!(
+            !err.contains(FS_TOKEN) && !err.contains(FSD_KEY) && !err.contains("127.0.0.1"),
+            "{err}"
+        );
+    }
+}

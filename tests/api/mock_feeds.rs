@@ -365,14 +365,17 @@ async fn fsd(
         return (StatusCode::BAD_REQUEST, "{\"error\":\"bad filter\"}").into_response();
     };
     // The window's lower bound, as the feed sends it.
-    let ge = filter
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|o| o[0] == "datetime_ge")
-        .and_then(|o| o[1].as_str())
-        .unwrap_or("")
-        .to_owned();
+    let bound = |op: &str| {
+        filter
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o[0] == op)
+            .and_then(|o| o[1].as_str())
+            .map(str::to_owned)
+    };
+    let ge = bound("datetime_ge").unwrap_or_default();
+    let le = bound("datetime_le").unwrap_or_else(|| "9999".into());
     let page: usize = param(&p, "page").and_then(|c| c.parse().ok()).unwrap_or(1);
     let size: usize = param(&p, "page_size")
         .and_then(|c| c.parse().ok())
@@ -387,6 +390,7 @@ async fn fsd(
         .fsd_events
         .iter()
         .filter(|e| e["datetime"].as_str().unwrap_or("") >= ge.as_str())
+        .filter(|e| e["datetime"].as_str().unwrap_or("") <= le.as_str())
         .filter(|e| e["event"].as_str().is_none_or(|ev| ev == event))
         .collect();
     let mut body = String::new();
