@@ -168,6 +168,14 @@ pub struct Fleet {
     /// The last list version this replica loaded.
     lists_version: AtomicU64,
     subscribed: AtomicBool,
+    /// The last call answered (and Redis is not being skipped).
+    healthy: AtomicBool,
+    /// Redis's data epoch this replica synced with: a new one means Redis
+    /// lost its data (restarted empty) and the replicas seed it again.
+    epoch: std::sync::Mutex<Option<String>>,
+    /// List edits that could not reach Redis, to send when it is back.
+    pending_adds: std::sync::Mutex<Vec<(String, Vec<Entry>)>>,
+    pending_removes: std::sync::Mutex<Vec<(String, EntryKind, String)>>,
     metrics: FleetMetrics,
 }
 
@@ -245,6 +253,10 @@ impl Fleet {
             skip_until: AtomicU64::new(0),
             lists_version: AtomicU64::new(0),
             subscribed: AtomicBool::new(false),
+            healthy: AtomicBool::new(false),
+            epoch: std::sync::Mutex::new(None),
+            pending_adds: std::sync::Mutex::new(Vec::new()),
+            pending_removes: std::sync::Mutex::new(Vec::new()),
             metrics: FleetMetrics {
                 up,
                 errors: metrics::counter!(m::REDIS_ERRORS),
@@ -276,9 +288,9 @@ impl Fleet {
         self.key("events")
     }
 
-    /// Up: connected and not being skipped.
+    /// Up: connected, and the last call answered.
     pub fn up(&self) -> bool {
-        self.conn.load().is_some() && self.skip_until.load(Ordering::Relaxed) <= now_ms()
+        self.conn.load().is_some() && self.healthy.load(Ordering::Relaxed)
     }
 
     /// A stable key for an event: the same on every replica (the local
@@ -340,7 +352,10 @@ impl Fleet {
         match &r {
             Ok(_) => {
                 self.failures.store(0, Ordering::Relaxed);
-                self.metrics.up.set(1.0);
+                if !self.healthy.swap(true, Ordering::Relaxed) {
+                    self.metrics.up.set(1.0);
+                    tracing::info!("Redis answers: sharing with the fleet");
+                }
             }
             Err(e) => {
                 self.metrics.errors.increment(1);
@@ -350,7 +365,9 @@ impl Fleet {
                         .store(now_ms() + self.cfg.retry_s * 1000, Ordering::Relaxed);
                     self.failures.store(0, Ordering::Relaxed);
                     self.metrics.up.set(0.0);
-                    tracing::warn!(error = %e, retry_s = self.cfg.retry_s, "Redis failing: working alone (local cache, lists and counters) until it answers again");
+                    if self.healthy.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(error = %e, retry_s = self.cfg.retry_s, "Redis failing: working alone (local cache, lists and counters) until it answers again");
+                    }
                 }
             }
         }
@@ -545,21 +562,37 @@ impl Fleet {
                 Some((field(e.kind, &e.value), v))
             })
             .collect();
-        self.list_edit(list, move |pipe, key| {
-            if !fields.is_empty() {
-                pipe.hset_multiple(key, &fields).ignore();
-            }
-        })
-        .await
+        let ok = self
+            .list_edit(list, move |pipe, key| {
+                if !fields.is_empty() {
+                    pipe.hset_multiple(key, &fields).ignore();
+                }
+            })
+            .await;
+        if !ok {
+            self.pending_adds
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((list.to_owned(), entries.to_vec()));
+        }
+        ok
     }
 
     /// Removes one runtime entry of a list in Redis.
     pub async fn list_remove(&self, list: &str, kind: EntryKind, value: &str) -> bool {
         let f = field(kind, value);
-        self.list_edit(list, move |pipe, key| {
-            pipe.hdel(key, &f).ignore();
-        })
-        .await
+        let ok = self
+            .list_edit(list, move |pipe, key| {
+                pipe.hdel(key, &f).ignore();
+            })
+            .await;
+        if !ok {
+            self.pending_removes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((list.to_owned(), kind, value.to_owned()));
+        }
+        ok
     }
 
     async fn list_edit(
@@ -617,6 +650,7 @@ impl Fleet {
 
     /// Applies Redis's lists to the rules when their version moved.
     async fn sync_lists(&self, rules: &LocalRules, force: bool) {
+        let force = self.reseed(rules).await || force;
         match self.load_lists().await {
             Ok((v, lists)) => {
                 if !force && v == self.lists_version.load(Ordering::Relaxed) {
@@ -631,6 +665,68 @@ impl Fleet {
             }
             Err(e) => tracing::debug!(error = %e, "cannot load shared lists"),
         }
+    }
+
+    /// Before taking Redis's lists: sends the edits made while it was
+    /// away, and when Redis lost its data (a new epoch: restarted empty)
+    /// seeds it with this replica's entries, so no replica's entries are
+    /// replaced by an empty set. True when it wrote anything.
+    async fn reseed(&self, rules: &LocalRules) -> bool {
+        let key = self.key("epoch");
+        let fresh = format!("{:016x}", rand::random::<u64>());
+        let Ok(epoch) = self
+            .call(|mut c| async move {
+                let (e,): (String,) = redis::pipe()
+                    .cmd("SET")
+                    .arg(&key)
+                    .arg(&fresh)
+                    .arg("NX")
+                    .ignore()
+                    .get(&key)
+                    .query_async(&mut c)
+                    .await?;
+                Ok(e)
+            })
+            .await
+        else {
+            return false;
+        };
+        let lost = {
+            let mut mine = self.epoch.lock().unwrap_or_else(|p| p.into_inner());
+            let lost = mine.as_ref().is_some_and(|m| *m != epoch);
+            *mine = Some(epoch);
+            lost
+        };
+        let adds =
+            std::mem::take(&mut *self.pending_adds.lock().unwrap_or_else(|p| p.into_inner()));
+        let removes = std::mem::take(
+            &mut *self
+                .pending_removes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let mut wrote = false;
+        if lost {
+            tracing::warn!(
+                "Redis lost its data (restarted empty): seeding it with this replica's list entries"
+            );
+            for l in rules.lists() {
+                if l.feed_entries.is_some() || l.runtime_entries == 0 {
+                    continue;
+                }
+                if let Ok(entries) = rules.runtime_entries(&l.name) {
+                    wrote |= self.list_add(&l.name, &entries).await;
+                }
+            }
+        } else {
+            for (list, entries) in adds {
+                wrote |= self.list_add(&list, &entries).await;
+            }
+        }
+        for (list, kind, value) in removes {
+            wrote |= self.list_remove(&list, kind, &value).await;
+        }
+        wrote
     }
 
     async fn sync_generation(&self) {
@@ -653,6 +749,7 @@ impl Fleet {
             .await
             .map_err(|e| FleetError::Redis(e.to_string()))?;
         self.conn.store(Some(Arc::new(c)));
+        self.healthy.store(true, Ordering::Relaxed);
         self.metrics.up.set(1.0);
         Ok(())
     }
@@ -698,10 +795,7 @@ impl Fleet {
                     this.subscribed.store(false, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                // A reconnect catches up on what the channel missed.
-                if this.up() {
-                    this.metrics.up.set(1.0);
-                }
+                // The next pass catches up on what the channel missed.
             }
         });
     }
@@ -900,14 +994,15 @@ impl Fleet {
         self.cfg.share_rate_limits
     }
 
-    /// For `/readyz`: `up`, `connecting`, or `down` (being skipped).
+    /// For `/readyz`: `connecting` (never connected yet), `up`, or
+    /// `down` (calls failing).
     pub fn status(&self) -> &'static str {
         if self.conn.load().is_none() {
             "connecting"
-        } else if self.skip_until.load(Ordering::Relaxed) > now_ms() {
-            "down"
-        } else {
+        } else if self.healthy.load(Ordering::Relaxed) {
             "up"
+        } else {
+            "down"
         }
     }
 }

@@ -75,8 +75,8 @@ enum FeedsCommand {
     List,
     /// Pull one feed now, with a progress bar and a summary
     #[command(after_help = "Examples:
-  fraudgate feeds run p360-clicks
-  fraudgate feeds run p360-clicks --from 2026-10-01 --to 2026-10-31 --dry-run
+  fraudgate feeds run p360
+  fraudgate feeds run p360 --from 2026-10-01 --to 2026-10-31 --dry-run
 
 Without --from/--to the run starts at the feed's cursor (or `window` back)
 and moves the cursor, as a scheduled run does; with them it is a backfill

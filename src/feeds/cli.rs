@@ -42,7 +42,15 @@ pub fn list(config: &Config) -> Result<(), String> {
             s.cursor.unwrap_or_else(|| "-".into()),
             s.last_success.unwrap_or_else(|| "never".into()),
             s.consecutive_failures.to_string(),
-            s.last_error.unwrap_or_default(),
+            s.last_error
+                .map(|e| {
+                    if e.chars().count() > 60 {
+                        format!("{}...", e.chars().take(57).collect::<String>())
+                    } else {
+                        e
+                    }
+                })
+                .unwrap_or_default(),
         ]);
     }
     println!("{t}");
@@ -115,7 +123,9 @@ pub fn run(
     let Some(feed) = feeds.get(name) else {
         let known: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
         return Err(if known.is_empty() {
-            format!("no feed named {name:?}: no feeds are configured")
+            format!(
+                "no feed named {name:?}: no feeds are configured (pass the config file with --config PATH or FRAUDGATE_CONFIG)"
+            )
         } else {
             format!("no feed named {name:?}; configured: {}", known.join(", "))
         });
@@ -141,9 +151,20 @@ pub fn run(
 }
 
 fn print_summary(s: &RunSummary) {
-    let verb = if s.dry_run { "would add" } else { "added" };
+    if s.from_fleet {
+        println!(
+            "feed {}: another replica pulled it recently; took its {} entries from Redis",
+            s.feed, s.entries
+        );
+        return;
+    }
+    let (add, refresh) = if s.dry_run {
+        ("would add", "would refresh (already listed)")
+    } else {
+        ("added", "refreshed")
+    };
     println!(
-        "feed {}: {} .. {}: {} rows in {} pages; {verb} {} entries, refreshed {}, expired {}; {} entries in the list",
+        "feed {}: {} .. {}: {} rows in {} pages; {add} {} entries, {refresh} {}, expired {}; {} entries in the list",
         s.feed, s.from, s.to, s.rows, s.pages, s.added, s.refreshed, s.expired, s.entries
     );
     if s.rows_unused > 0 || s.values_rejected > 0 {

@@ -629,6 +629,7 @@ impl Feed {
         summary.windows_split = pulled.splits;
         summary.windows_truncated = pulled.truncated;
         if opts.dry_run {
+            let pulled_count = pulled.entries.len();
             let s = self.lock();
             let known: std::collections::HashSet<(EntryKind, &str)> = s
                 .entries
@@ -641,6 +642,7 @@ impl Feed {
                 .filter(|e| !known.contains(&(e.kind, e.value.as_str())))
                 .collect();
             summary.added = summary.new_entries.len() as u64;
+            summary.refreshed = pulled_count as u64 - summary.added;
             summary.entries = s.entries.len();
             return Ok(summary);
         }

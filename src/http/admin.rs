@@ -167,15 +167,14 @@ pub async fn add(
     }
     let shared = state.scorer.fleet().map(|_| entries.clone());
     let added = state.scorer.rules().add_entries(&name, entries)?;
+    let mut body = json!({ "list": name, "added": added });
     if let (Some(fleet), Some(entries)) = (state.scorer.fleet(), shared) {
-        fleet.list_add(&name, &entries).await;
+        if !fleet.list_add(&name, &entries).await {
+            body["fleet"] = json!(UNSHARED);
+        }
     }
     tracing::info!(list = %name, added, "admin: list entries added");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "list": name, "added": added })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 pub async fn remove(
@@ -224,12 +223,19 @@ pub async fn remove(
         .scorer
         .rules()
         .remove_entries(&name, kind, value.trim())?;
+    let mut body = json!({ "list": name, "removed": removed });
     if let Some(fleet) = state.scorer.fleet() {
-        fleet.list_remove(&name, kind, value.trim()).await;
+        if !fleet.list_remove(&name, kind, value.trim()).await {
+            body["fleet"] = json!(UNSHARED);
+        }
     }
     tracing::info!(list = %name, removed, "admin: list entries removed");
-    Ok(Json(json!({ "list": name, "removed": removed })))
+    Ok(Json(body))
 }
+
+/// What a list edit answers while Redis is away.
+const UNSHARED: &str =
+    "redis unavailable: done on this replica; sent to the others when Redis is back";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -392,6 +392,14 @@ impl LocalRules {
         self.edit(|s, snap| s.replace_runtime(list, entries, snap))
     }
 
+    /// A list's runtime entries (admin-made), to share them.
+    pub fn runtime_entries(&self, list: &str) -> Result<Vec<lists::Entry>, AdminError> {
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .runtime(list)
+    }
+
     /// Replaces the entries of a feed's list; effective for the next request.
     pub fn set_feed_entries(
         &self,

@@ -445,6 +445,11 @@ impl Sources {
         Ok((n, self.rebuild_one(i, current)))
     }
 
+    /// A list's runtime entries.
+    pub fn runtime(&self, list: &str) -> Result<Vec<Entry>, AdminError> {
+        Ok(self.lists[self.editable(list)?].runtime.clone())
+    }
+
     /// Replaces a feed's entries.
     pub fn set_feed(
         &mut self,

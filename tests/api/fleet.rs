@@ -464,3 +464,75 @@ async fn shared_velocity_and_rate_limits_count_across_replicas() {
     }
     assert_eq!(flagged, 6, "events 5..10 of the fleet are over 4");
 }
+
+async fn add(app: &TestApp, value: &str) -> (u16, serde_json::Value) {
+    app.admin(
+        Method::POST,
+        "/v1/admin/lists/blocklist/entries",
+        Some(json!({"kind": "ip", "value": value})),
+    )
+    .await
+}
+
+async fn blocks(app: &TestApp, ip: &str) -> Option<()> {
+    let (_, v) = app.check_ip(ip).await;
+    (v["decision"] == "block").then_some(())
+}
+
+/// Redis restarted empty, and edits made while it was away: no replica
+/// loses its entries; what was done alone is shared when Redis is back.
+#[tokio::test]
+#[cfg_attr(
+    no_redis,
+    ignore = "redis-server is not installed (Debian: redis-server)"
+)]
+async fn entries_survive_redis_restarting_empty_and_edits_made_meanwhile_are_shared() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let mock = MockRt::start().await;
+    mock.set_default(Reply::tags(""));
+    let a = spawn_app_on(mock.clone(), |c| on_redis(c, &redis.url())).await;
+    let b = spawn_app_on(mock.clone(), |c| on_redis(c, &redis.url())).await;
+    redis_up(&a).await;
+    redis_up(&b).await;
+    add(&a, "203.0.113.0/24").await;
+    eventually(Duration::from_secs(5), || blocks(&b, "203.0.113.7")).await;
+
+    redis.down();
+    // Down is reported steadily (no flapping back to up).
+    eventually(Duration::from_secs(15), || async {
+        let v = json(a.get("/readyz").await).await;
+        (v["redis"] == "down").then_some(())
+    })
+    .await;
+    let (s, v) = add(&a, "192.0.2.5").await;
+    assert_eq!(s, 201);
+    assert!(
+        v["fleet"]
+            .as_str()
+            .unwrap_or("")
+            .contains("when Redis is back"),
+        "{v}"
+    );
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let v = json(a.get("/readyz").await).await;
+        assert_eq!(v["redis"], "down", "{v}");
+    }
+
+    redis.up().await; // empty: no persistence
+    redis_up(&a).await;
+    redis_up(&b).await;
+    add(&a, "198.51.100.77").await;
+    // Nothing lost anywhere; the edit made alone reached B.
+    for app in [&a, &b] {
+        eventually(Duration::from_secs(10), || async {
+            let ok = blocks(app, "203.0.113.7").await.is_some()
+                && blocks(app, "198.51.100.77").await.is_some()
+                && blocks(app, "192.0.2.5").await.is_some();
+            ok.then_some(())
+        })
+        .await;
+    }
+}

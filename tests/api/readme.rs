@@ -232,7 +232,19 @@ async fn every_readme_example_answers_what_the_readme_shows() {
     let mut failures = Vec::new();
     for e in &examples {
         for (port, shown, which) in [(plain_port, &e.plain, "defaults"), (rt_port, &e.rt, "rt")] {
-            let (status, answer) = tokio::task::block_in_place(|| run(e, port));
+            let (mut status, mut answer) = tokio::task::block_in_place(|| run(e, port));
+            // The decision log is queryable within its flush interval
+            // (200 ms), longer on a loaded machine: a query answering
+            // without the rows just written is asked again for a while.
+            if e.command.contains("/v1/data") || e.command.contains("/v1/reports") {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                while shown.iter().any(|s| check(e, s, status, &answer).is_err())
+                    && std::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    (status, answer) = tokio::task::block_in_place(|| run(e, port));
+                }
+            }
             if std::env::var_os("FG_README_DUMP").is_some() {
                 eprintln!("=== {} {which} {status}\n{answer}", e.line);
             }
