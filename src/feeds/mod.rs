@@ -96,6 +96,29 @@ pub struct RunSummary {
     pub new_entries: Vec<StoredEntry>,
 }
 
+impl RunSummary {
+    fn empty(feed: &str, from: u64, to: u64, dry_run: bool) -> Self {
+        RunSummary {
+            feed: feed.to_owned(),
+            from: rfc3339(from),
+            to: rfc3339(to),
+            pages: 0,
+            rows: 0,
+            rows_unused: 0,
+            values_rejected: 0,
+            added: 0,
+            refreshed: 0,
+            expired: 0,
+            entries: 0,
+            windows_split: 0,
+            windows_truncated: 0,
+            dry_run,
+            from_fleet: false,
+            new_entries: Vec::new(),
+        }
+    }
+}
+
 /// Per-feed series, registered once.
 struct FeedMetrics {
     runs_ok: Counter,
@@ -543,24 +566,10 @@ impl Feed {
                 .last_success
                 .is_some_and(|t| now < t + self.cfg.every.as_secs() / 2);
             if recent && !opts.force {
-                let s = self.lock();
                 return Ok(RunSummary {
-                    feed: self.cfg.name.clone(),
-                    from: rfc3339(from),
-                    to: rfc3339(to),
-                    pages: 0,
-                    rows: 0,
-                    rows_unused: 0,
-                    values_rejected: 0,
-                    added: 0,
-                    refreshed: 0,
-                    expired: 0,
-                    entries: s.entries.len(),
-                    windows_split: 0,
-                    windows_truncated: 0,
-                    dry_run: false,
+                    entries: self.lock().entries.len(),
                     from_fleet: true,
-                    new_entries: Vec::new(),
+                    ..RunSummary::empty(&self.cfg.name, from, to, false)
                 });
             }
             match fleet.feed_lease(&self.fleet_name, LEASE).await {
@@ -580,24 +589,7 @@ impl Feed {
                 f.feed_release(&self.fleet_name).await;
             }
         }
-        let mut summary = RunSummary {
-            feed: self.cfg.name.clone(),
-            from: rfc3339(from),
-            to: rfc3339(to),
-            pages: 0,
-            rows: 0,
-            rows_unused: 0,
-            values_rejected: 0,
-            added: 0,
-            refreshed: 0,
-            expired: 0,
-            entries: 0,
-            windows_split: 0,
-            windows_truncated: 0,
-            dry_run: opts.dry_run,
-            from_fleet: false,
-            new_entries: Vec::new(),
-        };
+        let mut summary = RunSummary::empty(&self.cfg.name, from, to, opts.dry_run);
         let pulled = match result {
             Ok(p) => p,
             Err(error) => {

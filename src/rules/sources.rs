@@ -440,9 +440,13 @@ impl Sources {
         current: &Snapshot,
     ) -> Result<(usize, Snapshot), AdminError> {
         let i = self.editable(list)?;
+        Ok(self.replace(i, entries, current))
+    }
+
+    fn replace(&mut self, i: usize, entries: Vec<Entry>, current: &Snapshot) -> (usize, Snapshot) {
         let n = entries.len();
         self.lists[i].runtime = entries;
-        Ok((n, self.rebuild_one(i, current)))
+        (n, self.rebuild_one(i, current))
     }
 
     /// A list's runtime entries.
@@ -458,9 +462,7 @@ impl Sources {
         current: &Snapshot,
     ) -> Result<(usize, Snapshot), AdminError> {
         let i = self.index(list)?;
-        let n = entries.len();
-        self.lists[i].runtime = entries;
-        Ok((n, self.rebuild_one(i, current)))
+        Ok(self.replace(i, entries, current))
     }
 
     pub fn add(
