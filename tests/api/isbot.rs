@@ -1,0 +1,119 @@
+//! The differential test against npm `isbot` (the most used bot-UA
+//! detector; node from Debian, the package pinned in tests/npm and
+//! installed by `.ci/run` with `npm ci`): on every corpus in tests/data,
+//! each UA isbot flags and fraudgate's crawler rule does not, and the
+//! reverse, must be listed with a reason in tests/data/isbot-exceptions.txt;
+//! an exception that no longer differs must be removed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use fraudgate::rules::crawler::CrawlerMatcher;
+
+const CORPORA: [&str; 2] = ["crawler_uas.txt", "browser_uas.txt"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `fraudgate|isbot <TAB> UA <TAB> reason` lines.
+fn exceptions() -> BTreeMap<String, (String, String)> {
+    let text = std::fs::read_to_string(root().join("tests/data/isbot-exceptions.txt")).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut f = l.splitn(3, '\t');
+            let who = f.next().unwrap().to_owned();
+            let ua = f.next().expect("a UA").to_owned();
+            let why = f.next().expect("a reason").to_owned();
+            assert!(who == "fraudgate" || who == "isbot", "{l}");
+            assert!(why.trim().len() > 10, "a real reason: {l}");
+            (ua, (who, why))
+        })
+        .collect()
+}
+
+#[test]
+fn fraudgate_and_isbot_agree_on_every_corpus_or_the_difference_is_reviewed() {
+    let node = crate::helpers::tool("node");
+    let module = root().join("tests/npm/node_modules/isbot");
+    if node.is_none() || !module.exists() {
+        assert!(
+            std::env::var_os("FRAUDGATE_REQUIRE_TOOLS").is_none(),
+            "node and tests/npm/node_modules/isbot are needed (Debian: nodejs npm; then npm ci in tests/npm)"
+        );
+        eprintln!(
+            "skipped: node or npm isbot is not installed (Debian: nodejs npm; npm ci in tests/npm)"
+        );
+        return;
+    }
+    let files: Vec<PathBuf> = CORPORA
+        .iter()
+        .map(|c| root().join("tests/data").join(c))
+        .collect();
+    let out = std::process::Command::new(node.unwrap())
+        .arg(root().join("tests/npm/verdicts.js"))
+        .args(&files)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Vec<bool> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l == "1")
+        .collect();
+    let m = CrawlerMatcher::builtin();
+    let mut uas = Vec::new();
+    for f in &files {
+        for l in std::fs::read_to_string(f).unwrap().lines() {
+            if !l.starts_with('#') && !l.trim().is_empty() {
+                uas.push(l.to_owned());
+            }
+        }
+    }
+    assert_eq!(uas.len(), theirs.len(), "one verdict per UA");
+    let listed = exceptions();
+    let mut unexplained = Vec::new();
+    let mut seen = Vec::new();
+    let mut counts: BTreeMap<&str, [usize; 2]> = BTreeMap::new();
+    let mut i = 0;
+    for (c, f) in CORPORA.iter().zip(&files) {
+        let n = std::fs::read_to_string(f)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .count();
+        for _ in 0..n {
+            let (ua, isbot) = (&uas[i], theirs[i]);
+            let ours = m.check(ua).is_some();
+            let e = counts.entry(c).or_default();
+            e[0] += usize::from(ours);
+            e[1] += usize::from(isbot);
+            if ours != isbot {
+                let who = if ours { "fraudgate" } else { "isbot" };
+                match listed.get(ua) {
+                    Some((w, _)) if w == who => seen.push(ua.clone()),
+                    _ => unexplained.push(format!("{who}\t{ua}")),
+                }
+            }
+            i += 1;
+        }
+    }
+    for (c, [ours, isbot]) in &counts {
+        println!("{c}: flagged by fraudgate {ours}, by isbot {isbot}");
+    }
+    let stale: Vec<&String> = listed.keys().filter(|ua| !seen.contains(ua)).collect();
+    assert!(
+        unexplained.is_empty(),
+        "flagged by one only, not in tests/data/isbot-exceptions.txt (fix the rule or list it with a reason):\n{}",
+        unexplained.join("\n")
+    );
+    assert!(
+        stale.is_empty(),
+        "exceptions that no longer differ: {stale:#?}"
+    );
+}
