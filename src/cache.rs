@@ -209,6 +209,25 @@ impl Expiry<CacheKey, Cached> for Ttls {
     }
 }
 
+/// A purge asked for: by the admin API, or by another replica.
+#[derive(Debug, Clone)]
+pub enum Purge {
+    All,
+    Ip(IpAddr),
+    IpUa(IpAddr, String),
+}
+
+impl Purge {
+    /// The metric label and the admin API's answer.
+    pub fn scope(&self) -> &'static str {
+        match self {
+            Purge::All => "all",
+            Purge::Ip(_) => "ip",
+            Purge::IpUa(..) => "ip_ua",
+        }
+    }
+}
+
 /// The verdict cache. Cheap to clone (shared inside).
 #[derive(Clone)]
 pub struct VerdictCache {
@@ -477,6 +496,14 @@ impl VerdictCache {
             self.inner
                 .invalidate_entries_if(move |_, v| v.ip == ip && v.ua_hash == ua_hash)
                 .expect("invalidation closures are enabled");
+        }
+    }
+
+    pub async fn purge(&self, p: &Purge) {
+        match p {
+            Purge::All => self.purge_all(),
+            Purge::Ip(ip) => self.purge_ip(*ip),
+            Purge::IpUa(ip, ua) => self.purge_ip_ua(*ip, ua).await,
         }
     }
 

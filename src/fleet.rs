@@ -32,7 +32,8 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use crate::cache::KeyPart;
+pub use crate::cache::Purge;
+use crate::cache::{KeyPart, VerdictCache};
 use crate::event::Event;
 use crate::metrics as m;
 use crate::rules::LocalRules;
@@ -100,11 +101,10 @@ impl RedisConfig {
 pub enum Shared {
     /// Another replica's verdict, this old.
     Hit(Tags, Duration),
-    /// This replica holds the lock: make the call, then [`Fleet::put`].
-    Lead,
-    /// Another replica's call did not answer in time, or Redis is away:
-    /// make the call (and share it).
-    Alone,
+    /// Make the RT call and share it with [`Fleet::put`]: this replica
+    /// holds the key's lock, or another replica's call did not answer in
+    /// time, or Redis is away.
+    Call,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -127,16 +127,6 @@ struct Message {
     ua: Option<String>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct StoredEntry {
-    kind: EntryKind,
-    value: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-}
-
 struct FleetMetrics {
     up: Gauge,
     errors: Counter,
@@ -145,13 +135,6 @@ struct FleetMetrics {
     shared_misses: Counter,
     waited_hits: Counter,
     wait_timeouts: Counter,
-}
-
-/// What a purge covered, as the cache applies it.
-pub enum Purge {
-    All,
-    Ip(IpAddr),
-    IpUa(IpAddr, String),
 }
 
 pub struct Fleet {
@@ -167,7 +150,6 @@ pub struct Fleet {
     skip_until: AtomicU64,
     /// The last list version this replica loaded.
     lists_version: AtomicU64,
-    subscribed: AtomicBool,
     /// The last call answered (and Redis is not being skipped).
     healthy: AtomicBool,
     /// Redis's data epoch this replica synced with: a new one means Redis
@@ -209,11 +191,7 @@ const PURGE_IP: &str = "for _, k in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1))
 const PURGE_MARKER_MS: u64 = 60_000;
 
 /// Unix milliseconds (the clock shared verdicts are stamped with).
-pub fn clock_ms() -> u64 {
-    now_ms()
-}
-
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -252,7 +230,6 @@ impl Fleet {
             failures: AtomicU32::new(0),
             skip_until: AtomicU64::new(0),
             lists_version: AtomicU64::new(0),
-            subscribed: AtomicBool::new(false),
             healthy: AtomicBool::new(false),
             epoch: std::sync::Mutex::new(None),
             pending_adds: std::sync::Mutex::new(Vec::new()),
@@ -288,34 +265,23 @@ impl Fleet {
         self.key("events")
     }
 
-    /// Up: connected, and the last call answered.
-    pub fn up(&self) -> bool {
-        self.conn.load().is_some() && self.healthy.load(Ordering::Relaxed)
-    }
-
     /// A stable key for an event: the same on every replica (the local
     /// cache's keys are keyed per process).
     pub fn verdict_key(&self, e: &Event) -> String {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut h = crate::hash::StableHash::new();
         for part in &*self.key_parts {
-            let text: std::borrow::Cow<'_, str> = match part {
-                KeyPart::Ip => e.ip.to_canonical().to_string().into(),
-                KeyPart::Ua => (&*e.ua).into(),
-                KeyPart::OfferId => (&*e.offer_id).into(),
-                KeyPart::AffiliateId => (&*e.affiliate_id).into(),
-                KeyPart::EventType => e.event_type.as_str().into(),
+            match part {
+                KeyPart::Ip => h.part(&e.ip.to_canonical().to_string()),
+                KeyPart::Ua => h.part(&e.ua),
+                KeyPart::OfferId => h.part(&e.offer_id),
+                KeyPart::AffiliateId => h.part(&e.affiliate_id),
+                KeyPart::EventType => h.part(e.event_type.as_str()),
             };
-            ctx.update(&(text.len() as u64).to_le_bytes());
-            ctx.update(text.as_bytes());
         }
-        let d = ctx.finish();
-        let hex: String = d.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
         self.key(&format!(
-            "v:{}:{hex}",
-            self.generation.load(Ordering::Relaxed)
+            "v:{}:{}",
+            self.generation.load(Ordering::Relaxed),
+            h.hex(16)
         ))
     }
 
@@ -399,7 +365,7 @@ impl Fleet {
         let (found, leader) = match r {
             Ok(redis::Value::BulkString(b)) => (String::from_utf8(b).ok(), false),
             Ok(redis::Value::Int(n)) => (None, n == 1),
-            Ok(_) | Err(_) => return Shared::Alone,
+            Ok(_) | Err(_) => return Shared::Call,
         };
         if let Some(hit) = found.and_then(|v| parse(&v)) {
             self.metrics.shared_hits.increment(1);
@@ -407,7 +373,7 @@ impl Fleet {
         }
         self.metrics.shared_misses.increment(1);
         if leader {
-            return Shared::Lead;
+            return Shared::Call;
         }
         // Another replica is asking RT: wait for its answer, within this
         // request's budget and the lock's life.
@@ -426,11 +392,11 @@ impl Fleet {
                     }
                 }
                 Ok(None) => {}
-                Err(_) => return Shared::Alone,
+                Err(_) => return Shared::Call,
             }
         }
         self.metrics.wait_timeouts.increment(1);
-        Shared::Alone
+        Shared::Call
     }
 
     /// Shares a verdict for `ttl` and releases the lock, unless a purge
@@ -551,16 +517,7 @@ impl Fleet {
     pub async fn list_add(&self, list: &str, entries: &[Entry]) -> bool {
         let fields: Vec<(String, String)> = entries
             .iter()
-            .filter_map(|e| {
-                let v = serde_json::to_string(&StoredEntry {
-                    kind: e.kind,
-                    value: e.value.clone(),
-                    expires: e.expires,
-                    reason: e.reason.as_deref().map(str::to_owned),
-                })
-                .ok()?;
-                Some((field(e.kind, &e.value), v))
-            })
+            .filter_map(|e| Some((field(e.kind, &e.value), serde_json::to_string(e).ok()?)))
             .collect();
         let ok = self
             .list_edit(list, move |pipe, key| {
@@ -636,7 +593,7 @@ impl Fleet {
                 let map: HashMap<String, String> = c.hgetall(format!("{prefix}{n}")).await?;
                 let entries = map
                     .values()
-                    .filter_map(|v| serde_json::from_str::<StoredEntry>(v).ok())
+                    .filter_map(|v| serde_json::from_str::<Entry>(v).ok())
                     .filter_map(|s| {
                         Entry::new(s.kind, &s.value, s.expires, s.reason.as_deref()).ok()
                     })
@@ -755,13 +712,9 @@ impl Fleet {
     }
 
     /// Connects (retrying every second while Redis is away), loads the
-    /// shared lists and generation, and follows the channel. `apply` gets
-    /// purges other replicas made.
-    pub fn start(
-        self: &Arc<Self>,
-        rules: Arc<LocalRules>,
-        apply: Arc<dyn Fn(Purge) + Send + Sync>,
-    ) {
+    /// shared lists and generation, and follows the channel: purges other
+    /// replicas made are applied to `cache`.
+    pub fn start(self: &Arc<Self>, rules: Arc<LocalRules>, cache: VerdictCache) {
         let this = self.clone();
         tokio::spawn(async move {
             loop {
@@ -791,8 +744,7 @@ impl Fleet {
                     this.sync_generation().await;
                     this.sync_lists(&rules, false).await;
                     // Follow the channel until the subscription drops.
-                    this.follow(&rules, &apply).await;
-                    this.subscribed.store(false, Ordering::Relaxed);
+                    this.follow(&rules, &cache).await;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 // The next pass catches up on what the channel missed.
@@ -800,7 +752,7 @@ impl Fleet {
         });
     }
 
-    async fn follow(&self, rules: &Arc<LocalRules>, apply: &Arc<dyn Fn(Purge) + Send + Sync>) {
+    async fn follow(&self, rules: &Arc<LocalRules>, cache: &VerdictCache) {
         use futures_util::StreamExt;
         let Ok(Ok(mut pubsub)) = tokio::time::timeout(
             Duration::from_millis(self.cfg.timeout_ms.max(500)),
@@ -813,7 +765,6 @@ impl Fleet {
         if pubsub.subscribe(self.channel()).await.is_err() {
             return;
         }
-        self.subscribed.store(true, Ordering::Relaxed);
         // Anything published before the subscription: catch up now.
         self.sync_generation().await;
         self.sync_lists(rules, false).await;
@@ -828,7 +779,7 @@ impl Fleet {
                     if m.from == self.origin {
                         continue;
                     }
-                    self.on_message(m, rules, apply).await;
+                    self.on_message(m, rules, cache).await;
                 }
                 _ = tick.tick() => {
                     // A missed message (or a restart of Redis) is caught
@@ -840,20 +791,19 @@ impl Fleet {
         }
     }
 
-    async fn on_message(
-        &self,
-        m: Message,
-        rules: &LocalRules,
-        apply: &Arc<dyn Fn(Purge) + Send + Sync>,
-    ) {
+    async fn on_message(&self, m: Message, rules: &LocalRules, cache: &VerdictCache) {
         let ip = m.ip.as_deref().and_then(|i| i.parse::<IpAddr>().ok());
         match (m.op.as_str(), ip) {
             ("purge_all", _) => {
                 self.sync_generation().await;
-                apply(Purge::All);
+                cache.purge(&Purge::All).await;
             }
-            ("purge_ip", Some(ip)) => apply(Purge::Ip(ip)),
-            ("purge_ip_ua", Some(ip)) => apply(Purge::IpUa(ip, m.ua.unwrap_or_default())),
+            ("purge_ip", Some(ip)) => cache.purge(&Purge::Ip(ip)).await,
+            ("purge_ip_ua", Some(ip)) => {
+                cache
+                    .purge(&Purge::IpUa(ip, m.ua.unwrap_or_default()))
+                    .await
+            }
             ("lists", _) => self.sync_lists(rules, true).await,
             _ => {}
         }

@@ -49,3 +49,40 @@ impl Hasher128 {
         h.finish128()
     }
 }
+
+/// A hash every process computes alike, for keys shared across replicas
+/// (Redis): SHA-256 over length-prefixed parts, so parts cannot run into
+/// each other.
+pub struct StableHash(ring::digest::Context);
+
+impl Default for StableHash {
+    fn default() -> Self {
+        StableHash(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+}
+
+impl StableHash {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn part(&mut self, text: &str) {
+        self.0.update(&(text.len() as u64).to_le_bytes());
+        self.0.update(text.as_bytes());
+    }
+
+    /// The first `bytes` bytes of the digest, as lowercase hex.
+    pub fn hex(self, bytes: usize) -> String {
+        hex(&self.0.finish().as_ref()[..bytes])
+    }
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

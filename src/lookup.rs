@@ -158,7 +158,7 @@ impl Fetcher {
                     let fetch = async {
                         // The shared tier first: another replica's
                         // verdict, or its answer while it asks RT.
-                        let started_ms = crate::fleet::clock_ms();
+                        let started_ms = crate::fleet::now_ms();
                         let shared = this
                             .fleet
                             .as_ref()

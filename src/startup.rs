@@ -36,18 +36,7 @@ impl Application {
         let registry = crate::metrics::Registry::new();
         let scorer = registry.scope(|| Scorer::new(&config))?;
         if let Some(fleet) = scorer.fleet() {
-            let cache = scorer.cache().clone();
-            let apply = std::sync::Arc::new(move |p: crate::fleet::Purge| {
-                let cache = cache.clone();
-                tokio::spawn(async move {
-                    match p {
-                        crate::fleet::Purge::All => cache.purge_all(),
-                        crate::fleet::Purge::Ip(ip) => cache.purge_ip(ip),
-                        crate::fleet::Purge::IpUa(ip, ua) => cache.purge_ip_ua(ip, &ua).await,
-                    }
-                });
-            });
-            fleet.start(scorer.rules().clone(), apply);
+            fleet.start(scorer.rules().clone(), scorer.cache().clone());
             tracing::info!(prefix = %config.redis.key_prefix, "Redis configured: sharing verdicts, purges and lists with the fleet");
         }
         let feeds = registry.scope(|| {

@@ -9,17 +9,11 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::source::{self, Ctx, FeedError, Row};
+use super::source::{self, Ctx, FeedError, PullStats, Row};
 
 const DEFAULT_PAGE_SIZE: u64 = 10_000;
 /// One JSON line longer than this is not a row.
 const MAX_LINE: usize = 1 << 20;
-
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PullStats {
-    pub pages: u64,
-    pub rows: u64,
-}
 
 fn datetime(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S").to_string()

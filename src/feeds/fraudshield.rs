@@ -10,17 +10,11 @@ use jiff::civil::Date;
 use serde_json::{Value, json};
 
 use super::config::FraudshieldReport;
-use super::source::{self, Ctx, FeedError, Row};
+use super::source::{self, Ctx, FeedError, PullStats, Row};
 
 const DEFAULT_COUNT: u64 = 1000;
 /// A scroll that never ends is a broken server, not data.
 const MAX_PAGES: u64 = 100_000;
-
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PullStats {
-    pub pages: u64,
-    pub rows: u64,
-}
 
 fn url(ctx: &Ctx<'_>, report: &str) -> Result<reqwest::Url, FeedError> {
     let mut url = reqwest::Url::parse(ctx.cfg.base_url())
@@ -308,6 +302,7 @@ async fn fraud(
     Ok(PullStats {
         pages: 1,
         rows: results.len() as u64,
+        ..PullStats::default()
     })
 }
 

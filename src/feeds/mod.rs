@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use metrics::{Counter, Gauge};
@@ -32,6 +32,7 @@ use crate::event::now_unix;
 use crate::metrics as m;
 use crate::rules::LocalRules;
 use crate::rules::lists::{Entry, EntryKind};
+use crate::rules::sources::Stamp;
 pub use config::{FeedConfig, FeedKind, MapTo};
 pub use source::{FeedError, Progress, Quiet, Row};
 use state::{FeedState, StateError, StoredEntry};
@@ -46,15 +47,6 @@ pub enum RunError {
     State(#[from] StateError),
     #[error("the window is empty: from {from} is after to {to}")]
     Window { from: String, to: String },
-}
-
-impl RunError {
-    pub fn source_error(&self) -> Option<&FeedError> {
-        match self {
-            RunError::Source { error, .. } => Some(error),
-            _ => None,
-        }
-    }
 }
 
 /// What one run may change.
@@ -192,25 +184,12 @@ impl FeedMetrics {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    mtime: Option<SystemTime>,
-    len: u64,
-}
-
-fn stamp(path: &std::path::Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        mtime: meta.modified().ok(),
-        len: meta.len(),
-    })
-}
-
 /// One configured feed and its state.
 pub struct Feed {
     cfg: FeedConfig,
     path: PathBuf,
-    columns: source::ColumnSet,
+    /// `cfg.columns` resolved for the kind.
+    columns: config::Columns,
     http: reqwest::Client,
     /// Never held across an await.
     state: Mutex<FeedState>,
@@ -258,18 +237,13 @@ fn rfc3339(secs: u64) -> String {
         .unwrap_or_default()
 }
 
-/// `click_flood` from `Click Flood`.
+/// `click_flood` from `Click Flood`: a column name's normalisation,
+/// without dots, at most 64 characters.
 fn slug(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.trim().chars() {
-        if c.is_alphanumeric() {
-            out.extend(c.to_lowercase());
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    let t = out.trim_matches('_');
-    t.chars().take(64).collect()
+    source::normalize(&s.replace('.', " "))
+        .chars()
+        .take(64)
+        .collect()
 }
 
 /// `<name>:<hash of the source settings>`.
@@ -288,9 +262,9 @@ fn fleet_name(c: &FeedConfig) -> String {
         c.filter,
         c.map
     );
-    let d = ring::digest::digest(&ring::digest::SHA256, what.as_bytes());
-    let hex: String = d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}:{hex}", c.name)
+    let mut h = crate::hash::StableHash::new();
+    h.part(&what);
+    format!("{}:{}", c.name, h.hex(6))
 }
 
 /// How long a replica may hold a feed's pull lease.
@@ -317,9 +291,9 @@ impl Feed {
         metrics.expired.increment(expired);
         metrics.show(&state);
         let feed = Feed {
-            columns: source::ColumnSet::new(cfg.kind, &cfg.columns),
+            columns: cfg.columns.resolved(cfg.kind),
             http: source::client(cfg.timeout()),
-            stamp: Mutex::new(stamp(&path)),
+            stamp: Mutex::new(Stamp::of(&path)),
             path,
             state: Mutex::new(state),
             running: Arc::new(tokio::sync::Mutex::new(())),
@@ -382,7 +356,7 @@ impl Feed {
     /// Takes in what another process (`fraudgate feeds run`) wrote, and
     /// drops expired entries. Blocking file I/O: off the runtime.
     pub fn sync(&self) {
-        let now_stamp = stamp(&self.path);
+        let now_stamp = Stamp::of(&self.path);
         let changed = {
             let mut st = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
             if *st != now_stamp && now_stamp.is_some() {
@@ -430,7 +404,7 @@ impl Feed {
     fn save(&self) -> Result<(), StateError> {
         let snapshot = self.lock().clone();
         snapshot.save(&self.path)?;
-        *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) = stamp(&self.path);
+        *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) = Stamp::of(&self.path);
         Ok(())
     }
 
@@ -614,12 +588,12 @@ impl Feed {
                 });
             }
         };
-        summary.pages = pulled.pages;
-        summary.rows = pulled.rows;
+        summary.pages = pulled.stats.pages;
+        summary.rows = pulled.stats.rows;
         summary.rows_unused = pulled.unused;
         summary.values_rejected = pulled.rejected;
-        summary.windows_split = pulled.splits;
-        summary.windows_truncated = pulled.truncated;
+        summary.windows_split = pulled.stats.splits;
+        summary.windows_truncated = pulled.stats.truncated;
         if opts.dry_run {
             let pulled_count = pulled.entries.len();
             let s = self.lock();
@@ -640,14 +614,14 @@ impl Feed {
         }
         // Another process may have written since: merge into the newest.
         self.adopt_disk().await;
-        let partial = pulled.partial;
+        let partial = pulled.stats.partial;
         let (merged, expired) = {
             let mut s = self.lock();
             let merged = s.merge(pulled.entries);
             (merged, s.prune(now))
         };
-        self.metrics.rows.increment(pulled.rows);
-        self.metrics.pages.increment(pulled.pages);
+        self.metrics.rows.increment(pulled.stats.rows);
+        self.metrics.pages.increment(pulled.stats.pages);
         self.metrics.added.increment(merged.added);
         self.metrics.expired.increment(expired);
         if let Some(error) = partial {
@@ -687,7 +661,7 @@ impl Feed {
             s.last_attempt = Some(now);
             s.last_error = None;
             s.consecutive_failures = 0;
-            s.last_rows = pulled.rows;
+            s.last_rows = pulled.stats.rows;
             s.last_added = merged.added;
             summary.added = merged.added;
             summary.refreshed = merged.refreshed;
@@ -749,7 +723,7 @@ impl Feed {
     async fn adopt_disk(&self) {
         let path = self.path.clone();
         let Ok((st, Ok(state))) =
-            tokio::task::spawn_blocking(move || (stamp(&path), FeedState::load(&path))).await
+            tokio::task::spawn_blocking(move || (Stamp::of(&path), FeedState::load(&path))).await
         else {
             return;
         };
@@ -764,7 +738,7 @@ impl Feed {
         let snapshot = self.lock().clone();
         let path = self.path.clone();
         let saved =
-            tokio::task::spawn_blocking(move || snapshot.save(&path).map(|()| stamp(&path)))
+            tokio::task::spawn_blocking(move || snapshot.save(&path).map(|()| Stamp::of(&path)))
                 .await
                 .unwrap_or_else(|e| {
                     Err(StateError::Write {
@@ -801,7 +775,7 @@ impl Feed {
             progress,
         };
         let ts = |s: u64| Timestamp::from_second(s as i64).unwrap_or(Timestamp::UNIX_EPOCH);
-        {
+        let stats = {
             let mut sink = |row: Row, topic: &str| {
                 let made = self.entries_of(&row, topic, expires, &mut p.rejected);
                 if made.is_empty() {
@@ -822,29 +796,20 @@ impl Feed {
                 FeedKind::Protect360 => {
                     let utc = jiff::tz::TimeZone::UTC;
                     let date = |s: u64| ts(s).to_zoned(utc.clone()).date();
-                    let st =
-                        protect360::pull(&ctx, date(from), date(to), date(now), &mut sink).await?;
-                    p.pages = st.pages;
-                    p.rows = st.rows;
-                    p.splits = st.splits;
-                    p.truncated = st.truncated;
-                    p.partial = st.partial;
+                    protect360::pull(&ctx, date(from), date(to), date(now), &mut sink).await?
                 }
                 FeedKind::Fraudshield => {
                     let tz = jiff::tz::TimeZone::get(self.cfg.timezone())
                         .unwrap_or(jiff::tz::TimeZone::UTC);
                     let date = |s: u64| ts(s).to_zoned(tz.clone()).date();
-                    let st = fraudshield::pull(&ctx, date(from), date(to), &mut sink).await?;
-                    p.pages = st.pages;
-                    p.rows = st.rows;
+                    fraudshield::pull(&ctx, date(from), date(to), &mut sink).await?
                 }
                 FeedKind::FraudscoreData => {
-                    let st = fraudscore::pull(&ctx, ts(from), ts(to), &mut sink).await?;
-                    p.pages = st.pages;
-                    p.rows = st.rows;
+                    fraudscore::pull(&ctx, ts(from), ts(to), &mut sink).await?
                 }
             }
-        }
+        };
+        p.stats = stats;
         Ok(p)
     }
 
@@ -906,14 +871,10 @@ impl Feed {
 
 #[derive(Default)]
 struct Pulled {
-    pages: u64,
-    rows: u64,
+    stats: source::PullStats,
+    /// Rows that made no entry, values a list cannot hold.
     unused: u64,
     rejected: u64,
-    splits: u64,
-    truncated: u64,
-    /// Some of the source's reports failed; the rest was read.
-    partial: Option<FeedError>,
     entries: Vec<StoredEntry>,
 }
 

@@ -15,7 +15,7 @@ use jiff::civil::Date;
 use tokio::sync::mpsc;
 
 use super::config::{P360_LOOKBACK_DAYS, P360_MAX_DAYS};
-use super::source::{self, Ctx, FeedError, Row};
+use super::source::{self, Ctx, FeedError, PullStats, Row};
 
 /// `additional_fields` asked per topic: the reasons and the device ids
 /// not in the default columns.
@@ -136,16 +136,6 @@ pub async fn pull(
     }
 }
 
-#[derive(Debug, Default)]
-pub struct PullStats {
-    pub pages: u64,
-    pub rows: u64,
-    pub splits: u64,
-    pub truncated: u64,
-    /// Some reports failed, the others were read.
-    pub partial: Option<FeedError>,
-}
-
 /// One report call, parsed as it streams (the CSV is read on a blocking
 /// thread from the chunks the runtime receives; only the few columns an
 /// entry needs are kept).
@@ -233,7 +223,7 @@ async fn fetch(
         .map_err(|e| FeedError::Parse(format!("CSV reader stopped: {e}")))?
 }
 
-fn parse_csv(reader: impl Read, columns: &source::ColumnSet) -> Result<Vec<Row>, FeedError> {
+fn parse_csv(reader: impl Read, columns: &super::config::Columns) -> Result<Vec<Row>, FeedError> {
     let mut csv = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
@@ -334,10 +324,8 @@ mod tests {
 
     #[test]
     fn csv_rows_keep_the_columns_entries_need() {
-        let cols = source::ColumnSet::new(
-            super::super::config::FeedKind::Protect360,
-            &Default::default(),
-        );
+        let cols = super::super::config::Columns::default()
+            .resolved(super::super::config::FeedKind::Protect360);
         let text = "\u{feff}Attributed Touch Time,IP,Advertising ID,IDFA,Site ID,Sub Site ID,Blocked Reason,Blocked Sub Reason\n\
                     2026-11-20 10:00:00,203.0.113.9,,ABCD-1,site7,sub\"x,Click Flood,\n\
                     \"2026-11-20 11:00:00\",\"198.51.100.1\",00000000-0000-0000-0000-000000000000,,site8,,\"Bots, Blocked\",ctit\n";

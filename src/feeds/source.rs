@@ -86,6 +86,19 @@ impl FeedError {
     }
 }
 
+/// What a pull read.
+#[derive(Debug, Default)]
+pub struct PullStats {
+    /// Calls made (pages, report windows).
+    pub pages: u64,
+    pub rows: u64,
+    /// Protect360: windows split at the row limit, single days cut by it.
+    pub splits: u64,
+    pub truncated: u64,
+    /// Some reports failed, the others were read.
+    pub partial: Option<FeedError>,
+}
+
 /// Called as a pull goes, for progress bars and logs.
 pub trait Progress: Send + Sync {
     /// One page (a call) answered with `rows` rows.
@@ -131,17 +144,6 @@ pub fn normalize(name: &str) -> String {
     out.trim_matches('_').to_owned()
 }
 
-/// The columns one feed reads, normalised, with its kind's defaults.
-#[derive(Debug, Clone)]
-pub struct ColumnSet {
-    pub ip: Vec<String>,
-    pub device: Vec<String>,
-    pub affiliate: Vec<String>,
-    pub sub: Vec<String>,
-    pub reason: Vec<String>,
-    pub sub_reason: Vec<String>,
-}
-
 fn pick(given: &[String], default: &[&str]) -> Vec<String> {
     if given.is_empty() {
         default.iter().map(|s| normalize(s)).collect()
@@ -150,8 +152,11 @@ fn pick(given: &[String], default: &[&str]) -> Vec<String> {
     }
 }
 
-impl ColumnSet {
-    pub fn new(kind: FeedKind, c: &Columns) -> Self {
+impl Columns {
+    /// The columns a feed reads: these, or the kind's defaults where
+    /// empty, normalised.
+    pub fn resolved(&self, kind: FeedKind) -> Self {
+        let c = self;
         // Protect360: AppsFlyer raw-data headers; Fraudshield: the report
         // JSON keys; FraudScore: Data API field names.
         type Names = &'static [&'static str];
@@ -194,7 +199,7 @@ impl ColumnSet {
                 &[],
             ),
         };
-        ColumnSet {
+        Columns {
             ip: pick(&c.ip, ip),
             device: pick(&c.device, device),
             affiliate: pick(&c.affiliate, affiliate),
@@ -416,6 +421,7 @@ pub const MAX_PAGE_BYTES: usize = 256 << 20;
 pub struct Ctx<'a> {
     pub cfg: &'a FeedConfig,
     pub http: &'a reqwest::Client,
-    pub columns: &'a ColumnSet,
+    /// Resolved ([`Columns::resolved`]).
+    pub columns: &'a Columns,
     pub progress: &'a dyn Progress,
 }

@@ -254,13 +254,8 @@ pub async fn purge(
     let body = json_body(&headers, body, state.config.server.max_json_depth)?;
     let p: Purge = serde_json::from_slice(&body)
         .map_err(|_| bad_body("expected {\"ip\": ..., \"ua\"?: ...} or {\"all\": true}"))?;
-    let cache = state.scorer.cache();
-    use crate::fleet::Purge as Shared;
-    let (scope, shared) = match (p.all, p.ip, p.ua) {
-        (true, None, None) => {
-            cache.purge_all();
-            ("all", Shared::All)
-        }
+    let purge = match (p.all, p.ip, p.ua) {
+        (true, None, None) => crate::cache::Purge::All,
         (false, Some(ip), ua) => {
             let ip: IpAddr = ip.trim().parse().map_err(|_| {
                 ApiError::new(
@@ -271,24 +266,20 @@ pub async fn purge(
                 .with_field("ip")
             })?;
             match ua {
-                Some(ua) => {
-                    cache.purge_ip_ua(ip, &ua).await;
-                    ("ip_ua", Shared::IpUa(ip, ua))
-                }
-                None => {
-                    cache.purge_ip(ip);
-                    ("ip", Shared::Ip(ip))
-                }
+                Some(ua) => crate::cache::Purge::IpUa(ip, ua),
+                None => crate::cache::Purge::Ip(ip),
             }
         }
         _ => return Err(bad_body("give ip (and optionally ua), or all: true alone")),
     };
+    state.scorer.cache().purge(&purge).await;
+    let scope = purge.scope();
     state
         .registry
         .scope(|| metrics::counter!(m::CACHE_PURGES, "scope" => scope))
         .increment(1);
     let fleet = match state.scorer.fleet() {
-        Some(f) if f.purge(&shared).await => "shared",
+        Some(f) if f.purge(&purge).await => "shared",
         Some(_) => "local_only",
         None => "local",
     };

@@ -427,10 +427,7 @@ fn store_ip(ip: IpAddr, mode: IpMode, salt: Option<&[u8; 32]>) -> String {
         (IpMode::Hashed, Some(salt)) => {
             let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, salt);
             let tag = ring::hmac::sign(&key, ip.to_string().as_bytes());
-            tag.as_ref()[..16]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
+            crate::hash::hex(&tag.as_ref()[..16])
         }
     }
 }

@@ -102,23 +102,17 @@ impl Cap {
     /// The counter's name for the fleet (the same on every replica): the
     /// cap, the window and a SHA-256 of the values it is keyed by.
     pub fn shared_key(&self, ev: &Event, now: u64) -> String {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut h = crate::hash::StableHash::new();
         for f in &*self.by {
-            let v: String = match f {
-                CapField::AffiliateId => ev.affiliate_id.to_string(),
-                CapField::OfferId => ev.offer_id.to_string(),
-                CapField::AdvertiserId => ev.get(Opt::AdvertiserId).unwrap_or("").to_owned(),
-                CapField::AffSub1 => ev.get(Opt::AffSub1).unwrap_or("").to_owned(),
-                CapField::Ip => ev.ip.to_canonical().to_string(),
+            match f {
+                CapField::AffiliateId => h.part(&ev.affiliate_id),
+                CapField::OfferId => h.part(&ev.offer_id),
+                CapField::AdvertiserId => h.part(ev.get(Opt::AdvertiserId).unwrap_or("")),
+                CapField::AffSub1 => h.part(ev.get(Opt::AffSub1).unwrap_or("")),
+                CapField::Ip => h.part(&ev.ip.to_canonical().to_string()),
             };
-            ctx.update(&(v.len() as u64).to_le_bytes());
-            ctx.update(v.as_bytes());
         }
-        let hex: String = ctx.finish().as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("cap:{}:{}:{hex}", self.name, now / self.window_s())
+        format!("cap:{}:{}:{}", self.name, now / self.window_s(), h.hex(16))
     }
 
     /// Counts the event; true when it is over the cap.

@@ -59,16 +59,17 @@ impl EntryKind {
     }
 }
 
-/// One list entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One list entry. Read back (as Redis keeps them) through
+/// [`Entry::new`], which validates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub kind: EntryKind,
     /// Canonical value (CIDR as written, ids as given).
     pub value: String,
     /// Unix seconds after which the entry no longer matches.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Arc<str>>,
 }
 

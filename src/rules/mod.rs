@@ -11,7 +11,7 @@ pub mod crawler;
 pub mod limits;
 pub mod lists;
 pub mod ranges;
-mod sources;
+pub(crate) mod sources;
 
 use std::sync::Arc;
 

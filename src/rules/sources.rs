@@ -72,10 +72,26 @@ pub struct ListSummary {
     pub feed_entries: Option<usize>,
 }
 
+/// What says a file changed: its mtime and size (files polled for
+/// changes: rule files, feed state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Stamp {
     mtime: Option<SystemTime>,
     len: u64,
+}
+
+impl Stamp {
+    pub(crate) fn of_meta(meta: &std::fs::Metadata) -> Self {
+        Stamp {
+            mtime: meta.modified().ok(),
+            len: meta.len(),
+        }
+    }
+
+    /// `None` when the file cannot be read.
+    pub(crate) fn of(path: &Path) -> Option<Self> {
+        std::fs::metadata(path).ok().map(|m| Self::of_meta(&m))
+    }
 }
 
 /// A file and what was last loaded from it.
@@ -124,10 +140,7 @@ impl<T> FileState<T> {
             message: e.to_string(),
         };
         let meta = std::fs::metadata(path).map_err(read_err)?;
-        let stamp = Stamp {
-            mtime: meta.modified().ok(),
-            len: meta.len(),
-        };
+        let stamp = Stamp::of_meta(&meta);
         if !force && self.stamp == Some(stamp) {
             return Ok(Outcome::Unchanged);
         }
