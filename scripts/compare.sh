@@ -90,23 +90,16 @@ ONE="event_type=click&ip=203.0.113.9&ua=$UA&key=k&at=1&affiliate_id=1&offer_id=2
 curl -s "http://127.0.0.1:$FG_PORT/v1/check?$ONE" >/dev/null
 curl -s "http://127.0.0.1:$NGX_PORT/?$ONE" >/dev/null
 
-# name | url | wrk script args
-run() {
-  local name=$1 url=$2; shift 2
-  wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$tmp/w.txt"
-  [ -n "${COMPARE_DEBUG:-}" ] && cat "$tmp/w.txt" >&2
-  awk -v n="$name" '/Requests\/sec/{r=$2} /^ +50%/{p50=$2} /^ +99%/{p99=$2} END{print n, r, p50, p99}' "$tmp/w.txt" >>"$tmp/results"
-}
 
 : >"$tmp/results"
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
-  run "one-key fraudgate /v1/check" "http://127.0.0.1:$FG_PORT/v1/check?$ONE"
-  run "one-key nginx proxy_cache" "http://127.0.0.1:$NGX_PORT/?$ONE"
-  run "one-key fraudgate / (RT drop-in)" "http://127.0.0.1:$FG_PORT/?$ONE"
-  run "one-key fraudgate /healthz (HTTP floor)" "http://127.0.0.1:$FG_PORT/healthz"
-  TARGET_PATH=/v1/check run "zipf fraudgate /v1/check" "http://127.0.0.1:$FG_PORT" -s scripts/loadtest.lua
-  TARGET_PATH=/ run "zipf nginx proxy_cache" "http://127.0.0.1:$NGX_PORT" -s scripts/loadtest.lua
+  wrk_row "one-key fraudgate /v1/check" "http://127.0.0.1:$FG_PORT/v1/check?$ONE"
+  wrk_row "one-key nginx proxy_cache" "http://127.0.0.1:$NGX_PORT/?$ONE"
+  wrk_row "one-key fraudgate / (RT drop-in)" "http://127.0.0.1:$FG_PORT/?$ONE"
+  wrk_row "one-key fraudgate /healthz (HTTP floor)" "http://127.0.0.1:$FG_PORT/healthz"
+  TARGET_PATH=/v1/check wrk_row "zipf fraudgate /v1/check" "http://127.0.0.1:$FG_PORT" -s scripts/loadtest.lua
+  TARGET_PATH=/ wrk_row "zipf nginx proxy_cache" "http://127.0.0.1:$NGX_PORT" -s scripts/loadtest.lua
 done
 
 fg_rss=$(ps -o rss= -p "$fg" | awk '{printf "%.0f", $1/1024}')
@@ -116,22 +109,7 @@ calls() { sed -n 's/.*calls=\([0-9]*\) distinct_ips=\([0-9]*\).*/\1 \2/p' "$1"; 
 read -r fg_calls fg_distinct < <(calls "$tmp/rt-fg.log")
 read -r ngx_calls ngx_distinct < <(calls "$tmp/rt-ngx.log")
 
-# Medians over rounds, then the table with ratios to nginx.
-python3 - "$tmp/results" "$ROUNDS" <<'PY'
-import sys, statistics, collections
-rows = collections.OrderedDict()
-unit = lambda s: float(s[:-2]) / 1000 if s.endswith("us") else float(s[:-2]) if s.endswith("ms") else float(s[:-1]) * 1000
-for line in open(sys.argv[1]):
-    *name, rps, p50, p99 = line.split()
-    rows.setdefault(" ".join(name), []).append((float(rps), unit(p50), unit(p99)))
-med = {n: tuple(statistics.median(x[i] for x in v) for i in range(3)) for n, v in rows.items()}
-base = {"one-key": med.get("one-key nginx proxy_cache"), "zipf": med.get("zipf nginx proxy_cache")}
-print(f"| trace, target | requests/s (median of {sys.argv[2]}) | x nginx | p50 ms | p99 ms |")
-print("|---|---|---|---|---|")
-for n, (r, p50, p99) in med.items():
-    b = base[n.split()[0]]
-    print(f"| {n} | {r:,.0f} | {r / b[0]:.2f} | {p50:.2f} | {p99:.2f} |")
-PY
+median_table "$ROUNDS" "nginx proxy_cache" "x nginx"
 echo
 echo "upstream calls per distinct key: fraudgate $fg_calls / $fg_distinct = $(awk -v c="$fg_calls" -v d="$fg_distinct" 'BEGIN{printf "%.3f", c/d}'), nginx $ngx_calls / $ngx_distinct = $(awk -v c="$ngx_calls" -v d="$ngx_distinct" 'BEGIN{printf "%.3f", c/d}')"
 echo "RSS at the end: fraudgate ${fg_rss} MiB, nginx workers ${ngx_rss} MiB"

@@ -16,3 +16,34 @@ wait_ready() {
   echo "fraudgate did not become ready on port $1" >&2
   return 1
 }
+
+# wrk_row NAME URL [wrk args...]: one wrk run (-t1 -c$CONNS -d${DURATION}s);
+# appends "NAME requests/s p50 p99" to $tmp/results. COMPARE_DEBUG=1 shows
+# wrk's own output.
+wrk_row() {
+  local name=$1 url=$2; shift 2
+  wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$tmp/w.txt"
+  [ -n "${COMPARE_DEBUG:-}" ] && cat "$tmp/w.txt" >&2
+  awk -v n="$name" '/Requests\/sec/{r=$2} /^ +50%/{p50=$2} /^ +99%/{p99=$2} END{print n, r, p50, p99}' "$tmp/w.txt" >>"$tmp/results"
+}
+
+# median_table ROUNDS BASELINE COLUMN: medians over rounds of $tmp/results
+# as a Markdown table; each row's ratio is to "<its first word> BASELINE"
+# (e.g. "one-key nginx proxy_cache"), headed COLUMN.
+median_table() {
+  python3 - "$tmp/results" "$1" "$2" "$3" <<'PY'
+import sys, statistics, collections
+path, rounds, baseline, column = sys.argv[1:]
+rows = collections.OrderedDict()
+unit = lambda s: float(s[:-2]) / 1000 if s.endswith("us") else float(s[:-2]) if s.endswith("ms") else float(s[:-1]) * 1000
+for line in open(path):
+    *name, rps, p50, p99 = line.split()
+    rows.setdefault(" ".join(name), []).append((float(rps), unit(p50), unit(p99)))
+med = {n: tuple(statistics.median(x[i] for x in v) for i in range(3)) for n, v in rows.items()}
+print(f"| trace, target | requests/s (median of {rounds}) | {column} | p50 ms | p99 ms |")
+print("|---|---|---|---|---|")
+for n, (r, p50, p99) in med.items():
+    b = med[n.split()[0] + " " + baseline]
+    print(f"| {n} | {r:,.0f} | {r / b[0]:.2f} | {p50:.2f} | {p99:.2f} |")
+PY
+}

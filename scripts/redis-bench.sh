@@ -63,35 +63,17 @@ ONE="event_type=click&ip=203.0.113.9&ua=$UA&key=k&at=1&affiliate_id=1&offer_id=2
 curl -s "http://127.0.0.1:$OFF_PORT/v1/check?$ONE" >/dev/null
 curl -s "http://127.0.0.1:$ON_PORT/v1/check?$ONE" >/dev/null
 
-run() {
-  local name=$1 url=$2; shift 2
-  wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$tmp/w.txt"
-  awk -v n="$name" '/Requests\/sec/{r=$2} /^ +50%/{p50=$2} /^ +99%/{p99=$2} END{print n, r, p50, p99}' "$tmp/w.txt" >>"$tmp/results"
-}
 : >"$tmp/results"
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
-  run "one-key redis-off" "http://127.0.0.1:$OFF_PORT/v1/check?$ONE"
-  run "one-key redis-on" "http://127.0.0.1:$ON_PORT/v1/check?$ONE"
-  TARGET_PATH=/v1/check run "zipf redis-off" "http://127.0.0.1:$OFF_PORT" -s scripts/loadtest.lua
-  TARGET_PATH=/v1/check run "zipf redis-on" "http://127.0.0.1:$ON_PORT" -s scripts/loadtest.lua
+  wrk_row "one-key redis-off" "http://127.0.0.1:$OFF_PORT/v1/check?$ONE"
+  wrk_row "one-key redis-on" "http://127.0.0.1:$ON_PORT/v1/check?$ONE"
+  TARGET_PATH=/v1/check wrk_row "zipf redis-off" "http://127.0.0.1:$OFF_PORT" -s scripts/loadtest.lua
+  TARGET_PATH=/v1/check wrk_row "zipf redis-on" "http://127.0.0.1:$ON_PORT" -s scripts/loadtest.lua
 done
 redis_hits=$(curl -s "http://127.0.0.1:$ON_PORT/metrics" | awk '/^fraudgate_redis_verdicts_total/{print}' | tr '\n' ' ')
 
-python3 - "$tmp/results" "$ROUNDS" <<'PY'
-import sys, statistics, collections
-rows = collections.OrderedDict()
-unit = lambda s: float(s[:-2]) / 1000 if s.endswith("us") else float(s[:-2]) if s.endswith("ms") else float(s[:-1]) * 1000
-for line in open(sys.argv[1]):
-    *name, rps, p50, p99 = line.split()
-    rows.setdefault(" ".join(name), []).append((float(rps), unit(p50), unit(p99)))
-med = {n: tuple(statistics.median(x[i] for x in v) for i in range(3)) for n, v in rows.items()}
-print(f"| trace, redis | requests/s (median of {sys.argv[2]}) | x redis off | p50 ms | p99 ms |")
-print("|---|---|---|---|---|")
-for n, (r, p50, p99) in med.items():
-    b = med[n.split()[0] + " redis-off"]
-    print(f"| {n} | {r:,.0f} | {r / b[0]:.2f} | {p50:.2f} | {p99:.2f} |")
-PY
+median_table "$ROUNDS" "redis-off" "x redis off"
 echo
 echo "redis verdicts: $redis_hits"
 echo "(${ROUNDS} rounds x ${DURATION} s per trace, wrk -t1 -c${CONNS}, ${KEYS} Zipf keys, RT ${RT_DELAY_MS} ms, redis-server $(redis-server --version | awk '{print $3}'), $(nproc) cores, $(date -u +%F))"
