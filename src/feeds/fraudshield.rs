@@ -85,9 +85,9 @@ async fn call(ctx: &Ctx<'_>, req: reqwest::RequestBuilder) -> Result<Value, Feed
     Ok(v)
 }
 
-fn rows_of(v: &Value, what: &str) -> Result<Vec<Value>, FeedError> {
+fn rows_of<'v>(v: &'v Value, what: &str) -> Result<&'v [Value], FeedError> {
     match v.get("data") {
-        Some(Value::Array(a)) => Ok(a.clone()),
+        Some(Value::Array(a)) => Ok(a),
         Some(Value::Null) | None => Err(FeedError::Parse(format!(
             "Fraudshield's {what} answer has no \"data\" array"
         ))),
@@ -95,6 +95,28 @@ fn rows_of(v: &Value, what: &str) -> Result<Vec<Value>, FeedError> {
             "Fraudshield's {what} \"data\" is not an array"
         ))),
     }
+}
+
+/// One page of a conversion report: counted, shown, its rejected rows
+/// handed to `out`. Returns how many rows it had.
+fn take_page(
+    ctx: &Ctx<'_>,
+    v: &Value,
+    report: &str,
+    stats: &mut PullStats,
+    out: &mut (dyn FnMut(Row, &str) + Send),
+) -> Result<usize, FeedError> {
+    let rows = rows_of(v, report)?;
+    stats.pages += 1;
+    stats.rows += rows.len() as u64;
+    ctx.progress
+        .page(&format!("{report} page {}", stats.pages), rows.len() as u64);
+    for r in rows {
+        if let Some(row) = conversion_row(ctx, r) {
+            out(row, "conversion");
+        }
+    }
+    Ok(rows.len())
 }
 
 /// A conversion row: the scroll report's rows are flat, the paged
@@ -148,19 +170,7 @@ async fn scroll(
             q.push(("next_page_id", id.clone()));
         }
         let v = call(ctx, ctx.http.post(endpoint.clone()).query(&q)).await?;
-        let rows = rows_of(&v, "conversion_scroll")?;
-        stats.pages += 1;
-        stats.rows += rows.len() as u64;
-        ctx.progress.page(
-            &format!("conversion_scroll page {}", stats.pages),
-            rows.len() as u64,
-        );
-        for r in &rows {
-            if let Some(row) = conversion_row(ctx, r) {
-                out(row, "conversion");
-            }
-        }
-        if rows.is_empty() {
+        if take_page(ctx, &v, "conversion_scroll", &mut stats, out)? == 0 {
             break;
         }
         let id = v
@@ -209,22 +219,13 @@ async fn paged(
             ("search_fields[]", status_filter()),
         ]);
         let v = call(ctx, ctx.http.get(endpoint.clone()).query(&q)).await?;
-        let rows = rows_of(&v, "conversion")?;
-        stats.pages += 1;
-        stats.rows += rows.len() as u64;
-        ctx.progress
-            .page(&format!("conversion page {page}"), rows.len() as u64);
-        for r in &rows {
-            if let Some(row) = conversion_row(ctx, r) {
-                out(row, "conversion");
-            }
-        }
+        let rows = take_page(ctx, &v, "conversion", &mut stats, out)?;
         let Some(last) = v.get("last_page").and_then(as_u64) else {
             return Err(FeedError::Parse(
                 "Fraudshield's conversion answer has no last_page: cannot tell whether more pages follow".into(),
             ));
         };
-        if rows.is_empty() || page >= last {
+        if rows == 0 || page >= last {
             break;
         }
         if page >= MAX_PAGES {
