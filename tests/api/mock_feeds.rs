@@ -255,6 +255,23 @@ fn fs_auth(p: &[(String, String)]) -> Option<Response> {
     None
 }
 
+/// What every Fraudshield call goes through: the fault switched on, then
+/// the credentials and mandatory parameters. The parameters, or the answer.
+async fn fs_request(
+    state: &Arc<Mutex<FeedState>>,
+    path: &str,
+    q: &Option<String>,
+) -> Result<Vec<(String, String)>, Response> {
+    if let Some(r) = fault(state, path, q).await {
+        return Err(r);
+    }
+    let p = params(q);
+    match fs_auth(&p) {
+        Some(r) => Err(r),
+        None => Ok(p),
+    }
+}
+
 fn only_rejected(p: &[(String, String)], rows: &[Value]) -> Vec<Value> {
     let wants_rejected = p.iter().any(|(k, v)| {
         k == "search_fields[]"
@@ -268,13 +285,10 @@ fn only_rejected(p: &[(String, String)], rows: &[Value]) -> Vec<Value> {
 }
 
 async fn fs_scroll(State(state): State<Arc<Mutex<FeedState>>>, RawQuery(q): RawQuery) -> Response {
-    if let Some(r) = fault(&state, "/api/v1/reports/conversion_scroll.json", &q).await {
-        return r;
-    }
-    let p = params(&q);
-    if let Some(r) = fs_auth(&p) {
-        return r;
-    }
+    let p = match fs_request(&state, "/api/v1/reports/conversion_scroll.json", &q).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let count: usize = param(&p, "count")
         .and_then(|c| c.parse().ok())
         .unwrap_or(10);
@@ -294,13 +308,10 @@ async fn fs_scroll(State(state): State<Arc<Mutex<FeedState>>>, RawQuery(q): RawQ
 }
 
 async fn fs_paged(State(state): State<Arc<Mutex<FeedState>>>, RawQuery(q): RawQuery) -> Response {
-    if let Some(r) = fault(&state, "/api/v1/reports/conversion.json", &q).await {
-        return r;
-    }
-    let p = params(&q);
-    if let Some(r) = fs_auth(&p) {
-        return r;
-    }
+    let p = match fs_request(&state, "/api/v1/reports/conversion.json", &q).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let count: usize = param(&p, "count")
         .and_then(|c| c.parse().ok())
         .unwrap_or(50);
@@ -322,13 +333,10 @@ async fn fs_paged(State(state): State<Arc<Mutex<FeedState>>>, RawQuery(q): RawQu
 }
 
 async fn fs_fraud(State(state): State<Arc<Mutex<FeedState>>>, RawQuery(q): RawQuery) -> Response {
-    if let Some(r) = fault(&state, "/api/v1/reports/fraud.json", &q).await {
-        return r;
-    }
-    let p = params(&q);
-    if let Some(r) = fs_auth(&p) {
-        return r;
-    }
+    let p = match fs_request(&state, "/api/v1/reports/fraud.json", &q).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let min_rate = p
         .iter()
         .filter(|(k, _)| k == "search_fields[]")
