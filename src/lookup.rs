@@ -158,12 +158,11 @@ impl Fetcher {
                     let fetch = async {
                         // The shared tier first: another replica's
                         // verdict, or its answer while it asks RT.
-                        let started_ms = crate::fleet::now_ms();
                         let shared = this
                             .fleet
                             .as_ref()
-                            .map(|f| (f.clone(), f.verdict_key(&event)));
-                        if let Some((fleet, key)) = &shared {
+                            .map(|f| (f.clone(), f.verdict_key(&event), crate::fleet::now_ms()));
+                        if let Some((fleet, key, _)) = &shared {
                             if let crate::fleet::Shared::Hit(tags, age) =
                                 fleet.lookup(key, deadline).await
                             {
@@ -177,7 +176,7 @@ impl Fetcher {
                             this.c.late_fills.increment(1);
                         }
                         let value = this.cache.value(&event, outcome, generation);
-                        if let Some((fleet, key)) = shared {
+                        if let Some((fleet, key, started_ms)) = shared {
                             // Shared off the caller's path.
                             let share = match &value.outcome {
                                 Ok(tags) => Some((tags.clone(), this.cache.ttl_of(&value))),
