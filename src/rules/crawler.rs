@@ -291,9 +291,21 @@ mod tests {
     /// real browser UAs flagged, on public corpora (tests/data).
     #[test]
     fn recall_and_false_positive_rate_on_public_corpora() {
+        check_corpora("crawler_uas.txt", "browser_uas.txt", 0.99, 0.001);
+    }
+
+    /// Matomo device-detector's fixtures: its "browser" devices include
+    /// feature phones and in-app browsers whose UAs look like tools (npm
+    /// isbot flags the same ~1%; tests/api/isbot.rs compares UA by UA).
+    #[test]
+    fn recall_and_false_positive_rate_on_device_detector_fixtures() {
+        check_corpora("dd_bots.txt", "dd_browsers.txt", 0.99, 0.011);
+    }
+
+    fn check_corpora(bots: &str, people: &str, min_recall: f64, max_fpr: f64) {
         let m = CrawlerMatcher::builtin();
-        let crawlers = corpus("crawler_uas.txt");
-        let browsers = corpus("browser_uas.txt");
+        let crawlers = corpus(bots);
+        let browsers = corpus(people);
         let missed: Vec<_> = crawlers.iter().filter(|u| m.check(u).is_none()).collect();
         let flagged: Vec<_> = browsers.iter().filter(|u| m.check(u).is_some()).collect();
         let recall = 1.0 - missed.len() as f64 / crawlers.len() as f64;
@@ -307,8 +319,8 @@ mod tests {
             flagged.len(),
             browsers.len()
         );
-        assert!(recall >= 0.99, "recall {recall}: missed {missed:#?}");
-        assert!(fpr <= 0.001, "fpr {fpr}: flagged {flagged:#?}");
+        assert!(recall >= min_recall, "recall {recall}: missed {missed:#?}");
+        assert!(fpr <= max_fpr, "fpr {fpr}: flagged {flagged:#?}");
     }
 
     #[test]

@@ -10,7 +10,14 @@ use std::path::PathBuf;
 
 use fraudgate::rules::crawler::CrawlerMatcher;
 
-const CORPORA: [&str; 2] = ["crawler_uas.txt", "browser_uas.txt"];
+/// Each corpus and whether its UAs are bots (recall) or people (false
+/// positives). Regenerate them with scripts/update-ua-corpus.sh.
+const CORPORA: [(&str, bool); 4] = [
+    ("crawler_uas.txt", true),
+    ("browser_uas.txt", false),
+    ("dd_bots.txt", true),
+    ("dd_browsers.txt", false),
+];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -49,7 +56,7 @@ fn fraudgate_and_isbot_agree_on_every_corpus_or_the_difference_is_reviewed() {
     }
     let files: Vec<PathBuf> = CORPORA
         .iter()
-        .map(|c| root().join("tests/data").join(c))
+        .map(|(c, _)| root().join("tests/data").join(c))
         .collect();
     let out = std::process::Command::new(node.unwrap())
         .arg(root().join("tests/npm/verdicts.js"))
@@ -79,18 +86,19 @@ fn fraudgate_and_isbot_agree_on_every_corpus_or_the_difference_is_reviewed() {
     let listed = exceptions();
     let mut unexplained = Vec::new();
     let mut seen = Vec::new();
-    let mut counts: BTreeMap<&str, [usize; 2]> = BTreeMap::new();
+    let mut counts: Vec<(&str, bool, [usize; 3])> = Vec::new();
     let mut i = 0;
-    for (c, f) in CORPORA.iter().zip(&files) {
+    for ((c, bots), f) in CORPORA.iter().zip(&files) {
         let n = std::fs::read_to_string(f)
             .unwrap()
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .count();
+        counts.push((c, *bots, [0, 0, n]));
+        let e = &mut counts.last_mut().unwrap().2;
         for _ in 0..n {
             let (ua, isbot) = (&uas[i], theirs[i]);
             let ours = m.check(ua).is_some();
-            let e = counts.entry(c).or_default();
             e[0] += usize::from(ours);
             e[1] += usize::from(isbot);
             if ours != isbot {
@@ -103,8 +111,18 @@ fn fraudgate_and_isbot_agree_on_every_corpus_or_the_difference_is_reviewed() {
             i += 1;
         }
     }
-    for (c, [ours, isbot]) in &counts {
-        println!("{c}: flagged by fraudgate {ours}, by isbot {isbot}");
+    // The README's table: recall on bot corpora, false positives on
+    // people's; fraudgate must be at least as good as isbot on each.
+    for (c, bots, [ours, isbot, n]) in &counts {
+        let pct = |k: &usize| 100.0 * *k as f64 / *n as f64;
+        let what = if *bots { "recall" } else { "false positives" };
+        println!(
+            "{c} ({n}): {what} fraudgate {ours} ({:.2}%), isbot {isbot} ({:.2}%)",
+            pct(ours),
+            pct(isbot)
+        );
+        let worse = if *bots { ours < isbot } else { ours > isbot };
+        assert!(!worse, "fraudgate does worse than isbot on {c}");
     }
     let stale: Vec<&String> = listed.keys().filter(|ua| !seen.contains(ua)).collect();
     assert!(
