@@ -28,6 +28,8 @@ pub const RULE_HITS: &str = "fraudgate_rule_hits_total";
 pub const RULE_RELOADS: &str = "fraudgate_rule_reloads_total";
 pub const LIST_ENTRIES: &str = "fraudgate_list_entries";
 pub const DATACENTER_PREFIXES: &str = "fraudgate_datacenter_prefixes";
+pub const PROXY_PREFIXES: &str = "fraudgate_proxy_prefixes";
+pub const VERIFIED_BOT_PREFIXES: &str = "fraudgate_verified_bot_prefixes";
 pub const CRAWLER_PATTERNS: &str = "fraudgate_crawler_patterns";
 pub const CAP_COUNTERS: &str = "fraudgate_cap_counters";
 pub const VELOCITY_COUNTERS: &str = "fraudgate_velocity_counters";
@@ -281,6 +283,8 @@ fn describe() {
     );
     describe_gauge!(LIST_ENTRIES, "Live entries per block/allow list.");
     describe_gauge!(DATACENTER_PREFIXES, "Datacenter prefixes loaded.");
+    describe_gauge!(PROXY_PREFIXES, "Proxy (Tor, VPN exit) prefixes loaded.");
+    describe_gauge!(VERIFIED_BOT_PREFIXES, "Verified-bot prefixes loaded.");
     describe_gauge!(CRAWLER_PATTERNS, "Crawler UA patterns compiled.");
     describe_gauge!(CAP_COUNTERS, "Cap counters in use (all caps).");
     describe_gauge!(VELOCITY_COUNTERS, "IP and subnet velocity counters in use.");

@@ -55,6 +55,8 @@ pub enum Reason {
     Fallback(UpstreamError),
     /// An allow-list entry matched; nothing else was consulted.
     AllowList,
+    /// A verified bot the policy allows (`policy.allow_verified_bots`).
+    VerifiedBot,
 }
 
 impl Reason {
@@ -64,6 +66,7 @@ impl Reason {
             Reason::Tags => "tags",
             Reason::Fallback(e) => e.reason(),
             Reason::AllowList => "allow_list",
+            Reason::VerifiedBot => "verified_bot",
         }
     }
 }
@@ -114,6 +117,8 @@ pub struct Policy {
     default: TagActions,
     offers: HashMap<Box<str>, TagActions>,
     affiliates: HashMap<Box<str>, TagActions>,
+    /// Verified bots allowed by name; `None`: every one (`*`).
+    verified_bots: Option<Vec<Box<str>>>,
 }
 
 impl Policy {
@@ -139,6 +144,12 @@ impl Policy {
             offers: overrides(&c.offers, "offers")?,
             affiliates: overrides(&c.affiliates, "affiliates")?,
             default,
+            verified_bots: (!c.allow_verified_bots.iter().any(|b| b == "*")).then(|| {
+                c.allow_verified_bots
+                    .iter()
+                    .map(|b| b.as_str().into())
+                    .collect()
+            }),
         })
     }
 
@@ -155,6 +166,23 @@ impl Policy {
         Ruling {
             action: Action::Allow,
             reason: Reason::AllowList,
+            blocked_by: Tags::clean(),
+        }
+    }
+
+    /// Whether the verified bot labelled `name` is allowed.
+    pub fn allows_verified_bot(&self, name: &str) -> bool {
+        self.verified_bots
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n.eq_ignore_ascii_case(name)))
+    }
+
+    /// An allowed verified bot: allow, tags kept (it is still a crawler,
+    /// recorded as GIVT), no upstream call.
+    pub fn verified_bot(&self) -> Ruling {
+        Ruling {
+            action: Action::Allow,
+            reason: Reason::VerifiedBot,
             blocked_by: Tags::clean(),
         }
     }

@@ -249,10 +249,16 @@ impl Scorer {
             cache_ttl: Duration::ZERO,
             stale: false,
         };
-        // Answered locally, without an upstream call: an allow-list hit, or
-        // local tags the policy blocks (unless RT is to be asked as well).
+        // Answered locally, without an upstream call: an allow-list hit, an
+        // allowed verified bot, or local tags the policy blocks (unless RT is to be asked as well).
         let local_ruling = if local.allowed.is_some() {
             Some(policy.allow_listed())
+        } else if local
+            .verified_bot
+            .as_deref()
+            .is_some_and(|b| policy.allows_verified_bot(b))
+        {
+            Some(policy.verified_bot())
         } else if !local.tags.is_clean() && !inner.rules.ask_upstream_on_block() {
             Some(policy.decide(Ok(&local.tags), event)).filter(|r| r.action == Action::Block)
         } else {

@@ -161,6 +161,9 @@ pub struct PolicyConfig {
     pub tags: TagActionTable,
     pub offers: BTreeMap<String, TagActionTable>,
     pub affiliates: BTreeMap<String, TagActionTable>,
+    /// Verified bots (by their `rules.verified_bots` label, `*` for all)
+    /// that are allowed, still tagged crawler and recorded as GIVT.
+    pub allow_verified_bots: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -284,7 +287,12 @@ pub struct RulesConfig {
     pub reload_interval_s: u64,
     pub caps: Vec<CapConfig>,
     pub crawler: CrawlerConfig,
-    pub datacenter: DatacenterConfig,
+    /// Hosting / cloud / CDN ranges: tag datacenter.
+    pub datacenter: RangesConfig,
+    /// Tor exits and public VPN exits: tag proxy.
+    pub proxy: RangesConfig,
+    /// Declared crawlers' published ranges: rule verified_bot, tag crawler.
+    pub verified_bots: RangesConfig,
     pub velocity: VelocityConfig,
     pub lists: Vec<ListConfig>,
 }
@@ -305,8 +313,11 @@ pub struct CrawlerConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DatacenterConfig {
+pub struct RangesConfig {
     pub enabled: bool,
+    /// The ranges shipped in the binary (src/rules/ranges/).
+    pub builtin: bool,
+    /// Files of `CIDR|first-last [label]` lines, re-read when they change.
     pub files: Vec<String>,
 }
 

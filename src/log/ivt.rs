@@ -80,9 +80,8 @@ impl IvtMap {
                 .into_iter()
                 .find(|k| k.as_str() == name)
                 .ok_or_else(|| {
-                    format!(
-                        "ivt.rules.{name}: not a rule kind (allow_list, block_list, crawler_ua, datacenter, cap, velocity)"
-                    )
+                    let kinds: Vec<&str> = RuleKind::ALL.iter().map(|k| k.as_str()).collect();
+                    format!("ivt.rules.{name}: not a rule kind ({})", kinds.join(", "))
                 })?;
             rules[k as usize] = Some((e.class, e.category.as_str().into()));
         }

@@ -30,6 +30,7 @@ use crawler::{CrawlerMatch, CrawlerMatcher};
 use limits::{Cap, Velocity, VelocityHit};
 use lists::Compiled;
 use ranges::IpRanges;
+use sources::RangeRule;
 pub use sources::{AdminError, EntrySource, ListSummary, ReloadError};
 
 /// Which rule fired.
@@ -45,10 +46,15 @@ pub enum RuleKind {
     /// A speculative load (prefetch, prerender, link preview) on a
     /// browser-facing door.
     Prefetch,
+    /// A Tor exit or public VPN exit (`rules.proxy` ranges).
+    Proxy,
+    /// From a declared crawler's published ranges (`rules.verified_bots`):
+    /// it is who it says, still no person.
+    VerifiedBot,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 7] = [
+    pub const ALL: [RuleKind; 9] = [
         RuleKind::AllowList,
         RuleKind::BlockList,
         RuleKind::CrawlerUa,
@@ -56,6 +62,8 @@ impl RuleKind {
         RuleKind::Cap,
         RuleKind::Velocity,
         RuleKind::Prefetch,
+        RuleKind::Proxy,
+        RuleKind::VerifiedBot,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -67,6 +75,8 @@ impl RuleKind {
             RuleKind::Cap => "cap",
             RuleKind::Velocity => "velocity",
             RuleKind::Prefetch => "prefetch",
+            RuleKind::Proxy => "proxy",
+            RuleKind::VerifiedBot => "verified_bot",
         }
     }
 }
@@ -95,6 +105,9 @@ fn tag_name<S: Serializer>(t: &Option<Tag>, s: S) -> Result<S::Ok, S::Error> {
 pub struct LocalVerdict {
     /// An allow-list entry matched: allow, whatever else says.
     pub allowed: Option<RuleHit>,
+    /// The declared crawler the IP belongs to (its label), if any: the
+    /// policy may allow it (`policy.allow_verified_bots`).
+    pub verified_bot: Option<Arc<str>>,
     pub tags: Tags,
     pub hits: Vec<RuleHit>,
 }
@@ -111,8 +124,15 @@ pub(crate) struct ActiveList {
 #[derive(Default)]
 pub(crate) struct Snapshot {
     pub crawler: Option<Arc<CrawlerMatcher>>,
-    pub datacenter: Option<Arc<IpRanges<Arc<str>>>>,
+    /// Datacenter, proxy and verified-bot ranges, by [`RangeRule`].
+    pub ranges: [Option<Arc<IpRanges<Arc<str>>>>; 3],
     pub lists: Vec<Arc<ActiveList>>,
+}
+
+impl Snapshot {
+    fn range(&self, r: RangeRule, ip: std::net::IpAddr) -> Option<&Arc<str>> {
+        self.ranges[r as usize].as_ref()?.lookup(ip)
+    }
 }
 
 struct HitCounters([Counter; RuleKind::ALL.len()]);
@@ -154,6 +174,7 @@ struct Names {
     speculation: [Arc<str>; 3],
     ip: Arc<str>,
     subnet: Arc<str>,
+    verified: Arc<str>,
 }
 
 impl LocalRules {
@@ -189,6 +210,7 @@ impl LocalRules {
                 ],
                 ip: "ip".into(),
                 subnet: "subnet".into(),
+                verified: "from the crawler's published IP ranges".into(),
             },
         })
     }
@@ -275,6 +297,18 @@ impl LocalRules {
                     reason,
                 });
             };
+        // First, so that its GIVT category (verified crawler) is the one
+        // the decision is recorded with.
+        if let Some(bot) = snap.range(RangeRule::VerifiedBot, ev.ip) {
+            push(
+                &mut out,
+                RuleKind::VerifiedBot,
+                bot,
+                Tag::Crawler,
+                Some(self.names.verified.clone()),
+            );
+            out.verified_bot = Some(bot.clone());
+        }
         if let Some(c) = &snap.crawler {
             let reason = match c.check(&ev.ua) {
                 Some(CrawlerMatch::Pattern(i)) => Some(Some(c.describe(i, &ev.ua))),
@@ -303,8 +337,11 @@ impl LocalRules {
                 Some(reason),
             );
         }
-        if let Some(label) = snap.datacenter.as_ref().and_then(|d| d.lookup(ev.ip)) {
+        if let Some(label) = snap.range(RangeRule::Datacenter, ev.ip) {
             push(&mut out, RuleKind::Datacenter, label, Tag::Datacenter, None);
+        }
+        if let Some(label) = snap.range(RangeRule::Proxy, ev.ip) {
+            push(&mut out, RuleKind::Proxy, label, Tag::Proxy, None);
         }
         for list in snap.lists.iter().filter(|l| l.action == Action::Block) {
             if let Some(e) = list.compiled.find(ev, now) {
@@ -441,8 +478,11 @@ impl LocalRules {
             metrics::gauge!(m::LIST_ENTRIES, "list" => l.name.to_string())
                 .set(l.compiled.len() as f64);
         }
-        metrics::gauge!(m::DATACENTER_PREFIXES)
-            .set(snap.datacenter.as_ref().map_or(0, |d| d.len()) as f64);
+        let prefixes =
+            |r: RangeRule| snap.ranges[r as usize].as_ref().map_or(0, |d| d.len()) as f64;
+        metrics::gauge!(m::DATACENTER_PREFIXES).set(prefixes(RangeRule::Datacenter));
+        metrics::gauge!(m::PROXY_PREFIXES).set(prefixes(RangeRule::Proxy));
+        metrics::gauge!(m::VERIFIED_BOT_PREFIXES).set(prefixes(RangeRule::VerifiedBot));
         metrics::gauge!(m::CRAWLER_PATTERNS)
             .set(snap.crawler.as_ref().map_or(0, |c| c.len()) as f64);
         metrics::gauge!(m::CAP_COUNTERS)

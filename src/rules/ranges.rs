@@ -17,8 +17,23 @@ pub struct Prefix {
 }
 
 impl Prefix {
-    /// Parses `1.2.3.0/24`, `2001:db8::/32`, or a bare address.
+    /// Parses `1.2.3.0/24`, `2001:db8::/32`, a bare address, or a range
+    /// `first-last` of one family (`1.2.3.4-1.2.3.9`).
     pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some((a, b)) = s.split_once('-') {
+            let (a, b) = (Self::parse(a)?, Self::parse(b)?);
+            let v4 = |p: &Prefix| is_v4(p);
+            if a.start != a.end || b.start != b.end || v4(&a) != v4(&b) {
+                return Err(format!("a range is two addresses of one family: {s:?}"));
+            }
+            if a.start > b.start {
+                return Err(format!("range ends before it starts: {s:?}"));
+            }
+            return Ok(Prefix {
+                start: a.start,
+                end: b.end,
+            });
+        }
         let (addr, len) = match s.split_once('/') {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
@@ -369,6 +384,27 @@ mod tests {
         for bad in ["10.0.0.0/33", "::/129", "10.0.0/8", "x", "10.0.0.0/-1", ""] {
             assert!(Prefix::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn parses_first_last_ranges_of_one_family() {
+        let p = Prefix::parse("3.5.140.0-3.5.143.255").unwrap();
+        assert!(p.contains(ip("3.5.140.0")) && p.contains(ip("3.5.143.255")));
+        assert!(!p.contains(ip("3.5.139.255")) && !p.contains(ip("3.5.144.0")));
+        let v6 = Prefix::parse("2001:db8::5-2001:db8::9").unwrap();
+        assert!(v6.contains(ip("2001:db8::7")) && !v6.contains(ip("2001:db8::a")));
+        for bad in [
+            "1.2.3.9-1.2.3.4",
+            "1.2.3.4-2001:db8::1",
+            "1.2.3.0/24-1.2.4.0",
+            "1.2.3.4-",
+            "-1.2.3.4",
+        ] {
+            assert!(Prefix::parse(bad).is_err(), "{bad}");
+        }
+        let r = build(&[("10.0.0.0/8", "wide"), ("10.0.0.5-10.0.0.9", "odd")]);
+        assert_eq!(r.lookup(ip("10.0.0.7")), Some(&"odd"));
+        assert_eq!(r.lookup(ip("10.0.0.10")), Some(&"wide"));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
 
 use metrics::Counter;
@@ -19,7 +19,7 @@ use super::crawler::{BUILTIN_PATTERNS, BadLine, CrawlerMatcher};
 use super::lists::{Compiled, Entry, EntryKind};
 use super::ranges::{IpRanges, Prefix};
 use super::{ActiveList, Snapshot};
-use crate::config::RulesConfig;
+use crate::config::{RangesConfig, RulesConfig};
 use crate::event::now_unix;
 use crate::metrics as m;
 use crate::policy::Action;
@@ -204,10 +204,68 @@ struct ListSource {
     feed: bool,
 }
 
+/// One IP-range rule: its built-in ranges (parsed once per process) and
+/// its files.
+struct RangeSource {
+    builtin: Option<Arc<Ranges>>,
+    files: Vec<FileState<Ranges>>,
+}
+
 pub(crate) struct Sources {
     crawler: Option<CrawlerSource>,
-    datacenter: Option<Vec<FileState<Ranges>>>,
+    /// By [`RangeRule`].
+    ranges: [Option<RangeSource>; 3],
     lists: Vec<ListSource>,
+}
+
+/// The IP-range rules, in [`Snapshot::ranges`] order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RangeRule {
+    Datacenter,
+    Proxy,
+    VerifiedBot,
+}
+
+impl RangeRule {
+    pub const ALL: [RangeRule; 3] = [
+        RangeRule::Datacenter,
+        RangeRule::Proxy,
+        RangeRule::VerifiedBot,
+    ];
+
+    /// The config section under `rules.`.
+    pub const fn key(self) -> &'static str {
+        match self {
+            RangeRule::Datacenter => "datacenter",
+            RangeRule::Proxy => "proxy",
+            RangeRule::VerifiedBot => "verified_bots",
+        }
+    }
+
+    fn config(self, c: &RulesConfig) -> &RangesConfig {
+        match self {
+            RangeRule::Datacenter => &c.datacenter,
+            RangeRule::Proxy => &c.proxy,
+            RangeRule::VerifiedBot => &c.verified_bots,
+        }
+    }
+
+    /// The shipped ranges (scripts/update-ip-ranges.sh), parsed once.
+    fn builtin(self) -> Arc<Ranges> {
+        static PARSED: LazyLock<[Arc<Ranges>; 3]> = LazyLock::new(|| {
+            [
+                include_str!("ranges/datacenter.txt"),
+                include_str!("ranges/proxy.txt"),
+                include_str!("ranges/verified_bots.txt"),
+            ]
+            .map(|text| {
+                let (r, _, bad) = parse_ranges(text, Path::new("builtin"));
+                debug_assert!(bad.is_empty(), "{bad:?}");
+                Arc::new(r)
+            })
+        });
+        PARSED[self as usize].clone()
+    }
 }
 
 fn parse_patterns(text: &str, _: &Path) -> (String, usize, Vec<BadLine>) {
@@ -215,7 +273,7 @@ fn parse_patterns(text: &str, _: &Path) -> (String, usize, Vec<BadLine>) {
     (text.to_owned(), m.len(), bad)
 }
 
-/// Prefixes of one datacenter file with their labels.
+/// Prefixes of one range file with their labels.
 type Ranges = Vec<(Prefix, Arc<str>)>;
 
 fn parse_ranges(text: &str, path: &Path) -> (Ranges, usize, Vec<BadLine>) {
@@ -230,13 +288,13 @@ fn parse_ranges(text: &str, path: &Path) -> (Ranges, usize, Vec<BadLine>) {
         if line.is_empty() {
             continue;
         }
-        let mut cols = line.split_whitespace();
-        let cidr = cols.next().unwrap_or("");
+        // The label is the rest of the line ("Amazon AWS").
+        let (cidr, label) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         match Prefix::parse(cidr) {
             Ok(p) => {
-                let label = match cols.next() {
-                    Some(l) => labels.entry(l).or_insert_with(|| Arc::from(l)).clone(),
-                    None => default.clone(),
+                let label = match label.trim() {
+                    "" => default.clone(),
+                    l => labels.entry(l).or_insert_with(|| Arc::from(l)).clone(),
                 };
                 out.push((p, label));
             }
@@ -281,20 +339,24 @@ impl Sources {
                 )
                 .map(|(k, p)| FileState::new(k, p, String::new(), "crawler")),
             }),
-            datacenter: c.datacenter.enabled.then(|| {
-                c.datacenter
-                    .files
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| {
-                        FileState::new(
-                            format!("rules.datacenter.files[{i}]"),
-                            p.clone(),
-                            Vec::new(),
-                            "datacenter",
-                        )
-                    })
-                    .collect()
+            ranges: RangeRule::ALL.map(|r| {
+                let rc = r.config(c);
+                rc.enabled.then(|| RangeSource {
+                    builtin: rc.builtin.then(|| r.builtin()),
+                    files: rc
+                        .files
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| {
+                            FileState::new(
+                                format!("rules.{}.files[{i}]", r.key()),
+                                p.clone(),
+                                Vec::new(),
+                                r.key(),
+                            )
+                        })
+                        .collect(),
+                })
             }),
             lists: c
                 .lists
@@ -324,14 +386,14 @@ impl Sources {
         if let Some(f) = self.crawler.as_mut().and_then(|c| c.extra.as_mut()) {
             f.refresh(true, parse_patterns)?;
         }
-        for f in self.datacenter.iter_mut().flatten() {
+        for f in self.ranges.iter_mut().flatten().flat_map(|r| &mut r.files) {
             f.refresh(true, parse_ranges)?;
         }
         for f in self.lists.iter_mut().filter_map(|l| l.file.as_mut()) {
             f.refresh(true, parse_list)?;
         }
         let n = self.lists.len();
-        Ok(self.build(&Snapshot::default(), true, true, &vec![true; n]))
+        Ok(self.build(&Snapshot::default(), true, [true; 3], &vec![true; n]))
     }
 
     /// Re-reads changed files; returns how many changed and the snapshot
@@ -342,10 +404,13 @@ impl Sources {
             .as_mut()
             .and_then(|c| c.extra.as_mut())
             .is_some_and(|f| f.refresh_or_keep(force, parse_patterns));
-        let mut datacenter = false;
-        for f in self.datacenter.iter_mut().flatten() {
-            datacenter |= f.refresh_or_keep(force, parse_ranges);
-        }
+        let ranges = self.ranges.each_mut().map(|r| {
+            r.as_mut().is_some_and(|r| {
+                r.files
+                    .iter_mut()
+                    .fold(false, |any, f| f.refresh_or_keep(force, parse_ranges) | any)
+            })
+        });
         let lists: Vec<bool> = self
             .lists
             .iter_mut()
@@ -361,15 +426,17 @@ impl Sources {
                 file || before != l.runtime.len()
             })
             .collect();
-        let changed = crawler as usize + datacenter as usize + lists.iter().filter(|c| **c).count();
-        (changed, self.build(current, crawler, datacenter, &lists))
+        let changed = crawler as usize
+            + ranges.iter().filter(|c| **c).count()
+            + lists.iter().filter(|c| **c).count();
+        (changed, self.build(current, crawler, ranges, &lists))
     }
 
     fn build(
         &self,
         current: &Snapshot,
         crawler: bool,
-        datacenter: bool,
+        ranges: [bool; 3],
         lists: &[bool],
     ) -> Snapshot {
         let crawler = match (&self.crawler, crawler) {
@@ -387,15 +454,22 @@ impl Sources {
             }
             (Some(_), false) => current.crawler.clone(),
         };
-        let datacenter = match (&self.datacenter, datacenter) {
+        let ranges = RangeRule::ALL.map(|r| match (&self.ranges[r as usize], ranges[r as usize]) {
             (None, _) => None,
-            (Some(files), true) => {
-                let all: Vec<(Prefix, Arc<str>)> =
-                    files.iter().flat_map(|f| f.data.iter().cloned()).collect();
+            (Some(src), true) => {
+                // Files after the built-in ranges: on an equal prefix the
+                // operator's label wins.
+                let all: Vec<(Prefix, Arc<str>)> = src
+                    .builtin
+                    .iter()
+                    .map(|b| &**b)
+                    .chain(src.files.iter().map(|f| &*f.data))
+                    .flat_map(|v| v.iter().cloned())
+                    .collect();
                 Some(Arc::new(IpRanges::build(all)))
             }
-            (Some(_), false) => current.datacenter.clone(),
-        };
+            (Some(_), false) => current.ranges[r as usize].clone(),
+        });
         let now = now_unix();
         let lists = self
             .lists
@@ -408,7 +482,7 @@ impl Sources {
             .collect();
         Snapshot {
             crawler,
-            datacenter,
+            ranges,
             lists,
         }
     }
@@ -433,7 +507,7 @@ impl Sources {
     fn rebuild_one(&self, i: usize, current: &Snapshot) -> Snapshot {
         let mut flags = vec![false; self.lists.len()];
         flags[i] = true;
-        self.build(current, false, false, &flags)
+        self.build(current, false, [false; 3], &flags)
     }
 
     /// An admin edit: refused on a feed's list.
@@ -555,5 +629,54 @@ impl Sources {
         };
         let runtime = l.runtime.iter().cloned().map(move |e| (e, src));
         Ok(file.chain(runtime).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped files parse whole, and never cover addresses no
+    /// provider owns (a feed once carried the documentation prefixes).
+    #[test]
+    fn builtin_ranges_parse_and_leave_special_purpose_addresses_alone() {
+        let special = [
+            "10.0.0.1",
+            "172.16.5.5",
+            "192.168.1.1",
+            "127.0.0.1",
+            "100.64.0.1",
+            "169.254.1.1",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "::1",
+            "2001:db8::7",
+            "fc00::1",
+            "fe80::1",
+        ];
+        for (r, min, text) in [
+            (
+                RangeRule::Datacenter,
+                10_000,
+                include_str!("ranges/datacenter.txt"),
+            ),
+            (RangeRule::Proxy, 1_000, include_str!("ranges/proxy.txt")),
+            (
+                RangeRule::VerifiedBot,
+                1_000,
+                include_str!("ranges/verified_bots.txt"),
+            ),
+        ] {
+            let (_, n, bad) = parse_ranges(text, Path::new("builtin"));
+            assert!(bad.is_empty(), "{r:?}: {bad:?}");
+            let ranges = r.builtin();
+            assert_eq!(ranges.len(), n);
+            assert!(n >= min, "{r:?}: only {n} ranges");
+            let table = IpRanges::build(ranges.to_vec());
+            for ip in special {
+                assert_eq!(table.lookup(ip.parse().unwrap()), None, "{r:?} covers {ip}");
+            }
+        }
     }
 }

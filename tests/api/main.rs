@@ -14,6 +14,7 @@ mod faults;
 mod feeds;
 mod fleet;
 mod helpers;
+mod intel;
 mod isbot;
 mod layer;
 mod logs;

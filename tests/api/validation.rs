@@ -64,9 +64,9 @@ async fn bad_values_are_400s_naming_the_field() {
 #[tokio::test]
 async fn ipv6_addresses_are_accepted() {
     let app = spawn_app().await;
-    let (status, v) = app.check_ip("2a00:1450:4001:82a::200e").await;
+    let (status, v) = app.check_ip("2001:db8:4001:82a::200e").await;
     assert_eq!(status, 200, "{v}");
-    assert!(app.mock.last_params("2a00:1450:4001:82a::200e").is_some());
+    assert!(app.mock.last_params("2001:db8:4001:82a::200e").is_some());
 }
 
 #[tokio::test]
