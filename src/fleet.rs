@@ -1,7 +1,7 @@
 //! Shared state for a fleet of fraudgates on one Redis (`[redis] url`;
 //! off by default: one process needs nothing).
 //!
-//! - **Verdicts, two tiers.** A local (moka) miss asks Redis; a Redis miss
+//! - **Verdicts, two tiers.** A local-cache miss asks Redis; a Redis miss
 //!   takes a short lock (`SET NX PX`) and makes the one RT call, the other
 //!   replicas missing the same key poll Redis for its answer within their
 //!   budget (and call RT themselves only if it does not come). A local hit

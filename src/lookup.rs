@@ -4,7 +4,7 @@
 //! - A miss runs the upstream call in its own task: when the budget runs
 //!   out first the caller gets `Deadline` at once while the call finishes
 //!   (bounded by the upstream timeout) and fills the cache ("late fill").
-//! - Concurrent misses for a key share one call (moka `entry` API).
+//! - Concurrent misses for a key share one call (`VerdictCache::get_or_fetch`).
 //! - A stale verdict (past its TTL, inside the stale window) is served at
 //!   once while exactly one background refresh runs; a failed refresh keeps
 //!   it servable for `stale_if_error_s`.
@@ -105,10 +105,7 @@ impl Fetcher {
             match self.cache.freshness(&hit) {
                 Freshness::Fresh => {
                     self.c.hits.increment(1);
-                    let ttl = self
-                        .cache
-                        .ttl_of(&hit)
-                        .saturating_sub(hit.fetched_at.elapsed());
+                    let ttl = self.cache.ttl_of(&hit).saturating_sub(hit.age());
                     let source = if hit.outcome.is_ok() {
                         Source::Cache
                     } else {

@@ -1,8 +1,9 @@
-//! Verdict cache: compact 128-bit keys, per-outcome TTLs, coalescing of
-//! concurrent misses for one key into one upstream call (moka `entry` API:
-//! one init future per key, other callers wait for its value), and
-//! stale-while-revalidate: a verdict is kept past its TTL for the stale
-//! windows and served marked stale while one background refresh runs.
+//! Verdict cache: compact 128-bit keys in a flat table ([`table`]: about
+//! 100 bytes a key), per-outcome TTLs, coalescing of concurrent misses for
+//! one key into one upstream call (one init future per key, other callers
+//! wait for its value), and stale-while-revalidate: a verdict is kept past
+//! its TTL for the stale windows and served marked stale while one
+//! background refresh runs.
 //!
 //! Two rules keep a verdict on the traffic it belongs to:
 //! - **Offer-scoped tags** (`cap`, `attribution`) depend on the offer,
@@ -13,17 +14,19 @@
 //!   never served, even if it lands in the cache after the purge (a late
 //!   fill, a background refresh).
 
+pub mod table;
+
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use moka::Expiry;
-use moka::future::Cache;
 use serde::Deserialize;
+use tokio::sync::OnceCell;
 
 use crate::config::CacheConfig;
 use crate::event::Event;
@@ -106,27 +109,52 @@ impl Keyer {
     }
 }
 
+/// The cache's clock: microseconds since the first use in the process.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn micros(t: Instant) -> u64 {
+    t.saturating_duration_since(*EPOCH).as_micros() as u64
+}
+
+/// A short tag of an IP for purges by IP: a collision only purges an
+/// extra entry, never keeps one.
+fn ip_tag(ip: IpAddr) -> u32 {
+    let bits = match ip.to_canonical() {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    let x = (bits as u64) ^ ((bits >> 64) as u64).rotate_left(29);
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
+}
+
 /// What the cache remembers for a key: a verdict, or a recent failure,
-/// plus the IP and a UA hash so purges by IP (or IP+UA) can find it.
+/// plus an IP tag and a UA hash so purges by IP (or IP+UA) can find it.
+/// Kept small: it is stored inline, one per cached key.
 #[derive(Debug, Clone)]
 pub struct Cached {
     pub outcome: Result<Tags, UpstreamError>,
-    pub fetched_at: Instant,
-    /// The last background refresh of this (stale) verdict failed.
-    pub refresh_failed: bool,
-    ip: IpAddr,
-    ua_hash: u64,
+    /// When it was fetched, in [`micros`].
+    fetched: u64,
     /// Offer scope of the event it was fetched for (see [`OFFER_SCOPED`]).
     scope: u64,
+    ua_hash: u64,
+    ip: u32,
     /// Purge generation when its fetch started.
-    generation: u64,
+    generation: u32,
+    /// The last background refresh of this (stale) verdict failed.
+    pub refresh_failed: bool,
     /// Another replica's verdict, from Redis.
     pub from_fleet: bool,
 }
 
 impl Cached {
+    /// How long ago it was fetched.
+    pub fn age(&self) -> Duration {
+        Duration::from_micros(micros(Instant::now()).saturating_sub(self.fetched))
+    }
+
     /// The same verdict, marked as having failed a refresh (its
-    /// `fetched_at`, and so its remaining life, unchanged).
+    /// fetch time, and so its remaining life, unchanged).
     pub fn with_refresh_failed(self) -> Self {
         Cached {
             refresh_failed: true,
@@ -157,6 +185,13 @@ struct Ttls {
 }
 
 impl Ttls {
+    /// When the cache lets go of `v`, in [`micros`].
+    fn deadline(&self, v: &Cached) -> u64 {
+        v.fetched
+            .saturating_add(self.lifetime(v).as_micros() as u64)
+            .max(v.fetched + 1)
+    }
+
     /// How long the value is fresh.
     fn for_value(&self, v: &Cached) -> Duration {
         match &v.outcome {
@@ -186,27 +221,6 @@ impl Ttls {
             Err(_) => self.for_value(v),
         }
     }
-
-    /// What is left of the lifetime, counted from when it was fetched (an
-    /// update that keeps `fetched_at` does not extend it).
-    fn remaining(&self, v: &Cached) -> Option<Duration> {
-        Some(self.lifetime(v).saturating_sub(v.fetched_at.elapsed()))
-    }
-}
-
-impl Expiry<CacheKey, Cached> for Ttls {
-    fn expire_after_create(&self, _: &CacheKey, v: &Cached, _: Instant) -> Option<Duration> {
-        self.remaining(v)
-    }
-    fn expire_after_update(
-        &self,
-        _: &CacheKey,
-        v: &Cached,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        self.remaining(v)
-    }
 }
 
 /// A purge asked for: by the admin API, or by another replica.
@@ -231,7 +245,9 @@ impl Purge {
 /// The verdict cache. Cheap to clone (shared inside).
 #[derive(Clone)]
 pub struct VerdictCache {
-    inner: Cache<CacheKey, Cached>,
+    table: Arc<table::Table<Cached>>,
+    /// Keys being fetched, each with the one fetch its callers share.
+    inflight: Arc<Mutex<HashMap<CacheKey, Arc<OnceCell<Cached>>>>>,
     keyer: Arc<Keyer>,
     ttls: Ttls,
     /// Keys with a background refresh in flight (one per key).
@@ -243,8 +259,8 @@ pub struct VerdictCache {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PurgeScope {
     All,
-    Ip(IpAddr),
-    IpUa(IpAddr, u64),
+    Ip(u32),
+    IpUa(u32, u64),
 }
 
 impl PurgeScope {
@@ -310,17 +326,18 @@ impl Purges {
 
     /// True when a purge after `v`'s fetch started covers it.
     fn purged(&self, v: &Cached) -> bool {
-        if v.generation >= self.current() {
+        let generation = u64::from(v.generation);
+        if generation >= self.current() {
             return false;
         }
         let log = self.log.load();
-        if v.generation < log.floor {
+        if generation < log.floor {
             return true;
         }
         log.entries
             .iter()
             .rev()
-            .take_while(|(g, _)| *g > v.generation)
+            .take_while(|(g, _)| *g > generation)
             .any(|(_, scope)| scope.covers(v))
     }
 }
@@ -335,11 +352,8 @@ impl VerdictCache {
             stale_if_error: c.stale_if_error(),
         };
         VerdictCache {
-            inner: Cache::builder()
-                .max_capacity(c.max_entries)
-                .expire_after(ttls)
-                .support_invalidation_closures()
-                .build(),
+            table: Arc::new(table::Table::new(c.max_entries)),
+            inflight: Arc::default(),
             keyer: Arc::new(Keyer::new(&c.key)),
             ttls,
             refreshing: moka::sync::Cache::builder()
@@ -371,7 +385,7 @@ impl VerdictCache {
 
     /// Where `v` stands: fresh, servable stale, or expired.
     pub fn freshness(&self, v: &Cached) -> Freshness {
-        let age = v.fetched_at.elapsed();
+        let age = v.age();
         let ttl = self.ttls.for_value(v);
         if age < ttl {
             return Freshness::Fresh;
@@ -393,11 +407,17 @@ impl VerdictCache {
     }
 
     pub async fn insert(&self, key: CacheKey, v: Cached) {
-        self.inner.insert(key, v).await;
+        self.put(key, v);
+    }
+
+    fn put(&self, key: CacheKey, v: Cached) {
+        let deadline = self.ttls.deadline(&v);
+        self.table
+            .insert(key.0, v, deadline, micros(Instant::now()));
     }
 
     pub async fn invalidate(&self, key: &CacheKey) {
-        self.inner.invalidate(key).await;
+        self.table.remove(key.0);
     }
 
     pub fn key(&self, e: &Event) -> CacheKey {
@@ -414,12 +434,12 @@ impl VerdictCache {
     ) -> Cached {
         Cached {
             outcome,
-            fetched_at: Instant::now(),
+            fetched: micros(Instant::now()),
             refresh_failed: false,
-            ip: e.ip,
+            ip: ip_tag(e.ip),
             ua_hash: self.keyer.ua_hash(&e.ua),
             scope: self.keyer.scope(e),
-            generation,
+            generation: generation as u32,
             from_fleet: false,
         }
     }
@@ -432,19 +452,19 @@ impl VerdictCache {
         generation: u64,
         age: Duration,
     ) -> Cached {
-        let now = Instant::now();
+        let v = self.value(e, Ok(tags), generation);
         Cached {
-            fetched_at: now.checked_sub(age).unwrap_or(now),
+            fetched: v.fetched.saturating_sub(age.as_micros() as u64),
             from_fleet: true,
-            ..self.value(e, Ok(tags), generation)
+            ..v
         }
     }
 
     /// The cached value, unless a purge since its fetch covers it.
     pub async fn get(&self, key: &CacheKey) -> Option<Cached> {
-        let v = self.inner.get(key).await?;
+        let v = self.table.get(key.0, micros(Instant::now()))?;
         if self.purges.purged(&v) {
-            self.inner.invalidate(key).await;
+            self.table.remove(key.0);
             return None;
         }
         Some(v)
@@ -458,9 +478,34 @@ impl VerdictCache {
         key: CacheKey,
         fetch: impl Future<Output = Cached>,
     ) -> (Cached, bool) {
-        let entry = self.inner.entry(key).or_insert_with(fetch).await;
-        let fresh = entry.is_fresh();
-        (entry.into_value(), fresh)
+        let cell = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            // Looked up under the lock: a fetch that just finished has put
+            // its value in the table before leaving `inflight`.
+            if let Some(v) = self.table.get(key.0, micros(Instant::now())) {
+                return (v, false);
+            }
+            inflight.entry(key).or_default().clone()
+        };
+        let mut ran = false;
+        // If the fetching caller is dropped mid-way, a waiting one runs its
+        // own fetch (OnceCell hands the initialisation on).
+        let v = cell
+            .get_or_init(|| async {
+                ran = true;
+                let v = fetch.await;
+                self.put(key, v.clone());
+                v
+            })
+            .await
+            .clone();
+        if ran {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            if inflight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                inflight.remove(&key);
+            }
+        }
+        (v, ran)
     }
 
     /// True when a purge since `v`'s fetch began covers it: not to be
@@ -475,27 +520,24 @@ impl VerdictCache {
     }
 
     /// Drops every verdict for `ip` (any UA). Effective for the very next
-    /// lookup: moka checks registered predicates on every read.
+    /// lookup: the purge is logged before the table is swept, and a value
+    /// it covers is refused on read.
     pub fn purge_ip(&self, ip: IpAddr) {
-        let ip = ip.to_canonical();
-        self.purges.record(PurgeScope::Ip(ip));
-        self.inner
-            .invalidate_entries_if(move |_, v| v.ip == ip)
-            .expect("invalidation closures are enabled");
+        let tag = ip_tag(ip);
+        self.purges.record(PurgeScope::Ip(tag));
+        self.table.retain(|v| v.ip != tag);
     }
 
     /// Drops the verdicts for one IP+UA.
     pub async fn purge_ip_ua(&self, ip: IpAddr, ua: &str) {
         let ip = ip.to_canonical();
-        self.purges
-            .record(PurgeScope::IpUa(ip, self.keyer.ua_hash(ua)));
-        if let Some(key) = self.keyer.key_ip_ua(ip, ua) {
-            self.inner.invalidate(&key).await;
-        } else {
-            let ua_hash = self.keyer.ua_hash(ua);
-            self.inner
-                .invalidate_entries_if(move |_, v| v.ip == ip && v.ua_hash == ua_hash)
-                .expect("invalidation closures are enabled");
+        let (tag, ua_hash) = (ip_tag(ip), self.keyer.ua_hash(ua));
+        self.purges.record(PurgeScope::IpUa(tag, ua_hash));
+        match self.keyer.key_ip_ua(ip, ua) {
+            Some(key) => self.table.remove(key.0),
+            None => self
+                .table
+                .retain(|v| !(v.ip == tag && v.ua_hash == ua_hash)),
         }
     }
 
@@ -509,12 +551,17 @@ impl VerdictCache {
 
     pub fn purge_all(&self) {
         self.purges.record(PurgeScope::All);
-        self.inner.invalidate_all();
+        self.table.clear();
     }
 
-    /// Approximate number of entries.
+    /// Entries held.
     pub fn entry_count(&self) -> u64 {
-        self.inner.entry_count()
+        self.table.len()
+    }
+
+    /// Slots allocated for entries (each holds one [`Cached`] inline).
+    pub fn slots(&self) -> u64 {
+        self.table.slots()
     }
 }
 
