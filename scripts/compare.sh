@@ -86,9 +86,12 @@ CONF
 wait_ready "$FG_PORT"
 
 UA='Mozilla%2F5.0%20(Windows%20NT%2010.0%3B%20Win64%3B%20x64)%20AppleWebKit%2F537.36%20(KHTML%2C%20like%20Gecko)%20Chrome%2F120.0%20Safari%2F537.36'
+BROWSER_UA='Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36'
 ONE="event_type=click&ip=203.0.113.9&ua=$UA&key=k&at=1&affiliate_id=1&offer_id=2"
 curl -s "http://127.0.0.1:$FG_PORT/v1/check?$ONE" >/dev/null
 curl -s "http://127.0.0.1:$NGX_PORT/?$ONE" >/dev/null
+code=$(curl -s -o /dev/null -w '%{http_code}' -A "$BROWSER_UA" "http://127.0.0.1:$FG_PORT/v1/auth?offer_id=2&affiliate_id=1")
+[ "$code" = 200 ] || { echo "/v1/auth answered $code, not 200" >&2; exit 1; }
 
 
 : >"$tmp/results"
@@ -97,6 +100,9 @@ for round in $(seq "$ROUNDS"); do
   wrk_row "one-key fraudgate /v1/check" "http://127.0.0.1:$FG_PORT/v1/check?$ONE"
   wrk_row "one-key nginx proxy_cache" "http://127.0.0.1:$NGX_PORT/?$ONE"
   wrk_row "one-key fraudgate / (RT drop-in)" "http://127.0.0.1:$FG_PORT/?$ONE"
+  # The auth door: the client is the TCP peer (no trusted proxy), the UA
+  # its header, the offer and affiliate from the query.
+  wrk_row "one-key fraudgate /v1/auth" "http://127.0.0.1:$FG_PORT/v1/auth?offer_id=2&affiliate_id=1" -H "User-Agent: $BROWSER_UA"
   wrk_row "one-key fraudgate /healthz (HTTP floor)" "http://127.0.0.1:$FG_PORT/healthz"
   TARGET_PATH=/v1/check wrk_row "zipf fraudgate /v1/check" "http://127.0.0.1:$FG_PORT" -s scripts/loadtest.lua
   TARGET_PATH=/ wrk_row "zipf nginx proxy_cache" "http://127.0.0.1:$NGX_PORT" -s scripts/loadtest.lua
