@@ -37,7 +37,11 @@ async fn main() {
     for i in 0..n {
         let mut e = template.clone();
         e.ip = Ipv4Addr::from(0x0b00_0000u32 + i as u32).into();
-        let outcome = if i % 10 == 0 { Ok(flagged.clone()) } else { Ok(Tags::clean()) };
+        let outcome = if i % 10 == 0 {
+            Ok(flagged.clone())
+        } else {
+            Ok(Tags::clean())
+        };
         let v = cache.value(&e, outcome, cache.generation());
         cache.insert(cache.key(&e), v).await;
     }

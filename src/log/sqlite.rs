@@ -7,8 +7,17 @@
 //! One database with a table per day rather than a file per day: SQLite
 //! attaches at most 10 databases to one connection in its default build,
 //! so a query over a 30-day retention could not see every day at once.
+//!
+//! **Rollups.** SQLite has no hash aggregation: a grouped query over 10 M
+//! rows spends most of its time sorting them. So each day table has a
+//! rollup (`r_YYYYMMDD`) the writer keeps in the same transaction: one row
+//! per UTC hour and combination of the [`ROLLUP_DIMS`] (who, what, which
+//! decision and why), with the event count and the sum of `elapsed_us`.
+//! A grouped query that names only those fields (and date bounds on whole
+//! hours) reads the rollup instead (`query::sqlite`); any other query, and
+//! any store with a day table older than its rollup, reads the rows.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -42,10 +51,75 @@ const SCHEMA: &str = "(id TEXT NOT NULL, ts INTEGER NOT NULL, door TEXT NOT NULL
     source TEXT NOT NULL, reason TEXT NOT NULL, rules TEXT NOT NULL, rule_mask INTEGER NOT NULL, \
     ivt TEXT NOT NULL, ivt_category TEXT NOT NULL, elapsed_us INTEGER NOT NULL)";
 
+/// The columns a rollup row is keyed by, besides its hour (`ts`). The
+/// nullable ones (`client`, `country_code`) are stored as `''` for NULL
+/// (a unique key treats NULLs as distinct) and read back as NULL.
+pub const ROLLUP_DIMS: [&str; 17] = [
+    "door",
+    "client",
+    "event_type",
+    "affiliate_id",
+    "offer_id",
+    "country_code",
+    "decision",
+    "would_be",
+    "mode",
+    "tags",
+    "tag_mask",
+    "blocked_mask",
+    "source",
+    "reason",
+    "rule_mask",
+    "ivt",
+    "ivt_category",
+];
+
+const ROLLUP_SCHEMA: &str = "(ts INTEGER NOT NULL, door TEXT NOT NULL, client TEXT NOT NULL,     event_type TEXT NOT NULL, affiliate_id TEXT NOT NULL, offer_id TEXT NOT NULL,     country_code TEXT NOT NULL, decision TEXT NOT NULL, would_be TEXT NOT NULL,     mode TEXT NOT NULL, tags TEXT NOT NULL, tag_mask INTEGER NOT NULL,     blocked_mask INTEGER NOT NULL, source TEXT NOT NULL, reason TEXT NOT NULL,     rule_mask INTEGER NOT NULL, ivt TEXT NOT NULL, ivt_category TEXT NOT NULL,     n INTEGER NOT NULL, elapsed_sum INTEGER NOT NULL)";
+
+/// The rollup of a day table.
+pub fn rollup_table(day_table: &str) -> String {
+    format!("r_{}", &day_table[2..])
+}
+
+/// One rollup row's key: the hour and the dimensions of a row.
+#[derive(PartialEq, Eq, Hash)]
+struct RollupKey<'a> {
+    hour: i64,
+    text: [&'a str; 14],
+    masks: [i64; 3],
+}
+
+impl<'a> RollupKey<'a> {
+    fn of(r: &'a Row) -> Self {
+        RollupKey {
+            hour: r.ts.div_euclid(3_600_000) * 3_600_000,
+            text: [
+                r.door,
+                r.client.as_deref().unwrap_or(""),
+                r.event_type,
+                &r.affiliate_id,
+                &r.offer_id,
+                r.country_code.as_deref().unwrap_or(""),
+                r.decision,
+                r.would_be,
+                r.mode,
+                &r.tags,
+                r.source,
+                r.reason,
+                r.ivt,
+                &r.ivt_category,
+            ],
+            masks: [r.tag_mask, r.blocked_mask, r.rule_mask],
+        }
+    }
+}
+
 /// The writer's side: owns the one write connection.
 pub struct Writer {
     conn: Connection,
     tables: HashSet<String>,
+    /// Day tables that have had their rollup from the start.
+    rollups: HashSet<String>,
     ivt: IvtMap,
     ip: IpMode,
     retention_days: u32,
@@ -83,9 +157,11 @@ impl Writer {
     ) -> Result<Self, LogError> {
         let conn = open_rw(path)?;
         let tables = list_tables(&conn).map_err(|e| LogError::Write(e.to_string()))?;
+        let rollups = list_rollups(&conn).map_err(|e| LogError::Write(e.to_string()))?;
         Ok(Writer {
             conn,
             tables: tables.into_iter().collect(),
+            rollups: rollups.into_iter().collect(),
             ivt,
             ip,
             retention_days,
@@ -105,6 +181,7 @@ impl Writer {
         let Writer {
             conn,
             tables,
+            rollups,
             ivt,
             ip,
             salt,
@@ -119,20 +196,21 @@ impl Writer {
         for r in batch {
             let d = r.ts_ms().div_euclid(86_400_000);
             if day.is_some_and(|cur| cur != d) && !day_rows.is_empty() {
-                Self::insert_day(tables, &tx, day.unwrap_or(d), &day_rows)?;
+                Self::insert_day(tables, rollups, &tx, day.unwrap_or(d), &day_rows)?;
                 day_rows.clear();
             }
             day = Some(d);
             day_rows.push(Row::new(r, ivt, *ip, salt.as_ref()));
         }
         if let Some(d) = day {
-            Self::insert_day(tables, &tx, d, &day_rows)?;
+            Self::insert_day(tables, rollups, &tx, d, &day_rows)?;
         }
         tx.commit().map_err(err)
     }
 
     fn insert_day(
         tables: &mut HashSet<String>,
+        rollups: &mut HashSet<String>,
         tx: &rusqlite::Transaction<'_>,
         day: i64,
         rows: &[Row],
@@ -140,12 +218,22 @@ impl Writer {
         let err = |e: rusqlite::Error| LogError::Write(e.to_string());
         let table = day_table(day * 86_400_000);
         if !tables.contains(&table) {
+            // A new day: its rollup starts with it (a day table written
+            // before rollups existed never gets one: it would be partial).
+            let rollup = rollup_table(&table);
+            let dims = ROLLUP_DIMS.join(", ");
             tx.execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS \"{table}\" {SCHEMA}; \
-                 CREATE INDEX IF NOT EXISTS \"{table}_ts\" ON \"{table}\" (ts);"
+                 CREATE INDEX IF NOT EXISTS \"{table}_ts\" ON \"{table}\" (ts); \
+                 CREATE TABLE IF NOT EXISTS \"{rollup}\" {ROLLUP_SCHEMA}; \
+                 CREATE UNIQUE INDEX IF NOT EXISTS \"{rollup}_key\" ON \"{rollup}\" (ts, {dims});"
             ))
             .map_err(err)?;
             tables.insert(table.clone());
+            rollups.insert(table.clone());
+        }
+        if rollups.contains(&table) {
+            Self::roll_up(tx, &rollup_table(&table), rows)?;
         }
         let insert = |n: usize| {
             let one = format!("({})", vec!["?"; COLUMN_COUNT].join(", "));
@@ -175,6 +263,43 @@ impl Writer {
         Ok(())
     }
 
+    /// Adds the rows' counts to the day's rollup: one upsert per distinct
+    /// hour and dimensions in the batch.
+    fn roll_up(tx: &rusqlite::Transaction<'_>, rollup: &str, rows: &[Row]) -> Result<(), LogError> {
+        let err = |e: rusqlite::Error| LogError::Write(e.to_string());
+        let mut sums: HashMap<RollupKey<'_>, (i64, i64)> = HashMap::new();
+        for r in rows {
+            let e = sums.entry(RollupKey::of(r)).or_default();
+            e.0 += 1;
+            e.1 += r.elapsed_us;
+        }
+        let mut stmt = tx
+            .prepare_cached(&format!(
+                "INSERT INTO \"{rollup}\" (ts, door, client, event_type, affiliate_id, offer_id, \
+                 country_code, decision, would_be, mode, tags, source, reason, ivt, ivt_category, \
+                 tag_mask, blocked_mask, rule_mask, n, elapsed_sum) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (ts, {}) DO UPDATE SET n = n + excluded.n, \
+                 elapsed_sum = elapsed_sum + excluded.elapsed_sum",
+                ROLLUP_DIMS.join(", ")
+            ))
+            .map_err(err)?;
+        for (k, (n, elapsed)) in &sums {
+            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(20);
+            params.push(&k.hour);
+            for t in &k.text {
+                params.push(t);
+            }
+            for m in &k.masks {
+                params.push(m);
+            }
+            params.push(n);
+            params.push(elapsed);
+            stmt.execute(params.as_slice()).map_err(err)?;
+        }
+        Ok(())
+    }
+
     /// Drops the day tables older than the retention (at most once per
     /// day of `now_ms`). Returns the tables dropped.
     pub fn retention(&mut self, now_ms: i64) -> Result<Vec<String>, LogError> {
@@ -188,9 +313,13 @@ impl Writer {
         for t in list_tables(&self.conn).map_err(err)? {
             if t < oldest_kept {
                 self.conn
-                    .execute_batch(&format!("DROP TABLE \"{t}\""))
+                    .execute_batch(&format!(
+                        "DROP TABLE \"{t}\"; DROP TABLE IF EXISTS \"{}\"",
+                        rollup_table(&t)
+                    ))
                     .map_err(err)?;
                 self.tables.remove(&t);
+                self.rollups.remove(&t);
                 dropped.push(t);
             }
         }
@@ -212,6 +341,15 @@ fn list_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     stmt.query_map([], |r| r.get::<_, String>(0))?.collect()
 }
 
+/// The day tables (`d_...`) whose rollup exists.
+fn list_rollups(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT 'd_' || substr(name, 3) FROM sqlite_master \
+         WHERE type = 'table' AND name GLOB 'r_[0-9]*' ORDER BY name",
+    )?;
+    stmt.query_map([], |r| r.get::<_, String>(0))?.collect()
+}
+
 /// Runs `q` on a fresh read-only connection and hands every row (its
 /// values in column order) to `each`, which may stop it by returning
 /// false. Blocking: call it from a blocking thread.
@@ -221,10 +359,23 @@ pub fn run(
     timeout: Duration,
     each: &mut dyn FnMut(&[String], Vec<serde_json::Value>) -> bool,
 ) -> Result<(), QueryFailure> {
+    run_with(path, q, timeout, true, each)
+}
+
+/// [`run`], reading the rollups where they answer `q` only if `rollups`
+/// (false: always the rows, to compare the two).
+pub fn run_with(
+    path: &Path,
+    q: &Query,
+    timeout: Duration,
+    rollups: bool,
+    each: &mut dyn FnMut(&[String], Vec<serde_json::Value>) -> bool,
+) -> Result<(), QueryFailure> {
     let file: PathBuf = path.join(FILE);
     let store = |e: rusqlite::Error| QueryFailure::Store(e.to_string());
     let tables;
     let mut conn;
+    let mut complete = false;
     if file.exists() {
         conn = Connection::open_with_flags(
             &file,
@@ -232,6 +383,8 @@ pub fn run(
         )
         .map_err(store)?;
         tables = list_tables(&conn).map_err(store)?;
+        let with = list_rollups(&conn).map_err(store)?;
+        complete = tables.iter().all(|t| with.contains(t));
     } else {
         conn = Connection::open_in_memory().map_err(store)?;
         tables = Vec::new();
@@ -262,7 +415,7 @@ pub fn run(
     let deadline = Instant::now() + timeout;
     conn.progress_handler(10_000, Some(move || Instant::now() > deadline))
         .map_err(store)?;
-    let sql = build(q, &tables)?;
+    let sql = build(q, &tables, rollups && complete)?;
     let mut stmt = conn.prepare(&sql.text).map_err(store)?;
     let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
     let shown: Vec<String> = names.iter().filter(|n| *n != HIDDEN).cloned().collect();
@@ -387,6 +540,128 @@ mod tests {
         );
         assert_eq!(count(&dir, "field=id&page_size=1000"), 60);
         assert!(w.retention(today + 6000).unwrap().is_empty(), "once a day");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Rows of every kind over three days and many hours, for the
+    /// rollup comparison.
+    fn varied(i: u128, ms: i64) -> Record {
+        let cc = ["DE", "US", ""][i as usize % 3];
+        let mut q = format!(
+            "event_type={}&ip=10.0.{}.{}&ua=x&affiliate_id=a{}&offer_id=o{}",
+            if i % 5 == 0 { "impression" } else { "click" },
+            i % 7,
+            i % 200,
+            i % 4,
+            i % 3
+        );
+        if !cc.is_empty() {
+            q.push_str(&format!("&country_code={cc}"));
+        }
+        let event = crate::event::EventBuilder::from_query(&q)
+            .unwrap()
+            .build()
+            .unwrap();
+        let flagged = i % 4 == 0;
+        let tags = if flagged {
+            crate::verdict::Tags::parse("datacenter\nip").unwrap()
+        } else {
+            crate::verdict::Tags::clean()
+        };
+        let block = if flagged {
+            crate::policy::Action::Block
+        } else {
+            crate::policy::Action::Allow
+        };
+        Record {
+            client: (i % 6 == 0).then(|| "partner".into()),
+            decision: block,
+            would_be: block,
+            blocked_by: if flagged {
+                crate::verdict::Tags::parse("datacenter").unwrap()
+            } else {
+                crate::verdict::Tags::clean()
+            },
+            tags,
+            reason: if flagged { "tags" } else { "clean" },
+            elapsed_us: (i * 37 % 1000) as u64,
+            event,
+            ..record(ms, i)
+        }
+    }
+
+    /// Every grouped query the rollups take answers exactly what the rows
+    /// answer; those they cannot answer (per-IP, sub-hour bounds, a zone
+    /// off by half an hour) read the rows.
+    #[test]
+    fn rollups_answer_exactly_what_the_rows_answer() {
+        let dir = std::env::temp_dir().join(format!(
+            "fraudgate-sqlite-rollup-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let mut w = Writer::open(&dir, ivt, IpMode::Full, 30).unwrap();
+        let start = 1_790_000_000_000i64; // 2026-09-21
+        // Two batches, so rollup rows are added to, not only inserted.
+        let batch = |from: u128, to: u128| -> Vec<Record> {
+            (from..to)
+                // 150 instants 20 minutes apart (over two days); rows 300
+                // apart share their instant and every dimension, so the
+                // rollup rows count several events each.
+                .map(|i| varied(i, start + (i % 150) as i64 * 1_200_000 + (i % 7) as i64))
+                .collect()
+        };
+        w.write(&batch(0, 700)).unwrap();
+        w.write(&batch(700, 1500)).unwrap();
+        let f = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let rolled = [
+            "group=affiliate_id&field=count,blocked,allowed,block_rate,avg_elapsed_us,uniq_offer_id,any_door,tag_datacenter,blocked_by_datacenter,ivt_givt,ivt_none&sort=affiliate_id_asc".to_owned(),
+            "group=date,hour&field=count,blocked&sort=date_asc&sort=hour_asc&tz=Europe/Berlin&page_size=1000".to_owned(),
+            "group=country_code,client&field=count&sort=country_code_asc&sort=client_asc".to_owned(),
+            "group=ivt,ivt_category,tags&field=count,avg_elapsed_us&sort=ivt_asc&sort=tags_asc".to_owned(),
+            format!("group=offer_id&field=count,block_rate&sort=offer_id_desc&filter={}", f(r#"["AND",["affiliate_id_in",["a1","a2"]],["date_ge","2026-09-22"],["NOT",["tag","ip"]]]"#)),
+            format!("group=week,month&field=count&sort=week_asc&having={}", f(r#"["count_gt",10]"#)),
+            format!("group=door&field=count&filter={}", f(r#"["datetime_lt","2026-09-23 05:00:00"]"#)),
+            "group=event_type&field=count,blocked&page_size=1&page=2&sort=count_desc".to_owned(),
+        ];
+        let raw_only = [
+            "group=ip&field=count&sort=ip_asc&page_size=5".to_owned(),
+            "group=affiliate_id&field=uniq_ip&sort=affiliate_id_asc".to_owned(),
+            format!(
+                "group=door&field=count&filter={}",
+                f(r#"["datetime_ge","2026-09-22 10:30:00"]"#)
+            ),
+            "group=date&field=count&sort=date_asc&tz=Asia/Kolkata".to_owned(),
+            "field=id&page_size=3".to_owned(),
+        ];
+        let answer = |raw: &str, rollups: bool| {
+            let groups = !raw.starts_with("field=id");
+            let q = Query::from_params(crate::query::Events::All, raw, groups).unwrap();
+            let mut out = Vec::new();
+            run_with(&dir, &q, Duration::from_secs(5), rollups, &mut |_, v| {
+                out.push(v);
+                true
+            })
+            .unwrap();
+            (q, out)
+        };
+        let conn = Connection::open(dir.join(FILE)).unwrap();
+        let tables = list_tables(&conn).unwrap();
+        assert!(tables.len() >= 3, "{tables:?}");
+        for (raw, uses) in rolled
+            .iter()
+            .map(|r| (r, true))
+            .chain(raw_only.iter().map(|r| (r, false)))
+        {
+            let (q, fast) = answer(raw, true);
+            let (_, slow) = answer(raw, false);
+            assert!(!slow.is_empty(), "{raw}: no rows to compare");
+            assert_eq!(fast, slow, "{raw}");
+            let sql = build(&q, &tables, true).unwrap().text;
+            assert_eq!(sql.contains("\"r_"), uses, "{raw}: {sql}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -38,6 +38,14 @@ pub trait Dialect {
     fn has_bit(&self, col: &str, bit: u64) -> String;
     /// Sorting, with NULLs last (ClickHouse's order).
     fn order(&self, name: &str, desc: bool) -> String;
+    /// Events counted.
+    fn count(&self) -> String {
+        "count(*)".into()
+    }
+    /// Mean `elapsed_us`, one decimal.
+    fn avg_elapsed(&self) -> String {
+        "round(avg(elapsed_us), 1)".into()
+    }
 }
 
 /// The SQL expression of a field.
@@ -50,7 +58,7 @@ pub fn column(d: &impl Dialect, f: &Field) -> String {
 
 pub fn agg_sql(d: &impl Dialect, a: &Agg) -> String {
     match a {
-        Agg::Count => "count(*)".into(),
+        Agg::Count => d.count(),
         Agg::Blocked => d.count_if("would_be = 'block'"),
         Agg::Allowed => d.count_if("would_be = 'allow'"),
         Agg::BlockRate => d.block_rate(),
@@ -64,7 +72,7 @@ pub fn agg_sql(d: &impl Dialect, a: &Agg) -> String {
             d.has_bit("rule_mask", 1u64 << (*k as u32))
         )),
         Agg::Ivt(c) => d.count_if(&format!("ivt = '{}'", c.as_str())),
-        Agg::AvgElapsedUs => "round(avg(elapsed_us), 1)".into(),
+        Agg::AvgElapsedUs => d.avg_elapsed(),
     }
 }
 
@@ -226,6 +234,69 @@ fn special(
         };
     }
     Ok(None)
+}
+
+/// Whether a pre-aggregated source with one row per UTC hour and
+/// combination of `dims` (a count `n` and a sum `elapsed_sum` each) gives
+/// `q` exactly the answer the rows give: a grouped query whose groups,
+/// `any_`/`uniq_` fields and filter name only those dimensions, calendar
+/// buckets (not `datetime`) in a zone whose offsets are whole hours, and
+/// `date`/`datetime` bounds that fall on whole hours.
+pub fn rollup_answers(q: &Query, dims: &[&str]) -> bool {
+    let Shape::Groups { groups, aggs, .. } = &q.shape else {
+        return false;
+    };
+    let hourly_zone = whole_hour_zone(&q.tz);
+    let field_ok = |f: &Field| match f.kind {
+        Kind::Time(u) => u != TimeUnit::Datetime && hourly_zone,
+        _ => dims.contains(&f.name),
+    };
+    groups.iter().all(|f| field_ok(f))
+        && aggs.iter().all(|a| match a {
+            Agg::Any(f) | Agg::Uniq(f) => field_ok(f),
+            _ => true,
+        })
+        && q.filter
+            .as_ref()
+            .is_none_or(|e| expr_rolls_up(e, q, &field_ok))
+}
+
+fn expr_rolls_up(e: &Expr, q: &Query, field_ok: &dyn Fn(&Field) -> bool) -> bool {
+    match e {
+        Expr::And(ops) | Expr::Or(ops) => ops.iter().all(|o| expr_rolls_up(o, q, field_ok)),
+        Expr::Not(inner) => expr_rolls_up(inner, q, field_ok),
+        Expr::Cmp { name, op, values } => {
+            if name == "tag" || name == "rule" {
+                return true;
+            }
+            if matches!(name.as_str(), "date" | "datetime")
+                && matches!(op, Op::Ge | Op::Gt | Op::Le | Op::Lt)
+            {
+                // The bounds `special` puts on ts: both on whole hours.
+                let v = text_of(&values[0]);
+                let Ok(start) = local_ms(&v, &q.tz, "filter") else {
+                    return false;
+                };
+                let on_hour = |ms: i64| ms.rem_euclid(3_600_000) == 0;
+                return on_hour(start)
+                    && (name == "date" && whole_hour_zone(&q.tz) || matches!(op, Op::Ge | Op::Lt));
+            }
+            super::field(name).is_some_and(field_ok)
+        }
+    }
+}
+
+/// True when `tz` is a whole number of hours off UTC at every instant of
+/// the last 400 days and the next 30 (the span a decision log holds), so
+/// its calendar buckets start on UTC hours.
+fn whole_hour_zone(tz: &jiff::tz::TimeZone) -> bool {
+    let now = jiff::Timestamp::now();
+    (-400i64..=30).step_by(5).all(|days| {
+        let t = now
+            .checked_add(jiff::SignedDuration::from_hours(24 * days))
+            .unwrap_or(now);
+        tz.to_offset(t).seconds() % 3600 == 0
+    })
 }
 
 /// The SQL of an operand name, and whether it compares as a number.

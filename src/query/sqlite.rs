@@ -18,6 +18,8 @@ pub struct Sql {
 #[derive(Default)]
 struct Sqlite {
     params: Vec<SqlValue>,
+    /// Reading the rollups: a row stands for `n` events.
+    rollup: bool,
 }
 
 impl Dialect for Sqlite {
@@ -36,11 +38,37 @@ impl Dialect for Sqlite {
 
     fn count_if(&self, cond: &str) -> String {
         // COALESCE: an empty range answers 0, not null.
-        format!("COALESCE(SUM({cond}), 0)")
+        if self.rollup {
+            format!("COALESCE(SUM(CASE WHEN {cond} THEN n ELSE 0 END), 0)")
+        } else {
+            format!("COALESCE(SUM({cond}), 0)")
+        }
     }
 
     fn block_rate(&self) -> String {
-        "COALESCE(ROUND(100.0 * SUM(would_be = 'block') / COUNT(*), 2), 0.0)".into()
+        if self.rollup {
+            "COALESCE(ROUND(100.0 * SUM(CASE WHEN would_be = 'block' THEN n ELSE 0 END) \
+             / SUM(n), 2), 0.0)"
+                .into()
+        } else {
+            "COALESCE(ROUND(100.0 * SUM(would_be = 'block') / COUNT(*), 2), 0.0)".into()
+        }
+    }
+
+    fn count(&self) -> String {
+        if self.rollup {
+            "COALESCE(SUM(n), 0)".into()
+        } else {
+            "count(*)".into()
+        }
+    }
+
+    fn avg_elapsed(&self) -> String {
+        if self.rollup {
+            "round(1.0 * SUM(elapsed_sum) / SUM(n), 1)".into()
+        } else {
+            "round(avg(elapsed_us), 1)".into()
+        }
     }
 
     fn uniq(&self, col: &str) -> String {
@@ -59,9 +87,19 @@ impl Dialect for Sqlite {
     }
 }
 
-/// The whole statement for `q` over the given day tables.
-pub fn build(q: &Query, tables: &[String]) -> Result<Sql, QueryError> {
-    let source = if tables.is_empty() {
+/// The whole statement for `q` over the given day tables; over their
+/// rollups instead when `rollups` (every day table has one) and the
+/// rollups answer `q` exactly.
+pub fn build(q: &Query, tables: &[String], rollups: bool) -> Result<Sql, QueryError> {
+    use crate::log::sqlite::{ROLLUP_DIMS, rollup_table};
+    let rollup = rollups && !tables.is_empty() && sql::rollup_answers(q, &ROLLUP_DIMS);
+    let source = if rollup {
+        let parts: Vec<String> = tables
+            .iter()
+            .map(|t| format!("SELECT {ROLLUP_COLUMNS} FROM \"{}\"", rollup_table(t)))
+            .collect();
+        format!("({})", parts.join(" UNION ALL "))
+    } else if tables.is_empty() {
         // No data yet: an empty relation with the same columns.
         format!("(SELECT {EMPTY_COLUMNS} FROM (SELECT 1) WHERE 0)")
     } else {
@@ -71,13 +109,21 @@ pub fn build(q: &Query, tables: &[String]) -> Result<Sql, QueryError> {
             .collect();
         format!("({})", parts.join(" UNION ALL "))
     };
-    let mut d = Sqlite::default();
+    let mut d = Sqlite {
+        rollup,
+        ..Sqlite::default()
+    };
     let text = sql::build(q, &mut d, &source)?;
     Ok(Sql {
         text,
         params: d.params,
     })
 }
+
+/// A rollup's columns as the rows' names (NULL stored as '').
+const ROLLUP_COLUMNS: &str = "ts, door, NULLIF(client, '') AS client, event_type, affiliate_id, \
+    offer_id, NULLIF(country_code, '') AS country_code, decision, would_be, mode, tags, tag_mask, \
+    blocked_mask, source, reason, rule_mask, ivt, ivt_category, n, elapsed_sum";
 
 /// The columns of an empty source (a store with no day table yet).
 const EMPTY_COLUMNS: &str = "'' AS id, 0 AS ts, '' AS door, '' AS client, '' AS event_type, \
