@@ -234,6 +234,19 @@ fn apply_env(root: &mut toml::Table, var: &str, raw: &str) -> Result<(), ConfigE
             }
         };
     }
+    // A list key given a plain value: comma-separated items ("" is none),
+    // so FRAUDGATE_POLICY__ALLOW_VERIFIED_BOTS=Googlebot,Bingbot works as
+    // well as the TOML form ["Googlebot", "Bingbot"].
+    let value = match (value, table.get(last.as_str())) {
+        (toml::Value::String(s), Some(toml::Value::Array(_))) => toml::Value::Array(
+            s.split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+                .map(|i| toml::Value::String(i.to_owned()))
+                .collect(),
+        ),
+        (v, _) => v,
+    };
     table.insert(last.clone(), value);
     Ok(())
 }
@@ -361,6 +374,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cache") && e.contains("ttl"), "{e}");
+    }
+
+    #[test]
+    fn list_keys_take_comma_separated_or_toml_env_values() {
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("FRAUDGATE_POLICY__ALLOW_VERIFIED_BOTS", "Googlebot, GPTBot"),
+                ("FRAUDGATE_RULES__DATACENTER__FILES", ""),
+                ("FRAUDGATE_RULES__PROXY__FILES", r#"["/a.txt", "/b,c.txt"]"#),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.policy.allow_verified_bots, ["Googlebot", "GPTBot"]);
+        assert!(c.rules.datacenter.files.is_empty());
+        assert_eq!(c.rules.proxy.files, ["/a.txt", "/b,c.txt"]);
+        let star = Config::load_from(None, env(&[("FRAUDGATE_POLICY__ALLOW_VERIFIED_BOTS", "*")]))
+            .unwrap();
+        assert_eq!(star.policy.allow_verified_bots, ["*"]);
     }
 
     #[test]
