@@ -10,6 +10,7 @@
 //! and SQLite's WAL never leaves the store corrupt.
 
 pub mod clickhouse;
+pub mod compact;
 pub mod ivt;
 pub mod read;
 pub mod record;
@@ -407,12 +408,17 @@ impl Row {
             source: r.source.as_str(),
             reason: r.reason,
             rules: serde_json::to_string(&r.rules).unwrap_or_else(|_| "[]".into()),
-            rule_mask: r.rules.iter().fold(0, |m, h| m | (1i64 << (h.kind as u32))),
+            rule_mask: rule_mask(&r.rules),
             ivt: class.class.as_str(),
             ivt_category: class.category.into(),
             elapsed_us: r.elapsed_us as i64,
         }
     }
+}
+
+/// The kinds of the rules that fired, as bits (`rule_*` aggregates).
+pub fn rule_mask(rules: &[crate::rules::RuleHit]) -> i64 {
+    rules.iter().fold(0, |m, h| m | (1i64 << (h.kind as u32)))
 }
 
 fn store_ip(ip: IpAddr, mode: IpMode, salt: Option<&[u8; 32]>) -> String {

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags, params_from_iter};
 
+use super::compact;
 use super::ivt::IvtMap;
 use super::read::QueryFailure;
 use super::record::Record;
@@ -43,6 +44,9 @@ const COLUMNS: &str = "id, ts, door, client, event_type, ip, ua, affiliate_id, o
     mode, tags, tag_mask, blocked_mask, source, reason, rules, rule_mask, ivt, ivt_category, \
     elapsed_us";
 
+/// A plain day table (every day before compact days; still written for a
+/// day begun by an older release, and built by the tests).
+#[cfg_attr(not(test), allow(dead_code))]
 const SCHEMA: &str = "(id TEXT NOT NULL, ts INTEGER NOT NULL, door TEXT NOT NULL, client TEXT, \
     event_type TEXT NOT NULL, ip TEXT NOT NULL, ua TEXT NOT NULL, affiliate_id TEXT NOT NULL, \
     offer_id TEXT NOT NULL, aff_sub1 TEXT, aff_sub2 TEXT, aff_sub3 TEXT, aff_sub4 TEXT, \
@@ -120,6 +124,13 @@ pub struct Writer {
     tables: HashSet<String>,
     /// Day tables that have had their rollup from the start.
     rollups: HashSet<String>,
+    /// Days stored compact (`compact`): `d_YYYYMMDD` is their view. A day
+    /// table written before compact days existed stays a plain table and
+    /// is written as one until its day ends.
+    compact: HashSet<String>,
+    /// The dictionaries of the compact days being written (two at most:
+    /// today and, around midnight, yesterday).
+    dicts: HashMap<String, compact::Dictionaries>,
     ivt: IvtMap,
     ip: IpMode,
     retention_days: u32,
@@ -156,12 +167,16 @@ impl Writer {
         retention_days: u32,
     ) -> Result<Self, LogError> {
         let conn = open_rw(path)?;
-        let tables = list_tables(&conn).map_err(|e| LogError::Write(e.to_string()))?;
-        let rollups = list_rollups(&conn).map_err(|e| LogError::Write(e.to_string()))?;
+        let err = |e: rusqlite::Error| LogError::Write(e.to_string());
+        let tables = list_tables(&conn).map_err(err)?;
+        let rollups = list_rollups(&conn).map_err(err)?;
+        let compact = list_days(&conn, "view").map_err(err)?;
         Ok(Writer {
             conn,
             tables: tables.into_iter().collect(),
             rollups: rollups.into_iter().collect(),
+            compact: compact.into_iter().collect(),
+            dicts: HashMap::new(),
             ivt,
             ip,
             retention_days,
@@ -175,65 +190,124 @@ impl Writer {
         self.salt = salt;
     }
 
-    /// Writes a batch in one transaction (one prepared insert per day).
+    /// Writes a batch in one transaction (its records in runs of one UTC
+    /// day each, one day's tables and statements at a time).
     pub fn write(&mut self, batch: &[Record]) -> Result<(), LogError> {
         let err = |e: rusqlite::Error| LogError::Write(e.to_string());
-        let Writer {
-            conn,
-            tables,
-            rollups,
-            ivt,
-            ip,
-            salt,
-            ..
-        } = self;
-        let tx = conn.transaction().map_err(err)?;
-        // Rows are inserted ROWS_PER_INSERT at a time (one statement, far
-        // less per-row VM work), the remainder one by one; the day's table
-        // and statements are worked out once per day seen in the batch.
-        let mut day_rows: Vec<Row> = Vec::with_capacity(batch.len().min(4096));
-        let mut day = None;
-        for r in batch {
-            let d = r.ts_ms().div_euclid(86_400_000);
-            if day.is_some_and(|cur| cur != d) && !day_rows.is_empty() {
-                Self::insert_day(tables, rollups, &tx, day.unwrap_or(d), &day_rows)?;
-                day_rows.clear();
-            }
-            day = Some(d);
-            day_rows.push(Row::new(r, ivt, *ip, salt.as_ref()));
-        }
-        if let Some(d) = day {
-            Self::insert_day(tables, rollups, &tx, d, &day_rows)?;
+        let tx = self.conn.transaction().map_err(err)?;
+        let mut rest = batch;
+        while let Some(first) = rest.first() {
+            let day = first.ts_ms().div_euclid(86_400_000);
+            let n = rest
+                .iter()
+                .position(|r| r.ts_ms().div_euclid(86_400_000) != day)
+                .unwrap_or(rest.len());
+            let (run, next) = rest.split_at(n);
+            Self::insert_day(
+                &tx,
+                &mut self.tables,
+                &mut self.rollups,
+                &mut self.compact,
+                &mut self.dicts,
+                (&self.ivt, self.ip, self.salt.as_ref()),
+                day,
+                run,
+            )?;
+            rest = next;
         }
         tx.commit().map_err(err)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn insert_day(
+        tx: &rusqlite::Transaction<'_>,
         tables: &mut HashSet<String>,
         rollups: &mut HashSet<String>,
-        tx: &rusqlite::Transaction<'_>,
+        compacts: &mut HashSet<String>,
+        dicts: &mut HashMap<String, compact::Dictionaries>,
+        (ivt, ip, salt): (&IvtMap, IpMode, Option<&[u8; 32]>),
         day: i64,
-        rows: &[Row],
+        records: &[Record],
     ) -> Result<(), LogError> {
         let err = |e: rusqlite::Error| LogError::Write(e.to_string());
         let table = day_table(day * 86_400_000);
         if !tables.contains(&table) {
-            // A new day: its rollup starts with it (a day table written
-            // before rollups existed never gets one: it would be partial).
+            // A new day: compact, with its rollup from the start (a day
+            // table written before rollups existed never gets one: it
+            // would be partial).
             let rollup = rollup_table(&table);
             let dims = ROLLUP_DIMS.join(", ");
+            compact::create(tx, &table).map_err(err)?;
             tx.execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS \"{table}\" {SCHEMA}; \
-                 CREATE INDEX IF NOT EXISTS \"{table}_ts\" ON \"{table}\" (ts); \
-                 CREATE TABLE IF NOT EXISTS \"{rollup}\" {ROLLUP_SCHEMA}; \
+                "CREATE TABLE IF NOT EXISTS \"{rollup}\" {ROLLUP_SCHEMA}; \
                  CREATE UNIQUE INDEX IF NOT EXISTS \"{rollup}_key\" ON \"{rollup}\" (ts, {dims});"
             ))
             .map_err(err)?;
             tables.insert(table.clone());
             rollups.insert(table.clone());
+            compacts.insert(table.clone());
         }
-        if rollups.contains(&table) {
-            Self::roll_up(tx, &rollup_table(&table), rows)?;
+        let rolled = rollups.contains(&table);
+        if compacts.contains(&table) {
+            if !dicts.contains_key(&table) {
+                // Keep the newest day's dictionaries and this one's.
+                let newest = dicts.keys().max().cloned();
+                dicts.retain(|k, _| Some(k) == newest.as_ref());
+                dicts.insert(table.clone(), compact::Dictionaries::default());
+            }
+            let d = dicts.get_mut(&table).expect("inserted above");
+            let resolved = compact::insert(tx, &table, d, records, ivt, ip, salt)?;
+            if rolled {
+                let mut sums: HashMap<(i64, u32, &str, &str), (i64, i64)> = HashMap::new();
+                for (r, ci) in records.iter().zip(&resolved.contexts) {
+                    let hour = r.ts_ms().div_euclid(3_600_000) * 3_600_000;
+                    let e = sums
+                        .entry((hour, *ci, &r.event.affiliate_id, &r.event.offer_id))
+                        .or_default();
+                    e.0 += 1;
+                    e.1 += r.elapsed_us as i64;
+                }
+                let keyed = sums.into_iter().map(|((hour, ci, aff, offer), sum)| {
+                    let c = d.context(ci);
+                    let t = &c.text;
+                    let key = RollupKey {
+                        hour,
+                        text: [
+                            c.door,
+                            c.client(),
+                            c.event_type,
+                            aff,
+                            offer,
+                            c.country(),
+                            c.decision,
+                            c.would_be,
+                            c.mode,
+                            &t.tags,
+                            c.source,
+                            c.reason,
+                            t.ivt,
+                            &t.ivt_category,
+                        ],
+                        masks: [t.tag_mask, t.blocked_mask, t.rule_mask],
+                    };
+                    (key, sum)
+                });
+                Self::roll_up(tx, &rollup_table(&table), keyed)?;
+            }
+            return Ok(());
+        }
+        let rows: Vec<Row> = records
+            .iter()
+            .map(|r| Row::new(r, ivt, ip, salt))
+            .collect();
+        if rolled {
+            let mut sums: HashMap<RollupKey<'_>, (i64, i64)> = HashMap::new();
+            for r in &rows {
+                let e = sums.entry(RollupKey::of(r)).or_default();
+                e.0 += 1;
+                e.1 += r.elapsed_us;
+            }
+            Self::roll_up(tx, &rollup_table(&table), sums)?;
         }
         let insert = |n: usize| {
             let one = format!("({})", vec!["?"; COLUMN_COUNT].join(", "));
@@ -263,16 +337,14 @@ impl Writer {
         Ok(())
     }
 
-    /// Adds the rows' counts to the day's rollup: one upsert per distinct
-    /// hour and dimensions in the batch.
-    fn roll_up(tx: &rusqlite::Transaction<'_>, rollup: &str, rows: &[Row]) -> Result<(), LogError> {
+    /// Adds counts to the day's rollup: one upsert per distinct hour and
+    /// dimensions in the batch.
+    fn roll_up<'a>(
+        tx: &rusqlite::Transaction<'_>,
+        rollup: &str,
+        sums: impl IntoIterator<Item = (RollupKey<'a>, (i64, i64))>,
+    ) -> Result<(), LogError> {
         let err = |e: rusqlite::Error| LogError::Write(e.to_string());
-        let mut sums: HashMap<RollupKey<'_>, (i64, i64)> = HashMap::new();
-        for r in rows {
-            let e = sums.entry(RollupKey::of(r)).or_default();
-            e.0 += 1;
-            e.1 += r.elapsed_us;
-        }
         let mut stmt = tx
             .prepare_cached(&format!(
                 "INSERT INTO \"{rollup}\" (ts, door, client, event_type, affiliate_id, offer_id, \
@@ -284,7 +356,7 @@ impl Writer {
                 ROLLUP_DIMS.join(", ")
             ))
             .map_err(err)?;
-        for (k, (n, elapsed)) in &sums {
+        for (k, (n, elapsed)) in sums {
             let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(20);
             params.push(&k.hour);
             for t in &k.text {
@@ -293,8 +365,8 @@ impl Writer {
             for m in &k.masks {
                 params.push(m);
             }
-            params.push(n);
-            params.push(elapsed);
+            params.push(&n);
+            params.push(&elapsed);
             stmt.execute(params.as_slice()).map_err(err)?;
         }
         Ok(())
@@ -312,14 +384,25 @@ impl Writer {
         let mut dropped = Vec::new();
         for t in list_tables(&self.conn).map_err(err)? {
             if t < oldest_kept {
+                let drop = if self.compact.contains(&t) {
+                    let [e, c, u] = compact::parts(&t);
+                    format!(
+                        "DROP VIEW \"{t}\"; DROP TABLE \"{e}\"; DROP TABLE \"{c}\"; \
+                         DROP TABLE \"{u}\";"
+                    )
+                } else {
+                    format!("DROP TABLE \"{t}\";")
+                };
                 self.conn
                     .execute_batch(&format!(
-                        "DROP TABLE \"{t}\"; DROP TABLE IF EXISTS \"{}\"",
+                        "{drop} DROP TABLE IF EXISTS \"{}\"",
                         rollup_table(&t)
                     ))
                     .map_err(err)?;
                 self.tables.remove(&t);
                 self.rollups.remove(&t);
+                self.compact.remove(&t);
+                self.dicts.remove(&t);
                 dropped.push(t);
             }
         }
@@ -334,11 +417,21 @@ impl Writer {
     }
 }
 
+/// The day tables (`d_...`): plain tables and compact days' views alike.
 fn list_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'd_[0-9]*' ORDER BY name",
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') \
+         AND name GLOB 'd_[0-9]*' ORDER BY name",
     )?;
     stmt.query_map([], |r| r.get::<_, String>(0))?.collect()
+}
+
+/// The day tables of one kind (`table`: plain, `view`: compact).
+fn list_days(conn: &Connection, kind: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = ? AND name GLOB 'd_[0-9]*' ORDER BY name",
+    )?;
+    stmt.query_map([kind], |r| r.get::<_, String>(0))?.collect()
 }
 
 /// The day tables (`d_...`) whose rollup exists.
