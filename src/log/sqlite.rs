@@ -758,6 +758,66 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A store begun by an older release: its plain day table is still
+    /// written (until its day ends) and read alongside compact days, and
+    /// retention drops both kinds whole.
+    #[test]
+    fn plain_day_tables_from_older_releases_are_written_and_read_with_compact_days() {
+        let dir = std::env::temp_dir().join(format!(
+            "fraudgate-sqlite-plain-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let day = 86_400_000i64;
+        let today = 20_000 * day;
+        let old = day_table(today - day);
+        {
+            let conn = open_rw(&dir).unwrap();
+            conn.execute_batch(&format!("CREATE TABLE \"{old}\" {SCHEMA};"))
+                .unwrap();
+        }
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+        let batch: Vec<Record> = (0..70u128)
+            .map(|i| varied(i, if i < 40 { today - day + 5 } else { today + 5 }))
+            .collect();
+        w.write(&batch).unwrap();
+        let conn = Connection::open(dir.join(FILE)).unwrap();
+        let kind = |name: &str| -> String {
+            conn.query_row(
+                "SELECT type FROM sqlite_master WHERE name = ?",
+                [name],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(kind(&old), "table");
+        assert_eq!(kind(&day_table(today)), "view");
+        let plain: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM \"{old}\""), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(plain, 40, "the older day's rows went to its plain table");
+        assert_eq!(count(&dir, "field=id&page_size=1000"), 70);
+        // Both kinds answer a filter on a context column and the UA alike.
+        assert_eq!(
+            count(&dir, "field=id,ua,country_code&page_size=1000&filter=%5B%22decision%22%2C%22block%22%5D"),
+            batch.iter().filter(|r| r.decision == crate::policy::Action::Block).count()
+        );
+        assert_eq!(w.retention(today + 10).unwrap(), [old.clone()]);
+        assert_eq!(count(&dir, "field=id&page_size=1000"), 30);
+        assert_eq!(w.retention(today + 2 * day).unwrap(), [day_table(today)]);
+        let left: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0, "a compact day's view, rows, dictionaries and rollup all dropped");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn day_tables_are_named_by_utc_day() {
         assert_eq!(day_table(0), "d_19700101");
