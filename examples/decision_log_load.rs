@@ -86,7 +86,7 @@ fn main() {
             id: DecisionId(((ms as u128) << 80) | (0x7 << 76) | i as u128),
             door: Door::Check,
             client: None,
-            event,
+            event: (&event).into(),
             decision: if blocked {
                 Action::Block
             } else {

@@ -9,6 +9,10 @@ use clap::{Parser, Subcommand};
 use fraudgate::config::{Config, ENV_CONFIG_PATH};
 use fraudgate::startup::{Application, shutdown_signal};
 
+/// mimalloc: measured faster than the system allocator here (README, "Speed").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEFAULT_CONFIG_PATH: &str = "config/fraudgate.toml";
 
 /// A real-time click and impression fraud gate in front of FraudScore RT.

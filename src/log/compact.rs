@@ -368,7 +368,7 @@ pub fn insert(
     let mut contexts = Vec::with_capacity(rows.len());
     let mut facts = Vec::with_capacity(rows.len());
     for r in rows {
-        let ua = match dicts.uas.get(r.event.ua.as_str()) {
+        let ua = match dicts.uas.get(r.event.ua()) {
             Some(id) => *id,
             None => {
                 let id: i64 = tx
@@ -376,9 +376,9 @@ pub fn insert(
                         "INSERT INTO \"{u_table}\" (ua) VALUES (?) \
                          ON CONFLICT (ua) DO UPDATE SET ua = excluded.ua RETURNING id"
                     ))
-                    .and_then(|mut s| s.query_row([&r.event.ua], |row| row.get(0)))
+                    .and_then(|mut s| s.query_row([r.event.ua()], |row| row.get(0)))
                     .map_err(err)?;
-                dicts.uas.insert(r.event.ua.as_str().into(), id);
+                dicts.uas.insert(r.event.ua().into(), id);
                 id
             }
         };
@@ -443,8 +443,8 @@ pub fn insert(
             ts: r.ts_ms(),
             ip,
             ua,
-            affiliate_id: &e.affiliate_id,
-            offer_id: &e.offer_id,
+            affiliate_id: e.affiliate_id(),
+            offer_id: e.offer_id(),
             aff_sub: SUBS.map(|o| e.get(o)),
             extra: extra(r),
             ctx: dicts.contexts[ci as usize].0,

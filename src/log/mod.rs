@@ -1,8 +1,8 @@
 //! The decision log: every decision of every door, recorded off the hot
 //! path and queryable within a second.
 //!
-//! The scorer hands a [`Record`] to a bounded queue and never waits on
-//! disk: when the queue is full the record is dropped and counted
+//! The scorer hands a [`Record`] to a bounded queue (per-thread buffers,
+//! [`queue`]) and never waits on disk: when the queue is full the record is dropped and counted
 //! (`fraudgate_log_dropped_total`), or, with `decision_log.on_full =
 //! "block"`, the request waits for room. One writer thread drains the
 //! queue in batches (one transaction each) into the store; shutdown
@@ -12,6 +12,7 @@
 pub mod clickhouse;
 pub mod compact;
 pub mod ivt;
+mod queue;
 pub mod read;
 pub mod record;
 pub mod sqlite;
@@ -24,11 +25,11 @@ use std::time::Duration;
 
 use metrics::Counter;
 use serde::Deserialize;
-use tokio::sync::mpsc;
 
 use crate::metrics as m;
 pub use clickhouse::ClickHouseConfig;
 pub use ivt::{Ivt, IvtClass, IvtConfig, IvtMap};
+use queue::Queue;
 pub use read::{QueryFailure, Reader};
 pub use record::Record;
 
@@ -68,7 +69,8 @@ pub struct DecisionLogConfig {
     pub store: Store,
     /// Directory of the SQLite store.
     pub path: String,
-    /// Records queued at most.
+    /// Records queued at most (split evenly across the queue's per-thread
+    /// buffers).
     pub queue: usize,
     pub on_full: OnFull,
     /// Most records in one write transaction.
@@ -98,12 +100,6 @@ pub enum LogError {
     Rejected(String),
 }
 
-enum Msg {
-    Record(Box<Record>),
-    /// Everything sent before is written when the ack comes.
-    Flush(std::sync::mpsc::SyncSender<()>),
-}
-
 /// The hot path's handle: cheap to clone.
 #[derive(Clone)]
 pub struct DecisionLog {
@@ -111,12 +107,19 @@ pub struct DecisionLog {
 }
 
 struct Inner {
-    tx: mpsc::Sender<Msg>,
+    queue: Arc<Queue>,
     on_full: OnFull,
     dropped: Counter,
     reader: Reader,
     /// Shutdown has begun: a batch that fails is not retried again.
     closing: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: the writer writes what is queued and ends.
+    fn drop(&mut self) {
+        self.queue.close();
+    }
 }
 
 /// Where the writer thread writes.
@@ -173,7 +176,8 @@ impl DecisionLog {
                 Sink::ClickHouse(Box::new(w))
             }
         };
-        let (tx, mut rx) = mpsc::channel::<Msg>(c.queue.max(1));
+        let queue = Arc::new(Queue::new(c.queue.max(1), Queue::shards_for_machine()));
+        let q = queue.clone();
         let written = metrics::counter!(m::LOG_WRITTEN);
         let errors = metrics::counter!(m::LOG_ERRORS);
         let dropped = metrics::counter!(m::LOG_DROPPED);
@@ -181,31 +185,44 @@ impl DecisionLog {
         let closing_w = closing.clone();
         let batch_max = c.batch_max.max(1);
         let flush = Duration::from_millis(c.flush_ms);
+        // Between looks at the queue while a batch collects: a few dozen
+        // wake-ups a second at any rate (each would preempt a request
+        // worker on a busy machine), well within flush_ms.
+        let poll = (flush / 8).clamp(Duration::from_millis(2), Duration::from_millis(25));
         std::thread::Builder::new()
             .name("decision-log".into())
             .spawn(move || {
+                q.set_writer(std::thread::current());
                 let mut batch: Vec<Record> = Vec::with_capacity(batch_max);
+                let mut spare: Vec<Record> = Vec::new();
                 let mut acks = Vec::new();
-                while let Some(first) = rx.blocking_recv() {
-                    let take = |msg: Msg, batch: &mut Vec<Record>, acks: &mut Vec<_>| match msg {
-                        Msg::Record(r) => batch.push(*r),
-                        Msg::Flush(ack) => acks.push(ack),
-                    };
-                    take(first, &mut batch, &mut acks);
+                loop {
+                    // Read before draining: once closed, nothing more is
+                    // pushed, so an empty drain after it is the end.
+                    let closed = q.is_closed();
+                    q.take_acks(&mut acks);
+                    q.drain_into(&mut batch, &mut spare);
+                    if batch.is_empty() && acks.is_empty() {
+                        if closed {
+                            break;
+                        }
+                        std::thread::park_timeout(Duration::from_secs(1));
+                        continue;
+                    }
                     // Collect for up to flush_ms: one commit per batch, not
                     // per handful of records (each commit writes whole pages).
                     let until = std::time::Instant::now() + flush;
-                    while batch.len() < batch_max && acks.is_empty() {
-                        match rx.try_recv() {
-                            Ok(msg) => take(msg, &mut batch, &mut acks),
-                            Err(mpsc::error::TryRecvError::Empty)
-                                if std::time::Instant::now() < until =>
-                            {
-                                std::thread::sleep(Duration::from_millis(2));
-                            }
-                            Err(_) => break,
+                    while batch.len() < batch_max && acks.is_empty() && !q.is_closed() {
+                        let now = std::time::Instant::now();
+                        if now >= until {
+                            break;
                         }
+                        std::thread::sleep(poll.min(until - now));
+                        q.take_acks(&mut acks);
+                        q.drain_into(&mut batch, &mut spare);
                     }
+                    // A flush covers everything pushed before it asked.
+                    q.drain_into(&mut batch, &mut spare);
                     // A failed batch is retried with backoff while the
                     // queue holds what comes next (beyond its bound,
                     // records are dropped and counted on the hot path);
@@ -246,7 +263,7 @@ impl DecisionLog {
             .map_err(|e| LogError::Open(c.path.clone(), e.to_string()))?;
         Ok(DecisionLog {
             inner: Arc::new(Inner {
-                tx,
+                queue,
                 on_full: c.on_full,
                 dropped: metrics::counter!(m::LOG_DROPPED),
                 reader: Reader::new(c),
@@ -258,18 +275,12 @@ impl DecisionLog {
     /// Queues a record; never waits on disk. Waits for room only with
     /// `on_full = "block"`.
     pub async fn record(&self, r: Record) {
-        let msg = Msg::Record(Box::new(r));
-        match self.inner.on_full {
-            OnFull::Drop => {
-                if self.inner.tx.try_send(msg).is_err() {
-                    self.inner.dropped.increment(1);
-                }
-            }
-            OnFull::Block => {
-                if self.inner.tx.send(msg).await.is_err() {
-                    self.inner.dropped.increment(1);
-                }
-            }
+        let queued = match self.inner.on_full {
+            OnFull::Drop => self.inner.queue.push(r).is_ok(),
+            OnFull::Block => self.inner.queue.push_waiting(r).await.is_ok(),
+        };
+        if !queued {
+            self.inner.dropped.increment(1);
         }
     }
 
@@ -277,10 +288,7 @@ impl DecisionLog {
     /// batch that fails from now on is given up, not retried.
     pub async fn flush(&self) {
         self.inner.closing.store(true, Ordering::Release);
-        let (ack, done) = std::sync::mpsc::sync_channel(1);
-        if self.inner.tx.send(Msg::Flush(ack)).await.is_ok() {
-            let _ = tokio::task::spawn_blocking(move || done.recv()).await;
-        }
+        let _ = self.inner.queue.flush().await;
     }
 
     /// The query side of the same store.
@@ -393,9 +401,9 @@ impl Row {
             client: r.client.as_deref().map(str::to_owned),
             event_type: e.event_type.as_str(),
             ip: store_ip(e.ip, ip, salt),
-            ua: e.ua.clone(),
-            affiliate_id: e.affiliate_id.clone(),
-            offer_id: e.offer_id.clone(),
+            ua: e.ua().to_owned(),
+            affiliate_id: e.affiliate_id().to_owned(),
+            offer_id: e.offer_id().to_owned(),
             aff_sub: subs.map(|o| e.get(o).map(str::to_owned)),
             country_code: e.get(Opt::CountryCode).map(str::to_owned),
             extra: (!extra.is_empty()).then(|| serde_json::Value::Object(extra).to_string()),

@@ -32,6 +32,10 @@ use super::{IpMode, LogError, Row};
 use crate::query::sql::HIDDEN;
 use crate::query::{Query, TimeUnit, bucket, sqlite::build};
 
+/// Per (hour, context, affiliate_id, offer_id) of a batch: events and the
+/// sum of `elapsed_us`.
+type HourSums<'a> = HashMap<(i64, u32, &'a str, &'a str), (i64, i64), foldhash::fast::RandomState>;
+
 pub const FILE: &str = "decisions.sqlite";
 
 /// Rows per multi-row INSERT (29 parameters each, well under SQLite's
@@ -258,11 +262,11 @@ impl Writer {
             let d = dicts.get_mut(&table).expect("inserted above");
             let resolved = compact::insert(tx, &table, d, records, ivt, ip, salt)?;
             if rolled {
-                let mut sums: HashMap<(i64, u32, &str, &str), (i64, i64)> = HashMap::new();
+                let mut sums: HourSums<'_> = HashMap::default();
                 for (r, ci) in records.iter().zip(&resolved.contexts) {
                     let hour = r.ts_ms().div_euclid(3_600_000) * 3_600_000;
                     let e = sums
-                        .entry((hour, *ci, &r.event.affiliate_id, &r.event.offer_id))
+                        .entry((hour, *ci, r.event.affiliate_id(), r.event.offer_id()))
                         .or_default();
                     e.0 += 1;
                     e.1 += r.elapsed_us as i64;
@@ -296,10 +300,7 @@ impl Writer {
             }
             return Ok(());
         }
-        let rows: Vec<Row> = records
-            .iter()
-            .map(|r| Row::new(r, ivt, ip, salt))
-            .collect();
+        let rows: Vec<Row> = records.iter().map(|r| Row::new(r, ivt, ip, salt)).collect();
         if rolled {
             let mut sums: HashMap<RollupKey<'_>, (i64, i64)> = HashMap::new();
             for r in &rows {
@@ -559,10 +560,10 @@ fn json_value(name: &str, row: &rusqlite::Row<'_>, i: usize) -> serde_json::Valu
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn record(ms: i64, i: u128) -> Record {
+    pub(crate) fn record(ms: i64, i: u128) -> Record {
         let event = crate::event::EventBuilder::from_query(&format!(
             "event_type=click&ip=10.0.0.{}&ua=x&affiliate_id=a{}&offer_id=o",
             i % 200,
@@ -575,7 +576,7 @@ mod tests {
             id: crate::decision::DecisionId(((ms as u128) << 80) | (0x7 << 76) | i),
             door: crate::decision::Door::Check,
             client: None,
-            event,
+            event: (&event).into(),
             decision: crate::policy::Action::Allow,
             would_be: crate::policy::Action::Allow,
             mode: crate::policy::Mode::Enforce,
@@ -678,7 +679,7 @@ mod tests {
             tags,
             reason: if flagged { "tags" } else { "clean" },
             elapsed_us: (i * 37 % 1000) as u64,
-            event,
+            event: (&event).into(),
             ..record(ms, i)
         }
     }
@@ -801,10 +802,16 @@ mod tests {
         assert_eq!(count(&dir, "field=id&page_size=1000"), 70);
         // Both kinds answer a filter on a context column and the UA alike.
         assert_eq!(
-            count(&dir, "field=id,ua,country_code&page_size=1000&filter=%5B%22decision%22%2C%22block%22%5D"),
-            batch.iter().filter(|r| r.decision == crate::policy::Action::Block).count()
+            count(
+                &dir,
+                "field=id,ua,country_code&page_size=1000&filter=%5B%22decision%22%2C%22block%22%5D"
+            ),
+            batch
+                .iter()
+                .filter(|r| r.decision == crate::policy::Action::Block)
+                .count()
         );
-        assert_eq!(w.retention(today + 10).unwrap(), [old.clone()]);
+        assert_eq!(w.retention(today + 10).unwrap(), std::slice::from_ref(&old));
         assert_eq!(count(&dir, "field=id&page_size=1000"), 30);
         assert_eq!(w.retention(today + 2 * day).unwrap(), [day_table(today)]);
         let left: i64 = conn
@@ -814,7 +821,10 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(left, 0, "a compact day's view, rows, dictionaries and rollup all dropped");
+        assert_eq!(
+            left, 0,
+            "a compact day's view, rows, dictionaries and rollup all dropped"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

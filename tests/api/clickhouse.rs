@@ -369,7 +369,7 @@ fn record(ms: i64, i: u128) -> fraudgate::log::Record {
         id: fraudgate::decision::DecisionId(((ms as u128) << 80) | (0x7 << 76) | i),
         door: fraudgate::decision::Door::Check,
         client: None,
-        event,
+        event: (&event).into(),
         decision: fraudgate::policy::Action::Allow,
         would_be: fraudgate::policy::Action::Allow,
         mode: fraudgate::policy::Mode::Enforce,
