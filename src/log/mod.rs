@@ -2,7 +2,7 @@
 //! path and queryable within a second.
 //!
 //! The scorer hands a [`Record`] to a bounded queue (per-thread buffers,
-//! [`queue`]) and never waits on disk: when the queue is full the record is dropped and counted
+//! `queue.rs`) and never waits on disk: when the queue is full the record is dropped and counted
 //! (`fraudgate_log_dropped_total`), or, with `decision_log.on_full =
 //! "block"`, the request waits for room. One writer thread drains the
 //! queue in batches (one transaction each) into the store; shutdown
