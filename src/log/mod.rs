@@ -193,6 +193,14 @@ impl DecisionLog {
             .name("decision-log".into())
             .spawn(move || {
                 q.set_writer(std::thread::current());
+                // However the thread ends (a panic too), nobody waits on it.
+                struct Gone(Arc<Queue>);
+                impl Drop for Gone {
+                    fn drop(&mut self) {
+                        self.0.writer_gone();
+                    }
+                }
+                let _gone = Gone(q.clone());
                 let mut batch: Vec<Record> = Vec::with_capacity(batch_max);
                 let mut spare: Vec<Record> = Vec::new();
                 let mut acks = Vec::new();

@@ -33,6 +33,8 @@ pub struct Queue {
     /// Callers waiting for everything pushed before them to be written.
     acks: Mutex<Vec<oneshot::Sender<()>>>,
     closed: AtomicBool,
+    /// The writer thread has ended (or panicked): nobody answers a flush.
+    gone: AtomicBool,
 }
 
 /// Which shard this thread pushes into: threads take shards in turn.
@@ -65,6 +67,7 @@ impl Queue {
             space: Notify::new(),
             acks: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
         }
     }
 
@@ -89,6 +92,10 @@ impl Queue {
     // Handed back by value so a waiting push retries without allocating.
     #[allow(clippy::result_large_err)]
     pub fn push(&self, r: Record) -> Result<(), Record> {
+        // Read-mostly: the cache line stays shared, so this is cheap.
+        if self.gone.load(Ordering::Relaxed) {
+            return Err(r);
+        }
         let mut v = lock(&self.shards[shard_index(self.shards.len())].0);
         if v.len() >= self.cap {
             return Err(r);
@@ -144,8 +151,22 @@ impl Queue {
     pub fn flush(&self) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         lock(&self.acks).push(tx);
+        if self.gone.load(Ordering::SeqCst) {
+            // Dropping the senders resolves the receivers: no hang.
+            lock(&self.acks).clear();
+        }
         self.wake();
         rx
+    }
+
+    /// Called by the writer thread as it ends, also by unwinding: flushes
+    /// answer at once and waiting pushes give up (their records counted
+    /// as dropped) instead of waiting for a writer that is not there.
+    pub fn writer_gone(&self) {
+        self.gone.store(true, Ordering::SeqCst);
+        self.closed.store(true, Ordering::Release);
+        lock(&self.acks).clear();
+        self.space.notify_waiters();
     }
 
     /// Flush requests made so far, appended to `out`.
@@ -212,6 +233,19 @@ mod tests {
         assert!(waiting.await.unwrap());
         q.drain_into(&mut batch, &mut spare);
         assert_eq!(batch.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_flush_does_not_wait_for_a_writer_that_has_ended() {
+        let q = Queue::new(4, 1);
+        let before = q.flush();
+        q.writer_gone();
+        assert!(before.await.is_err(), "a pending flush resolves");
+        assert!(q.flush().await.is_err(), "a later flush resolves at once");
+        assert!(
+            q.push(record(0)).is_err(),
+            "records are refused (and counted as dropped)"
+        );
     }
 
     #[tokio::test]
