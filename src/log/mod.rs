@@ -118,6 +118,8 @@ struct Inner {
 impl Drop for Inner {
     /// The last handle is gone: the writer writes what is queued and ends.
     fn drop(&mut self) {
+        // As at shutdown: what fails from now on is given up, not retried.
+        self.closing.store(true, Ordering::Release);
         self.queue.close();
     }
 }
@@ -235,31 +237,32 @@ impl DecisionLog {
                     // queue holds what comes next (beyond its bound,
                     // records are dropped and counted on the hot path);
                     // once shutdown has begun it is given up.
-                    let mut backoff = BACKOFF_MIN;
-                    while !batch.is_empty() {
-                        match writer.write(&batch) {
-                            Ok(()) => {
-                                written.increment(batch.len() as u64);
-                                batch.clear();
+                    // At most batch_max records a transaction (a drain can
+                    // bring more: it takes whole buffers).
+                    for chunk in batch.chunks(batch_max) {
+                        let mut backoff = BACKOFF_MIN;
+                        loop {
+                            let Err(e) = writer.write(chunk) else {
+                                written.increment(chunk.len() as u64);
+                                break;
+                            };
+                            errors.increment(1);
+                            if let LogError::Rejected(_) = e {
+                                tracing::error!(error = %e, records = chunk.len(), "decision log batch dropped: the store refuses it");
+                                dropped.increment(chunk.len() as u64);
+                                break;
+                            } else if closing_w.load(Ordering::Acquire) {
+                                tracing::warn!(error = %e, records = chunk.len(), "decision log batch lost at shutdown");
+                                dropped.increment(chunk.len() as u64);
+                                break;
                             }
-                            Err(e) => {
-                                errors.increment(1);
-                                if let LogError::Rejected(_) = e {
-                                    tracing::error!(error = %e, records = batch.len(), "decision log batch dropped: the store refuses it");
-                                    dropped.increment(batch.len() as u64);
-                                    batch.clear();
-                                } else if closing_w.load(Ordering::Acquire) {
-                                    tracing::warn!(error = %e, records = batch.len(), "decision log batch lost at shutdown");
-                                    dropped.increment(batch.len() as u64);
-                                    batch.clear();
-                                } else {
-                                    tracing::warn!(error = %e, records = batch.len(), retry_in_ms = backoff.as_millis() as u64, "decision log write failed; retrying");
-                                    std::thread::sleep(backoff);
-                                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                                }
-                            }
+                            tracing::warn!(error = %e, records = chunk.len(), retry_in_ms = backoff.as_millis() as u64, "decision log write failed; retrying");
+                            std::thread::sleep(backoff);
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
                         }
                     }
+                    batch.clear();
+                    batch.shrink_to(batch_max);
                     if let Err(e) = writer.retention(crate::event::now_unix() as i64 * 1000) {
                         tracing::warn!(error = %e, "decision log retention failed");
                     }

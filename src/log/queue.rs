@@ -5,9 +5,11 @@
 //! writer: measured here, that was half of what logging cost a cache hit.
 //! Instead each thread pushes into its own buffer (a shard: a mutex no
 //! other request worker takes, so locking it is uncontended) and the
-//! writer swaps whole buffers out a few dozen times a second. The bound
-//! holds per shard (`queue / shards`), so the total never exceeds
-//! `decision_log.queue`. The writer sleeps (parked) while every shard is
+//! writer swaps whole buffers out a few dozen times a second. Each shard
+//! holds `queue / shards`; a thread whose shard is full uses the others, so
+//! the buffers never hold more than `decision_log.queue` and one busy
+//! thread can fill all of it. (Besides them, the writer holds the batch it
+//! is writing.) The writer sleeps (parked) while every shard is
 //! empty; the first push into an empty shard wakes it.
 
 use std::cell::Cell;
@@ -88,7 +90,7 @@ impl Queue {
         }
     }
 
-    /// Queues a record, or hands it back when this thread's shard is full.
+    /// Queues a record, or hands it back when every shard is full.
     // Handed back by value so a waiting push retries without allocating.
     #[allow(clippy::result_large_err)]
     pub fn push(&self, r: Record) -> Result<(), Record> {
@@ -96,17 +98,24 @@ impl Queue {
         if self.gone.load(Ordering::Relaxed) {
             return Err(r);
         }
-        let mut v = lock(&self.shards[shard_index(self.shards.len())].0);
-        if v.len() >= self.cap {
-            return Err(r);
+        let n = self.shards.len();
+        let own = shard_index(n);
+        // This thread's shard; only when it is full, the others in turn, so
+        // one busy thread can use the whole bound.
+        for i in 0..n {
+            let mut v = lock(&self.shards[(own + i) % n].0);
+            if v.len() >= self.cap {
+                continue;
+            }
+            let first = v.is_empty();
+            v.push(r);
+            drop(v);
+            if first {
+                self.wake();
+            }
+            return Ok(());
         }
-        let first = v.is_empty();
-        v.push(r);
-        drop(v);
-        if first {
-            self.wake();
-        }
-        Ok(())
+        Err(r)
     }
 
     /// Queues a record, waiting while this thread's shard is full. Gives
@@ -214,9 +223,13 @@ mod tests {
     }
 
     #[test]
-    fn the_bound_is_split_across_shards() {
+    fn the_bound_is_split_across_shards_and_one_thread_can_fill_them_all() {
         let q = Queue::new(8, 4);
         assert_eq!(q.cap, 2);
+        for i in 0..8 {
+            assert!(q.push(record(i)).is_ok(), "record {i} fits");
+        }
+        assert!(q.push(record(8)).is_err());
         assert_eq!(Queue::new(3, 8).shards.len(), 3);
     }
 
