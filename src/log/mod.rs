@@ -2,9 +2,9 @@
 //! path and queryable within a second.
 //!
 //! The scorer hands a [`Record`] to a bounded queue (per-thread buffers,
-//! `queue.rs`) and never waits on disk: when the queue is full the record is dropped and counted
-//! (`fraudgate_log_dropped_total`), or, with `decision_log.on_full =
-//! "block"`, the request waits for room. One writer thread drains the
+//! `queue.rs`) and never waits on disk: when the queue is full the record
+//! is dropped and counted (`fraudgate_log_dropped_total`), or, with
+//! `decision_log.on_full = "block"`, the request waits for room. One writer thread drains the
 //! queue in batches (one transaction each) into the store; shutdown
 //! flushes what is queued. A crash loses at most the batch being written,
 //! and SQLite's WAL never leaves the store corrupt.
@@ -210,6 +210,8 @@ impl DecisionLog {
                     // Read before draining: once closed, nothing more is
                     // pushed, so an empty drain after it is the end.
                     let closed = q.is_closed();
+                    // Acks before records, here and below: a flush then
+                    // covers everything pushed before it asked.
                     q.take_acks(&mut acks);
                     q.drain_into(&mut batch, &mut spare);
                     if batch.is_empty() && acks.is_empty() {
@@ -231,8 +233,6 @@ impl DecisionLog {
                         q.take_acks(&mut acks);
                         q.drain_into(&mut batch, &mut spare);
                     }
-                    // A flush covers everything pushed before it asked.
-                    q.drain_into(&mut batch, &mut spare);
                     // A failed batch is retried with backoff while the
                     // queue holds what comes next (beyond its bound,
                     // records are dropped and counted on the hot path);

@@ -173,9 +173,8 @@ impl Queue {
     /// as dropped) instead of waiting for a writer that is not there.
     pub fn writer_gone(&self) {
         self.gone.store(true, Ordering::SeqCst);
-        self.closed.store(true, Ordering::Release);
         lock(&self.acks).clear();
-        self.space.notify_waiters();
+        self.close();
     }
 
     /// Flush requests made so far, appended to `out`.
@@ -233,17 +232,26 @@ mod tests {
         assert_eq!(Queue::new(3, 8).shards.len(), 3);
     }
 
-    #[tokio::test]
-    async fn a_waiting_push_resumes_when_the_writer_drains() {
+    /// A full one-record queue and a push waiting on it.
+    async fn full_with_a_waiter() -> (
+        std::sync::Arc<Queue>,
+        tokio::task::JoinHandle<Result<(), Record>>,
+    ) {
         let q = std::sync::Arc::new(Queue::new(1, 1));
         q.push(record(0)).unwrap();
         let q2 = q.clone();
-        let waiting = tokio::spawn(async move { q2.push_waiting(record(1)).await.is_ok() });
+        let waiting = tokio::spawn(async move { q2.push_waiting(record(1)).await });
         tokio::task::yield_now().await;
+        (q, waiting)
+    }
+
+    #[tokio::test]
+    async fn a_waiting_push_resumes_when_the_writer_drains() {
+        let (q, waiting) = full_with_a_waiter().await;
         assert!(!waiting.is_finished());
         let (mut batch, mut spare) = (Vec::new(), Vec::new());
         q.drain_into(&mut batch, &mut spare);
-        assert!(waiting.await.unwrap());
+        assert!(waiting.await.unwrap().is_ok());
         q.drain_into(&mut batch, &mut spare);
         assert_eq!(batch.len(), 2);
     }
@@ -263,12 +271,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_push_gives_up_when_the_queue_closes() {
-        let q = std::sync::Arc::new(Queue::new(1, 1));
-        q.push(record(0)).unwrap();
-        let q2 = q.clone();
-        let waiting = tokio::spawn(async move { q2.push_waiting(record(1)).await.is_err() });
-        tokio::task::yield_now().await;
+        let (q, waiting) = full_with_a_waiter().await;
         q.close();
-        assert!(waiting.await.unwrap());
+        assert!(waiting.await.unwrap().is_err());
     }
 }

@@ -589,6 +589,17 @@ pub(crate) mod tests {
         }
     }
 
+    /// An empty directory for one test's store.
+    fn fresh_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "fraudgate-sqlite-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
     fn count(dir: &Path, raw: &str) -> usize {
         let q = Query::from_params(crate::query::Events::All, raw, false).unwrap();
         let mut n = 0;
@@ -602,12 +613,7 @@ pub(crate) mod tests {
 
     #[test]
     fn batches_span_days_and_retention_drops_whole_days() {
-        let dir = std::env::temp_dir().join(format!(
-            "fraudgate-sqlite-test-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = fresh_dir("test");
         let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
         let mut w = Writer::open(&dir, ivt, IpMode::Full, 2).unwrap();
         let day = 86_400_000i64;
@@ -689,12 +695,7 @@ pub(crate) mod tests {
     /// off by half an hour) read the rows.
     #[test]
     fn rollups_answer_exactly_what_the_rows_answer() {
-        let dir = std::env::temp_dir().join(format!(
-            "fraudgate-sqlite-rollup-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = fresh_dir("rollup");
         let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
         let mut w = Writer::open(&dir, ivt, IpMode::Full, 30).unwrap();
         let start = 1_790_000_000_000i64; // 2026-09-21
@@ -764,12 +765,7 @@ pub(crate) mod tests {
     /// retention drops both kinds whole.
     #[test]
     fn plain_day_tables_from_older_releases_are_written_and_read_with_compact_days() {
-        let dir = std::env::temp_dir().join(format!(
-            "fraudgate-sqlite-plain-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = fresh_dir("plain");
         let day = 86_400_000i64;
         let today = 20_000 * day;
         let old = day_table(today - day);
