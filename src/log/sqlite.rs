@@ -241,7 +241,7 @@ impl Writer {
             // would be partial).
             let rollup = rollup_table(&table);
             let dims = ROLLUP_DIMS.join(", ");
-            compact::create(tx, &table).map_err(err)?;
+            // (Its compact tables are created below, on its first write.)
             tx.execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS \"{rollup}\" {ROLLUP_SCHEMA}; \
                  CREATE UNIQUE INDEX IF NOT EXISTS \"{rollup}_key\" ON \"{rollup}\" (ts, {dims});"
@@ -254,6 +254,9 @@ impl Writer {
         let rolled = rollups.contains(&table);
         if compacts.contains(&table) {
             if !dicts.contains_key(&table) {
+                // First written by this process: a day begun by an older
+                // release gets this one's rows table and view too.
+                compact::create(tx, &table).map_err(err)?;
                 // Keep the newest day's dictionaries and this one's.
                 let newest = dicts.keys().max().cloned();
                 dicts.retain(|k, _| Some(k) == newest.as_ref());
@@ -386,10 +389,10 @@ impl Writer {
         for t in list_tables(&self.conn).map_err(err)? {
             if t < oldest_kept {
                 let drop = if self.compact.contains(&t) {
-                    let [e, c, u] = compact::parts(&t);
+                    let [f, c, u, e] = compact::parts(&t);
                     format!(
-                        "DROP VIEW \"{t}\"; DROP TABLE \"{e}\"; DROP TABLE \"{c}\"; \
-                         DROP TABLE \"{u}\";"
+                        "DROP VIEW \"{t}\"; DROP TABLE IF EXISTS \"{f}\"; DROP TABLE \"{c}\"; \
+                         DROP TABLE \"{u}\"; DROP TABLE IF EXISTS \"{e}\";"
                     )
                 } else {
                     format!("DROP TABLE \"{t}\";")
@@ -820,6 +823,103 @@ pub(crate) mod tests {
         assert_eq!(
             left, 0,
             "a compact day's view, rows, dictionaries and rollup all dropped"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The ids the view writes out of a compact day's integer key are
+    /// the ids recorded, whatever their bits, and each finds its row.
+    #[test]
+    fn ids_read_back_as_recorded() {
+        let dir = fresh_dir("ids");
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+        let ms = 20_000 * 86_400_000i64 + 1234;
+        let low_bits = [
+            0u128,
+            1,
+            (1 << 80) - 1,
+            0x7abc_8def_0123_4567_89ab,
+            0xffff << 64,
+        ];
+        let batch: Vec<Record> = low_bits
+            .iter()
+            .map(|&b| {
+                let mut r = record(ms, 0);
+                r.id = crate::decision::DecisionId(((ms as u128) << 80) | b);
+                r
+            })
+            .collect();
+        w.write(&batch).unwrap();
+        let q =
+            Query::from_params(crate::query::Events::All, "field=id&page_size=10", false).unwrap();
+        let mut got = Vec::new();
+        run(&dir, &q, Duration::from_secs(5), &mut |_, v| {
+            got.push(v[0].as_str().unwrap().to_owned());
+            true
+        })
+        .unwrap();
+        let mut want: Vec<String> = batch.iter().map(|r| r.id.to_string()).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        for id in &want {
+            let f = format!("field=id&filter=%5B%22id%22%2C%22{id}%22%5D");
+            assert_eq!(count(&dir, &f), 1, "{id}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A compact day begun by the first compact release (rows in `e_`):
+    /// after an upgrade its old rows are still read, new ones go to the
+    /// new rows' table, the one view reads both, and retention drops all.
+    #[test]
+    fn a_first_release_compact_day_is_read_and_written_after_an_upgrade() {
+        let dir = fresh_dir("upgrade");
+        let day = 86_400_000i64;
+        let today = 20_000 * day;
+        let t = day_table(today);
+        let old_id = "019ae051-0f00-7000-8000-000000000001";
+        {
+            let conn = open_rw(&dir).unwrap();
+            compact::create_first_release_day(&conn, &t, old_id, today + 10).unwrap();
+        }
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+        let batch: Vec<Record> = (0..70u128).map(|i| varied(i, today + 5)).collect();
+        w.write(&batch).unwrap();
+        assert_eq!(count(&dir, "field=id&page_size=1000"), 71);
+        let f = format!("field=id,ua,affiliate_id&filter=%5B%22id%22%2C%22{old_id}%22%5D");
+        assert_eq!(count(&dir, &f), 1, "the old row, through the view");
+        assert_eq!(
+            count(
+                &dir,
+                "field=id&filter=%5B%22affiliate_id%22%2C%22a-old%22%5D"
+            ),
+            1
+        );
+        // Reopened (a restart within the day): the view is kept as it is.
+        drop(w);
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+        w.write(&batch[..1]).unwrap();
+        assert_eq!(
+            count(&dir, "field=id&page_size=1000"),
+            71,
+            "the same decision once"
+        );
+        assert_eq!(w.retention(today + 2 * day).unwrap(), [t]);
+        let conn = Connection::open(dir.join(FILE)).unwrap();
+        let left: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            left, 0,
+            "both rows' tables, dictionaries, view and rollup dropped"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
