@@ -1,6 +1,6 @@
 //! The ClickHouse store, for when one machine is outgrown: the writer
 //! batches inserts over ClickHouse's HTTP interface (`INSERT ... FORMAT
-//! JSONEachRow`, through the reqwest client already in the tree), creates
+//! RowBinary`, through the reqwest client already in the tree), creates
 //! the table if missing (MergeTree, partitioned by UTC day, ordered for
 //! the common filters), and drops whole day partitions for retention.
 //! Queries are the same query model as SQLite's, in ClickHouse's dialect
@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::ivt::IvtMap;
@@ -162,74 +162,75 @@ const DDL_COLUMNS: &str = "id String, ts Int64, door String, client Nullable(Str
     tag_mask Int64, blocked_mask Int64, source String, reason String, rules String, \
     rule_mask Int64, ivt String, ivt_category String, elapsed_us Int64";
 
-/// A row as ClickHouse's JSONEachRow takes it.
-#[derive(Serialize)]
-struct JsonRow<'a> {
-    id: &'a str,
-    ts: i64,
-    door: &'a str,
-    client: Option<&'a str>,
-    event_type: &'a str,
-    ip: &'a str,
-    ua: &'a str,
-    affiliate_id: &'a str,
-    offer_id: &'a str,
-    aff_sub1: Option<&'a str>,
-    aff_sub2: Option<&'a str>,
-    aff_sub3: Option<&'a str>,
-    aff_sub4: Option<&'a str>,
-    aff_sub5: Option<&'a str>,
-    country_code: Option<&'a str>,
-    extra: Option<&'a str>,
-    decision: &'a str,
-    would_be: &'a str,
-    mode: &'a str,
-    tags: &'a str,
-    tag_mask: i64,
-    blocked_mask: i64,
-    source: &'a str,
-    reason: &'a str,
-    rules: &'a str,
-    rule_mask: i64,
-    ivt: &'a str,
-    ivt_category: &'a str,
-    elapsed_us: i64,
-}
+/// The columns in table order, as `RowBinary` rows carry them.
+const COLUMN_NAMES: &str = "id, ts, door, client, event_type, ip, ua, affiliate_id, offer_id, \
+    aff_sub1, aff_sub2, aff_sub3, aff_sub4, aff_sub5, country_code, extra, decision, would_be, \
+    mode, tags, tag_mask, blocked_mask, source, reason, rules, rule_mask, ivt, ivt_category, \
+    elapsed_us";
 
-impl<'a> From<&'a Row> for JsonRow<'a> {
-    fn from(r: &'a Row) -> Self {
-        let sub = |i: usize| r.aff_sub[i].as_deref();
-        JsonRow {
-            id: &r.id,
-            ts: r.ts,
-            door: r.door,
-            client: r.client.as_deref(),
-            event_type: r.event_type,
-            ip: &r.ip,
-            ua: &r.ua,
-            affiliate_id: &r.affiliate_id,
-            offer_id: &r.offer_id,
-            aff_sub1: sub(0),
-            aff_sub2: sub(1),
-            aff_sub3: sub(2),
-            aff_sub4: sub(3),
-            aff_sub5: sub(4),
-            country_code: r.country_code.as_deref(),
-            extra: r.extra.as_deref(),
-            decision: r.decision,
-            would_be: r.would_be,
-            mode: r.mode,
-            tags: &r.tags,
-            tag_mask: r.tag_mask,
-            blocked_mask: r.blocked_mask,
-            source: r.source,
-            reason: r.reason,
-            rules: &r.rules,
-            rule_mask: r.rule_mask,
-            ivt: r.ivt,
-            ivt_category: &r.ivt_category,
-            elapsed_us: r.elapsed_us,
+/// ClickHouse's `RowBinary`: values in column order, no names and no
+/// escaping (measured: JSONEachRow was half of the writer's time).
+/// `String` is its LEB128 length and bytes, `Nullable` a 1 (NULL) or a 0
+/// and the value, `Int64` eight bytes little-endian.
+struct RowBinary<'a>(&'a mut Vec<u8>);
+
+impl RowBinary<'_> {
+    fn str(&mut self, s: &str) {
+        let mut n = s.len() as u64;
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                self.0.push(byte);
+                break;
+            }
+            self.0.push(byte | 0x80);
         }
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn opt(&mut self, s: Option<&str>) {
+        match s {
+            None => self.0.push(1),
+            Some(s) => {
+                self.0.push(0);
+                self.str(s);
+            }
+        }
+    }
+
+    fn int(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn row(&mut self, r: &Row) {
+        self.str(&r.id);
+        self.int(r.ts);
+        self.str(r.door);
+        self.opt(r.client.as_deref());
+        self.str(r.event_type);
+        self.str(&r.ip);
+        self.str(&r.ua);
+        self.str(&r.affiliate_id);
+        self.str(&r.offer_id);
+        for sub in &r.aff_sub {
+            self.opt(sub.as_deref());
+        }
+        self.opt(r.country_code.as_deref());
+        self.opt(r.extra.as_deref());
+        self.str(r.decision);
+        self.str(r.would_be);
+        self.str(r.mode);
+        self.str(&r.tags);
+        self.int(r.tag_mask);
+        self.int(r.blocked_mask);
+        self.str(r.source);
+        self.str(r.reason);
+        self.str(&r.rules);
+        self.int(r.rule_mask);
+        self.str(r.ivt);
+        self.str(&r.ivt_category);
+        self.int(r.elapsed_us);
     }
 }
 
@@ -336,12 +337,12 @@ impl Writer {
         self.ensure_table()?;
         let mut body = Vec::with_capacity(self.body_hint);
         for r in batch {
-            let row = Row::new(r, &self.ivt, self.ip, self.salt.as_ref());
-            serde_json::to_writer(&mut body, &JsonRow::from(&row))
-                .map_err(|e| LogError::Write(e.to_string()))?;
-            body.push(b'\n');
+            RowBinary(&mut body).row(&Row::new(r, &self.ivt, self.ip, self.salt.as_ref()));
         }
-        let insert = format!("INSERT INTO {} FORMAT JSONEachRow", self.config.qualified());
+        let insert = format!(
+            "INSERT INTO {} ({COLUMN_NAMES}) FORMAT RowBinary",
+            self.config.qualified()
+        );
         self.body_hint = body.len();
         let result = self.call(&[("query", &insert)], body);
         if result.is_err() {
@@ -592,6 +593,22 @@ const END: &str = "__end";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_binary_values_are_encoded_as_the_format_says() {
+        let mut buf = Vec::new();
+        let mut w = RowBinary(&mut buf);
+        w.str("ab");
+        w.str(&"x".repeat(300));
+        w.opt(None);
+        w.opt(Some(""));
+        w.int(-2);
+        assert_eq!(&buf[..3], [2, b'a', b'b']);
+        assert_eq!(&buf[3..5], [0xac, 0x02], "300 as LEB128");
+        assert_eq!(buf.len(), 3 + 2 + 300 + 1 + 2 + 8);
+        assert_eq!(&buf[305..308], [1, 0, 0], "NULL, then an empty string");
+        assert_eq!(&buf[308..], (-2i64).to_le_bytes());
+    }
 
     #[test]
     fn tab_separated_values_are_typed_and_unescaped() {
