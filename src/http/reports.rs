@@ -108,7 +108,7 @@ pub async fn entry(
         )
         .with_field("id")
     };
-    // The id is a UUIDv7: its time finds the row through the ts index.
+    // The id is a UUIDv7: its time finds the row (a seek on the time key).
     let ms = crate::decision::DecisionId::parse(&id)
         .ok_or_else(not_found)?
         .unix_ms() as i64;

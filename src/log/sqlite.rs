@@ -197,6 +197,31 @@ impl Writer {
     /// Writes a batch in one transaction (its records in runs of one UTC
     /// day each, one day's tables and statements at a time).
     pub fn write(&mut self, batch: &[Record]) -> Result<(), LogError> {
+        let result = self.write_once(batch);
+        if result.is_err() {
+            // The transaction rolled back: tables it created and ids its
+            // dictionaries learnt are gone. Forget them, so the retry
+            // creates and looks up again (not "no such table" forever).
+            self.reload();
+        }
+        result
+    }
+
+    /// What the store holds, read again after a failed write.
+    fn reload(&mut self) {
+        self.dicts.clear();
+        if let (Ok(t), Ok(r), Ok(c)) = (
+            list_tables(&self.conn),
+            list_rollups(&self.conn),
+            list_days(&self.conn, "view"),
+        ) {
+            self.tables = t.into_iter().collect();
+            self.rollups = r.into_iter().collect();
+            self.compact = c.into_iter().collect();
+        }
+    }
+
+    fn write_once(&mut self, batch: &[Record]) -> Result<(), LogError> {
         let err = |e: rusqlite::Error| LogError::Write(e.to_string());
         let tx = self.conn.transaction().map_err(err)?;
         let mut rest = batch;
@@ -921,6 +946,33 @@ pub(crate) mod tests {
             left, 0,
             "both rows' tables, dictionaries, view and rollup dropped"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A write that fails after creating a day's tables rolls them back;
+    /// the retry creates them again instead of failing until a restart.
+    #[test]
+    fn a_failed_write_is_retried_from_what_the_store_holds() {
+        let dir = fresh_dir("retry");
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+        let ms = 20_000 * 86_400_000i64;
+        let r = rollup_table(&day_table(ms));
+        // The day's rollup rows fail once, inside the writer's transaction.
+        w.conn
+            .execute_batch(&format!(
+                "CREATE TABLE fail_once (n INTEGER); INSERT INTO fail_once VALUES (1); \
+                 CREATE TABLE \"{r}\" {ROLLUP_SCHEMA}; \
+                 CREATE TRIGGER boom BEFORE INSERT ON \"{r}\" \
+                 WHEN (SELECT count(*) FROM fail_once) > 0 \
+                 BEGIN SELECT RAISE(ABORT, 'injected'); END;"
+            ))
+            .unwrap();
+        let batch: Vec<Record> = (0..5u128).map(|i| record(ms, i)).collect();
+        assert!(w.write(&batch).is_err());
+        w.conn.execute_batch("DELETE FROM fail_once").unwrap();
+        w.write(&batch).unwrap();
+        assert_eq!(count(&dir, "field=id&page_size=100"), 5);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
