@@ -171,22 +171,20 @@ impl Writer {
         retention_days: u32,
     ) -> Result<Self, LogError> {
         let conn = open_rw(path)?;
-        let err = |e: rusqlite::Error| LogError::Write(e.to_string());
-        let tables = list_tables(&conn).map_err(err)?;
-        let rollups = list_rollups(&conn).map_err(err)?;
-        let compact = list_days(&conn, "view").map_err(err)?;
-        Ok(Writer {
+        let mut w = Writer {
             conn,
-            tables: tables.into_iter().collect(),
-            rollups: rollups.into_iter().collect(),
-            compact: compact.into_iter().collect(),
+            tables: HashSet::new(),
+            rollups: HashSet::new(),
+            compact: HashSet::new(),
             dicts: HashMap::new(),
             ivt,
             ip,
             retention_days,
             last_retention: None,
             salt: None,
-        })
+        };
+        w.read_days()?;
+        Ok(w)
     }
 
     /// The secret for `ip = "hashed"`.
@@ -202,23 +200,23 @@ impl Writer {
             // The transaction rolled back: tables it created and ids its
             // dictionaries learnt are gone. Forget them, so the retry
             // creates and looks up again (not "no such table" forever).
-            self.reload();
+            self.dicts.clear();
+            // (If this fails too, the next write fails and tries again.)
+            let _ = self.read_days();
         }
         result
     }
 
-    /// What the store holds, read again after a failed write.
-    fn reload(&mut self) {
-        self.dicts.clear();
-        if let (Ok(t), Ok(r), Ok(c)) = (
-            list_tables(&self.conn),
-            list_rollups(&self.conn),
-            list_days(&self.conn, "view"),
-        ) {
-            self.tables = t.into_iter().collect();
-            self.rollups = r.into_iter().collect();
-            self.compact = c.into_iter().collect();
-        }
+    /// Which days the store holds, of which kind, and which have rollups.
+    fn read_days(&mut self) -> Result<(), LogError> {
+        let err = |e: rusqlite::Error| LogError::Write(e.to_string());
+        self.tables = list_tables(&self.conn).map_err(err)?.into_iter().collect();
+        self.rollups = list_rollups(&self.conn).map_err(err)?.into_iter().collect();
+        self.compact = list_days(&self.conn, "view")
+            .map_err(err)?
+            .into_iter()
+            .collect();
+        Ok(())
     }
 
     fn write_once(&mut self, batch: &[Record]) -> Result<(), LogError> {
@@ -628,6 +626,16 @@ pub(crate) mod tests {
         dir
     }
 
+    /// Tables and views in the store.
+    fn schema_objects(conn: &Connection) -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
     fn count(dir: &Path, raw: &str) -> usize {
         let q = Query::from_params(crate::query::Events::All, raw, false).unwrap();
         let mut n = 0;
@@ -838,13 +846,7 @@ pub(crate) mod tests {
         assert_eq!(w.retention(today + 10).unwrap(), std::slice::from_ref(&old));
         assert_eq!(count(&dir, "field=id&page_size=1000"), 30);
         assert_eq!(w.retention(today + 2 * day).unwrap(), [day_table(today)]);
-        let left: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view')",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let left = schema_objects(&conn);
         assert_eq!(
             left, 0,
             "a compact day's view, rows, dictionaries and rollup all dropped"
@@ -935,13 +937,7 @@ pub(crate) mod tests {
         );
         assert_eq!(w.retention(today + 2 * day).unwrap(), [t]);
         let conn = Connection::open(dir.join(FILE)).unwrap();
-        let left: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view')",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let left = schema_objects(&conn);
         assert_eq!(
             left, 0,
             "both rows' tables, dictionaries, view and rollup dropped"
