@@ -38,6 +38,17 @@ pub trait Dialect {
     fn has_bit(&self, col: &str, bit: u64) -> String;
     /// Sorting, with NULLs last (ClickHouse's order).
     fn order(&self, name: &str, desc: bool) -> String;
+    /// A column that orders rows as `ts` does and that the store can
+    /// seek on, when it has one besides `ts` (SQLite's compact days keep
+    /// no index on `ts`: their rowid is a time key).
+    fn time_key(&self) -> Option<&'static str> {
+        None
+    }
+    /// The bound on [`Dialect::time_key`] that `ts <op> ms` implies,
+    /// put beside it so the store seeks.
+    fn time_key_bound(&self, _op: Op, _ms: i64) -> Option<String> {
+        None
+    }
     /// Events counted.
     fn count(&self) -> String {
         "count(*)".into()
@@ -167,12 +178,28 @@ fn expr_sql(
                 out.push_str("))");
             } else {
                 let v = typed(&values[0], numeric, name, param)?;
+                let key = match (&v, scope) {
+                    (Value::Int(ms), Scope::Rows) if name == "ts" => d.time_key_bound(*op, *ms),
+                    _ => None,
+                };
                 let v = d.value(v);
-                out.push_str(&format!("({sql} {} {v})", op.sql()));
+                match key {
+                    Some(k) => out.push_str(&format!("({sql} {} {v} AND {k})", op.sql())),
+                    None => out.push_str(&format!("({sql} {} {v})", op.sql())),
+                }
             }
         }
     }
     Ok(())
+}
+
+/// `ts <op> ms` (a time computed here, not caller text), with the bound
+/// on the store's time key it implies.
+fn ts_cmp(d: &impl Dialect, op: Op, ms: i64) -> String {
+    match d.time_key_bound(op, ms) {
+        Some(k) => format!("(ts {} {ms} AND {k})", op.sql()),
+        None => format!("(ts {} {ms})", op.sql()),
+    }
 }
 
 /// Comparisons with a form of their own: `date_*` / `datetime_*` bounds
@@ -203,10 +230,10 @@ fn special(
             start + 1000
         };
         return Ok(Some(match op {
-            Op::Ge => format!("(ts >= {start})"),
-            Op::Gt => format!("(ts >= {next})"),
-            Op::Le => format!("(ts < {next})"),
-            _ => format!("(ts < {start})"),
+            Op::Ge => ts_cmp(d, Op::Ge, start),
+            Op::Gt => ts_cmp(d, Op::Ge, next),
+            Op::Le => ts_cmp(d, Op::Lt, next),
+            _ => ts_cmp(d, Op::Lt, start),
         }));
     }
     if name == "tag" || name == "rule" {
@@ -356,7 +383,7 @@ pub fn build(q: &Query, d: &mut impl Dialect, source: &str) -> Result<String, Qu
             if q.sort.is_empty() {
                 // A list sorted by a field it does not return still
                 // sorts by time.
-                cols.push("ts AS \"__ts\"".into());
+                cols.push(format!("{} AS \"__ts\"", d.time_key().unwrap_or("ts")));
             }
             format!("SELECT {} FROM {source}{where_sql}", cols.join(", "))
         }
@@ -393,7 +420,18 @@ pub fn build(q: &Query, d: &mut impl Dialect, source: &str) -> Result<String, Qu
             text.push_str(" ORDER BY \"__ts\" DESC");
         }
     } else {
-        let order: Vec<String> = q.sort.iter().map(|(n, desc)| d.order(n, *desc)).collect();
+        let list = matches!(q.shape, Shape::List(_));
+        let order: Vec<String> = q
+            .sort
+            .iter()
+            .map(|(n, desc)| match d.time_key() {
+                // Rows in time order: the time key's order (never NULL).
+                Some(k) if list && n == "ts" => {
+                    format!("{k} {}", if *desc { "DESC" } else { "ASC" })
+                }
+                _ => d.order(n, *desc),
+            })
+            .collect();
         text.push_str(" ORDER BY ");
         text.push_str(&order.join(", "));
     }

@@ -6,7 +6,7 @@
 use rusqlite::types::Value as SqlValue;
 
 use super::sql::{self, Dialect, Value};
-use super::{Query, QueryError, TimeUnit};
+use super::{Op, Query, QueryError, TimeUnit};
 
 /// A statement and its parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +20,8 @@ struct Sqlite {
     params: Vec<SqlValue>,
     /// Reading the rollups: a row stands for `n` events.
     rollup: bool,
+    /// Every source has a time key of its own to read rows in time order.
+    keyed: bool,
 }
 
 impl Dialect for Sqlite {
@@ -79,6 +81,22 @@ impl Dialect for Sqlite {
         format!("(({col} & {bit}) != 0)")
     }
 
+    fn time_key(&self) -> Option<&'static str> {
+        self.keyed.then_some("_k")
+    }
+
+    fn time_key_bound(&self, op: Op, ms: i64) -> Option<String> {
+        use crate::log::compact::{key_ceil, key_floor};
+        Some(match op {
+            Op::Ge => format!("_k >= {}", key_floor(ms)),
+            Op::Gt => format!("_k >= {}", key_floor(ms.saturating_add(1))),
+            Op::Le => format!("_k <= {}", key_ceil(ms)),
+            Op::Lt => format!("_k <= {}", key_ceil(ms.saturating_sub(1))),
+            Op::Eq => format!("_k BETWEEN {} AND {}", key_floor(ms), key_ceil(ms)),
+            _ => return None,
+        })
+    }
+
     fn order(&self, name: &str, desc: bool) -> String {
         format!(
             "\"{name}\" {} NULLS LAST",
@@ -87,16 +105,38 @@ impl Dialect for Sqlite {
     }
 }
 
+/// A day table as a query reads it.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// `d_YYYYMMDD`.
+    pub name: String,
+    /// It has the time key `_k` (a compact day's view written by this
+    /// release); without it, `_k` is made from `ts`.
+    pub keyed: bool,
+}
+
+/// The time key of a row of a day table without one: what a compact
+/// day's rows store for the same time (`log::compact`).
+fn key_from_ts() -> String {
+    format!("ts << {} AS _k", crate::log::compact::SEQ_BITS)
+}
+
 /// The whole statement for `q` over the given day tables; over their
 /// rollups instead when `rollups` (every day table has one) and the
 /// rollups answer `q` exactly.
-pub fn build(q: &Query, tables: &[String], rollups: bool) -> Result<Sql, QueryError> {
+pub fn build(q: &Query, tables: &[Source], rollups: bool) -> Result<Sql, QueryError> {
     use crate::log::sqlite::{ROLLUP_DIMS, rollup_table};
     let rollup = rollups && !tables.is_empty() && sql::rollup_answers(q, &ROLLUP_DIMS);
     let source = if rollup {
         let parts: Vec<String> = tables
             .iter()
-            .map(|t| format!("SELECT {ROLLUP_COLUMNS} FROM \"{}\"", rollup_table(t)))
+            .map(|t| {
+                format!(
+                    "SELECT {ROLLUP_COLUMNS}, {} FROM \"{}\"",
+                    key_from_ts(),
+                    rollup_table(&t.name)
+                )
+            })
             .collect();
         format!("({})", parts.join(" UNION ALL "))
     } else if tables.is_empty() {
@@ -105,12 +145,19 @@ pub fn build(q: &Query, tables: &[String], rollups: bool) -> Result<Sql, QueryEr
     } else {
         let parts: Vec<String> = tables
             .iter()
-            .map(|t| format!("SELECT * FROM \"{t}\""))
+            .map(|t| {
+                if t.keyed {
+                    format!("SELECT * FROM \"{}\"", t.name)
+                } else {
+                    format!("SELECT *, {} FROM \"{}\"", key_from_ts(), t.name)
+                }
+            })
             .collect();
         format!("({})", parts.join(" UNION ALL "))
     };
     let mut d = Sqlite {
         rollup,
+        keyed: !rollup && !tables.is_empty() && tables.iter().all(|t| t.keyed),
         ..Sqlite::default()
     };
     let text = sql::build(q, &mut d, &source)?;
@@ -131,4 +178,4 @@ const EMPTY_COLUMNS: &str = "'' AS id, 0 AS ts, '' AS door, '' AS client, '' AS 
     '' AS aff_sub3, '' AS aff_sub4, '' AS aff_sub5, '' AS country_code, '' AS extra, \
     '' AS decision, '' AS would_be, '' AS mode, '' AS tags, 0 AS tag_mask, 0 AS blocked_mask, \
     '' AS source, '' AS reason, '' AS rules, 0 AS rule_mask, '' AS ivt, '' AS ivt_category, \
-    0 AS elapsed_us";
+    0 AS elapsed_us, 0 AS _k";
