@@ -13,12 +13,19 @@
 //!
 //! **The row key.** A row's rowid is its time key `k`: the millisecond
 //! shifted left by [`SEQ_BITS`], plus its place among the decisions of
-//! that millisecond. Rows so go in at the end of the table's tree, with no
-//! index to keep: the view's `ts` is `k >> 21`, and the query builder puts
-//! a bound on `k` (the view's `_k`) beside each bound on `ts`, so a time
-//! range or one id is a range of rowids. (Measured on 2 M rows: 0.95 us a
-//! row with the previous release's 15 columns keyed by the id, 0.6 with
-//! this.)
+//! that millisecond. Rows so go in at the end of the table's tree (but for
+//! a record that reaches the writer after later ones), with no index to
+//! keep: the view's `ts` is `k >> 21`, and the query builder puts a bound
+//! on `k` (the view's `_k`) beside each bound on `ts`, so a time range, or
+//! an entry looked up by its id and time, is a range of rowids (a filter on
+//! the id alone reads the whole day). (Measured on 2 M rows: 0.95 us a row
+//! with the previous release's 15 columns keyed by the id, 0.6 with this.)
+//!
+//! No unique key stops one decision being stored twice: the writer never
+//! writes a record again once its transaction committed (a failed one is
+//! rolled back before the retry), and the rollup would count it twice too.
+//! Going back to a release before this one is not supported: it would
+//! rebuild the view without the `g_` rows.
 //!
 //! **Older compact days.** A day begun by the previous release keeps its
 //! rows in `f_YYYYMMDD` (keyed by the id cut into integers), one begun by
@@ -620,7 +627,8 @@ fn assign_keys(
     let mut run: Option<(i64, i64)> = None;
     for ms in ms_sorted {
         if !(0..=MAX_MS).contains(&ms) {
-            return Err(LogError::Write(format!(
+            // (Refused, not retried: a retry would fail alike, forever.)
+            return Err(LogError::Rejected(format!(
                 "a decision time of {ms} ms is outside what the store keeps"
             )));
         }
@@ -645,7 +653,7 @@ fn assign_keys(
             }
         };
         if next > key_ceil(ms) {
-            return Err(LogError::Write(format!(
+            return Err(LogError::Rejected(format!(
                 "more than {} decisions in the millisecond {ms}",
                 SEQ_MASK + 1
             )));

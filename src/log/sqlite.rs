@@ -1,8 +1,9 @@
 //! The embedded store: one SQLite database under `decision_log.path`
 //! (WAL, `synchronous = NORMAL`), one table per UTC day (`d_YYYYMMDD`).
 //! Retention drops whole day tables, never rows; queries read the day
-//! tables through a UNION ALL, on their own read-only connection, with a
-//! time limit.
+//! tables through a UNION ALL (a list in time order: one day after the
+//! other), on their own read-only connection in one read transaction (one
+//! snapshot of every day), with a time limit.
 //!
 //! One database with a table per day rather than a file per day: SQLite
 //! attaches at most 10 databases to one connection in its default build,
@@ -521,6 +522,10 @@ pub fn run_with(
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(store)?;
+        // One snapshot for the day list and every statement after it (a
+        // time-ordered list runs one per day): retention or a view rebuilt
+        // by the writer in between cannot change what the query sees.
+        conn.execute_batch("BEGIN").map_err(store)?;
         tables = list_sources(&conn).map_err(store)?;
         let with = list_rollups(&conn).map_err(store)?;
         complete = tables.iter().all(|t| with.contains(&t.name));
@@ -577,11 +582,7 @@ pub fn run_with(
             dq.page = 1;
             dq.page_size = skip.saturating_add(left);
             let sql = build(&dq, std::slice::from_ref(&day), rollups)?;
-            let done = stream(&conn, &sql, deadline, &mut |names, values| {
-                if skip > 0 {
-                    skip -= 1;
-                    return true;
-                }
+            let done = stream(&conn, &sql, deadline, &mut skip, &mut |names, values| {
                 left -= 1;
                 each(names, values) && left > 0
             })?;
@@ -592,7 +593,7 @@ pub fn run_with(
         return Ok(());
     }
     let sql = build(q, &tables, rollups)?;
-    stream(&conn, &sql, deadline, each).map(|_| ())
+    stream(&conn, &sql, deadline, &mut 0, each).map(|_| ())
 }
 
 /// For a list in time order (newest first unless sorted by `ts`
@@ -608,12 +609,13 @@ fn time_ordered_list(q: &Query) -> Option<bool> {
     }
 }
 
-/// Runs one statement, handing each row to `each`; true when `each`
-/// stopped it.
+/// Runs one statement, passing over its first `skip` rows (counted down)
+/// and handing each other row to `each`; true when `each` stopped it.
 fn stream(
     conn: &Connection,
     sql: &crate::query::sqlite::Sql,
     deadline: Instant,
+    skip: &mut u64,
     each: &mut dyn FnMut(&[String], Vec<serde_json::Value>) -> bool,
 ) -> Result<bool, QueryFailure> {
     let store = |e: rusqlite::Error| QueryFailure::Store(e.to_string());
@@ -631,6 +633,7 @@ fn stream(
         })?;
     loop {
         match rows.next() {
+            Ok(Some(_)) if *skip > 0 => *skip -= 1,
             Ok(Some(row)) => {
                 let values = shown
                     .iter()
@@ -1138,6 +1141,44 @@ pub(crate) mod tests {
         all.reverse();
         assert_eq!(desc, all);
         assert_eq!(page("field=ts&page_size=4&page=4"), Vec::<i64>::new());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A sort key after `ts` orders the rows of one millisecond (the time
+    /// key, finer than `ts`, is used for `ts` only as the last key).
+    #[test]
+    fn a_key_after_ts_orders_rows_of_one_millisecond() {
+        let dir = fresh_dir("ts-then");
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+        let ms = 20_000 * 86_400_000i64 + 5;
+        // Written (and so keyed) in the reverse of their IPs' order.
+        let batch: Vec<Record> = (0..3u128)
+            .map(|i| {
+                let mut r = record(ms, i);
+                r.event.ip = format!("10.0.0.{}", 3 - i).parse().unwrap();
+                r
+            })
+            .collect();
+        w.write(&batch).unwrap();
+        for (sort, want) in [
+            ("ts_asc,ip_asc", ["10.0.0.1", "10.0.0.2", "10.0.0.3"]),
+            ("ts_desc,ip_desc", ["10.0.0.3", "10.0.0.2", "10.0.0.1"]),
+        ] {
+            let q = Query::from_params(
+                crate::query::Events::All,
+                &format!("field=ip,ts&sort={sort}"),
+                false,
+            )
+            .unwrap();
+            let mut got = Vec::new();
+            run(&dir, &q, Duration::from_secs(5), &mut |_, v| {
+                got.push(v[0].as_str().unwrap().to_owned());
+                true
+            })
+            .unwrap();
+            assert_eq!(got, want, "{sort}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -38,8 +38,8 @@ pub trait Dialect {
     fn has_bit(&self, col: &str, bit: u64) -> String;
     /// Sorting, with NULLs last (ClickHouse's order).
     fn order(&self, name: &str, desc: bool) -> String;
-    /// A column that orders rows as `ts` does and that the store can
-    /// seek on, when it has one besides `ts` (SQLite's compact days keep
+    /// A column that orders rows by `ts` (and, within one `ts`, in an
+    /// order of its own) and that the store can seek on, when it has one besides `ts` (SQLite's compact days keep
     /// no index on `ts`: their rowid is a time key).
     fn time_key(&self) -> Option<&'static str> {
         None
@@ -421,12 +421,16 @@ pub fn build(q: &Query, d: &mut impl Dialect, source: &str) -> Result<String, Qu
         }
     } else {
         let list = matches!(q.shape, Shape::List(_));
+        let last = q.sort.len() - 1;
         let order: Vec<String> = q
             .sort
             .iter()
-            .map(|(n, desc)| match d.time_key() {
+            .enumerate()
+            .map(|(i, (n, desc))| match d.time_key() {
                 // Rows in time order: the time key's order (never NULL).
-                Some(k) if list && n == "ts" => {
+                // Only as the last key: it breaks ties of one `ts` itself,
+                // which would leave a key after it unused.
+                Some(k) if list && n == "ts" && i == last => {
                     format!("{k} {}", if *desc { "DESC" } else { "ASC" })
                 }
                 _ => d.order(n, *desc),
