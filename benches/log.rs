@@ -4,7 +4,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use fraudgate::decision::{Decision, DecisionId, Door, IdGen, Source};
 use fraudgate::event::EventBuilder;
 use fraudgate::log::{IpMode, IvtMap, Record, sqlite};
@@ -65,8 +65,27 @@ fn log(c: &mut Criterion) {
         .collect();
     g.throughput(Throughput::Elements(batch.len() as u64));
     g.sample_size(20);
+    // Each batch new decisions, a millisecond later than the one before
+    // (the same ids again would be new rows of the same millisecond).
+    let mut ms = now_ms;
     g.bench_function("sqlite/write_batch_1000", |b| {
-        b.iter(|| w.write(black_box(&batch)).unwrap())
+        b.iter_batched(
+            || {
+                ms += 1;
+                let mut next = batch.clone();
+                for (i, r) in next.iter_mut().enumerate() {
+                    r.id = DecisionId((ms << 80) | (0x7 << 76) | i as u128);
+                }
+                next
+            },
+            |next| {
+                w.write(black_box(&next)).unwrap();
+                // Dropped outside the timing, as the writer's batch is
+                // dropped after its transaction.
+                next
+            },
+            BatchSize::LargeInput,
+        )
     });
     g.finish();
     let _ = std::fs::remove_dir_all(&dir);

@@ -720,6 +720,26 @@ pub(crate) mod tests {
         .unwrap()
     }
 
+    /// The first column of what the list query `raw` answers.
+    fn first_column(dir: &Path, raw: &str) -> Vec<serde_json::Value> {
+        let q = Query::from_params(crate::query::Events::All, raw, false).unwrap();
+        let mut got = Vec::new();
+        run(dir, &q, Duration::from_secs(5), &mut |_, mut v| {
+            got.push(v.swap_remove(0));
+            true
+        })
+        .unwrap();
+        got
+    }
+
+    /// [`first_column`] as text.
+    fn texts(dir: &Path, raw: &str) -> Vec<String> {
+        first_column(dir, raw)
+            .into_iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    }
+
     fn count(dir: &Path, raw: &str) -> usize {
         let q = Query::from_params(crate::query::Events::All, raw, false).unwrap();
         let mut n = 0;
@@ -962,14 +982,7 @@ pub(crate) mod tests {
             })
             .collect();
         w.write(&batch).unwrap();
-        let q =
-            Query::from_params(crate::query::Events::All, "field=id&page_size=10", false).unwrap();
-        let mut got = Vec::new();
-        run(&dir, &q, Duration::from_secs(5), &mut |_, v| {
-            got.push(v[0].as_str().unwrap().to_owned());
-            true
-        })
-        .unwrap();
+        let mut got = texts(&dir, "field=id&page_size=10");
         let mut want: Vec<String> = batch.iter().map(|r| r.id.to_string()).collect();
         got.sort();
         want.sort();
@@ -1063,14 +1076,10 @@ pub(crate) mod tests {
             .collect();
         w.write(&late).unwrap();
         let times = |raw: &str| -> Vec<i64> {
-            let q = Query::from_params(crate::query::Events::All, raw, false).unwrap();
-            let mut got = Vec::new();
-            run(&dir, &q, Duration::from_secs(5), &mut |_, v| {
-                got.push(v[0].as_i64().unwrap() - ms);
-                true
-            })
-            .unwrap();
-            got
+            first_column(&dir, raw)
+                .iter()
+                .map(|v| v.as_i64().unwrap() - ms)
+                .collect()
         };
         let mut want: Vec<i64> = first.iter().chain(&late).map(|r| r.ts_ms() - ms).collect();
         want.sort();
@@ -1122,14 +1131,10 @@ pub(crate) mod tests {
         all.push(old.unix_ms() as i64);
         all.sort();
         let page = |raw: &str| -> Vec<i64> {
-            let q = Query::from_params(crate::query::Events::All, raw, false).unwrap();
-            let mut got = Vec::new();
-            run(&dir, &q, Duration::from_secs(5), &mut |_, v| {
-                got.push(v[0].as_i64().unwrap());
-                true
-            })
-            .unwrap();
-            got
+            first_column(&dir, raw)
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect()
         };
         let mut asc = Vec::new();
         let mut desc = Vec::new();
@@ -1165,18 +1170,7 @@ pub(crate) mod tests {
             ("ts_asc,ip_asc", ["10.0.0.1", "10.0.0.2", "10.0.0.3"]),
             ("ts_desc,ip_desc", ["10.0.0.3", "10.0.0.2", "10.0.0.1"]),
         ] {
-            let q = Query::from_params(
-                crate::query::Events::All,
-                &format!("field=ip,ts&sort={sort}"),
-                false,
-            )
-            .unwrap();
-            let mut got = Vec::new();
-            run(&dir, &q, Duration::from_secs(5), &mut |_, v| {
-                got.push(v[0].as_str().unwrap().to_owned());
-                true
-            })
-            .unwrap();
+            let got = texts(&dir, &format!("field=ip,ts&sort={sort}"));
             assert_eq!(got, want, "{sort}");
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -1210,18 +1204,7 @@ pub(crate) mod tests {
                 })
                 .collect();
             w.write(&batch).unwrap();
-            let q = Query::from_params(
-                crate::query::Events::All,
-                "field=ip&page_size=10&sort=ts_asc&field=ts",
-                false,
-            )
-            .unwrap();
-            let mut got = Vec::new();
-            run(&dir, &q, Duration::from_secs(5), &mut |_, v| {
-                got.push(v[0].as_str().unwrap().to_owned());
-                true
-            })
-            .unwrap();
+            let got = texts(&dir, "field=ip&page_size=10&sort=ts_asc&field=ts");
             let want: Vec<String> = ips
                 .iter()
                 .map(|ip| super::super::store_ip(ip.parse().unwrap(), mode, Some(&salt)))
