@@ -99,18 +99,30 @@ impl DecisionId {
     }
 }
 
+impl DecisionId {
+    /// The hyphenated lowercase hex form (8-4-4-4-12), without the
+    /// formatting machinery (measured: a tenth of the ClickHouse writer's
+    /// time a decision through `write!`).
+    pub fn hyphenated(&self) -> [u8; 36] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'-'; 36];
+        let mut nibble = 0;
+        for (i, o) in out.iter_mut().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                continue;
+            }
+            *o = HEX[(self.0 >> (124 - 4 * nibble)) as usize & 15];
+            nibble += 1;
+        }
+        out
+    }
+}
+
 impl fmt::Display for DecisionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v = self.0;
-        write!(
-            f,
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            (v >> 96) as u32,
-            (v >> 80) as u16,
-            (v >> 64) as u16,
-            (v >> 48) as u16,
-            v as u64 & 0xffff_ffff_ffff
-        )
+        let text = self.hyphenated();
+        // Only ASCII hex digits and hyphens.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -169,6 +181,28 @@ mod tests {
         assert!(g.next() > a, "a later millisecond sorts after");
         assert_eq!(DecisionId::parse(&s), Some(a));
         assert_eq!(DecisionId::parse("nope"), None);
+    }
+
+    #[test]
+    fn the_hyphenated_form_is_the_8_4_4_4_12_hex_of_the_bits() {
+        for v in [
+            0u128,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+            1 << 127,
+            15,
+        ] {
+            let want = format!(
+                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                (v >> 96) as u32,
+                (v >> 80) as u16,
+                (v >> 64) as u16,
+                (v >> 48) as u16,
+                v as u64 & 0xffff_ffff_ffff
+            );
+            assert_eq!(DecisionId(v).to_string(), want);
+            assert_eq!(DecisionId::parse(&want), Some(DecisionId(v)));
+        }
     }
 }
 

@@ -404,7 +404,7 @@ impl Dictionaries {
 }
 
 /// Text buffers on the stack for a row's formatted columns.
-struct StackStr<const N: usize> {
+pub(super) struct StackStr<const N: usize> {
     buf: [u8; N],
     len: usize,
 }
@@ -417,7 +417,7 @@ impl<const N: usize> StackStr<N> {
         }
     }
 
-    fn as_str(&self) -> &str {
+    pub(super) fn as_str(&self) -> &str {
         // Only whole `&str`s are ever written in.
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
     }
@@ -457,7 +457,7 @@ fn ipv4_text(ip: std::net::Ipv4Addr, out: &mut StackStr<48>) {
 }
 
 /// A row's IP as stored: `store_ip`'s text (IPv4 formatted by hand).
-fn ip_text(ip: std::net::IpAddr, mode: IpMode, salt: Option<&[u8; 32]>) -> StackStr<48> {
+pub(super) fn ip_text(ip: std::net::IpAddr, mode: IpMode, salt: Option<&[u8; 32]>) -> StackStr<48> {
     use std::net::IpAddr;
     let mut t = StackStr::new();
     let _ = match (mode, ip) {
@@ -518,7 +518,7 @@ impl<const N: usize> ToSql for StackStr<N> {
     }
 }
 
-const SUBS: [Opt; 5] = [
+pub(super) const SUBS: [Opt; 5] = [
     Opt::AffSub1,
     Opt::AffSub2,
     Opt::AffSub3,
