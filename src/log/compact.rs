@@ -380,6 +380,10 @@ pub struct Dictionaries {
     contexts: Vec<(i64, Context)>,
     /// The largest `k` in the day's rows (None: not read yet).
     last_key: Option<i64>,
+    /// The last batch's records in time order, and their keys (kept for
+    /// their allocations).
+    slots: Vec<Slot>,
+    keys: Vec<i64>,
 }
 
 impl Dictionaries {
@@ -400,6 +404,11 @@ impl Dictionaries {
 
     pub fn context(&self, i: u32) -> &Context {
         &self.contexts[i as usize].1
+    }
+
+    /// The records of the batch [`insert`] last wrote, in time order.
+    pub fn written(&self) -> &[Slot] {
+        &self.slots
     }
 }
 
@@ -477,7 +486,6 @@ pub(super) fn ip_text(ip: std::net::IpAddr, mode: IpMode, salt: Option<&[u8; 32]
 
 /// One row of `g_YYYYMMDD`, borrowing what it can from its record.
 struct Fact<'a> {
-    ms: i64,
     id_mid: i64,
     id_low: i64,
     ip: StackStr<48>,
@@ -489,7 +497,27 @@ struct Fact<'a> {
     elapsed_us: i64,
 }
 
-impl Fact<'_> {
+impl<'a> Fact<'a> {
+    fn of(
+        s: &Slot,
+        r: &'a Record,
+        dicts: &Dictionaries,
+        (ip_mode, salt): (IpMode, Option<&[u8; 32]>),
+    ) -> Self {
+        let e = &r.event;
+        Fact {
+            id_mid: s.id_mid,
+            id_low: s.id_low,
+            ip: ip_text(e.ip, ip_mode, salt),
+            ua: s.ua,
+            who: s.who,
+            aff_sub: SUBS.map(|o| e.get(o)),
+            extra: extra(r),
+            ctx: dicts.contexts[s.context as usize].0,
+            elapsed_us: r.elapsed_us as i64,
+        }
+    }
+
     fn params<'b>(&'b self, k: &'b i64) -> [&'b dyn ToSql; ROW_COLUMNS] {
         [
             k,
@@ -508,6 +536,25 @@ impl Fact<'_> {
             &self.elapsed_us,
         ]
     }
+}
+
+/// One record of a batch with its dictionary ids: what the batch is
+/// sorted by. (A row is built from it and its record only when it is
+/// bound, 64 at a time: the rows of a whole batch, four times the size,
+/// were megabytes allocated and faulted in afresh each batch.)
+#[derive(Clone, Copy, Debug)]
+pub struct Slot {
+    ms: i64,
+    /// The id's bits below the millisecond, as stored (`id_text`).
+    id_mid: i64,
+    id_low: i64,
+    /// The record's index in the batch.
+    pub record: u32,
+    /// Its context's index in [`Dictionaries`].
+    pub context: u32,
+    ua: i64,
+    /// Its (affiliate_id, offer_id) pair's id.
+    pub who: i64,
 }
 
 impl<const N: usize> ToSql for StackStr<N> {
@@ -537,12 +584,6 @@ pub fn extra(r: &Record) -> Option<String> {
     let map: serde_json::Map<String, serde_json::Value> =
         rest.map(|(o, v)| (o.name().to_owned(), v.into())).collect();
     Some(serde_json::Value::Object(map).to_string())
-}
-
-/// Where each record of a batch points in the day's dictionaries.
-pub struct Resolved {
-    /// Per record: its context's index in [`Dictionaries`].
-    pub contexts: Vec<u32>,
 }
 
 /// The id of a UA in the day's dictionary, upserted when first seen.
@@ -666,8 +707,9 @@ fn assign_keys(
     Ok(())
 }
 
-/// Writes one day's records into its compact tables; returns each
-/// record's context (for the rollup).
+/// Writes one day's records into its compact tables; where each record
+/// points in the dictionaries is then [`Dictionaries::written`] (for the
+/// rollup).
 pub fn insert(
     tx: &Transaction<'_>,
     day_table: &str,
@@ -676,13 +718,14 @@ pub fn insert(
     ivt: &IvtMap,
     ip_mode: IpMode,
     salt: Option<&[u8; 32]>,
-) -> Result<Resolved, LogError> {
+) -> Result<(), LogError> {
     let err = |e: rusqlite::Error| LogError::Write(e.to_string());
     let p = Parts::of(day_table);
     dicts.bound();
-    let mut contexts = Vec::with_capacity(rows.len());
-    let mut facts = Vec::with_capacity(rows.len());
-    for r in rows {
+    let mut slots = std::mem::take(&mut dicts.slots);
+    slots.clear();
+    slots.reserve(rows.len());
+    for (i, r) in rows.iter().enumerate() {
         let e = &r.event;
         let ua = ua_id(tx, &p, dicts, e.ua()).map_err(err)?;
         let who = who_id(tx, &p, dicts, e.affiliate_id(), e.offer_id()).map_err(err)?;
@@ -735,28 +778,39 @@ pub fn insert(
                 i
             }
         };
-        contexts.push(ci);
-        facts.push(Fact {
+        slots.push(Slot {
             ms: r.ts_ms(),
-            // The id's bits below the millisecond, as stored (`id_text`).
             id_mid: ((r.id.0 >> 64) & 0xffff) as i64,
             id_low: r.id.0 as u64 as i64,
-            ip: ip_text(e.ip, ip_mode, salt),
+            record: i as u32,
+            context: ci,
             ua,
             who,
-            aff_sub: SUBS.map(|o| e.get(o)),
-            extra: extra(r),
-            ctx: dicts.contexts[ci as usize].0,
-            elapsed_us: r.elapsed_us as i64,
         });
     }
     // In time order, so keys can be numbered and rows go in at the end of
     // the table's tree (a batch's records come from several threads).
-    // (References sorted: a row is ten times the size of its key.)
-    let mut facts: Vec<&Fact<'_>> = facts.iter().collect();
-    facts.sort_unstable_by_key(|f| (f.ms, f.id_mid, f.id_low));
-    let mut keys = Vec::with_capacity(facts.len());
-    assign_keys(tx, &p, dicts, facts.iter().map(|f| f.ms), &mut keys)?;
+    slots.sort_unstable_by_key(|s| (s.ms, s.id_mid, s.id_low));
+    let mut keys = std::mem::take(&mut dicts.keys);
+    keys.clear();
+    let numbered = assign_keys(tx, &p, dicts, slots.iter().map(|s| s.ms), &mut keys);
+    let written = numbered.and_then(|()| {
+        write_rows(tx, &p, dicts, rows, (&slots, &keys), (ip_mode, salt)).map_err(err)
+    });
+    dicts.slots = slots;
+    dicts.keys = keys;
+    written
+}
+
+/// The rows of `slots` (in order, keyed by `keys`), 64 to a statement.
+fn write_rows(
+    tx: &Transaction<'_>,
+    p: &Parts,
+    dicts: &Dictionaries,
+    rows: &[Record],
+    (slots, keys): (&[Slot], &[i64]),
+    ip: (IpMode, Option<&[u8; 32]>),
+) -> rusqlite::Result<()> {
     let insert = |n: usize| {
         let one = format!("({})", vec!["?"; ROW_COLUMNS].join(", "));
         format!(
@@ -766,25 +820,28 @@ pub fn insert(
             vec![one; n].join(", ")
         )
     };
-    let mut chunks = facts.chunks_exact(ROWS_PER_INSERT);
+    let fact = |s: &Slot| Fact::of(s, &rows[s.record as usize], dicts, ip);
+    let mut chunks = slots.chunks_exact(ROWS_PER_INSERT);
     let mut key_chunks = keys.chunks_exact(ROWS_PER_INSERT);
     if chunks.len() > 0 {
-        let mut stmt = tx.prepare_cached(&insert(ROWS_PER_INSERT)).map_err(err)?;
+        let mut stmt = tx.prepare_cached(&insert(ROWS_PER_INSERT))?;
+        let mut facts = Vec::with_capacity(ROWS_PER_INSERT);
         for (chunk, ks) in (&mut chunks).zip(&mut key_chunks) {
-            let params: Vec<[&dyn ToSql; ROW_COLUMNS]> =
-                chunk.iter().zip(ks).map(|(f, k)| f.params(k)).collect();
-            stmt.execute(params_from_iter(params.iter().flatten()))
-                .map_err(err)?;
+            facts.clear();
+            facts.extend(chunk.iter().map(fact));
+            stmt.execute(params_from_iter(
+                facts.iter().zip(ks).flat_map(|(f, k)| f.params(k)),
+            ))?;
         }
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut stmt = tx.prepare_cached(&insert(1)).map_err(err)?;
-        for (f, k) in rest.iter().zip(key_chunks.remainder()) {
-            stmt.execute(params_from_iter(f.params(k))).map_err(err)?;
+        let mut stmt = tx.prepare_cached(&insert(1))?;
+        for (s, k) in rest.iter().zip(key_chunks.remainder()) {
+            stmt.execute(params_from_iter(fact(s).params(k)))?;
         }
     }
-    Ok(Resolved { contexts })
+    Ok(())
 }
 
 /// The releases before this one that wrote compact days.

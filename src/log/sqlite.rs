@@ -36,7 +36,9 @@ use crate::query::{Query, TimeUnit, bucket};
 
 /// Per (hour, context, affiliate_id, offer_id) of a batch: events and the
 /// sum of `elapsed_us`.
-type HourSums<'a> = HashMap<(i64, u32, &'a str, &'a str), (i64, i64), foldhash::fast::RandomState>;
+/// A compact day's rollup sums of one batch: (hour, context, affiliate
+/// and offer pair) -> (decisions, their elapsed_us, one record's index).
+type HourSums = HashMap<(i64, u32, i64), (i64, i64, u32), foldhash::fast::RandomState>;
 
 pub const FILE: &str = "decisions.sqlite";
 
@@ -288,19 +290,22 @@ impl Writer {
                 dicts.insert(table.clone(), compact::Dictionaries::default());
             }
             let d = dicts.get_mut(&table).expect("inserted above");
-            let resolved = compact::insert(tx, &table, d, records, ivt, ip, salt)?;
+            compact::insert(tx, &table, d, records, ivt, ip, salt)?;
             if rolled {
-                let mut sums: HourSums<'_> = HashMap::default();
-                for (r, ci) in records.iter().zip(&resolved.contexts) {
+                let mut sums = HourSums::default();
+                for s in d.written() {
+                    let r = &records[s.record as usize];
                     let hour = r.ts_ms().div_euclid(3_600_000) * 3_600_000;
                     let e = sums
-                        .entry((hour, *ci, r.event.affiliate_id(), r.event.offer_id()))
-                        .or_default();
+                        .entry((hour, s.context, s.who))
+                        .or_insert((0, 0, s.record));
                     e.0 += 1;
                     e.1 += r.elapsed_us as i64;
                 }
-                let keyed = sums.into_iter().map(|((hour, ci, aff, offer), sum)| {
+                let keyed = sums.into_iter().map(|((hour, ci, _), (n, elapsed, ri))| {
                     let c = d.context(ci);
+                    let e = &records[ri as usize].event;
+                    let (aff, offer) = (e.affiliate_id(), e.offer_id());
                     let t = &c.text;
                     let key = RollupKey {
                         hour,
@@ -322,7 +327,7 @@ impl Writer {
                         ],
                         masks: [t.tag_mask, t.blocked_mask, t.rule_mask],
                     };
-                    (key, sum)
+                    (key, (n, elapsed))
                 });
                 Self::roll_up(tx, &rollup_table(&table), keyed)?;
             }
