@@ -85,7 +85,27 @@ fn no_store(resp: &mut Response, d: &Decision) {
     decision_headers(resp.headers_mut(), d);
 }
 
+/// An error answer of `/click` or `/imp`: never stored either (a cached
+/// 400 or 404 would answer a later, valid click).
+fn uncached(e: ApiError) -> Response {
+    let mut resp = e.into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 pub async fn click(
+    state: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: RawQuery,
+) -> Response {
+    click_or_error(state, peer, headers, query)
+        .await
+        .unwrap_or_else(uncached)
+}
+
+async fn click_or_error(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -152,6 +172,17 @@ pub const PIXEL: &[u8] = &[
 
 /// Records an impression; the page gets its pixel whatever the decision.
 pub async fn imp(
+    state: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: RawQuery,
+) -> Response {
+    imp_or_error(state, peer, headers, query)
+        .await
+        .unwrap_or_else(uncached)
+}
+
+async fn imp_or_error(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,

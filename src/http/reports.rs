@@ -25,7 +25,7 @@ use super::AppState;
 use super::data::{Format, log_off, query_error};
 use super::error::ApiError;
 use crate::query::report::{Kind, shape_row};
-use crate::query::{Events, Expr, FIELDS, Op, Query, Scalar, Shape, time_zone};
+use crate::query::{Events, Expr, FIELDS, Op, Query, QueryError, Scalar, Shape, time_zone};
 
 async fn report(state: AppState, kind: Kind, raw: String) -> Result<Response, ApiError> {
     let format = Format::from_query(&raw)?;
@@ -41,12 +41,7 @@ async fn report(state: AppState, kind: Kind, raw: String) -> Result<Response, Ap
     if format == Format::Csv {
         // The same names as the JSON (events, intervals, reasons).
         let columns = crate::query::report::columns(&shaped);
-        let mut resp = crate::query::report::to_csv(&columns, &shaped).into_response();
-        resp.headers_mut().insert(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("text/csv; charset=utf-8"),
-        );
-        return Ok(resp);
+        return Ok(csv(crate::query::report::to_csv(&columns, &shaped)));
     }
     let results: Vec<Value> = shaped.into_iter().map(Value::Object).collect();
     let body = match kind {
@@ -55,6 +50,15 @@ async fn report(state: AppState, kind: Kind, raw: String) -> Result<Response, Ap
         Kind::Interval => json!({ "results": results }),
     };
     Ok(Json(body).into_response())
+}
+
+fn csv(body: String) -> Response {
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    resp
 }
 
 /// Runs a (small, paged) query on a blocking thread and collects its rows.
@@ -94,12 +98,27 @@ pub async fn entry(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let raw = raw.unwrap_or_default();
-    let tz = form_urlencoded::parse(raw.as_bytes())
-        .find(|(k, _)| k == "timezone")
-        .map(|(_, v)| time_zone(&v, "timezone"))
-        .transpose()
-        .map_err(query_error)?
-        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let format = Format::from_query(&raw)?;
+    let mut tz = None;
+    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+        match &*k {
+            "timezone" if tz.is_some() => {
+                return Err(query_error(QueryError::new(
+                    "timezone",
+                    "timezone: give it once",
+                )));
+            }
+            "timezone" => tz = Some(time_zone(&v, "timezone").map_err(query_error)?),
+            "key" | "format" => {}
+            other => {
+                return Err(query_error(QueryError::new(
+                    other.to_owned(),
+                    format!("unknown parameter {other:?}: an entry takes timezone and format"),
+                )));
+            }
+        }
+    }
+    let tz = tz.unwrap_or(jiff::tz::TimeZone::UTC);
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -132,9 +151,17 @@ pub async fn entry(
         page_size: 1,
         tz,
     };
-    let mut rows = collect(&state, q).await?;
-    match rows.pop() {
-        Some(row) => Ok(Json(Value::Object(row)).into_response()),
-        None => Err(not_found()),
+    let rows = collect(&state, q).await?;
+    if rows.is_empty() {
+        return Err(not_found());
     }
+    Ok(match format {
+        Format::Csv => {
+            let columns: Vec<String> = FIELDS.iter().map(|f| f.name.to_owned()).collect();
+            csv(crate::query::report::to_csv(&columns, &rows))
+        }
+        Format::Ndjson => {
+            Json(Value::Object(rows.into_iter().next().unwrap_or_default())).into_response()
+        }
+    })
 }

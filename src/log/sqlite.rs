@@ -34,8 +34,6 @@ use crate::query::sql::HIDDEN;
 use crate::query::sqlite::{Source, build};
 use crate::query::{Query, TimeUnit, bucket};
 
-/// Per (hour, context, affiliate_id, offer_id) of a batch: events and the
-/// sum of `elapsed_us`.
 /// A compact day's rollup sums of one batch: (hour, context, affiliate
 /// and offer pair) -> (decisions, their elapsed_us, one record's index).
 type HourSums = HashMap<(i64, u32, i64), (i64, i64, u32), foldhash::fast::RandomState>;
@@ -294,13 +292,12 @@ impl Writer {
             if rolled {
                 let mut sums = HourSums::default();
                 for s in d.written() {
-                    let r = &records[s.record as usize];
-                    let hour = r.ts_ms().div_euclid(3_600_000) * 3_600_000;
+                    let hour = s.ms().div_euclid(3_600_000) * 3_600_000;
                     let e = sums
                         .entry((hour, s.context, s.who))
                         .or_insert((0, 0, s.record));
                     e.0 += 1;
-                    e.1 += r.elapsed_us as i64;
+                    e.1 += s.elapsed_us;
                 }
                 let keyed = sums.into_iter().map(|((hour, ci, _), (n, elapsed, ri))| {
                     let c = d.context(ci);

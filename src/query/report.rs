@@ -142,6 +142,12 @@ fn parse(kind: Kind, raw: &str) -> Result<Params, QueryError> {
                         ));
                     }
                 };
+                if matches!(query, Scalar::Text(_)) {
+                    return Err(bad(
+                        "search_fields",
+                        format!("{term}: query is a number, not {}", sf["query"]),
+                    ));
+                }
                 having.push(Expr::Cmp {
                     name: name.to_owned(),
                     op,
@@ -193,9 +199,16 @@ fn parse(kind: Kind, raw: &str) -> Result<Params, QueryError> {
         .to_string();
     let date_start = date_start.unwrap_or_else(|| today.clone());
     let date_end = date_end.unwrap_or(today);
-    for (name, d) in [("date_start", &date_start), ("date_end", &date_end)] {
+    let date = |name, d: &str| {
         d.parse::<jiff::civil::Date>()
-            .map_err(|_| bad(name, format!("{d:?}: use yyyy-mm-dd")))?;
+            .map_err(|_| bad(name, format!("{d:?}: use yyyy-mm-dd")))
+    };
+    let start = date("date_start", &date_start)?;
+    if date("date_end", &date_end)? < start {
+        return Err(bad(
+            "date_end",
+            format!("{date_end} is before date_start {date_start}"),
+        ));
     }
     filters.push(Expr::Cmp {
         name: "date".into(),

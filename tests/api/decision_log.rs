@@ -105,6 +105,16 @@ pub async fn every_door_suite(store: Store<'_>) {
     let id = check["id"].as_str().unwrap();
     let e: Value = json(app.get(&format!("/v1/reports/entry/{id}")).await).await;
     assert_eq!(e["id"], id);
+    // As CSV: a header of every field, then the decision.
+    let r = app.get(&format!("/v1/reports/entry/{id}?format=csv")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = r.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("id,ts,"), "{text}");
+    assert!(lines[1].starts_with(&format!("{id},")), "{text}");
+    assert!(lines[1].contains("10.95.0.1"), "{text}");
     assert_eq!(e["ip"], "10.95.0.1");
     assert_eq!(e["ua"], UA);
     assert_eq!(e["aff_sub1"], "banner-7");
@@ -350,6 +360,26 @@ async fn bad_queries_are_400s_naming_the_part() {
             "/v1/reports/fraud?search_fields[]=%7B%22term%22%3A%22x%22%2C%22query%22%3A1%7D",
             "search_fields",
             "unknown term",
+        ),
+        (
+            "/v1/reports/fraud?search_fields[]=%7B%22term%22%3A%22min_events%22%2C%22query%22%3A%22x%22%7D",
+            "search_fields",
+            "min_events: query is a number",
+        ),
+        (
+            "/v1/reports/global?date_start=2026-12-05&date_end=2026-12-01",
+            "date_end",
+            "before date_start",
+        ),
+        (
+            "/v1/reports/entry/0190d5c0-0000-7000-8000-000000000000?bogus=1",
+            "bogus",
+            "unknown parameter",
+        ),
+        (
+            "/v1/reports/entry/0190d5c0-0000-7000-8000-000000000000?format=xml",
+            "format",
+            "json or csv",
         ),
     ] {
         let r = app.get(path).await;

@@ -220,6 +220,25 @@ async fn a_blocked_click_goes_to_the_fallback_or_gets_the_blocked_status() {
     assert!(r.headers().get("location").is_none());
 }
 
+/// The error answers of the browser doors are never stored either: a
+/// cached 400 or 404 would answer a later, valid click.
+#[tokio::test]
+async fn click_and_imp_errors_are_not_stored() {
+    let app = spawn_app_with(offers).await;
+    let client = no_redirects();
+    for (path, status, field) in [
+        ("/click?offer_id=34713", 400, "affiliate_id"),
+        ("/click?offer_id=99&affiliate_id=1", 404, "offer_id"),
+        ("/imp?offer_id=34713", 400, "affiliate_id"),
+    ] {
+        let r = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+        let v = json(r).await;
+        assert_eq!(v["field"], field, "{path}: {v}");
+    }
+}
+
 #[tokio::test]
 async fn click_never_redirects_where_the_request_says() {
     let app = spawn_app_with(offers).await;
