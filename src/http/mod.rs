@@ -35,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::classify::StatusInRangeAsFailures;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -117,8 +118,13 @@ pub fn router(state: AppState) -> Router {
         // A panic anywhere becomes a JSON 500 instead of a dropped connection.
         .layer(CatchPanicLayer::custom(panic_response))
         // Spans with method and route only: the query may carry keys.
+        // Failures (a WARN each) are 500 to 502: a 503 is one of this
+        // service's own answers (shed, deadline, draining, a blocked
+        // prefetch, a query past its limit), counted by
+        // fraudgate_http_requests_total; a WARN line for each would flood
+        // the log exactly when the service is overloaded.
         .layer(
-            TraceLayer::new_for_http()
+            TraceLayer::new(StatusInRangeAsFailures::new(500..=502).into_make_classifier())
                 .make_span_with(observe::span)
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                 .on_failure(DefaultOnFailure::new().level(Level::WARN)),
