@@ -154,8 +154,9 @@ impl Application {
             }
         }
         if let Some(log) = log {
-            // Everything decided is written before the process ends.
-            if tokio::time::timeout(server.shutdown_timeout(), log.flush())
+            // Everything decided is written, and the store closed,
+            // before the process ends.
+            if tokio::time::timeout(server.shutdown_timeout(), log.close())
                 .await
                 .is_err()
             {

@@ -113,6 +113,8 @@ struct Inner {
     reader: Reader,
     /// Shutdown has begun: a batch that fails is not retried again.
     closing: Arc<AtomicBool>,
+    /// The writer thread, joined by [`DecisionLog::close`].
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
@@ -191,7 +193,7 @@ impl DecisionLog {
         // wake-ups a second at any rate (each would preempt a request
         // worker on a busy machine), well within flush_ms.
         let poll = (flush / 8).clamp(Duration::from_millis(2), Duration::from_millis(25));
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("decision-log".into())
             .spawn(move || {
                 q.set_writer(std::thread::current());
@@ -279,6 +281,7 @@ impl DecisionLog {
                 dropped: metrics::counter!(m::LOG_DROPPED),
                 reader: Reader::new(c),
                 closing,
+                thread: std::sync::Mutex::new(Some(thread)),
             }),
         })
     }
@@ -300,6 +303,25 @@ impl DecisionLog {
     pub async fn flush(&self) {
         self.inner.closing.store(true, Ordering::Release);
         let _ = self.inner.queue.flush().await;
+    }
+
+    /// Shutdown: writes everything queued, then ends the writer, which
+    /// closes the store (SQLite then checkpoints its WAL into the file and
+    /// removes it: a stopped store is one file). Records offered after
+    /// this are dropped and counted.
+    pub async fn close(&self) {
+        self.inner.closing.store(true, Ordering::Release);
+        self.inner.queue.close();
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            // (A panicked writer has nothing left to write.)
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
     }
 
     /// The query side of the same store.

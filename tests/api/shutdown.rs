@@ -153,3 +153,58 @@ fn the_old_shutdown_grace_s_still_loads_as_the_shutdown_timeout() {
     let c = fraudgate::config::Config::load(Some(&f)).expect("an old config still starts");
     assert_eq!(c.server.shutdown_timeout(), Duration::from_secs(3));
 }
+
+/// The real binary, stopped by SIGINT: every decision it made is in the
+/// store, and the store is closed (SQLite checkpoints its WAL into the
+/// file and removes it), so what is left is one file to copy.
+#[tokio::test]
+async fn a_stopped_binary_leaves_its_decisions_in_one_closed_store() {
+    let mock = MockRt::start().await;
+    let dir = temp_dir("closed-store");
+    let path = dir.display().to_string();
+    let p = spawn_binary(&[
+        ("FRAUDGATE_UPSTREAM__URL", &mock.url()),
+        ("FRAUDGATE_UPSTREAM__KEY", UPSTREAM_KEY),
+        ("FRAUDGATE_SERVER__DRAIN_DELAY_MS", "0"),
+        ("FRAUDGATE_DECISION_LOG__PATH", &path),
+    ]);
+    let port = listening_port(&p).await;
+    let client = crate::helpers::http();
+    for i in 0..20 {
+        let url = format!(
+            "http://127.0.0.1:{port}/v1/check?{}",
+            query(&format!("10.120.0.{i}"), &[])
+        );
+        assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = p;
+    let exited = eventually(Duration::from_secs(10), || {
+        let st = child.child.try_wait().unwrap();
+        async move { st }
+    })
+    .await;
+    assert!(exited.success(), "exit status {exited}");
+    assert!(dir.join("decisions.sqlite").exists());
+    assert!(
+        !dir.join("decisions.sqlite-wal").exists(),
+        "the writer closed the store before the process ended"
+    );
+    let q = fraudgate::query::Query::from_params(
+        fraudgate::query::Events::All,
+        "field=ip&page_size=100",
+        false,
+    )
+    .unwrap();
+    let mut n = 0;
+    fraudgate::log::sqlite::run(&dir, &q, Duration::from_secs(5), &mut |_, _| {
+        n += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(n, 20);
+}
