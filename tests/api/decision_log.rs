@@ -669,7 +669,7 @@ async fn the_cli_reads_the_same_store_as_a_table_csv_or_json() {
     assert_eq!(code, Some(0));
     assert_eq!(
         out,
-        "{\"count\":1,\"ivt\":\"givt\"}\n{\"count\":1,\"ivt\":\"none\"}\n"
+        "{\"ivt\":\"givt\",\"count\":1}\n{\"ivt\":\"none\",\"count\":1}\n"
     );
     let (code, _, err) = cli(&["query", "click", "field=nope"]);
     assert_eq!(code, Some(2));
