@@ -79,33 +79,16 @@ fn browser_event(
         .build()?)
 }
 
-fn no_store(resp: &mut Response, d: &Decision) {
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    decision_headers(resp.headers_mut(), d);
-}
-
-/// An error answer of `/click` or `/imp`: never stored either (a cached
-/// 400 or 404 would answer a later, valid click).
-fn uncached(e: ApiError) -> Response {
-    let mut resp = e.into_response();
+/// Every answer of `/click` and `/imp`, errors too, is never stored: a
+/// cached redirect would skip scoring, a cached 400 or 404 would answer a
+/// later, valid click. (A layer on both routes.)
+pub async fn never_stored(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
 pub async fn click(
-    state: State<AppState>,
-    peer: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    query: RawQuery,
-) -> Response {
-    click_or_error(state, peer, headers, query)
-        .await
-        .unwrap_or_else(uncached)
-}
-
-async fn click_or_error(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -149,7 +132,7 @@ async fn click_or_error(
             .unwrap_or(StatusCode::FORBIDDEN)
             .into_response(),
     };
-    no_store(&mut resp, &d);
+    decision_headers(resp.headers_mut(), &d);
     Ok(resp)
 }
 
@@ -159,7 +142,7 @@ async fn click_or_error(
 /// click that follows comes back here as a request of its own.
 fn speculative(d: &crate::decision::Decision) -> Response {
     let mut resp = StatusCode::SERVICE_UNAVAILABLE.into_response();
-    no_store(&mut resp, d);
+    decision_headers(resp.headers_mut(), d);
     resp
 }
 
@@ -172,17 +155,6 @@ pub const PIXEL: &[u8] = &[
 
 /// Records an impression; the page gets its pixel whatever the decision.
 pub async fn imp(
-    state: State<AppState>,
-    peer: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    query: RawQuery,
-) -> Response {
-    imp_or_error(state, peer, headers, query)
-        .await
-        .unwrap_or_else(uncached)
-}
-
-async fn imp_or_error(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -212,6 +184,6 @@ async fn imp_or_error(
         ImpResponse::Gif => ([(header::CONTENT_TYPE, "image/gif")], PIXEL).into_response(),
         ImpResponse::NoContent => StatusCode::NO_CONTENT.into_response(),
     };
-    no_store(&mut resp, &d);
+    decision_headers(resp.headers_mut(), &d);
     Ok(resp)
 }

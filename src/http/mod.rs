@@ -203,11 +203,14 @@ pub fn router(state: AppState) -> Router {
     // /click and /imp sit in ad markup and are public by nature: a key in
     // them would be public too. They are guarded by the local rules and the
     // concurrency limit.
+    let browser = Router::new()
+        .route("/click", get(click::click))
+        .route("/imp", get(click::imp))
+        .layer(axum::middleware::map_response(click::never_stored));
     Router::new()
         .merge(scoring)
         .merge(reports)
-        .route("/click", get(click::click))
-        .route("/imp", get(click::imp))
+        .merge(browser)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

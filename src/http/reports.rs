@@ -151,17 +151,14 @@ pub async fn entry(
         page_size: 1,
         tz,
     };
-    let rows = collect(&state, q).await?;
-    if rows.is_empty() {
+    let Some(row) = collect(&state, q).await?.into_iter().next() else {
         return Err(not_found());
-    }
+    };
     Ok(match format {
         Format::Csv => {
             let columns: Vec<String> = FIELDS.iter().map(|f| f.name.to_owned()).collect();
-            csv(crate::query::report::to_csv(&columns, &rows))
+            csv(crate::query::report::to_csv(&columns, &[row]))
         }
-        Format::Ndjson => {
-            Json(Value::Object(rows.into_iter().next().unwrap_or_default())).into_response()
-        }
+        Format::Ndjson => Json(Value::Object(row)).into_response(),
     })
 }

@@ -6,7 +6,7 @@
 //! is dropped and counted (`fraudgate_log_dropped_total`), or, with
 //! `decision_log.on_full = "block"`, the request waits for room. One writer thread drains the
 //! queue in batches (one transaction each) into the store; shutdown
-//! flushes what is queued. A crash loses at most the batch being written,
+//! writes what is queued and closes the store. A crash loses at most the batch being written,
 //! and SQLite's WAL never leaves the store corrupt.
 
 pub mod clickhouse;
@@ -207,16 +207,12 @@ impl DecisionLog {
                 let _gone = Gone(q.clone());
                 let mut batch: Vec<Record> = Vec::with_capacity(batch_max);
                 let mut spare: Vec<Record> = Vec::new();
-                let mut acks = Vec::new();
                 loop {
                     // Read before draining: once closed, nothing more is
                     // pushed, so an empty drain after it is the end.
                     let closed = q.is_closed();
-                    // Acks before records, here and below: a flush then
-                    // covers everything pushed before it asked.
-                    q.take_acks(&mut acks);
                     q.drain_into(&mut batch, &mut spare);
-                    if batch.is_empty() && acks.is_empty() {
+                    if batch.is_empty() {
                         if closed {
                             break;
                         }
@@ -226,13 +222,12 @@ impl DecisionLog {
                     // Collect for up to flush_ms: one commit per batch, not
                     // per handful of records (each commit writes whole pages).
                     let until = std::time::Instant::now() + flush;
-                    while batch.len() < batch_max && acks.is_empty() && !q.is_closed() {
+                    while batch.len() < batch_max && !q.is_closed() {
                         let now = std::time::Instant::now();
                         if now >= until {
                             break;
                         }
                         std::thread::sleep(poll.min(until - now));
-                        q.take_acks(&mut acks);
                         q.drain_into(&mut batch, &mut spare);
                     }
                     // A failed batch is retried with backoff while the
@@ -268,9 +263,6 @@ impl DecisionLog {
                     if let Err(e) = writer.retention(crate::event::now_unix() as i64 * 1000) {
                         tracing::warn!(error = %e, "decision log retention failed");
                     }
-                    for ack in acks.drain(..) {
-                        let _ = ack.send(());
-                    }
                 }
             })
             .map_err(|e| LogError::Open(c.path.clone(), e.to_string()))?;
@@ -296,13 +288,6 @@ impl DecisionLog {
         if !queued {
             self.inner.dropped.increment(1);
         }
-    }
-
-    /// Waits until everything queued so far is written (shutdown): a
-    /// batch that fails from now on is given up, not retried.
-    pub async fn flush(&self) {
-        self.inner.closing.store(true, Ordering::Release);
-        let _ = self.inner.queue.flush().await;
     }
 
     /// Shutdown: writes everything queued, then ends the writer, which

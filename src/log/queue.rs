@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::Thread;
 
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 use super::Record;
 
@@ -32,10 +32,8 @@ pub struct Queue {
     writer: OnceLock<Thread>,
     /// Signalled after the writer empties the shards (for `on_full = "block"`).
     space: Notify,
-    /// Callers waiting for everything pushed before them to be written.
-    acks: Mutex<Vec<oneshot::Sender<()>>>,
     closed: AtomicBool,
-    /// The writer thread has ended (or panicked): nobody answers a flush.
+    /// The writer thread has ended (or panicked): nothing more is written.
     gone: AtomicBool,
 }
 
@@ -67,7 +65,6 @@ impl Queue {
             cap,
             writer: OnceLock::new(),
             space: Notify::new(),
-            acks: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             gone: AtomicBool::new(false),
         }
@@ -79,7 +76,7 @@ impl Queue {
         std::thread::available_parallelism().map_or(4, |n| n.get() * 2)
     }
 
-    /// The thread woken by pushes, flushes and close.
+    /// The thread woken by pushes and close.
     pub fn set_writer(&self, t: Thread) {
         let _ = self.writer.set(t);
     }
@@ -155,31 +152,12 @@ impl Queue {
         }
     }
 
-    /// Asks the writer to write everything pushed so far; the receiver
-    /// resolves once it is written.
-    pub fn flush(&self) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        lock(&self.acks).push(tx);
-        if self.gone.load(Ordering::SeqCst) {
-            // Dropping the senders resolves the receivers: no hang.
-            lock(&self.acks).clear();
-        }
-        self.wake();
-        rx
-    }
-
-    /// Called by the writer thread as it ends, also by unwinding: flushes
-    /// answer at once and waiting pushes give up (their records counted
-    /// as dropped) instead of waiting for a writer that is not there.
+    /// Called by the writer thread as it ends, also by unwinding: waiting
+    /// pushes give up (their records counted as dropped) instead of
+    /// waiting for a writer that is not there.
     pub fn writer_gone(&self) {
         self.gone.store(true, Ordering::SeqCst);
-        lock(&self.acks).clear();
         self.close();
-    }
-
-    /// Flush requests made so far, appended to `out`.
-    pub fn take_acks(&self, out: &mut Vec<oneshot::Sender<()>>) {
-        out.append(&mut lock(&self.acks));
     }
 
     /// No more pushes will come: the writer writes what is left and ends.
@@ -257,12 +235,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_flush_does_not_wait_for_a_writer_that_has_ended() {
+    async fn a_queue_whose_writer_has_ended_refuses_records() {
         let q = Queue::new(4, 1);
-        let before = q.flush();
         q.writer_gone();
-        assert!(before.await.is_err(), "a pending flush resolves");
-        assert!(q.flush().await.is_err(), "a later flush resolves at once");
         assert!(
             q.push(record(0)).is_err(),
             "records are refused (and counted as dropped)"

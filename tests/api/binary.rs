@@ -18,6 +18,17 @@ impl Drop for Proc {
     }
 }
 
+impl Proc {
+    /// Waits (up to 10 s) for the process to end on its own; its status.
+    pub async fn exited(&mut self) -> std::process::ExitStatus {
+        eventually(Duration::from_secs(10), || {
+            let st = self.child.try_wait().unwrap();
+            async move { st }
+        })
+        .await
+    }
+}
+
 pub fn spawn_binary(env: &[(&str, &str)]) -> Proc {
     spawn_binary_args(&[], env)
 }

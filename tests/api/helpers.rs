@@ -277,3 +277,21 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// How many decisions the SQLite store under `dir` holds (read as the
+/// Data API reads it).
+pub fn stored_decisions(dir: &std::path::Path) -> usize {
+    let q = fraudgate::query::Query::from_params(
+        fraudgate::query::Events::All,
+        "field=id&page_size=1000000",
+        false,
+    )
+    .unwrap();
+    let mut n = 0;
+    fraudgate::log::sqlite::run(dir, &q, Duration::from_secs(5), &mut |_, _| {
+        n += 1;
+        true
+    })
+    .unwrap();
+    n
+}
