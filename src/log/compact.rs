@@ -50,7 +50,7 @@ use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{OptionalExtension, ToSql, Transaction, params_from_iter};
+use rusqlite::{OptionalExtension, Statement, ToSql, Transaction};
 
 use super::ivt::IvtMap;
 use super::record::Record;
@@ -85,6 +85,11 @@ pub fn key_ceil(ms: i64) -> i64 {
 /// Rows per multi-row INSERT (14 parameters each).
 const ROWS_PER_INSERT: usize = 64;
 const ROW_COLUMNS: usize = 14;
+const WIDE_COLUMNS: &str = "k, id_mid, id_low, ip, ua, who, aff_sub1, aff_sub2, aff_sub3, \
+    aff_sub4, aff_sub5, extra, ctx, elapsed_us";
+/// The columns of a row with no aff_sub or extra.
+const NARROW_COLUMNS: usize = 8;
+const NARROW_COLUMNS_SQL: &str = "k, id_mid, id_low, ip, ua, who, ctx, elapsed_us";
 
 /// The rows of a compact day (`g_YYYYMMDD`). `k` is the time key (see the
 /// module's notes); `id_mid` and `id_low` the rest of the decision id (its
@@ -519,23 +524,42 @@ impl<'a> Fact<'a> {
         }
     }
 
-    fn params<'b>(&'b self, k: &'b i64) -> [&'b dyn ToSql; ROW_COLUMNS] {
-        [
-            k,
-            &self.id_mid,
-            &self.id_low,
-            &self.ip,
-            &self.ua,
-            &self.who,
-            &self.aff_sub[0],
-            &self.aff_sub[1],
-            &self.aff_sub[2],
-            &self.aff_sub[3],
-            &self.aff_sub[4],
-            &self.extra,
-            &self.ctx,
-            &self.elapsed_us,
-        ]
+    /// Whether the row has a value for a column of the wide statement
+    /// only (an aff_sub or extra).
+    fn is_wide(&self) -> bool {
+        self.extra.is_some() || self.aff_sub.iter().any(Option::is_some)
+    }
+
+    /// Binds the row's values from parameter `at + 1` on: `ROW_COLUMNS`
+    /// of them, or `NARROW_COLUMNS` (no aff_sub or extra) when `!wide`.
+    /// Each value through its own type's binding (through `&dyn ToSql`
+    /// each was a call returning a large result through memory: measured,
+    /// the largest single cost of binding a row).
+    fn bind(
+        &self,
+        stmt: &mut Statement<'_>,
+        at: &mut usize,
+        k: i64,
+        wide: bool,
+    ) -> rusqlite::Result<()> {
+        fn put<T: ToSql>(stmt: &mut Statement<'_>, at: &mut usize, v: T) -> rusqlite::Result<()> {
+            *at += 1;
+            stmt.raw_bind_parameter(*at, v)
+        }
+        put(stmt, at, k)?;
+        put(stmt, at, self.id_mid)?;
+        put(stmt, at, self.id_low)?;
+        put(stmt, at, &self.ip)?;
+        put(stmt, at, self.ua)?;
+        put(stmt, at, self.who)?;
+        if wide {
+            for sub in self.aff_sub {
+                put(stmt, at, sub)?;
+            }
+            put(stmt, at, self.extra.as_deref())?;
+        }
+        put(stmt, at, self.ctx)?;
+        put(stmt, at, self.elapsed_us)
     }
 }
 
@@ -837,6 +861,10 @@ fn insert_into(
 }
 
 /// The rows of `slots` (in order, keyed by `keys`), 64 to a statement.
+/// A chunk none of whose rows has an aff_sub or extra goes through a
+/// statement without those columns (six fewer values bound and stored a
+/// row, the columns NULL all the same); a chunk with any goes through the
+/// wide one.
 fn write_rows(
     tx: &Transaction<'_>,
     p: &Parts,
@@ -845,35 +873,45 @@ fn write_rows(
     (slots, keys): (&[Slot], &[i64]),
     ip: (IpMode, Option<&[u8; 32]>),
 ) -> rusqlite::Result<()> {
-    let insert = |n: usize| {
-        let one = format!("({})", vec!["?"; ROW_COLUMNS].join(", "));
+    let insert = |n: usize, wide: bool| {
+        let (columns, width) = if wide {
+            (WIDE_COLUMNS, ROW_COLUMNS)
+        } else {
+            (NARROW_COLUMNS_SQL, NARROW_COLUMNS)
+        };
+        let one = format!("({})", vec!["?"; width].join(", "));
         format!(
-            "INSERT INTO \"{}\" (k, id_mid, id_low, ip, ua, who, aff_sub1, aff_sub2, aff_sub3, \
-             aff_sub4, aff_sub5, extra, ctx, elapsed_us) VALUES {}",
+            "INSERT INTO \"{}\" ({columns}) VALUES {}",
             p.rows,
             vec![one; n].join(", ")
         )
     };
     let fact = |s: &Slot| Fact::of(s, &rows[s.record as usize], dicts, ip);
+    // [narrow, wide], prepared when first needed.
+    let mut stmts: [Option<rusqlite::CachedStatement<'_>>; 2] = [None, None];
+    let mut facts = Vec::with_capacity(ROWS_PER_INSERT);
     let mut chunks = slots.chunks_exact(ROWS_PER_INSERT);
     let mut key_chunks = keys.chunks_exact(ROWS_PER_INSERT);
-    if chunks.len() > 0 {
-        let mut stmt = tx.prepare_cached(&insert(ROWS_PER_INSERT))?;
-        let mut facts = Vec::with_capacity(ROWS_PER_INSERT);
-        for (chunk, ks) in (&mut chunks).zip(&mut key_chunks) {
-            facts.clear();
-            facts.extend(chunk.iter().map(fact));
-            stmt.execute(params_from_iter(
-                facts.iter().zip(ks).flat_map(|(f, k)| f.params(k)),
-            ))?;
+    for (chunk, ks) in (&mut chunks).zip(&mut key_chunks) {
+        facts.clear();
+        facts.extend(chunk.iter().map(fact));
+        let wide = facts.iter().any(Fact::is_wide);
+        let stmt = match &mut stmts[wide as usize] {
+            Some(s) => s,
+            none => none.insert(tx.prepare_cached(&insert(ROWS_PER_INSERT, wide))?),
+        };
+        let mut at = 0;
+        for (f, k) in facts.iter().zip(ks) {
+            f.bind(stmt, &mut at, *k, wide)?;
         }
+        stmt.raw_execute()?;
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut stmt = tx.prepare_cached(&insert(1))?;
-        for (s, k) in rest.iter().zip(key_chunks.remainder()) {
-            stmt.execute(params_from_iter(fact(s).params(k)))?;
-        }
+    for (s, k) in chunks.remainder().iter().zip(key_chunks.remainder()) {
+        let f = fact(s);
+        let wide = f.is_wide();
+        let mut stmt = tx.prepare_cached(&insert(1, wide))?;
+        f.bind(&mut stmt, &mut 0, *k, wide)?;
+        stmt.raw_execute()?;
     }
     Ok(())
 }

@@ -996,6 +996,72 @@ pub(crate) mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Rows with no aff_sub or extra go in through a narrower statement, a
+    /// chunk with any through the wide one, the remainder one row at a
+    /// time: every row reads back with exactly its own optional fields.
+    #[test]
+    fn rows_read_back_with_their_own_subs_and_extras_whatever_their_chunk() {
+        let dir = fresh_dir("subs");
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+        let ms = 20_000 * 86_400_000i64 + 1234;
+        // 0..64 narrow; 64..128 two wide rows among narrow ones; 128..192
+        // all wide; 192..200 (the remainder) alternate.
+        let optional = |i: u128| match i {
+            70 => "&aff_sub3=s70".to_owned(),
+            100 => "&browser=b100".to_owned(),
+            128..192 => format!("&aff_sub1=s{i}&aff_sub5=t{i}&device_os=o{i}"),
+            192.. if i % 2 == 0 => format!("&aff_sub2=s{i}"),
+            _ => String::new(),
+        };
+        let batch: Vec<Record> = (0..200u128)
+            .map(|i| {
+                let event = crate::event::EventBuilder::from_query(&format!(
+                    "event_type=click&ip=10.0.0.1&ua=x&affiliate_id=a&offer_id=o{}",
+                    optional(i)
+                ))
+                .unwrap()
+                .build()
+                .unwrap();
+                Record {
+                    event: (&event).into(),
+                    ..record(ms, i)
+                }
+            })
+            .collect();
+        w.write(&batch).unwrap();
+        let conn = Connection::open(dir.join(FILE)).unwrap();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT aff_sub1, aff_sub2, aff_sub3, aff_sub4, aff_sub5, extra FROM \"{}\" \
+                 ORDER BY id",
+                day_table(ms)
+            ))
+            .unwrap();
+        let got: Vec<[Option<String>; 6]> = stmt
+            .query_map([], |r| {
+                Ok([0, 1, 2, 3, 4, 5].map(|c| r.get::<_, Option<String>>(c).unwrap()))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let want: Vec<[Option<String>; 6]> = batch
+            .iter()
+            .map(|r| {
+                let subs = compact::SUBS.map(|o| r.event.get(o).map(str::to_owned));
+                let [a, b, c, d, e] = subs;
+                [a, b, c, d, e, compact::extra(r)]
+            })
+            .collect();
+        assert_eq!(got.len(), 200);
+        assert_eq!(got, want);
+        assert_eq!(got[70][2].as_deref(), Some("s70"));
+        assert_eq!(got[100][5].as_deref(), Some(r#"{"browser":"b100"}"#));
+        assert_eq!(got[130][0].as_deref(), Some("s130"));
+        assert!(got[0].iter().all(Option::is_none));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A compact day begun by an older release (rows in `e_` or `f_`, a
     /// view without the time key): before this release writes to it, its
     /// rows are read as they are; after, old rows are still read, new ones
