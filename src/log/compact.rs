@@ -82,7 +82,8 @@ pub fn key_ceil(ms: i64) -> i64 {
     key_floor(ms) | SEQ_MASK
 }
 
-/// Rows per multi-row INSERT (14 parameters each).
+/// Rows per multi-row INSERT (14 parameters each, 8 without aff_subs or
+/// extra).
 const ROWS_PER_INSERT: usize = 64;
 const ROW_COLUMNS: usize = 14;
 const WIDE_COLUMNS: &str = "k, id_mid, id_low, ip, ua, who, aff_sub1, aff_sub2, aff_sub3, \
@@ -532,9 +533,9 @@ impl<'a> Fact<'a> {
 
     /// Binds the row's values from parameter `at + 1` on: `ROW_COLUMNS`
     /// of them, or `NARROW_COLUMNS` (no aff_sub or extra) when `!wide`.
-    /// Each value through its own type's binding (through `&dyn ToSql`
-    /// each was a call returning a large result through memory: measured,
-    /// the largest single cost of binding a row).
+    /// Each value through its own type's binding, inlined (through
+    /// `&dyn ToSql` each value was an indirect call whose result went
+    /// through memory: measured, the largest single cost of binding).
     fn bind(
         &self,
         stmt: &mut Statement<'_>,
@@ -887,31 +888,43 @@ fn write_rows(
         )
     };
     let fact = |s: &Slot| Fact::of(s, &rows[s.record as usize], dicts, ip);
-    // [narrow, wide], prepared when first needed.
-    let mut stmts: [Option<rusqlite::CachedStatement<'_>>; 2] = [None, None];
+    // [rows in the statement == 1][wide], each prepared when first needed.
+    let mut stmts: [[Option<rusqlite::CachedStatement<'_>>; 2]; 2] = Default::default();
     let mut facts = Vec::with_capacity(ROWS_PER_INSERT);
-    let mut chunks = slots.chunks_exact(ROWS_PER_INSERT);
-    let mut key_chunks = keys.chunks_exact(ROWS_PER_INSERT);
+    let mut chunks = slots.chunks(ROWS_PER_INSERT);
+    let mut key_chunks = keys.chunks(ROWS_PER_INSERT);
     for (chunk, ks) in (&mut chunks).zip(&mut key_chunks) {
         facts.clear();
         facts.extend(chunk.iter().map(fact));
-        let wide = facts.iter().any(Fact::is_wide);
-        let stmt = match &mut stmts[wide as usize] {
-            Some(s) => s,
-            none => none.insert(tx.prepare_cached(&insert(ROWS_PER_INSERT, wide))?),
+        // A full chunk in one statement; the last, shorter one a row at a
+        // time (one statement per row count would be prepared and cached
+        // for each of 63 counts).
+        let n = if chunk.len() == ROWS_PER_INSERT {
+            ROWS_PER_INSERT
+        } else {
+            1
         };
-        let mut at = 0;
-        for (f, k) in facts.iter().zip(ks) {
-            f.bind(stmt, &mut at, *k, wide)?;
+        for (rows, ks) in facts.chunks(n).zip(ks.chunks(n)) {
+            let wide = rows.iter().any(Fact::is_wide);
+            let stmt = match &mut stmts[usize::from(n == 1)][usize::from(wide)] {
+                Some(s) => s,
+                none => none.insert(tx.prepare_cached(&insert(n, wide))?),
+            };
+            let mut at = 0;
+            for (f, k) in rows.iter().zip(ks) {
+                f.bind(stmt, &mut at, *k, wide)?;
+            }
+            // Every parameter is bound afresh for each execution: raw
+            // binding has no count check of its own, and one left out
+            // would keep the previous execution's value.
+            if at != stmt.parameter_count() {
+                return Err(rusqlite::Error::InvalidParameterCount(
+                    at,
+                    stmt.parameter_count(),
+                ));
+            }
+            stmt.raw_execute()?;
         }
-        stmt.raw_execute()?;
-    }
-    for (s, k) in chunks.remainder().iter().zip(key_chunks.remainder()) {
-        let f = fact(s);
-        let wide = f.is_wide();
-        let mut stmt = tx.prepare_cached(&insert(1, wide))?;
-        f.bind(&mut stmt, &mut 0, *k, wide)?;
-        stmt.raw_execute()?;
     }
     Ok(())
 }

@@ -173,6 +173,10 @@ impl Writer {
         retention_days: u32,
     ) -> Result<Self, LogError> {
         let conn = open_rw(path)?;
+        // A day's writing uses about ten statements (four row INSERTs, the
+        // dictionaries', the rollup's); a batch across midnight twice
+        // that. (The default of 16 would prepare the largest again.)
+        conn.set_prepared_statement_cache_capacity(32);
         let mut w = Writer {
             conn,
             tables: HashSet::new(),
@@ -998,33 +1002,46 @@ pub(crate) mod tests {
 
     /// Rows with no aff_sub or extra go in through a narrower statement, a
     /// chunk with any through the wide one, the remainder one row at a
-    /// time: every row reads back with exactly its own optional fields.
+    /// time: every row reads back with exactly its own values.
     #[test]
-    fn rows_read_back_with_their_own_subs_and_extras_whatever_their_chunk() {
+    fn rows_read_back_with_their_own_values_whatever_their_chunk() {
         let dir = fresh_dir("subs");
         let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
         let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
         let ms = 20_000 * 86_400_000i64 + 1234;
-        // 0..64 narrow; 64..128 two wide rows among narrow ones; 128..192
-        // all wide; 192..200 (the remainder) alternate.
+        // Chunks of 64: 0 narrow; 1..=4 one wide row each, alone and for
+        // one reason (first, last or inside its chunk); 5 all wide; then
+        // the remainder, one row at a time, mixed.
         let optional = |i: u128| match i {
-            70 => "&aff_sub3=s70".to_owned(),
-            100 => "&browser=b100".to_owned(),
-            128..192 => format!("&aff_sub1=s{i}&aff_sub5=t{i}&device_os=o{i}"),
-            192.. if i % 2 == 0 => format!("&aff_sub2=s{i}"),
+            64 => "&aff_sub1=first".to_owned(),
+            191 => "&aff_sub4=last".to_owned(),
+            200 => "&aff_sub5=inside".to_owned(),
+            300 => "&browser=only-extra".to_owned(),
+            320..384 => format!("&aff_sub1=s{i}&aff_sub5=t{i}&device_os=o{i}"),
+            391 => "&refer=r391".to_owned(),
+            384.. if i % 2 == 0 => format!("&aff_sub2=s{i}"),
             _ => String::new(),
         };
-        let batch: Vec<Record> = (0..200u128)
+        let batch: Vec<Record> = (0..392u128)
             .map(|i| {
                 let event = crate::event::EventBuilder::from_query(&format!(
-                    "event_type=click&ip=10.0.0.1&ua=x&affiliate_id=a&offer_id=o{}",
+                    "event_type=click&ip=10.0.{}.{}&ua=x&affiliate_id=a&offer_id=o{}",
+                    i / 256,
+                    i % 256,
                     optional(i)
                 ))
                 .unwrap()
                 .build()
                 .unwrap();
+                let block = i % 3 == 0;
                 Record {
                     event: (&event).into(),
+                    decision: if block {
+                        crate::policy::Action::Block
+                    } else {
+                        crate::policy::Action::Allow
+                    },
+                    elapsed_us: i as u64 * 7,
                     ..record(ms, i)
                 }
             })
@@ -1033,32 +1050,48 @@ pub(crate) mod tests {
         let conn = Connection::open(dir.join(FILE)).unwrap();
         let mut stmt = conn
             .prepare(&format!(
-                "SELECT aff_sub1, aff_sub2, aff_sub3, aff_sub4, aff_sub5, extra FROM \"{}\" \
-                 ORDER BY id",
+                "SELECT ip, elapsed_us, decision, aff_sub1, aff_sub2, aff_sub3, aff_sub4, \
+                 aff_sub5, extra FROM \"{}\" ORDER BY id",
                 day_table(ms)
             ))
             .unwrap();
-        let got: Vec<[Option<String>; 6]> = stmt
+        type Row = (String, i64, String, [Option<String>; 6]);
+        let got: Vec<Row> = stmt
             .query_map([], |r| {
-                Ok([0, 1, 2, 3, 4, 5].map(|c| r.get::<_, Option<String>>(c).unwrap()))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    [3, 4, 5, 6, 7, 8].map(|c| r.get::<_, Option<String>>(c).unwrap()),
+                ))
             })
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        let want: Vec<[Option<String>; 6]> = batch
+        let want: Vec<Row> = batch
             .iter()
             .map(|r| {
-                let subs = compact::SUBS.map(|o| r.event.get(o).map(str::to_owned));
-                let [a, b, c, d, e] = subs;
-                [a, b, c, d, e, compact::extra(r)]
+                let [a, b, c, d, e] = compact::SUBS.map(|o| r.event.get(o).map(str::to_owned));
+                (
+                    r.event.ip.to_string(),
+                    r.elapsed_us as i64,
+                    r.decision.as_str().to_owned(),
+                    [a, b, c, d, e, compact::extra(r)],
+                )
             })
             .collect();
-        assert_eq!(got.len(), 200);
+        assert_eq!(got.len(), batch.len());
         assert_eq!(got, want);
-        assert_eq!(got[70][2].as_deref(), Some("s70"));
-        assert_eq!(got[100][5].as_deref(), Some(r#"{"browser":"b100"}"#));
-        assert_eq!(got[130][0].as_deref(), Some("s130"));
-        assert!(got[0].iter().all(Option::is_none));
+        // (The cases above are what the expected rows hold.)
+        assert_eq!(got[64].3[0].as_deref(), Some("first"));
+        assert_eq!(got[191].3[3].as_deref(), Some("last"));
+        assert_eq!(got[200].3[4].as_deref(), Some("inside"));
+        assert_eq!(
+            got[300].3[5].as_deref(),
+            Some(r#"{"browser":"only-extra"}"#)
+        );
+        assert_eq!(got[391].3[5].as_deref(), Some(r#"{"refer":"r391"}"#));
+        assert!(got[0].3.iter().all(Option::is_none));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
