@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # What the decision log costs a cache hit: PAIRS back-to-back runs of the
-# same wrk load with the log off, then on (the order alternates each pair),
-# each against a fresh release binary before a mock RT. Prints, per run,
-# requests/s, p99, and the CPU time fraudgate spent per request, split into
-# the request workers and the decision-log writer thread (from
-# /proc/PID/task/*/stat, read before and after the run); then the median
-# throughput cost of a pair. CPU per request is the steadier figure on a
-# shared machine: throughput swings a few percent run to run.
+# same wrk load (scripts/loadtest.lua on /v1/check: one decision a
+# request) with the log off, then on (the order alternates each pair),
+# each against a freshly started release binary before a mock RT. Each run
+# prints requests/s, p99, decisions written and dropped, and fraudgate's
+# CPU time, read from /proc before and after the run:
+#   workers  every thread of fraudgate but the log's writer (request
+#            workers, runtime, timers), in us a request;
+#   writer   the decision-log writer thread, in us a decision it wrote in
+#            the same window.
+# Then the median throughput cost of a pair and the median CPU a request
+# (workers + writer: one decision a request). CPU a request is the
+# steadier figure on a shared machine: throughput swings a few percent
+# run to run.
 #
 #   scripts/logcost.sh                     # 5 pairs x 10 s, 64 connections
 #   PAIRS=9 DURATION=15 scripts/logcost.sh
 #   STORE=clickhouse CLICKHOUSE_URL=http://127.0.0.1:8123 scripts/logcost.sh
 #   BIN=/tmp/fraudgate-before scripts/logcost.sh   # another build, same load
+# Also: CONNS, THREADS (wrk), KEYS (distinct IP/UA keys, Zipf s=1),
+# FG_PORT, RT_PORT (default 18090, 18091). The current tree's release
+# binary and mock RT are built first (with BIN= too: the mock RT is
+# always this tree's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
