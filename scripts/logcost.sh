@@ -72,8 +72,9 @@ writer_ticks() {
   done
   echo 0
 }
-written() {
-  curl -s "http://127.0.0.1:$FG_PORT/metrics" | awk '/^fraudgate_log_written_total/ {n = $2} END {print n + 0}'
+# A counter of fraudgate's /metrics (0 when absent: the log is off).
+metric() {
+  curl -s "http://127.0.0.1:$FG_PORT/metrics" | awk -v m="$1" '$1 == m {n = $2} END {print n + 0}'
 }
 
 hz=$(getconf CLK_TCK)
@@ -95,12 +96,12 @@ run() {
   # hits) outside the measured run.
   wrk -t"$THREADS" -c"$CONNS" -d2s -s scripts/loadtest.lua "http://127.0.0.1:$FG_PORT" >/dev/null
   local p0 l0 n0 p1 l1 n1
-  p0=$(process_ticks "$fg_pid"); l0=$(writer_ticks "$fg_pid"); n0=$(written)
+  p0=$(process_ticks "$fg_pid"); l0=$(writer_ticks "$fg_pid"); n0=$(metric fraudgate_log_written_total)
   wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s scripts/loadtest.lua \
     "http://127.0.0.1:$FG_PORT" >"$tmp/wrk.txt"
-  p1=$(process_ticks "$fg_pid"); l1=$(writer_ticks "$fg_pid"); n1=$(written)
+  p1=$(process_ticks "$fg_pid"); l1=$(writer_ticks "$fg_pid"); n1=$(metric fraudgate_log_written_total)
   local dropped
-  dropped=$(curl -s "http://127.0.0.1:$FG_PORT/metrics" | awk '/^fraudgate_log_dropped_total/ {n = $2} END {print n + 0}')
+  dropped=$(metric fraudgate_log_dropped_total)
   kill -INT "$fg_pid"; wait "$fg_pid" 2>/dev/null || true; fg_pid=""
   # workers: all of fraudgate's CPU but the writer's, per request; writer:
   # its CPU per decision it wrote in the same window.

@@ -85,12 +85,11 @@ pub fn key_ceil(ms: i64) -> i64 {
 /// Rows per multi-row INSERT (14 parameters each, 8 without aff_subs or
 /// extra).
 const ROWS_PER_INSERT: usize = 64;
-const ROW_COLUMNS: usize = 14;
+/// The columns [`Fact::bind`] binds, in its order: all of them, and those
+/// of a row with no aff_sub or extra.
 const WIDE_COLUMNS: &str = "k, id_mid, id_low, ip, ua, who, aff_sub1, aff_sub2, aff_sub3, \
     aff_sub4, aff_sub5, extra, ctx, elapsed_us";
-/// The columns of a row with no aff_sub or extra.
-const NARROW_COLUMNS: usize = 8;
-const NARROW_COLUMNS_SQL: &str = "k, id_mid, id_low, ip, ua, who, ctx, elapsed_us";
+const NARROW_COLUMNS: &str = "k, id_mid, id_low, ip, ua, who, ctx, elapsed_us";
 
 /// The rows of a compact day (`g_YYYYMMDD`). `k` is the time key (see the
 /// module's notes); `id_mid` and `id_low` the rest of the decision id (its
@@ -531,8 +530,9 @@ impl<'a> Fact<'a> {
         self.extra.is_some() || self.aff_sub.iter().any(Option::is_some)
     }
 
-    /// Binds the row's values from parameter `at + 1` on: `ROW_COLUMNS`
-    /// of them, or `NARROW_COLUMNS` (no aff_sub or extra) when `!wide`.
+    /// Binds the row's values from parameter `at + 1` on: those of
+    /// `WIDE_COLUMNS`, or of `NARROW_COLUMNS` (no aff_sub or extra) when
+    /// `!wide`.
     /// Each value through its own type's binding, inlined (through
     /// `&dyn ToSql` each value was an indirect call whose result went
     /// through memory: measured, the largest single cost of binding).
@@ -875,11 +875,8 @@ fn write_rows(
     ip: (IpMode, Option<&[u8; 32]>),
 ) -> rusqlite::Result<()> {
     let insert = |n: usize, wide: bool| {
-        let (columns, width) = if wide {
-            (WIDE_COLUMNS, ROW_COLUMNS)
-        } else {
-            (NARROW_COLUMNS_SQL, NARROW_COLUMNS)
-        };
+        let columns = if wide { WIDE_COLUMNS } else { NARROW_COLUMNS };
+        let width = columns.split(',').count();
         let one = format!("({})", vec!["?"; width].join(", "));
         format!(
             "INSERT INTO \"{}\" ({columns}) VALUES {}",
@@ -891,9 +888,10 @@ fn write_rows(
     // [rows in the statement == 1][wide], each prepared when first needed.
     let mut stmts: [[Option<rusqlite::CachedStatement<'_>>; 2]; 2] = Default::default();
     let mut facts = Vec::with_capacity(ROWS_PER_INSERT);
-    let mut chunks = slots.chunks(ROWS_PER_INSERT);
-    let mut key_chunks = keys.chunks(ROWS_PER_INSERT);
-    for (chunk, ks) in (&mut chunks).zip(&mut key_chunks) {
+    for (chunk, ks) in slots
+        .chunks(ROWS_PER_INSERT)
+        .zip(keys.chunks(ROWS_PER_INSERT))
+    {
         facts.clear();
         facts.extend(chunk.iter().map(fact));
         // A full chunk in one statement; the last, shorter one a row at a
