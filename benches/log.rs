@@ -1,4 +1,4 @@
-//! The decision log: what the hot path pays per decision (building the
+//! The decision log: what the hot path pays per decision (encoding the
 //! record it hands the queue) and what the writer sustains (SQLite, one
 //! transaction per batch). Baseline (2-core shared VM, Nov 2026): see README.
 use std::hint::black_box;
@@ -41,8 +41,27 @@ fn log(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("log");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("record/new", |b| {
-        b.iter(|| Record::new(black_box(&event), black_box(&decision), Door::Check, None))
+    // The hot path's share: encoding onto the end of its queue buffer.
+    let mut buf = Vec::with_capacity(1 << 16);
+    g.bench_function("record/encode", |b| {
+        b.iter(|| {
+            if buf.len() > (1 << 16) - 1024 {
+                buf.clear();
+            }
+            fraudgate::log::record::encode(
+                black_box(&event),
+                black_box(&decision),
+                Door::Check,
+                Some("anonymous"),
+                &mut buf,
+            )
+        })
+    });
+    // The writer's: reading a record back.
+    let mut one = Vec::new();
+    fraudgate::log::record::encode(&event, &decision, Door::Check, Some("anonymous"), &mut one);
+    g.bench_function("record/decode", |b| {
+        b.iter(|| Record::decode(&mut black_box(&one[..])))
     });
 
     let ivt = IvtMap::new(&fraudgate::Config::default().ivt).unwrap();

@@ -12,7 +12,7 @@ use crate::cache::VerdictCache;
 use crate::config::Config;
 use crate::decision::{Decision, Door, IdGen, Source};
 use crate::event::Event;
-use crate::log::{DecisionLog, Record};
+use crate::log::DecisionLog;
 use crate::lookup::{Fetcher, Lookup};
 use crate::metrics as m;
 use crate::policy::{Action, Mode, Policy};
@@ -337,7 +337,7 @@ impl Scorer {
         };
         self.record(&decision, door);
         if let Some(log) = &inner.log {
-            log.record(Record::new(event, &decision, door, opts.client.clone()))
+            log.record(event, &decision, door, opts.client.as_deref())
                 .await;
         }
         decision

@@ -127,6 +127,15 @@ impl Tags {
         }
     }
 
+    /// The documented tags of `mask` and the unknown ones (already
+    /// lower-cased and distinct, as `Tags::unknown` gives them).
+    pub fn from_parts(mask: u16, unknown: Vec<Box<str>>) -> Self {
+        Tags {
+            known: Tags::from_mask(mask).known,
+            unknown: (!unknown.is_empty()).then(|| unknown.into()),
+        }
+    }
+
     /// The same set without the documented tags in `mask`.
     pub fn without(&self, mask: u16) -> Tags {
         Tags {

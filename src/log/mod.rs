@@ -1,7 +1,7 @@
 //! The decision log: every decision of every door, recorded off the hot
 //! path and queryable within a second.
 //!
-//! The scorer hands a [`Record`] to a bounded queue (per-thread buffers,
+//! The scorer encodes a [`Record`] into a bounded queue (per-thread buffers,
 //! `queue.rs`) and never waits on disk: when the queue is full the record
 //! is dropped and counted (`fraudgate_log_dropped_total`), or, with
 //! `decision_log.on_full = "block"`, the request waits for room. One writer thread drains the
@@ -26,6 +26,8 @@ use std::time::Duration;
 use metrics::Counter;
 use serde::Deserialize;
 
+use crate::decision::{Decision, Door};
+use crate::event::Event;
 use crate::metrics as m;
 pub use clickhouse::ClickHouseConfig;
 pub use ivt::{Ivt, IvtClass, IvtConfig, IvtMap};
@@ -206,7 +208,7 @@ impl DecisionLog {
                 }
                 let _gone = Gone(q.clone());
                 let mut batch: Vec<Record> = Vec::with_capacity(batch_max);
-                let mut spare: Vec<Record> = Vec::new();
+                let mut spare: Vec<u8> = Vec::new();
                 loop {
                     // Read before draining: once closed, nothing more is
                     // pushed, so an empty drain after it is the end.
@@ -282,12 +284,13 @@ impl DecisionLog {
         })
     }
 
-    /// Queues a record; never waits on disk. Waits for room only with
-    /// `on_full = "block"`.
-    pub async fn record(&self, r: Record) {
+    /// Queues the record of a decision; never waits on disk. Waits for
+    /// room only with `on_full = "block"`.
+    pub async fn record(&self, event: &Event, d: &Decision, door: Door, client: Option<&str>) {
+        let encode = |out: &mut Vec<u8>| record::encode(event, d, door, client, out);
         let queued = match self.inner.on_full {
-            OnFull::Drop => self.inner.queue.push(r).is_ok(),
-            OnFull::Block => self.inner.queue.push_waiting(r).await.is_ok(),
+            OnFull::Drop => self.inner.queue.push(encode),
+            OnFull::Block => self.inner.queue.push_waiting(encode).await,
         };
         if !queued {
             self.inner.dropped.increment(1);

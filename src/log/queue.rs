@@ -5,8 +5,10 @@
 //! writer: measured here, that was half of what logging cost a cache hit.
 //! Instead each thread pushes into its own buffer (a shard: a mutex no
 //! other request worker takes, so locking it is uncontended) and the
-//! writer swaps whole buffers out a few dozen times a second. Each shard
-//! holds `queue / shards`; a thread whose shard is full uses the others, so
+//! writer swaps whole buffers out a few dozen times a second. A buffer is
+//! bytes: each record encoded onto its end (`record::encode`), so queueing
+//! allocates nothing once the buffers have grown, and the writer decodes
+//! them in one sequential pass. Each shard holds `queue / shards` records; a thread whose shard is full uses the others, so
 //! the buffers never hold more than `decision_log.queue` and one busy
 //! thread can fill all of it. (Besides them, the writer holds the batch it
 //! is writing.) The writer sleeps (parked) while every shard is
@@ -21,9 +23,16 @@ use tokio::sync::Notify;
 
 use super::Record;
 
+/// Encoded records and how many.
+#[derive(Default)]
+struct Buf {
+    bytes: Vec<u8>,
+    records: usize,
+}
+
 /// One thread's buffer, on its own cache lines.
 #[repr(align(128))]
-struct Shard(Mutex<Vec<Record>>);
+struct Shard(Mutex<Buf>);
 
 pub struct Queue {
     shards: Box<[Shard]>,
@@ -61,7 +70,7 @@ impl Queue {
         let shards = shards.clamp(1, total.max(1));
         let cap = (total / shards).max(1);
         Queue {
-            shards: (0..shards).map(|_| Shard(Mutex::new(Vec::new()))).collect(),
+            shards: (0..shards).map(|_| Shard(Mutex::default())).collect(),
             cap,
             writer: OnceLock::new(),
             space: Notify::new(),
@@ -87,64 +96,70 @@ impl Queue {
         }
     }
 
-    /// Queues a record, or hands it back when every shard is full.
-    // Handed back by value so a waiting push retries without allocating.
-    #[allow(clippy::result_large_err)]
-    pub fn push(&self, r: Record) -> Result<(), Record> {
+    /// Queues a record (`encode` appends it to the buffer it is given);
+    /// false when every shard is full.
+    pub fn push(&self, encode: impl Fn(&mut Vec<u8>)) -> bool {
         // Read-mostly: the cache line stays shared, so this is cheap.
         if self.gone.load(Ordering::Relaxed) {
-            return Err(r);
+            return false;
         }
         let n = self.shards.len();
         let own = shard_index(n);
         // This thread's shard; only when it is full, the others in turn, so
         // one busy thread can use the whole bound.
         for i in 0..n {
-            let mut v = lock(&self.shards[(own + i) % n].0);
-            if v.len() >= self.cap {
+            let mut b = lock(&self.shards[(own + i) % n].0);
+            if b.records >= self.cap {
                 continue;
             }
-            let first = v.is_empty();
-            v.push(r);
-            drop(v);
+            let first = b.records == 0;
+            encode(&mut b.bytes);
+            b.records += 1;
+            drop(b);
             if first {
                 self.wake();
             }
-            return Ok(());
+            return true;
         }
-        Err(r)
+        false
     }
 
-    /// Queues a record, waiting while this thread's shard is full. Gives
-    /// it back only once the queue is closed.
-    #[allow(clippy::result_large_err)]
-    pub async fn push_waiting(&self, mut r: Record) -> Result<(), Record> {
+    /// Queues a record, waiting while every shard is full. False only
+    /// once the queue is closed.
+    pub async fn push_waiting(&self, encode: impl Fn(&mut Vec<u8>)) -> bool {
         loop {
             let space = self.space.notified();
             tokio::pin!(space);
             // Registered before the attempt: a drain in between still wakes us.
             space.as_mut().enable();
-            match self.push(r) {
-                Ok(()) => return Ok(()),
-                Err(back) if self.closed.load(Ordering::Acquire) => return Err(back),
-                Err(back) => r = back,
+            if self.push(&encode) {
+                return true;
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return false;
             }
             space.await;
         }
     }
 
-    /// Moves everything queued onto the end of `batch`; `spare` is an
+    /// Decodes everything queued onto the end of `batch`; `spare` is an
     /// empty buffer swapped into a shard (its capacity is reused).
-    pub fn drain_into(&self, batch: &mut Vec<Record>, spare: &mut Vec<Record>) {
+    pub fn drain_into(&self, batch: &mut Vec<Record>, spare: &mut Vec<u8>) {
         let mut moved = false;
         for s in self.shards.iter() {
-            let mut v = lock(&s.0);
-            if v.is_empty() {
+            let mut b = lock(&s.0);
+            if b.records == 0 {
                 continue;
             }
-            std::mem::swap(&mut *v, spare);
-            drop(v);
-            batch.append(spare);
+            std::mem::swap(&mut b.bytes, spare);
+            let records = std::mem::take(&mut b.records);
+            drop(b);
+            batch.reserve(records);
+            let (mut bytes, mut client) = (&spare[..], None);
+            for _ in 0..records {
+                batch.push(Record::decode_sharing(&mut bytes, &mut client));
+            }
+            spare.clear();
             moved = true;
         }
         if moved {
@@ -176,27 +191,34 @@ impl Queue {
 mod tests {
     use super::*;
 
-    fn record(i: u128) -> Record {
-        crate::log::sqlite::tests::record(1_764_700_000_000, i)
+    /// Queues record `i` (its id ends in `i`).
+    fn push(q: &Queue, i: u128) -> bool {
+        let r = crate::log::sqlite::tests::record(1_764_700_000_000, i);
+        q.push(|out| r.encode(out))
     }
 
     #[test]
     fn holds_at_most_its_bound_and_drains_in_push_order() {
         let q = Queue::new(4, 1);
         for i in 0..4 {
-            assert!(q.push(record(i)).is_ok());
+            assert!(push(&q, i));
         }
-        let back = q
-            .push(record(9))
-            .expect_err("a fifth record is over the bound");
-        assert_eq!(back.id.0 & 0xff, 9);
+        assert!(!push(&q, 9), "a fifth record is over the bound");
         let (mut batch, mut spare) = (Vec::new(), Vec::new());
         q.drain_into(&mut batch, &mut spare);
         assert_eq!(
             batch.iter().map(|r| r.id.0 & 0xff).collect::<Vec<_>>(),
             [0, 1, 2, 3]
         );
-        assert!(q.push(record(5)).is_ok(), "draining makes room");
+        assert!(spare.is_empty() && spare.capacity() > 0, "kept for reuse");
+        assert!(push(&q, 5), "draining makes room");
+        q.drain_into(&mut batch, &mut spare);
+        assert_eq!(batch.len(), 5);
+        assert_eq!(
+            batch[4].id.0 & 0xff,
+            5,
+            "a reused buffer holds only the new record"
+        );
     }
 
     #[test]
@@ -204,21 +226,28 @@ mod tests {
         let q = Queue::new(8, 4);
         assert_eq!(q.cap, 2);
         for i in 0..8 {
-            assert!(q.push(record(i)).is_ok(), "record {i} fits");
+            assert!(push(&q, i), "record {i} fits");
         }
-        assert!(q.push(record(8)).is_err());
+        assert!(!push(&q, 8));
+        let (mut batch, mut spare) = (Vec::new(), Vec::new());
+        q.drain_into(&mut batch, &mut spare);
+        let mut ids: Vec<_> = batch.iter().map(|r| r.id.0 & 0xff).collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            (0..8).collect::<Vec<_>>(),
+            "every record, from all shards"
+        );
         assert_eq!(Queue::new(3, 8).shards.len(), 3);
     }
 
     /// A full one-record queue and a push waiting on it.
-    async fn full_with_a_waiter() -> (
-        std::sync::Arc<Queue>,
-        tokio::task::JoinHandle<Result<(), Record>>,
-    ) {
+    async fn full_with_a_waiter() -> (std::sync::Arc<Queue>, tokio::task::JoinHandle<bool>) {
         let q = std::sync::Arc::new(Queue::new(1, 1));
-        q.push(record(0)).unwrap();
+        assert!(push(&q, 0));
         let q2 = q.clone();
-        let waiting = tokio::spawn(async move { q2.push_waiting(record(1)).await });
+        let r = crate::log::sqlite::tests::record(1_764_700_000_000, 1);
+        let waiting = tokio::spawn(async move { q2.push_waiting(|out| r.encode(out)).await });
         tokio::task::yield_now().await;
         (q, waiting)
     }
@@ -229,25 +258,25 @@ mod tests {
         assert!(!waiting.is_finished());
         let (mut batch, mut spare) = (Vec::new(), Vec::new());
         q.drain_into(&mut batch, &mut spare);
-        assert!(waiting.await.unwrap().is_ok());
+        assert!(waiting.await.unwrap());
         q.drain_into(&mut batch, &mut spare);
-        assert_eq!(batch.len(), 2);
+        assert_eq!(
+            batch.iter().map(|r| r.id.0 & 0xff).collect::<Vec<_>>(),
+            [0, 1]
+        );
     }
 
     #[tokio::test]
     async fn a_queue_whose_writer_has_ended_refuses_records() {
         let q = Queue::new(4, 1);
         q.writer_gone();
-        assert!(
-            q.push(record(0)).is_err(),
-            "records are refused (and counted as dropped)"
-        );
+        assert!(!push(&q, 0), "records are refused (and counted as dropped)");
     }
 
     #[tokio::test]
     async fn a_waiting_push_gives_up_when_the_queue_closes() {
         let (q, waiting) = full_with_a_waiter().await;
         q.close();
-        assert!(waiting.await.unwrap().is_err());
+        assert!(!waiting.await.unwrap());
     }
 }

@@ -1,15 +1,22 @@
-//! What the decision log keeps of one decision. Built on the hot path from
-//! what the scorer already holds (copies, no formatting); turned into
-//! columns by the writer, off the hot path.
+//! What the decision log keeps of one decision.
+//!
+//! The hot path does not build a [`Record`]: it encodes the decision's
+//! fields as bytes ([`encode`]) onto the end of its own thread's queue
+//! buffer. No allocation, no reference count touched, and the writer
+//! thread reads one contiguous run of bytes per buffer and frees nothing
+//! the request worker allocated (measured: a record and its text handed
+//! over as objects cost the request workers about as much again as the
+//! writer spends on it). The writer decodes the bytes into `Record`s
+//! ([`Record::decode`]) and turns those into columns, off the hot path.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::decision::{Decision, DecisionId, Door, Source};
 use crate::event::{Event, EventType, Opt};
 use crate::policy::{Action, Mode};
-use crate::rules::RuleHit;
-use crate::verdict::Tags;
+use crate::rules::{RuleHit, RuleKind};
+use crate::verdict::{Tag, Tags};
 
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -31,22 +38,328 @@ pub struct Record {
     pub elapsed_us: u64,
 }
 
+/// Every reason a decision gives (`policy::Reason::as_str`), so the
+/// encoding carries an index and the decoded record the same `&'static
+/// str`. A reason missing here is recorded as "unknown" (a test checks
+/// them all).
+pub const REASONS: [&str; 13] = [
+    "clean",
+    "tags",
+    "allow_list",
+    "verified_bot",
+    "upstream_disabled",
+    "upstream_timeout",
+    "upstream_http_error",
+    "upstream_connect_error",
+    "upstream_bad_body",
+    "deadline",
+    "internal_error",
+    "upstream_breaker_open",
+    "upstream_busy",
+];
+const UNKNOWN_REASON: u8 = u8::MAX;
+
+/// The fields of a decision the log keeps, borrowed from wherever they
+/// are: the one encoder behind [`encode`] (the hot path) and
+/// [`Record::encode`].
+struct Parts<'a, O> {
+    id: DecisionId,
+    door: Door,
+    client: Option<&'a str>,
+    event_type: EventType,
+    ip: IpAddr,
+    ua: &'a str,
+    affiliate_id: &'a str,
+    offer_id: &'a str,
+    optional: O,
+    decision: Action,
+    would_be: Action,
+    mode: Mode,
+    tags: &'a Tags,
+    blocked_by: &'a Tags,
+    source: Source,
+    reason: &'a str,
+    rules: &'a [RuleHit],
+    elapsed_us: u64,
+}
+
+// The layout: fixed-width integers little-endian; a string is its u32
+// length then its bytes; enums are their discriminants, which equal their
+// index in the type's `ALL` (a test checks). Fields are cut to RT's limits
+// on the way in, so a string's length always fits.
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_tags(out: &mut Vec<u8>, t: &Tags) {
+    out.extend_from_slice(&t.known_mask().to_le_bytes());
+    let unknown = t.unknown();
+    out.push(unknown.len().min(u8::MAX as usize) as u8);
+    for u in unknown.iter().take(u8::MAX as usize) {
+        put_str(out, u);
+    }
+}
+
+impl<'a, O: Iterator<Item = (Opt, &'a str)>> Parts<'a, O> {
+    fn write(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.id.0.to_le_bytes());
+        out.extend_from_slice(&self.elapsed_us.to_le_bytes());
+        match self.ip {
+            IpAddr::V4(v4) => {
+                out.push(4);
+                out.extend_from_slice(&v4.octets());
+            }
+            IpAddr::V6(v6) => {
+                out.push(6);
+                out.extend_from_slice(&v6.octets());
+            }
+        }
+        let reason = REASONS
+            .iter()
+            .position(|r| *r == self.reason)
+            .map_or(UNKNOWN_REASON, |i| i as u8);
+        out.extend_from_slice(&[
+            self.door as u8,
+            self.event_type as u8,
+            self.decision as u8,
+            self.would_be as u8,
+            self.mode as u8,
+            self.source as u8,
+            reason,
+        ]);
+        put_tags(out, self.tags);
+        put_tags(out, self.blocked_by);
+        match self.client {
+            Some(c) => {
+                out.push(1);
+                put_str(out, c);
+            }
+            None => out.push(0),
+        }
+        put_str(out, self.ua);
+        put_str(out, self.affiliate_id);
+        put_str(out, self.offer_id);
+        // Optional fields: each at most once (26 kinds), ended by 0xff.
+        for (o, v) in self.optional {
+            out.push(o as u8);
+            put_str(out, v);
+        }
+        out.push(u8::MAX);
+        out.extend_from_slice(&(self.rules.len() as u32).to_le_bytes());
+        for h in self.rules {
+            out.push(h.kind as u8);
+            out.push(h.tag.map_or(u8::MAX, |t| t as u8));
+            put_str(out, &h.name);
+            match &h.reason {
+                Some(r) => {
+                    out.push(1);
+                    put_str(out, r);
+                }
+                None => out.push(0),
+            }
+        }
+    }
+}
+
+/// Appends what the log keeps of a decision to `out` (the hot path: no
+/// allocation beyond `out` growing, no reference count touched).
+pub fn encode(event: &Event, d: &Decision, door: Door, client: Option<&str>, out: &mut Vec<u8>) {
+    Parts {
+        id: d.id,
+        door,
+        client,
+        event_type: event.event_type,
+        ip: event.ip,
+        ua: &event.ua,
+        affiliate_id: &event.affiliate_id,
+        offer_id: &event.offer_id,
+        optional: event.optional(),
+        decision: d.action,
+        would_be: d.ruling.action,
+        mode: d.mode,
+        tags: &d.tags,
+        blocked_by: &d.ruling.blocked_by,
+        source: d.source,
+        reason: d.ruling.reason.as_str(),
+        rules: &d.rules,
+        elapsed_us: d.elapsed.as_micros() as u64,
+    }
+    .write(out)
+}
+
+/// Reads what [`encode`] wrote, front to back.
+#[derive(Clone)]
+struct Bytes<'a>(&'a [u8]);
+
+impl<'a> Bytes<'a> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let (head, rest) = self.0.split_at(N);
+        self.0 = rest;
+        head.try_into().unwrap_or([0; N])
+    }
+
+    fn u8(&mut self) -> u8 {
+        self.take::<1>()[0]
+    }
+
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
+
+    fn str(&mut self) -> &'a str {
+        let n = self.u32() as usize;
+        let (s, rest) = self.0.split_at(n);
+        self.0 = rest;
+        // Written from a &str: always UTF-8.
+        std::str::from_utf8(s).unwrap_or_default()
+    }
+
+    fn tags(&mut self) -> Tags {
+        let mask = u16::from_le_bytes(self.take());
+        let n = self.u8();
+        if n == 0 {
+            return Tags::from_mask(mask);
+        }
+        let unknown = (0..n).map(|_| Box::from(self.str())).collect();
+        Tags::from_parts(mask, unknown)
+    }
+}
+
+/// The optional fields of an encoded record, read in place.
+#[derive(Clone)]
+struct Optional<'a>(Bytes<'a>);
+
+impl<'a> Iterator for Optional<'a> {
+    type Item = (Opt, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.0.u8() {
+            u8::MAX => None,
+            o => Some((Opt::ALL[o as usize], self.0.str())),
+        }
+    }
+}
+
+fn action(b: u8) -> Action {
+    if b == Action::Block as u8 {
+        Action::Block
+    } else {
+        Action::Allow
+    }
+}
+
 impl Record {
+    /// Builds a record (tests, benches, tools; the hot path encodes
+    /// instead): the same bytes the hot path writes, decoded.
     pub fn new(event: &Event, d: &Decision, door: Door, client: Option<Arc<str>>) -> Self {
+        let mut b = Vec::new();
+        encode(event, d, door, client.as_deref(), &mut b);
+        Record::decode(&mut &b[..])
+    }
+
+    /// Appends this record in the hot path's encoding.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let e = &self.event;
+        Parts {
+            id: self.id,
+            door: self.door,
+            client: self.client.as_deref(),
+            event_type: e.event_type,
+            ip: e.ip,
+            ua: e.ua(),
+            affiliate_id: e.affiliate_id(),
+            offer_id: e.offer_id(),
+            optional: e.optional(),
+            decision: self.decision,
+            would_be: self.would_be,
+            mode: self.mode,
+            tags: &self.tags,
+            blocked_by: &self.blocked_by,
+            source: self.source,
+            reason: self.reason,
+            rules: &self.rules,
+            elapsed_us: self.elapsed_us,
+        }
+        .write(out)
+    }
+
+    /// Reads one encoded record off the front of `input`.
+    pub fn decode(input: &mut &[u8]) -> Record {
+        Record::decode_sharing(input, &mut None)
+    }
+
+    /// [`Record::decode`], sharing one allocation among consecutive
+    /// records of the same client (`last` is the previous one's).
+    pub fn decode_sharing(input: &mut &[u8], last: &mut Option<Arc<str>>) -> Record {
+        let mut b = Bytes(input);
+        let id = DecisionId(u128::from_le_bytes(b.take()));
+        let elapsed_us = u64::from_le_bytes(b.take());
+        let ip = if b.u8() == 4 {
+            IpAddr::V4(Ipv4Addr::from(b.take::<4>()))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(b.take::<16>()))
+        };
+        let [door, event_type, decision, would_be, mode, source, reason] = b.take();
+        let tags = b.tags();
+        let blocked_by = b.tags();
+        let client = (b.u8() == 1).then(|| {
+            let c = b.str();
+            match last {
+                Some(l) if **l == *c => l.clone(),
+                _ => last.insert(Arc::from(c)).clone(),
+            }
+        });
+        let (ua, affiliate_id, offer_id) = (b.str(), b.str(), b.str());
+        let optional = Optional(Bytes(b.0));
+        let mut past = optional.clone();
+        let opt_len = past.by_ref().map(|(_, v)| v.len()).sum();
+        b.0 = past.0.0;
+        let rules = (0..b.u32())
+            .map(|_| {
+                let kind = RuleKind::ALL[b.u8() as usize];
+                let tag = Tag::ALL.get(b.u8() as usize).copied();
+                let name = Arc::from(b.str());
+                let reason = (b.u8() == 1).then(|| Arc::from(b.str()));
+                RuleHit {
+                    kind,
+                    name,
+                    tag,
+                    reason,
+                }
+            })
+            .collect();
+        let event_type = if event_type == EventType::Impression as u8 {
+            EventType::Impression
+        } else {
+            EventType::Click
+        };
+        let event = LoggedEvent::new(
+            event_type,
+            ip,
+            [ua, affiliate_id, offer_id],
+            optional,
+            opt_len,
+        );
+        *input = b.0;
         Record {
-            id: d.id,
-            door,
+            id,
+            door: Door::ALL[door as usize],
             client,
-            event: LoggedEvent::from(event),
-            decision: d.action,
-            would_be: d.ruling.action,
-            mode: d.mode,
-            tags: d.tags.clone(),
-            blocked_by: d.ruling.blocked_by.clone(),
-            source: d.source,
-            reason: d.ruling.reason.as_str(),
-            rules: d.rules.clone(),
-            elapsed_us: d.elapsed.as_micros() as u64,
+            event,
+            decision: action(decision),
+            would_be: action(would_be),
+            mode: if mode == Mode::Shadow as u8 {
+                Mode::Shadow
+            } else {
+                Mode::Enforce
+            },
+            tags,
+            blocked_by,
+            source: Source::ALL[source as usize],
+            reason: REASONS.get(reason as usize).copied().unwrap_or("unknown"),
+            rules,
+            elapsed_us,
         }
     }
 
@@ -57,9 +370,7 @@ impl Record {
 }
 
 /// An event as the log keeps it: its strings in one allocation, not one
-/// per field. The writer thread frees what the request worker allocated,
-/// and each such free is a cross-thread hand-back in the allocator:
-/// measured, those frees were about half of what queueing a record cost.
+/// per field.
 #[derive(Debug, Clone)]
 pub struct LoggedEvent {
     pub event_type: EventType,
@@ -75,31 +386,46 @@ pub struct LoggedEvent {
 
 impl From<&Event> for LoggedEvent {
     fn from(e: &Event) -> Self {
-        let opt_len: usize = e.optional().map(|(_, v)| v.len()).sum();
+        LoggedEvent::new(
+            e.event_type,
+            e.ip,
+            [&e.ua, &e.affiliate_id, &e.offer_id],
+            e.optional(),
+            e.optional().map(|(_, v)| v.len()).sum(),
+        )
+    }
+}
+
+impl LoggedEvent {
+    fn new<'a>(
+        event_type: EventType,
+        ip: IpAddr,
+        [ua, affiliate_id, offer_id]: [&str; 3],
+        optional: impl Iterator<Item = (Opt, &'a str)>,
+        opt_len: usize,
+    ) -> Self {
         let mut text =
-            String::with_capacity(e.ua.len() + e.affiliate_id.len() + e.offer_id.len() + opt_len);
+            String::with_capacity(ua.len() + affiliate_id.len() + offer_id.len() + opt_len);
         // Fields are cut to RT's limits (at most a few KiB), so offsets fit u32.
         let end = |text: &mut String, s: &str| {
             text.push_str(s);
             text.len() as u32
         };
         let ends = [
-            end(&mut text, &e.ua),
-            end(&mut text, &e.affiliate_id),
-            end(&mut text, &e.offer_id),
+            end(&mut text, ua),
+            end(&mut text, affiliate_id),
+            end(&mut text, offer_id),
         ];
-        let optional = e.optional().map(|(o, v)| (o, end(&mut text, v))).collect();
+        let optional = optional.map(|(o, v)| (o, end(&mut text, v))).collect();
         LoggedEvent {
-            event_type: e.event_type,
-            ip: e.ip,
+            event_type,
+            ip,
             text: text.into_boxed_str(),
             ends,
             optional,
         }
     }
-}
 
-impl LoggedEvent {
     pub fn ua(&self) -> &str {
         &self.text[..self.ends[0] as usize]
     }
@@ -131,6 +457,146 @@ impl LoggedEvent {
 mod tests {
     use super::*;
     use crate::event::EventBuilder;
+    use crate::policy::{Reason, Ruling};
+    use crate::upstream::UpstreamError;
+
+    fn event(query: &str) -> Event {
+        EventBuilder::from_query(query).unwrap().build().unwrap()
+    }
+
+    /// A decision with every part a record keeps set to something that
+    /// is not a default.
+    fn decision() -> Decision {
+        let hit = |kind, name: &str, tag, reason: Option<&str>| RuleHit {
+            kind,
+            name: name.into(),
+            tag,
+            reason: reason.map(Into::into),
+        };
+        Decision {
+            id: DecisionId(0x0192_3456_789a_7bcd_8123_4567_89ab_cdef),
+            action: Action::Allow,
+            ruling: Ruling {
+                action: Action::Block,
+                reason: Reason::Fallback(UpstreamError::Http(502)),
+                blocked_by: Tags::parse("proxy\nweird tag").unwrap(),
+            },
+            mode: Mode::Shadow,
+            tags: Tags::parse("datacenter\nproxy\nweird tag\nother-tag").unwrap(),
+            source: Source::Local,
+            rules: vec![
+                hit(RuleKind::Datacenter, "aws", Some(Tag::Datacenter), None),
+                hit(
+                    RuleKind::BlockList,
+                    "partner list",
+                    Some(Tag::Blacklist),
+                    Some("fraud ring \u{e9}"),
+                ),
+                hit(RuleKind::VerifiedBot, "googlebot", None, Some("")),
+            ],
+            coalesced: false,
+            stale: false,
+            cache_ttl: std::time::Duration::ZERO,
+            elapsed: std::time::Duration::from_micros(4321),
+        }
+    }
+
+    #[test]
+    fn a_decision_is_decoded_as_it_was_encoded() {
+        let e = event(
+            "event_type=impression&ip=2001:db8::7&ua=Mozilla%2F5.0%20%C3%A9&affiliate_id=af\
+             &offer_id=o1&aff_sub3=s%C3%BCb&country_code=DE&aff_sub1=&source=feed&idfa=x-1",
+        );
+        let d = decision();
+        let r = Record::new(&e, &d, Door::OpenRtb, Some("partner".into()));
+        assert_eq!(r.id, d.id);
+        assert_eq!(r.door, Door::OpenRtb);
+        assert_eq!(r.client.as_deref(), Some("partner"));
+        assert_eq!(
+            format!("{:?}", r.event),
+            format!("{:?}", LoggedEvent::from(&e))
+        );
+        assert_eq!(
+            (r.decision, r.would_be, r.mode),
+            (Action::Allow, Action::Block, Mode::Shadow)
+        );
+        assert!(r.tags == d.tags && r.blocked_by == d.ruling.blocked_by);
+        assert_eq!(r.tags.unknown().len(), 2);
+        assert_eq!((r.source, r.reason), (Source::Local, "upstream_http_error"));
+        assert_eq!(r.rules, d.rules);
+        assert_eq!(r.elapsed_us, 4321);
+
+        // Back to back in one buffer, each read back whole, then nothing left.
+        let v4 = event("event_type=click&ip=198.51.100.9&ua=&affiliate_id=7&offer_id=8");
+        let mut plain = Record::new(&v4, &d, Door::Check, None);
+        plain.tags = Tags::clean();
+        plain.blocked_by = Tags::from_known(&[Tag::Cap]);
+        plain.rules.clear();
+        plain.reason = "clean";
+        let mut other = r.clone();
+        other.client = Some("another".into());
+        let mut buf = Vec::new();
+        for rec in [&r, &plain, &r, &other] {
+            rec.encode(&mut buf);
+        }
+        // As the writer reads them: one client allocation shared while it repeats.
+        let (mut bytes, mut last) = (&buf[..], None);
+        for want in [&r, &plain, &r, &other] {
+            let got = Record::decode_sharing(&mut bytes, &mut last);
+            assert_eq!(format!("{got:?}"), format!("{want:?}"));
+        }
+        assert!(bytes.is_empty());
+        assert_eq!(last.as_deref(), Some("another"));
+    }
+
+    #[test]
+    fn every_reason_is_recorded_as_itself() {
+        use UpstreamError as U;
+        let upstream = [
+            U::Disabled,
+            U::Timeout,
+            U::Http(500),
+            U::Connect,
+            U::BadBody("x"),
+            U::Deadline,
+            U::Internal,
+            U::BreakerOpen,
+            U::Busy,
+        ];
+        let reasons = [
+            Reason::Clean,
+            Reason::Tags,
+            Reason::AllowList,
+            Reason::VerifiedBot,
+        ]
+        .into_iter()
+        .chain(upstream.map(Reason::Fallback));
+        let e = event("event_type=click&ip=198.51.100.9&ua=u&affiliate_id=7&offer_id=8");
+        let mut d = decision();
+        for reason in reasons {
+            d.ruling.reason = reason;
+            let r = Record::new(&e, &d, Door::Check, None);
+            assert_eq!(r.reason, reason.as_str());
+        }
+    }
+
+    /// The encoding writes discriminants and reads them back as indexes.
+    #[test]
+    fn enum_discriminants_are_their_index_in_all() {
+        fn check<T: Copy + std::fmt::Debug>(all: &[T], disc: impl Fn(T) -> u8) {
+            for (i, v) in all.iter().enumerate() {
+                assert_eq!(disc(*v) as usize, i, "{v:?}");
+            }
+        }
+        check(&Door::ALL, |v| v as u8);
+        check(&Source::ALL, |v| v as u8);
+        check(&Opt::ALL, |v| v as u8);
+        check(&RuleKind::ALL, |v| v as u8);
+        check(&Tag::ALL, |v| v as u8);
+        check(&[Action::Allow, Action::Block], |v| v as u8);
+        check(&[Mode::Enforce, Mode::Shadow], |v| v as u8);
+        check(&[EventType::Click, EventType::Impression], |v| v as u8);
+    }
 
     #[test]
     fn keeps_every_field_of_the_event() {
