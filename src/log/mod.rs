@@ -1,7 +1,7 @@
 //! The decision log: every decision of every door, recorded off the hot
 //! path and queryable within a second.
 //!
-//! The scorer encodes a [`Record`] into a bounded queue (per-thread buffers,
+//! The scorer encodes each decision's record into a bounded queue (per-thread buffers,
 //! `queue.rs`) and never waits on disk: when the queue is full the record
 //! is dropped and counted (`fraudgate_log_dropped_total`), or, with
 //! `decision_log.on_full = "block"`, the request waits for room. One writer thread drains the

@@ -60,6 +60,15 @@ fn shard_index(len: usize) -> usize {
     })
 }
 
+/// Truncates the buffer back to `.1` when dropped (`usize::MAX`: keep all).
+struct Rollback<'a>(&'a mut Vec<u8>, usize);
+
+impl Drop for Rollback<'_> {
+    fn drop(&mut self) {
+        self.0.truncate(self.1);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -113,7 +122,13 @@ impl Queue {
                 continue;
             }
             let first = b.records == 0;
-            encode(&mut b.bytes);
+            // Were encoding to unwind, its partial bytes would make every
+            // later record in the buffer unreadable: cut them off.
+            let len = b.bytes.len();
+            let mut rollback = Rollback(&mut b.bytes, len);
+            encode(rollback.0);
+            rollback.1 = usize::MAX;
+            drop(rollback);
             b.records += 1;
             drop(b);
             if first {
@@ -159,6 +174,7 @@ impl Queue {
             for _ in 0..records {
                 batch.push(Record::decode_sharing(&mut bytes, &mut client));
             }
+            debug_assert!(bytes.is_empty(), "encoder and decoder disagree");
             spare.clear();
             moved = true;
         }
@@ -213,11 +229,32 @@ mod tests {
         assert!(spare.is_empty() && spare.capacity() > 0, "kept for reuse");
         assert!(push(&q, 5), "draining makes room");
         q.drain_into(&mut batch, &mut spare);
-        assert_eq!(batch.len(), 5);
+        assert!(push(&q, 6), "into the buffer the first drain emptied");
+        q.drain_into(&mut batch, &mut spare);
         assert_eq!(
-            batch[4].id.0 & 0xff,
-            5,
+            batch[4..].iter().map(|r| r.id.0 & 0xff).collect::<Vec<_>>(),
+            [5, 6],
             "a reused buffer holds only the new record"
+        );
+    }
+
+    #[test]
+    fn a_record_whose_encoding_panics_leaves_no_bytes_behind() {
+        let q = Queue::new(4, 1);
+        assert!(push(&q, 1));
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            q.push(|out| {
+                out.extend_from_slice(b"half a record");
+                panic!("encoding failed");
+            })
+        }));
+        assert!(unwound.is_err());
+        assert!(push(&q, 2));
+        let (mut batch, mut spare) = (Vec::new(), Vec::new());
+        q.drain_into(&mut batch, &mut spare);
+        assert_eq!(
+            batch.iter().map(|r| r.id.0 & 0xff).collect::<Vec<_>>(),
+            [1, 2]
         );
     }
 

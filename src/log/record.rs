@@ -94,9 +94,10 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 
 fn put_tags(out: &mut Vec<u8>, t: &Tags) {
     out.extend_from_slice(&t.known_mask().to_le_bytes());
+    // An RT body of short unknown tags can hold over a thousand.
     let unknown = t.unknown();
-    out.push(unknown.len().min(u8::MAX as usize) as u8);
-    for u in unknown.iter().take(u8::MAX as usize) {
+    out.extend_from_slice(&(unknown.len() as u32).to_le_bytes());
+    for u in unknown {
         put_str(out, u);
     }
 }
@@ -196,7 +197,9 @@ impl<'a> Bytes<'a> {
     fn take<const N: usize>(&mut self) -> [u8; N] {
         let (head, rest) = self.0.split_at(N);
         self.0 = rest;
-        head.try_into().unwrap_or([0; N])
+        let mut a = [0; N];
+        a.copy_from_slice(head);
+        a
     }
 
     fn u8(&mut self) -> u8 {
@@ -212,12 +215,14 @@ impl<'a> Bytes<'a> {
         let (s, rest) = self.0.split_at(n);
         self.0 = rest;
         // Written from a &str: always UTF-8.
-        std::str::from_utf8(s).unwrap_or_default()
+        let s = std::str::from_utf8(s);
+        debug_assert!(s.is_ok(), "encoder and decoder disagree");
+        s.unwrap_or_default()
     }
 
     fn tags(&mut self) -> Tags {
         let mask = u16::from_le_bytes(self.take());
-        let n = self.u8();
+        let n = self.u32();
         if n == 0 {
             return Tags::from_mask(mask);
         }
@@ -530,21 +535,36 @@ mod tests {
         let v4 = event("event_type=click&ip=198.51.100.9&ua=&affiliate_id=7&offer_id=8");
         let mut plain = Record::new(&v4, &d, Door::Check, None);
         plain.tags = Tags::clean();
+        plain.mode = Mode::Enforce;
+        plain.source = Source::Upstream;
+        plain.decision = Action::Block;
+        plain.would_be = Action::Allow;
+        plain.event.event_type = EventType::Click;
         plain.blocked_by = Tags::from_known(&[Tag::Cap]);
         plain.rules.clear();
         plain.reason = "clean";
         let mut other = r.clone();
         other.client = Some("another".into());
+        // More unknown tags than a byte counts (an RT body of short tags).
+        let many: String = (0..300).map(|i| format!("t{i}\n")).collect();
+        other.tags = Tags::parse(&many).unwrap();
+        assert_eq!(other.tags.unknown().len(), 300);
         let mut buf = Vec::new();
         for rec in [&r, &plain, &r, &other] {
             rec.encode(&mut buf);
         }
         // As the writer reads them: one client allocation shared while it repeats.
         let (mut bytes, mut last) = (&buf[..], None);
+        let mut got = Vec::new();
         for want in [&r, &plain, &r, &other] {
-            let got = Record::decode_sharing(&mut bytes, &mut last);
-            assert_eq!(format!("{got:?}"), format!("{want:?}"));
+            got.push(Record::decode_sharing(&mut bytes, &mut last));
+            assert_eq!(format!("{:?}", got.last().unwrap()), format!("{want:?}"));
         }
+        let client = |i: usize| got[i].client.clone().unwrap();
+        assert!(
+            Arc::ptr_eq(&client(0), &client(2)),
+            "one allocation while it repeats"
+        );
         assert!(bytes.is_empty());
         assert_eq!(last.as_deref(), Some("another"));
     }
@@ -552,6 +572,22 @@ mod tests {
     #[test]
     fn every_reason_is_recorded_as_itself() {
         use UpstreamError as U;
+        // Exhaustive: a new variant fails to compile here until it is listed
+        // below (and in REASONS).
+        let _listed = |r: Reason| match r {
+            Reason::Clean | Reason::Tags | Reason::AllowList | Reason::VerifiedBot => (),
+            Reason::Fallback(
+                U::Disabled
+                | U::Timeout
+                | U::Http(_)
+                | U::Connect
+                | U::BadBody(_)
+                | U::Deadline
+                | U::Internal
+                | U::BreakerOpen
+                | U::Busy,
+            ) => (),
+        };
         let upstream = [
             U::Disabled,
             U::Timeout,
