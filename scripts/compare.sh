@@ -39,9 +39,9 @@ cleanup() {
 trap cleanup EXIT
 [ -n "${COMPARE_DEBUG:-}" ] && trap 'cat "$tmp/ngx/error.log" >&2; cleanup' EXIT
 
-target/release/examples/mock_rt --listen "127.0.0.1:$RT_FG" --delay-ms "$RT_DELAY_MS" >"$tmp/rt-fg.log" 2>&1 &
+"$REL/examples/mock_rt" --listen "127.0.0.1:$RT_FG" --delay-ms "$RT_DELAY_MS" >"$tmp/rt-fg.log" 2>&1 &
 rt_fg=$!; pids+=("$rt_fg")
-target/release/examples/mock_rt --listen "127.0.0.1:$RT_NGX" --delay-ms "$RT_DELAY_MS" >"$tmp/rt-ngx.log" 2>&1 &
+"$REL/examples/mock_rt" --listen "127.0.0.1:$RT_NGX" --delay-ms "$RT_DELAY_MS" >"$tmp/rt-ngx.log" 2>&1 &
 rt_ngx=$!; pids+=("$rt_ngx")
 FRAUDGATE_SERVER__LISTEN="127.0.0.1:$FG_PORT" \
 FRAUDGATE_UPSTREAM__URL="http://127.0.0.1:$RT_FG/" \
@@ -49,7 +49,7 @@ FRAUDGATE_UPSTREAM__KEY=compare \
 FRAUDGATE_LOG__LEVEL=warn \
 FRAUDGATE_DECISION_LOG__ENABLED="${DECISION_LOG:-false}" \
 FRAUDGATE_DECISION_LOG__PATH="$tmp/decisions" \
-  target/release/fraudgate serve >"$tmp/fg.log" 2>&1 &
+  "$REL/fraudgate" serve >"$tmp/fg.log" 2>&1 &
 fg=$!; pids+=("$fg")
 
 # nginx: 2 workers (one per core, as fraudgate's runtime), a shared cache

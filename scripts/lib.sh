@@ -1,4 +1,7 @@
-# Shared by loadtest.sh and soak.sh (sourced).
+# Shared by the scripts in this directory (sourced).
+
+# Where cargo puts release binaries (CARGO_TARGET_DIR honoured).
+REL="${CARGO_TARGET_DIR:-target}/release"
 
 # Installs wrk from Debian when missing.
 ensure_wrk() {
@@ -7,13 +10,18 @@ ensure_wrk() {
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk
 }
 
-# Waits up to 10 s for fraudgate's /readyz on port $1.
+# Waits up to 10 s for fraudgate's /readyz on port $1; if it never comes,
+# shows the end of the logs in $tmp (fraudgate's, the mock RT's).
 wait_ready() {
   for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0
     sleep 0.1
   done
   echo "fraudgate did not become ready on port $1" >&2
+  local f
+  for f in "${tmp:-/nonexistent}"/*.log; do
+    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 5 "$f" >&2; }
+  done
   return 1
 }
 

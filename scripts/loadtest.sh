@@ -28,7 +28,7 @@ tmp=$(mktemp -d)
 cleanup() { kill "$fg_pid" "$rt_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-target/release/examples/mock_rt --listen "127.0.0.1:$RT_PORT" --delay-ms "$RT_DELAY_MS" >"$tmp/rt.log" 2>&1 &
+"$REL/examples/mock_rt" --listen "127.0.0.1:$RT_PORT" --delay-ms "$RT_DELAY_MS" >"$tmp/rt.log" 2>&1 &
 rt_pid=$!
 FRAUDGATE_SERVER__LISTEN="127.0.0.1:$FG_PORT" \
 FRAUDGATE_UPSTREAM__URL="http://127.0.0.1:$RT_PORT/" \
@@ -36,7 +36,7 @@ FRAUDGATE_UPSTREAM__KEY=loadtest \
 FRAUDGATE_LOG__LEVEL=warn \
 FRAUDGATE_DECISION_LOG__ENABLED="${DECISION_LOG:-true}" \
 FRAUDGATE_DECISION_LOG__PATH="$tmp/decisions" \
-  target/release/fraudgate serve >"$tmp/fg.log" 2>&1 &
+  "$REL/fraudgate" serve >"$tmp/fg.log" 2>&1 &
 fg_pid=$!
 wait_ready "$FG_PORT"
 

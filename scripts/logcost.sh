@@ -20,8 +20,8 @@
 #   BIN=/tmp/fraudgate-before scripts/logcost.sh   # another build, same load
 # Also: CONNS, THREADS (wrk), KEYS (distinct IP/UA keys, Zipf s=1),
 # FG_PORT, RT_PORT (default 18090, 18091). The current tree's release
-# binary and mock RT are built first (with BIN= too: the mock RT is
-# always this tree's).
+# binary and mock RT are built first, into $CARGO_TARGET_DIR if set
+# (with BIN= too: the mock RT is always this tree's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,9 +33,9 @@ export KEYS=${KEYS:-20000}
 FG_PORT=${FG_PORT:-18090}
 RT_PORT=${RT_PORT:-18091}
 STORE=${STORE:-sqlite}
-BIN=${BIN:-target/release/fraudgate}
 
 . scripts/lib.sh
+BIN=${BIN:-$REL/fraudgate}
 ensure_wrk
 
 cargo build --release --quiet --bin fraudgate --example mock_rt
@@ -49,7 +49,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-target/release/examples/mock_rt --listen "127.0.0.1:$RT_PORT" --delay-ms 5 >"$tmp/rt.log" 2>&1 &
+"$REL/examples/mock_rt" --listen "127.0.0.1:$RT_PORT" --delay-ms 5 >"$tmp/rt.log" 2>&1 &
 rt_pid=$!
 
 # utime+stime (clock ticks) of a /proc stat line: the 12th and 13th

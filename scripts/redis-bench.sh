@@ -35,9 +35,9 @@ trap cleanup EXIT
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$tmp/redis.log" 2>&1 &
 pids+=("$!")
-target/release/examples/mock_rt --listen "127.0.0.1:$RT_OFF" --delay-ms "$RT_DELAY_MS" >"$tmp/rt-off.log" 2>&1 &
+"$REL/examples/mock_rt" --listen "127.0.0.1:$RT_OFF" --delay-ms "$RT_DELAY_MS" >"$tmp/rt-off.log" 2>&1 &
 pids+=("$!")
-target/release/examples/mock_rt --listen "127.0.0.1:$RT_ON" --delay-ms "$RT_DELAY_MS" >"$tmp/rt-on.log" 2>&1 &
+"$REL/examples/mock_rt" --listen "127.0.0.1:$RT_ON" --delay-ms "$RT_DELAY_MS" >"$tmp/rt-on.log" 2>&1 &
 pids+=("$!")
 start() { # port rt-port redis-url
   FRAUDGATE_SERVER__LISTEN="127.0.0.1:$1" \
@@ -46,7 +46,7 @@ start() { # port rt-port redis-url
   FRAUDGATE_LOG__LEVEL=warn \
   FRAUDGATE_DECISION_LOG__ENABLED=false \
   FRAUDGATE_REDIS__URL="$3" \
-    target/release/fraudgate serve >"$tmp/fg-$1.log" 2>&1 &
+    "$REL/fraudgate" serve >"$tmp/fg-$1.log" 2>&1 &
   pids+=("$!")
 }
 start "$OFF_PORT" "$RT_OFF" ""
