@@ -239,6 +239,36 @@ mod tests {
     }
 
     #[test]
+    fn the_first_record_into_an_empty_buffer_wakes_the_writer() {
+        let q = std::sync::Arc::new(Queue::new(4, 1));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let q2 = q.clone();
+        let writer = std::thread::spawn(move || {
+            q2.set_writer(std::thread::current());
+            tx.send(()).unwrap();
+            let (mut batch, mut spare) = (Vec::new(), Vec::new());
+            // Parked with no timeout: only a wake-up (or a rare spurious
+            // return) brings it back to look.
+            while batch.is_empty() {
+                std::thread::park();
+                q2.drain_into(&mut batch, &mut spare);
+            }
+            batch.len()
+        });
+        rx.recv().unwrap();
+        assert!(push(&q, 1));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !writer.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer was not woken"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(writer.join().unwrap(), 1);
+    }
+
+    #[test]
     fn a_record_whose_encoding_panics_leaves_no_bytes_behind() {
         let q = Queue::new(4, 1);
         assert!(push(&q, 1));
