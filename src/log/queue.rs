@@ -60,7 +60,8 @@ fn shard_index(len: usize) -> usize {
     })
 }
 
-/// Truncates the buffer back to `.1` when dropped (`usize::MAX`: keep all).
+/// Truncates the buffer back to `.1` when dropped (forgotten once the
+/// record is whole).
 struct Rollback<'a>(&'a mut Vec<u8>, usize);
 
 impl Drop for Rollback<'_> {
@@ -125,10 +126,9 @@ impl Queue {
             // Were encoding to unwind, its partial bytes would make every
             // later record in the buffer unreadable: cut them off.
             let len = b.bytes.len();
-            let mut rollback = Rollback(&mut b.bytes, len);
+            let rollback = Rollback(&mut b.bytes, len);
             encode(rollback.0);
-            rollback.1 = usize::MAX;
-            drop(rollback);
+            std::mem::forget(rollback);
             b.records += 1;
             drop(b);
             if first {

@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use crate::decision::{Decision, DecisionId, Door, Source};
 use crate::event::{Event, EventType, Opt};
-use crate::policy::{Action, Mode};
+use crate::policy::{Action, Mode, Reason};
 use crate::rules::{RuleHit, RuleKind};
+use crate::upstream::UpstreamError;
 use crate::verdict::{Tag, Tags};
 
 #[derive(Debug, Clone)]
@@ -38,25 +39,34 @@ pub struct Record {
     pub elapsed_us: u64,
 }
 
-/// Every reason a decision gives (`policy::Reason::as_str`), so the
-/// encoding carries an index and the decoded record the same `&'static
-/// str`. A reason missing here is recorded as "unknown" (a test checks
-/// them all).
-pub const REASONS: [&str; 13] = [
-    "clean",
-    "tags",
-    "allow_list",
-    "verified_bot",
-    "upstream_disabled",
-    "upstream_timeout",
-    "upstream_http_error",
-    "upstream_connect_error",
-    "upstream_bad_body",
-    "deadline",
-    "internal_error",
-    "upstream_breaker_open",
-    "upstream_busy",
+/// Every reason a decision gives, so the encoding carries an index and
+/// the decoded record the same `&'static str` (`Reason::as_str`; a payload
+/// does not change it). A reason missing here is recorded as "unknown" (a
+/// test checks them all).
+const REASON_KINDS: [Reason; 13] = [
+    Reason::Clean,
+    Reason::Tags,
+    Reason::AllowList,
+    Reason::VerifiedBot,
+    Reason::Fallback(UpstreamError::Disabled),
+    Reason::Fallback(UpstreamError::Timeout),
+    Reason::Fallback(UpstreamError::Http(0)),
+    Reason::Fallback(UpstreamError::Connect),
+    Reason::Fallback(UpstreamError::BadBody("")),
+    Reason::Fallback(UpstreamError::Deadline),
+    Reason::Fallback(UpstreamError::Internal),
+    Reason::Fallback(UpstreamError::BreakerOpen),
+    Reason::Fallback(UpstreamError::Busy),
 ];
+const REASONS: [&str; REASON_KINDS.len()] = {
+    let mut out = [""; REASON_KINDS.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = REASON_KINDS[i].as_str();
+        i += 1;
+    }
+    out
+};
 const UNKNOWN_REASON: u8 = u8::MAX;
 
 /// The fields of a decision the log keeps, borrowed from wherever they
@@ -462,8 +472,7 @@ impl LoggedEvent {
 mod tests {
     use super::*;
     use crate::event::EventBuilder;
-    use crate::policy::{Reason, Ruling};
-    use crate::upstream::UpstreamError;
+    use crate::policy::Ruling;
 
     fn event(query: &str) -> Event {
         EventBuilder::from_query(query).unwrap().build().unwrap()
