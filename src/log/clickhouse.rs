@@ -236,7 +236,7 @@ impl RowBinary<'_> {
             self.opt(e.get(sub));
         }
         self.opt(e.get(Opt::CountryCode));
-        self.opt(compact::extra(r).as_deref());
+        self.opt(compact::extra(r.event.optional()).as_deref());
         self.str(r.decision.as_str());
         self.str(r.would_be.as_str());
         self.str(r.mode.as_str());

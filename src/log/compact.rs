@@ -52,12 +52,11 @@ use std::sync::Arc;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{OptionalExtension, Statement, ToSql, Transaction};
 
+use super::batch::Records;
 use super::ivt::IvtMap;
-use super::record::Record;
+use super::record::{Encoded, Record, utf8};
 use super::{IpMode, LogError, store_ip};
 use crate::event::Opt;
-use crate::rules::RuleHit;
-use crate::verdict::Tags;
 
 /// Entries a day's in-memory dictionaries hold at most (each is also in
 /// the store: emptying them costs lookups, never correctness).
@@ -270,11 +269,8 @@ pub struct Context {
     pub decision: &'static str,
     pub would_be: &'static str,
     pub mode: &'static str,
-    tags: Tags,
-    blocked_by: Tags,
     pub source: &'static str,
     pub reason: &'static str,
-    rules: Vec<RuleHit>,
     /// Its columns as stored (worked out once per context).
     pub text: ContextText,
 }
@@ -301,11 +297,8 @@ impl Context {
             decision: r.decision.as_str(),
             would_be: r.would_be.as_str(),
             mode: r.mode.as_str(),
-            tags: r.tags.clone(),
-            blocked_by: r.blocked_by.clone(),
             source: r.source.as_str(),
             reason: r.reason,
-            rules: r.rules.clone(),
             text: ContextText {
                 tags: r.tags.iter().collect::<Vec<_>>().join(","),
                 tag_mask: i64::from(r.tags.known_mask()),
@@ -316,21 +309,6 @@ impl Context {
                 ivt_category: class.category.into(),
             },
         }
-    }
-
-    fn matches(&self, r: &Record) -> bool {
-        self.door == r.door.as_str()
-            && self.client.as_deref() == r.client.as_deref()
-            && self.event_type == r.event.event_type.as_str()
-            && self.country.as_deref() == r.event.get(Opt::CountryCode)
-            && self.decision == r.decision.as_str()
-            && self.would_be == r.would_be.as_str()
-            && self.mode == r.mode.as_str()
-            && self.tags == r.tags
-            && self.blocked_by == r.blocked_by
-            && self.source == r.source.as_str()
-            && self.reason == r.reason
-            && self.rules == r.rules
     }
 
     /// `''` for none, as stored.
@@ -344,43 +322,25 @@ impl Context {
     }
 }
 
-/// Hashes the context of a record without building it.
-fn context_hash(state: &RandomState, r: &Record) -> u64 {
-    let mut h = state.build_hasher();
-    r.door.as_str().hash(&mut h);
-    r.client.as_deref().hash(&mut h);
-    r.event.event_type.as_str().hash(&mut h);
-    r.event.get(Opt::CountryCode).hash(&mut h);
-    r.decision.as_str().hash(&mut h);
-    r.would_be.as_str().hash(&mut h);
-    r.mode.as_str().hash(&mut h);
-    for t in [&r.tags, &r.blocked_by] {
-        t.known_mask().hash(&mut h);
-        t.unknown().hash(&mut h);
-    }
-    r.source.as_str().hash(&mut h);
-    r.reason.hash(&mut h);
-    for hit in &r.rules {
-        (hit.kind as u32).hash(&mut h);
-        hit.name.hash(&mut h);
-        hit.tag.map(|t| t.as_str()).hash(&mut h);
-        hit.reason.hash(&mut h);
-    }
-    h.finish()
-}
+/// An (affiliate_id, offer_id) pair's id, and the pair.
+type Who = (i64, Box<[u8]>, Box<[u8]>);
 
 /// A compact day's dictionaries as the writer holds them, and the last
 /// time key written.
 #[derive(Default)]
 pub struct Dictionaries {
     state: RandomState,
-    uas: HashMap<Box<str>, i64, RandomState>,
+    /// A UA's bytes -> its id.
+    uas: HashMap<Box<[u8]>, i64, RandomState>,
     /// Hash of (affiliate_id, offer_id) -> the pair and its id. (Two
     /// pairs with one hash: the second is looked up in the store each
     /// time, never mistaken for the first.)
-    whos: HashMap<u64, (i64, Box<str>, Box<str>), RandomState>,
-    /// Context hash -> indexes into `contexts`.
-    by_hash: HashMap<u64, Vec<u32>, RandomState>,
+    whos: HashMap<u64, Who, RandomState>,
+    /// A context's encoded bytes (`record::Encoded::context`) -> its
+    /// index in `contexts`. (Two encodings of one context, should there
+    /// be such, are two keys for the one row the store's unique key
+    /// keeps.)
+    by_bytes: HashMap<Box<[u8]>, u32, RandomState>,
     /// Each context with its id in the store.
     contexts: Vec<(i64, Context)>,
     /// The largest `k` in the day's rows (None: not read yet).
@@ -402,7 +362,7 @@ impl Dictionaries {
             self.whos = HashMap::default();
         }
         if self.contexts.len() > MAX_CONTEXTS {
-            self.by_hash = HashMap::default();
+            self.by_bytes = HashMap::default();
             self.contexts = Vec::new();
         }
     }
@@ -497,7 +457,7 @@ struct Fact<'a> {
     ip: StackStr<48>,
     ua: i64,
     who: i64,
-    aff_sub: [Option<&'a str>; 5],
+    aff_sub: [Option<Text<'a>>; 5],
     extra: Option<String>,
     ctx: i64,
     elapsed_us: i64,
@@ -506,21 +466,20 @@ struct Fact<'a> {
 impl<'a> Fact<'a> {
     fn of(
         s: &Slot,
-        r: &'a Record,
+        e: Encoded<'a>,
         dicts: &Dictionaries,
         (ip_mode, salt): (IpMode, Option<&[u8; 32]>),
     ) -> Self {
-        let e = &r.event;
         Fact {
             id_mid: s.id_mid,
             id_low: s.id_low,
             ip: ip_text(e.ip, ip_mode, salt),
             ua: s.ua,
             who: s.who,
-            aff_sub: SUBS.map(|o| e.get(o)),
-            extra: extra(r),
+            aff_sub: SUBS.map(|o| e.get(o).map(Text)),
+            extra: extra(e.optional().map(|(o, v)| (o, utf8(v)))),
             ctx: dicts.contexts[s.context as usize].0,
-            elapsed_us: r.elapsed_us as i64,
+            elapsed_us: e.elapsed_us as i64,
         }
     }
 
@@ -607,11 +566,19 @@ pub(super) const SUBS: [Opt; 5] = [
     Opt::AffSub5,
 ];
 
+/// Text the encoding holds (UTF-8), bound as TEXT as it is.
+#[derive(Clone, Copy)]
+struct Text<'a>(&'a [u8]);
+
+impl ToSql for Text<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.0)))
+    }
+}
+
 /// The optional fields with no column of their own, as a JSON object.
-pub fn extra(r: &Record) -> Option<String> {
-    let mut rest = r
-        .event
-        .optional()
+pub fn extra<'a>(optional: impl Iterator<Item = (Opt, &'a str)>) -> Option<String> {
+    let mut rest = optional
         .filter(|(o, _)| !SUBS.contains(o) && *o != Opt::CountryCode)
         .peekable();
     rest.peek()?;
@@ -625,7 +592,7 @@ fn ua_id(
     tx: &Transaction<'_>,
     p: &Parts,
     dicts: &mut Dictionaries,
-    ua: &str,
+    ua: &[u8],
 ) -> rusqlite::Result<i64> {
     if let Some(id) = dicts.uas.get(ua) {
         return Ok(*id);
@@ -636,7 +603,7 @@ fn ua_id(
              ON CONFLICT (ua) DO UPDATE SET ua = excluded.ua RETURNING id",
             p.uas
         ))?
-        .query_row([ua], |row| row.get(0))?;
+        .query_row([Text(ua)], |row| row.get(0))?;
     dicts.uas.insert(ua.into(), id);
     Ok(id)
 }
@@ -646,8 +613,8 @@ fn who_id(
     tx: &Transaction<'_>,
     p: &Parts,
     dicts: &mut Dictionaries,
-    affiliate_id: &str,
-    offer_id: &str,
+    affiliate_id: &[u8],
+    offer_id: &[u8],
 ) -> rusqlite::Result<i64> {
     let mut h = dicts.state.build_hasher();
     affiliate_id.hash(&mut h);
@@ -667,7 +634,7 @@ fn who_id(
              excluded.affiliate_id RETURNING id",
             p.whos
         ))?
-        .query_row([affiliate_id, offer_id], |row| row.get(0))?;
+        .query_row([Text(affiliate_id), Text(offer_id)], |row| row.get(0))?;
     if !taken {
         dicts
             .whos
@@ -749,7 +716,7 @@ pub fn insert(
     tx: &Transaction<'_>,
     day_table: &str,
     dicts: &mut Dictionaries,
-    rows: &[Record],
+    rows: Records<'_>,
     ivt: &IvtMap,
     ip_mode: IpMode,
     salt: Option<&[u8; 32]>,
@@ -777,7 +744,7 @@ fn insert_into(
     tx: &Transaction<'_>,
     p: &Parts,
     dicts: &mut Dictionaries,
-    rows: &[Record],
+    rows: Records<'_>,
     ivt: &IvtMap,
     (ip_mode, salt): (IpMode, Option<&[u8; 32]>),
     (slots, keys): (&mut Vec<Slot>, &mut Vec<i64>),
@@ -789,20 +756,14 @@ fn insert_into(
     // loops (measured: resolving each record as its row is bound, one
     // pass in time order, was slower: 405 000 against 461 000 decisions/s
     // in the load example, median of five pairs).
-    for (i, r) in rows.iter().enumerate() {
-        let e = &r.event;
-        let ua = ua_id(tx, p, dicts, e.ua()).map_err(err)?;
-        let who = who_id(tx, p, dicts, e.affiliate_id(), e.offer_id()).map_err(err)?;
-        let hash = context_hash(&dicts.state, r);
-        let found = dicts.by_hash.get(&hash).and_then(|ix| {
-            ix.iter()
-                .copied()
-                .find(|i| dicts.contexts[*i as usize].1.matches(r))
-        });
-        let ci = match found {
-            Some(i) => i,
+    for (i, e) in rows.iter().enumerate() {
+        let ua = ua_id(tx, p, dicts, e.ua).map_err(err)?;
+        let who = who_id(tx, p, dicts, e.affiliate_id, e.offer_id).map_err(err)?;
+        let ci = match dicts.by_bytes.get(e.context) {
+            Some(i) => *i,
             None => {
-                let c = Context::of(r, ivt);
+                // A context first seen: the record built whole, once.
+                let c = Context::of(&e.decode(&mut None), ivt);
                 let t = &c.text;
                 let id: i64 = tx
                     .prepare_cached(&format!(
@@ -838,19 +799,19 @@ fn insert_into(
                     .map_err(err)?;
                 let i = dicts.contexts.len() as u32;
                 dicts.contexts.push((id, c));
-                dicts.by_hash.entry(hash).or_default().push(i);
+                dicts.by_bytes.insert(e.context.into(), i);
                 i
             }
         };
         slots.push(Slot {
-            ms: r.ts_ms(),
-            id_mid: ((r.id.0 >> 64) & 0xffff) as i64,
-            id_low: r.id.0 as u64 as i64,
+            ms: e.ts_ms(),
+            id_mid: ((e.id.0 >> 64) & 0xffff) as i64,
+            id_low: e.id.0 as u64 as i64,
             record: i as u32,
             context: ci,
             ua,
             who,
-            elapsed_us: r.elapsed_us as i64,
+            elapsed_us: e.elapsed_us as i64,
         });
     }
     // In time order, so keys can be numbered and rows go in at the end of
@@ -870,7 +831,7 @@ fn write_rows(
     tx: &Transaction<'_>,
     p: &Parts,
     dicts: &Dictionaries,
-    rows: &[Record],
+    rows: Records<'_>,
     (slots, keys): (&[Slot], &[i64]),
     ip: (IpMode, Option<&[u8; 32]>),
 ) -> rusqlite::Result<()> {
@@ -884,7 +845,7 @@ fn write_rows(
             vec![one; n].join(", ")
         )
     };
-    let fact = |s: &Slot| Fact::of(s, &rows[s.record as usize], dicts, ip);
+    let fact = |s: &Slot| Fact::of(s, rows.get(s.record as usize), dicts, ip);
     // [rows in the statement == 1][wide], each prepared when first needed.
     let mut stmts: [[Option<rusqlite::CachedStatement<'_>>; 2]; 2] = Default::default();
     let mut facts = Vec::with_capacity(ROWS_PER_INSERT);

@@ -9,6 +9,7 @@
 //! writes what is queued and closes the store. A crash loses at most the batch being written,
 //! and SQLite's WAL never leaves the store corrupt.
 
+pub mod batch;
 pub mod clickhouse;
 pub mod compact;
 pub mod ivt;
@@ -29,6 +30,7 @@ use serde::Deserialize;
 use crate::decision::{Decision, Door};
 use crate::event::Event;
 use crate::metrics as m;
+pub use batch::{Batch, Records};
 pub use clickhouse::ClickHouseConfig;
 pub use ivt::{Ivt, IvtClass, IvtConfig, IvtMap};
 use queue::Queue;
@@ -135,10 +137,10 @@ enum Sink {
 }
 
 impl Sink {
-    fn write(&mut self, batch: &[Record]) -> Result<(), LogError> {
+    fn write(&mut self, batch: Records<'_>) -> Result<(), LogError> {
         match self {
-            Sink::Sqlite(w) => w.write(batch),
-            Sink::ClickHouse(w) => w.write(batch),
+            Sink::Sqlite(w) => w.write_records(batch),
+            Sink::ClickHouse(w) => w.write(&batch.decode()),
         }
     }
 
@@ -207,7 +209,7 @@ impl DecisionLog {
                     }
                 }
                 let _gone = Gone(q.clone());
-                let mut batch: Vec<Record> = Vec::with_capacity(batch_max);
+                let mut batch = Batch::default();
                 let mut spare: Vec<u8> = Vec::new();
                 loop {
                     // Read before draining: once closed, nothing more is
@@ -238,7 +240,7 @@ impl DecisionLog {
                     // once shutdown has begun it is given up.
                     // At most batch_max records a transaction (a drain can
                     // bring more: it takes whole buffers).
-                    for chunk in batch.chunks(batch_max) {
+                    for chunk in batch.records().chunks(batch_max) {
                         let mut backoff = BACKOFF_MIN;
                         loop {
                             let Err(e) = writer.write(chunk) else {
@@ -260,12 +262,11 @@ impl DecisionLog {
                             backoff = (backoff * 2).min(BACKOFF_MAX);
                         }
                     }
-                    batch.clear();
                     // Room for the usual batch and what the next drain
                     // brings on top (it takes whole buffers): reallocating
                     // it every batch under load cost a copy of the batch.
                     // Only an outage's backlog is given back.
-                    batch.shrink_to(2 * batch_max);
+                    batch.clear_keeping(2 * batch_max);
                     if let Err(e) = writer.retention(crate::event::now_unix() as i64 * 1000) {
                         tracing::warn!(error = %e, "decision log retention failed");
                     }

@@ -7,8 +7,8 @@
 //! other request worker takes, so locking it is uncontended) and the
 //! writer swaps whole buffers out a few dozen times a second. A buffer is
 //! bytes: each record encoded onto its end (`record::encode`), so queueing
-//! allocates nothing once the buffers have grown, and the writer decodes
-//! them in one sequential pass. Each shard holds `queue / shards` records; a thread whose shard is full uses the others, so
+//! allocates nothing once the buffers have grown, and the writer appends
+//! them to its batch (`batch.rs`) and reads them in place. Each shard holds `queue / shards` records; a thread whose shard is full uses the others, so
 //! the buffers never hold more than `decision_log.queue` and one busy
 //! thread can fill all of it. (Besides them, the writer holds the batch it
 //! is writing.) The writer sleeps (parked) while every shard is
@@ -21,7 +21,7 @@ use std::thread::Thread;
 
 use tokio::sync::Notify;
 
-use super::Record;
+use super::batch::Batch;
 
 /// Encoded records and how many.
 #[derive(Default)]
@@ -157,9 +157,9 @@ impl Queue {
         }
     }
 
-    /// Decodes everything queued onto the end of `batch`; `spare` is an
+    /// Moves everything queued onto the end of `batch`; `spare` is an
     /// empty buffer swapped into a shard (its capacity is reused).
-    pub fn drain_into(&self, batch: &mut Vec<Record>, spare: &mut Vec<u8>) {
+    pub fn drain_into(&self, batch: &mut Batch, spare: &mut Vec<u8>) {
         let mut moved = false;
         for s in self.shards.iter() {
             let mut b = lock(&s.0);
@@ -169,12 +169,7 @@ impl Queue {
             std::mem::swap(&mut b.bytes, spare);
             let records = std::mem::take(&mut b.records);
             drop(b);
-            batch.reserve(records);
-            let (mut bytes, mut client) = (&spare[..], None);
-            for _ in 0..records {
-                batch.push(Record::decode_sharing(&mut bytes, &mut client));
-            }
-            debug_assert!(bytes.is_empty(), "encoder and decoder disagree");
+            batch.extend(spare, records);
             spare.clear();
             moved = true;
         }
@@ -213,6 +208,11 @@ mod tests {
         q.push(|out| r.encode(out))
     }
 
+    /// The last byte of each id in the batch, in order.
+    fn ids(b: &Batch) -> Vec<u128> {
+        b.records().iter().map(|e| e.id.0 & 0xff).collect()
+    }
+
     #[test]
     fn holds_at_most_its_bound_and_drains_in_push_order() {
         let q = Queue::new(4, 1);
@@ -220,19 +220,16 @@ mod tests {
             assert!(push(&q, i));
         }
         assert!(!push(&q, 9), "a fifth record is over the bound");
-        let (mut batch, mut spare) = (Vec::new(), Vec::new());
+        let (mut batch, mut spare) = (Batch::default(), Vec::new());
         q.drain_into(&mut batch, &mut spare);
-        assert_eq!(
-            batch.iter().map(|r| r.id.0 & 0xff).collect::<Vec<_>>(),
-            [0, 1, 2, 3]
-        );
+        assert_eq!(ids(&batch), [0, 1, 2, 3]);
         assert!(spare.is_empty() && spare.capacity() > 0, "kept for reuse");
         assert!(push(&q, 5), "draining makes room");
         q.drain_into(&mut batch, &mut spare);
         assert!(push(&q, 6), "into the buffer the first drain emptied");
         q.drain_into(&mut batch, &mut spare);
         assert_eq!(
-            batch[4..].iter().map(|r| r.id.0 & 0xff).collect::<Vec<_>>(),
+            ids(&batch)[4..],
             [5, 6],
             "a reused buffer holds only the new record"
         );
@@ -246,7 +243,7 @@ mod tests {
         let writer = std::thread::spawn(move || {
             q2.set_writer(std::thread::current());
             tx.send(()).unwrap();
-            let (mut batch, mut spare) = (Vec::new(), Vec::new());
+            let (mut batch, mut spare) = (Batch::default(), Vec::new());
             // Parked with no timeout: only a wake-up (or a rare spurious
             // return) brings it back to look.
             while batch.is_empty() {
@@ -280,12 +277,9 @@ mod tests {
         }));
         assert!(unwound.is_err());
         assert!(push(&q, 2));
-        let (mut batch, mut spare) = (Vec::new(), Vec::new());
+        let (mut batch, mut spare) = (Batch::default(), Vec::new());
         q.drain_into(&mut batch, &mut spare);
-        assert_eq!(
-            batch.iter().map(|r| r.id.0 & 0xff).collect::<Vec<_>>(),
-            [1, 2]
-        );
+        assert_eq!(ids(&batch), [1, 2]);
     }
 
     #[test]
@@ -296,9 +290,9 @@ mod tests {
             assert!(push(&q, i), "record {i} fits");
         }
         assert!(!push(&q, 8));
-        let (mut batch, mut spare) = (Vec::new(), Vec::new());
+        let (mut batch, mut spare) = (Batch::default(), Vec::new());
         q.drain_into(&mut batch, &mut spare);
-        let mut ids: Vec<_> = batch.iter().map(|r| r.id.0 & 0xff).collect();
+        let mut ids: Vec<_> = ids(&batch);
         ids.sort();
         assert_eq!(
             ids,
@@ -323,14 +317,11 @@ mod tests {
     async fn a_waiting_push_resumes_when_the_writer_drains() {
         let (q, waiting) = full_with_a_waiter().await;
         assert!(!waiting.is_finished());
-        let (mut batch, mut spare) = (Vec::new(), Vec::new());
+        let (mut batch, mut spare) = (Batch::default(), Vec::new());
         q.drain_into(&mut batch, &mut spare);
         assert!(waiting.await.unwrap());
         q.drain_into(&mut batch, &mut spare);
-        assert_eq!(
-            batch.iter().map(|r| r.id.0 & 0xff).collect::<Vec<_>>(),
-            [0, 1]
-        );
+        assert_eq!(ids(&batch), [0, 1]);
     }
 
     #[tokio::test]

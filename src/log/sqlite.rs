@@ -25,10 +25,11 @@ use std::time::{Duration, Instant};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags, params_from_iter};
 
+use super::batch::{Batch, Records};
 use super::compact;
 use super::ivt::IvtMap;
 use super::read::QueryFailure;
-use super::record::Record;
+use super::record::{Record, utf8};
 use super::{IpMode, LogError, Row};
 use crate::query::sql::HIDDEN;
 use crate::query::sqlite::{Source, build};
@@ -198,9 +199,15 @@ impl Writer {
         self.salt = salt;
     }
 
+    /// [`Writer::write_records`] of records built whole (tests, benches,
+    /// tools: the writer thread hands over the queue's bytes).
+    pub fn write(&mut self, batch: &[Record]) -> Result<(), LogError> {
+        self.write_records(Batch::of(batch).records())
+    }
+
     /// Writes a batch in one transaction (its records in runs of one UTC
     /// day each, one day's tables and statements at a time).
-    pub fn write(&mut self, batch: &[Record]) -> Result<(), LogError> {
+    pub fn write_records(&mut self, batch: Records<'_>) -> Result<(), LogError> {
         let result = self.write_once(batch);
         if result.is_err() {
             // The transaction rolled back: tables it created and ids its
@@ -225,12 +232,12 @@ impl Writer {
         Ok(())
     }
 
-    fn write_once(&mut self, batch: &[Record]) -> Result<(), LogError> {
+    fn write_once(&mut self, batch: Records<'_>) -> Result<(), LogError> {
         let err = |e: rusqlite::Error| LogError::Write(e.to_string());
         let tx = self.conn.transaction().map_err(err)?;
         let mut rest = batch;
-        while let Some(first) = rest.first() {
-            let day = first.ts_ms().div_euclid(86_400_000);
+        while !rest.is_empty() {
+            let day = rest.get(0).ts_ms().div_euclid(86_400_000);
             let n = rest
                 .iter()
                 .position(|r| r.ts_ms().div_euclid(86_400_000) != day)
@@ -260,7 +267,7 @@ impl Writer {
         dicts: &mut HashMap<String, compact::Dictionaries>,
         (ivt, ip, salt): (&IvtMap, IpMode, Option<&[u8; 32]>),
         day: i64,
-        records: &[Record],
+        records: Records<'_>,
     ) -> Result<(), LogError> {
         let err = |e: rusqlite::Error| LogError::Write(e.to_string());
         let table = day_table(day * 86_400_000);
@@ -305,8 +312,8 @@ impl Writer {
                 }
                 let keyed = sums.into_iter().map(|((hour, ci, _), (n, elapsed, ri))| {
                     let c = d.context(ci);
-                    let e = &records[ri as usize].event;
-                    let (aff, offer) = (e.affiliate_id(), e.offer_id());
+                    let e = records.get(ri as usize);
+                    let (aff, offer) = (utf8(e.affiliate_id), utf8(e.offer_id));
                     let t = &c.text;
                     let key = RollupKey {
                         hour,
@@ -334,6 +341,8 @@ impl Writer {
             }
             return Ok(());
         }
+        // A day begun by a release before compact days (its last hours).
+        let records = records.decode();
         let rows: Vec<Row> = records.iter().map(|r| Row::new(r, ivt, ip, salt)).collect();
         if rolled {
             let mut sums: HashMap<RollupKey<'_>, (i64, i64)> = HashMap::new();
@@ -1076,7 +1085,7 @@ pub(crate) mod tests {
                     r.event.ip.to_string(),
                     r.elapsed_us as i64,
                     r.decision.as_str().to_owned(),
-                    [a, b, c, d, e, compact::extra(r)],
+                    [a, b, c, d, e, compact::extra(r.event.optional())],
                 )
             })
             .collect();
@@ -1092,6 +1101,229 @@ pub(crate) mod tests {
         );
         assert_eq!(got[391].3[5].as_deref(), Some(r#"{"refer":"r391"}"#));
         assert!(got[0].3.iter().all(Option::is_none));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The writer looks contexts up by their encoded bytes: records that
+    /// differ from one another in any one part of their context each get
+    /// their own context row, records that share one share its row, and
+    /// every row reads back its own context.
+    #[test]
+    fn each_context_is_stored_once_and_read_back_as_its_own() {
+        use crate::decision::{Door, Source};
+        use crate::policy::{Action, Mode};
+        use crate::rules::{RuleHit, RuleKind};
+        use crate::verdict::{Tag, Tags};
+        let dir = fresh_dir("contexts");
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let mut w = Writer::open(&dir, ivt.clone(), IpMode::Full, 1).unwrap();
+        let ms = 20_000 * 86_400_000i64 + 99;
+        let base = record(ms, 0);
+        let hit = |name: &str, reason: Option<&str>| RuleHit {
+            kind: RuleKind::Datacenter,
+            name: name.into(),
+            tag: Some(Tag::Datacenter),
+            reason: reason.map(Into::into),
+        };
+        let with_event = |q: &str| -> crate::log::record::LoggedEvent {
+            let e = crate::event::EventBuilder::from_query(&format!(
+                "event_type=click&ip=10.0.0.1&ua=x&affiliate_id=a0&offer_id=o{q}"
+            ))
+            .unwrap()
+            .build()
+            .unwrap();
+            (&e).into()
+        };
+        let variants: Vec<Record> = vec![
+            base.clone(),
+            Record {
+                door: Door::Auth,
+                ..base.clone()
+            },
+            Record {
+                client: Some("a".into()),
+                ..base.clone()
+            },
+            Record {
+                client: Some("b".into()),
+                ..base.clone()
+            },
+            Record {
+                event: with_event("&country_code=DE"),
+                ..base.clone()
+            },
+            Record {
+                event: with_event("&country_code=US"),
+                ..base.clone()
+            },
+            Record {
+                decision: Action::Block,
+                ..base.clone()
+            },
+            Record {
+                would_be: Action::Block,
+                ..base.clone()
+            },
+            Record {
+                mode: Mode::Shadow,
+                ..base.clone()
+            },
+            Record {
+                tags: Tags::from_known(&[Tag::Proxy]),
+                ..base.clone()
+            },
+            Record {
+                tags: Tags::parse("weird").unwrap(),
+                ..base.clone()
+            },
+            Record {
+                tags: Tags::parse("weirder").unwrap(),
+                ..base.clone()
+            },
+            Record {
+                blocked_by: Tags::from_known(&[Tag::Proxy]),
+                ..base.clone()
+            },
+            Record {
+                source: Source::Upstream,
+                ..base.clone()
+            },
+            Record {
+                reason: "tags",
+                ..base.clone()
+            },
+            Record {
+                rules: vec![hit("aws", None)],
+                ..base.clone()
+            },
+            Record {
+                rules: vec![hit("gcp", None)],
+                ..base.clone()
+            },
+            Record {
+                rules: vec![hit("aws", Some("r1"))],
+                ..base.clone()
+            },
+            Record {
+                rules: vec![hit("aws", Some("r2"))],
+                ..base.clone()
+            },
+            Record {
+                rules: vec![hit("aws", None), hit("gcp", None)],
+                ..base.clone()
+            },
+        ];
+        // Each twice, in two batches (the second finds them all known),
+        // under ids in variant order.
+        let batch = |from: u128| -> Vec<Record> {
+            variants
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Record {
+                    id: record(ms, from + i as u128).id,
+                    ..v.clone()
+                })
+                .collect()
+        };
+        w.write(&batch(0)).unwrap();
+        w.write(&batch(100)).unwrap();
+        let conn = Connection::open(dir.join(FILE)).unwrap();
+        let table = day_table(ms);
+        let contexts: i64 = conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM \"{}\"",
+                    compact::Parts::of(&table).contexts
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(contexts, variants.len() as i64);
+        let cols = "door, client, event_type, country_code, decision, would_be, mode, tags, \
+            tag_mask, blocked_mask, source, reason, rules, rule_mask, ivt, ivt_category";
+        type Texts = (
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+            String,
+            String,
+            String,
+        );
+        type Rest = (
+            String,
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            i64,
+            String,
+            String,
+        );
+        let mut stmt = conn
+            .prepare(&format!("SELECT {cols} FROM \"{table}\" ORDER BY id"))
+            .unwrap();
+        let got: Vec<(Texts, Rest)> = stmt
+            .query_map([], |r| {
+                Ok((
+                    (
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ),
+                    (
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                        r.get(10)?,
+                        r.get(11)?,
+                        r.get(12)?,
+                        r.get(13)?,
+                        r.get(14)?,
+                        r.get(15)?,
+                    ),
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let want: Vec<(Texts, Rest)> = batch(0)
+            .iter()
+            .chain(&batch(100))
+            .map(|r| {
+                let w = Row::new(r, &ivt, IpMode::Full, None);
+                (
+                    (
+                        w.door.into(),
+                        w.client,
+                        w.event_type.into(),
+                        w.country_code,
+                        w.decision.into(),
+                        w.would_be.into(),
+                        w.mode.into(),
+                    ),
+                    (
+                        w.tags,
+                        w.tag_mask,
+                        w.blocked_mask,
+                        w.source.into(),
+                        w.reason.into(),
+                        w.rules,
+                        w.rule_mask,
+                        w.ivt.into(),
+                        w.ivt_category,
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(got.len(), 2 * variants.len());
+        assert_eq!(got, want);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -295,8 +295,12 @@ async fn a_clickhouse_that_is_down_costs_no_decision_and_is_caught_up() {
     ch.start();
     let v = rows(&app, "/v1/data/click?field=ip&page_size=100", 20).await;
     assert_eq!(v.len(), 20);
-    let m = app.metrics().await;
-    assert_eq!(sample(&m, "fraudgate_log_written_total", &[]), 20.0);
+    // (The rows can be read a moment before the writer counts them.)
+    let m = eventually(Duration::from_secs(10), || async {
+        let m = app.metrics().await;
+        (sample(&m, "fraudgate_log_written_total", &[]) == 20.0).then_some(m)
+    })
+    .await;
     assert_eq!(sample(&m, "fraudgate_log_dropped_total", &[]), 0.0);
     // The table is the documented one.
     let ddl = ch

@@ -135,8 +135,12 @@ pub async fn every_door_suite(store: Store<'_>) {
     );
     assert_eq!(e["source"], "upstream");
     assert!(e["elapsed_us"].as_i64().unwrap() > 0);
-    let m = app.metrics().await;
-    assert_eq!(sample(&m, "fraudgate_log_written_total", &[]), 7.0);
+    // (The rows can be read a moment before the writer counts them.)
+    let m = eventually(Duration::from_secs(3), || async {
+        let m = app.metrics().await;
+        (sample(&m, "fraudgate_log_written_total", &[]) == 7.0).then_some(m)
+    })
+    .await;
     assert_eq!(sample(&m, "fraudgate_log_dropped_total", &[]), 0.0);
 }
 
