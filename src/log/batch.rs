@@ -1,5 +1,6 @@
 //! What the writer takes from the queue: records as the hot path encoded
-//! them, back to back in one buffer, and where each begins. The stores
+//! them, back to back in the queue's own buffers, and where each
+//! begins. The stores
 //! read them in place ([`Encoded`]); the writer never builds a
 //! [`Record`] per decision for the embedded store.
 
@@ -7,8 +8,12 @@ use super::record::{Encoded, Record};
 
 #[derive(Default)]
 pub struct Batch {
-    bytes: Vec<u8>,
-    starts: Vec<usize>,
+    /// The queue's buffers, as they were taken (not copied).
+    bufs: Vec<Vec<u8>>,
+    /// Each record's buffer and where in it the record begins.
+    starts: Vec<(usize, usize)>,
+    /// Emptied buffers, for the queue's shards to fill next.
+    free: Vec<Vec<u8>>,
 }
 
 impl Batch {
@@ -19,7 +24,7 @@ impl Batch {
         for r in records {
             r.encode(&mut bytes);
         }
-        b.extend(&bytes, records.len());
+        b.push(bytes, records.len());
         b
     }
 
@@ -31,34 +36,44 @@ impl Batch {
         self.starts.is_empty()
     }
 
-    /// Appends `records` records encoded back to back in `bytes`.
-    pub fn extend(&mut self, bytes: &[u8], records: usize) {
+    /// An empty buffer for a queue shard (one this batch emptied, when
+    /// there is one: its capacity is reused).
+    pub fn spare(&mut self) -> Vec<u8> {
+        self.free.pop().unwrap_or_default()
+    }
+
+    /// Appends a buffer of `records` records encoded back to back.
+    pub fn push(&mut self, bytes: Vec<u8>, records: usize) {
         self.starts.reserve(records);
-        let base = self.bytes.len();
+        let buf = self.bufs.len();
         let mut at = 0;
         for _ in 0..records {
-            self.starts.push(base + at);
+            self.starts.push((buf, at));
             let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
             at += len as usize;
         }
         debug_assert_eq!(at, bytes.len(), "encoder and batch disagree");
-        self.bytes.extend_from_slice(&bytes[..at]);
+        self.bufs.push(bytes);
     }
 
-    /// Empties the batch, keeping room for about `records` records (of
-    /// this batch's mean size): what the usual batch needs stays
-    /// allocated, an outage's backlog is given back.
+    /// Empties the batch, keeping its buffers for [`Batch::spare`] and
+    /// room for about `records` records' places: what the usual batch
+    /// needs stays allocated, an outage's backlog is given back.
     pub fn clear_keeping(&mut self, records: usize) {
-        let mean = self.bytes.len().checked_div(self.starts.len()).unwrap_or(0);
-        self.bytes.clear();
+        for mut b in self.bufs.drain(..) {
+            b.clear();
+            self.free.push(b);
+        }
+        // (As many as one batch took: the queue's shards at most once
+        // each a drain, a few dozen drains a batch.)
+        self.free.truncate(64);
         self.starts.clear();
-        self.bytes.shrink_to(records.saturating_mul(mean));
         self.starts.shrink_to(records);
     }
 
     pub fn records(&self) -> Records<'_> {
         Records {
-            bytes: &self.bytes,
+            bufs: &self.bufs,
             starts: &self.starts,
         }
     }
@@ -67,8 +82,8 @@ impl Batch {
 /// Some records of a [`Batch`], in its order.
 #[derive(Clone, Copy)]
 pub struct Records<'a> {
-    bytes: &'a [u8],
-    starts: &'a [usize],
+    bufs: &'a [Vec<u8>],
+    starts: &'a [(usize, usize)],
 }
 
 impl<'a> Records<'a> {
@@ -82,21 +97,22 @@ impl<'a> Records<'a> {
 
     /// The `i`th record, read in place.
     pub fn get(&self, i: usize) -> Encoded<'a> {
-        Encoded::read(&mut &self.bytes[self.starts[i]..])
+        let (b, at) = self.starts[i];
+        Encoded::read(&mut &self.bufs[b][at..])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Encoded<'a>> + use<'a> {
-        let bytes = self.bytes;
+        let bufs = self.bufs;
         self.starts
             .iter()
-            .map(move |s| Encoded::read(&mut &bytes[*s..]))
+            .map(move |(b, at)| Encoded::read(&mut &bufs[*b][*at..]))
     }
 
     /// The first `n` records, and the rest.
     pub fn split_at(&self, n: usize) -> (Records<'a>, Records<'a>) {
         let (a, b) = self.starts.split_at(n);
         let part = |starts| Records {
-            bytes: self.bytes,
+            bufs: self.bufs,
             starts,
         };
         (part(a), part(b))
@@ -104,10 +120,10 @@ impl<'a> Records<'a> {
 
     /// Runs of at most `n` records.
     pub fn chunks(&self, n: usize) -> impl Iterator<Item = Records<'a>> + use<'a> {
-        let bytes = self.bytes;
+        let bufs = self.bufs;
         self.starts
             .chunks(n)
-            .map(move |starts| Records { bytes, starts })
+            .map(move |starts| Records { bufs, starts })
     }
 
     /// Every record built whole (one client allocation shared while it
@@ -134,7 +150,7 @@ mod tests {
         for r in &want[2..] {
             r.encode(&mut more);
         }
-        b.extend(&more, 3);
+        b.push(more, 3);
         assert_eq!(b.len(), 5);
         let all = b.records();
         let got = all.decode();
@@ -153,7 +169,14 @@ mod tests {
 
         b.clear_keeping(1);
         assert!(b.is_empty() && b.records().iter().next().is_none());
-        b.extend(&more[..0], 0);
+        let spare = b.spare();
+        assert!(spare.is_empty() && spare.capacity() > 0, "kept for reuse");
+        b.push(spare, 0);
         assert!(b.is_empty());
+        // A reused buffer holds only what is pushed in it anew.
+        let mut again = b.spare();
+        want[4].encode(&mut again);
+        b.push(again, 1);
+        assert_eq!(b.records().get(0).id, want[4].id);
     }
 }

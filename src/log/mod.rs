@@ -210,12 +210,11 @@ impl DecisionLog {
                 }
                 let _gone = Gone(q.clone());
                 let mut batch = Batch::default();
-                let mut spare: Vec<u8> = Vec::new();
                 loop {
                     // Read before draining: once closed, nothing more is
                     // pushed, so an empty drain after it is the end.
                     let closed = q.is_closed();
-                    q.drain_into(&mut batch, &mut spare);
+                    q.drain_into(&mut batch);
                     if batch.is_empty() {
                         if closed {
                             break;
@@ -232,7 +231,7 @@ impl DecisionLog {
                             break;
                         }
                         std::thread::sleep(poll.min(until - now));
-                        q.drain_into(&mut batch, &mut spare);
+                        q.drain_into(&mut batch);
                     }
                     // A failed batch is retried with backoff while the
                     // queue holds what comes next (beyond its bound,

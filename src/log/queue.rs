@@ -157,20 +157,20 @@ impl Queue {
         }
     }
 
-    /// Moves everything queued onto the end of `batch`; `spare` is an
-    /// empty buffer swapped into a shard (its capacity is reused).
-    pub fn drain_into(&self, batch: &mut Batch, spare: &mut Vec<u8>) {
+    /// Moves everything queued onto the end of `batch`: each shard's
+    /// buffer as it is, swapped for an empty one the batch kept (so its
+    /// capacity is reused).
+    pub fn drain_into(&self, batch: &mut Batch) {
         let mut moved = false;
         for s in self.shards.iter() {
             let mut b = lock(&s.0);
             if b.records == 0 {
                 continue;
             }
-            std::mem::swap(&mut b.bytes, spare);
+            let bytes = std::mem::replace(&mut b.bytes, batch.spare());
             let records = std::mem::take(&mut b.records);
             drop(b);
-            batch.extend(spare, records);
-            spare.clear();
+            batch.push(bytes, records);
             moved = true;
         }
         if moved {
@@ -220,17 +220,22 @@ mod tests {
             assert!(push(&q, i));
         }
         assert!(!push(&q, 9), "a fifth record is over the bound");
-        let (mut batch, mut spare) = (Batch::default(), Vec::new());
-        q.drain_into(&mut batch, &mut spare);
+        let mut batch = Batch::default();
+        q.drain_into(&mut batch);
         assert_eq!(ids(&batch), [0, 1, 2, 3]);
-        assert!(spare.is_empty() && spare.capacity() > 0, "kept for reuse");
         assert!(push(&q, 5), "draining makes room");
-        q.drain_into(&mut batch, &mut spare);
-        assert!(push(&q, 6), "into the buffer the first drain emptied");
-        q.drain_into(&mut batch, &mut spare);
+        q.drain_into(&mut batch);
+        assert_eq!(ids(&batch), [0, 1, 2, 3, 5]);
+        batch.clear_keeping(8);
+        assert!(push(&q, 6));
+        // The shard is given a buffer the batch emptied.
+        q.drain_into(&mut batch);
+        assert!(push(&q, 7), "into the buffer the batch emptied");
+        batch.clear_keeping(8);
+        q.drain_into(&mut batch);
         assert_eq!(
-            ids(&batch)[4..],
-            [5, 6],
+            ids(&batch),
+            [7],
             "a reused buffer holds only the new record"
         );
     }
@@ -243,12 +248,12 @@ mod tests {
         let writer = std::thread::spawn(move || {
             q2.set_writer(std::thread::current());
             tx.send(()).unwrap();
-            let (mut batch, mut spare) = (Batch::default(), Vec::new());
+            let mut batch = Batch::default();
             // Parked with no timeout: only a wake-up (or a rare spurious
             // return) brings it back to look.
             while batch.is_empty() {
                 std::thread::park();
-                q2.drain_into(&mut batch, &mut spare);
+                q2.drain_into(&mut batch);
             }
             batch.len()
         });
@@ -277,8 +282,8 @@ mod tests {
         }));
         assert!(unwound.is_err());
         assert!(push(&q, 2));
-        let (mut batch, mut spare) = (Batch::default(), Vec::new());
-        q.drain_into(&mut batch, &mut spare);
+        let mut batch = Batch::default();
+        q.drain_into(&mut batch);
         assert_eq!(ids(&batch), [1, 2]);
     }
 
@@ -290,8 +295,8 @@ mod tests {
             assert!(push(&q, i), "record {i} fits");
         }
         assert!(!push(&q, 8));
-        let (mut batch, mut spare) = (Batch::default(), Vec::new());
-        q.drain_into(&mut batch, &mut spare);
+        let mut batch = Batch::default();
+        q.drain_into(&mut batch);
         let mut ids: Vec<_> = ids(&batch);
         ids.sort();
         assert_eq!(
@@ -317,10 +322,10 @@ mod tests {
     async fn a_waiting_push_resumes_when_the_writer_drains() {
         let (q, waiting) = full_with_a_waiter().await;
         assert!(!waiting.is_finished());
-        let (mut batch, mut spare) = (Batch::default(), Vec::new());
-        q.drain_into(&mut batch, &mut spare);
+        let mut batch = Batch::default();
+        q.drain_into(&mut batch);
         assert!(waiting.await.unwrap());
-        q.drain_into(&mut batch, &mut spare);
+        q.drain_into(&mut batch);
         assert_eq!(ids(&batch), [0, 1]);
     }
 
