@@ -1,8 +1,9 @@
 //! What the writer takes from the queue: records as the hot path encoded
 //! them, back to back in the queue's own buffers, and where each
-//! begins. The stores
-//! read them in place ([`Encoded`]); the writer never builds a
-//! [`Record`] per decision for the embedded store.
+//! begins. The embedded store reads them in place ([`Encoded`]) and
+//! builds a [`Record`] only for a context it has not seen (or for a day
+//! table begun by a release before compact days); ClickHouse takes them
+//! decoded ([`Records::decode`]).
 
 use super::record::{Encoded, Record};
 
@@ -56,17 +57,22 @@ impl Batch {
         self.bufs.push(bytes);
     }
 
-    /// Empties the batch, keeping its buffers for [`Batch::spare`] and
-    /// room for about `records` records' places: what the usual batch
-    /// needs stays allocated, an outage's backlog is given back.
+    /// Empties the batch. The buffers it took are kept for
+    /// [`Batch::spare`] (as many as it took: the next batch takes about as
+    /// many, and the shards never grow a fresh one), each cut back to four
+    /// times what this batch's buffers held on average: an outage's
+    /// backlog is given back, so what is kept stays within a few times
+    /// the usual batch. `starts` keeps room for `records`.
     pub fn clear_keeping(&mut self, records: usize) {
+        let held: usize = self.bufs.iter().map(Vec::len).sum();
+        let limit = 4 * (held / self.bufs.len().max(1)).max(1024);
+        // (Buffers kept from before and not taken since are surplus.)
+        self.free.clear();
         for mut b in self.bufs.drain(..) {
             b.clear();
+            b.shrink_to(limit);
             self.free.push(b);
         }
-        // (As many as one batch took: the queue's shards at most once
-        // each a drain, a few dozen drains a batch.)
-        self.free.truncate(64);
         self.starts.clear();
         self.starts.shrink_to(records);
     }
@@ -178,5 +184,48 @@ mod tests {
         want[4].encode(&mut again);
         b.push(again, 1);
         assert_eq!(b.records().get(0).id, want[4].id);
+    }
+
+    /// Emptied buffers are kept for the queue's shards, as many as the
+    /// batch took, none grown far past what the batch's buffers held.
+    #[test]
+    fn kept_buffers_are_bounded_in_number_and_size() {
+        let one = {
+            let mut v = Vec::new();
+            record(1).encode(&mut v);
+            v
+        };
+        let mut b = Batch::default();
+        // An outage's backlog: one buffer of 20 000 records.
+        let mut backlog = Vec::new();
+        for _ in 0..20_000 {
+            backlog.extend_from_slice(&one);
+        }
+        b.push(backlog, 20_000);
+        b.clear_keeping(10);
+        let big = b.spare();
+        assert!(
+            big.capacity() >= 20_000 * one.len(),
+            "the backlog's own batch keeps it"
+        );
+        // Then a usual batch: that buffer with one record, and three more.
+        let mut small = big;
+        small.extend_from_slice(&one);
+        b.push(small, 1);
+        for _ in 0..3 {
+            b.push(one.clone(), 1);
+        }
+        b.clear_keeping(10);
+        let kept: Vec<Vec<u8>> = std::iter::from_fn(|| Some(b.spare()))
+            .take_while(|v| v.capacity() > 0)
+            .collect();
+        assert_eq!(kept.len(), 4, "as many as the batch took");
+        assert!(
+            kept.iter()
+                .all(|v| v.is_empty() && v.capacity() <= 4 * 1024.max(one.len())),
+            "{:?}",
+            kept.iter().map(Vec::capacity).collect::<Vec<_>>()
+        );
+        assert_eq!(b.spare().capacity(), 0, "then fresh ones");
     }
 }

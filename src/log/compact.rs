@@ -54,7 +54,7 @@ use rusqlite::{OptionalExtension, Statement, ToSql, Transaction};
 
 use super::batch::Records;
 use super::ivt::IvtMap;
-use super::record::{Encoded, Record, utf8};
+use super::record::{Record, utf8};
 use super::{IpMode, LogError, store_ip};
 use crate::event::Opt;
 
@@ -345,9 +345,10 @@ pub struct Dictionaries {
     contexts: Vec<(i64, Context)>,
     /// The largest `k` in the day's rows (None: not read yet).
     last_key: Option<i64>,
-    /// The last batch's records in time order, and their keys (kept for
-    /// their allocations).
+    /// The last batch's records in batch order, the order to write them
+    /// in, and their keys (kept for their allocations).
     slots: Vec<Slot>,
+    order: Vec<Order>,
     keys: Vec<i64>,
 }
 
@@ -371,7 +372,7 @@ impl Dictionaries {
         &self.contexts[i as usize].1
     }
 
-    /// The records of the batch [`insert`] last wrote, in time order
+    /// The records of the batch [`insert`] last wrote, in batch order
     /// (after an error: of the batch that failed).
     pub fn written(&self) -> &[Slot] {
         &self.slots
@@ -464,22 +465,33 @@ struct Fact<'a> {
 }
 
 impl<'a> Fact<'a> {
+    /// The row of a slot; its record is read again only when it has
+    /// optional fields to store (most have none: the slot holds the rest).
     fn of(
         s: &Slot,
-        e: Encoded<'a>,
+        rows: Records<'a>,
         dicts: &Dictionaries,
         (ip_mode, salt): (IpMode, Option<&[u8; 32]>),
     ) -> Self {
+        let (aff_sub, extra) = if s.wide {
+            let e = rows.get(s.record as usize);
+            (
+                SUBS.map(|o| e.get(o).map(Text)),
+                extra(e.optional().map(|(o, v)| (o, utf8(v)))),
+            )
+        } else {
+            ([None; 5], None)
+        };
         Fact {
             id_mid: s.id_mid,
             id_low: s.id_low,
-            ip: ip_text(e.ip, ip_mode, salt),
+            ip: ip_text(s.ip, ip_mode, salt),
             ua: s.ua,
             who: s.who,
-            aff_sub: SUBS.map(|o| e.get(o).map(Text)),
-            extra: extra(e.optional().map(|(o, v)| (o, utf8(v)))),
+            aff_sub,
+            extra,
             ctx: dicts.contexts[s.context as usize].0,
-            elapsed_us: e.elapsed_us as i64,
+            elapsed_us: s.elapsed_us,
         }
     }
 
@@ -523,10 +535,20 @@ impl<'a> Fact<'a> {
     }
 }
 
-/// One record of a batch with its dictionary ids: what the batch is
-/// sorted by. (A row is built from it and its record only when it is
-/// bound, 64 at a time: the rows of a whole batch, four times the size,
-/// were megabytes allocated and faulted in afresh each batch.)
+/// A record's place in time order: the id's bits, and its slot.
+#[derive(Clone, Copy, Debug)]
+pub struct Order {
+    high: u64,
+    low: u64,
+    slot: u32,
+}
+
+/// One record of a batch with its dictionary ids and what its row needs
+/// besides: read from the record in one pass in batch order, so the rows,
+/// written in time order, do not read the records again (but for one
+/// with optional fields). (A row is built from it only when it is bound,
+/// 64 at a time: the rows of a whole batch, four times the size, were
+/// megabytes allocated and faulted in afresh each batch.)
 #[derive(Clone, Copy, Debug)]
 pub struct Slot {
     ms: i64,
@@ -541,6 +563,10 @@ pub struct Slot {
     /// Its (affiliate_id, offer_id) pair's id.
     pub who: i64,
     pub elapsed_us: i64,
+    ip: std::net::IpAddr,
+    /// Whether the record has optional fields stored in the row (any but
+    /// country_code, which is its context's).
+    wide: bool,
 }
 
 impl Slot {
@@ -572,6 +598,7 @@ struct Text<'a>(&'a [u8]);
 
 impl ToSql for Text<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        debug_assert!(std::str::from_utf8(self.0).is_ok(), "not text");
         Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.0)))
     }
 }
@@ -603,7 +630,8 @@ fn ua_id(
              ON CONFLICT (ua) DO UPDATE SET ua = excluded.ua RETURNING id",
             p.uas
         ))?
-        .query_row([Text(ua)], |row| row.get(0))?;
+        // (Checked once, as it is first stored.)
+        .query_row([utf8(ua)], |row| row.get(0))?;
     dicts.uas.insert(ua.into(), id);
     Ok(id)
 }
@@ -634,7 +662,7 @@ fn who_id(
              excluded.affiliate_id RETURNING id",
             p.whos
         ))?
-        .query_row([Text(affiliate_id), Text(offer_id)], |row| row.get(0))?;
+        .query_row([utf8(affiliate_id), utf8(offer_id)], |row| row.get(0))?;
     if !taken {
         dicts
             .whos
@@ -711,7 +739,7 @@ fn assign_keys(
 /// Writes one day's records into its compact tables; where each record
 /// points in the dictionaries is then [`Dictionaries::written`] (for the
 /// rollup). After an error the dictionaries may hold ids the rolled-back
-/// transaction made: the caller discards them (`sqlite::Writer::write`).
+/// transaction made: the caller discards them (`sqlite::Writer::write_records`).
 pub fn insert(
     tx: &Transaction<'_>,
     day_table: &str,
@@ -724,6 +752,7 @@ pub fn insert(
     let p = Parts::of(day_table);
     dicts.bound();
     let mut slots = std::mem::take(&mut dicts.slots);
+    let mut order = std::mem::take(&mut dicts.order);
     let mut keys = std::mem::take(&mut dicts.keys);
     let written = insert_into(
         tx,
@@ -732,10 +761,11 @@ pub fn insert(
         rows,
         ivt,
         (ip_mode, salt),
-        (&mut slots, &mut keys),
+        (&mut slots, &mut order, &mut keys),
     );
     // (Kept for their allocations, whatever happened.)
     dicts.slots = slots;
+    dicts.order = order;
     dicts.keys = keys;
     written
 }
@@ -747,11 +777,13 @@ fn insert_into(
     rows: Records<'_>,
     ivt: &IvtMap,
     (ip_mode, salt): (IpMode, Option<&[u8; 32]>),
-    (slots, keys): (&mut Vec<Slot>, &mut Vec<i64>),
+    (slots, order, keys): (&mut Vec<Slot>, &mut Vec<Order>, &mut Vec<i64>),
 ) -> Result<(), LogError> {
     let err = |e: rusqlite::Error| LogError::Write(e.to_string());
     slots.clear();
     slots.reserve(rows.len());
+    order.clear();
+    order.reserve(rows.len());
     // Dictionary ids in batch order, then rows in time order: two tight
     // loops (measured: resolving each record as its row is bound, one
     // pass in time order, was slower: 405 000 against 461 000 decisions/s
@@ -803,26 +835,42 @@ fn insert_into(
                 i
             }
         };
+        let (ms, id_mid, id_low) = (e.ts_ms(), ((e.id.0 >> 64) & 0xffff) as i64, e.id.0 as u64);
+        order.push(Order {
+            // (The id's top 64 bits: its millisecond, then id_mid.)
+            high: (e.id.0 >> 64) as u64,
+            low: id_low,
+            slot: i as u32,
+        });
         slots.push(Slot {
-            ms: e.ts_ms(),
-            id_mid: ((e.id.0 >> 64) & 0xffff) as i64,
-            id_low: e.id.0 as u64 as i64,
+            ms,
+            id_mid,
+            id_low: id_low as i64,
             record: i as u32,
             context: ci,
             ua,
             who,
             elapsed_us: e.elapsed_us as i64,
+            ip: e.ip,
+            wide: e.optional().any(|(o, _)| o != Opt::CountryCode),
         });
     }
     // In time order, so keys can be numbered and rows go in at the end of
     // the table's tree (a batch's records come from several threads).
-    slots.sort_unstable_by_key(|s| (s.ms, s.id_mid, s.id_low));
+    // The order is sorted, not the slots: a third of the bytes to move.
+    order.sort_unstable_by_key(|o| (o.high, o.low));
     keys.clear();
-    assign_keys(tx, p, dicts, slots.iter().map(|s| s.ms), keys)?;
-    write_rows(tx, p, dicts, rows, (slots, keys), (ip_mode, salt)).map_err(err)
+    assign_keys(
+        tx,
+        p,
+        dicts,
+        order.iter().map(|o| slots[o.slot as usize].ms),
+        keys,
+    )?;
+    write_rows(tx, p, dicts, rows, (slots, order, keys), (ip_mode, salt)).map_err(err)
 }
 
-/// The rows of `slots` (in order, keyed by `keys`), 64 to a statement.
+/// The rows of `slots` in `order` (keyed by `keys`), 64 to a statement.
 /// A chunk none of whose rows has an aff_sub or extra goes through a
 /// statement without those columns (six fewer values bound and stored a
 /// row, the columns NULL all the same); a chunk with any goes through the
@@ -832,7 +880,7 @@ fn write_rows(
     p: &Parts,
     dicts: &Dictionaries,
     rows: Records<'_>,
-    (slots, keys): (&[Slot], &[i64]),
+    (slots, order, keys): (&[Slot], &[Order], &[i64]),
     ip: (IpMode, Option<&[u8; 32]>),
 ) -> rusqlite::Result<()> {
     let insert = |n: usize, wide: bool| {
@@ -845,11 +893,11 @@ fn write_rows(
             vec![one; n].join(", ")
         )
     };
-    let fact = |s: &Slot| Fact::of(s, rows.get(s.record as usize), dicts, ip);
+    let fact = |o: &Order| Fact::of(&slots[o.slot as usize], rows, dicts, ip);
     // [rows in the statement == 1][wide], each prepared when first needed.
     let mut stmts: [[Option<rusqlite::CachedStatement<'_>>; 2]; 2] = Default::default();
     let mut facts = Vec::with_capacity(ROWS_PER_INSERT);
-    for (chunk, ks) in slots
+    for (chunk, ks) in order
         .chunks(ROWS_PER_INSERT)
         .zip(keys.chunks(ROWS_PER_INSERT))
     {

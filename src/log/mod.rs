@@ -261,10 +261,9 @@ impl DecisionLog {
                             backoff = (backoff * 2).min(BACKOFF_MAX);
                         }
                     }
-                    // Room for the usual batch and what the next drain
-                    // brings on top (it takes whole buffers): reallocating
-                    // it every batch under load cost a copy of the batch.
-                    // Only an outage's backlog is given back.
+                    // Its buffers go back to the queue's shards as they
+                    // are drained next (an outage's backlog is given
+                    // back); room for twice the usual batch's places.
                     batch.clear_keeping(2 * batch_max);
                     if let Err(e) = writer.retention(crate::event::now_unix() as i64 * 1000) {
                         tracing::warn!(error = %e, "decision log retention failed");

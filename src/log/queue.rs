@@ -7,12 +7,14 @@
 //! other request worker takes, so locking it is uncontended) and the
 //! writer swaps whole buffers out a few dozen times a second. A buffer is
 //! bytes: each record encoded onto its end (`record::encode`), so queueing
-//! allocates nothing once the buffers have grown, and the writer appends
-//! them to its batch (`batch.rs`) and reads them in place. Each shard holds `queue / shards` records; a thread whose shard is full uses the others, so
-//! the buffers never hold more than `decision_log.queue` and one busy
-//! thread can fill all of it. (Besides them, the writer holds the batch it
-//! is writing.) The writer sleeps (parked) while every shard is
-//! empty; the first push into an empty shard wakes it.
+//! allocates nothing once the buffers have grown, and the writer moves
+//! them into its batch (`batch.rs`), reads them in place and hands them
+//! back emptied. Each shard holds `queue / shards` records; a thread whose
+//! shard is full uses the others, so the buffers never hold more than
+//! `decision_log.queue` and one busy thread can fill all of it. (Besides
+//! them, the writer holds the batch it is writing, and the buffers of the
+//! last one, emptied, for the shards.) The writer sleeps (parked) while
+//! every shard is empty; the first push into an empty shard wakes it.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1127,7 +1127,7 @@ pub(crate) mod tests {
         };
         let with_event = |q: &str| -> crate::log::record::LoggedEvent {
             let e = crate::event::EventBuilder::from_query(&format!(
-                "event_type=click&ip=10.0.0.1&ua=x&affiliate_id=a0&offer_id=o{q}"
+                "ip=10.0.0.1&ua=x&affiliate_id=a0&offer_id=o&{q}"
             ))
             .unwrap()
             .build()
@@ -1149,11 +1149,15 @@ pub(crate) mod tests {
                 ..base.clone()
             },
             Record {
-                event: with_event("&country_code=DE"),
+                event: with_event("event_type=impression"),
                 ..base.clone()
             },
             Record {
-                event: with_event("&country_code=US"),
+                event: with_event("event_type=click&country_code=DE"),
+                ..base.clone()
+            },
+            Record {
+                event: with_event("event_type=click&country_code=US"),
                 ..base.clone()
             },
             Record {
@@ -1210,6 +1214,20 @@ pub(crate) mod tests {
             },
             Record {
                 rules: vec![hit("aws", None), hit("gcp", None)],
+                ..base.clone()
+            },
+            Record {
+                rules: vec![RuleHit {
+                    kind: RuleKind::BlockList,
+                    ..hit("aws", None)
+                }],
+                ..base.clone()
+            },
+            Record {
+                rules: vec![RuleHit {
+                    tag: None,
+                    ..hit("aws", None)
+                }],
                 ..base.clone()
             },
         ];
@@ -1324,6 +1342,129 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(got.len(), 2 * variants.len());
         assert_eq!(got, want);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The writer thread's batches: several buffers (one a queue shard's)
+    /// whose records interleave in time and cross a UTC midnight, with
+    /// empty and non-ASCII text. Every row reads back as its own record,
+    /// on its own day.
+    #[test]
+    fn records_from_several_buffers_read_back_as_their_own_across_midnight() {
+        let dir = fresh_dir("buffers");
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let mut w = Writer::open(&dir, ivt.clone(), IpMode::Full, 30).unwrap();
+        let midnight = 20_001 * 86_400_000i64;
+        let texts = ["", "Mözilla/5.0 ✓", "x", "af-ü", "日本"];
+        let one = |i: u128| -> Record {
+            let t = |k: usize| texts[(i as usize + k) % texts.len()];
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            q.append_pair("event_type", "click")
+                .append_pair("ip", &format!("2001:db8::{i:x}"))
+                .append_pair("ua", t(0))
+                // (Required: never empty.)
+                .append_pair("affiliate_id", &format!("{}{i}", t(1)))
+                .append_pair("offer_id", &format!("{}-", t(2)));
+            if i % 3 == 0 {
+                q.append_pair("aff_sub1", t(3)).append_pair("browser", t(4));
+            }
+            let e = crate::event::EventBuilder::from_query(&q.finish())
+                .unwrap()
+                .build()
+                .unwrap();
+            // Two records a millisecond, either side of midnight.
+            let ms = midnight - 10 + (i as i64 / 2);
+            Record {
+                event: (&e).into(),
+                client: (i % 4 == 0).then(|| "ç-client".into()),
+                ..record(ms, i)
+            }
+        };
+        let all: Vec<Record> = (0..40).map(one).collect();
+        // Three buffers, each in reverse time order: interleaved.
+        let mut batch = Batch::default();
+        for part in 0..3 {
+            let mut bytes = Vec::new();
+            let mine: Vec<&Record> = all.iter().rev().filter(|r| r.id.0 % 3 == part).collect();
+            for r in &mine {
+                r.encode(&mut bytes);
+            }
+            batch.push(bytes, mine.len());
+        }
+        w.write_records(batch.records()).unwrap();
+        let conn = Connection::open(dir.join(FILE)).unwrap();
+        let (before, after) = (day_table(midnight - 1), day_table(midnight));
+        assert_ne!(before, after);
+        let cols = "id, ts, ip, ua, affiliate_id, offer_id, client, aff_sub1, extra";
+        type Got = (
+            String,
+            i64,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let read = |table: &str| -> Vec<Got> {
+            conn.prepare(&format!("SELECT {cols} FROM \"{table}\" ORDER BY id"))
+                .unwrap()
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let want = |on_day: &dyn Fn(i64) -> bool| -> Vec<Got> {
+            let mut v: Vec<Got> = all
+                .iter()
+                .filter(|r| on_day(r.ts_ms()))
+                .map(|r| {
+                    let w = Row::new(r, &ivt, IpMode::Full, None);
+                    (
+                        w.id,
+                        w.ts,
+                        w.ip,
+                        w.ua,
+                        w.affiliate_id,
+                        w.offer_id,
+                        w.client,
+                        w.aff_sub[0].clone(),
+                        w.extra,
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let (got_before, got_after) = (read(&before), read(&after));
+        assert_eq!((got_before.len(), got_after.len()), (20, 20));
+        assert_eq!(got_before, want(&|ms| ms < midnight));
+        assert_eq!(got_after, want(&|ms| ms >= midnight));
+        let mut all_got = got_before.iter().chain(&got_after);
+        assert!(all_got.clone().any(|g| g.3.is_empty()), "an empty UA");
+        assert!(
+            all_got
+                .clone()
+                .any(|g| g.3 == "日本" && g.5 == "Mözilla/5.0 ✓-")
+        );
+        assert!(
+            all_got.any(|g| g.7.as_deref().is_some_and(|s| !s.is_ascii())
+                && g.8.as_deref().is_some_and(|s| !s.is_ascii())),
+            "a non-ASCII aff_sub1 and extra"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
