@@ -482,7 +482,7 @@ impl<'a> Fact<'a> {
         } else {
             ([None; 5], None)
         };
-        Fact {
+        let f = Fact {
             id_mid: s.id_mid,
             id_low: s.id_low,
             ip: ip_text(s.ip, ip_mode, salt),
@@ -492,7 +492,10 @@ impl<'a> Fact<'a> {
             extra,
             ctx: dicts.contexts[s.context as usize].0,
             elapsed_us: s.elapsed_us,
-        }
+        };
+        // (Optional values are never empty: the event drops those.)
+        debug_assert_eq!(f.is_wide(), s.wide, "a row's optional fields");
+        f
     }
 
     /// Whether the row has a value for a column of the wide statement
@@ -603,10 +606,16 @@ impl ToSql for Text<'_> {
     }
 }
 
+/// Whether an optional field is stored in the row (an aff_sub column or
+/// `extra`): all but country_code, which is its context's.
+fn in_row(o: Opt) -> bool {
+    o != Opt::CountryCode
+}
+
 /// The optional fields with no column of their own, as a JSON object.
 pub fn extra<'a>(optional: impl Iterator<Item = (Opt, &'a str)>) -> Option<String> {
     let mut rest = optional
-        .filter(|(o, _)| !SUBS.contains(o) && *o != Opt::CountryCode)
+        .filter(|(o, _)| in_row(*o) && !SUBS.contains(o))
         .peekable();
     rest.peek()?;
     let map: serde_json::Map<String, serde_json::Value> =
@@ -852,7 +861,7 @@ fn insert_into(
             who,
             elapsed_us: e.elapsed_us as i64,
             ip: e.ip,
-            wide: e.optional().any(|(o, _)| o != Opt::CountryCode),
+            wide: e.optional().any(|(o, _)| in_row(o)),
         });
     }
     // In time order, so keys can be numbered and rows go in at the end of
