@@ -90,17 +90,15 @@ fn collect(config: &Config, q: &Query) -> Result<Vec<Map<String, Value>>, String
 use crate::query::report::cell;
 
 fn print(columns: &[String], rows: Vec<Map<String, Value>>, format: &str) {
-    match format {
-        "json" => {
-            for r in rows {
-                println!("{}", Value::Object(r));
-            }
-        }
-        "csv" => {
-            let mut out = std::io::stdout().lock();
-            let csv = crate::query::report::to_csv(columns, &rows);
-            let _ = std::io::Write::write_all(&mut out, csv.as_bytes());
-        }
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    // A reader that stops early (`| head`) ends the output quietly, not
+    // with a panic.
+    let _ = match format {
+        "json" => rows
+            .into_iter()
+            .try_for_each(|r| writeln!(out, "{}", Value::Object(r))),
+        "csv" => out.write_all(crate::query::report::to_csv(columns, &rows).as_bytes()),
         _ => {
             let mut t = Table::new();
             t.set_content_arrangement(ContentArrangement::Dynamic)
@@ -109,8 +107,8 @@ fn print(columns: &[String], rows: Vec<Map<String, Value>>, format: &str) {
             for r in &rows {
                 t.add_row(columns.iter().map(|c| cell(r.get(c))));
             }
-            println!("{t}");
-            println!("{n} row{}", if n == 1 { "" } else { "s" });
+            writeln!(out, "{t}")
+                .and_then(|()| writeln!(out, "{n} row{}", if n == 1 { "" } else { "s" }))
         }
-    }
+    };
 }

@@ -336,6 +336,13 @@ mod tests {
                 "upstream.url",
             ),
             ("FRAUDGATE_UPSTREAM__TIMEOUT_MS", "0", "upstream.timeout_ms"),
+            (
+                "FRAUDGATE_DECISION_LOG__BATCH_MAX",
+                "0",
+                "decision_log.batch_max",
+            ),
+            ("FRAUDGATE_DECISION_LOG__QUEUE", "0", "decision_log.queue"),
+            ("FRAUDGATE_DECISION_LOG__PATH", " ", "decision_log.path"),
         ] {
             let e = Config::load_from(None, env(&[(var, val)]))
                 .unwrap_err()

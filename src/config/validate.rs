@@ -199,11 +199,24 @@ impl Config {
             ConfigError::invalid(key, m)
         })?;
         let dl = &self.decision_log;
-        if dl.enabled && (dl.path.trim().is_empty() || dl.queue == 0 || dl.batch_max == 0) {
-            return Err(ConfigError::invalid(
-                "decision_log",
-                "path must be set and queue, batch_max > 0",
-            ));
+        if dl.enabled {
+            for (key, bad, why) in [
+                (
+                    "decision_log.path",
+                    dl.path.trim().is_empty(),
+                    "must be set",
+                ),
+                ("decision_log.queue", dl.queue == 0, "must be above 0"),
+                (
+                    "decision_log.batch_max",
+                    dl.batch_max == 0,
+                    "must be above 0",
+                ),
+            ] {
+                if bad {
+                    return Err(ConfigError::invalid(key, why));
+                }
+            }
         }
         if dl.flush_ms > 1000 {
             return Err(ConfigError::invalid(

@@ -666,4 +666,20 @@ async fn the_cli_reads_the_same_store_as_a_table_csv_or_json() {
     let (code, _, err) = cli(&["query", "click", "field=nope"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("unknown field \"nope\""), "{err}");
+    // A reader that has gone (`| head`): no panic, a clean exit.
+    for format in ["format=json", "format=csv", "format=table"] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fraudgate"))
+            .args(["query", "click", "field=ip", format])
+            .env("FRAUDGATE_DECISION_LOG__PATH", &path)
+            .current_dir(std::env::temp_dir())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{format}: {err}");
+        assert!(!err.contains("panicked"), "{format}: {err}");
+    }
 }

@@ -188,3 +188,34 @@ async fn a_stopped_binary_leaves_its_decisions_in_one_closed_store() {
     );
     assert_eq!(stored_decisions(&dir), 20);
 }
+
+/// SIGINT (a terminal's Ctrl-C) as soon as /readyz answers: the handler is
+/// in place before the server answers anything, so the process drains and
+/// exits instead of running on (or dying undrained).
+#[tokio::test]
+async fn sigint_as_soon_as_ready_stops_the_process() {
+    let p = spawn_binary(&[
+        ("FRAUDGATE_SERVER__DRAIN_DELAY_MS", "0"),
+        ("FRAUDGATE_DECISION_LOG__ENABLED", "false"),
+    ]);
+    let port = listening_port(&p).await;
+    eventually(Duration::from_secs(10), || async {
+        let r = crate::helpers::http()
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let status = Command::new("kill")
+        .args(["-INT", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = p;
+    let exited = tokio::time::timeout(Duration::from_secs(15), child.exited())
+        .await
+        .expect("the process stops");
+    assert!(exited.success(), "exit status {exited}");
+}
