@@ -51,7 +51,7 @@ impl Batch {
         for _ in 0..records {
             self.starts.push((buf, at));
             let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-            at += len as usize;
+            at += 4 + len as usize;
         }
         debug_assert_eq!(at, bytes.len(), "encoder and batch disagree");
         self.bufs.push(bytes);

@@ -465,9 +465,11 @@ struct Fact<'a> {
 }
 
 impl<'a> Fact<'a> {
-    /// The row of a slot; its record is read again only when it has
-    /// optional fields to store (most have none: the slot holds the rest).
+    /// The row of a record (its place in time order and its slot); the
+    /// record is read again only when it has optional fields to store
+    /// (most have none: the slot holds the rest).
     fn of(
+        o: &Order,
         s: &Slot,
         rows: Records<'a>,
         dicts: &Dictionaries,
@@ -483,8 +485,8 @@ impl<'a> Fact<'a> {
             ([None; 5], None)
         };
         let f = Fact {
-            id_mid: s.id_mid,
-            id_low: s.id_low,
+            id_mid: (o.high & 0xffff) as i64,
+            id_low: o.low as i64,
             ip: ip_text(s.ip, ip_mode, salt),
             ua: s.ua,
             who: s.who,
@@ -538,12 +540,19 @@ impl<'a> Fact<'a> {
     }
 }
 
-/// A record's place in time order: the id's bits, and its slot.
+/// A record's place in time order: its id (the top 64 bits, its
+/// millisecond then `id_mid`; the low 64, `id_low`), and its slot.
 #[derive(Clone, Copy, Debug)]
 pub struct Order {
     high: u64,
     low: u64,
     slot: u32,
+}
+
+impl Order {
+    fn ms(&self) -> i64 {
+        (self.high >> 16) as i64
+    }
 }
 
 /// One record of a batch with its dictionary ids and what its row needs
@@ -555,9 +564,6 @@ pub struct Order {
 #[derive(Clone, Copy, Debug)]
 pub struct Slot {
     ms: i64,
-    /// The id's bits below the millisecond, as stored (`id_text`).
-    id_mid: i64,
-    id_low: i64,
     /// The record's index in the batch.
     pub record: u32,
     /// Its context's index in [`Dictionaries`].
@@ -844,17 +850,13 @@ fn insert_into(
                 i
             }
         };
-        let (ms, id_mid, id_low) = (e.ts_ms(), ((e.id.0 >> 64) & 0xffff) as i64, e.id.0 as u64);
         order.push(Order {
-            // (The id's top 64 bits: its millisecond, then id_mid.)
             high: (e.id.0 >> 64) as u64,
-            low: id_low,
+            low: e.id.0 as u64,
             slot: i as u32,
         });
         slots.push(Slot {
-            ms,
-            id_mid,
-            id_low: id_low as i64,
+            ms: e.ts_ms(),
             record: i as u32,
             context: ci,
             ua,
@@ -866,16 +868,10 @@ fn insert_into(
     }
     // In time order, so keys can be numbered and rows go in at the end of
     // the table's tree (a batch's records come from several threads).
-    // The order is sorted, not the slots: a third of the bytes to move.
+    // The order is sorted, not the slots: fewer than half the bytes to move.
     order.sort_unstable_by_key(|o| (o.high, o.low));
     keys.clear();
-    assign_keys(
-        tx,
-        p,
-        dicts,
-        order.iter().map(|o| slots[o.slot as usize].ms),
-        keys,
-    )?;
+    assign_keys(tx, p, dicts, order.iter().map(Order::ms), keys)?;
     write_rows(tx, p, dicts, rows, (slots, order, keys), (ip_mode, salt)).map_err(err)
 }
 
@@ -902,7 +898,7 @@ fn write_rows(
             vec![one; n].join(", ")
         )
     };
-    let fact = |o: &Order| Fact::of(&slots[o.slot as usize], rows, dicts, ip);
+    let fact = |o: &Order| Fact::of(o, &slots[o.slot as usize], rows, dicts, ip);
     // [rows in the statement == 1][wide], each prepared when first needed.
     let mut stmts: [[Option<rusqlite::CachedStatement<'_>>; 2]; 2] = Default::default();
     let mut facts = Vec::with_capacity(ROWS_PER_INSERT);

@@ -104,7 +104,7 @@ struct Parts<'a, O> {
 // index in the type's `ALL` (a test checks). Fields are cut to RT's limits
 // on the way in, so a string's length always fits.
 //
-//   record   u32 length of the whole record (this field included)
+//   record   u32 length of the rest of the record
 //            u128 id, u64 elapsed_us, ip (4 or 6, then its octets)
 //   context  u32 length, then door, event_type, decision, would_be, mode,
 //            source, reason index (a byte each), tags, blocked_by,
@@ -143,14 +143,14 @@ fn put_tags(out: &mut Vec<u8>, t: &Tags) {
 }
 
 /// Writes a u32 placeholder; [`end_len`] fills in the length of what
-/// follows it (and the placeholder itself, when `inclusive`).
+/// follows it.
 fn begin_len(out: &mut Vec<u8>) -> usize {
     out.extend_from_slice(&[0; 4]);
     out.len() - 4
 }
 
-fn end_len(out: &mut [u8], at: usize, inclusive: bool) {
-    let n = (out.len() - at - if inclusive { 0 } else { 4 }) as u32;
+fn end_len(out: &mut [u8], at: usize) {
+    let n = (out.len() - at - 4) as u32;
     out[at..at + 4].copy_from_slice(&n.to_le_bytes());
 }
 
@@ -194,7 +194,7 @@ impl<'a, O: Iterator<Item = (Opt, &'a str)>> Parts<'a, O> {
             put_str(out, &h.name);
             put_opt_str(out, h.reason.as_deref());
         }
-        end_len(out, context, false);
+        end_len(out, context);
         put_str(out, self.ua);
         put_str(out, self.affiliate_id);
         put_str(out, self.offer_id);
@@ -204,7 +204,7 @@ impl<'a, O: Iterator<Item = (Opt, &'a str)>> Parts<'a, O> {
             put_str(out, v);
         }
         out.push(u8::MAX);
-        end_len(out, record, true);
+        end_len(out, record);
     }
 }
 
@@ -340,11 +340,9 @@ pub struct Encoded<'a> {
 impl<'a> Encoded<'a> {
     /// Reads the record at the front of `input` and moves past it.
     pub fn read(input: &mut &'a [u8]) -> Self {
-        let mut b = Bytes(input);
-        let len = b.u32() as usize;
-        let (record, rest) = input.split_at(len);
-        *input = rest;
-        let mut b = Bytes(&record[4..]);
+        let mut whole = Bytes(input);
+        let mut b = Bytes(whole.raw());
+        *input = whole.0;
         let id = DecisionId(u128::from_le_bytes(b.take()));
         let elapsed_us = u64::from_le_bytes(b.take());
         let ip = if b.u8() == 4 {

@@ -687,6 +687,7 @@ fn json_value(name: &str, row: &rusqlite::Row<'_>, i: usize) -> serde_json::Valu
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use rusqlite::types::Value;
 
     pub(crate) fn record(ms: i64, i: u128) -> Record {
         let event = crate::event::EventBuilder::from_query(&format!(
@@ -711,6 +712,24 @@ pub(crate) mod tests {
             reason: "clean",
             rules: Vec::new(),
             elapsed_us: 1,
+        }
+    }
+
+    /// Every row a statement selects, as values.
+    fn select(conn: &Connection, sql: &str) -> Vec<Vec<Value>> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// A text value's text.
+    fn text(v: &Value) -> Option<&str> {
+        match v {
+            Value::Text(s) => Some(s),
+            _ => None,
         }
     }
 
@@ -1260,84 +1279,34 @@ pub(crate) mod tests {
         assert_eq!(contexts, variants.len() as i64);
         let cols = "door, client, event_type, country_code, decision, would_be, mode, tags, \
             tag_mask, blocked_mask, source, reason, rules, rule_mask, ivt, ivt_category";
-        type Texts = (
-            String,
-            Option<String>,
-            String,
-            Option<String>,
-            String,
-            String,
-            String,
+        let got = select(
+            &conn,
+            &format!("SELECT {cols} FROM \"{table}\" ORDER BY id"),
         );
-        type Rest = (
-            String,
-            i64,
-            i64,
-            String,
-            String,
-            String,
-            i64,
-            String,
-            String,
-        );
-        let mut stmt = conn
-            .prepare(&format!("SELECT {cols} FROM \"{table}\" ORDER BY id"))
-            .unwrap();
-        let got: Vec<(Texts, Rest)> = stmt
-            .query_map([], |r| {
-                Ok((
-                    (
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ),
-                    (
-                        r.get(7)?,
-                        r.get(8)?,
-                        r.get(9)?,
-                        r.get(10)?,
-                        r.get(11)?,
-                        r.get(12)?,
-                        r.get(13)?,
-                        r.get(14)?,
-                        r.get(15)?,
-                    ),
-                ))
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let want: Vec<(Texts, Rest)> = batch(0)
+        let t = |s: &str| Value::from(s.to_owned());
+        let want: Vec<Vec<Value>> = batch(0)
             .iter()
             .chain(&batch(100))
             .map(|r| {
                 let w = Row::new(r, &ivt, IpMode::Full, None);
-                (
-                    (
-                        w.door.into(),
-                        w.client,
-                        w.event_type.into(),
-                        w.country_code,
-                        w.decision.into(),
-                        w.would_be.into(),
-                        w.mode.into(),
-                    ),
-                    (
-                        w.tags,
-                        w.tag_mask,
-                        w.blocked_mask,
-                        w.source.into(),
-                        w.reason.into(),
-                        w.rules,
-                        w.rule_mask,
-                        w.ivt.into(),
-                        w.ivt_category,
-                    ),
-                )
+                vec![
+                    t(w.door),
+                    w.client.into(),
+                    t(w.event_type),
+                    w.country_code.into(),
+                    t(w.decision),
+                    t(w.would_be),
+                    t(w.mode),
+                    w.tags.into(),
+                    w.tag_mask.into(),
+                    w.blocked_mask.into(),
+                    t(w.source),
+                    t(w.reason),
+                    w.rules.into(),
+                    w.rule_mask.into(),
+                    t(w.ivt),
+                    w.ivt_category.into(),
+                ]
             })
             .collect();
         assert_eq!(got.len(), 2 * variants.len());
@@ -1396,73 +1365,52 @@ pub(crate) mod tests {
         let (before, after) = (day_table(midnight - 1), day_table(midnight));
         assert_ne!(before, after);
         let cols = "id, ts, ip, ua, affiliate_id, offer_id, client, aff_sub1, extra";
-        type Got = (
-            String,
-            i64,
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let read = |table: &str| -> Vec<Got> {
-            conn.prepare(&format!("SELECT {cols} FROM \"{table}\" ORDER BY id"))
-                .unwrap()
-                .query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ))
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
+        let read = |table: &str| {
+            select(
+                &conn,
+                &format!("SELECT {cols} FROM \"{table}\" ORDER BY id"),
+            )
         };
-        let want = |on_day: &dyn Fn(i64) -> bool| -> Vec<Got> {
-            let mut v: Vec<Got> = all
+        let want = |on_day: &dyn Fn(i64) -> bool| -> Vec<Vec<Value>> {
+            let mut rows: Vec<Row> = all
                 .iter()
                 .filter(|r| on_day(r.ts_ms()))
-                .map(|r| {
-                    let w = Row::new(r, &ivt, IpMode::Full, None);
-                    (
-                        w.id,
-                        w.ts,
-                        w.ip,
-                        w.ua,
-                        w.affiliate_id,
-                        w.offer_id,
-                        w.client,
-                        w.aff_sub[0].clone(),
-                        w.extra,
-                    )
-                })
+                .map(|r| Row::new(r, &ivt, IpMode::Full, None))
                 .collect();
-            v.sort();
-            v
+            rows.sort_by(|a, b| a.id.cmp(&b.id));
+            rows.into_iter()
+                .map(|w| {
+                    vec![
+                        w.id.into(),
+                        w.ts.into(),
+                        w.ip.into(),
+                        w.ua.into(),
+                        w.affiliate_id.into(),
+                        w.offer_id.into(),
+                        w.client.into(),
+                        w.aff_sub[0].clone().into(),
+                        w.extra.into(),
+                    ]
+                })
+                .collect()
         };
         let (got_before, got_after) = (read(&before), read(&after));
         assert_eq!((got_before.len(), got_after.len()), (20, 20));
         assert_eq!(got_before, want(&|ms| ms < midnight));
         assert_eq!(got_after, want(&|ms| ms >= midnight));
         let mut all_got = got_before.iter().chain(&got_after);
-        assert!(all_got.clone().any(|g| g.3.is_empty()), "an empty UA");
+        let non_ascii = |v: &Value| text(v).is_some_and(|s| !s.is_ascii());
+        assert!(
+            all_got.clone().any(|g| text(&g[3]) == Some("")),
+            "an empty UA"
+        );
         assert!(
             all_got
                 .clone()
-                .any(|g| g.3 == "日本" && g.5 == "Mözilla/5.0 ✓-")
+                .any(|g| text(&g[3]) == Some("日本") && text(&g[5]) == Some("Mözilla/5.0 ✓-"))
         );
         assert!(
-            all_got.any(|g| g.7.as_deref().is_some_and(|s| !s.is_ascii())
-                && g.8.as_deref().is_some_and(|s| !s.is_ascii())),
+            all_got.any(|g| non_ascii(&g[7]) && non_ascii(&g[8])),
             "a non-ASCII aff_sub1 and extra"
         );
         let _ = std::fs::remove_dir_all(&dir);

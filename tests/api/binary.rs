@@ -19,6 +19,15 @@ impl Drop for Proc {
 }
 
 impl Proc {
+    /// Sends the process a signal, as `kill -<name>` would.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
     /// Waits (up to 10 s) for the process to end on its own; its status.
     pub async fn exited(&mut self) -> std::process::ExitStatus {
         eventually(Duration::from_secs(10), || {

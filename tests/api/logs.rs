@@ -159,11 +159,7 @@ async fn sighup_reloads_rule_files() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let v = json(http().get(&url).send().await.unwrap()).await;
     assert_eq!(v["decision"], "allow");
-    let status = Command::new("kill")
-        .args(["-HUP", &p.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    p.signal("HUP");
     eventually(Duration::from_secs(5), || async {
         let v = json(http().get(&url).send().await.unwrap()).await;
         (v["decision"] == "block").then_some(())
