@@ -57,6 +57,8 @@ pub const FEED_ROWS: &str = "fraudgate_feed_rows_total";
 pub const FEED_PAGES: &str = "fraudgate_feed_pages_total";
 pub const FEED_ADDED: &str = "fraudgate_feed_entries_added_total";
 pub const FEED_EXPIRED: &str = "fraudgate_feed_entries_expired_total";
+pub const FEED_REJECTED: &str = "fraudgate_feed_values_rejected_total";
+pub const FEED_STATE_SKIPPED: &str = "fraudgate_feed_state_skipped_total";
 pub const FEED_ENTRIES: &str = "fraudgate_feed_entries";
 pub const FEED_LAST_SUCCESS: &str = "fraudgate_feed_last_success_timestamp_seconds";
 pub const FEED_FAILURES: &str = "fraudgate_feed_consecutive_failures";
@@ -308,6 +310,14 @@ fn describe() {
     );
     describe_counter!(FEED_ADDED, "New entries a feed put in its list.");
     describe_counter!(FEED_EXPIRED, "Feed entries dropped at their expiry.");
+    describe_counter!(
+        FEED_REJECTED,
+        "Values from a feed's rows not made entries, by reason (invalid, too_long, too_wide: an IP range wider than the feed's max_prefix)."
+    );
+    describe_counter!(
+        FEED_STATE_SKIPPED,
+        "Entries of a feed's stored state (file or Redis) skipped as invalid or too wide when read back."
+    );
     describe_gauge!(FEED_ENTRIES, "Entries in a feed's list.");
     describe_gauge!(
         FEED_LAST_SUCCESS,

@@ -4,7 +4,7 @@
 //! The embedded `config/fraudgate.toml` is the single source of defaults: a
 //! user file only carries what it changes and is merged over it.
 
-mod secret;
+pub mod secret;
 mod sections;
 mod validate;
 

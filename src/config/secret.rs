@@ -25,6 +25,67 @@ impl Secret {
         }
         diff == 0 && !a.is_empty()
     }
+
+    /// Every spelling in which the secret can go on the wire and come back
+    /// in an error text or an echoed URL: as is, percent-encoded (query
+    /// string form with `+` for a space, and strict, in either hex case)
+    /// and JSON-escaped. Text shown to anyone is redacted of all of them.
+    pub fn spellings(&self) -> Vec<String> {
+        spellings_of(&self.0)
+    }
+}
+
+/// [`Secret::spellings`] of a plain string (longest first, no repeats).
+pub fn spellings_of(secret: &str) -> Vec<String> {
+    if secret.is_empty() {
+        return Vec::new();
+    }
+    let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let mut strict = String::new();
+    for b in secret.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            strict.push(b as char);
+        } else {
+            strict.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let lower = lower_hex_escapes(&strict);
+    let form_lower = lower_hex_escapes(&form);
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json
+        .strip_prefix('"')
+        .and_then(|j| j.strip_suffix('"'))
+        .unwrap_or(secret)
+        .to_owned();
+    let mut all = vec![secret.to_owned(), form, form_lower, strict, lower, json];
+    all.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    all.dedup();
+    all
+}
+
+/// `%2f` for `%2F`: servers echo either.
+fn lower_hex_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let esc = rest.get(i..i + 3).unwrap_or(&rest[i..]);
+        out.push_str(&esc.to_ascii_lowercase());
+        rest = &rest[i + esc.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Replaces every spelling of every secret in `text` with `[redacted]`.
+pub fn redact(text: &str, spellings: &[String]) -> String {
+    let mut t = std::borrow::Cow::Borrowed(text);
+    for s in spellings {
+        if !s.is_empty() && t.contains(s.as_str()) {
+            t = std::borrow::Cow::Owned(t.replace(s.as_str(), "[redacted]"));
+        }
+    }
+    t.into_owned()
 }
 
 impl fmt::Debug for Secret {
@@ -90,5 +151,27 @@ impl<'de> Deserialize<'de> for SecretList {
                 .map(Secret::new)
                 .collect(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_a_secret_is_redacted() {
+        let key = Secret::new("k3y/with+odd chars&=");
+        let sp = key.spellings();
+        for text in [
+            "GET /?key=k3y/with+odd chars&=",
+            "GET /?key=k3y%2Fwith%2Bodd+chars%26%3D",
+            "GET /?key=k3y%2fwith%2bodd+chars%26%3d",
+            "GET /?key=k3y%2Fwith%2Bodd%20chars%26%3D",
+            "GET /?key=k3y%2fwith%2bodd%20chars%26%3d",
+        ] {
+            let r = redact(text, &sp);
+            assert_eq!(r, "GET /?key=[redacted]", "{text}");
+        }
+        assert!(Secret::new("").spellings().is_empty());
     }
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::{ConfigError, Secret};
+use crate::rules::lists::{Entry, EntryKind};
+use crate::rules::ranges::{Prefix, is_v4};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,6 +91,47 @@ pub struct Columns {
     pub sub_reason: Vec<String>,
 }
 
+/// `max_prefix = { v4 = 24, v6 = 48 }`: prefix lengths, so a larger
+/// number is a narrower range. Defaults: single addresses (32 and 128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaxPrefix {
+    pub v4: u8,
+    pub v6: u8,
+}
+
+impl Default for MaxPrefix {
+    fn default() -> Self {
+        MaxPrefix { v4: 32, v6: 128 }
+    }
+}
+
+/// Why a feed's value was not made an entry (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not a value its list can hold (not an IP, an empty id...).
+    Invalid,
+    /// Longer than a list entry may be.
+    TooLong,
+    /// An IP range wider than `max_prefix`.
+    TooWide,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 3] = [Rejection::Invalid, Rejection::TooLong, Rejection::TooWide];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Invalid => "invalid",
+            Rejection::TooLong => "too_long",
+            Rejection::TooWide => "too_wide",
+        }
+    }
+}
+
+/// The longest value a feed puts in a list.
+pub const MAX_VALUE: usize = 256;
+
 /// The Protect360 report topics the adnet API serves.
 pub const PROTECT360_TOPICS: [&str; 5] = [
     "blocked_clicks_report",
@@ -132,6 +175,11 @@ pub struct FeedConfig {
     pub state_file: String,
     #[serde(default)]
     pub columns: Columns,
+    /// The widest IP range one entry may cover. Sources publish
+    /// addresses, so by default an entry is one address; a wider or
+    /// unparsable value is skipped and counted, never stored.
+    #[serde(default)]
+    pub max_prefix: MaxPrefix,
 
     // Protect360.
     /// AppsFlyer V2.0 API token.
@@ -270,14 +318,38 @@ impl FeedConfig {
         self.timezone.as_deref().unwrap_or("UTC")
     }
 
-    /// The secrets this feed sends, for redacting them from any text.
-    pub fn secrets(&self) -> Vec<&str> {
+    /// Every spelling of the secrets this feed sends (raw,
+    /// percent-encoded, JSON-escaped), for redacting them from any text.
+    pub fn secrets(&self) -> Vec<String> {
         [&self.token, &self.api_token, &self.key]
             .into_iter()
             .flatten()
-            .map(Secret::expose)
-            .filter(|s| !s.is_empty())
+            .flat_map(Secret::spellings)
             .collect()
+    }
+
+    /// The one check of a value a feed would put in its list, for rows
+    /// pulled and for entries read back from the state file or Redis:
+    /// the canonical value, or why it is refused.
+    pub fn admit(&self, kind: EntryKind, value: &str) -> Result<String, Rejection> {
+        if value.len() > MAX_VALUE {
+            return Err(Rejection::TooLong);
+        }
+        let entry = Entry::new(kind, value, None, None).map_err(|_| Rejection::Invalid)?;
+        if kind == EntryKind::Ip {
+            let p = Prefix::parse(&entry.value).map_err(|_| Rejection::Invalid)?;
+            let host_bits = if is_v4(&p) {
+                32 - u32::from(self.max_prefix.v4)
+            } else {
+                128 - u32::from(self.max_prefix.v6)
+            };
+            // Addresses in the range, less one: within 2^host_bits.
+            let span = p.end - p.start;
+            if host_bits < 128 && span >> host_bits != 0 {
+                return Err(Rejection::TooWide);
+            }
+        }
+        Ok(entry.value)
     }
 
     /// Checks the feed at `feeds[i]`.
@@ -297,7 +369,31 @@ impl FeedConfig {
             );
         }
         if !self.base_url.is_empty() {
-            crate::upstream::validate_url(&self.base_url, true).or_else(|m| bad("base_url", m))?;
+            // A feed sends its token or key with every call: in clear
+            // only to a loopback host (a local mock, a sidecar).
+            crate::upstream::validate_url(&self.base_url, false).or_else(|m| {
+                let m = if m.starts_with("plain http") {
+                    format!(
+                        "feed {:?}: plain http would send its credentials in clear; use https (http is allowed for a loopback host only)",
+                        self.name
+                    )
+                } else {
+                    m
+                };
+                bad("base_url", m)
+            })?;
+        }
+        if !(8..=32).contains(&self.max_prefix.v4) {
+            return bad(
+                "max_prefix.v4",
+                "a prefix length from 8 to 32 (32: single addresses)".into(),
+            );
+        }
+        if !(16..=128).contains(&self.max_prefix.v6) {
+            return bad(
+                "max_prefix.v6",
+                "a prefix length from 16 to 128 (128: single addresses)".into(),
+            );
         }
         if self.every < Duration::from_secs(1) {
             return bad("every", "must be at least 1s".into());

@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::event::now_unix;
 use crate::metrics as m;
 use crate::rules::LocalRules;
-use crate::rules::lists::{Entry, EntryKind};
+use crate::rules::lists::EntryKind;
 use crate::rules::sources::Stamp;
 pub use config::{FeedConfig, FeedKind, MapTo};
 pub use source::{FeedError, Progress, Quiet, Row};
@@ -120,6 +120,9 @@ struct FeedMetrics {
     pages: Counter,
     added: Counter,
     expired: Counter,
+    /// By [`config::Rejection`], in its `ALL` order.
+    rejected: [Counter; 3],
+    state_skipped: Counter,
     entries: Gauge,
     last_success: Gauge,
     failures: Gauge,
@@ -158,6 +161,10 @@ impl FeedMetrics {
             pages: metrics::counter!(m::FEED_PAGES, "feed" => f.clone()),
             added: metrics::counter!(m::FEED_ADDED, "feed" => f.clone()),
             expired: metrics::counter!(m::FEED_EXPIRED, "feed" => f.clone()),
+            rejected: config::Rejection::ALL.map(|r| {
+                metrics::counter!(m::FEED_REJECTED, "feed" => f.clone(), "reason" => r.as_str())
+            }),
+            state_skipped: metrics::counter!(m::FEED_STATE_SKIPPED, "feed" => f.clone()),
             entries: metrics::gauge!(m::FEED_ENTRIES, "feed" => f.clone()),
             last_success: metrics::gauge!(m::FEED_LAST_SUCCESS, "feed" => f.clone()),
             failures: metrics::gauge!(m::FEED_FAILURES, "feed" => f),
@@ -172,7 +179,11 @@ impl FeedMetrics {
             &self.pages,
             &self.added,
             &self.expired,
-        ] {
+            &self.state_skipped,
+        ]
+        .into_iter()
+        .chain(&self.rejected)
+        {
             c.increment(0);
         }
     }
@@ -270,9 +281,6 @@ fn fleet_name(c: &FeedConfig) -> String {
 /// How long a replica may hold a feed's pull lease.
 const LEASE: Duration = Duration::from_secs(15 * 60);
 
-/// The longest value a feed puts in a list.
-const MAX_VALUE: usize = 256;
-
 impl Feed {
     fn new(
         cfg: FeedConfig,
@@ -280,13 +288,28 @@ impl Feed {
         fleet: Option<Arc<crate::fleet::Fleet>>,
     ) -> Result<Self, StateError> {
         let path = cfg.state_path();
-        let mut state = FeedState::load(&path)?;
+        let metrics = FeedMetrics::new(&cfg);
+        let mut state = match FeedState::load(&path, &|k, v| cfg.admit(k, v)) {
+            Ok((state, damage)) => {
+                if !damage.is_empty() {
+                    report_damage(&cfg.name, &path.display().to_string(), &damage, &metrics);
+                    if damage.whole {
+                        set_aside(&cfg.name, &path);
+                    }
+                }
+                state
+            }
+            Err(e) => {
+                // The gate decides first: the feed starts empty and says so.
+                tracing::error!(feed = %cfg.name, error = %e, "cannot read the feed's state; starting it empty");
+                FeedState::default()
+            }
+        };
         if !state.kind.is_empty() && state.kind != cfg.kind.as_str() {
             tracing::warn!(feed = %cfg.name, was = %state.kind, now = cfg.kind.as_str(), "the feed changed kind: its cursor starts afresh (entries kept)");
             state.cursor = None;
         }
         let expired = state.prune(now_unix());
-        let metrics = FeedMetrics::new(&cfg);
         metrics.zero();
         metrics.expired.increment(expired);
         metrics.show(&state);
@@ -353,6 +376,34 @@ impl Feed {
         }
     }
 
+    /// Drops entries from the feed's list (one kind and value, or all):
+    /// an operator's way out of a bad row without editing the source.
+    /// They stay out until the source reports them again; with Redis the
+    /// clear is shared, so other replicas drop them too.
+    pub async fn clear(&self, which: Option<(EntryKind, &str)>) -> Result<u64, StateError> {
+        self.adopt_disk().await;
+        let now = now_unix();
+        let removed = {
+            let mut s = self.lock();
+            let n = s.clear(which, now, self.cfg.expire_after.as_secs());
+            self.metrics.show(&s);
+            n
+        };
+        self.save_off_runtime().await?;
+        self.publish();
+        if let Some(f) = &self.fleet {
+            let json = serde_json::to_string(&*self.lock()).unwrap_or_default();
+            if !f
+                .put_feed_state(&self.fleet_name, now, json, self.cfg.expire_after)
+                .await
+            {
+                tracing::warn!(feed = %self.cfg.name, "feed clear not shared (Redis unavailable or a newer state there)");
+            }
+        }
+        tracing::info!(feed = %self.cfg.name, removed, all = which.is_none(), "feed entries cleared");
+        Ok(removed)
+    }
+
     /// Takes in what another process (`fraudgate feeds run`) wrote, and
     /// drops expired entries. Blocking file I/O: off the runtime.
     pub fn sync(&self) {
@@ -368,14 +419,14 @@ impl Feed {
         };
         let mut republish = false;
         if changed {
-            match FeedState::load(&self.path) {
-                Ok(s) => {
+            match self.load_disk() {
+                Some(s) => {
                     tracing::info!(feed = %self.cfg.name, entries = s.entries.len(), "feed state changed on disk: loaded");
                     *self.lock() = s;
                     republish = true;
                 }
-                Err(e) => {
-                    tracing::warn!(feed = %self.cfg.name, error = %e, "feed state changed on disk but cannot be read; keeping the entries held")
+                None => {
+                    tracing::warn!(feed = %self.cfg.name, "feed state changed on disk but cannot be read; keeping the entries held")
                 }
             }
         }
@@ -398,6 +449,31 @@ impl Feed {
         if republish {
             self.metrics.show(&self.lock());
             self.publish();
+        }
+    }
+
+    /// The state file as far as it is valid, damage told and counted;
+    /// `None` when nothing in it is readable (the held entries stay).
+    fn load_disk(&self) -> Option<FeedState> {
+        self.take_loaded(FeedState::load(&self.path, &|k, v| self.cfg.admit(k, v)))
+    }
+
+    fn take_loaded(
+        &self,
+        loaded: Result<(FeedState, state::Damage), StateError>,
+    ) -> Option<FeedState> {
+        match loaded {
+            Ok((state, damage)) => {
+                if !damage.is_empty() {
+                    let name = self.path.display().to_string();
+                    report_damage(&self.cfg.name, &name, &damage, &self.metrics);
+                }
+                (!damage.whole).then_some(state)
+            }
+            Err(e) => {
+                tracing::warn!(feed = %self.cfg.name, error = %e, "cannot read the feed's state");
+                None
+            }
         }
     }
 
@@ -427,19 +503,16 @@ impl Feed {
             _ => format!("{kind}:{topic}"),
         };
         let mut out = Vec::new();
-        let mut push = |k: EntryKind, v: &str| {
-            if v.len() > MAX_VALUE {
+        let mut push = |k: EntryKind, v: &str| match self.cfg.admit(k, v) {
+            Ok(value) => out.push(StoredEntry {
+                kind: k,
+                value,
+                expires,
+                reason: reason.clone(),
+            }),
+            Err(r) => {
                 *rejected += 1;
-                return;
-            }
-            match Entry::new(k, v, None, None) {
-                Ok(e) => out.push(StoredEntry {
-                    kind: k,
-                    value: e.value,
-                    expires,
-                    reason: reason.clone(),
-                }),
-                Err(_) => *rejected += 1,
+                self.metrics.rejected[r as usize].increment(1);
             }
         };
         for m in &self.cfg.map {
@@ -701,13 +774,18 @@ impl Feed {
         let Some((_, json)) = fleet.feed_state(&self.fleet_name).await else {
             return false;
         };
-        let Ok(state) = serde_json::from_str::<FeedState>(&json) else {
+        let (state, damage) = FeedState::parse(json.as_bytes(), &|k, v| self.cfg.admit(k, v));
+        if !damage.is_empty() {
+            let key = format!("Redis feed state {:?}", self.fleet_name);
+            report_damage(&self.cfg.name, &key, &damage, &self.metrics);
+        }
+        if damage.whole {
             return false;
-        };
+        }
         let now = now_unix();
         {
             let mut s = self.lock();
-            s.absorb(state);
+            s.absorb(state, self.cfg.expire_after.as_secs());
             s.prune(now);
             self.metrics.show(&s);
         }
@@ -722,9 +800,16 @@ impl Feed {
     /// that process added.
     async fn adopt_disk(&self) {
         let path = self.path.clone();
-        let Ok((st, Ok(state))) =
-            tokio::task::spawn_blocking(move || (Stamp::of(&path), FeedState::load(&path))).await
+        let cfg = self.cfg.clone();
+        let Ok((st, loaded)) = tokio::task::spawn_blocking(move || {
+            let loaded = FeedState::load(&path, &|k, v| cfg.admit(k, v));
+            (Stamp::of(&path), loaded)
+        })
+        .await
         else {
+            return;
+        };
+        let Some(state) = self.take_loaded(loaded) else {
             return;
         };
         let mut held = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
@@ -796,19 +881,24 @@ impl Feed {
                 FeedKind::Protect360 => {
                     let utc = jiff::tz::TimeZone::UTC;
                     let date = |s: u64| ts(s).to_zoned(utc.clone()).date();
-                    protect360::pull(&ctx, date(from), date(to), date(now), &mut sink).await?
+                    protect360::pull(&ctx, date(from), date(to), date(now), &mut sink).await
                 }
                 FeedKind::Fraudshield => {
                     let tz = jiff::tz::TimeZone::get(self.cfg.timezone())
                         .unwrap_or(jiff::tz::TimeZone::UTC);
                     let date = |s: u64| ts(s).to_zoned(tz.clone()).date();
-                    fraudshield::pull(&ctx, date(from), date(to), &mut sink).await?
+                    fraudshield::pull(&ctx, date(from), date(to), &mut sink).await
                 }
                 FeedKind::FraudscoreData => {
-                    fraudscore::pull(&ctx, ts(from), ts(to), &mut sink).await?
+                    fraudscore::pull(&ctx, ts(from), ts(to), &mut sink).await
                 }
             }
         };
+        // Whatever a source echoed of the request, no spelling of a
+        // secret reaches last_error, the logs or the state file.
+        let secrets = self.cfg.secrets();
+        let mut stats = stats.map_err(|e| e.redacted(&secrets))?;
+        stats.partial = stats.partial.map(|e| e.redacted(&secrets));
         p.stats = stats;
         Ok(p)
     }
@@ -866,6 +956,27 @@ impl Feed {
         drop(s);
         self.next_run.store(next, Ordering::Relaxed);
         next
+    }
+}
+
+/// A WARN naming where the damaged state was read (a file, a Redis key)
+/// and what was wrong; the skipped entries counted.
+fn report_damage(feed: &str, source: &str, damage: &state::Damage, metrics: &FeedMetrics) {
+    metrics.state_skipped.increment(damage.skipped);
+    tracing::warn!(feed = %feed, state = %source, skipped = damage.skipped, problem = %damage.describe(), "the feed's stored state is damaged: read as far as it is valid");
+}
+
+/// Moves a wholly unreadable state file aside (kept for a look), so the
+/// next save does not overwrite it.
+fn set_aside(feed: &str, path: &std::path::Path) {
+    let aside = path.with_extension(format!("json.damaged-{}", now_unix()));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => {
+            tracing::warn!(feed = %feed, kept = %aside.display(), "the unreadable feed state was moved aside")
+        }
+        Err(e) => {
+            tracing::warn!(feed = %feed, error = %e, "cannot move the unreadable feed state aside")
+        }
     }
 }
 

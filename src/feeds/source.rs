@@ -65,6 +65,23 @@ impl FeedError {
         }
     }
 
+    /// The same error with every spelling of the feed's secrets removed
+    /// from its text: a source may echo the request (its URL, with a key
+    /// percent-encoded) in an error body.
+    pub fn redacted(self, secrets: &[String]) -> Self {
+        let r = |t: String| redact(&t, secrets);
+        match self {
+            FeedError::Credentials(t) => FeedError::Credentials(r(t)),
+            FeedError::Forbidden(t) => FeedError::Forbidden(r(t)),
+            FeedError::NotFound(t) => FeedError::NotFound(r(t)),
+            FeedError::BadRequest(t) => FeedError::BadRequest(r(t)),
+            FeedError::Transport(t) => FeedError::Transport(r(t)),
+            FeedError::Parse(t) => FeedError::Parse(r(t)),
+            FeedError::Partial(t) => FeedError::Partial(r(t)),
+            other => other,
+        }
+    }
+
     /// The source asked for a pause.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -324,19 +341,14 @@ fn zero_id(v: &str) -> bool {
     v.bytes().all(|b| b == b'0' || b == b'-')
 }
 
-/// Makes a text safe to show: the feed's secrets replaced.
-pub fn redact(text: &str, secrets: &[&str]) -> String {
-    let mut t = text.to_owned();
-    for s in secrets {
-        if !s.is_empty() {
-            t = t.replace(s, "[redacted]");
-        }
-    }
-    t
+/// Makes a text safe to show: every spelling of the feed's secrets
+/// ([`FeedConfig::secrets`]) replaced.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    crate::config::secret::redact(text, secrets)
 }
 
 /// The first bytes of an answer, one line, secrets removed.
-pub fn snippet(body: &[u8], secrets: &[&str]) -> String {
+pub fn snippet(body: &[u8], secrets: &[String]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
     let one_line: String = text
         .chars()
@@ -372,7 +384,7 @@ pub fn check_status(
     headers: &reqwest::header::HeaderMap,
     body: &[u8],
     what: &str,
-    secrets: &[&str],
+    secrets: &[String],
 ) -> Result<(), FeedError> {
     let s = status.as_u16();
     match s {

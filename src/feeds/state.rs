@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::config::Rejection;
 use crate::rules::lists::{Entry, EntryKind};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -35,6 +36,21 @@ pub struct FeedState {
     pub last_rows: u64,
     pub last_added: u64,
     pub entries: Vec<StoredEntry>,
+    /// Entries an operator dropped: an entry the source reported before
+    /// `at` stays out (also when another replica's state still has it);
+    /// one it reports again after comes back.
+    pub cleared: Vec<Cleared>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Cleared {
+    pub kind: EntryKind,
+    pub value: String,
+    /// Unix seconds of the clear.
+    pub at: u64,
+    /// When every entry reported before the clear has expired: the clear
+    /// is forgotten then.
+    pub until: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,18 +70,138 @@ pub struct Merge {
     pub refreshed: u64,
 }
 
-impl FeedState {
-    /// A missing file is a fresh feed; an unreadable one is an error (the
-    /// entries in it must not be silently dropped).
-    pub fn load(path: &Path) -> Result<Self, StateError> {
-        let err = |message: String| StateError::Read {
-            path: path.display().to_string(),
-            message,
+/// What reading a stored state (a file, a Redis value) had to skip.
+#[derive(Debug, Default, PartialEq)]
+pub struct Damage {
+    /// Entries that did not parse or that the feed would not admit now.
+    pub skipped: u64,
+    /// Nothing was readable: not JSON, or not a feed state at all.
+    pub whole: bool,
+    /// What was wrong, the first few things.
+    pub problems: Vec<String>,
+}
+
+impl Damage {
+    const KEEP: usize = 3;
+
+    fn note(&mut self, problem: String) {
+        if self.problems.len() < Self::KEEP {
+            self.problems.push(problem);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.skipped == 0 && !self.whole && self.problems.is_empty()
+    }
+
+    /// One line for a WARN.
+    pub fn describe(&self) -> String {
+        let mut s = if self.whole {
+            "unreadable, read as empty".to_owned()
+        } else {
+            format!("{} entries skipped", self.skipped)
         };
+        if !self.problems.is_empty() {
+            s.push_str(": ");
+            s.push_str(&self.problems.join("; "));
+        }
+        s
+    }
+}
+
+/// The check an entry read back must pass ([`super::FeedConfig::admit`]).
+pub type Admit<'a> = &'a dyn Fn(EntryKind, &str) -> Result<String, Rejection>;
+
+impl FeedState {
+    /// Reads a stored state as far as it is valid: a field of the wrong
+    /// type keeps its default, an entry that does not parse or that the
+    /// feed would not admit now (a value too wide for `max_prefix`) is
+    /// skipped; what was skipped is told in the [`Damage`]. Never fails:
+    /// a damaged state must not stop the gate.
+    pub fn parse(bytes: &[u8], admit: Admit<'_>) -> (FeedState, Damage) {
+        let mut damage = Damage::default();
+        let mut map = match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(serde_json::Value::Object(m)) => m,
+            Ok(_) => {
+                damage.whole = true;
+                damage.note("not a JSON object".into());
+                return (FeedState::default(), damage);
+            }
+            Err(e) => {
+                damage.whole = true;
+                damage.note(format!("not JSON: {e}"));
+                return (FeedState::default(), damage);
+            }
+        };
+        let entries = map.remove("entries");
+        let mut state = FeedState::default();
+        // Field by field: one bad value costs that field only.
+        for (k, v) in map {
+            let mut one = serde_json::Map::new();
+            one.insert(k.clone(), v);
+            match serde_json::from_value::<FeedState>(serde_json::Value::Object(one)) {
+                Ok(f) => match k.as_str() {
+                    "version" => state.version = f.version,
+                    "kind" => state.kind = f.kind,
+                    "cursor" => state.cursor = f.cursor,
+                    "last_success" => state.last_success = f.last_success,
+                    "last_attempt" => state.last_attempt = f.last_attempt,
+                    "last_error" => state.last_error = f.last_error,
+                    "consecutive_failures" => state.consecutive_failures = f.consecutive_failures,
+                    "last_rows" => state.last_rows = f.last_rows,
+                    "last_added" => state.last_added = f.last_added,
+                    "cleared" => state.cleared = f.cleared,
+                    _ => {}
+                },
+                Err(e) => damage.note(format!("{k}: {e}")),
+            }
+        }
+        match entries {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Array(items)) => {
+                state.entries.reserve(items.len());
+                for (i, item) in items.into_iter().enumerate() {
+                    match serde_json::from_value::<StoredEntry>(item) {
+                        Ok(mut e) => match admit(e.kind, &e.value) {
+                            Ok(v) => {
+                                e.value = v;
+                                state.entries.push(e);
+                            }
+                            Err(r) => {
+                                damage.skipped += 1;
+                                damage.note(format!(
+                                    "entries[{i}]: {} {:?} is {}",
+                                    e.kind.as_str(),
+                                    e.value.chars().take(64).collect::<String>(),
+                                    r.as_str()
+                                ));
+                            }
+                        },
+                        Err(err) => {
+                            damage.skipped += 1;
+                            damage.note(format!("entries[{i}]: {err}"));
+                        }
+                    }
+                }
+            }
+            Some(_) => damage.note("entries: not an array".into()),
+        }
+        (state, damage)
+    }
+
+    /// A missing file is a fresh feed; a damaged one is read as far as it
+    /// is valid ([`FeedState::parse`]). Only a file that cannot be read at
+    /// all (permissions, I/O) is an error.
+    pub fn load(path: &Path, admit: Admit<'_>) -> Result<(Self, Damage), StateError> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| err(e.to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FeedState::default()),
-            Err(e) => Err(err(e.to_string())),
+            Ok(bytes) => Ok(Self::parse(&bytes, admit)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok((FeedState::default(), Damage::default()))
+            }
+            Err(e) => Err(StateError::Read {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -93,6 +229,16 @@ impl FeedState {
     /// Adds or refreshes entries (same kind and value: the later expiry
     /// and the new reason win).
     pub fn merge(&mut self, new: impl IntoIterator<Item = StoredEntry>) -> Merge {
+        self.merge_entries(new, true)
+    }
+
+    /// `reported`: the entries come from the source now (a pull), which
+    /// ends a clear of them; another replica's copies do not.
+    fn merge_entries(
+        &mut self,
+        new: impl IntoIterator<Item = StoredEntry>,
+        reported: bool,
+    ) -> Merge {
         let mut index: HashMap<(EntryKind, String), usize> = self
             .entries
             .iter()
@@ -101,6 +247,11 @@ impl FeedState {
             .collect();
         let mut m = Merge::default();
         for e in new {
+            // Reported again: a clear of it is over.
+            if reported && !self.cleared.is_empty() {
+                self.cleared
+                    .retain(|c| !(c.kind == e.kind && c.value == e.value));
+            }
             match index.get(&(e.kind, e.value.clone())) {
                 Some(&i) => {
                     let old = &mut self.entries[i];
@@ -118,12 +269,77 @@ impl FeedState {
         m
     }
 
+    /// Drops the entries of one kind and value, or all of them, and
+    /// remembers the clear; returns how many were dropped.
+    pub fn clear(&mut self, which: Option<(EntryKind, &str)>, now: u64, expire_after: u64) -> u64 {
+        let before = self.entries.len();
+        let mut dropped = Vec::new();
+        self.entries.retain(|e| {
+            let hit = which.is_none_or(|(k, v)| e.kind == k && e.value == v);
+            if hit {
+                dropped.push((e.kind, e.value.clone()));
+            }
+            !hit
+        });
+        if let Some((k, v)) = which {
+            if dropped.is_empty() {
+                dropped.push((k, v.to_owned()));
+            }
+        }
+        for (kind, value) in dropped {
+            match self
+                .cleared
+                .iter_mut()
+                .find(|c| c.kind == kind && c.value == value)
+            {
+                Some(c) => {
+                    c.at = c.at.max(now);
+                    c.until = c.until.max(now + expire_after);
+                }
+                None => self.cleared.push(Cleared {
+                    kind,
+                    value,
+                    at: now,
+                    until: now + expire_after,
+                }),
+            }
+        }
+        (before - self.entries.len()) as u64
+    }
+
     /// Takes in another replica's state of the same feed: its entries
     /// merged with ours (the later expiry wins), the later cursor and
-    /// success, its health when it is the newer one.
-    pub fn absorb(&mut self, other: FeedState) {
+    /// success, its health when it is the newer one. Clears on either
+    /// side hold: an entry last reported before its clear stays out
+    /// (`expire_after` gives when it was reported).
+    pub fn absorb(&mut self, other: FeedState, expire_after: u64) {
         let newer = other.last_success.unwrap_or(0) >= self.last_success.unwrap_or(0);
-        self.merge(other.entries);
+        for c in other.cleared.iter() {
+            match self
+                .cleared
+                .iter_mut()
+                .find(|m| m.kind == c.kind && m.value == c.value)
+            {
+                Some(m) => {
+                    m.at = m.at.max(c.at);
+                    m.until = m.until.max(c.until);
+                }
+                None => self.cleared.push(c.clone()),
+            }
+        }
+        self.merge_entries(other.entries, false);
+        if !self.cleared.is_empty() {
+            let cleared: HashMap<(EntryKind, &str), u64> = self
+                .cleared
+                .iter()
+                .map(|c| ((c.kind, c.value.as_str()), c.at))
+                .collect();
+            self.entries.retain(|e| {
+                cleared
+                    .get(&(e.kind, e.value.as_str()))
+                    .is_none_or(|&at| e.expires.saturating_sub(expire_after) > at)
+            });
+        }
         self.cursor = self.cursor.max(other.cursor);
         if newer {
             self.last_success = other.last_success;
@@ -140,6 +356,7 @@ impl FeedState {
     /// Drops entries expired at `now`; returns how many.
     pub fn prune(&mut self, now: u64) -> u64 {
         let before = self.entries.len();
+        self.cleared.retain(|c| now < c.until);
         self.entries.retain(|e| now < e.expires);
         (before - self.entries.len()) as u64
     }
@@ -214,6 +431,40 @@ mod tests {
     }
 
     #[test]
+    fn a_clear_holds_across_replicas_until_the_source_reports_again() {
+        let expire_after = 1000;
+        let mut ours = FeedState::default();
+        ours.merge([
+            e(EntryKind::Ip, "1.2.3.4", 1100, "a"),
+            e(EntryKind::Ip, "5.6.7.8", 1100, "b"),
+        ]);
+        let theirs = ours.clone();
+        assert_eq!(
+            ours.clear(Some((EntryKind::Ip, "1.2.3.4")), 200, expire_after),
+            1
+        );
+        // The other replica still has it, reported at 100: it stays out.
+        ours.absorb(theirs.clone(), expire_after);
+        let held: Vec<&str> = ours.entries.iter().map(|e| e.value.as_str()).collect();
+        assert_eq!(held, ["5.6.7.8"]);
+        // The clear travels: the other replica drops it too.
+        let mut other = theirs;
+        other.absorb(ours.clone(), expire_after);
+        assert_eq!(other.entries.len(), 1);
+        // Reported again after the clear (at 300): back.
+        ours.merge([e(EntryKind::Ip, "1.2.3.4", 1300, "c")]);
+        assert_eq!(ours.entries.len(), 2);
+        assert!(ours.cleared.is_empty());
+        // Whole list.
+        assert_eq!(ours.clear(None, 400, expire_after), 2);
+        assert!(ours.entries.is_empty());
+        assert_eq!(ours.cleared.len(), 2);
+        // Forgotten once all it could hide has expired.
+        ours.prune(1400);
+        assert!(ours.cleared.is_empty());
+    }
+
+    #[test]
     fn saves_whole_and_loads_back() {
         let dir = std::env::temp_dir().join(format!("fg-feed-state-{}", std::process::id()));
         let path = dir.join("f.json");
@@ -223,17 +474,59 @@ mod tests {
         };
         s.merge([e(EntryKind::Ip, "1.2.3.4", 100, "a")]);
         s.save(&path).unwrap();
-        let back = FeedState::load(&path).unwrap();
+        let (back, damage) = FeedState::load(&path, &any).unwrap();
+        assert!(damage.is_empty(), "{damage:?}");
         assert_eq!(back.cursor, Some(7));
         assert_eq!(back.entries, s.entries);
-        assert!(
-            FeedState::load(&dir.join("missing.json"))
-                .unwrap()
-                .entries
-                .is_empty()
-        );
+        let (fresh, damage) = FeedState::load(&dir.join("missing.json"), &any).unwrap();
+        assert!(fresh.entries.is_empty() && damage.is_empty());
         std::fs::write(&path, b"{not json").unwrap();
-        assert!(FeedState::load(&path).is_err());
+        let (back, damage) = FeedState::load(&path, &any).unwrap();
+        assert!(back.entries.is_empty());
+        assert!(damage.whole, "{damage:?}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn any(k: EntryKind, v: &str) -> Result<String, Rejection> {
+        Entry::new(k, v, None, None)
+            .map(|e| e.value)
+            .map_err(|_| Rejection::Invalid)
+    }
+
+    #[test]
+    fn a_damaged_state_is_read_as_far_as_it_is_valid() {
+        let text = br#"{"version":1,"kind":"protect360","cursor":"yesterday","last_rows":5,
+            "entries":[
+              {"kind":"ip","value":"1.2.3.4","expires":100,"reason":"a"},
+              {"kind":"ip","value":"not-an-ip","expires":100,"reason":"b"},
+              {"kind":"ip","value":"0.0.0.0/0","expires":100,"reason":"c"},
+              {"kind":"planet","value":"x","expires":100,"reason":"d"},
+              17,
+              {"kind":"device","value":"D","expires":100,"reason":"e"}
+            ]}"#;
+        let narrow = |k: EntryKind, v: &str| -> Result<String, Rejection> {
+            if v.contains('/') {
+                return Err(Rejection::TooWide);
+            }
+            any(k, v)
+        };
+        let (s, damage) = FeedState::parse(text, &narrow);
+        let kept: Vec<&str> = s.entries.iter().map(|e| e.value.as_str()).collect();
+        assert_eq!(kept, ["1.2.3.4", "D"]);
+        assert_eq!(damage.skipped, 4);
+        assert!(!damage.whole);
+        // The bad cursor is dropped, the other fields kept.
+        assert_eq!(s.cursor, None);
+        assert_eq!((s.version, s.last_rows), (1, 5));
+        assert_eq!(s.kind, "protect360");
+        let told = damage.describe();
+        assert!(
+            told.contains("cursor") && told.contains("entries[1]"),
+            "{told}"
+        );
+        for junk in [&b"[1,2]"[..], b"", b"{\"entries\": {\"a\": 1}}"] {
+            let (s, _) = FeedState::parse(junk, &any);
+            assert!(s.entries.is_empty());
+        }
     }
 }

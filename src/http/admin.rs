@@ -183,41 +183,8 @@ pub async fn remove(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let name = list_name(name)?;
-    let mut kind = None;
-    let mut value = None;
-    for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
-        match &*k {
-            "kind" => kind = Some(v.into_owned()),
-            "value" => value = Some(v.into_owned()),
-            other => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "unknown_field",
-                    "expected kind and value",
-                )
-                .with_field(other.to_owned()));
-            }
-        }
-    }
-    let missing = |f: &'static str| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "missing_field",
-            format!("{f} is required"),
-        )
-        .with_field(f)
-    };
-    let kind: EntryKind = serde_json::from_value(Value::String(
-        kind.ok_or_else(|| missing("kind"))?,
-    ))
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "ip, ua, device, affiliate, offer or affiliate_sub",
-        )
-        .with_field("kind")
-    })?;
+    let (kind, value) = kind_and_value(query.as_deref())?;
+    let kind = kind.ok_or_else(|| missing("kind"))?;
     let value = value.ok_or_else(|| missing("value"))?;
     let removed = state
         .scorer
@@ -303,6 +270,87 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 /// `GET /v1/admin/feeds`: each feed's state.
 pub async fn feeds(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "feeds": state.feeds.statuses() }))
+}
+
+/// `DELETE /v1/admin/feeds/{name}/entries[?kind=..&value=..]`: drops one
+/// entry, or the whole list, of a feed; it stays out until the source
+/// reports it again.
+pub async fn clear_feed(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let name = name.map(|Path(n)| n).map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", "bad feed name").with_field("name")
+    })?;
+    let (kind, value) = kind_and_value(query.as_deref())?;
+    let which = match (kind, value) {
+        (None, None) => None,
+        (Some(k), Some(v)) => Some((k, v)),
+        (Some(_), None) => return Err(missing("value")),
+        (None, Some(_)) => return Err(missing("kind")),
+    };
+    let feed = state.feeds.get(&name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_feed",
+            format!("no feed named {name:?}"),
+        )
+        .with_field("name")
+    })?;
+    let removed = feed
+        .clear(which.as_ref().map(|(k, v)| (*k, v.trim())))
+        .await
+        .map_err(|e| {
+            tracing::error!(feed = %name, error = %e, "feed clear not saved");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state_not_saved",
+                "the entries were dropped in memory but the feed's state file could not be written; see the log",
+            )
+        })?;
+    Ok(Json(json!({ "feed": name, "removed": removed })))
+}
+
+fn missing(f: &'static str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "missing_field",
+        format!("{f} is required"),
+    )
+    .with_field(f)
+}
+
+/// `kind` and `value` from a query string; anything else is a 400.
+fn kind_and_value(query: Option<&str>) -> Result<(Option<EntryKind>, Option<String>), ApiError> {
+    let mut kind = None;
+    let mut value = None;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*k {
+            "kind" => kind = Some(v.into_owned()),
+            "value" => value = Some(v.into_owned()),
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_field",
+                    "expected kind and value",
+                )
+                .with_field(other.to_owned()));
+            }
+        }
+    }
+    let kind = match kind {
+        None => None,
+        Some(k) => Some(serde_json::from_value(Value::String(k)).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "ip, ua, device, affiliate, offer or affiliate_sub",
+            )
+            .with_field("kind")
+        })?),
+    };
+    Ok((kind, value))
 }
 
 /// `POST /v1/admin/feeds/{name}/run`: pulls now; 202 at once, progress in

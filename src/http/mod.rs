@@ -166,6 +166,10 @@ pub fn router(state: AppState) -> Router {
             .route("/v1/admin/reload", post(admin::reload))
             .route("/v1/admin/feeds", get(admin::feeds))
             .route("/v1/admin/feeds/{name}/run", post(admin::run_feed))
+            .route(
+                "/v1/admin/feeds/{name}/entries",
+                axum::routing::delete(admin::clear_feed),
+            )
             .route_layer(from_fn_with_state(admin_keys, admin::require_key))
     };
     // The scoring endpoints API clients call: client keys and rate limits.

@@ -212,7 +212,13 @@ impl Compiled {
         for (i, e) in entries.iter().enumerate() {
             let i = i as u32;
             match e.kind {
-                EntryKind::Ip => prefixes.push((Prefix::parse(&e.value).expect("validated"), i)),
+                // Entries are validated where they are read (files, the
+                // admin API, Redis, feeds); one that slipped through is
+                // skipped, never a panic on data from outside.
+                EntryKind::Ip => match Prefix::parse(&e.value) {
+                    Ok(p) => prefixes.push((p, i)),
+                    Err(err) => tracing::warn!(error = %err, "list entry skipped"),
+                },
                 EntryKind::Ua => {
                     ua_pats.push(regex::escape(&e.value));
                     ua_idx.push(i);
@@ -222,15 +228,24 @@ impl Compiled {
                 }
             }
         }
-        let ua = (!ua_pats.is_empty()).then(|| {
-            let set = RegexSetBuilder::new(&ua_pats)
+        let ua = if ua_pats.is_empty() {
+            None
+        } else {
+            match RegexSetBuilder::new(&ua_pats)
                 .case_insensitive(true)
                 .unicode(false)
                 .size_limit(1 << 26)
                 .build()
-                .expect("escaped literals compile");
-            (set, ua_idx)
-        });
+            {
+                Ok(set) => Some((set, ua_idx)),
+                // Escaped literals always compile; only a list too large
+                // for the size limit fails, and it must not stop the gate.
+                Err(err) => {
+                    tracing::error!(error = %err, patterns = ua_pats.len(), "the list's ua entries are too many to compile; they do not match");
+                    None
+                }
+            }
+        };
         Compiled {
             ips: IpRanges::build(prefixes),
             ua,
@@ -373,6 +388,19 @@ mod tests {
         }
         let l = list("affiliate_sub 6251/banner\noffer 1\naffiliate 2\n198.51.100.0/24\nua curl");
         assert!(l.find(&ev("&aff_sub1=other"), 0).is_none());
+    }
+
+    #[test]
+    fn an_unparsable_ip_entry_is_skipped_not_a_panic() {
+        let bad = Entry {
+            kind: EntryKind::Ip,
+            value: "not-an-ip".into(),
+            expires: None,
+            reason: None,
+        };
+        let good = Entry::new(EntryKind::Ip, "203.0.113.9", None, None).unwrap();
+        let c = Compiled::build(vec![bad, good], 0);
+        assert!(c.find(&ev(""), 0).is_some());
     }
 
     #[test]

@@ -204,7 +204,7 @@ impl<L> Default for IpRanges<L> {
 const V4_MAPPED_START: u128 = 0xffff_0000_0000;
 const V4_MAPPED_END: u128 = 0xffff_ffff_ffff;
 
-fn is_v4(p: &Prefix) -> bool {
+pub(crate) fn is_v4(p: &Prefix) -> bool {
     p.start >= V4_MAPPED_START && p.end <= V4_MAPPED_END
 }
 

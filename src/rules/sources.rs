@@ -46,7 +46,9 @@ pub enum AdminError {
     },
     #[error("entry {kind} {value:?} comes from the list's file; edit the file instead")]
     InFile { kind: &'static str, value: String },
-    #[error("list {0:?} is filled by the feed of that name; its entries come from the source")]
+    #[error(
+        "list {0:?} is filled by the feed of that name; its entries come from the source (drop them with DELETE /v1/admin/feeds/{0}/entries)"
+    )]
     FeedList(String),
 }
 

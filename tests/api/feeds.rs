@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use crate::mock_feeds::*;
 
-fn today_minus(days: i64) -> String {
+pub(crate) fn today_minus(days: i64) -> String {
     jiff::Zoned::now()
         .with_time_zone(jiff::tz::TimeZone::UTC)
         .date()
@@ -23,7 +23,7 @@ fn today_minus(days: i64) -> String {
 }
 
 /// A feed table as TOML would give it, for `kind`, against `mock`.
-fn feed(name: &str, kind: &str, mock: &MockFeeds, extra: &str) -> FeedConfig {
+pub(crate) fn feed(name: &str, kind: &str, mock: &MockFeeds, extra: &str) -> FeedConfig {
     let dir = temp_dir("feed");
     let text = format!(
         "name = {name:?}\nkind = {kind:?}\nbase_url = {:?}\nstate_file = {:?}\n{extra}",
@@ -33,7 +33,7 @@ fn feed(name: &str, kind: &str, mock: &MockFeeds, extra: &str) -> FeedConfig {
     toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
-fn p360(mock: &MockFeeds, extra: &str) -> FeedConfig {
+pub(crate) fn p360(mock: &MockFeeds, extra: &str) -> FeedConfig {
     feed(
         "p360",
         "protect360",
@@ -42,7 +42,7 @@ fn p360(mock: &MockFeeds, extra: &str) -> FeedConfig {
     )
 }
 
-fn with_feeds(c: &mut Config, feeds: Vec<FeedConfig>) {
+pub(crate) fn with_feeds(c: &mut Config, feeds: Vec<FeedConfig>) {
     c.feeds = feeds;
     c.auth.admin_keys = fraudgate::config::SecretList(vec![Secret::new(ADMIN_KEY)]);
     // /click sees the client through a trusted proxy.
@@ -78,7 +78,7 @@ fn p360_rows(mock: &MockFeeds) {
 /// Starts a run through the admin API and waits for it to end. A fresh
 /// feed's first scheduled pull (at startup) may be running: then this
 /// waits for it and starts one of its own.
-async fn run_feed(app: &TestApp, name: &str) -> Value {
+pub(crate) async fn run_feed(app: &TestApp, name: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let before = feed_status(app, name).await["runs"].as_u64().unwrap();
@@ -100,7 +100,7 @@ async fn run_feed(app: &TestApp, name: &str) -> Value {
 }
 
 /// A fresh feed is pulled once at startup: waits for that pull to end.
-async fn first_run(app: &TestApp, name: &str) -> Value {
+pub(crate) async fn first_run(app: &TestApp, name: &str) -> Value {
     eventually(Duration::from_secs(20), || async {
         let st = feed_status(app, name).await;
         (st["running"] == false && st["runs"].as_u64().unwrap() >= 1).then_some(st)
@@ -108,7 +108,7 @@ async fn first_run(app: &TestApp, name: &str) -> Value {
     .await
 }
 
-async fn feed_status(app: &TestApp, name: &str) -> Value {
+pub(crate) async fn feed_status(app: &TestApp, name: &str) -> Value {
     let (s, v) = app.admin(Method::GET, "/v1/admin/feeds", None).await;
     assert_eq!(s, 200);
     v["feeds"]
@@ -130,7 +130,7 @@ async fn click_from(app: &TestApp, ip: &str, extra: &str) -> reqwest::Response {
         .unwrap()
 }
 
-fn block_rule(v: &Value) -> Value {
+pub(crate) fn block_rule(v: &Value) -> Value {
     v["rules"]
         .as_array()
         .into_iter()
@@ -853,6 +853,17 @@ fn feed_config_mistakes_name_the_key() {
         "kind = \"protect360\"\ntoken = \"t\"\napp_ids = [\"id1\"]\nevery = \"soon\"",
         "feeds[0].every",
         "not a duration",
+    );
+    // Credentials in clear only to a loopback host.
+    bad(
+        "kind = \"protect360\"\ntoken = \"t\"\napp_ids = [\"id1\"]\nbase_url = \"http://feeds.example\"",
+        "feeds[0].base_url",
+        "feed \"f\": plain http would send its credentials in clear",
+    );
+    bad(
+        "kind = \"protect360\"\ntoken = \"t\"\napp_ids = [\"id1\"]\nmax_prefix = { v4 = 0 }",
+        "feeds[0].max_prefix.v4",
+        "from 8 to 32",
     );
     bad(
         "kind = \"protect360\"\ntoken = \"t\"\napp_ids = [\"id1\"]\ntracker_id = 3",

@@ -11,6 +11,7 @@ mod decision_log;
 mod deploy;
 mod doors;
 mod faults;
+mod feed_safety;
 mod feeds;
 mod fleet;
 mod helpers;

@@ -48,6 +48,9 @@ pub enum Fault {
     RateLimited(u64),
     Hang,
     LoginPage,
+    /// This status with the request's query string echoed in the body,
+    /// as some APIs' error pages do.
+    EchoQuery(u16),
 }
 
 pub struct FeedState {
@@ -152,6 +155,13 @@ async fn fault(state: &Arc<Mutex<FeedState>>, path: &str, q: &Option<String>) ->
             None
         }
         Fault::LoginPage => Some(login_page()),
+        Fault::EchoQuery(code) => Some(
+            (
+                StatusCode::from_u16(code).unwrap(),
+                format!("bad request: {}", q.as_deref().unwrap_or("")),
+            )
+                .into_response(),
+        ),
     }
 }
 
