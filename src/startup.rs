@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::AppState;
+use crate::http::{AppState, Surface};
 use crate::score::{Scorer, ScorerError};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +27,8 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    /// `server.admin_listen`: the operator's endpoints on a port of their own.
+    admin: Option<(TcpListener, SocketAddr)>,
     state: AppState,
 }
 
@@ -69,9 +71,22 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { addr: want, source })?;
+        let admin = match config.server.admin_listen {
+            Some(want) => {
+                let l = TcpListener::bind(want)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr: want, source })?;
+                let a = l
+                    .local_addr()
+                    .map_err(|source| StartupError::Bind { addr: want, source })?;
+                Some((l, a))
+            }
+            None => None,
+        };
         Ok(Application {
             listener,
             addr,
+            admin,
             state: AppState::with_feeds(scorer, config, registry, std::sync::Arc::new(feeds)),
         })
     }
@@ -82,6 +97,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The operator listener's address, when `server.admin_listen` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, a)| *a)
     }
 
     pub fn state(&self) -> &AppState {
@@ -101,6 +121,7 @@ impl Application {
         let Application {
             listener,
             addr,
+            admin,
             state,
         } = self;
         let server = state.config.server.clone();
@@ -109,7 +130,18 @@ impl Application {
         spawn_feeds(&state);
         let registry = state.registry.clone();
         let log = state.scorer.log().cloned();
-        let service = registry.scope(|| crate::http::service(state));
+        let (public, operator) = match admin {
+            Some(_) => (Surface::Doors, Some(Surface::Operator)),
+            None => (Surface::All, None),
+        };
+        let service = registry.scope(|| crate::http::service_for(state.clone(), public));
+        let op_service =
+            operator.map(|s| registry.scope(|| crate::http::service_for(state.clone(), s)));
+        drop(state);
+        let (admin_listener, admin_addr) = match admin {
+            Some((l, a)) => (Some(l), Some(a)),
+            None => (None, None),
+        };
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
             .timer(hyper_util::rt::TokioTimer::new())
@@ -119,9 +151,12 @@ impl Application {
             .max_buf_size(server.max_header_bytes)
             .keep_alive(true);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let serve = |stream: tokio::net::TcpStream, peer: SocketAddr| {
+        let serve = |operator: bool, stream: tokio::net::TcpStream, peer: SocketAddr| {
             let _ = stream.set_nodelay(true);
-            let svc = service.clone();
+            let svc = match (&op_service, operator) {
+                (Some(op), true) => op.clone(),
+                _ => service.clone(),
+            };
             let conn = http1.serve_connection(
                 hyper_util::rt::TokioIo::new(stream),
                 hyper::service::service_fn(move |req| svc.clone().call(req, peer)),
@@ -133,15 +168,27 @@ impl Application {
                 }
             });
         };
-        tracing::info!(%addr, "fraudgate listening");
-        accept_until(&listener, &serve, shutdown).await;
+        match admin_addr {
+            Some(admin) => {
+                tracing::info!(%addr, %admin, "fraudgate listening: the doors on addr, the operator's endpoints on admin")
+            }
+            None => tracing::info!(%addr, "fraudgate listening"),
+        }
+        let admin_listener = admin_listener.as_ref();
+        accept_until(&listener, admin_listener, &serve, shutdown).await;
 
         draining.store(true, Ordering::Relaxed);
         tracing::info!(
             drain_delay_ms = server.drain_delay_ms,
             "shutdown: /readyz is 503; still accepting while load balancers move away"
         );
-        accept_until(&listener, &serve, tokio::time::sleep(server.drain_delay())).await;
+        accept_until(
+            &listener,
+            admin_listener,
+            &serve,
+            tokio::time::sleep(server.drain_delay()),
+        )
+        .await;
         drop(listener);
         tracing::info!(
             shutdown_timeout_ms = server.shutdown_timeout().as_millis() as u64,
@@ -167,24 +214,33 @@ impl Application {
     }
 }
 
-/// Accepts connections and hands them to `serve` until `stop` resolves.
+/// Accepts connections on the public listener (and the operator's, when
+/// there is one) and hands them to `serve` until `stop` resolves.
 async fn accept_until(
     listener: &TcpListener,
-    serve: &impl Fn(tokio::net::TcpStream, SocketAddr),
+    operator: Option<&TcpListener>,
+    serve: &impl Fn(bool, tokio::net::TcpStream, SocketAddr),
     stop: impl Future<Output = ()>,
 ) {
     let mut stop = std::pin::pin!(stop);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => serve(stream, peer),
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+        let (accepted, is_operator) = tokio::select! {
+            a = listener.accept() => (a, false),
+            a = async {
+                match operator {
+                    Some(l) => l.accept().await,
+                    None => std::future::pending().await,
                 }
-            },
+            } => (a, true),
             _ = &mut stop => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => serve(is_operator, stream, peer),
+            Err(e) => {
+                // Out of file descriptors and the like: back off, go on.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }

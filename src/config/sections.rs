@@ -17,6 +17,11 @@ pub use crate::rules::limits::{CapConfig, VelocityConfig};
 pub struct ServerConfig {
     /// Address the HTTP server binds.
     pub listen: SocketAddr,
+    /// A second listener for the operator's endpoints (`/metrics`,
+    /// `/v1/admin`, `/v1/data`, `/v1/reports`, `/ui`); when set, `listen`
+    /// carries only the doors and the probes. Unset: `listen` carries all.
+    #[serde(default)]
+    pub admin_listen: Option<SocketAddr>,
     /// After SIGTERM: /readyz answers 503 and new connections are still
     /// accepted for this long, so load balancers move away first.
     pub drain_delay_ms: u64,

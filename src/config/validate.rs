@@ -107,6 +107,20 @@ impl Config {
                     format!("{:?} is not a header name", self.server.client_ip_header),
                 )
             })?;
+        if let Some(admin) = self.server.admin_listen {
+            let l = self.server.listen;
+            if admin.port() != 0
+                && admin.port() == l.port()
+                && (admin.ip() == l.ip() || admin.ip().is_unspecified() || l.ip().is_unspecified())
+            {
+                return Err(ConfigError::invalid(
+                    "server.admin_listen",
+                    format!(
+                        "{admin} is server.listen's address: the operator's endpoints need a port of their own"
+                    ),
+                ));
+            }
+        }
         let a = &self.auth;
         if !self.server.listen.ip().is_loopback() && a.client_keys.is_empty() && !a.allow_anonymous
         {

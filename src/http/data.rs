@@ -3,14 +3,11 @@
 //! `GET /v1/data/{event}/groups`. Answers JSON lines
 //! (`application/x-ndjson`), or CSV with `format=csv`, streamed from a
 //! blocking thread through a bounded channel: a million-row page never
-//! sits whole in memory. Also the access check shared with the reports.
-
-use std::sync::Arc;
+//! sits whole in memory.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::Counter;
 use serde_json::Value;
@@ -18,7 +15,6 @@ use tokio::sync::mpsc;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::config::{Secret, SecretList};
 use crate::log::QueryFailure;
 use crate::metrics as m;
 use crate::query::csv_field;
@@ -271,61 +267,4 @@ fn write_csv_row(buf: &mut Vec<u8>, row: &[Value]) {
         }
     }
     buf.extend_from_slice(b"\r\n");
-}
-
-/// Who may read the decision log: `auth.report_keys` or admin keys, as
-/// `key=` (FraudScore style), `X-Api-Key` or `Authorization: Bearer`.
-/// With no such keys configured the reports are open on a loopback
-/// listener only.
-pub struct ReportAccess {
-    keys: Vec<Secret>,
-    open: bool,
-}
-
-impl ReportAccess {
-    pub fn new(report: &SecretList, admin: &SecretList, loopback: bool) -> Self {
-        let keys: Vec<Secret> = report.0.iter().chain(admin.0.iter()).cloned().collect();
-        ReportAccess {
-            open: keys.is_empty() && loopback,
-            keys,
-        }
-    }
-}
-
-pub async fn require_report_key(
-    State(access): State<Arc<ReportAccess>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if access.open {
-        return next.run(req).await;
-    }
-    if access.keys.is_empty() {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "reports_locked",
-            "set auth.report_keys (or auth.admin_keys) to read the decision log from other hosts",
-        )
-        .into_response();
-    }
-    let ok = super::access::presented_key(&req, true).is_some_and(|p| {
-        // Every key is compared, in constant time.
-        access
-            .keys
-            .iter()
-            .fold(false, |found, k| k.matches(&p) | found)
-    });
-    if !ok {
-        let mut resp = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a report key is required: key=, X-Api-Key or Authorization: Bearer",
-        )
-        .with_field("key")
-        .into_response();
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return resp;
-    }
-    next.run(req).await
 }

@@ -19,6 +19,7 @@ pub mod health;
 pub mod observe;
 pub mod openrtb;
 pub mod render;
+pub mod report_access;
 pub mod reports;
 pub mod rt;
 pub mod shed;
@@ -111,8 +112,26 @@ impl AppState {
     }
 }
 
+/// Which endpoints a listener carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Everything: one listener (no `server.admin_listen`).
+    All,
+    /// The doors and the probes: the public port when an operator port is
+    /// configured.
+    Doors,
+    /// The operator's endpoints (`/metrics`, `/v1/admin`, the decision
+    /// log's query side, `/ui`) and the probes: `server.admin_listen`.
+    Operator,
+}
+
 /// The whole HTTP surface. Pure: tests can drive it with `oneshot`.
 pub fn router(state: AppState) -> Router {
+    router_for(state, Surface::All)
+}
+
+/// The endpoints of one [`Surface`].
+pub fn router_for(state: AppState, surface: Surface) -> Router {
     let server = &state.config.server;
     let stack = ServiceBuilder::new()
         // A panic anywhere becomes a JSON 500 instead of a dropped connection.
@@ -191,10 +210,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openrtb", post(openrtb::handle))
         .route_layer(from_fn_with_state(access, access::check));
     // The decision log's query side: report keys (or admin keys).
-    let report_access = Arc::new(data::ReportAccess::new(
+    let report_access = Arc::new(report_access::ReportAccess::new(
         &state.config.auth.report_keys,
         &state.config.auth.admin_keys,
-        server.listen.ip().is_loopback(),
     ));
     let reports = Router::new()
         .route("/v1/data/{event}", get(data::list))
@@ -203,7 +221,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reports/global", get(reports::global))
         .route("/v1/reports/interval", get(reports::interval))
         .route("/v1/reports/entry/{id}", get(reports::entry))
-        .route_layer(from_fn_with_state(report_access, data::require_report_key));
+        .route_layer(from_fn_with_state(
+            report_access,
+            report_access::require_report_key,
+        ));
     // /click and /imp sit in ad markup and are public by nature: a key in
     // them would be public too. They are guarded by the local rules and the
     // concurrency limit.
@@ -211,16 +232,22 @@ pub fn router(state: AppState) -> Router {
         .route("/click", get(click::click))
         .route("/imp", get(click::imp))
         .layer(axum::middleware::map_response(click::never_stored));
-    Router::new()
-        .merge(scoring)
-        .merge(reports)
-        .merge(browser)
+    let probes = Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .route("/readyz", get(health::readyz));
+    let operator = Router::new()
+        .merge(reports)
         .route("/metrics", get(health::metrics))
         .route("/ui", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
-        .merge(admin)
+        .merge(admin);
+    let doors = Router::new().merge(scoring).merge(browser);
+    let routes = match surface {
+        Surface::All => probes.merge(doors).merge(operator),
+        Surface::Doors => probes.merge(doors),
+        Surface::Operator => probes.merge(operator),
+    };
+    routes
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(stack)
@@ -247,6 +274,11 @@ pub struct AppService {
 }
 
 pub fn service(state: AppState) -> AppService {
+    service_for(state, Surface::All)
+}
+
+/// [`service`] for the endpoints of one [`Surface`].
+pub fn service_for(state: AppState, surface: Surface) -> AppService {
     let server = &state.config.server;
     let max_uri = server.max_uri_bytes;
     let limit = server.max_concurrency;
@@ -255,7 +287,7 @@ pub fn service(state: AppState) -> AppService {
         &state.config,
         state.scorer.policy().on_upstream_error(),
     ));
-    let router = router(state);
+    let router = router_for(state, surface);
     let limited = ServiceBuilder::new()
         .layer(axum::error_handling::HandleErrorLayer::new(
             move |uri: axum::http::Uri, _: tower::BoxError| {

@@ -569,6 +569,51 @@ async fn report_keys_guard_the_query_side() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // An admin key in a URL would end up in access logs: headers only.
+    assert_eq!(
+        app.get(&format!("/v1/data/click?key={ADMIN_KEY}"))
+            .await
+            .status(),
+        401
+    );
+}
+
+/// A GET of the Data API with these headers (the client sets Host from
+/// the URL unless one is given).
+async fn data_with(app: &TestApp, headers: &[(&str, &str)]) -> u16 {
+    let mut r = app.http.get(app.url("/v1/data/click?field=ip"));
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn without_report_keys_only_a_local_request_reads_the_log() {
+    let app = spawn_app().await;
+    assert_eq!(data_with(&app, &[]).await, 200, "a local request");
+    assert_eq!(data_with(&app, &[("host", "localhost")]).await, 200);
+    // Through a proxy on the same host: the peer is loopback, the client
+    // is not.
+    for h in [
+        "x-forwarded-for",
+        "x-real-ip",
+        "forwarded",
+        "x-forwarded-host",
+    ] {
+        assert_eq!(data_with(&app, &[(h, "203.0.113.9")]).await, 401, "{h}");
+    }
+    // DNS rebinding: a page of evil.example whose name now points here.
+    let r = app
+        .http
+        .get(app.url("/v1/reports/fraud"))
+        .header("host", format!("evil.example:{}", app.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert!(v["message"].as_str().unwrap().contains("report key"), "{v}");
 }
 
 #[tokio::test]

@@ -17,6 +17,8 @@ pub const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.
 pub struct TestApp {
     pub base: String,
     pub port: u16,
+    /// `server.admin_listen`'s base URL, when set.
+    pub admin_base: Option<String>,
     pub mock: MockRt,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -51,6 +53,7 @@ pub async fn spawn_app_on(mock: MockRt, tweak: impl FnOnce(&mut Config)) -> Test
     tweak(&mut config);
     let app = Application::build(config).await.expect("app builds");
     let port = app.port();
+    let admin_base = app.admin_addr().map(|a| format!("http://{a}"));
     let (tx, rx) = oneshot::channel();
     let stopped = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -58,6 +61,7 @@ pub async fn spawn_app_on(mock: MockRt, tweak: impl FnOnce(&mut Config)) -> Test
     TestApp {
         base: format!("http://127.0.0.1:{port}"),
         port,
+        admin_base,
         mock,
         http: http(),
         shutdown: Some(tx),

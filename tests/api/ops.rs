@@ -410,3 +410,49 @@ async fn prometheus_scrapes_fraudgate_for_real() {
         assert!(names.contains(&alert), "{alert} loaded: {names:?}");
     }
 }
+
+#[tokio::test]
+async fn an_operator_listener_takes_the_operator_endpoints_off_the_public_port() {
+    let app = spawn_app_with(|c| {
+        c.server.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.auth.admin_keys =
+            fraudgate::config::SecretList(vec![fraudgate::config::Secret::new(ADMIN_KEY)]);
+    })
+    .await;
+    app.mock.set_default(Reply::tags(""));
+    let admin = app.admin_base.clone().expect("an operator listener");
+    let status = |base: String, path: &'static str| {
+        let http = app.http.clone();
+        async move {
+            http.get(format!("{base}{path}"))
+                .bearer_auth(ADMIN_KEY)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let operator = [
+        "/metrics",
+        "/v1/admin/lists",
+        "/v1/data/click",
+        "/v1/reports/fraud",
+        "/ui",
+    ];
+    for path in operator {
+        assert_eq!(status(app.base.clone(), path).await, 404, "public {path}");
+        assert_eq!(status(admin.clone(), path).await, 200, "operator {path}");
+    }
+    // The doors are on the public port only; the probes on both.
+    let (s, _) = app.check_ip("192.0.2.1").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        status(admin.clone(), "/v1/check?event_type=click").await,
+        404
+    );
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(status(app.base.clone(), path).await, 200, "{path}");
+        assert_eq!(status(admin.clone(), path).await, 200, "{path}");
+    }
+}
