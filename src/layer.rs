@@ -149,8 +149,7 @@ impl FraudGateLayer {
         let ua = parts
             .headers
             .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+            .map_or(std::borrow::Cow::Borrowed(""), crate::event::header_text);
         Ok(b.connection_defaults(Connection {
             ip,
             ua,

@@ -24,13 +24,22 @@ use super::{EventBuilder, EventType, is_rt_field};
 pub const CONNECTION_FIELDS: &[&str] = &["ip", "ua", "event_type", "at", "key"];
 
 /// What the connection says about a browser-facing request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Connection<'a> {
     pub ip: IpAddr,
-    pub ua: &'a str,
+    /// Read with [`header_text`]: a browser's non-ASCII UA is kept.
+    pub ua: std::borrow::Cow<'a, str>,
     pub event_type: EventType,
     /// The browser fetches this ahead of (or instead of) a person's visit.
     pub speculation: Option<Speculation>,
+}
+
+/// A header's text as sent: bytes that are not UTF-8 (a Latin-1 `Ü` in a
+/// User-Agent) become U+FFFD instead of the whole value being read as
+/// empty, which would make a real browser look like a UA-less bot.
+/// Borrowed, without a copy, for the usual ASCII value.
+pub fn header_text(v: &axum::http::HeaderValue) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(v.as_bytes())
 }
 
 /// A request the browser makes speculatively: nobody has clicked or seen
@@ -125,7 +134,7 @@ impl EventBuilder {
             self.ip = Some(c.ip.to_canonical());
         }
         if self.ua.is_none() {
-            self.ua = Some(super::truncate(c.ua, super::DEFAULT_MAX_LEN).to_owned());
+            self.ua = Some(super::truncate(&c.ua, super::DEFAULT_MAX_LEN).to_owned());
         }
         if self.event_type.is_none() {
             self.event_type = Some(c.event_type);
@@ -137,7 +146,7 @@ impl EventBuilder {
     pub fn connection(mut self, c: Connection<'_>) -> Self {
         self.speculation = c.speculation;
         self.ip = Some(c.ip.to_canonical());
-        self.ua = Some(super::truncate(c.ua, super::DEFAULT_MAX_LEN).to_owned());
+        self.ua = Some(super::truncate(&c.ua, super::DEFAULT_MAX_LEN).to_owned());
         self.event_type = Some(c.event_type);
         self
     }
@@ -185,7 +194,7 @@ mod tests {
         Connection {
             speculation: None,
             ip: "198.51.100.7".parse().unwrap(),
-            ua: "Mozilla/5.0 (X11; Linux x86_64)",
+            ua: "Mozilla/5.0 (X11; Linux x86_64)".into(),
             event_type: EventType::Click,
         }
     }

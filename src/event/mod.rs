@@ -15,7 +15,7 @@ mod browser;
 mod fields;
 mod json;
 
-pub use browser::{CONNECTION_FIELDS, Connection, Speculation};
+pub use browser::{CONNECTION_FIELDS, Connection, Speculation, header_text};
 pub use fields::{EventType, Opt};
 use json::{BuilderVisitor, json_error};
 

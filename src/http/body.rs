@@ -180,8 +180,7 @@ pub fn connection<'a>(
         ip: state.trusted.client_ip(peer, headers),
         ua: headers
             .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
+            .map_or(std::borrow::Cow::Borrowed(""), crate::event::header_text),
         event_type,
         speculation: crate::event::Speculation::from_headers(headers),
     }

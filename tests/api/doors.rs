@@ -479,3 +479,53 @@ async fn speculative_loads_are_not_clicks_or_views() {
         "{v:?}"
     );
 }
+
+#[tokio::test]
+async fn a_latin1_user_agent_is_a_browser_not_a_crawler_on_every_browser_door() {
+    let app = spawn_app_with(|c| {
+        c.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+        c.offers = vec![OfferConfig {
+            id: "34713".into(),
+            url: "https://adv.example/land".into(),
+            fallback_url: Some("https://example.com/sorry".into()),
+        }];
+    })
+    .await;
+    app.mock.set_default(Reply::tags(""));
+    let ascii = b"Mozilla/5.0 (Macintosh; U; Intel Mac OS X 10_6_8; de-de) AppleWebKit/534.57.2 (KHTML, like Gecko) Version/5.1 Safari/534.57 U".to_vec();
+    let mut latin1 = ascii.clone();
+    // The same UA with U as Latin-1 "Ü" (0xDC): not UTF-8, not ASCII.
+    *latin1.last_mut().unwrap() = 0xDC;
+    for ua in [ascii, latin1] {
+        let ua = reqwest::header::HeaderValue::from_bytes(&ua).unwrap();
+        let r = app
+            .http
+            .get(app.url("/v1/auth"))
+            .header("x-forwarded-for", "192.0.2.44")
+            .header("x-original-uri", "/land?offer_id=34713&affiliate_id=5")
+            .header("user-agent", ua.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{ua:?}");
+        let r = no_redirects()
+            .get(app.url("/click?offer_id=34713&affiliate_id=5"))
+            .header("x-forwarded-for", "192.0.2.45")
+            .header("user-agent", ua.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers()["location"],
+            "https://adv.example/land",
+            "{ua:?}"
+        );
+    }
+    // Recorded as sent, the byte that is not UTF-8 as U+FFFD.
+    let v = eventually(std::time::Duration::from_secs(5), || async {
+        let body = app.get("/v1/data/all?field=ua").await.text().await.unwrap();
+        body.contains('\u{FFFD}').then_some(body)
+    })
+    .await;
+    assert!(v.contains("Safari/534.57 \u{FFFD}"), "{v}");
+}
