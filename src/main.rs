@@ -183,7 +183,10 @@ fn serve(config: Config, source: String) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        fraudgate::telemetry::init_subscriber(&config.log);
+        if let Err(e) = fraudgate::telemetry::init_subscriber(&config.log) {
+            eprintln!("fraudgate: cannot open the log: {e}");
+            return ExitCode::FAILURE;
+        }
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             config = %source,

@@ -184,6 +184,28 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
+    /// Empty: stdout. A path: written there, rotated by size.
+    #[serde(default)]
+    pub file: String,
+    /// `file` is rotated when it passes this size...
+    #[serde(default = "d_max_file_mb")]
+    pub max_file_mb: usize,
+    /// ...keeping this many rotated files (`file.1` the newest).
+    #[serde(default = "d_keep_files")]
+    pub keep_files: usize,
+    /// No log line is longer: what a request sends cannot fill a disk.
+    #[serde(default = "d_max_line_bytes")]
+    pub max_line_bytes: usize,
+}
+
+fn d_max_file_mb() -> usize {
+    100
+}
+fn d_keep_files() -> usize {
+    5
+}
+fn d_max_line_bytes() -> usize {
+    4096
 }
 
 /// A secret string: Debug and Display print `[redacted]`. Accepts any TOML

@@ -6,6 +6,27 @@ use super::{Config, ConfigError};
 impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         log_level(&self.log.level).map_err(|m| ConfigError::invalid("log.level", m))?;
+        for (key, bad, says) in [
+            (
+                "log.max_file_mb",
+                self.log.max_file_mb == 0,
+                "must be at least 1",
+            ),
+            (
+                "log.keep_files",
+                self.log.keep_files == 0,
+                "must be at least 1",
+            ),
+            (
+                "log.max_line_bytes",
+                self.log.max_line_bytes < 512,
+                "must be at least 512",
+            ),
+        ] {
+            if bad {
+                return Err(ConfigError::invalid(key, says));
+            }
+        }
         let u = &self.upstream;
         if u.timeout_ms == 0 {
             return Err(ConfigError::invalid("upstream.timeout_ms", "must be > 0"));

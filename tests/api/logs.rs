@@ -231,3 +231,79 @@ fn every_command_has_its_own_help() {
         "configuration OK (the defaults embedded in the binary)"
     );
 }
+
+#[tokio::test]
+async fn a_log_file_is_cut_per_line_and_rotated_by_size_whatever_requests_send() {
+    let mock = MockRt::start().await;
+    mock.set_default(Reply::Garbage);
+    let url = mock.url();
+    let dir = temp_dir("logfile");
+    let file = dir.join("fraudgate.log");
+    let file_s = file.display().to_string();
+    let p = spawn_binary(&[
+        ("RUST_LOG", "trace"),
+        ("FRAUDGATE_UPSTREAM__URL", &url),
+        ("FRAUDGATE_UPSTREAM__KEY", UPSTREAM_KEY),
+        ("FRAUDGATE_LOG__FILE", &file_s),
+        ("FRAUDGATE_LOG__MAX_FILE_MB", "1"),
+        ("FRAUDGATE_LOG__KEEP_FILES", "2"),
+        ("FRAUDGATE_LOG__MAX_LINE_BYTES", "1024"),
+    ]);
+    // The port, from the file this time.
+    let port: u16 = eventually(Duration::from_secs(10), || async {
+        let text = std::fs::read_to_string(&file).ok()?;
+        text.lines()
+            .filter(|l| l.contains("fraudgate listening"))
+            .find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                v["addr"].as_str()?.rsplit(':').next()?.parse().ok()
+            })
+    })
+    .await;
+    assert!(p.out.lock().unwrap().is_empty(), "stdout stays quiet");
+    let http = http();
+    let long = "A".repeat(6000);
+    // About 600 bytes of log a request at trace level: enough requests
+    // to fill two files of 1 MiB.
+    for batch in 0..50 {
+        futures_util::future::join_all((0..80).map(|i| {
+            let http = http.clone();
+            let long = &long;
+            async move {
+                let ip = format!("10.12.{batch}.{i}");
+                let q = query(&ip, &[("aff_sub1", &long[..200])]);
+                let _ = http
+                    .get(format!("http://127.0.0.1:{port}/v1/check?{q}"))
+                    .header("user-agent", long)
+                    .header("x-junk", long)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }))
+        .await;
+    }
+    let files = eventually(Duration::from_secs(10), || async {
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        (names.len() == 3).then_some(names)
+    })
+    .await;
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(
+            bytes.len() <= (1 << 20) + 1025,
+            "{}: {}",
+            f.display(),
+            bytes.len()
+        );
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            assert!(line.len() <= 1024, "a {}-byte line", line.len());
+            serde_json::from_slice::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(line)));
+        }
+    }
+}
