@@ -46,6 +46,7 @@ start() { # port rt-port redis-url
   FRAUDGATE_LOG__LEVEL=warn \
   FRAUDGATE_DECISION_LOG__ENABLED=false \
   FRAUDGATE_REDIS__URL="$3" \
+  FRAUDGATE_REDIS__HASH_KEY=bench-hash-key-0123456789 \
     "$REL/fraudgate" serve >"$tmp/fg-$1.log" 2>&1 &
   pids+=("$!")
 }

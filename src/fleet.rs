@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::cache::Purge;
 use crate::cache::{KeyPart, VerdictCache};
+use crate::config::Secret;
 use crate::event::Event;
 use crate::metrics as m;
 use crate::rules::LocalRules;
@@ -64,6 +65,12 @@ pub struct RedisConfig {
     /// a client with a limit).
     #[serde(default)]
     pub share_rate_limits: bool,
+    /// The secret the names of shared keys carrying an IP or a UA are
+    /// hashed with (HMAC-SHA256), the same on every replica. Required
+    /// with `url`: an unkeyed hash of an IPv4 address is reversed in
+    /// seconds by anyone who can list the keys.
+    #[serde(default)]
+    pub hash_key: Secret,
 }
 
 impl RedisConfig {
@@ -82,6 +89,12 @@ impl RedisConfig {
             return bad(
                 "url",
                 "not a Redis URL (redis://[user:password@]host:port[/db])",
+            );
+        }
+        if self.hash_key.expose().len() < 16 {
+            return bad(
+                "hash_key",
+                "required with redis.url: a shared secret of 16+ characters, the same on every replica (e.g. openssl rand -hex 32); the names of keys holding IPs and UAs are hashed with it",
             );
         }
         if self.timeout_ms == 0 || self.lock_ms == 0 || self.poll_ms == 0 {
@@ -142,6 +155,8 @@ pub struct Fleet {
     client: redis::Client,
     conn: ArcSwapOption<ConnectionManager>,
     key_parts: Box<[KeyPart]>,
+    /// `hash_key`'s HMAC: shared key names never hold an IP or UA.
+    hash: crate::hash::KeyedHash,
     origin: u64,
     /// The purge-all generation, mirrored from Redis.
     generation: AtomicU64,
@@ -225,6 +240,7 @@ impl Fleet {
             client,
             conn: ArcSwapOption::empty(),
             key_parts: key_parts.into(),
+            hash: crate::hash::KeyedHash::new(cfg.hash_key.expose().as_bytes()),
             origin: rand::random(),
             generation: AtomicU64::new(0),
             failures: AtomicU32::new(0),
@@ -261,6 +277,17 @@ impl Fleet {
         format!("{}{suffix}", self.cfg.key_prefix)
     }
 
+    /// `<prefix><kind>:<keyed hash of the IP>`.
+    fn ip_key(&self, kind: &str, ip: IpAddr) -> String {
+        let ip = ip.to_canonical().to_string();
+        self.key(&format!("{kind}:{}", self.hash.hex_of(&ip, 16)))
+    }
+
+    /// The keyed hash for counter names (caps, velocity).
+    pub fn hasher(&self) -> &crate::hash::KeyedHash {
+        &self.hash
+    }
+
     fn channel(&self) -> String {
         self.key("events")
     }
@@ -268,7 +295,7 @@ impl Fleet {
     /// A stable key for an event: the same on every replica (the local
     /// cache's keys are keyed per process).
     pub fn verdict_key(&self, e: &Event) -> String {
-        let mut h = crate::hash::StableHash::new();
+        let mut h = self.hash.start();
         for part in &*self.key_parts {
             match part {
                 KeyPart::Ip => h.part(&e.ip.to_canonical().to_string()),
@@ -411,8 +438,8 @@ impl Fleet {
         };
         let lock = self.key(&format!("l:{key}"));
         let ip = ip.to_canonical();
-        let ip_set = self.key(&format!("ip:{ip}"));
-        let marker = self.key(&format!("purged:{ip}"));
+        let ip_set = self.ip_key("ip", ip);
+        let marker = self.ip_key("purged", ip);
         let ttl_ms = ttl.as_millis().max(1) as u64;
         let k = key.to_owned();
         let _ = self
@@ -464,8 +491,8 @@ impl Fleet {
             // drops a little more than it must in Redis, never less).
             Purge::Ip(ip) | Purge::IpUa(ip, _) => {
                 let ip = ip.to_canonical();
-                let set = self.key(&format!("ip:{ip}"));
-                let marker = self.key(&format!("purged:{ip}"));
+                let set = self.ip_key("ip", ip);
+                let marker = self.ip_key("purged", ip);
                 let now = now_ms();
                 self.call(|mut c| async move {
                     redis::cmd("EVAL")

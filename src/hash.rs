@@ -77,6 +77,51 @@ impl StableHash {
     }
 }
 
+/// A keyed hash every replica computes alike (HMAC-SHA256 under
+/// `redis.hash_key`): for the names of shared keys that carry an IP or a
+/// UA. An IPv4 address is recovered from its plain SHA-256 in seconds by
+/// trying them all; without the key it is not.
+#[derive(Clone)]
+pub struct KeyedHash(ring::hmac::Key);
+
+impl std::fmt::Debug for KeyedHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyedHash([redacted])")
+    }
+}
+
+impl KeyedHash {
+    pub fn new(secret: &[u8]) -> Self {
+        KeyedHash(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret))
+    }
+
+    /// A hash to feed parts into.
+    pub fn start(&self) -> KeyedParts {
+        KeyedParts(ring::hmac::Context::with_key(&self.0))
+    }
+
+    /// The first `bytes` bytes of one text's hash, as lowercase hex.
+    pub fn hex_of(&self, text: &str, bytes: usize) -> String {
+        let mut h = self.start();
+        h.part(text);
+        h.hex(bytes)
+    }
+}
+
+pub struct KeyedParts(ring::hmac::Context);
+
+impl KeyedParts {
+    /// Length-prefixed, so parts cannot run into each other.
+    pub fn part(&mut self, text: &str) {
+        self.0.update(&(text.len() as u64).to_le_bytes());
+        self.0.update(text.as_bytes());
+    }
+
+    pub fn hex(self, bytes: usize) -> String {
+        hex(&self.0.sign().as_ref()[..bytes])
+    }
+}
+
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
@@ -85,4 +130,27 @@ pub fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
     }
     s
+}
+
+#[cfg(test)]
+mod keyed_tests {
+    use super::*;
+
+    #[test]
+    fn the_keyed_hash_depends_on_the_key_and_keeps_parts_apart() {
+        let a = KeyedHash::new(b"one shared secret");
+        let b = KeyedHash::new(b"another secret");
+        assert_eq!(a.hex_of("203.0.113.9", 16), a.hex_of("203.0.113.9", 16));
+        assert_ne!(a.hex_of("203.0.113.9", 16), b.hex_of("203.0.113.9", 16));
+        let mut plain = StableHash::new();
+        plain.part("203.0.113.9");
+        assert_ne!(a.hex_of("203.0.113.9", 16), plain.hex(16));
+        let two = |x: &str, y: &str| {
+            let mut h = a.start();
+            h.part(x);
+            h.part(y);
+            h.hex(16)
+        };
+        assert_ne!(two("ab", "c"), two("a", "bc"));
+    }
 }

@@ -232,7 +232,9 @@ impl Scorer {
         // an event counts against); locally when Redis is away.
         let shared_caps = match &inner.fleet {
             Some(f) => {
-                let keys = inner.rules.shared_counter_keys(event, f.share_velocity());
+                let keys = inner
+                    .rules
+                    .shared_counter_keys(event, f.share_velocity(), f.hasher());
                 if keys.is_empty() {
                     None
                 } else {

@@ -101,8 +101,8 @@ impl Cap {
 
     /// The counter's name for the fleet (the same on every replica): the
     /// cap, the window and a SHA-256 of the values it is keyed by.
-    pub fn shared_key(&self, ev: &Event, now: u64) -> String {
-        let mut h = crate::hash::StableHash::new();
+    pub fn shared_key(&self, ev: &Event, now: u64, hash: &crate::hash::KeyedHash) -> String {
+        let mut h = hash.start();
         for f in &*self.by {
             match f {
                 CapField::AffiliateId => h.part(&ev.affiliate_id),
@@ -176,11 +176,12 @@ impl Velocity {
     }
 
     /// The fleet-wide counter names for `ip` now: (ip, subnet).
-    pub fn shared_keys(&self, ip: IpAddr, now: u64) -> [String; 2] {
+    pub fn shared_keys(&self, ip: IpAddr, now: u64, hash: &crate::hash::KeyedHash) -> [String; 2] {
         let w = now / self.counters.window_s();
+        let ip = ip.to_canonical();
         [
-            format!("vel:ip:{}:{w}", ip.to_canonical()),
-            format!("vel:net:{}:{w}", subnet(ip.to_canonical())),
+            format!("vel:ip:{}:{w}", hash.hex_of(&ip.to_string(), 16)),
+            format!("vel:net:{}:{w}", hash.hex_of(&subnet(ip).to_string(), 16)),
         ]
     }
 

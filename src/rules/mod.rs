@@ -244,7 +244,12 @@ impl LocalRules {
     /// ms): caps by their index, velocity's IP and subnet as
     /// [`VELOCITY_IP`] and [`VELOCITY_NET`] when `velocity` is shared.
     /// Empty when nothing counts `ev`.
-    pub fn shared_counter_keys(&self, ev: &Event, velocity: bool) -> Vec<(usize, String, u64)> {
+    pub fn shared_counter_keys(
+        &self,
+        ev: &Event,
+        velocity: bool,
+        hash: &crate::hash::KeyedHash,
+    ) -> Vec<(usize, String, u64)> {
         if !self.enabled {
             return Vec::new();
         }
@@ -254,10 +259,10 @@ impl LocalRules {
             .iter()
             .enumerate()
             .filter(|(_, c)| c.counts(ev))
-            .map(|(i, c)| (i, c.shared_key(ev, now), c.window_s() * 1000))
+            .map(|(i, c)| (i, c.shared_key(ev, now, hash), c.window_s() * 1000))
             .collect();
         if let (true, Some(v)) = (velocity, &self.velocity) {
-            let [ip, net] = v.shared_keys(ev.ip, now);
+            let [ip, net] = v.shared_keys(ev.ip, now, hash);
             out.push((VELOCITY_IP, ip, v.window_s() * 1000));
             out.push((VELOCITY_NET, net, v.window_s() * 1000));
         }

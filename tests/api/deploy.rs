@@ -151,16 +151,25 @@ print(json.dumps({"k8s": docs, "compose": compose}))
         &redis_svc["spec"]["selector"],
         &redis["spec"]["template"]["metadata"]["labels"]
     );
-    // Every FRAUDGATE_* variable names a real config key.
-    for e in env {
-        let name = e["name"].as_str().unwrap();
-        let value = e["value"]
-            .as_str()
-            .unwrap_or("x-secret-value-0123456789")
-            .to_owned();
-        let r = fraudgate::config::Config::load_from(None, [(name.to_owned(), value)]);
-        assert!(r.is_ok(), "{name}: {:?}", r.err());
-    }
+    // Every FRAUDGATE_* variable names a real config key, and together
+    // they make a valid config.
+    let vars: Vec<(String, String)> = env
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().unwrap().to_owned();
+            let value = e["value"]
+                .as_str()
+                .unwrap_or("x-secret-value-0123456789")
+                .to_owned();
+            (name, value)
+        })
+        .collect();
+    let r = fraudgate::config::Config::load_from(None, vars.clone());
+    assert!(r.is_ok(), "{vars:?}: {:?}", r.err());
+    assert!(
+        vars.iter().any(|(n, _)| n == "FRAUDGATE_REDIS__HASH_KEY"),
+        "the replicas share a hash key"
+    );
     let compose = &v["compose"]["services"];
     assert_eq!(
         compose["fraudgate"]["environment"]["FRAUDGATE_REDIS__URL"],

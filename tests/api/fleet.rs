@@ -77,8 +77,12 @@ impl Drop for Redis {
     }
 }
 
+/// The fleet's shared secret in these tests.
+const HASH_KEY: &str = "fleet-hash-key-0123456789abcdef";
+
 fn on_redis(c: &mut Config, url: &str) {
     c.redis.url = url.to_owned();
+    c.redis.hash_key = Secret::new(HASH_KEY);
     c.auth.admin_keys = SecretList(vec![Secret::new(ADMIN_KEY)]);
 }
 
@@ -280,6 +284,64 @@ async fn redis_going_away_costs_no_request_and_is_used_again_when_back() {
     })
     .await;
     assert_eq!(mock.calls_for("198.51.100.70"), 1, "shared again");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    no_redis,
+    ignore = "redis-server is not installed (Debian: redis-server)"
+)]
+async fn redis_key_names_never_give_an_ip_back() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let mock = MockRt::start().await;
+    mock.set_default(Reply::tags("proxy"));
+    let app = spawn_app_on(mock.clone(), |c| {
+        on_redis(c, &redis.url());
+        c.redis.share_velocity = true;
+    })
+    .await;
+    redis_up(&app).await;
+    let ip = "203.0.113.77";
+    app.check_ip(ip).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = eventually(Duration::from_secs(5), || {
+        let mut conn = conn.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("*")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            keys.iter().any(|k| k.contains(":ip:")).then_some(keys)
+        }
+    })
+    .await;
+    // What an attacker who lists the keys could try: the address, and
+    // its unkeyed SHA-256 (in the length-prefixed form the keys used).
+    let mut sha = fraudgate::hash::StableHash::new();
+    sha.part(ip);
+    let unkeyed = sha.hex(16);
+    for k in &keys {
+        assert!(!k.contains(ip) && !k.contains(&unkeyed), "{k}");
+    }
+    assert!(
+        keys.iter().any(|k| k.starts_with("fraudgate:vel:ip:")),
+        "{keys:?}"
+    );
+    let _: () = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+}
+
+#[test]
+fn a_redis_url_without_a_hash_key_is_refused() {
+    let mut c = Config::default();
+    c.redis.url = "redis://127.0.0.1:6379/0".into();
+    let e = c.redis.validate().unwrap_err();
+    assert_eq!(e.0, "redis.hash_key");
+    c.redis.hash_key = Secret::new(HASH_KEY);
+    assert!(c.redis.validate().is_ok());
 }
 
 #[test]
