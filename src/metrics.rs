@@ -45,6 +45,7 @@ pub const REFRESHES: &str = "fraudgate_refreshes_total";
 pub const LOG_WRITTEN: &str = "fraudgate_log_written_total";
 pub const LOG_DROPPED: &str = "fraudgate_log_dropped_total";
 pub const LOG_ERRORS: &str = "fraudgate_log_write_errors_total";
+pub const LOG_STORE_FAILURES: &str = "fraudgate_log_store_failures_total";
 pub const QUERIES: &str = "fraudgate_queries_total";
 pub const REDIS_UP: &str = "fraudgate_redis_up";
 pub const REDIS_ENABLED: &str = "fraudgate_redis_enabled";
@@ -186,6 +187,9 @@ fn register_known() {
     for name in [SHED, LOG_WRITTEN, LOG_DROPPED, LOG_ERRORS] {
         metrics::counter!(name).increment(0);
     }
+    for cause in ["corrupt", "unavailable", "replaced"] {
+        metrics::counter!(LOG_STORE_FAILURES, "cause" => cause).increment(0);
+    }
     // Closed (0) until a breaker says otherwise; there is none without RT.
     metrics::gauge!(BREAKER_STATE).set(0.0);
 }
@@ -194,7 +198,11 @@ fn describe() {
     describe_counter!(LOG_WRITTEN, "Decisions written to the decision log.");
     describe_counter!(
         LOG_DROPPED,
-        "Decisions not recorded: the decision log queue was full (decision_log.on_full = \"drop\"), or a failing batch was given up at shutdown."
+        "Decisions not recorded: the decision log queue was full (decision_log.on_full = \"drop\"), no store could be opened, or a failing batch was given up at shutdown."
+    );
+    describe_counter!(
+        LOG_STORE_FAILURES,
+        "Decision log store failures by cause: corrupt (a damaged SQLite file moved aside, a fresh one opened), unavailable (an attempt to open the store failed; retried every 5 s, records dropped meanwhile), replaced (the SQLite file deleted or replaced under the service; a fresh one opened)."
     );
     describe_counter!(
         LOG_ERRORS,

@@ -39,6 +39,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         "breaker": breaker.map(|b| b.as_str()),
         "mode": state.scorer.policy().mode().as_str(),
         "redis": state.scorer.fleet().map_or("off", |f| f.status()),
+        // A failing store leaves the instance ready: decisions go on,
+        // their records are dropped and counted.
+        "decision_log": state.scorer.log().map_or_else(|| "off".to_owned(), |l| l.status()),
     });
     (status, Json(body)).into_response()
 }

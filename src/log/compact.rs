@@ -697,7 +697,7 @@ fn assign_keys(
     ms_sorted: impl Iterator<Item = i64>,
     keys: &mut Vec<i64>,
 ) -> Result<(), LogError> {
-    let err = |e: rusqlite::Error| LogError::Write(e.to_string());
+    let err = super::sqlite::write_error;
     let mut last = match dicts.last_key {
         Some(k) => k,
         None => tx
@@ -794,7 +794,7 @@ fn insert_into(
     (ip_mode, salt): (IpMode, Option<&[u8; 32]>),
     (slots, order, keys): (&mut Vec<Slot>, &mut Vec<Order>, &mut Vec<i64>),
 ) -> Result<(), LogError> {
-    let err = |e: rusqlite::Error| LogError::Write(e.to_string());
+    let err = super::sqlite::write_error;
     slots.clear();
     slots.reserve(rows.len());
     order.clear();

@@ -16,10 +16,11 @@ pub mod ivt;
 mod queue;
 pub mod read;
 pub mod record;
+pub mod sink;
 pub mod sqlite;
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub use ivt::{Ivt, IvtClass, IvtConfig, IvtMap};
 use queue::Queue;
 pub use read::{QueryFailure, Reader};
 pub use record::Record;
+use sink::{Health, Sink};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -98,6 +100,14 @@ pub enum LogError {
     Open(String, String),
     #[error("decision log write failed: {0}")]
     Write(String),
+    /// The SQLite file is damaged (not a database, malformed, cut short):
+    /// it is moved aside and a fresh store opened.
+    #[error("decision log store is damaged: {0}")]
+    Corrupt(String),
+    /// No store is open (it could not be opened; opening is retried
+    /// every few seconds): records are dropped and counted meanwhile.
+    #[error("decision log store unavailable: {0}")]
+    Unavailable(String),
     /// The store refused the batch in a way a retry cannot change (bad
     /// credentials, no rights, a table of another shape): dropped.
     #[error("decision log store refused the batch: {0}")]
@@ -115,6 +125,7 @@ struct Inner {
     on_full: OnFull,
     dropped: Counter,
     reader: Reader,
+    health: Arc<Health>,
     /// Shutdown has begun: a batch that fails is not retried again.
     closing: Arc<AtomicBool>,
     /// The writer thread, joined by [`DecisionLog::close`].
@@ -130,60 +141,18 @@ impl Drop for Inner {
     }
 }
 
-/// Where the writer thread writes.
-enum Sink {
-    Sqlite(Box<sqlite::Writer>),
-    ClickHouse(Box<clickhouse::Writer>),
-}
-
-impl Sink {
-    fn write(&mut self, batch: Records<'_>) -> Result<(), LogError> {
-        match self {
-            Sink::Sqlite(w) => w.write_records(batch),
-            Sink::ClickHouse(w) => w.write(&batch.decode()),
-        }
-    }
-
-    fn retention(&mut self, now_ms: i64) -> Result<Vec<String>, LogError> {
-        match self {
-            Sink::Sqlite(w) => w.retention(now_ms),
-            Sink::ClickHouse(w) => w.retention(now_ms),
-        }
-    }
-}
-
 /// Waits between attempts at a batch that failed (ClickHouse down, disk
 /// full): doubling from 100 ms up to 5 s.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 impl DecisionLog {
-    /// Opens the store and starts the writer thread.
+    /// Opens the store and starts the writer thread. A store that cannot
+    /// open does not stop it (see [`sink`]): only a thread that cannot
+    /// start is an error.
     pub fn start(c: &DecisionLogConfig, ivt: IvtMap) -> Result<Self, LogError> {
-        let path = PathBuf::from(&c.path);
-        let salt = if c.ip == IpMode::Hashed {
-            Some(if c.ip_salt.expose().is_empty() {
-                salt(&path)?
-            } else {
-                let d = ring::digest::digest(&ring::digest::SHA256, c.ip_salt.expose().as_bytes());
-                <[u8; 32]>::try_from(d.as_ref()).unwrap_or_default()
-            })
-        } else {
-            None
-        };
-        let days = c.retention_days.max(1);
-        let mut writer = match c.store {
-            Store::Sqlite => {
-                let mut w = sqlite::Writer::open(&path, ivt, c.ip, days)?;
-                w.set_salt(salt);
-                Sink::Sqlite(Box::new(w))
-            }
-            Store::Clickhouse => {
-                let mut w = clickhouse::Writer::new(c.clickhouse.clone(), ivt, c.ip, days);
-                w.set_salt(salt);
-                Sink::ClickHouse(Box::new(w))
-            }
-        };
+        let health = Arc::new(Health::default());
+        let mut writer = Sink::start(c, ivt, health.clone());
         let queue = Arc::new(Queue::new(c.queue.max(1), Queue::shards_for_machine()));
         let q = queue.clone();
         let written = metrics::counter!(m::LOG_WRITTEN);
@@ -246,6 +215,11 @@ impl DecisionLog {
                                 written.increment(chunk.len() as u64);
                                 break;
                             };
+                            if let LogError::Unavailable(_) = e {
+                                // (Said once, when the store went away.)
+                                dropped.increment(chunk.len() as u64);
+                                break;
+                            }
                             errors.increment(1);
                             if let LogError::Rejected(_) = e {
                                 tracing::error!(error = %e, records = chunk.len(), "decision log batch dropped: the store refuses it");
@@ -277,6 +251,7 @@ impl DecisionLog {
                 on_full: c.on_full,
                 dropped: metrics::counter!(m::LOG_DROPPED),
                 reader: Reader::new(c),
+                health,
                 closing,
                 thread: std::sync::Mutex::new(Some(thread)),
             }),
@@ -318,6 +293,11 @@ impl DecisionLog {
     /// The query side of the same store.
     pub fn reader(&self) -> &Reader {
         &self.inner.reader
+    }
+
+    /// The store's state for `/readyz`: `ok`, or `failing: <cause>`.
+    pub fn status(&self) -> String {
+        self.inner.health.status()
     }
 }
 

@@ -151,18 +151,50 @@ fn day_table(ts_ms: i64) -> String {
     format!("d_{}", d.strftime("%Y%m%d"))
 }
 
+/// The WAL is truncated to at most this after each checkpoint. (Without a
+/// limit it keeps the size of its largest run between checkpoints, about
+/// 40 MB at `wal_autocheckpoint = 10000`: on a volume that was full and
+/// had room freed, that file would take the room back at once.)
+pub const WAL_LIMIT_BYTES: i64 = 4 << 20;
+
+/// A damaged file (not a database, malformed, cut short) rather than a
+/// volume that refuses: moving it aside and starting afresh helps.
+fn is_corrupt(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    // SQLITE_IOERR_SHORT_READ: the file ends inside a page it says it has.
+    const SHORT_READ: std::ffi::c_int = 522;
+    matches!(e.sqlite_error_code(), Some(DatabaseCorrupt | NotADatabase))
+        || matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == SHORT_READ)
+}
+
+/// A failed statement of the writer, classified: a damaged store is
+/// [`LogError::Corrupt`], anything else a write error to retry.
+pub(super) fn write_error(e: rusqlite::Error) -> LogError {
+    if is_corrupt(&e) {
+        LogError::Corrupt(e.to_string())
+    } else {
+        LogError::Write(e.to_string())
+    }
+}
+
 fn open_rw(path: &Path) -> Result<Connection, LogError> {
     std::fs::create_dir_all(path)
         .map_err(|e| LogError::Open(path.display().to_string(), e.to_string()))?;
     let file = path.join(FILE);
-    let conn = Connection::open(&file)
-        .map_err(|e| LogError::Open(file.display().to_string(), e.to_string()))?;
-    conn.execute_batch(
+    let open_err = |e: rusqlite::Error| {
+        if is_corrupt(&e) {
+            LogError::Corrupt(format!("{}: {e}", file.display()))
+        } else {
+            LogError::Open(file.display().to_string(), e.to_string())
+        }
+    };
+    let conn = Connection::open(&file).map_err(open_err)?;
+    conn.execute_batch(&format!(
         "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL; \
          PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; \
-         PRAGMA wal_autocheckpoint = 10000;",
-    )
-    .map_err(|e| LogError::Open(file.display().to_string(), e.to_string()))?;
+         PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = {WAL_LIMIT_BYTES};"
+    ))
+    .map_err(open_err)?;
     Ok(conn)
 }
 
@@ -216,13 +248,18 @@ impl Writer {
             self.dicts.clear();
             // (If this fails too, the next write fails and tries again.)
             let _ = self.read_days();
+            // Give the WAL's room back now (a full volume): a checkpoint
+            // that truncates it, not one at the next 10 000 pages.
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         }
         result
     }
 
     /// Which days the store holds, of which kind, and which have rollups.
     fn read_days(&mut self) -> Result<(), LogError> {
-        let err = |e: rusqlite::Error| LogError::Write(e.to_string());
+        let err = write_error;
         self.tables = list_tables(&self.conn).map_err(err)?.into_iter().collect();
         self.rollups = list_rollups(&self.conn).map_err(err)?.into_iter().collect();
         self.compact = list_days(&self.conn, "view")
@@ -233,7 +270,7 @@ impl Writer {
     }
 
     fn write_once(&mut self, batch: Records<'_>) -> Result<(), LogError> {
-        let err = |e: rusqlite::Error| LogError::Write(e.to_string());
+        let err = write_error;
         let tx = self.conn.transaction().map_err(err)?;
         let mut rest = batch;
         while !rest.is_empty() {
@@ -269,7 +306,7 @@ impl Writer {
         day: i64,
         records: Records<'_>,
     ) -> Result<(), LogError> {
-        let err = |e: rusqlite::Error| LogError::Write(e.to_string());
+        let err = write_error;
         let table = day_table(day * 86_400_000);
         if !tables.contains(&table) {
             // A new day: compact, with its rollup from the start (a day
@@ -388,7 +425,7 @@ impl Writer {
         rollup: &str,
         sums: impl IntoIterator<Item = (RollupKey<'a>, (i64, i64))>,
     ) -> Result<(), LogError> {
-        let err = |e: rusqlite::Error| LogError::Write(e.to_string());
+        let err = write_error;
         let mut stmt = tx
             .prepare_cached(&format!(
                 "INSERT INTO \"{rollup}\" (ts, door, client, event_type, affiliate_id, offer_id, \
@@ -424,7 +461,7 @@ impl Writer {
             return Ok(Vec::new());
         }
         let oldest_kept = day_table((today - i64::from(self.retention_days) + 1) * 86_400_000);
-        let err = |e: rusqlite::Error| LogError::Write(e.to_string());
+        let err = write_error;
         let mut dropped = Vec::new();
         for t in list_tables(&self.conn).map_err(err)? {
             if t < oldest_kept {
@@ -783,6 +820,30 @@ pub(crate) mod tests {
         })
         .unwrap();
         n
+    }
+
+    /// The WAL is kept small, and a file that is not a database is told
+    /// apart from a volume that refuses it.
+    #[test]
+    fn the_wal_is_bounded_and_a_damaged_file_is_called_corrupt() {
+        let dir = fresh_dir("wal");
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let w = Writer::open(&dir, ivt.clone(), IpMode::Full, 1).unwrap();
+        let limit: i64 = w
+            .conn
+            .query_row("PRAGMA journal_size_limit", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(limit, WAL_LIMIT_BYTES);
+        drop(w);
+        std::fs::write(dir.join(FILE), vec![0x5a; 8192]).unwrap();
+        let _ = std::fs::remove_file(dir.join(format!("{FILE}-wal")));
+        let _ = std::fs::remove_file(dir.join(format!("{FILE}-shm")));
+        let opened = Writer::open(&dir, ivt, IpMode::Full, 1);
+        assert!(
+            matches!(opened, Err(LogError::Corrupt(_))),
+            "not a database"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod helpers;
 mod intel;
 mod isbot;
 mod layer;
+mod log_store;
 mod logs;
 mod mock_feeds;
 mod mock_rt;
