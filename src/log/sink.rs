@@ -5,8 +5,13 @@
 //! (`fraudgate_log_dropped_total`), says so in `/readyz` and tries to open
 //! it again every few seconds. A damaged SQLite file (not a database,
 //! malformed, cut short) is moved aside (`decisions.sqlite.corrupt-<unix
-//! time>`, kept for forensics) and a fresh store opened.
+//! time>`, kept for forensics) and a fresh store opened. A file deleted or
+//! replaced under the running service (its path no longer names the file
+//! the writer has open: one `stat` a batch) is noticed before the next
+//! batch and a fresh store opened, instead of writing on to a file nobody
+//! can read.
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -80,7 +85,11 @@ impl Health {
 }
 
 enum Open {
-    Sqlite { writer: Box<sqlite::Writer> },
+    Sqlite {
+        writer: Box<sqlite::Writer>,
+        /// (device, inode) of the file when it was opened.
+        file: Option<(u64, u64)>,
+    },
     ClickHouse(Box<clickhouse::Writer>),
 }
 
@@ -176,6 +185,7 @@ impl Sink {
                 let mut w = sqlite::Writer::open(&path, self.ivt.clone(), c.ip, days)?;
                 w.set_salt(salt);
                 Open::Sqlite {
+                    file: identity(&path).ok(),
                     writer: Box::new(w),
                 }
             }
@@ -194,6 +204,7 @@ impl Sink {
         if self.open.is_none() && Instant::now() >= self.retry_at {
             self.reopen();
         }
+        self.check_file();
         let result = match &mut self.open {
             None => return Err(LogError::Unavailable(self.health.status())),
             Some(Open::Sqlite { writer, .. }) => writer.write_records(batch),
@@ -212,6 +223,30 @@ impl Sink {
         result
     }
 
+    /// Notices a SQLite file deleted or replaced under the writer (one
+    /// `stat`), and opens a fresh store at its path.
+    fn check_file(&mut self) {
+        let Some(Open::Sqlite {
+            file: Some(was), ..
+        }) = &self.open
+        else {
+            return;
+        };
+        let replaced = match identity(&self.path()) {
+            Ok(now) => now != *was,
+            Err(e) => e.kind() == ErrorKind::NotFound,
+        };
+        if replaced {
+            self.count(Failure::Replaced);
+            tracing::error!(
+                path = %self.path().join(sqlite::FILE).display(),
+                "decision log store was deleted or replaced under the running service: \
+                 opening a fresh one (what was written to the old file is not in it)"
+            );
+            self.reopen();
+        }
+    }
+
     pub fn retention(&mut self, now_ms: i64) -> Result<Vec<String>, LogError> {
         match &mut self.open {
             None => Ok(Vec::new()),
@@ -219,6 +254,13 @@ impl Sink {
             Some(Open::ClickHouse(w)) => w.retention(now_ms),
         }
     }
+}
+
+/// (device, inode) of the SQLite file under `dir`.
+fn identity(dir: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir.join(sqlite::FILE))?;
+    Ok((m.dev(), m.ino()))
 }
 
 fn with_suffix(p: &Path, suffix: &str) -> PathBuf {

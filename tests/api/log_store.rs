@@ -97,3 +97,35 @@ async fn a_store_that_cannot_open_costs_no_decision_and_readyz_says_so() {
         .to_owned();
     assert!(state.starts_with("failing: "), "{ready}");
 }
+
+#[tokio::test]
+async fn a_store_deleted_under_the_running_service_is_recreated() {
+    let dir = temp_dir("deleted");
+    let path = dir.display().to_string();
+    let app = spawn_app_with(|c| {
+        c.decision_log.path = path.clone();
+        c.decision_log.flush_ms = 20;
+    })
+    .await;
+    app.check_ip("10.132.0.1").await;
+    rows(&app, "/v1/data/click?field=id", 1).await;
+    // As `rm decisions.sqlite*` would.
+    for f in named(&dir, "decisions.sqlite") {
+        std::fs::remove_file(f).unwrap();
+    }
+    for i in 2..5 {
+        app.check_ip(&format!("10.132.0.{i}")).await;
+    }
+    let v = rows(&app, "/v1/data/click?field=ip&sort=ip_asc", 3).await;
+    assert_eq!(v[0]["ip"], "10.132.0.2");
+    assert!(dir.join("decisions.sqlite").exists());
+    let m = app.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "fraudgate_log_store_failures_total",
+            &[("cause", "replaced")]
+        ),
+        1.0
+    );
+}
