@@ -1,8 +1,10 @@
 //! The ClickHouse store, for when one machine is outgrown: the writer
 //! batches inserts over ClickHouse's HTTP interface (`INSERT ... FORMAT
 //! RowBinary`, through the reqwest client already in the tree), creates
-//! the table if missing (MergeTree, partitioned by UTC day, ordered for
-//! the common filters), and drops whole day partitions for retention.
+//! the table if missing (ReplacingMergeTree keyed by the decision id, so
+//! a batch the server committed twice reads once with `FINAL` and merges
+//! to once; partitioned by UTC day, ordered for the common filters), and
+//! drops whole day partitions for retention.
 //! Queries are the same query model as SQLite's, in ClickHouse's dialect
 //! (`query::clickhouse`), answered as `TabSeparatedWithNamesAndTypes`
 //! and streamed row by row.
@@ -394,11 +396,16 @@ impl Writer {
         self.call(&[], db.into())?;
         // Partitions are UTC days (dropped whole for retention); the sort
         // key serves the common filters and groups: event type, affiliate,
-        // offer, then time.
+        // offer, then time, and ends in the id. ReplacingMergeTree: an
+        // insert that timed out may still be committed by the server (one
+        // that froze and resumed) after the writer sent it again, and the
+        // rows of one decision are identical, so merges keep one of them
+        // and `FINAL` reads one (18.16 has no insert deduplication for a
+        // table that is not replicated; see docs/decision-log.md).
         let ddl = format!(
-            "CREATE TABLE IF NOT EXISTS {} ({DDL_COLUMNS}) ENGINE = MergeTree \
+            "CREATE TABLE IF NOT EXISTS {} ({DDL_COLUMNS}) ENGINE = ReplacingMergeTree \
              PARTITION BY intDiv(ts, 86400000) \
-             ORDER BY (event_type, affiliate_id, offer_id, ts)",
+             ORDER BY (event_type, affiliate_id, offer_id, ts, id)",
             self.config.qualified()
         );
         self.call(&[], ddl.into())?;

@@ -126,9 +126,21 @@ impl ClickHouse {
 
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // (A frozen server dies of SIGKILL all the same.)
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Sends the server a signal (`STOP` freezes it, `CONT` resumes it).
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("started").id().to_string();
+        let ok = Command::new("kill")
+            .args([format!("-{name}"), pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name}");
     }
 
     fn url(&self) -> String {
@@ -489,4 +501,67 @@ async fn a_large_answer_streams_whole() {
         let lines = body.lines().count();
         assert!(lines == 5000 || lines == 5001, "{path}: {lines} lines");
     }
+}
+
+/// A server frozen (SIGSTOP) while it has a batch: the insert times out
+/// and is sent again, and the server, resumed, commits every copy it was
+/// sent. The table collapses them by decision id: the documented query
+/// (`FINAL`) reads each decision once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_clickhouse,
+    ignore = "clickhouse-server is not installed (Debian: clickhouse-server)"
+)]
+async fn a_frozen_clickhouse_stores_no_decision_twice() {
+    let Some(ch) = ClickHouse::started() else {
+        return;
+    };
+    let mut config = Config::default();
+    (ch.store())(&mut config);
+    let database = config.decision_log.clickhouse.database.clone();
+    let app = spawn_app_with(|c| {
+        c.decision_log.store = Store::Clickhouse;
+        c.decision_log.clickhouse = config.decision_log.clickhouse.clone();
+        c.decision_log.clickhouse.timeout_ms = 500;
+        c.decision_log.flush_ms = 20;
+    })
+    .await;
+    app.check_ip("10.134.0.1").await;
+    rows(&app, "/v1/data/click?field=id", 1).await;
+    ch.signal("STOP");
+    for i in 2..32 {
+        let (status, _) = app.check_ip(&format!("10.134.0.{i}")).await;
+        assert_eq!(status, 200);
+    }
+    // Sent, timed out and sent again while the server stood still.
+    eventually(Duration::from_secs(10), || async {
+        let m = app.metrics().await;
+        (sample(&m, "fraudgate_log_write_errors_total", &[]) >= 3.0).then_some(())
+    })
+    .await;
+    ch.signal("CONT");
+    eventually(Duration::from_secs(20), || async {
+        let m = app.metrics().await;
+        (sample(&m, "fraudgate_log_written_total", &[]) == 31.0).then_some(())
+    })
+    .await;
+    let table = format!("{database}.decisions");
+    // The server may still be committing the copies it was sent.
+    let stored = |sql: String| {
+        let ch = &ch;
+        async move { ch.sql(&sql).await.trim().to_owned() }
+    };
+    eventually(Duration::from_secs(10), || {
+        let q = format!("SELECT count() FROM {table} FORMAT TabSeparated");
+        let stored = &stored;
+        async move { (stored(q).await.parse::<u64>().ok()? >= 31).then_some(()) }
+    })
+    .await;
+    let raw = stored(format!("SELECT count() FROM {table} FORMAT TabSeparated")).await;
+    eprintln!("rows stored before merges: {raw}");
+    let exact = stored(format!(
+        "SELECT count(), uniqExact(id) FROM {table} FINAL FORMAT TabSeparated"
+    ))
+    .await;
+    assert_eq!(exact, "31\t31", "decisions read by the documented query");
 }
