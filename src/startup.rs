@@ -112,8 +112,8 @@ impl Application {
     /// a request: `/readyz` turns 503 and responses carry `Connection:
     /// close` while new connections are still accepted for
     /// `server.drain_delay_ms` (load balancers notice and move away); then
-    /// the listener closes and in-flight requests get at most
-    /// `server.shutdown_timeout_ms` to finish.
+    /// the listener closes and in-flight requests, then the decision log's
+    /// last records, get at most `server.shutdown_timeout_ms` together.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -194,21 +194,22 @@ impl Application {
             shutdown_timeout_ms = server.shutdown_timeout().as_millis() as u64,
             "shutdown: no new connections, finishing in-flight requests"
         );
+        // One deadline for the requests and the decision log together:
+        // the process ends within shutdown_timeout_ms of the listener
+        // closing, whatever the store does.
+        let deadline = tokio::time::Instant::now() + server.shutdown_timeout();
         tokio::select! {
             _ = graceful.shutdown() => {}
-            _ = tokio::time::sleep(server.shutdown_timeout()) => {
+            _ = tokio::time::sleep_until(deadline) => {
                 tracing::warn!("shutdown timeout over with requests still in flight; exiting");
             }
         }
         if let Some(log) = log {
-            // Everything decided is written, and the store closed,
-            // before the process ends.
-            if tokio::time::timeout(server.shutdown_timeout(), log.close())
-                .await
-                .is_err()
-            {
-                tracing::warn!("decision log flush timed out");
-            }
+            // Everything decided is written, and the store closed, before
+            // the process ends; what the store has not taken by the
+            // deadline is counted as dropped.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            log.close(left).await;
         }
         Ok(())
     }

@@ -21,8 +21,8 @@ pub mod sqlite;
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use metrics::Counter;
@@ -128,8 +128,24 @@ struct Inner {
     health: Arc<Health>,
     /// Shutdown has begun: a batch that fails is not retried again.
     closing: Arc<AtomicBool>,
-    /// The writer thread, joined by [`DecisionLog::close`].
-    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    account: Arc<Mutex<Account>>,
+    /// Resolves when the writer thread has ended (its sender dropped),
+    /// its store closed. Awaited by [`DecisionLog::close`].
+    ended: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+/// The records the writer holds, for shutdown's account: what a writer
+/// given up at the shutdown deadline still held is counted as dropped
+/// once, by whoever settles it first (under this lock).
+#[derive(Default)]
+struct Account {
+    in_hand: u64,
+    /// Shutdown gave up waiting: the writer counts nothing more.
+    abandoned: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for Inner {
@@ -160,15 +176,21 @@ impl DecisionLog {
         let dropped = metrics::counter!(m::LOG_DROPPED);
         let closing = Arc::new(AtomicBool::new(false));
         let closing_w = closing.clone();
+        let account = Arc::new(Mutex::new(Account::default()));
+        let account_w = account.clone();
+        let (ended_tx, ended) = tokio::sync::oneshot::channel::<()>();
         let batch_max = c.batch_max.max(1);
         let flush = Duration::from_millis(c.flush_ms);
         // Between looks at the queue while a batch collects: a few dozen
         // wake-ups a second at any rate (each would preempt a request
         // worker on a busy machine), well within flush_ms.
         let poll = (flush / 8).clamp(Duration::from_millis(2), Duration::from_millis(25));
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("decision-log".into())
             .spawn(move || {
+                // Dropped last (after the store is closed): close() stops
+                // waiting.
+                let _ended = ended_tx;
                 q.set_writer(std::thread::current());
                 // However the thread ends (a panic too), nobody waits on it.
                 struct Gone(Arc<Queue>);
@@ -179,11 +201,33 @@ impl DecisionLog {
                 }
                 let _gone = Gone(q.clone());
                 let mut batch = Batch::default();
-                loop {
+                // Takes what is queued into the batch, accounted; false
+                // once shutdown has given the writer up.
+                let drain = |batch: &mut Batch| {
+                    let mut a = lock(&account_w);
+                    if a.abandoned {
+                        return false;
+                    }
+                    q.drain_into(batch);
+                    a.in_hand = batch.len() as u64;
+                    true
+                };
+                // Counts a chunk written or dropped (unless shutdown has
+                // counted it already).
+                let settle = |n: usize, counter: &Counter| {
+                    let mut a = lock(&account_w);
+                    if !a.abandoned {
+                        a.in_hand = a.in_hand.saturating_sub(n as u64);
+                        counter.increment(n as u64);
+                    }
+                };
+                'run: loop {
                     // Read before draining: once closed, nothing more is
                     // pushed, so an empty drain after it is the end.
                     let closed = q.is_closed();
-                    q.drain_into(&mut batch);
+                    if !drain(&mut batch) {
+                        break;
+                    }
                     if batch.is_empty() {
                         if closed {
                             break;
@@ -200,7 +244,9 @@ impl DecisionLog {
                             break;
                         }
                         std::thread::sleep(poll.min(until - now));
-                        q.drain_into(&mut batch);
+                        if !drain(&mut batch) {
+                            break 'run;
+                        }
                     }
                     // A failed batch is retried with backoff while the
                     // queue holds what comes next (beyond its bound,
@@ -211,23 +257,29 @@ impl DecisionLog {
                     for chunk in batch.records().chunks(batch_max) {
                         let mut backoff = BACKOFF_MIN;
                         loop {
-                            let Err(e) = writer.write(chunk) else {
-                                written.increment(chunk.len() as u64);
-                                break;
+                            if lock(&account_w).abandoned {
+                                break 'run;
+                            }
+                            let e = match writer.write(chunk) {
+                                Ok(()) => {
+                                    settle(chunk.len(), &written);
+                                    break;
+                                }
+                                Err(e) => e,
                             };
                             if let LogError::Unavailable(_) = e {
                                 // (Said once, when the store went away.)
-                                dropped.increment(chunk.len() as u64);
+                                settle(chunk.len(), &dropped);
                                 break;
                             }
                             errors.increment(1);
                             if let LogError::Rejected(_) = e {
                                 tracing::error!(error = %e, records = chunk.len(), "decision log batch dropped: the store refuses it");
-                                dropped.increment(chunk.len() as u64);
+                                settle(chunk.len(), &dropped);
                                 break;
                             } else if closing_w.load(Ordering::Acquire) {
                                 tracing::warn!(error = %e, records = chunk.len(), "decision log batch lost at shutdown");
-                                dropped.increment(chunk.len() as u64);
+                                settle(chunk.len(), &dropped);
                                 break;
                             }
                             tracing::warn!(error = %e, records = chunk.len(), retry_in_ms = backoff.as_millis() as u64, "decision log write failed; retrying");
@@ -243,6 +295,9 @@ impl DecisionLog {
                         tracing::warn!(error = %e, "decision log retention failed");
                     }
                 }
+                // The store is closed (SQLite checkpoints its WAL into the
+                // file) before close() hears that the thread has ended.
+                drop(writer);
             })
             .map_err(|e| LogError::Open(c.path.clone(), e.to_string()))?;
         Ok(DecisionLog {
@@ -253,7 +308,8 @@ impl DecisionLog {
                 reader: Reader::new(c),
                 health,
                 closing,
-                thread: std::sync::Mutex::new(Some(thread)),
+                account,
+                ended: Mutex::new(Some(ended)),
             }),
         })
     }
@@ -271,23 +327,39 @@ impl DecisionLog {
         }
     }
 
-    /// Shutdown: writes everything queued, then ends the writer, which
-    /// closes the store (SQLite then checkpoints its WAL into the file and
-    /// removes it: a stopped store is one file). Records offered after
-    /// this are dropped and counted.
-    pub async fn close(&self) {
+    /// Shutdown: writes everything queued within `within`, then ends the
+    /// writer, which closes the store (SQLite then checkpoints its WAL
+    /// into the file and removes it: a stopped store is one file).
+    /// Whatever is not written by then (a store that hangs) is counted as
+    /// dropped and left behind: this returns within `within` whatever the
+    /// store does. Records offered after this are dropped and counted.
+    pub async fn close(&self, within: Duration) {
         self.inner.closing.store(true, Ordering::Release);
         self.inner.queue.close();
-        let thread = self
-            .inner
-            .thread
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(t) = thread {
-            // (A panicked writer has nothing left to write.)
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        let ended = lock(&self.inner.ended).take();
+        let Some(ended) = ended else {
+            return;
+        };
+        // (Awaited, not joined on a blocking thread: the runtime would
+        // wait for that thread as it shuts down.)
+        if tokio::time::timeout(within, ended).await.is_ok() {
+            return;
         }
+        let lost = {
+            let mut a = lock(&self.inner.account);
+            a.abandoned = true;
+            // Nothing more is queued; what is, is counted here.
+            self.inner.queue.writer_gone();
+            let mut left = Batch::default();
+            self.inner.queue.drain_into(&mut left);
+            std::mem::take(&mut a.in_hand) + left.len() as u64
+        };
+        self.inner.dropped.increment(lost);
+        tracing::error!(
+            dropped = lost,
+            timeout_ms = within.as_millis() as u64,
+            "decision log store did not take the last records within the shutdown timeout: dropped"
+        );
     }
 
     /// The query side of the same store.
