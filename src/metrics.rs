@@ -198,7 +198,7 @@ fn describe() {
     describe_counter!(LOG_WRITTEN, "Decisions written to the decision log.");
     describe_counter!(
         LOG_DROPPED,
-        "Decisions not recorded: the decision log queue was full (decision_log.on_full = \"drop\"), no store could be opened, or the store had not taken them by the shutdown deadline."
+        "Decisions not recorded: the decision log queue was full (on_full = \"drop\", or \"block\" past block_timeout_ms), no store could be opened, or the store had not taken them by the shutdown deadline."
     );
     describe_counter!(
         LOG_STORE_FAILURES,

@@ -243,6 +243,11 @@ impl Config {
                 ),
                 ("decision_log.queue", dl.queue == 0, "must be above 0"),
                 (
+                    "decision_log.block_timeout_ms",
+                    dl.block_timeout_ms == 0,
+                    "must be above 0",
+                ),
+                (
                     "decision_log.batch_max",
                     dl.batch_max == 0,
                     "must be above 0",

@@ -4,7 +4,8 @@
 //! The scorer encodes each decision's record into a bounded queue (per-thread buffers,
 //! `queue.rs`) and never waits on disk: when the queue is full the record
 //! is dropped and counted (`fraudgate_log_dropped_total`), or, with
-//! `decision_log.on_full = "block"`, the request waits for room. One writer thread drains the
+//! `decision_log.on_full = "block"`, the request waits for room (at most
+//! `block_timeout_ms`). One writer thread drains the
 //! queue in batches (one transaction each) into the store; shutdown
 //! writes what is queued and closes the store. A crash loses at most the batch being written,
 //! and SQLite's WAL never leaves the store corrupt.
@@ -79,6 +80,10 @@ pub struct DecisionLogConfig {
     /// buffers).
     pub queue: usize,
     pub on_full: OnFull,
+    /// With `on_full = "block"`: the longest a request waits for room
+    /// (the store down, the queue full); then its record is dropped and
+    /// counted.
+    pub block_timeout_ms: u64,
     /// Most records in one write transaction.
     pub batch_max: usize,
     /// A record waits at most this long to be written (a batch collects
@@ -123,6 +128,8 @@ pub struct DecisionLog {
 struct Inner {
     queue: Arc<Queue>,
     on_full: OnFull,
+    /// `on_full = "block"`: the longest a request waits for room.
+    block_timeout: Duration,
     dropped: Counter,
     reader: Reader,
     health: Arc<Health>,
@@ -304,6 +311,7 @@ impl DecisionLog {
             inner: Arc::new(Inner {
                 queue,
                 on_full: c.on_full,
+                block_timeout: Duration::from_millis(c.block_timeout_ms),
                 dropped: metrics::counter!(m::LOG_DROPPED),
                 reader: Reader::new(c),
                 health,
@@ -314,14 +322,22 @@ impl DecisionLog {
         })
     }
 
-    /// Queues the record of a decision; never waits on disk. Waits for
-    /// room only with `on_full = "block"`.
+    /// Queues the record of a decision; never waits on disk. With
+    /// `on_full = "block"` waits for room, at most
+    /// `decision_log.block_timeout_ms`.
     pub async fn record(&self, event: &Event, d: &Decision, door: Door, client: Option<&str>) {
         let encode = |out: &mut Vec<u8>| record::encode(event, d, door, client, out);
-        let queued = match self.inner.on_full {
-            OnFull::Drop => self.inner.queue.push(encode),
-            OnFull::Block => self.inner.queue.push_waiting(encode).await,
-        };
+        let queued = self.inner.queue.push(encode)
+            || match self.inner.on_full {
+                OnFull::Drop => false,
+                // (No timer armed unless the queue is full.)
+                OnFull::Block => tokio::time::timeout(
+                    self.inner.block_timeout,
+                    self.inner.queue.push_waiting(encode),
+                )
+                .await
+                .unwrap_or(false),
+            };
         if !queued {
             self.inner.dropped.increment(1);
         }

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use fraudgate::log::{OnFull, Store};
+
 use crate::decision_log::rows;
 use crate::helpers::*;
 
@@ -128,4 +130,37 @@ async fn a_store_deleted_under_the_running_service_is_recreated() {
         ),
         1.0
     );
+}
+
+#[tokio::test]
+async fn on_full_block_waits_a_bounded_time_while_the_store_is_down() {
+    // A ClickHouse nobody answers: batches fail and wait, the queue fills.
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let app = spawn_app_with(|c| {
+        c.decision_log.store = Store::Clickhouse;
+        c.decision_log.clickhouse.url = url.clone();
+        c.decision_log.on_full = OnFull::Block;
+        c.decision_log.queue = 2;
+        c.decision_log.flush_ms = 10;
+        c.decision_log.block_timeout_ms = 200;
+    })
+    .await;
+    // The writer holds a batch it cannot write (and waits to retry it).
+    app.check_ip("10.133.1.1").await;
+    eventually(Duration::from_secs(10), || async {
+        let m = app.metrics().await;
+        (sample(&m, "fraudgate_log_write_errors_total", &[]) >= 1.0).then_some(())
+    })
+    .await;
+    for i in 0..8 {
+        let (status, _) = tokio::time::timeout(
+            Duration::from_secs(5),
+            app.check_ip(&format!("10.133.0.{i}")),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("decision {i} waited on the store without limit"));
+        assert_eq!(status, 200);
+    }
+    let m = app.metrics().await;
+    assert!(sample(&m, "fraudgate_log_dropped_total", &[]) >= 1.0, "{m}");
 }
