@@ -417,11 +417,12 @@ impl Query {
     }
 }
 
-/// RFC 4180: quoted when it holds a comma, quote or line break. A leading
-/// `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet never runs
-/// a UA or sub id as a formula.
+/// RFC 4180: quoted when it holds a comma, quote or line break. A cell
+/// that starts with any of OWASP's six formula triggers (`=`, `+`, `-`,
+/// `@`, TAB, CR) is prefixed with `'` so a spreadsheet never runs a UA or
+/// sub id as a formula; a plain number (`-1.5`, `+3e2`) is left as it is.
 pub fn csv_field(buf: &mut Vec<u8>, s: &str) {
-    let formula = s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err();
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']) && !plain_number(s);
     let quote = formula || s.contains([',', '"', '\n', '\r']);
     if quote {
         buf.push(b'"');
@@ -438,6 +439,15 @@ pub fn csv_field(buf: &mut Vec<u8>, s: &str) {
     if quote {
         buf.push(b'"');
     }
+}
+
+/// Digits with an optional sign, point and exponent: what a spreadsheet
+/// reads as a number, not a formula (`-inf` or `+NaN` parse as floats but
+/// are formulas to a spreadsheet).
+fn plain_number(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
+        && s.parse::<f64>().is_ok_and(f64::is_finite)
 }
 
 pub fn number(v: &str, param: &'static str, min: u64, max: u64) -> Result<u64, QueryError> {
@@ -578,6 +588,28 @@ mod tests {
             String::from_utf8(b).unwrap(),
             "plain|\"a,\"\"b\"\"\"|\"'=HYPERLINK(\"\"x\"\")\"|-1.5"
         );
+    }
+
+    /// OWASP's six formula triggers, TAB and CR included, are defused;
+    /// plain numbers are not, but a float spelling a spreadsheet reads as
+    /// a formula (`-inf`) is.
+    #[test]
+    fn every_formula_trigger_is_defused() {
+        let cell = |s: &str| {
+            let mut b = Vec::new();
+            csv_field(&mut b, s);
+            String::from_utf8(b).unwrap()
+        };
+        for s in [
+            "=1+1", "+1+1", "-1+1", "@SUM(A1)", "\t=1+1", "\r=1+1", "-inf", "+NaN",
+        ] {
+            let out = cell(s);
+            assert!(out.starts_with("\"'"), "{s:?} -> {out:?}");
+        }
+        assert_eq!(cell("\tx"), "\"'\tx\"");
+        for n in ["-1.5", "+3e2", "-0", "42"] {
+            assert_eq!(cell(n), n);
+        }
     }
 
     #[test]
