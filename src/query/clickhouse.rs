@@ -121,6 +121,18 @@ mod tests {
             s.ends_with("ORDER BY \"count\" DESC LIMIT 100 OFFSET 0"),
             "{s}"
         );
+        // A _like pattern goes as it is (ClickHouse reads its escapes);
+        // a number is no text to match.
+        let like = |filter: &str| {
+            let raw = format!(
+                "filter={}",
+                form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>()
+            );
+            build(&Query::from_params(Events::All, &raw, false).unwrap(), "t")
+        };
+        let s = like(r#"["ua_like", "50\\%\\\\%"]"#).unwrap();
+        assert!(s.contains(r"(ua LIKE '50\\%\\\\%')"), "{s}");
+        assert_eq!(like(r#"["ts_like", "1%"]"#).unwrap_err().field, "filter");
         let bad = Query::from_params(
             Events::All,
             "filter=%5B%22elapsed_us%22%2C%22x%22%5D",

@@ -4,6 +4,10 @@
 //! `date_le`, `datetime_ge`, `datetime_le` in the query's time zone.
 //! Parsed into a tree of typed comparisons; field names are resolved by
 //! the caller (row fields for `filter`, aggregates for `having`).
+//!
+//! A `_like` pattern means the same on every store: `%` any run of
+//! characters, `_` one character, and a backslash makes the `%`, `_` or
+//! `\` after it literal ([`like_pattern`]); matching is case-sensitive.
 
 use serde_json::Value;
 
@@ -152,6 +156,12 @@ fn expr(v: &Value, param: &'static str, depth: usize) -> Result<Expr, QueryError
                     ));
                 }
             };
+            if op == Op::Like {
+                if let Scalar::Text(t) = &values[0] {
+                    like_pattern(t)
+                        .map_err(|m| QueryError::new(param, format!("{operand}: {m}")))?;
+                }
+            }
             Ok(Expr::Cmp {
                 name: name.to_owned(),
                 op,
@@ -159,6 +169,36 @@ fn expr(v: &Value, param: &'static str, depth: usize) -> Result<Expr, QueryError
             })
         }
     }
+}
+
+/// Checks a `_like` pattern: a backslash escapes `%`, `_` or `\` and
+/// nothing else. A valid pattern is already in the one escaped form both
+/// stores read alike (SQLite with `ESCAPE '\'`, ClickHouse natively),
+/// so it is passed on as it is; anything else (`\N`, which ClickHouse
+/// turned into a regular expression it could not compile, or `\d`,
+/// which it read as any digit) is refused rather than guessed at.
+pub fn like_pattern(text: &str) -> Result<(), String> {
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('%' | '_' | '\\') => {}
+                Some(other) => {
+                    return Err(format!(
+                        "a backslash escapes only %, _ or a backslash, not {other:?} \
+                         (write \\\\ for a literal backslash)"
+                    ));
+                }
+                None => {
+                    return Err(
+                        "the pattern ends in a lone backslash (write \\\\ for a literal one)"
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn scalar(v: &Value, param: &'static str, operand: &str) -> Result<Scalar, QueryError> {
@@ -228,6 +268,23 @@ mod tests {
         assert!(parse(r#"["ip_in", []]"#, "filter").is_err());
         assert!(parse(r#"["ip", {"x": 1}]"#, "filter").is_err());
         assert!(parse(r#"{"ip": 1}"#, "filter").is_err());
+        // _like: a backslash escapes %, _ and itself, nothing else.
+        for ok in [
+            r#"["ua_like", "50\\%%"]"#,
+            r#"["ua_like", "a\\_b\\\\"]"#,
+            r#"["ua_like", 5]"#,
+        ] {
+            assert!(parse(ok, "filter").is_ok(), "{ok}");
+        }
+        for bad in [
+            r#"["ua_like", "\\N"]"#,
+            r#"["ua_like", "a\\d"]"#,
+            r#"["ua_like", "x\\"]"#,
+        ] {
+            let e = parse(bad, "filter").unwrap_err();
+            assert_eq!(e.field, "filter", "{bad}");
+            assert!(e.message.starts_with("ua_like: "), "{}", e.message);
+        }
         let deep = format!("{}[\"a\",1]{}", "[\"NOT\",".repeat(20), "]".repeat(20));
         assert!(parse(&deep, "filter").is_err());
     }

@@ -38,6 +38,12 @@ pub trait Dialect {
     fn has_bit(&self, col: &str, bit: u64) -> String;
     /// Sorting, with NULLs last (ClickHouse's order).
     fn order(&self, name: &str, desc: bool) -> String;
+    /// `sql LIKE pattern`, where `pattern` (SQL standing for a caller's
+    /// value) is in the form `filter::like_pattern` checked: a backslash
+    /// escapes `%`, `_` and itself. ClickHouse reads that form natively.
+    fn like(&self, sql: &str, pattern: &str) -> String {
+        format!("({sql} LIKE {pattern})")
+    }
     /// A column that orders rows by `ts` (and, within one `ts`, in an
     /// order of its own) and that the store can seek on, when it has one besides `ts` (SQLite's compact days keep
     /// no index on `ts`: their rowid is a time key).
@@ -176,6 +182,15 @@ fn expr_sql(
                     out.push_str(&d.value(v));
                 }
                 out.push_str("))");
+            } else if *op == Op::Like {
+                if numeric {
+                    return Err(QueryError::new(
+                        param,
+                        format!("{name}_like: {name} is a number; _like matches text"),
+                    ));
+                }
+                let v = d.value(Value::Text(text_of(&values[0])));
+                out.push_str(&d.like(&sql, &v));
             } else {
                 let v = typed(&values[0], numeric, name, param)?;
                 let key = match (&v, scope) {

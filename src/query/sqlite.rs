@@ -97,6 +97,12 @@ impl Dialect for Sqlite {
         })
     }
 
+    fn like(&self, sql: &str, pattern: &str) -> String {
+        // Without ESCAPE a backslash is an ordinary character to SQLite,
+        // while ClickHouse reads it as an escape: this makes both agree.
+        format!("({sql} LIKE {pattern} ESCAPE '\\')")
+    }
+
     fn order(&self, name: &str, desc: bool) -> String {
         format!(
             "\"{name}\" {} NULLS LAST",

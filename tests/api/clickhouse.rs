@@ -209,6 +209,11 @@ async fn seed(app: &TestApp) {
         if i % 5 == 0 {
             extra.push(("aff_sub2", "it's \"quoted\", with\ttab"));
         }
+        // Values with LIKE's special characters, for the _like queries.
+        extra.push((
+            "aff_sub3",
+            [r"50%_off", "50x_off", "500off", r"C:\N\dir", "a5"][(i % 5) as usize],
+        ));
         let q = query(&ip, &extra).replace("affiliate_id=6251", &format!("affiliate_id={aff}"));
         let ua = if i % 6 == 0 { "curl/8.5.0" } else { UA };
         let q = q.replace(&format!("ua={}", form(UA)), &format!("ua={}", form(ua)));
@@ -255,6 +260,18 @@ async fn both_stores_answer_every_query_alike() {
         "/v1/reports/interval?time_interval=day&timezone=America%2FNew_York&group[]=affiliate_id".to_owned(),
         format!("/v1/reports/fraud?group[]=affiliate_id&search_fields[]={}", f(r#"{"term":"min_block_rate","query":30}"#)),
     ];
+    // `_like` means the same on both stores: % and _ wildcards, a
+    // backslash escaping %, _ or itself.
+    let like = |pattern: &str| {
+        format!(
+            "/v1/data/click?field=ip,aff_sub3&sort=ip_asc&sort=aff_sub3_asc&filter={}",
+            f(&serde_json::json!(["aff_sub3_like", pattern]).to_string())
+        )
+    };
+    let queries: Vec<String> = queries
+        .into_iter()
+        .chain([r"50\%%", r"%\_off", r"%\\N%", "50_off", r"C:\\N\\%", "%5%"].map(like))
+        .collect();
     for path in &queries {
         let a = on_sqlite.get(path).await;
         let b = on_ch.get(path).await;
@@ -266,6 +283,24 @@ async fn both_stores_answer_every_query_alike() {
         let (a, b) = (a.text().await.unwrap(), b.text().await.unwrap());
         assert!(a.len() > 20, "{path}: the query selects something: {a}");
         assert_eq!(a, b, "{path}: SQLite (left) and ClickHouse (right) differ");
+    }
+    // A backslash before anything else is refused alike (ClickHouse
+    // answered `\N` with 503 and read `\d` as any digit).
+    for pattern in [r"\N", r"a\d", "x\\"] {
+        let path = like(pattern);
+        let (a, b) = (on_sqlite.get(&path).await, on_ch.get(&path).await);
+        assert_eq!(
+            (a.status().as_u16(), b.status().as_u16()),
+            (400, 400),
+            "{path}"
+        );
+        let (a, b) = (json(a).await, json(b).await);
+        assert_eq!(
+            (&a["field"], &a["error"]),
+            (&"filter".into(), &"invalid_query".into()),
+            "{a}"
+        );
+        assert_eq!(a, b);
     }
     // The same decision found by id on both, with every field.
     let id_of = |v: &serde_json::Value| v["id"].as_str().unwrap().to_owned();

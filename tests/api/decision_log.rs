@@ -420,7 +420,8 @@ pub async fn injection_suite(store: Store<'_>) {
         for filter in [
             json!(["affiliate_id", e]),
             json!(["ip_in", [e, "x"]]),
-            json!(["ua_like", e]),
+            // A literal backslash in a _like pattern is written `\\`.
+            json!(["ua_like", e.replace('\\', "\\\\")]),
         ] {
             let v = lines(
                 &app,
@@ -428,6 +429,14 @@ pub async fn injection_suite(store: Store<'_>) {
             )
             .await;
             assert!(v.is_empty(), "{filter}: {v:?}");
+        }
+        if e.contains('\\') {
+            // A lone one escapes nothing it may: refused, not passed on.
+            let path = format!(
+                "/v1/data/click?field=ip&filter={}",
+                q(&json!(["ua_like", e]).to_string())
+            );
+            assert_eq!(app.get(&path).await.status(), 400, "{path}");
         }
         // Names are never free text: refused, not interpolated.
         for path in [
