@@ -143,8 +143,9 @@ fn main() {
     for run in 1..=3 {
         let started = Instant::now();
         let mut rows = 0;
+        let (stop, _asker) = reader.stop();
         reader
-            .run(&q, &mut |_, _| {
+            .run(&q, &stop, &mut |_, _| {
                 rows += 1;
                 true
             })
@@ -161,7 +162,8 @@ fn main() {
     )
     .unwrap();
     let started = Instant::now();
-    reader.run(&q2, &mut |_, _| true).unwrap();
+    let (stop, _asker) = reader.stop();
+    reader.run(&q2, &stop, &mut |_, _| true).unwrap();
     println!(
         "groups by affiliate_id (count, blocked, block_rate): {} ms",
         started.elapsed().as_millis()

@@ -79,12 +79,12 @@ pub fn report(config: &Config, args: &[String]) -> Result<(), String> {
 }
 
 fn collect(config: &Config, q: &Query) -> Result<Vec<Map<String, Value>>, String> {
-    Reader::new(&config.decision_log)
-        .collect(q)
-        .map_err(|e| match e {
-            QueryFailure::Bad(e) => bad(e),
-            other => other.to_string(),
-        })
+    let reader = Reader::new(&config.decision_log);
+    let (stop, _asker) = reader.stop();
+    reader.collect(q, &stop).map_err(|e| match e {
+        QueryFailure::Bad(e) => bad(e),
+        other => other.to_string(),
+    })
 }
 
 use crate::query::report::cell;

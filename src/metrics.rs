@@ -47,6 +47,8 @@ pub const LOG_DROPPED: &str = "fraudgate_log_dropped_total";
 pub const LOG_ERRORS: &str = "fraudgate_log_write_errors_total";
 pub const LOG_STORE_FAILURES: &str = "fraudgate_log_store_failures_total";
 pub const QUERIES: &str = "fraudgate_queries_total";
+pub const QUERY_CUTS: &str = "fraudgate_query_cuts_total";
+pub const QUERIES_RUNNING: &str = "fraudgate_queries_running";
 pub const REDIS_UP: &str = "fraudgate_redis_up";
 pub const REDIS_ENABLED: &str = "fraudgate_redis_enabled";
 pub const REDIS_ERRORS: &str = "fraudgate_redis_errors_total";
@@ -180,9 +182,13 @@ fn register_known() {
     for k in RuleKind::ALL {
         metrics::counter!(RULE_HITS, "kind" => k.as_str()).increment(0);
     }
-    for o in ["ok", "bad_request", "timeout", "error"] {
+    for o in ["ok", "bad_request", "timeout", "busy", "error"] {
         metrics::counter!(QUERIES, "outcome" => o).increment(0);
     }
+    for r in ["timeout", "slow_reader", "client_gone"] {
+        metrics::counter!(QUERY_CUTS, "reason" => r).increment(0);
+    }
+    metrics::gauge!(QUERIES_RUNNING).set(0.0);
     crate::fleet::Fleet::register_metrics();
     for name in [SHED, LOG_WRITTEN, LOG_DROPPED, LOG_ERRORS] {
         metrics::counter!(name).increment(0);
@@ -210,7 +216,15 @@ fn describe() {
     );
     describe_counter!(
         QUERIES,
-        "Data API and report queries by outcome (ok, bad_request, timeout, error)."
+        "Data API and report queries by outcome (ok, bad_request, timeout, busy, error)."
+    );
+    describe_counter!(
+        QUERY_CUTS,
+        "Data API and report queries stopped before their answer was whole, by reason: timeout (the store ran past decision_log.query_timeout_ms mid-answer), slow_reader (the client did not take the answer within it), client_gone (the request ended first: the client left or server.request_timeout_ms answered)."
+    );
+    describe_gauge!(
+        QUERIES_RUNNING,
+        "Data API and report queries holding one of decision_log.max_queries slots (their thread and store connection)."
     );
     describe_counter!(
         CLIENT_REQUESTS,

@@ -5,17 +5,21 @@
 //! blocking thread through a bounded channel: a million-row page never
 //! sits whole in memory.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use metrics::Counter;
+
+use metrics::{Counter, Gauge};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::log::QueryFailure;
+use crate::log::{QueryFailure, Stop};
 use crate::metrics as m;
 use crate::query::csv_field;
 use crate::query::{Events, Query, QueryError};
@@ -47,23 +51,100 @@ pub fn query_error(e: QueryError) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.message).with_field(e.field)
 }
 
-/// Query outcome counters, registered once.
-pub struct QueryCounters {
+/// How long a query waits for one of `decision_log.max_queries` slots
+/// before it is answered 503 `busy`: a burst is smoothed, a flood is not
+/// queued.
+pub const ADMIT_WAIT: Duration = Duration::from_millis(500);
+
+/// Why an answer was stopped before it was whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The store ran past `query_timeout_ms` after the answer began.
+    Timeout,
+    /// The client did not take the answer within `query_timeout_ms`.
+    SlowReader,
+    /// The request ended first: the client left, or
+    /// `server.request_timeout_ms` answered.
+    ClientGone,
+}
+
+impl Cut {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Cut::Timeout => "timeout",
+            Cut::SlowReader => "slow_reader",
+            Cut::ClientGone => "client_gone",
+        }
+    }
+}
+
+/// Admission and outcomes of the Data API and report queries, registered
+/// once: at most `decision_log.max_queries` run at once, each holding its
+/// slot until its blocking work has ended (its thread, its store
+/// connection), not only until its answer's headers went out.
+pub struct Queries {
     ok: Counter,
     bad: Counter,
     timeout: Counter,
+    busy: Counter,
     error: Counter,
+    cuts: [Counter; 3],
+    running: Gauge,
+    slots: Arc<Semaphore>,
 }
 
-impl QueryCounters {
-    pub fn new() -> Self {
+/// One running query's slot: freed, and the running gauge lowered, when
+/// the blocking work holding it ends.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    running: Gauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.running.decrement(1.0);
+    }
+}
+
+impl Queries {
+    pub fn new(max_queries: usize) -> Self {
         let c = |o: &'static str| metrics::counter!(m::QUERIES, "outcome" => o);
-        QueryCounters {
+        let cut = |c: Cut| metrics::counter!(m::QUERY_CUTS, "reason" => c.as_str());
+        Queries {
             ok: c("ok"),
             bad: c("bad_request"),
             timeout: c("timeout"),
+            busy: c("busy"),
             error: c("error"),
+            cuts: [Cut::Timeout, Cut::SlowReader, Cut::ClientGone].map(cut),
+            running: metrics::gauge!(m::QUERIES_RUNNING),
+            slots: Arc::new(Semaphore::new(max_queries.max(1))),
         }
+    }
+
+    /// A slot, waiting at most [`ADMIT_WAIT`] for one; else 503 `busy`.
+    pub async fn admit(&self) -> Result<Slot, ApiError> {
+        match tokio::time::timeout(ADMIT_WAIT, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => {
+                self.running.increment(1.0);
+                Ok(Slot {
+                    _permit: permit,
+                    running: self.running.clone(),
+                })
+            }
+            _ => {
+                self.busy.increment(1);
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "decision_log.max_queries queries are running; retry shortly",
+                ))
+            }
+        }
+    }
+
+    pub fn cut(&self, c: Cut) {
+        self.cuts[c as usize].increment(1);
     }
 
     pub fn failure(&self, f: QueryFailure) -> ApiError {
@@ -80,6 +161,11 @@ impl QueryCounters {
                     "the query ran past decision_log.query_timeout_ms; narrow the filter or the page",
                 )
             }
+            QueryFailure::Gone => {
+                // Nobody reads this answer; counted as a cut where it
+                // stopped.
+                ApiError::timeout()
+            }
             QueryFailure::Store(e) => {
                 self.error.increment(1);
                 tracing::warn!(error = %e, "decision log query failed");
@@ -90,12 +176,6 @@ impl QueryCounters {
                 )
             }
         }
-    }
-}
-
-impl Default for QueryCounters {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -133,17 +213,32 @@ async fn data(
 /// Bytes buffered before a chunk goes out.
 const CHUNK: usize = 64 * 1024;
 
-/// Runs `q` and streams its rows as JSON lines or CSV.
+/// Runs `q` and streams its rows as JSON lines or CSV, within one of
+/// the query slots and `query_timeout_ms` for the whole answer: a client
+/// that does not take it in time is cut off, and the thread, the store's
+/// read transaction or server-side query with it.
 pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Response, ApiError> {
     let reader = state.scorer.log().ok_or_else(log_off)?.reader().clone();
+    let slot = state.queries.admit().await?;
+    // The asker goes with the body: a request or body dropped before the
+    // end (client gone, request timeout) stops the run.
+    let (stop, asker) = reader.stop();
+    let queries = state.queries.clone();
+    let rt = tokio::runtime::Handle::current();
     // Chunks, then `None` when the query ran to its end: a channel that
-    // closes without it (the task failed) cuts the body short rather than
-    // passing for a complete answer.
+    // closes without it (the task failed or was cut) cuts the body short
+    // rather than passing for a complete answer.
     let (tx, mut rx) = mpsc::channel::<Result<Option<Bytes>, QueryFailure>>(4);
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let send = |item| hand_over(&rt, &tx, item, &stop);
         let mut buf = Vec::with_capacity(CHUNK);
         let mut header = format == Format::Csv;
-        let result = reader.run(&q, &mut |names, row| {
+        // Whether a chunk went out: the answer is a 200 from then on, and
+        // stopping it is a cut.
+        let mut begun = false;
+        let mut cut = None;
+        let result = reader.run(&q, &stop, &mut |names, row| {
             if header {
                 write_csv_header(&mut buf, names);
                 header = false;
@@ -154,25 +249,44 @@ pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Respon
             }
             if buf.len() >= CHUNK {
                 let chunk = Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(CHUNK)));
-                // The client went away: stop reading.
-                return tx.blocking_send(Ok(Some(chunk))).is_ok();
+                match send(Ok(Some(chunk))) {
+                    Ok(()) => begun = true,
+                    Err(c) => {
+                        cut = Some(c);
+                        return false;
+                    }
+                }
             }
             true
         });
-        match result {
-            Ok(()) => {
+        let outcome = match (cut, result) {
+            (Some(c), _) => Err(c),
+            (None, Ok(())) => {
                 if header {
                     // No rows: a CSV still gets its header.
                     write_csv_header(&mut buf, &q.columns());
                 }
-                if !buf.is_empty() {
-                    let _ = tx.blocking_send(Ok(Some(Bytes::from(buf))));
+                let rest = if buf.is_empty() {
+                    Ok(())
+                } else {
+                    send(Ok(Some(Bytes::from(buf))))
+                };
+                rest.and_then(|()| send(Ok(None)))
+            }
+            (None, Err(QueryFailure::Gone)) => Err(Cut::ClientGone),
+            (None, Err(e)) => {
+                let timeout = matches!(e, QueryFailure::Timeout);
+                match send(Err(e)) {
+                    Ok(()) if begun && timeout => Err(Cut::Timeout),
+                    Ok(()) => Ok(()),
+                    Err(c) if begun => Err(c),
+                    // Its 503 was never read: nothing was cut.
+                    Err(_) => Ok(()),
                 }
-                let _ = tx.blocking_send(Ok(None));
             }
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-            }
+        };
+        if let Err(c) = outcome {
+            queries.cut(c);
         }
     });
     let first = match rx.recv().await {
@@ -186,27 +300,28 @@ pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Respon
     };
     state.queries.ok.increment(1);
     let done = first.is_none();
-    let rest = futures_util::stream::unfold((rx, done), |(mut rx, done)| async move {
-        if done {
-            return None;
-        }
-        match rx.recv().await {
-            Some(Ok(Some(chunk))) => Some((Ok::<_, std::io::Error>(chunk), (rx, false))),
-            Some(Ok(None)) => None,
-            Some(Err(e)) => {
-                // Headers are sent: all that is left is to cut the body short.
-                tracing::warn!(error = %e, "decision log query failed mid-stream");
-                Some((Err(std::io::Error::other(e.to_string())), (rx, true)))
+    let rest =
+        futures_util::stream::unfold((rx, done, asker), |(mut rx, done, asker)| async move {
+            if done {
+                return None;
             }
-            None => {
-                tracing::warn!("decision log query ended early mid-stream");
-                Some((
-                    Err(std::io::Error::other("the query task ended early")),
-                    (rx, true),
-                ))
+            match rx.recv().await {
+                Some(Ok(Some(chunk))) => Some((Ok::<_, std::io::Error>(chunk), (rx, false, asker))),
+                Some(Ok(None)) => None,
+                Some(Err(e)) => {
+                    // Headers are sent: all that is left is to cut the body short.
+                    tracing::warn!(error = %e, "decision log query failed mid-stream");
+                    Some((Err(std::io::Error::other(e.to_string())), (rx, true, asker)))
+                }
+                None => {
+                    tracing::warn!("decision log query ended early mid-stream");
+                    Some((
+                        Err(std::io::Error::other("the query task ended early")),
+                        (rx, true, asker),
+                    ))
+                }
             }
-        }
-    });
+        });
     let body = futures_util::stream::iter(first.map(Ok)).chain(rest);
     let mut resp = Body::from_stream(body).into_response();
     resp.headers_mut().insert(
@@ -217,6 +332,26 @@ pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Respon
         }),
     );
     Ok(resp)
+}
+
+/// Hands `item` to the answer's body from the blocking thread, waiting
+/// no longer than the run may last: instead of `blocking_send`, which
+/// waits for a client that stopped reading for ever.
+fn hand_over(
+    rt: &tokio::runtime::Handle,
+    tx: &mpsc::Sender<Result<Option<Bytes>, QueryFailure>>,
+    item: Result<Option<Bytes>, QueryFailure>,
+    stop: &Stop,
+) -> Result<(), Cut> {
+    rt.block_on(async {
+        tokio::select! {
+            sent = tx.send(item) => sent.map_err(|_| Cut::ClientGone),
+            why = stop.stopped() => Err(match why {
+                QueryFailure::Timeout => Cut::SlowReader,
+                _ => Cut::ClientGone,
+            }),
+        }
+    })
 }
 
 use futures_util::StreamExt;

@@ -67,7 +67,7 @@ pub struct Shared {
     pub trusted: Arc<client_ip::TrustedProxies>,
     pub offers: Arc<click::Offers>,
     /// Data API and report query outcomes.
-    pub queries: Arc<data::QueryCounters>,
+    pub queries: Arc<data::Queries>,
     /// The untrusted-local-proxy warning was given (once per app).
     pub warned_local_proxy: Arc<AtomicBool>,
     /// The configured feeds and their state.
@@ -97,7 +97,8 @@ impl AppState {
             .iter()
             .filter_map(|o| Some((o.id.clone(), click::Offer::new(o)?)))
             .collect();
-        let queries = Arc::new(registry.scope(data::QueryCounters::new));
+        let max_queries = config.decision_log.max_queries();
+        let queries = Arc::new(registry.scope(|| data::Queries::new(max_queries)));
         AppState(Arc::new(Shared {
             feeds,
             warned_local_proxy: Arc::new(AtomicBool::new(false)),

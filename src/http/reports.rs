@@ -22,8 +22,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::AppState;
-use super::data::{Format, log_off, query_error};
+use super::data::{Cut, Format, log_off, query_error};
 use super::error::ApiError;
+use crate::log::QueryFailure;
 use crate::query::report::{Kind, shape_row};
 use crate::query::{Events, Expr, FIELDS, Op, Query, QueryError, Scalar, Shape, time_zone};
 
@@ -61,13 +62,25 @@ fn csv(body: String) -> Response {
     resp
 }
 
-/// Runs a (small, paged) query on a blocking thread and collects its rows.
+/// Runs a (small, paged) query on a blocking thread, within one of the
+/// query slots and `query_timeout_ms`, and collects its rows. Dropping
+/// the future (the request timed out or its client left) stops the run.
 async fn collect(state: &AppState, q: Query) -> Result<Vec<Map<String, Value>>, ApiError> {
     let reader = state.scorer.log().ok_or_else(log_off)?.reader().clone();
-    tokio::task::spawn_blocking(move || reader.collect(&q))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|e| state.queries.failure(e))
+    let slot = state.queries.admit().await?;
+    let (stop, _asker) = reader.stop();
+    let queries = state.queries.clone();
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let rows = reader.collect(&q, &stop);
+        if matches!(rows, Err(QueryFailure::Gone)) {
+            queries.cut(Cut::ClientGone);
+        }
+        rows
+    })
+    .await
+    .map_err(|_| ApiError::internal())?
+    .map_err(|e| state.queries.failure(e))
 }
 
 pub async fn fraud(

@@ -23,7 +23,7 @@ use serde_json::Value;
 #[cfg(test)]
 use super::Row;
 use super::ivt::IvtMap;
-use super::read::{QueryFailure, text_value};
+use super::read::{QueryFailure, Stop, text_value};
 use super::record::Record;
 use super::{IpMode, LogError, compact};
 use crate::config::Secret;
@@ -563,43 +563,86 @@ fn missing_table(text: &str) -> bool {
     has_code(text, 60) || has_code(text, 81)
 }
 
-/// Runs `q` on the server and hands every row to `each`. Blocking.
+/// Runs `q` on the server until `stop` and hands every row to `each`.
+/// Blocking.
 pub fn run(
     http: &reqwest::Client,
     config: &ClickHouseConfig,
     q: &Query,
-    timeout: Duration,
+    stop: &Stop,
     each: &mut dyn FnMut(&[String], Vec<Value>) -> bool,
 ) -> Result<(), QueryFailure> {
-    match run_on(http, config, q, timeout, &config.qualified(), each) {
-        Err(QueryFailure::Store(e)) if missing_table(&e) => {
-            run_on(http, config, q, timeout, EMPTY, each)
+    let driver = Driver::new().map_err(QueryFailure::Store)?;
+    let on = |source: &str, each: &mut dyn FnMut(&[String], Vec<Value>) -> bool| {
+        // A query id of our own: a run that ends before the server's
+        // answer does can name the query to cancel.
+        let id = format!("fraudgate-{:032x}", rand::random::<u128>());
+        let result = run_on(&driver, http, config, q, stop, source, &id, each);
+        if matches!(
+            result,
+            Ok(false) | Err(QueryFailure::Timeout | QueryFailure::Gone)
+        ) {
+            // Stopped short (a failure, the deadline, the asker gone, or
+            // `each` done): closing the connection cancels a query that
+            // is sending, but not one still aggregating, so it is killed
+            // by id too. Best effort, briefly: the server's own
+            // max_execution_time bounds it anyway.
+            kill(&driver, http, config, &id);
         }
+        result.map(|_| ())
+    };
+    match on(&config.qualified(), each) {
+        Err(QueryFailure::Store(e)) if missing_table(&e) => on(EMPTY, each),
         other => other,
     }
 }
 
+/// `KILL QUERY` of the run `id`, without waiting for it to end.
+fn kill(driver: &Driver, http: &reqwest::Client, config: &ClickHouseConfig, id: &str) {
+    let req = config
+        .post(http, &[])
+        .timeout(Duration::from_secs(2))
+        .body(format!("KILL QUERY WHERE query_id = {} ASYNC", quote(id)));
+    match driver.block_on(async { req.send().await }) {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => tracing::warn!(status = %r.status(), "ClickHouse refused to kill a stopped query"),
+        Err(e) => {
+            tracing::warn!(error = %e.without_url(), "could not kill a stopped ClickHouse query")
+        }
+    }
+}
+
+/// One run; true when the server's answer was read to its end.
+#[allow(clippy::too_many_arguments)]
 fn run_on(
+    driver: &Driver,
     http: &reqwest::Client,
     config: &ClickHouseConfig,
     q: &Query,
-    timeout: Duration,
+    stop: &Stop,
     source: &str,
+    id: &str,
     each: &mut dyn FnMut(&[String], Vec<Value>) -> bool,
-) -> Result<(), QueryFailure> {
+) -> Result<bool, QueryFailure> {
+    stop.check()?;
     let sql = crate::query::clickhouse::build(q, source)?;
     // A constant last column: a row must end with it, so an error the
     // server writes after the rows began can never pass for a row.
     let sql = sql.replacen(" FROM ", &format!(", 1 AS \"{END}\" FROM "), 1);
     let sql = format!("{sql} FORMAT TabSeparatedWithNamesAndTypes");
-    let secs = timeout.as_secs().max(1).to_string();
+    let left = stop.remaining();
+    let secs = left.as_secs_f64().ceil().max(1.0).to_string();
     // readonly = 2: no writes, but settings (the time limit) may be set.
     let req = config
         .post(
             http,
-            &[("readonly", "2"), ("max_execution_time", secs.as_str())],
+            &[
+                ("readonly", "2"),
+                ("max_execution_time", secs.as_str()),
+                ("query_id", id),
+            ],
         )
-        .timeout(timeout + Duration::from_secs(2))
+        .timeout(left + Duration::from_secs(2))
         .body(sql);
     let store = |e: reqwest::Error| {
         if e.is_timeout() {
@@ -615,13 +658,15 @@ fn run_on(
             QueryFailure::Store(text.to_owned())
         }
     };
-    let driver = Driver::new().map_err(QueryFailure::Store)?;
-    // Futures are made inside the runtime (reqwest arms timers when made).
-    let mut resp = driver.block_on(async { req.send().await }).map_err(store)?;
+    // Futures are made inside the runtime (reqwest arms timers when
+    // made); each wait also ends when `stop` says so.
+    let mut resp = driver
+        .block_on(async { until(stop, req.send()).await })?
+        .map_err(store)?;
     let status = resp.status();
     if !status.is_success() {
         let body = driver
-            .block_on(async { resp.text().await })
+            .block_on(async { until(stop, resp.text()).await })?
             .map_err(store)?;
         return Err(failure(&server_error(status, &body)));
     }
@@ -633,7 +678,7 @@ fn run_on(
     // One chunk at a time inside the runtime; the rows are handed to
     // `each` outside it (it may block on a full channel).
     while let Some(chunk) = driver
-        .block_on(async { resp.chunk().await })
+        .block_on(async { until(stop, resp.chunk()).await })?
         .map_err(store)?
     {
         buf.extend_from_slice(&chunk);
@@ -669,7 +714,7 @@ fn run_on(
                         .map(|((f, n), t)| value(n, f, *t))
                         .collect();
                     if !each(&shown, row) {
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
             }
@@ -679,7 +724,15 @@ fn run_on(
     if !buf.is_empty() || header < 2 {
         return Err(failure(&String::from_utf8_lossy(&buf)));
     }
-    Ok(())
+    Ok(true)
+}
+
+/// `f`, or the reason `stop` gives first.
+async fn until<F: Future>(stop: &Stop, f: F) -> Result<F::Output, QueryFailure> {
+    tokio::select! {
+        r = f => Ok(r),
+        e = stop.stopped() => Err(e),
+    }
 }
 
 /// The constant last column of every query (see [`run_on`]).

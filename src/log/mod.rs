@@ -36,7 +36,7 @@ pub use batch::{Batch, Records};
 pub use clickhouse::ClickHouseConfig;
 pub use ivt::{Ivt, IvtClass, IvtConfig, IvtMap};
 use queue::Queue;
-pub use read::{QueryFailure, Reader};
+pub use read::{Asker, QueryFailure, Reader, Stop};
 pub use record::Record;
 use sink::{Health, Sink};
 
@@ -91,12 +91,27 @@ pub struct DecisionLogConfig {
     pub flush_ms: u64,
     pub retention_days: u32,
     pub ip: IpMode,
+    /// The longest a Data API or report answer may take, sending
+    /// included: a client that has not taken it by then is cut off.
     pub query_timeout_ms: u64,
+    /// Queries run at once (Data API, reports); the rest wait briefly,
+    /// then get 503 `busy`. 0: four per core.
+    pub max_queries: usize,
     /// The secret for `ip = "hashed"`. Empty: a random one kept in
     /// `path/ip-salt`. Replicas writing one ClickHouse table share this
     /// so an IP hashes alike on all of them.
     pub ip_salt: crate::config::Secret,
     pub clickhouse: ClickHouseConfig,
+}
+
+impl DecisionLogConfig {
+    /// `max_queries`, with 0 resolved to four per core.
+    pub fn max_queries(&self) -> usize {
+        match self.max_queries {
+            0 => std::thread::available_parallelism().map_or(4, |n| n.get() * 4),
+            n => n,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

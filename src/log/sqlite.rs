@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags, params_from_iter};
@@ -28,7 +28,7 @@ use rusqlite::{Connection, OpenFlags, params_from_iter};
 use super::batch::{Batch, Records};
 use super::compact;
 use super::ivt::IvtMap;
-use super::read::QueryFailure;
+use super::read::{QueryFailure, Stop};
 use super::record::{Record, utf8};
 use super::{IpMode, LogError, Row};
 use crate::query::sql::HIDDEN;
@@ -563,6 +563,19 @@ pub fn run_with(
     rollups: bool,
     each: &mut dyn FnMut(&[String], Vec<serde_json::Value>) -> bool,
 ) -> Result<(), QueryFailure> {
+    let (stop, _asker) = Stop::new(timeout);
+    run_until(path, q, &stop, rollups, each)
+}
+
+/// [`run_with`] until `stop`: its deadline or its asker gone ends the
+/// statement (the progress handler) and the read transaction with it.
+pub fn run_until(
+    path: &Path,
+    q: &Query,
+    stop: &Stop,
+    rollups: bool,
+    each: &mut dyn FnMut(&[String], Vec<serde_json::Value>) -> bool,
+) -> Result<(), QueryFailure> {
     let file: PathBuf = path.join(FILE);
     let store = |e: rusqlite::Error| QueryFailure::Store(e.to_string());
     let tables;
@@ -608,8 +621,8 @@ pub fn run_with(
         },
     )
     .map_err(store)?;
-    let deadline = Instant::now() + timeout;
-    conn.progress_handler(10_000, Some(move || Instant::now() > deadline))
+    let check = stop.clone();
+    conn.progress_handler(10_000, Some(move || check.check().is_err()))
         .map_err(store)?;
     let rollups = rollups && complete;
     // (No day yet: the one statement over an empty relation, which still
@@ -634,7 +647,7 @@ pub fn run_with(
             dq.page = 1;
             dq.page_size = skip.saturating_add(left);
             let sql = build(&dq, std::slice::from_ref(&day), rollups)?;
-            let done = stream(&conn, &sql, deadline, &mut skip, &mut |names, values| {
+            let done = stream(&conn, &sql, stop, &mut skip, &mut |names, values| {
                 left -= 1;
                 each(names, values) && left > 0
             })?;
@@ -645,7 +658,7 @@ pub fn run_with(
         return Ok(());
     }
     let sql = build(q, &tables, rollups)?;
-    stream(&conn, &sql, deadline, &mut 0, each).map(|_| ())
+    stream(&conn, &sql, stop, &mut 0, each).map(|_| ())
 }
 
 /// For a list in time order (newest first unless sorted by `ts`
@@ -666,7 +679,7 @@ fn time_ordered_list(q: &Query) -> Option<bool> {
 fn stream(
     conn: &Connection,
     sql: &crate::query::sqlite::Sql,
-    deadline: Instant,
+    stop: &Stop,
     skip: &mut u64,
     each: &mut dyn FnMut(&[String], Vec<serde_json::Value>) -> bool,
 ) -> Result<bool, QueryFailure> {
@@ -676,13 +689,7 @@ fn stream(
     let shown: Vec<String> = names.iter().filter(|n| *n != HIDDEN).cloned().collect();
     let mut rows = stmt
         .query(params_from_iter(sql.params.iter()))
-        .map_err(|e| {
-            if Instant::now() > deadline {
-                QueryFailure::Timeout
-            } else {
-                store(e)
-            }
-        })?;
+        .map_err(|e| stop.check().err().unwrap_or_else(|| store(e)))?;
     loop {
         match rows.next() {
             Ok(Some(_)) if *skip > 0 => *skip -= 1,
@@ -697,13 +704,7 @@ fn stream(
                 }
             }
             Ok(None) => return Ok(false),
-            Err(e) => {
-                return Err(if Instant::now() > deadline {
-                    QueryFailure::Timeout
-                } else {
-                    store(e)
-                });
-            }
+            Err(e) => return Err(stop.check().err().unwrap_or_else(|| store(e))),
         }
     }
 }

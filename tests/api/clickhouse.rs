@@ -407,7 +407,7 @@ async fn retention_drops_whole_day_partitions() {
     );
 }
 
-fn record(ms: i64, i: u128) -> fraudgate::log::Record {
+pub fn record(ms: i64, i: u128) -> fraudgate::log::Record {
     let event = fraudgate::event::EventBuilder::from_query(&format!(
         "event_type=click&ip=10.0.{}.{}&ua=x&affiliate_id=a&offer_id=o",
         (i / 256) % 256,
@@ -676,4 +676,65 @@ async fn sigterm_ends_within_the_shutdown_timeout_while_clickhouse_hangs() {
         .unwrap_or_else(|| panic!("the loss is logged: {out}"));
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["dropped"], 10, "{line}");
+}
+
+/// A client that stops reading its answer is cut off within
+/// query_timeout_ms, and the server-side query it held is gone with it
+/// (the connection closed and the query killed by its id), instead of
+/// waiting on a full socket for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_clickhouse,
+    ignore = "clickhouse-server is not installed (Debian: clickhouse-server)"
+)]
+async fn a_reader_that_stops_reading_releases_the_clickhouse_query() {
+    let Some(ch) = ClickHouse::started() else {
+        return;
+    };
+    let mut config = Config::default();
+    (ch.store())(&mut config);
+    let c = config.decision_log.clickhouse.clone();
+    let ivt = fraudgate::log::IvtMap::new(&config.ivt).unwrap();
+    let now = jiff::Timestamp::now().as_millisecond();
+    tokio::task::spawn_blocking(move || {
+        let batch: Vec<_> = (0..300_000u128).map(|i| record(now - 1000, i)).collect();
+        let mut w =
+            fraudgate::log::clickhouse::Writer::new(c, ivt, fraudgate::log::IpMode::Full, 30);
+        w.write(&batch).unwrap();
+    })
+    .await
+    .unwrap();
+    let database = config.decision_log.clickhouse.database.clone();
+    let app = spawn_app_with(|c| {
+        c.decision_log.store = Store::Clickhouse;
+        c.decision_log.clickhouse.url = ch.url();
+        c.decision_log.clickhouse.database = database.clone();
+        c.decision_log.query_timeout_ms = 2000;
+    })
+    .await;
+    // fraudgate's queries, known by the constant column each one ends with.
+    let running = || async {
+        ch.sql(
+            "SELECT count() FROM system.processes \
+             WHERE query LIKE '%__end%' AND query NOT LIKE '%system.processes%'",
+        )
+        .await
+        .trim()
+        .to_owned()
+    };
+    let path =
+        "/v1/data/all?field=id,ip,ua,affiliate_id,offer_id,datetime,decision&page_size=1000000";
+    let reader = crate::query_limits::stalled_reader(app.port, path).await;
+    assert_eq!(running().await, "1", "the stalled answer holds its query");
+    eventually(Duration::from_secs(8), || async {
+        let m = app.metrics().await;
+        let cut = sample(
+            &m,
+            "fraudgate_query_cuts_total",
+            &[("reason", "slow_reader")],
+        );
+        (cut == 1.0 && running().await == "0").then_some(())
+    })
+    .await;
+    drop(reader);
 }

@@ -26,6 +26,7 @@ mod nginx;
 mod openrtb;
 mod ops;
 mod overload;
+mod query_limits;
 mod readme;
 mod resilience;
 mod rt_dropin;
