@@ -29,6 +29,11 @@ pub fn query(kind: Kind, raw: &str) -> Result<Query, QueryError> {
     Ok(build(kind, parse(kind, raw)?))
 }
 
+/// Most rows a report page may ask for (`count`): a report is collected
+/// and shaped whole before it is answered, so this bounds its memory
+/// (the Data API's `/groups` stream, and take up to 1 000 000 a page).
+pub const MAX_REPORT_ROWS: u64 = 10_000;
+
 /// Fields a report may group by.
 const GROUPS: &[&str] = &[
     "affiliate_id",
@@ -172,7 +177,7 @@ fn parse(kind: Kind, raw: &str) -> Result<Params, QueryError> {
             }
             // Fraudshield always sends it; there is one chart type.
             "chart_type" if kind == Kind::Interval => {}
-            "count" => count = number(&v, "count", 1, crate::query::MAX_PAGE_SIZE)?,
+            "count" => count = number(&v, "count", 1, MAX_REPORT_ROWS)?,
             "page" => page = number(&v, "page", 1, u64::MAX)?,
             "key" | "format" => {}
             other => {

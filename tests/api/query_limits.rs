@@ -122,3 +122,39 @@ async fn a_reader_that_stops_reading_is_cut_and_releases_its_slot_and_snapshot()
     assert_eq!(r.status(), 200, "the slots are free again");
     drop((a, b));
 }
+
+/// A report is collected whole before it is answered: its page is capped
+/// (a larger `count` is a 400 naming it), and a report whose request is
+/// gone (here: server.request_timeout_ms answered 503 first) stops its
+/// query instead of running on to query_timeout_ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_is_capped_and_stops_when_its_request_is_gone() {
+    let dir = temp_dir("report");
+    seed_sqlite(&dir, 100_000).await;
+    let app = spawn_app_with(|c| {
+        c.decision_log.path = dir.display().to_string();
+        c.decision_log.query_timeout_ms = 60_000;
+        c.server.request_timeout_ms = 50;
+    })
+    .await;
+    let r = app.get("/v1/reports/global?count=10001").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(json(r).await["field"], "count");
+    // Asia/Kolkata is not a whole hour off UTC: no rollup answers, every
+    // row is read.
+    let r = app
+        .get("/v1/reports/fraud?group[]=affiliate_id&group[]=offer_id&timezone=Asia%2FKolkata&count=10000")
+        .await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(json(r).await["error"], "timeout");
+    eventually(Duration::from_secs(2), || async {
+        let m = app.metrics().await;
+        let cut = sample(
+            &m,
+            "fraudgate_query_cuts_total",
+            &[("reason", "client_gone")],
+        );
+        (cut == 1.0 && sample(&m, "fraudgate_queries_running", &[]) == 0.0).then_some(())
+    })
+    .await;
+}
