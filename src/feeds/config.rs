@@ -167,6 +167,16 @@ pub struct FeedConfig {
     /// Connect and read (idle) timeout of each call.
     #[serde(default = "d_timeout")]
     pub timeout_ms: u64,
+    /// A whole run's deadline (every call and page): past it the run
+    /// fails with a clear error and the old entries stay.
+    #[serde(default = "d_run_timeout", deserialize_with = "duration")]
+    pub run_timeout: Duration,
+    /// The largest answer one call may send (a report, a page).
+    #[serde(default = "d_max_response_mb")]
+    pub max_response_mb: usize,
+    /// The longest row (a CSV record, a JSON line) read.
+    #[serde(default = "d_max_row_bytes")]
+    pub max_row_bytes: usize,
     /// Entry kinds made from each row.
     #[serde(default = "d_map")]
     pub map: Vec<MapTo>,
@@ -249,6 +259,15 @@ fn d_expire() -> Duration {
 fn d_timeout() -> u64 {
     30_000
 }
+fn d_run_timeout() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn d_max_response_mb() -> usize {
+    256
+}
+fn d_max_row_bytes() -> usize {
+    64 << 10
+}
 fn d_map() -> Vec<MapTo> {
     vec![MapTo::Ip, MapTo::Device]
 }
@@ -296,6 +315,10 @@ impl FeedConfig {
 
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_mb.saturating_mul(1 << 20)
     }
 
     pub fn topics(&self) -> Vec<&str> {
@@ -409,6 +432,15 @@ impl FeedConfig {
         }
         if self.timeout_ms == 0 {
             return bad("timeout_ms", "must be > 0".into());
+        }
+        if self.run_timeout < Duration::from_secs(1) {
+            return bad("run_timeout", "must be at least 1s".into());
+        }
+        if self.max_response_mb == 0 {
+            return bad("max_response_mb", "must be at least 1".into());
+        }
+        if self.max_row_bytes < 1024 {
+            return bad("max_row_bytes", "must be at least 1024".into());
         }
         if self.map.is_empty() {
             return bad(

@@ -12,8 +12,6 @@ use serde_json::Value;
 use super::source::{self, Ctx, FeedError, PullStats, Row};
 
 const DEFAULT_PAGE_SIZE: u64 = 10_000;
-/// One JSON line longer than this is not a row.
-const MAX_LINE: usize = 1 << 20;
 
 fn datetime(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S").to_string()
@@ -39,6 +37,7 @@ pub async fn pull(
     out: &mut (dyn FnMut(Row, &str) + Send),
 ) -> Result<PullStats, FeedError> {
     let c = ctx.cfg;
+    let c_limit = c.max_response_bytes();
     let secrets = c.secrets();
     let event = c.event.as_deref().unwrap_or("click");
     let mut url = reqwest::Url::parse(c.base_url())
@@ -102,10 +101,15 @@ pub async fn pull(
         let mut rows = 0u64;
         let mut first = true;
         let mut line_no = 0u64;
+        let mut received = 0usize;
         loop {
             let chunk = resp.chunk().await.map_err(FeedError::from_reqwest)?;
             let done = chunk.is_none();
             if let Some(c) = &chunk {
+                received += c.len();
+                if received > c_limit {
+                    return Err(source::too_large(c_limit));
+                }
                 if first && source::looks_like_html(ct.as_deref(), c) {
                     return Err(FeedError::Credentials(
                         "the FraudScore Data API answered an HTML page instead of JSON lines: the key was not accepted".into(),
@@ -141,10 +145,8 @@ pub async fn pull(
                 out(ctx.columns.row(|n| flat.get(n).map(String::as_str)), event);
             }
             buf.drain(..start);
-            if buf.len() > MAX_LINE {
-                return Err(FeedError::Parse(format!(
-                    "a line of page {page} is longer than 1 MiB"
-                )));
+            if buf.len() > c.max_row_bytes {
+                return Err(source::row_too_long(c.max_row_bytes));
             }
             if done {
                 break;

@@ -50,7 +50,7 @@ async fn call(ctx: &Ctx<'_>, req: reqwest::RequestBuilder) -> Result<Value, Feed
     let resp = req.send().await.map_err(FeedError::from_reqwest)?;
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = source::read_body(resp, source::MAX_PAGE_BYTES).await?;
+    let body = source::read_body(resp, ctx.cfg.max_response_bytes()).await?;
     source::check_status(status, &headers, &body, "Fraudshield", &secrets).map_err(
         |e| match e {
             FeedError::Credentials(_) | FeedError::Forbidden(_) => FeedError::Credentials(format!(

@@ -860,6 +860,7 @@ impl Feed {
             progress,
         };
         let ts = |s: u64| Timestamp::from_second(s as i64).unwrap_or(Timestamp::UNIX_EPOCH);
+        let run_timeout = self.cfg.run_timeout;
         let stats = {
             let mut sink = |row: Row, topic: &str| {
                 let made = self.entries_of(&row, topic, expires, &mut p.rejected);
@@ -877,22 +878,29 @@ impl Feed {
                     }
                 }
             };
-            match self.cfg.kind {
-                FeedKind::Protect360 => {
-                    let utc = jiff::tz::TimeZone::UTC;
-                    let date = |s: u64| ts(s).to_zoned(utc.clone()).date();
-                    protect360::pull(&ctx, date(from), date(to), date(now), &mut sink).await
+            let source = async {
+                match self.cfg.kind {
+                    FeedKind::Protect360 => {
+                        let utc = jiff::tz::TimeZone::UTC;
+                        let date = |s: u64| ts(s).to_zoned(utc.clone()).date();
+                        protect360::pull(&ctx, date(from), date(to), date(now), &mut sink).await
+                    }
+                    FeedKind::Fraudshield => {
+                        let tz = jiff::tz::TimeZone::get(self.cfg.timezone())
+                            .unwrap_or(jiff::tz::TimeZone::UTC);
+                        let date = |s: u64| ts(s).to_zoned(tz.clone()).date();
+                        fraudshield::pull(&ctx, date(from), date(to), &mut sink).await
+                    }
+                    FeedKind::FraudscoreData => {
+                        fraudscore::pull(&ctx, ts(from), ts(to), &mut sink).await
+                    }
                 }
-                FeedKind::Fraudshield => {
-                    let tz = jiff::tz::TimeZone::get(self.cfg.timezone())
-                        .unwrap_or(jiff::tz::TimeZone::UTC);
-                    let date = |s: u64| ts(s).to_zoned(tz.clone()).date();
-                    fraudshield::pull(&ctx, date(from), date(to), &mut sink).await
-                }
-                FeedKind::FraudscoreData => {
-                    fraudscore::pull(&ctx, ts(from), ts(to), &mut sink).await
-                }
-            }
+            };
+            // Every call has its own timeouts; this bounds the whole run
+            // (a source trickling bytes, a scroll that never ends).
+            tokio::time::timeout(run_timeout, source)
+                .await
+                .unwrap_or(Err(FeedError::RunTimeout(run_timeout.as_secs())))
         };
         // Whatever a source echoed of the request, no spelling of a
         // secret reaches last_error, the logs or the state file.

@@ -204,11 +204,24 @@ async fn fetch(
     // Bounded: the parser sets the pace, memory stays at a few chunks.
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let columns = ctx.columns.clone();
-    let parse = tokio::task::spawn_blocking(move || parse_csv(ChannelReader::new(rx), &columns));
+    let max_row = ctx.cfg.max_row_bytes;
+    let parse = tokio::task::spawn_blocking(move || {
+        parse_csv(ChannelReader::new(rx, max_row), &columns, max_row)
+    });
+    let limit = ctx.cfg.max_response_bytes();
+    let mut received = first.len();
     let mut ok = tx.send(first).await.is_ok();
     while ok {
         match resp.chunk().await {
-            Ok(Some(c)) => ok = tx.send(c).await.is_ok(),
+            Ok(Some(c)) => {
+                received += c.len();
+                if received > limit {
+                    drop(tx);
+                    let _ = parse.await;
+                    return Err(source::too_large(limit));
+                }
+                ok = tx.send(c).await.is_ok()
+            }
             Ok(None) => break,
             Err(e) => {
                 drop(tx);
@@ -223,7 +236,11 @@ async fn fetch(
         .map_err(|e| FeedError::Parse(format!("CSV reader stopped: {e}")))?
 }
 
-fn parse_csv(reader: impl Read, columns: &super::config::Columns) -> Result<Vec<Row>, FeedError> {
+fn parse_csv(
+    reader: impl Read,
+    columns: &super::config::Columns,
+    max_row: usize,
+) -> Result<Vec<Row>, FeedError> {
     let mut csv = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
@@ -256,6 +273,7 @@ fn parse_csv(reader: impl Read, columns: &super::config::Columns) -> Result<Vec<
                 out.push(columns.row(|name| index.get(name).and_then(|&i| record.get(i))));
             }
             Ok(false) => break,
+            Err(e) if is_row_too_long(&e) => return Err(source::row_too_long(max_row)),
             Err(e) => return Err(FeedError::Parse(format!("CSV: {e}"))),
         }
     }
@@ -266,14 +284,39 @@ fn parse_csv(reader: impl Read, columns: &super::config::Columns) -> Result<Vec<
 struct ChannelReader {
     rx: mpsc::Receiver<Bytes>,
     current: Bytes,
+    /// Bytes read since the last newline: one row's length, or more.
+    since_newline: usize,
+    max_row: usize,
 }
 
 impl ChannelReader {
-    fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+    fn new(rx: mpsc::Receiver<Bytes>, max_row: usize) -> Self {
         ChannelReader {
             rx,
             current: Bytes::new(),
+            since_newline: 0,
+            max_row,
         }
+    }
+}
+
+/// The reader's error for a line past `max_row_bytes`: the CSV parser
+/// would otherwise grow one endless field without limit.
+#[derive(Debug)]
+struct RowTooLong;
+
+impl std::fmt::Display for RowTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("row too long")
+    }
+}
+
+impl std::error::Error for RowTooLong {}
+
+fn is_row_too_long(e: &csv::Error) -> bool {
+    match e.kind() {
+        csv::ErrorKind::Io(io) => io.get_ref().is_some_and(|inner| inner.is::<RowTooLong>()),
+        _ => false,
     }
 }
 
@@ -288,6 +331,16 @@ impl Read for ChannelReader {
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current[..n]);
         let _ = self.current.split_to(n);
+        match buf[..n].iter().rposition(|b| *b == b'\n') {
+            Some(i) => self.since_newline = n - i - 1,
+            None => self.since_newline += n,
+        }
+        if self.since_newline > self.max_row {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                RowTooLong,
+            ));
+        }
         Ok(n)
     }
 }
@@ -329,7 +382,7 @@ mod tests {
         let text = "\u{feff}Attributed Touch Time,IP,Advertising ID,IDFA,Site ID,Sub Site ID,Blocked Reason,Blocked Sub Reason\n\
                     2026-11-20 10:00:00,203.0.113.9,,ABCD-1,site7,sub\"x,Click Flood,\n\
                     \"2026-11-20 11:00:00\",\"198.51.100.1\",00000000-0000-0000-0000-000000000000,,site8,,\"Bots, Blocked\",ctit\n";
-        let rows = parse_csv(text.as_bytes(), &cols).unwrap();
+        let rows = parse_csv(text.as_bytes(), &cols, 1 << 20).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].ip.as_deref(), Some("203.0.113.9"));
         assert_eq!(rows[0].devices, vec!["ABCD-1"]);
@@ -342,7 +395,7 @@ mod tests {
         );
         assert_eq!(rows[1].reason.as_deref(), Some("Bots, Blocked"));
         assert_eq!(rows[1].sub, None);
-        let bad = parse_csv("a,b\n1,2\n".as_bytes(), &cols).unwrap_err();
+        let bad = parse_csv("a,b\n1,2\n".as_bytes(), &cols, 1 << 20).unwrap_err();
         assert!(bad.to_string().contains("none of the columns"), "{bad}");
     }
 }

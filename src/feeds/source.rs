@@ -45,6 +45,8 @@ pub enum FeedError {
     Parse(String),
     #[error("partly failed: {0}")]
     Partial(String),
+    #[error("the run passed run_timeout ({0}s) and was stopped; entries kept")]
+    RunTimeout(u64),
 }
 
 impl FeedError {
@@ -58,7 +60,7 @@ impl FeedError {
             FeedError::RateLimited { .. } => "rate_limited",
             FeedError::Server(_) => "server",
             FeedError::Status(_) => "status",
-            FeedError::Timeout => "timeout",
+            FeedError::Timeout | FeedError::RunTimeout(_) => "timeout",
             FeedError::Transport(_) => "transport",
             FeedError::Parse(_) => "parse",
             FeedError::Partial(_) => "partial",
@@ -416,18 +418,27 @@ pub async fn read_body(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>,
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(FeedError::from_reqwest)? {
         if out.len() + chunk.len() > limit {
-            return Err(FeedError::Parse(format!(
-                "answer larger than {} MiB; lower page_size",
-                limit >> 20
-            )));
+            return Err(too_large(limit));
         }
         out.extend_from_slice(&chunk);
     }
     Ok(out)
 }
 
-/// Upper bound on one JSON page.
-pub const MAX_PAGE_BYTES: usize = 256 << 20;
+/// An answer past `max_response_mb`.
+pub fn too_large(limit: usize) -> FeedError {
+    FeedError::Parse(format!(
+        "answer larger than {} MiB (max_response_mb); lower page_size or narrow the window",
+        (limit >> 20).max(1)
+    ))
+}
+
+/// A row past `max_row_bytes`.
+pub fn row_too_long(limit: usize) -> FeedError {
+    FeedError::Parse(format!(
+        "a row longer than {limit} bytes (max_row_bytes): the answer is not the expected data"
+    ))
+}
 
 /// `config` for sources that need it.
 pub struct Ctx<'a> {

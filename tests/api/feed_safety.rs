@@ -243,3 +243,52 @@ async fn a_key_echoed_percent_encoded_by_a_source_is_redacted() {
     }
     assert!(err.contains("[redacted]"), "{err}");
 }
+
+#[tokio::test]
+async fn an_endless_feed_answer_fails_the_run_and_keeps_the_entries() {
+    let mock = MockFeeds::start().await;
+    mock.with(|s| s.p360 = vec![row(today_minus(1), "203.0.113.9")]);
+    let cfg = p360(&mock, "max_row_bytes = 4096\nmax_response_mb = 8");
+    let app = spawn_app_with(|c| with_feeds(c, vec![cfg])).await;
+    app.mock.set_default(Reply::tags(""));
+    assert_eq!(first_run(&app, "p360").await["entries"], 1);
+
+    // One CSV field that never ends: cut at max_row_bytes, not read on.
+    mock.set_fault(Fault::EndlessField);
+    let st = run_feed(&app, "p360").await;
+    let err = st["last_error"].as_str().unwrap_or_default();
+    assert!(err.contains("max_row_bytes"), "{st}");
+    assert_eq!(st["entries"], 1, "the old entries stay: {st}");
+    let (_, v) = app.check_ip("203.0.113.9").await;
+    assert_eq!(v["decision"], "block");
+    let m = app.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "fraudgate_feed_errors_total",
+            &[("feed", "p360"), ("kind", "parse")]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_feed_run_is_bounded_by_run_timeout_however_slowly_the_source_answers() {
+    let mock = MockFeeds::start().await;
+    mock.set_fault(Fault::Trickle);
+    let cfg = feed(
+        "fsd",
+        "fraudscore_data",
+        &mock,
+        &format!(
+            "channel = {FSD_CHANNEL:?}\nkey = {FSD_KEY:?}\nfilter = '[\"tag\",\"proxy\"]'\nrun_timeout = \"2s\"\ntimeout_ms = 60000"
+        ),
+    );
+    let started = std::time::Instant::now();
+    let app = spawn_app_with(|c| with_feeds(c, vec![cfg])).await;
+    let st = first_run(&app, "fsd").await;
+    let err = st["last_error"].as_str().unwrap_or_default();
+    assert!(err.contains("run_timeout"), "{st}");
+    // Well before the 60 s read timeout could have ended it.
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+}

@@ -51,6 +51,12 @@ pub enum Fault {
     /// This status with the request's query string echoed in the body,
     /// as some APIs' error pages do.
     EchoQuery(u16),
+    /// 200 and a CSV header, then one quoted field that never ends, sent
+    /// as fast as it is read.
+    EndlessField,
+    /// 200 and a byte every 50 ms, for ever: never idle long enough for
+    /// a read timeout.
+    Trickle,
 }
 
 pub struct FeedState {
@@ -155,6 +161,37 @@ async fn fault(state: &Arc<Mutex<FeedState>>, path: &str, q: &Option<String>) ->
             None
         }
         Fault::LoginPage => Some(login_page()),
+        Fault::EndlessField => {
+            let head = futures_util::stream::once(async {
+                Ok::<_, std::io::Error>(axum::body::Bytes::from_static(
+                    b"Site ID,IP,Blocked Reason\nsite7,\"",
+                ))
+            });
+            let chunk = axum::body::Bytes::from(vec![b'A'; 64 << 10]);
+            let endless = futures_util::stream::repeat_with(move || Ok(chunk.clone()));
+            Some(
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "text/csv")],
+                    axum::body::Body::from_stream(futures_util::StreamExt::chain(head, endless)),
+                )
+                    .into_response(),
+            )
+        }
+        Fault::Trickle => {
+            let slow = futures_util::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b" ")), ()))
+            });
+            Some(
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    axum::body::Body::from_stream(slow),
+                )
+                    .into_response(),
+            )
+        }
         Fault::EchoQuery(code) => Some(
             (
                 StatusCode::from_u16(code).unwrap(),
