@@ -67,8 +67,9 @@ struct Client {
     name: Arc<str>,
     key: Option<Secret>,
     bucket: Option<Mutex<Bucket>>,
-    /// Requests per second fleet-wide (the larger of rps and burst).
-    per_second: u64,
+    /// The limit as configured, for the fleet-wide GCRA.
+    rps: u32,
+    burst: u32,
     ok: Counter,
     limited: Counter,
 }
@@ -80,7 +81,8 @@ impl Client {
             name: name.into(),
             key,
             bucket: Bucket::new(limit),
-            per_second: u64::from(limit.rps.max(limit.burst)),
+            rps: limit.rps,
+            burst: limit.burst.max(limit.rps),
             ok: counter("ok"),
             limited: counter("rate_limited"),
         }
@@ -209,16 +211,12 @@ pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Ne
     };
     if let Some(b) = &client.bucket {
         let shared = match &access.fleet {
-            Some(f) => {
-                let sec = crate::event::now_unix();
-                let key = vec![(0, format!("rl:{}:{sec}", client.name), 1000)];
-                f.count(&key).await.and_then(|c| c.first().map(|(_, n)| *n))
-            }
+            Some(f) => f.rate_take(&client.name, client.rps, client.burst).await,
             None => None,
         };
+        // Redis away: each replica limits alone.
         let taken = match shared {
-            Some(n) if n > client.per_second => Err(1),
-            Some(_) => Ok(()),
+            Some(t) => t,
             None => b.lock().unwrap_or_else(|p| p.into_inner()).take(),
         };
         if let Err(retry_after) = taken {

@@ -290,5 +290,9 @@ async fn a_feed_run_is_bounded_by_run_timeout_however_slowly_the_source_answers(
     let err = st["last_error"].as_str().unwrap_or_default();
     assert!(err.contains("run_timeout"), "{st}");
     // Well before the 60 s read timeout could have ended it.
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -181,7 +181,10 @@ async fn fault(state: &Arc<Mutex<FeedState>>, path: &str, q: &Option<String>) ->
         Fault::Trickle => {
             let slow = futures_util::stream::unfold((), |()| async {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b" ")), ()))
+                Some((
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b" ")),
+                    (),
+                ))
             });
             Some(
                 (
