@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::{ConfigError, Secret};
 use crate::rules::lists::{Entry, EntryKind};
-use crate::rules::ranges::{Prefix, is_v4};
+use crate::rules::ranges::{Prefix, is_v4, overlaps_v4};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -361,6 +361,12 @@ impl FeedConfig {
         let entry = Entry::new(kind, value, None, None).map_err(|_| Rejection::Invalid)?;
         if kind == EntryKind::Ip {
             let p = Prefix::parse(&entry.value).map_err(|_| Rejection::Invalid)?;
+            // IPv4 addresses live at ::ffff:0:0/96: an IPv6 range that
+            // reaches into it (::/80, a dash range across it) would cover
+            // IPv4 clients without the v4 limit.
+            if !is_v4(&p) && overlaps_v4(&p) {
+                return Err(Rejection::TooWide);
+            }
             let host_bits = if is_v4(&p) {
                 32 - u32::from(self.max_prefix.v4)
             } else {

@@ -211,6 +211,8 @@ pub struct Feed {
     runs: AtomicU64,
     /// Unix seconds of the next scheduled run.
     next_run: AtomicU64,
+    /// The newest fleet state version this replica took or shared.
+    shared_seen: AtomicU64,
     metrics: FeedMetrics,
     rules: Option<Arc<LocalRules>>,
     /// With Redis: one replica pulls at a time, the others take its state.
@@ -322,6 +324,7 @@ impl Feed {
             running: Arc::new(tokio::sync::Mutex::new(())),
             runs: AtomicU64::new(0),
             next_run: AtomicU64::new(0),
+            shared_seen: AtomicU64::new(0),
             metrics,
             rules,
             fleet,
@@ -380,7 +383,14 @@ impl Feed {
     /// an operator's way out of a bad row without editing the source.
     /// They stay out until the source reports them again; with Redis the
     /// clear is shared, so other replicas drop them too.
-    pub async fn clear(&self, which: Option<(EntryKind, &str)>) -> Result<u64, StateError> {
+    pub async fn clear(&self, which: Option<(EntryKind, &str)>) -> Result<u64, ClearError> {
+        // Not in the middle of a run: its merge would not see the clear.
+        let _run = tokio::time::timeout(Duration::from_secs(10), self.running.lock())
+            .await
+            .map_err(|_| ClearError::Running(self.cfg.name.clone()))?;
+        // The newest entries, ours and the fleet's, so the clear covers
+        // what other replicas pulled too.
+        self.adopt_shared().await;
         self.adopt_disk().await;
         let now = now_unix();
         let removed = {
@@ -389,19 +399,33 @@ impl Feed {
             self.metrics.show(&s);
             n
         };
-        self.save_off_runtime().await?;
+        // The list first: the entries are out whether or not the file
+        // can be written.
         self.publish();
-        if let Some(f) = &self.fleet {
-            let json = serde_json::to_string(&*self.lock()).unwrap_or_default();
-            if !f
-                .put_feed_state(&self.fleet_name, now, json, self.cfg.expire_after)
-                .await
-            {
-                tracing::warn!(feed = %self.cfg.name, "feed clear not shared (Redis unavailable or a newer state there)");
-            }
+        self.save_off_runtime().await?;
+        if !self.share_state().await {
+            tracing::warn!(feed = %self.cfg.name, "feed clear not shared (Redis unavailable or a newer state there)");
         }
         tracing::info!(feed = %self.cfg.name, removed, all = which.is_none(), "feed entries cleared");
         Ok(removed)
+    }
+
+    /// Puts this replica's state in Redis, versioned by the time now (so
+    /// a run that began before a clear still shares after it). Remembers
+    /// the version, so this replica does not take its own state back.
+    async fn share_state(&self) -> bool {
+        let Some(f) = &self.fleet else {
+            return true;
+        };
+        let json = serde_json::to_string(&*self.lock()).unwrap_or_default();
+        let version = now_unix().max(self.shared_seen.load(Ordering::Relaxed) + 1);
+        let ok = f
+            .put_feed_state(&self.fleet_name, version, json, self.cfg.expire_after)
+            .await;
+        if ok {
+            self.shared_seen.fetch_max(version, Ordering::Relaxed);
+        }
+        ok
     }
 
     /// Takes in what another process (`fraudgate feeds run`) wrote, and
@@ -688,9 +712,10 @@ impl Feed {
         // Another process may have written since: merge into the newest.
         self.adopt_disk().await;
         let partial = pulled.stats.partial;
+        let covered_from = self.covered_from(from);
         let (merged, expired) = {
             let mut s = self.lock();
-            let merged = s.merge(pulled.entries);
+            let merged = s.merge_pulled(pulled.entries, covered_from);
             (merged, s.prune(now))
         };
         self.metrics.rows.increment(pulled.stats.rows);
@@ -746,14 +771,10 @@ impl Feed {
         self.save_off_runtime().await?;
         self.publish();
         if leased {
+            if !self.share_state().await {
+                tracing::warn!(feed = %self.cfg.name, "feed state not shared (Redis unavailable); other replicas pull it themselves");
+            }
             if let Some(f) = &self.fleet {
-                let json = serde_json::to_string(&*self.lock()).unwrap_or_default();
-                if !f
-                    .put_feed_state(&self.fleet_name, now, json, self.cfg.expire_after)
-                    .await
-                {
-                    tracing::warn!(feed = %self.cfg.name, "feed state not shared (Redis unavailable); other replicas pull it themselves");
-                }
                 f.feed_release(&self.fleet_name).await;
             }
         }
@@ -766,11 +787,15 @@ impl Feed {
         let Some(fleet) = &self.fleet else {
             return false;
         };
-        let ours = self.lock().last_success.unwrap_or(0);
-        match fleet.feed_version(&self.fleet_name).await {
-            Some(v) if v > ours => {}
+        let ours = self
+            .lock()
+            .last_success
+            .unwrap_or(0)
+            .max(self.shared_seen.load(Ordering::Relaxed));
+        let version = match fleet.feed_version(&self.fleet_name).await {
+            Some(v) if v > ours => v,
             _ => return false,
-        }
+        };
         let Some((_, json)) = fleet.feed_state(&self.fleet_name).await else {
             return false;
         };
@@ -782,6 +807,7 @@ impl Feed {
         if damage.whole {
             return false;
         }
+        self.shared_seen.fetch_max(version, Ordering::Relaxed);
         let now = now_unix();
         {
             let mut s = self.lock();
@@ -909,6 +935,23 @@ impl Feed {
         stats.partial = stats.partial.map(|e| e.redacted(&secrets));
         p.stats = stats;
         Ok(p)
+    }
+
+    /// Where the rows of a pull from `from` can begin: the start of its
+    /// day for the sources asked by date (Protect360 in UTC, Fraudshield
+    /// in its time zone), `from` itself for the Data API.
+    fn covered_from(&self, from: u64) -> u64 {
+        let tz = match self.cfg.kind {
+            FeedKind::FraudscoreData => return from,
+            FeedKind::Protect360 => jiff::tz::TimeZone::UTC,
+            FeedKind::Fraudshield => {
+                jiff::tz::TimeZone::get(self.cfg.timezone()).unwrap_or(jiff::tz::TimeZone::UTC)
+            }
+        };
+        Timestamp::from_second(from as i64)
+            .ok()
+            .and_then(|t| t.to_zoned(tz).start_of_day().ok())
+            .map_or(from, |d| d.timestamp().as_second().max(0) as u64)
     }
 
     /// How far before the cursor a pull starts again, for data a source
@@ -1115,6 +1158,14 @@ impl Feeds {
         });
         Ok(())
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClearError {
+    #[error("feed {0:?} is running; try again when the run ends")]
+    Running(String),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 #[derive(Debug, thiserror::Error)]

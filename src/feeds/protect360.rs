@@ -205,8 +205,9 @@ async fn fetch(
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let columns = ctx.columns.clone();
     let max_row = ctx.cfg.max_row_bytes;
+    let max_rows = ctx.cfg.row_limit();
     let parse = tokio::task::spawn_blocking(move || {
-        parse_csv(ChannelReader::new(rx, max_row), &columns, max_row)
+        parse_csv(ChannelReader::new(rx, max_row), &columns, max_row, max_rows)
     });
     let limit = ctx.cfg.max_response_bytes();
     let mut received = first.len();
@@ -236,10 +237,14 @@ async fn fetch(
         .map_err(|e| FeedError::Parse(format!("CSV reader stopped: {e}")))?
 }
 
+/// Rows past `max_rows` (Protect360 cuts a report at `row_limit`) are an
+/// error: a report of tiny rows under `max_response_mb` could otherwise
+/// hold millions of them.
 fn parse_csv(
     reader: impl Read,
     columns: &super::config::Columns,
     max_row: usize,
+    max_rows: usize,
 ) -> Result<Vec<Row>, FeedError> {
     let mut csv = csv::ReaderBuilder::new()
         .flexible(true)
@@ -270,6 +275,11 @@ fn parse_csv(
     loop {
         match csv.read_record(&mut record) {
             Ok(true) => {
+                if out.len() >= max_rows {
+                    return Err(FeedError::Parse(format!(
+                        "more than {max_rows} rows in one report (row_limit): not Protect360's cut report"
+                    )));
+                }
                 out.push(columns.row(|name| index.get(name).and_then(|&i| record.get(i))));
             }
             Ok(false) => break,
@@ -284,8 +294,9 @@ fn parse_csv(
 struct ChannelReader {
     rx: mpsc::Receiver<Bytes>,
     current: Bytes,
-    /// Bytes read since the last newline: one row's length, or more.
+    /// Bytes read since the last record's end: one row's length.
     since_newline: usize,
+    in_quotes: bool,
     max_row: usize,
 }
 
@@ -295,6 +306,7 @@ impl ChannelReader {
             rx,
             current: Bytes::new(),
             since_newline: 0,
+            in_quotes: false,
             max_row,
         }
     }
@@ -331,9 +343,16 @@ impl Read for ChannelReader {
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current[..n]);
         let _ = self.current.split_to(n);
-        match buf[..n].iter().rposition(|b| *b == b'\n') {
-            Some(i) => self.since_newline = n - i - 1,
-            None => self.since_newline += n,
+        // A record ends at a newline outside quotes: a quoted field full
+        // of newlines is one long row, not many short ones.
+        for &b in &buf[..n] {
+            if b == b'"' {
+                self.in_quotes = !self.in_quotes;
+            } else if b == b'\n' && !self.in_quotes {
+                self.since_newline = 0;
+                continue;
+            }
+            self.since_newline += 1;
         }
         if self.since_newline > self.max_row {
             return Err(std::io::Error::new(
@@ -382,7 +401,7 @@ mod tests {
         let text = "\u{feff}Attributed Touch Time,IP,Advertising ID,IDFA,Site ID,Sub Site ID,Blocked Reason,Blocked Sub Reason\n\
                     2026-11-20 10:00:00,203.0.113.9,,ABCD-1,site7,sub\"x,Click Flood,\n\
                     \"2026-11-20 11:00:00\",\"198.51.100.1\",00000000-0000-0000-0000-000000000000,,site8,,\"Bots, Blocked\",ctit\n";
-        let rows = parse_csv(text.as_bytes(), &cols, 1 << 20).unwrap();
+        let rows = parse_csv(text.as_bytes(), &cols, 1 << 20, 100).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].ip.as_deref(), Some("203.0.113.9"));
         assert_eq!(rows[0].devices, vec!["ABCD-1"]);
@@ -395,7 +414,7 @@ mod tests {
         );
         assert_eq!(rows[1].reason.as_deref(), Some("Bots, Blocked"));
         assert_eq!(rows[1].sub, None);
-        let bad = parse_csv("a,b\n1,2\n".as_bytes(), &cols, 1 << 20).unwrap_err();
+        let bad = parse_csv("a,b\n1,2\n".as_bytes(), &cols, 1 << 20, 100).unwrap_err();
         assert!(bad.to_string().contains("none of the columns"), "{bad}");
     }
 }

@@ -229,15 +229,28 @@ impl FeedState {
     /// Adds or refreshes entries (same kind and value: the later expiry
     /// and the new reason win).
     pub fn merge(&mut self, new: impl IntoIterator<Item = StoredEntry>) -> Merge {
-        self.merge_entries(new, true)
+        self.merge_entries(new, Some(u64::MAX))
     }
 
-    /// `reported`: the entries come from the source now (a pull), which
-    /// ends a clear of them; another replica's copies do not.
+    /// Merges a pull whose rows all happened at or after `covered_from`
+    /// (Unix seconds: the start of the window the source was asked for,
+    /// at its granularity). A clear made before that is over for the
+    /// values the pull reports; a clear made inside the window holds, for
+    /// the rows may be the very ones cleared, read again.
+    pub fn merge_pulled(
+        &mut self,
+        new: impl IntoIterator<Item = StoredEntry>,
+        covered_from: u64,
+    ) -> Merge {
+        self.merge_entries(new, Some(covered_from))
+    }
+
+    /// `reported_from`: the entries come from the source (a pull) with
+    /// rows from then on; `None`: another replica's copies.
     fn merge_entries(
         &mut self,
         new: impl IntoIterator<Item = StoredEntry>,
-        reported: bool,
+        reported_from: Option<u64>,
     ) -> Merge {
         let mut index: HashMap<(EntryKind, String), usize> = self
             .entries
@@ -246,11 +259,29 @@ impl FeedState {
             .map(|(i, e)| ((e.kind, e.value.clone()), i))
             .collect();
         let mut m = Merge::default();
+        // Clears by value, for a pull: one lookup an entry.
+        let mut cleared: HashMap<(EntryKind, String), u64> = match reported_from {
+            Some(_) => self
+                .cleared
+                .iter()
+                .map(|c| ((c.kind, c.value.clone()), c.at))
+                .collect(),
+            None => HashMap::new(),
+        };
+        let mut lifted = false;
         for e in new {
-            // Reported again: a clear of it is over.
-            if reported && !self.cleared.is_empty() {
-                self.cleared
-                    .retain(|c| !(c.kind == e.kind && c.value == e.value));
+            if let Some(from) = reported_from {
+                match cleared.get(&(e.kind, e.value.clone())) {
+                    // Reported in a window that began after the clear:
+                    // the clear is over.
+                    Some(&at) if at <= from => {
+                        cleared.remove(&(e.kind, e.value.clone()));
+                        lifted = true;
+                    }
+                    // Maybe the very row cleared, read again: stays out.
+                    Some(_) => continue,
+                    None => {}
+                }
             }
             match index.get(&(e.kind, e.value.clone())) {
                 Some(&i) => {
@@ -266,6 +297,10 @@ impl FeedState {
                 }
             }
         }
+        if lifted {
+            self.cleared
+                .retain(|c| cleared.contains_key(&(c.kind, c.value.clone())));
+        }
         m
     }
 
@@ -274,8 +309,21 @@ impl FeedState {
     pub fn clear(&mut self, which: Option<(EntryKind, &str)>, now: u64, expire_after: u64) -> u64 {
         let before = self.entries.len();
         let mut dropped = Vec::new();
+        // An IP as the same range however it is written (case, /32).
+        let range = |v: &str| {
+            crate::rules::ranges::Prefix::parse(v)
+                .ok()
+                .map(|p| (p.start, p.end))
+        };
+        let wanted = which.and_then(|(k, v)| (k == EntryKind::Ip).then(|| range(v)).flatten());
         self.entries.retain(|e| {
-            let hit = which.is_none_or(|(k, v)| e.kind == k && e.value == v);
+            let hit = which.is_none_or(|(k, v)| {
+                e.kind == k
+                    && match wanted {
+                        Some(r) => range(&e.value) == Some(r),
+                        None => e.value == v,
+                    }
+            });
             if hit {
                 dropped.push((e.kind, e.value.clone()));
             }
@@ -327,7 +375,7 @@ impl FeedState {
                 None => self.cleared.push(c.clone()),
             }
         }
-        self.merge_entries(other.entries, false);
+        self.merge_entries(other.entries, None);
         if !self.cleared.is_empty() {
             let cleared: HashMap<(EntryKind, &str), u64> = self
                 .cleared
@@ -451,10 +499,20 @@ mod tests {
         let mut other = theirs;
         other.absorb(ours.clone(), expire_after);
         assert_eq!(other.entries.len(), 1);
-        // Reported again after the clear (at 300): back.
-        ours.merge([e(EntryKind::Ip, "1.2.3.4", 1300, "c")]);
+        // Read again by a pull whose window began before the clear (the
+        // cleared row itself, maybe): stays out.
+        ours.merge_pulled([e(EntryKind::Ip, "1.2.3.4", 1300, "c")], 150);
+        assert_eq!(ours.entries.len(), 1);
+        // Reported by a pull of a window after the clear: back.
+        ours.merge_pulled([e(EntryKind::Ip, "1.2.3.4", 1300, "c")], 250);
         assert_eq!(ours.entries.len(), 2);
         assert!(ours.cleared.is_empty());
+        // An IP cleared as written differently (/32) is the same entry.
+        assert_eq!(
+            ours.clear(Some((EntryKind::Ip, "1.2.3.4/32")), 260, expire_after),
+            1
+        );
+        ours.merge_pulled([e(EntryKind::Ip, "1.2.3.4", 1300, "c")], 300);
         // Whole list.
         assert_eq!(ours.clear(None, 400, expire_after), 2);
         assert!(ours.entries.is_empty());

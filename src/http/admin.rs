@@ -298,16 +298,26 @@ pub async fn clear_feed(
         )
         .with_field("name")
     })?;
+    if let Some((k, v)) = &which {
+        Entry::new(*k, v, None, None).map_err(|m| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", m).with_field("value")
+        })?;
+    }
     let removed = feed
         .clear(which.as_ref().map(|(k, v)| (*k, v.trim())))
         .await
-        .map_err(|e| {
-            tracing::error!(feed = %name, error = %e, "feed clear not saved");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "state_not_saved",
-                "the entries were dropped in memory but the feed's state file could not be written; see the log",
-            )
+        .map_err(|e| match e {
+            crate::feeds::ClearError::Running(_) => {
+                ApiError::new(StatusCode::CONFLICT, "feed_running", e.to_string())
+            }
+            crate::feeds::ClearError::State(e) => {
+                tracing::error!(feed = %name, error = %e, "feed clear not saved");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "state_not_saved",
+                    "the entries are out of the list, but the feed's state file could not be written (they may come back at a restart); see the log",
+                )
+            }
         })?;
     Ok(Json(json!({ "feed": name, "removed": removed })))
 }

@@ -63,9 +63,19 @@ impl Health {
         }
     }
 
+    /// `/readyz` answers anyone who reaches the port: it tells what kind
+    /// of failure, never the store's text (paths, server messages); the
+    /// ERROR log line has the detail.
     fn failing(&self, cause: &LogError) {
-        let text: String = cause.to_string().chars().take(300).collect();
-        *self.cause.lock().unwrap_or_else(PoisonError::into_inner) = text;
+        let kind = match cause {
+            LogError::Open(..) => "cannot open the store",
+            LogError::Write(_) => "writes fail",
+            LogError::Corrupt(_) => "the store was damaged",
+            LogError::Unavailable(_) => "no store open",
+            LogError::Rejected(_) => "the store refuses batches",
+        };
+        *self.cause.lock().unwrap_or_else(PoisonError::into_inner) =
+            format!("{kind} (see the log)");
         self.failing.store(true, Ordering::Release);
     }
 

@@ -208,6 +208,11 @@ pub(crate) fn is_v4(p: &Prefix) -> bool {
     p.start >= V4_MAPPED_START && p.end <= V4_MAPPED_END
 }
 
+/// Reaches into the IPv4-mapped block ::ffff:0:0/96.
+pub(crate) fn overlaps_v4(p: &Prefix) -> bool {
+    p.start <= V4_MAPPED_END && p.end >= V4_MAPPED_START
+}
+
 impl<L> IpRanges<L> {
     /// Builds from `(prefix, label)` pairs. Where prefixes overlap, the
     /// most specific (narrowest) wins; among equal prefixes, the later one.
