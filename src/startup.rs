@@ -151,12 +151,14 @@ impl Application {
             .max_buf_size(server.max_header_bytes)
             .keep_alive(true);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let write_timeout = server.write_timeout();
         let serve = |operator: bool, stream: tokio::net::TcpStream, peer: SocketAddr| {
             let _ = stream.set_nodelay(true);
             let svc = match (&op_service, operator) {
                 (Some(op), true) => op.clone(),
                 _ => service.clone(),
             };
+            let stream = crate::http::write_timeout::WriteTimeout::new(stream, write_timeout);
             let conn = http1.serve_connection(
                 hyper_util::rt::TokioIo::new(stream),
                 hyper::service::service_fn(move |req| svc.clone().call(req, peer)),
@@ -174,8 +176,7 @@ impl Application {
             }
             None => tracing::info!(%addr, "fraudgate listening"),
         }
-        let admin_listener = admin_listener.as_ref();
-        accept_until(&listener, admin_listener, &serve, shutdown).await;
+        accept_until(&listener, admin_listener.as_ref(), &serve, shutdown).await;
 
         draining.store(true, Ordering::Relaxed);
         tracing::info!(
@@ -184,12 +185,13 @@ impl Application {
         );
         accept_until(
             &listener,
-            admin_listener,
+            admin_listener.as_ref(),
             &serve,
             tokio::time::sleep(server.drain_delay()),
         )
         .await;
         drop(listener);
+        drop(admin_listener);
         tracing::info!(
             shutdown_timeout_ms = server.shutdown_timeout().as_millis() as u64,
             "shutdown: no new connections, finishing in-flight requests"

@@ -44,6 +44,10 @@ pub struct ServerConfig {
     /// Requests served at once before shedding.
     pub max_concurrency: usize,
     pub header_read_timeout_ms: u64,
+    /// A connection whose peer takes no byte of its answer for this long
+    /// is closed (a reader that stopped reading).
+    #[serde(default = "d_write_timeout_ms")]
+    pub write_timeout_ms: u64,
     pub max_header_bytes: usize,
     pub max_uri_bytes: usize,
     pub max_json_depth: usize,
@@ -74,6 +78,10 @@ impl ServerConfig {
     }
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
     }
 }
 
@@ -365,6 +373,11 @@ pub struct AuthConfig {
     pub admin_keys: SecretList,
     /// Keys for the Data API and reports (admin keys work too).
     pub report_keys: SecretList,
+    /// With no report or admin keys: the Data API and reports answer a
+    /// local request (loopback peer and Host, no proxy header). Set false
+    /// when a proxy on this host may forward without those headers.
+    #[serde(default = "d_true")]
+    pub local_reports: bool,
     /// Serve on a non-loopback address without client keys.
     pub allow_anonymous: bool,
     pub rate_limit_rps: u32,
@@ -380,4 +393,12 @@ pub struct AuthConfig {
 pub struct RateLimit {
     pub rps: u32,
     pub burst: u32,
+}
+
+fn d_true() -> bool {
+    true
+}
+
+fn d_write_timeout_ms() -> u64 {
+    10_000
 }

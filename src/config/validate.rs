@@ -73,11 +73,12 @@ impl Config {
         }
         if self.server.max_concurrency == 0
             || self.server.header_read_timeout_ms == 0
+            || self.server.write_timeout_ms == 0
             || self.server.max_json_depth == 0
         {
             return Err(ConfigError::invalid(
                 "server",
-                "max_concurrency, header_read_timeout_ms and max_json_depth must be > 0",
+                "max_concurrency, header_read_timeout_ms, write_timeout_ms and max_json_depth must be > 0",
             ));
         }
         if self.server.request_timeout_ms == 0 {

@@ -123,8 +123,8 @@ impl Access {
         }
     }
 
-    /// Counts rate limits on Redis (per client, one-second windows), the
-    /// local token bucket standing in while Redis is away.
+    /// Applies rate limits on Redis (per client, GCRA), the local token
+    /// bucket standing in while Redis is away.
     pub fn with_fleet(mut self, fleet: Option<Arc<crate::fleet::Fleet>>) -> Self {
         self.fleet = fleet;
         self

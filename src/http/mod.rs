@@ -24,6 +24,7 @@ pub mod reports;
 pub mod rt;
 pub mod shed;
 pub mod ui;
+pub mod write_timeout;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -214,6 +215,7 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
     let report_access = Arc::new(report_access::ReportAccess::new(
         &state.config.auth.report_keys,
         &state.config.auth.admin_keys,
+        state.config.auth.local_reports,
     ));
     let reports = Router::new()
         .route("/v1/data/{event}", get(data::list))

@@ -23,28 +23,39 @@ use crate::config::{Secret, SecretList};
 pub struct ReportAccess {
     report: Vec<Secret>,
     admin: Vec<Secret>,
+    /// `auth.local_reports`.
+    local: bool,
 }
 
 impl ReportAccess {
-    pub fn new(report: &SecretList, admin: &SecretList) -> Self {
+    pub fn new(report: &SecretList, admin: &SecretList, local: bool) -> Self {
         ReportAccess {
             report: report.0.clone(),
             admin: admin.0.clone(),
+            local,
         }
     }
 
-    fn open_locally(&self) -> bool {
+    fn keyless(&self) -> bool {
         self.report.is_empty() && self.admin.is_empty()
     }
 }
 
-/// Headers a proxy adds: a request carrying one came through a proxy,
-/// whatever its peer address says.
-const PROXY_HEADERS: [&str; 4] = [
+/// Headers proxies and CDNs add: a request carrying one came through a
+/// proxy, whatever its peer address says.
+const PROXY_HEADERS: [&str; 12] = [
     "forwarded",
     "x-forwarded-for",
     "x-real-ip",
     "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-prefix",
+    "via",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-client-ip",
 ];
 
 /// A request made on this host to this host: loopback peer, no proxy
@@ -66,7 +77,8 @@ pub fn is_local(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
 fn loopback_host(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         match rest.split_once(']') {
-            Some((addr, port)) if port.is_empty() || valid_port(port) => addr,
+            Some((addr, "")) => addr,
+            Some((addr, port)) if port.strip_prefix(':').is_some_and(valid_port) => addr,
             _ => return false,
         }
     } else {
@@ -83,7 +95,7 @@ fn loopback_host(host: &str) -> bool {
 }
 
 fn valid_port(p: &str) -> bool {
-    p.strip_prefix(':').unwrap_or(p).parse::<u16>().is_ok()
+    !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
 }
 
 pub async fn require_report_key(
@@ -91,12 +103,12 @@ pub async fn require_report_key(
     req: Request,
     next: Next,
 ) -> Response {
-    if access.open_locally() {
+    if access.keyless() {
         let peer = req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0);
-        if is_local(peer, req.headers()) {
+        if access.local && is_local(peer, req.headers()) {
             return next.run(req).await;
         }
         return ApiError::new(
@@ -169,6 +181,8 @@ mod tests {
             "127.0.0.1.nip.io",
             "localhost.evil.example",
             "[::1]x",
+            "[::1]8080",
+            "localhost:+80",
             "localhost:99999",
         ] {
             assert!(!is_local(lo, &headers(&[("host", host)])), "{host}");

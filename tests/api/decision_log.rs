@@ -623,6 +623,16 @@ async fn without_report_keys_only_a_local_request_reads_the_log() {
     assert_eq!(r.status(), 401);
     let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert!(v["message"].as_str().unwrap().contains("report key"), "{v}");
+    for h in ["via", "x-forwarded-proto"] {
+        assert_eq!(data_with(&app, &[(h, "1.1 nginx")]).await, 401, "{h}");
+    }
+}
+
+#[tokio::test]
+async fn local_reports_off_closes_the_keyless_query_side_to_everyone() {
+    let app = spawn_app_with(|c| c.auth.local_reports = false).await;
+    assert_eq!(data_with(&app, &[]).await, 401);
+    assert_eq!(data_with(&app, &[("host", "localhost")]).await, 401);
 }
 
 #[tokio::test]
