@@ -126,8 +126,16 @@ pub fn cap_line(buf: &[u8], max: usize) -> std::borrow::Cow<'_, [u8]> {
         let keep = keep.trim_end_matches('\u{FFFD}');
         let out = if buf.first() == Some(&b'{') {
             let text = serde_json::to_string(keep).unwrap_or_default();
+            // The fields a shipper routes on, copied from the line's start
+            // (the JSON format writes them first).
+            let mut head = String::new();
+            for field in ["timestamp", "level", "target"] {
+                if let Some(v) = json_str_field(keep, field) {
+                    head.push_str(&format!("\"{field}\":{v},"));
+                }
+            }
             format!(
-                "{{\"truncated\":{{\"bytes\":{},\"start\":{text}}}}}\n",
+                "{{{head}\"truncated\":{{\"bytes\":{},\"start\":{text}}}}}\n",
                 buf.len()
             )
         } else {
@@ -139,6 +147,17 @@ pub fn cap_line(buf: &[u8], max: usize) -> std::borrow::Cow<'_, [u8]> {
         }
         take = take.saturating_sub(out.len() - max);
     }
+}
+
+/// `"field":"value"` of a flat JSON text, the value as written (quoted),
+/// when it holds no escapes.
+fn json_str_field<'a>(text: &'a str, field: &str) -> Option<&'a str> {
+    let key = format!("\"{field}\":\"");
+    let at = text.find(&key)? + key.len() - 1;
+    let rest = &text[at + 1..];
+    let end = rest.find('"')?;
+    let value = &rest[..end];
+    (!value.contains('\\')).then(|| &text[at..at + end + 2])
 }
 
 #[cfg(test)]
@@ -159,6 +178,15 @@ mod tests {
         assert!(cut.len() <= 2049);
         let v: serde_json::Value = serde_json::from_slice(&cut).unwrap();
         assert_eq!(v["truncated"]["bytes"], json.len());
+        let line = format!(
+            "{{\"timestamp\":\"2026-12-06T00:00:00Z\",\"level\":\"WARN\",\"message\":\"{}\",\"target\":\"x\"}}\n",
+            "m".repeat(5000)
+        );
+        let cut = cap_line(line.as_bytes(), 1024);
+        let v: serde_json::Value = serde_json::from_slice(&cut).unwrap();
+        assert_eq!(v["level"], "WARN");
+        assert_eq!(v["timestamp"], "2026-12-06T00:00:00Z");
+        assert!(v.get("target").is_none(), "past the cut: {v}");
     }
 
     #[test]

@@ -57,7 +57,24 @@ pub fn spellings_of(secret: &str) -> Vec<String> {
         .and_then(|j| j.strip_suffix('"'))
         .unwrap_or(secret)
         .to_owned();
-    let mut all = vec![secret.to_owned(), form, form_lower, strict, lower, json];
+    // PHP's json_encode escapes '/'; HTML pages escape & < > " '.
+    let php_json = json.replace('/', "\\/");
+    let html = secret
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;");
+    let mut all = vec![
+        secret.to_owned(),
+        form,
+        form_lower,
+        strict,
+        lower,
+        json,
+        php_json,
+        html,
+    ];
     all.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
     all.dedup();
     all
@@ -171,6 +188,12 @@ mod tests {
         ] {
             let r = redact(text, &sp);
             assert_eq!(r, "GET /?key=[redacted]", "{text}");
+        }
+        for text in [
+            "{\"key\":\"k3y\\/with+odd chars&=\"}",
+            "<td>k3y/with+odd chars&amp;=</td>",
+        ] {
+            assert!(!redact(text, &sp).contains("k3y"), "{text}");
         }
         assert!(Secret::new("").spellings().is_empty());
     }

@@ -484,21 +484,21 @@ async fn shared_velocity_and_rate_limits_count_across_replicas() {
     // replicas: 5 pass fleet-wide (each replica alone would pass 4 of 4).
     // Across a second's edge: a burst just before it and another just
     // after. Counted per fixed second the fleet would let 10 through; the
-    // GCRA lets the burst of 5 and what 5/s refills in between.
-    let at_ms = |lo: u32, hi: u32| async move {
-        loop {
-            let ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_millis();
-            if (lo..hi).contains(&ms) {
-                break;
-            }
+    // GCRA lets the burst of 5 and what 5/s refills in between (one or
+    // two). A try whose bursts lasted too long for that (a loaded
+    // machine) is not judged; the key is reset for the next.
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+    };
+    let at_ms = |lo: u32| async move {
+        while now().subsec_millis() < lo || now().subsec_millis() >= lo + 40 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     };
-    let mut passed = 0;
-    let mut burst = async |base: usize| {
+    let burst = async |base: usize| {
+        let mut passed = 0;
         for i in 0..8 {
             let app = if i % 2 == 0 { &a } else { &b };
             let r = check(app, &format!("192.0.2.{}", base + i)).await.unwrap();
@@ -508,16 +508,29 @@ async fn shared_velocity_and_rate_limits_count_across_replicas() {
                 assert_eq!(r.status(), 429);
             }
         }
+        passed
     };
-    at_ms(880, 920).await;
-    burst(10).await;
-    at_ms(0, 40).await;
-    burst(30).await;
+    let mut judged = None;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        at_ms(880).await;
+        let start = now();
+        let before = burst(10).await;
+        let edge = start.as_secs() + 1;
+        while now().as_secs() < edge {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let after = burst(30).await;
+        if (now() - start) < Duration::from_millis(400) {
+            judged = Some(before + after);
+            break;
+        }
+    }
+    let passed = judged.expect("a try within 400 ms");
     assert!(
         (5..=7).contains(&passed),
         "{passed} passed: 5 a second for the fleet, also across a second's edge"
     );
-
     // Velocity: 10 events from one IP over two replicas, 4 allowed per
     // window: the 5th and later are tagged ip (each alone would see 5).
     tokio::time::sleep(Duration::from_millis(1100)).await;
