@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
-use fraudgate::layer::FraudGateLayer;
+use fraudgate::http::layer::FraudGateLayer;
 use fraudgate::score::Scorer;
 use fraudgate::{Config, Decision};
 

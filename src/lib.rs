@@ -16,7 +16,6 @@ pub mod feeds;
 pub mod fleet;
 pub mod hash;
 pub mod http;
-pub mod layer;
 pub mod log;
 pub mod lookup;
 pub mod metrics;

@@ -78,7 +78,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Handles are registered against it inside [`Registry::scope`], once, at
 /// construction: the hot path only increments handles it already holds.
 /// Code built outside any scope (a library user's [`crate::score::Scorer`]
-/// behind [`crate::layer::FraudGateLayer`]) reports to the global recorder
+/// behind [`crate::http::layer::FraudGateLayer`]) reports to the global recorder
 /// the user installed, as the `metrics` facade does by default.
 #[derive(Clone)]
 pub struct Registry {

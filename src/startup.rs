@@ -57,13 +57,6 @@ impl Application {
                 config.policy.on_upstream_error.as_str()
             );
         }
-        if let Some(s) = config.server.shutdown_grace_s {
-            tracing::warn!(
-                shutdown_grace_s = s,
-                "server.shutdown_grace_s is deprecated: use server.shutdown_timeout_ms \
-                 (and server.drain_delay_ms for the time before the listener closes)"
-            );
-        }
         let want = config.server.listen;
         let listener = TcpListener::bind(want)
             .await
@@ -87,7 +80,7 @@ impl Application {
             listener,
             addr,
             admin,
-            state: AppState::with_feeds(scorer, config, registry, std::sync::Arc::new(feeds)),
+            state: AppState::new(scorer, config, registry, std::sync::Arc::new(feeds)),
         })
     }
 

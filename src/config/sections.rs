@@ -27,10 +27,6 @@ pub struct ServerConfig {
     pub drain_delay_ms: u64,
     /// Then: in-flight requests get at most this long to finish.
     pub shutdown_timeout_ms: u64,
-    /// Deprecated (before 0.2): the shutdown timeout in seconds. When set
-    /// it wins over `shutdown_timeout_ms`, with a warning at startup.
-    #[serde(default)]
-    pub shutdown_grace_s: Option<u64>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Most events in one batch.
@@ -68,10 +64,7 @@ impl ServerConfig {
         Duration::from_millis(self.drain_delay_ms)
     }
     pub fn shutdown_timeout(&self) -> Duration {
-        match self.shutdown_grace_s {
-            Some(s) => Duration::from_secs(s),
-            None => Duration::from_millis(self.shutdown_timeout_ms),
-        }
+        Duration::from_millis(self.shutdown_timeout_ms)
     }
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)

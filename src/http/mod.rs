@@ -7,7 +7,6 @@
 
 pub mod access;
 pub mod admin;
-pub mod auth;
 pub mod batch;
 pub mod body;
 pub mod check;
@@ -15,7 +14,9 @@ pub mod click;
 pub mod client_ip;
 pub mod data;
 pub mod error;
+pub mod forward_auth;
 pub mod health;
+pub mod layer;
 pub mod observe;
 pub mod openrtb;
 pub mod render;
@@ -76,13 +77,9 @@ pub struct Shared {
 }
 
 impl AppState {
-    /// `config` must have passed validation (trusted proxies parse).
-    pub fn new(scorer: Scorer, config: Config, registry: crate::metrics::Registry) -> Self {
-        Self::with_feeds(scorer, config, registry, Default::default())
-    }
-
-    /// With feeds built against the scorer's rules.
-    pub fn with_feeds(
+    /// `config` must have passed validation (trusted proxies parse);
+    /// `feeds` are built against the scorer's rules (empty: none).
+    pub fn new(
         scorer: Scorer,
         config: Config,
         registry: crate::metrics::Registry,
@@ -207,8 +204,8 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
         .route("/", get(rt::get))
         .route("/v1/check", get(check::get).post(check::post))
         .route("/v1/check/batch", post(batch::post))
-        .route("/v1/auth", any(auth::handle))
-        .route("/v1/auth/{*rest}", any(auth::handle))
+        .route("/v1/auth", any(forward_auth::handle))
+        .route("/v1/auth/{*rest}", any(forward_auth::handle))
         .route("/v1/openrtb", post(openrtb::handle))
         .route_layer(from_fn_with_state(access, access::check));
     // The decision log's query side: report keys (or admin keys).

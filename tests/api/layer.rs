@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use axum::routing::get;
 use axum::{Extension, Router};
 use fraudgate::Decision;
-use fraudgate::layer::FraudGateLayer;
+use fraudgate::http::layer::FraudGateLayer;
 use fraudgate::score::Scorer;
 
 use crate::helpers::*;

@@ -136,15 +136,6 @@ async fn sigterm_under_load_fails_no_request() {
     assert!(!out.contains("response failed"), "{out}");
 }
 
-#[test]
-fn the_old_shutdown_grace_s_still_loads_as_the_shutdown_timeout() {
-    let dir = temp_dir("grace");
-    let f = dir.join("c.toml");
-    std::fs::write(&f, "[server]\nshutdown_grace_s = 3\n").unwrap();
-    let c = fraudgate::config::Config::load(Some(&f)).expect("an old config still starts");
-    assert_eq!(c.server.shutdown_timeout(), Duration::from_secs(3));
-}
-
 /// The real binary, stopped by SIGINT: every decision it made is in the
 /// store, and the store is closed (SQLite checkpoints its WAL into the
 /// file and removes it), so what is left is one file to copy.

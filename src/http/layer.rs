@@ -10,7 +10,7 @@
 //! ```no_run
 //! # async fn demo(config: fraudgate::Config) {
 //! use axum::{Extension, Router, routing::get};
-//! use fraudgate::{Decision, layer::FraudGateLayer, score::Scorer};
+//! use fraudgate::{Decision, http::layer::FraudGateLayer, score::Scorer};
 //!
 //! let scorer = Scorer::new(&config).unwrap();
 //! let app: Router = Router::new()
