@@ -66,6 +66,9 @@ impl Application {
             .map_err(|source| StartupError::Bind { addr: want, source })?;
         let admin = match config.server.admin_listen {
             Some(want) => {
+                if !want.ip().is_loopback() {
+                    tracing::warn!(admin_listen = %want, "the operator's endpoints (/metrics, /ui, the admin API, the decision log's query side) listen beyond loopback: keep the port private, and set auth.report_keys and auth.admin_keys");
+                }
                 let l = TcpListener::bind(want)
                     .await
                     .map_err(|source| StartupError::Bind { addr: want, source })?;

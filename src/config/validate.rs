@@ -71,15 +71,18 @@ impl Config {
                 "must be at least 8192",
             ));
         }
-        if self.server.max_concurrency == 0
-            || self.server.header_read_timeout_ms == 0
-            || self.server.write_timeout_ms == 0
-            || self.server.max_json_depth == 0
-        {
-            return Err(ConfigError::invalid(
-                "server",
-                "max_concurrency, header_read_timeout_ms, write_timeout_ms and max_json_depth must be > 0",
-            ));
+        for (key, zero) in [
+            ("server.max_concurrency", self.server.max_concurrency == 0),
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms == 0,
+            ),
+            ("server.write_timeout_ms", self.server.write_timeout_ms == 0),
+            ("server.max_json_depth", self.server.max_json_depth == 0),
+        ] {
+            if zero {
+                return Err(ConfigError::invalid(key, "must be > 0"));
+            }
         }
         if self.server.request_timeout_ms == 0 {
             return Err(ConfigError::invalid(

@@ -114,7 +114,11 @@ pub async fn require_report_key(
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "a report key is needed: set auth.report_keys (or auth.admin_keys); without one the decision log answers only local requests (a loopback peer and Host, no proxy header)",
+            if access.local {
+                "a report key is needed: set auth.report_keys (or auth.admin_keys); without one the decision log answers only local requests (a loopback peer and Host, no proxy header)"
+            } else {
+                "a report key is needed: set auth.report_keys (or auth.admin_keys); keyless local requests are off (auth.local_reports = false)"
+            },
         )
         .with_field("key")
         .into_response();
