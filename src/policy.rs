@@ -1,11 +1,11 @@
 //! Verdict or error -> allow/block. The one place where upstream failures
 //! become decisions (fail open or closed) and where tags become actions.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, PolicyConfig, TagActionTable};
+use crate::config_error::ConfigError;
 use crate::event::Event;
 use crate::upstream::UpstreamError;
 use crate::verdict::{Tag, Tags};
@@ -251,6 +251,23 @@ impl Policy {
         }
         self.default
     }
+}
+
+/// Tag name (config spelling) -> action. Validated when the policy is built.
+pub type TagActionTable = BTreeMap<String, Action>;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub mode: Mode,
+    pub on_upstream_error: Action,
+    pub unknown_tag: Action,
+    pub tags: TagActionTable,
+    pub offers: BTreeMap<String, TagActionTable>,
+    pub affiliates: BTreeMap<String, TagActionTable>,
+    /// Verified bots (by their `rules.verified_bots` label, `*` for all)
+    /// that are allowed, still tagged crawler and recorded as GIVT.
+    pub allow_verified_bots: Vec<String>,
 }
 
 #[cfg(test)]

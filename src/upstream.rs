@@ -7,9 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::{Secret, UpstreamConfig};
+use serde::Deserialize;
+
 use crate::event::{Event, truncate};
 use crate::metrics as m;
+use crate::secret::Secret;
 use crate::verdict::Tags;
 
 /// Largest RT body accepted; RT answers at most ten short tags.
@@ -306,6 +308,46 @@ fn classify(e: reqwest::Error) -> UpstreamError {
     } else {
         tracing::trace!(error = %e, "upstream transport error");
         UpstreamError::Connect
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// FraudScore RT endpoint.
+    pub url: String,
+    /// FraudScore RT key; empty disables the upstream.
+    pub key: Secret,
+    /// Deadline of one RT call.
+    pub timeout_ms: u64,
+    /// TCP connect timeout.
+    pub connect_timeout_ms: u64,
+    /// Idle keep-alive connections kept per host.
+    pub pool_max_idle: usize,
+    /// Idle connection lifetime.
+    pub pool_idle_timeout_s: u64,
+    /// Allow `http://` to a non-loopback host.
+    pub allow_insecure_http: bool,
+    /// Retry a connection error once, inside the timeout.
+    pub retry_connect_errors: bool,
+    /// Most RT calls in flight at once.
+    pub max_in_flight: usize,
+    pub breaker: crate::breaker::BreakerConfig,
+}
+
+impl UpstreamConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn pool_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.pool_idle_timeout_s)
+    }
+    /// The upstream is used only when a key is configured.
+    pub fn enabled(&self) -> bool {
+        !self.key.expose().is_empty()
     }
 }
 

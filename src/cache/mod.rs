@@ -14,6 +14,7 @@
 //!   never served, even if it lands in the cache after the purge (a late
 //!   fill, a background refresh).
 
+mod config;
 pub mod table;
 
 use std::collections::HashMap;
@@ -28,11 +29,11 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use crate::config::CacheConfig;
 use crate::event::Event;
 use crate::hash::Hasher128;
 use crate::upstream::UpstreamError;
 use crate::verdict::{Tag, Tags};
+pub use config::CacheConfig;
 
 /// RT tags that depend on the offer, affiliate and event type rather than
 /// on the user (ip+ua): RT's caps and attribution checks.

@@ -4,7 +4,6 @@
 //! The embedded `config/fraudgate.toml` is the single source of defaults: a
 //! user file only carries what it changes and is merged over it.
 
-pub mod secret;
 mod sections;
 mod validate;
 
@@ -12,7 +11,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use secret::{Secret, SecretList};
+pub use crate::config_error::ConfigError;
+pub use crate::secret::{Secret, SecretList};
 pub use sections::*;
 
 /// The documented defaults, compiled in.
@@ -46,30 +46,6 @@ pub struct Config {
     /// Block lists pulled from Protect360, Fraudshield, the FraudScore Data API.
     #[serde(default)]
     pub feeds: Vec<crate::feeds::FeedConfig>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: String, message: String },
-    #[error("environment variable {var}: {message}")]
-    Env { var: String, message: String },
-    #[error("config key {key}: {message}")]
-    Invalid { key: String, message: String },
-}
-
-impl ConfigError {
-    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError::Invalid {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
 }
 
 impl Default for Config {

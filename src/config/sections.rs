@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::secret::{Secret, SecretList};
-use crate::cache::KeyPart;
-use crate::policy::{Action, Mode};
+pub use crate::cache::CacheConfig;
+use crate::policy::Action;
+pub use crate::policy::{PolicyConfig, TagActionTable};
+pub use crate::rules::config::{CrawlerConfig, ListConfig, RangesConfig, RulesConfig};
 pub use crate::rules::limits::{CapConfig, VelocityConfig};
+use crate::secret::{Secret, SecretList};
+pub use crate::upstream::UpstreamConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,100 +79,6 @@ impl ServerConfig {
     pub fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    /// FraudScore RT endpoint.
-    pub url: String,
-    /// FraudScore RT key; empty disables the upstream.
-    pub key: Secret,
-    /// Deadline of one RT call.
-    pub timeout_ms: u64,
-    /// TCP connect timeout.
-    pub connect_timeout_ms: u64,
-    /// Idle keep-alive connections kept per host.
-    pub pool_max_idle: usize,
-    /// Idle connection lifetime.
-    pub pool_idle_timeout_s: u64,
-    /// Allow `http://` to a non-loopback host.
-    pub allow_insecure_http: bool,
-    /// Retry a connection error once, inside the timeout.
-    pub retry_connect_errors: bool,
-    /// Most RT calls in flight at once.
-    pub max_in_flight: usize,
-    pub breaker: crate::breaker::BreakerConfig,
-}
-
-impl UpstreamConfig {
-    pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms)
-    }
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
-    pub fn pool_idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.pool_idle_timeout_s)
-    }
-    /// The upstream is used only when a key is configured.
-    pub fn enabled(&self) -> bool {
-        !self.key.expose().is_empty()
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CacheConfig {
-    /// TTL of clean and flagged verdicts unless overridden.
-    pub ttl_s: u64,
-    pub ttl_clean_s: Option<u64>,
-    pub ttl_flagged_s: Option<u64>,
-    /// TTL of a remembered upstream failure.
-    pub ttl_error_s: u64,
-    /// Serve-stale window past the TTL (refresh in the background).
-    pub stale_s: u64,
-    /// Serve-stale window past the TTL when the refresh failed.
-    pub stale_if_error_s: u64,
-    /// Capacity in entries.
-    pub max_entries: u64,
-    /// Event fields forming the key.
-    pub key: Vec<KeyPart>,
-}
-
-impl CacheConfig {
-    pub fn ttl_clean(&self) -> Duration {
-        Duration::from_secs(self.ttl_clean_s.unwrap_or(self.ttl_s))
-    }
-    pub fn ttl_flagged(&self) -> Duration {
-        Duration::from_secs(self.ttl_flagged_s.unwrap_or(self.ttl_s))
-    }
-    pub fn ttl_error(&self) -> Duration {
-        Duration::from_secs(self.ttl_error_s)
-    }
-    pub fn stale(&self) -> Duration {
-        Duration::from_secs(self.stale_s)
-    }
-    pub fn stale_if_error(&self) -> Duration {
-        Duration::from_secs(self.stale_if_error_s)
-    }
-}
-
-/// Tag name (config spelling) -> action. Validated when the policy is built.
-pub type TagActionTable = BTreeMap<String, Action>;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyConfig {
-    pub mode: Mode,
-    pub on_upstream_error: Action,
-    pub unknown_tag: Action,
-    pub tags: TagActionTable,
-    pub offers: BTreeMap<String, TagActionTable>,
-    pub affiliates: BTreeMap<String, TagActionTable>,
-    /// Verified bots (by their `rules.verified_bots` label, `*` for all)
-    /// that are allowed, still tagged crawler and recorded as GIVT.
-    pub allow_verified_bots: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -305,58 +214,6 @@ pub struct OfferConfig {
     /// Where a blocked click goes (optional).
     #[serde(default)]
     pub fallback_url: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RulesConfig {
-    pub enabled: bool,
-    pub ask_upstream_on_block: bool,
-    pub reload_interval_s: u64,
-    pub caps: Vec<CapConfig>,
-    pub crawler: CrawlerConfig,
-    /// Hosting / cloud / CDN ranges: tag datacenter.
-    pub datacenter: RangesConfig,
-    /// Tor exits and public VPN exits: tag proxy.
-    pub proxy: RangesConfig,
-    /// Declared crawlers' published ranges: rule verified_bot, tag crawler.
-    pub verified_bots: RangesConfig,
-    pub velocity: VelocityConfig,
-    pub lists: Vec<ListConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CrawlerConfig {
-    pub enabled: bool,
-    pub builtin: bool,
-    /// Empty: none.
-    pub extra_patterns_file: String,
-    pub flag_empty_ua: bool,
-    /// Speculative loads on the browser-facing doors (`Sec-Purpose:
-    /// prefetch`, `Purpose: prefetch`, `X-Moz: prefetch`, `X-Purpose:
-    /// preview`): the `prefetch` rule, tag crawler.
-    pub flag_prefetch: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RangesConfig {
-    pub enabled: bool,
-    /// The ranges shipped in the binary (src/rules/ranges/).
-    pub builtin: bool,
-    /// Files of `CIDR|first-last [label]` lines, re-read when they change.
-    pub files: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListConfig {
-    pub name: String,
-    pub action: Action,
-    /// Empty: runtime-only list.
-    #[serde(default)]
-    pub file: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

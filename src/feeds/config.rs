@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::config::{ConfigError, Secret};
+use crate::config_error::ConfigError;
 use crate::rules::lists::{Entry, EntryKind};
 use crate::rules::ranges::{Prefix, is_v4, overlaps_v4};
+use crate::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -346,7 +346,7 @@ fn zero_id(v: &str) -> bool {
 /// Makes a text safe to show: every spelling of the feed's secrets
 /// ([`FeedConfig::secrets`]) replaced.
 pub fn redact(text: &str, secrets: &[String]) -> String {
-    crate::config::secret::redact(text, secrets)
+    crate::secret::redact(text, secrets)
 }
 
 /// The first bytes of an answer, one line, secrets removed.

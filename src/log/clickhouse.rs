@@ -26,11 +26,11 @@ use super::ivt::IvtMap;
 use super::read::{QueryFailure, Stop, text_value};
 use super::record::Record;
 use super::{IpMode, LogError, compact};
-use crate::config::Secret;
 use crate::event::Opt;
 use crate::query::Query;
 use crate::query::clickhouse::quote;
 use crate::query::sql::HIDDEN;
+use crate::secret::Secret;
 
 /// `[decision_log.clickhouse]`.
 #[derive(Debug, Clone, Deserialize)]

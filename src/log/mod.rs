@@ -100,7 +100,7 @@ pub struct DecisionLogConfig {
     /// The secret for `ip = "hashed"`. Empty: a random one kept in
     /// `path/ip-salt`. Replicas writing one ClickHouse table share this
     /// so an IP hashes alike on all of them.
-    pub ip_salt: crate::config::Secret,
+    pub ip_salt: crate::secret::Secret,
     pub clickhouse: ClickHouseConfig,
 }
 

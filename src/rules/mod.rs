@@ -6,6 +6,7 @@
 //! (no lock), a reload or admin edit builds a new snapshot off the hot path
 //! and swaps it in whole, so no request sees a half-loaded list.
 
+pub mod config;
 pub mod counters;
 pub mod crawler;
 pub mod limits;
@@ -20,12 +21,12 @@ use metrics::Counter;
 use serde::Serialize;
 use serde::ser::Serializer;
 
-use crate::config::RulesConfig;
 use crate::event::{Event, now_unix};
 use crate::hash::Hasher128;
 use crate::metrics as m;
 use crate::policy::Action;
 use crate::verdict::{Tag, Tags};
+pub use config::RulesConfig;
 use crawler::{CrawlerMatch, CrawlerMatcher};
 use limits::{Cap, Velocity, VelocityHit};
 use lists::Compiled;
@@ -213,14 +214,6 @@ impl LocalRules {
                 verified: "from the crawler's published IP ranges".into(),
             },
         })
-    }
-
-    /// Rules that are all off (for embedding and tests).
-    pub fn disabled() -> Self {
-        let c = crate::config::Config::default().rules;
-        let mut r = Self::new(&c).expect("defaults load");
-        r.enabled = false;
-        r
     }
 
     pub fn enabled(&self) -> bool {

@@ -15,11 +15,11 @@ use metrics::Counter;
 
 use serde::Serialize;
 
+use super::config::{RangesConfig, RulesConfig};
 use super::crawler::{BUILTIN_PATTERNS, BadLine, CrawlerMatcher};
 use super::lists::{Compiled, Entry, EntryKind};
 use super::ranges::{IpRanges, Prefix};
 use super::{ActiveList, Snapshot};
-use crate::config::{RangesConfig, RulesConfig};
 use crate::event::now_unix;
 use crate::metrics as m;
 use crate::policy::Action;
