@@ -144,20 +144,6 @@ impl Breaker {
         }
     }
 
-    /// The outcome of a call made with `permit`. fraudgate's own
-    /// back-pressure (`Busy`) is not the upstream failing: the permit is
-    /// just handed back.
-    pub fn record_outcome<T>(
-        &self,
-        permit: Permit,
-        outcome: &Result<T, crate::upstream::UpstreamError>,
-    ) {
-        match outcome {
-            Err(crate::upstream::UpstreamError::Busy) => self.release(permit),
-            o => self.record(permit, o.is_ok()),
-        }
-    }
-
     /// The outcome of a call made with `permit`.
     pub fn record(&self, permit: Permit, ok: bool) {
         if !self.cfg.enabled {

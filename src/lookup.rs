@@ -168,7 +168,7 @@ impl Fetcher {
                             }
                         }
                         let outcome = this.upstream.check(&event).await;
-                        this.breaker.record_outcome(permit, &outcome);
+                        settle(&this.breaker, permit, &outcome);
                         if Instant::now() > deadline {
                             this.c.late_fills.increment(1);
                         }
@@ -248,7 +248,7 @@ impl Fetcher {
                 None => Err(UpstreamError::BreakerOpen),
                 Some(permit) => {
                     let o = this.upstream.check(&event).await;
-                    this.breaker.record_outcome(permit, &o);
+                    settle(&this.breaker, permit, &o);
                     o
                 }
             };
@@ -267,5 +267,18 @@ impl Fetcher {
             }
             this.cache.end_refresh(key);
         });
+    }
+}
+/// The outcome of a call made with `permit`. fraudgate's own
+/// back-pressure (`Busy`) is not the upstream failing: the permit is just
+/// handed back.
+fn settle<T>(
+    breaker: &Breaker,
+    permit: crate::breaker::Permit,
+    outcome: &Result<T, UpstreamError>,
+) {
+    match outcome {
+        Err(UpstreamError::Busy) => breaker.release(permit),
+        o => breaker.record(permit, o.is_ok()),
     }
 }

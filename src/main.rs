@@ -145,7 +145,7 @@ fn main() -> ExitCode {
             ("query", fraudgate::cli::query(&config, &args))
         }
         Command::Feeds { command } => match command {
-            FeedsCommand::List => ("feeds list", fraudgate::feeds::cli::list(&config)),
+            FeedsCommand::List => ("feeds list", fraudgate::cli::feeds::list(&config)),
             FeedsCommand::Run {
                 name,
                 from,
@@ -153,7 +153,7 @@ fn main() -> ExitCode {
                 dry_run,
             } => (
                 "feeds run",
-                fraudgate::feeds::cli::run(&config, &name, from.as_deref(), to.as_deref(), dry_run),
+                fraudgate::cli::feeds::run(&config, &name, from.as_deref(), to.as_deref(), dry_run),
             ),
         },
         Command::Report { kind, params } => {

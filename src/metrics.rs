@@ -148,7 +148,6 @@ impl Default for Registry {
 /// status on first use, since every pair would be some 600 zero series;
 /// histograms appear with their first sample.)
 fn register_known() {
-    use crate::rules::RuleKind;
     for r in ["hit", "miss"] {
         metrics::counter!(CACHE_REQUESTS, "result" => r).increment(0);
     }
@@ -165,9 +164,6 @@ fn register_known() {
     for o in ["ok", "error"] {
         metrics::counter!(REFRESHES, "outcome" => o).increment(0);
     }
-    for o in crate::upstream::OUTCOMES {
-        metrics::counter!(UPSTREAM_REQUESTS, "outcome" => o).increment(0);
-    }
     for to in ["closed", "open", "half_open"] {
         metrics::counter!(BREAKER_TRANSITIONS, "to" => to).increment(0);
     }
@@ -179,9 +175,6 @@ fn register_known() {
             metrics::counter!(RULE_RELOADS, "source" => source, "outcome" => o).increment(0);
         }
     }
-    for k in RuleKind::ALL {
-        metrics::counter!(RULE_HITS, "kind" => k.as_str()).increment(0);
-    }
     for o in ["ok", "bad_request", "timeout", "busy", "error"] {
         metrics::counter!(QUERIES, "outcome" => o).increment(0);
     }
@@ -189,7 +182,6 @@ fn register_known() {
         metrics::counter!(QUERY_CUTS, "reason" => r).increment(0);
     }
     metrics::gauge!(QUERIES_RUNNING).set(0.0);
-    crate::fleet::Fleet::register_metrics();
     for name in [SHED, LOG_WRITTEN, LOG_DROPPED, LOG_ERRORS] {
         metrics::counter!(name).increment(0);
     }

@@ -118,6 +118,10 @@ pub enum ScorerError {
 
 impl Scorer {
     pub fn new(config: &Config) -> Result<Self, ScorerError> {
+        // Each part's closed label sets at 0 in the current registry.
+        crate::rules::register_metrics();
+        crate::upstream::register_metrics();
+        crate::fleet::Fleet::register_metrics();
         let upstream = if config.upstream.enabled() {
             Some(
                 Upstream::new(&config.upstream).map_err(|message| ScorerError::Config {

@@ -9,7 +9,6 @@
 //! swapped. A failure keeps every entry and backs off; it never empties a
 //! list.
 
-pub mod cli;
 pub mod config;
 pub mod fraudscore;
 pub mod fraudshield;

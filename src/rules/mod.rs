@@ -34,6 +34,13 @@ use ranges::IpRanges;
 use sources::RangeRule;
 pub use sources::{AdminError, EntrySource, ListSummary, ReloadError};
 
+/// Every rule kind's hit series at 0 from the start.
+pub fn register_metrics() {
+    for k in RuleKind::ALL {
+        metrics::counter!(m::RULE_HITS, "kind" => k.as_str()).increment(0);
+    }
+}
+
 /// Which rule fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

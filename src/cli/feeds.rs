@@ -11,8 +11,8 @@ use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jiff::Timestamp;
 
-use super::{Feeds, Progress, RunOptions, RunSummary};
 use crate::config::Config;
+use crate::feeds::{Feeds, Progress, RunOptions, RunSummary};
 
 pub fn list(config: &Config) -> Result<(), String> {
     if config.feeds.is_empty() {

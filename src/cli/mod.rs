@@ -11,6 +11,8 @@
 //! Parameters are the HTTP ones, `name=value` each (values taken as they
 //! are: no URL encoding needed).
 
+pub mod feeds;
+
 use comfy_table::{ContentArrangement, Table};
 use serde_json::{Map, Value};
 
