@@ -274,12 +274,26 @@ pub fn no_redirects() -> reqwest::Client {
 }
 
 /// A port nothing listens on now (for servers the tests start themselves).
+/// A port for a server a test starts itself (ClickHouse, Redis, nginx),
+/// from below the kernel's ephemeral range (32768 and up), so no `bind(0)`
+/// of another test can take it while that server is stopped and started
+/// again on it; each port is handed out once per process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 1000) as u16 * 10,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(port < 32_768, "out of test ports");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// How many decisions the SQLite store under `dir` holds (read as the
@@ -292,7 +306,7 @@ pub fn stored_decisions(dir: &std::path::Path) -> usize {
     )
     .unwrap();
     let mut n = 0;
-    fraudgate::log::sqlite::run(dir, &q, Duration::from_secs(5), &mut |_, _| {
+    fraudgate::query::exec::sqlite::run(dir, &q, Duration::from_secs(5), &mut |_, _| {
         n += 1;
         true
     })
