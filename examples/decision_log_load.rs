@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use fraudgate::decision::{DecisionId, Door, Source};
 use fraudgate::event::EventBuilder;
-use fraudgate::log::{Batch, IpMode, IvtMap, Reader, Record, Store, clickhouse, sqlite};
+use fraudgate::log::{Batch, IpMode, IvtMap, Record, Store, clickhouse, sqlite};
 use fraudgate::policy::{Action, Mode};
+use fraudgate::query::exec::Reader;
 use fraudgate::query::{Events, Query};
 use fraudgate::verdict::Tags;
 

@@ -17,7 +17,7 @@ use comfy_table::{ContentArrangement, Table};
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use crate::log::{QueryFailure, Reader};
+use crate::query::exec::{QueryFailure, Reader};
 use crate::query::report::{Kind, shape_row};
 use crate::query::{Events, Query, QueryError};
 

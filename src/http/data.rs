@@ -19,9 +19,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::log::{QueryFailure, Stop};
 use crate::metrics as m;
 use crate::query::csv_field;
+use crate::query::exec::{QueryFailure, Stop};
 use crate::query::{Events, Query, QueryError};
 
 /// Output formats.
@@ -218,7 +218,7 @@ const CHUNK: usize = 64 * 1024;
 /// that does not take it in time is cut off, and the thread, the store's
 /// read transaction or server-side query with it.
 pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Response, ApiError> {
-    let reader = state.scorer.log().ok_or_else(log_off)?.reader().clone();
+    let reader = state.reader.clone().ok_or_else(log_off)?;
     let slot = state.queries.admit().await?;
     // The asker goes with the body: a request or body dropped before the
     // end (client gone, request timeout) stops the run.

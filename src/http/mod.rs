@@ -74,6 +74,8 @@ pub struct Shared {
     pub warned_local_proxy: Arc<AtomicBool>,
     /// The configured feeds and their state.
     pub feeds: Arc<crate::feeds::Feeds>,
+    /// The decision log's query side, when the log is on.
+    pub reader: Option<crate::query::exec::Reader>,
 }
 
 impl AppState {
@@ -97,7 +99,11 @@ impl AppState {
             .collect();
         let max_queries = config.decision_log.max_queries();
         let queries = Arc::new(registry.scope(|| data::Queries::new(max_queries)));
+        let reader = scorer
+            .log()
+            .map(|_| crate::query::exec::Reader::new(&config.decision_log));
         AppState(Arc::new(Shared {
+            reader,
             feeds,
             warned_local_proxy: Arc::new(AtomicBool::new(false)),
             queries,

@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use super::data::{Cut, Format, log_off, query_error};
 use super::error::ApiError;
-use crate::log::QueryFailure;
+use crate::query::exec::QueryFailure;
 use crate::query::report::{Kind, shape_row};
 use crate::query::{Events, Expr, FIELDS, Op, Query, QueryError, Scalar, Shape, time_zone};
 
@@ -66,7 +66,7 @@ fn csv(body: String) -> Response {
 /// query slots and `query_timeout_ms`, and collects its rows. Dropping
 /// the future (the request timed out or its client left) stops the run.
 async fn collect(state: &AppState, q: Query) -> Result<Vec<Map<String, Value>>, ApiError> {
-    let reader = state.scorer.log().ok_or_else(log_off)?.reader().clone();
+    let reader = state.reader.clone().ok_or_else(log_off)?;
     let slot = state.queries.admit().await?;
     let (stop, _asker) = reader.stop();
     let queries = state.queries.clone();

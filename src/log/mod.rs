@@ -15,7 +15,6 @@ pub mod clickhouse;
 pub mod compact;
 pub mod ivt;
 mod queue;
-pub mod read;
 pub mod record;
 pub mod sink;
 pub mod sqlite;
@@ -36,7 +35,6 @@ pub use batch::{Batch, Records};
 pub use clickhouse::ClickHouseConfig;
 pub use ivt::{Ivt, IvtClass, IvtConfig, IvtMap};
 use queue::Queue;
-pub use read::{Asker, QueryFailure, Reader, Stop};
 pub use record::Record;
 use sink::{Health, Sink};
 
@@ -146,7 +144,6 @@ struct Inner {
     /// `on_full = "block"`: the longest a request waits for room.
     block_timeout: Duration,
     dropped: Counter,
-    reader: Reader,
     health: Arc<Health>,
     /// Shutdown has begun: a batch that fails is not retried again.
     closing: Arc<AtomicBool>,
@@ -328,7 +325,6 @@ impl DecisionLog {
                 on_full: c.on_full,
                 block_timeout: Duration::from_millis(c.block_timeout_ms),
                 dropped: metrics::counter!(m::LOG_DROPPED),
-                reader: Reader::new(c),
                 health,
                 closing,
                 account,
@@ -391,11 +387,6 @@ impl DecisionLog {
             timeout_ms = within.as_millis() as u64,
             "decision log store did not take the last records within the shutdown timeout: dropped"
         );
-    }
-
-    /// The query side of the same store.
-    pub fn reader(&self) -> &Reader {
-        &self.inner.reader
     }
 
     /// The store's state for `/readyz`: `ok`, or `failing: <cause>`.

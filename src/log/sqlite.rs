@@ -19,21 +19,15 @@
 //! any store with a day table older than its rollup, reads the rows.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use rusqlite::functions::FunctionFlags;
-use rusqlite::{Connection, OpenFlags, params_from_iter};
+use rusqlite::Connection;
 
 use super::batch::{Batch, Records};
 use super::compact;
 use super::ivt::IvtMap;
-use super::read::{QueryFailure, Stop};
 use super::record::{Record, utf8};
 use super::{IpMode, LogError, Row};
-use crate::query::sql::HIDDEN;
-use crate::query::sqlite::{Source, build};
-use crate::query::{Query, TimeUnit, bucket};
 
 /// A compact day's rollup sums of one batch: (hour, context, affiliate
 /// and offer pair) -> (decisions, their elapsed_us, one record's index).
@@ -508,23 +502,6 @@ fn list_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     stmt.query_map([], |r| r.get::<_, String>(0))?.collect()
 }
 
-/// The day tables as a query reads them.
-fn list_sources(conn: &Connection) -> rusqlite::Result<Vec<Source>> {
-    // A plain table, or the view of an older release's compact day not
-    // written since the upgrade, has no time key of its own.
-    let mut stmt = conn.prepare(
-        "SELECT name, type = 'table' OR instr(sql, ' AS _k FROM ') = 0 FROM sqlite_master \
-         WHERE type IN ('table', 'view') AND name GLOB 'd_[0-9]*' ORDER BY name",
-    )?;
-    stmt.query_map([], |r| {
-        Ok(Source {
-            name: r.get(0)?,
-            keyed: !r.get::<_, bool>(1)?,
-        })
-    })?
-    .collect()
-}
-
 /// The day tables of one kind (`table`: plain, `view`: compact).
 fn list_days(conn: &Connection, kind: &str) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare(
@@ -534,7 +511,7 @@ fn list_days(conn: &Connection, kind: &str) -> rusqlite::Result<Vec<String>> {
 }
 
 /// The day tables (`d_...`) whose rollup exists.
-fn list_rollups(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+pub(crate) fn list_rollups(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare(
         "SELECT 'd_' || substr(name, 3) FROM sqlite_master \
          WHERE type = 'table' AND name GLOB 'r_[0-9]*' ORDER BY name",
@@ -542,190 +519,17 @@ fn list_rollups(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     stmt.query_map([], |r| r.get::<_, String>(0))?.collect()
 }
 
-/// Runs `q` on a fresh read-only connection and hands every row (its
-/// values in column order) to `each`, which may stop it by returning
-/// false. Blocking: call it from a blocking thread.
-pub fn run(
-    path: &Path,
-    q: &Query,
-    timeout: Duration,
-    each: &mut dyn FnMut(&[String], Vec<serde_json::Value>) -> bool,
-) -> Result<(), QueryFailure> {
-    run_with(path, q, timeout, true, each)
-}
-
-/// [`run`], reading the rollups where they answer `q` only if `rollups`
-/// (false: always the rows, to compare the two).
-pub fn run_with(
-    path: &Path,
-    q: &Query,
-    timeout: Duration,
-    rollups: bool,
-    each: &mut dyn FnMut(&[String], Vec<serde_json::Value>) -> bool,
-) -> Result<(), QueryFailure> {
-    let (stop, _asker) = Stop::new(timeout);
-    run_until(path, q, &stop, rollups, each)
-}
-
-/// [`run_with`] until `stop`: its deadline or its asker gone ends the
-/// statement (the progress handler) and the read transaction with it.
-pub fn run_until(
-    path: &Path,
-    q: &Query,
-    stop: &Stop,
-    rollups: bool,
-    each: &mut dyn FnMut(&[String], Vec<serde_json::Value>) -> bool,
-) -> Result<(), QueryFailure> {
-    let file: PathBuf = path.join(FILE);
-    let store = |e: rusqlite::Error| QueryFailure::Store(e.to_string());
-    let tables;
-    let mut conn;
-    let mut complete = false;
-    if file.exists() {
-        conn = Connection::open_with_flags(
-            &file,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(store)?;
-        // One snapshot for the day list and every statement after it (a
-        // time-ordered list runs one per day): retention or a view rebuilt
-        // by the writer in between cannot change what the query sees.
-        conn.execute_batch("BEGIN").map_err(store)?;
-        tables = list_sources(&conn).map_err(store)?;
-        let with = list_rollups(&conn).map_err(store)?;
-        complete = tables.iter().all(|t| with.contains(&t.name));
-    } else {
-        conn = Connection::open_in_memory().map_err(store)?;
-        tables = Vec::new();
-    }
-    // `_like` matches case-sensitively, as in ClickHouse.
-    conn.execute_batch("PRAGMA case_sensitive_like = ON;")
-        .map_err(store)?;
-    let tz = q.tz.clone();
-    conn.create_scalar_function(
-        "fg_time",
-        2,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-        move |ctx| {
-            let ts: i64 = ctx.get(0)?;
-            let unit: String = ctx.get(1)?;
-            let unit = match unit.as_str() {
-                "datetime" => TimeUnit::Datetime,
-                "date" => TimeUnit::Date,
-                "hour" => TimeUnit::Hour,
-                "week" => TimeUnit::Week,
-                "month" => TimeUnit::Month,
-                _ => TimeUnit::Year,
-            };
-            Ok(bucket(ts, unit, &tz))
-        },
-    )
-    .map_err(store)?;
-    let check = stop.clone();
-    conn.progress_handler(10_000, Some(move || check.check().is_err()))
-        .map_err(store)?;
-    let rollups = rollups && complete;
-    // (No day yet: the one statement over an empty relation, which still
-    // checks the query.)
-    if let Some(desc) = time_ordered_list(q).filter(|_| !tables.is_empty()) {
-        // Days hold disjoint times: the rows in time order are each day's
-        // in time order, one day after the other. One day at a time, each
-        // read in its own time order (its rows' key, or `ts` in a day of
-        // an older release), not all days merged on one order that only
-        // some of them can read in.
-        let mut skip = (q.page - 1).saturating_mul(q.page_size);
-        let mut left = q.page_size;
-        let mut days = tables;
-        if desc {
-            days.reverse();
-        }
-        for day in days {
-            if left == 0 {
-                break;
-            }
-            let mut dq = q.clone();
-            dq.page = 1;
-            dq.page_size = skip.saturating_add(left);
-            let sql = build(&dq, std::slice::from_ref(&day), rollups)?;
-            let done = stream(&conn, &sql, stop, &mut skip, &mut |names, values| {
-                left -= 1;
-                each(names, values) && left > 0
-            })?;
-            if done {
-                break;
-            }
-        }
-        return Ok(());
-    }
-    let sql = build(q, &tables, rollups)?;
-    stream(&conn, &sql, stop, &mut 0, each).map(|_| ())
-}
-
-/// For a list in time order (newest first unless sorted by `ts`
-/// ascending): whether it is descending.
-fn time_ordered_list(q: &Query) -> Option<bool> {
-    if !matches!(q.shape, crate::query::Shape::List(_)) {
-        return None;
-    }
-    match q.sort.as_slice() {
-        [] => Some(true),
-        [(name, desc)] if name == "ts" => Some(*desc),
-        _ => None,
-    }
-}
-
-/// Runs one statement, passing over its first `skip` rows (counted down)
-/// and handing each other row to `each`; true when `each` stopped it.
-fn stream(
-    conn: &Connection,
-    sql: &crate::query::sqlite::Sql,
-    stop: &Stop,
-    skip: &mut u64,
-    each: &mut dyn FnMut(&[String], Vec<serde_json::Value>) -> bool,
-) -> Result<bool, QueryFailure> {
-    let store = |e: rusqlite::Error| QueryFailure::Store(e.to_string());
-    let mut stmt = conn.prepare(&sql.text).map_err(store)?;
-    let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
-    let shown: Vec<String> = names.iter().filter(|n| *n != HIDDEN).cloned().collect();
-    let mut rows = stmt
-        .query(params_from_iter(sql.params.iter()))
-        .map_err(|e| stop.check().err().unwrap_or_else(|| store(e)))?;
-    loop {
-        match rows.next() {
-            Ok(Some(_)) if *skip > 0 => *skip -= 1,
-            Ok(Some(row)) => {
-                let values = shown
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| json_value(n, row, i))
-                    .collect();
-                if !each(&shown, values) {
-                    return Ok(true);
-                }
-            }
-            Ok(None) => return Ok(false),
-            Err(e) => return Err(stop.check().err().unwrap_or_else(|| store(e))),
-        }
-    }
-}
-
-/// A column's value as JSON; the JSON-text fields (`extra`, `rules`) as
-/// the JSON they hold.
-fn json_value(name: &str, row: &rusqlite::Row<'_>, i: usize) -> serde_json::Value {
-    use rusqlite::types::ValueRef;
-    use serde_json::Value;
-    match row.get_ref(i) {
-        Ok(ValueRef::Integer(x)) => Value::from(x),
-        Ok(ValueRef::Real(x)) => Value::from(x),
-        Ok(ValueRef::Text(t)) => super::read::text_value(name, &String::from_utf8_lossy(t)),
-        _ => Value::Null,
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::*;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
     use rusqlite::types::Value;
+
+    use super::*;
+    use crate::query::Query;
+    use crate::query::exec::sqlite::{list_sources, run, run_with};
+    use crate::query::sqlite::build;
 
     pub(crate) fn record(ms: i64, i: u128) -> Record {
         let event = crate::event::EventBuilder::from_query(&format!(

@@ -7,25 +7,7 @@
 use super::sql::{self, Dialect, Value};
 use super::{Query, QueryError, TimeUnit};
 
-/// A string literal: quoted, with `\` and `'` (and control bytes)
-/// escaped, so no value can end the literal.
-pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            '\0' => out.push_str("\\0"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
+pub use crate::log::clickhouse::quote;
 
 struct ClickHouse {
     /// The zone as a quoted literal.

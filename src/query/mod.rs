@@ -5,6 +5,7 @@
 //! own SQL ([`sqlite`]) with every value a bound parameter.
 
 pub mod clickhouse;
+pub mod exec;
 pub mod filter;
 pub mod report;
 pub mod sql;

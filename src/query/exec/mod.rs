@@ -3,6 +3,9 @@
 //! Blocking: the Data API calls it from a blocking thread, the CLI from
 //! its own.
 
+pub mod clickhouse;
+pub mod sqlite;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::clickhouse::ClickHouseConfig;
-use super::{DecisionLogConfig, Store};
+use crate::log::clickhouse::ClickHouseConfig;
+use crate::log::{DecisionLogConfig, Store};
 use crate::query::{Kind, Query, QueryError};
 
 /// Why a query did not answer.
@@ -149,7 +152,7 @@ impl Reader {
                 timeout,
             },
             Store::Clickhouse => Reader::ClickHouse {
-                http: super::clickhouse::client(),
+                http: crate::log::clickhouse::client(),
                 config: c.clickhouse.clone(),
                 timeout,
             },
@@ -171,10 +174,8 @@ impl Reader {
         each: &mut dyn FnMut(&[String], Vec<Value>) -> bool,
     ) -> Result<(), QueryFailure> {
         match self {
-            Reader::Sqlite { path, .. } => super::sqlite::run_until(path, q, stop, true, each),
-            Reader::ClickHouse { http, config, .. } => {
-                super::clickhouse::run(http, config, q, stop, each)
-            }
+            Reader::Sqlite { path, .. } => sqlite::run_until(path, q, stop, true, each),
+            Reader::ClickHouse { http, config, .. } => clickhouse::run(http, config, q, stop, each),
         }
     }
 
