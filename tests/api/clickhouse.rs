@@ -490,6 +490,32 @@ async fn the_cli_reads_the_clickhouse_store() {
     assert!(out.contains("6251") && out.contains("50.0"), "{out}");
 }
 
+/// `rows` decisions written straight to `ch` (a second ago), and an app
+/// reading them there, tweaked by `tweak`.
+async fn app_on_rows(ch: &ClickHouse, rows: u128, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::default();
+    (ch.store())(&mut config);
+    let c = config.decision_log.clickhouse.clone();
+    let ivt = fraudgate::log::IvtMap::new(&config.ivt).unwrap();
+    let now = jiff::Timestamp::now().as_millisecond();
+    tokio::task::spawn_blocking(move || {
+        let batch: Vec<_> = (0..rows).map(|i| record(now - 1000, i)).collect();
+        let mut w =
+            fraudgate::log::clickhouse::Writer::new(c, ivt, fraudgate::log::IpMode::Full, 30);
+        w.write(&batch).unwrap();
+    })
+    .await
+    .unwrap();
+    let database = config.decision_log.clickhouse.database.clone();
+    spawn_app_with(|c| {
+        c.decision_log.store = Store::Clickhouse;
+        c.decision_log.clickhouse.url = ch.url();
+        c.decision_log.clickhouse.database = database.clone();
+        tweak(c);
+    })
+    .await
+}
+
 /// An answer of many chunks streams whole (rows reach the HTTP body from a
 /// blocking thread, outside the runtime that reads ClickHouse).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -501,26 +527,7 @@ async fn a_large_answer_streams_whole() {
     let Some(ch) = ClickHouse::started() else {
         return;
     };
-    let mut config = Config::default();
-    (ch.store())(&mut config);
-    let c = config.decision_log.clickhouse.clone();
-    let ivt = fraudgate::log::IvtMap::new(&config.ivt).unwrap();
-    let now = jiff::Timestamp::now().as_millisecond();
-    let batch: Vec<_> = (0..5000u128).map(|i| record(now - 1000, i)).collect();
-    tokio::task::spawn_blocking(move || {
-        let mut w =
-            fraudgate::log::clickhouse::Writer::new(c, ivt, fraudgate::log::IpMode::Full, 30);
-        w.write(&batch).unwrap();
-    })
-    .await
-    .unwrap();
-    let database = config.decision_log.clickhouse.database.clone();
-    let app = spawn_app_with(|c| {
-        c.decision_log.store = Store::Clickhouse;
-        c.decision_log.clickhouse.url = ch.url();
-        c.decision_log.clickhouse.database = database.clone();
-    })
-    .await;
+    let app = app_on_rows(&ch, 5000, |_| {}).await;
     for path in [
         "/v1/data/all?field=id,ip,ua,affiliate_id,offer_id,rules&page_size=10000",
         "/v1/data/all?field=id&sort=id_asc&page_size=10000&format=csv",
@@ -691,27 +698,7 @@ async fn a_reader_that_stops_reading_releases_the_clickhouse_query() {
     let Some(ch) = ClickHouse::started() else {
         return;
     };
-    let mut config = Config::default();
-    (ch.store())(&mut config);
-    let c = config.decision_log.clickhouse.clone();
-    let ivt = fraudgate::log::IvtMap::new(&config.ivt).unwrap();
-    let now = jiff::Timestamp::now().as_millisecond();
-    tokio::task::spawn_blocking(move || {
-        let batch: Vec<_> = (0..300_000u128).map(|i| record(now - 1000, i)).collect();
-        let mut w =
-            fraudgate::log::clickhouse::Writer::new(c, ivt, fraudgate::log::IpMode::Full, 30);
-        w.write(&batch).unwrap();
-    })
-    .await
-    .unwrap();
-    let database = config.decision_log.clickhouse.database.clone();
-    let app = spawn_app_with(|c| {
-        c.decision_log.store = Store::Clickhouse;
-        c.decision_log.clickhouse.url = ch.url();
-        c.decision_log.clickhouse.database = database.clone();
-        c.decision_log.query_timeout_ms = 2000;
-    })
-    .await;
+    let app = app_on_rows(&ch, 300_000, |c| c.decision_log.query_timeout_ms = 2000).await;
     // fraudgate's queries, known by the constant column each one ends with.
     let running = || async {
         ch.sql(
