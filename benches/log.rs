@@ -1,6 +1,6 @@
 //! The decision log: what the hot path pays per decision (encoding the
 //! record it hands the queue) and what the writer sustains (SQLite, one
-//! transaction per batch). Baseline (2-core shared VM, Nov 2026): see README.
+//! transaction per batch). Figures: docs/performance.md.
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Tags -> allow/block. Baseline (2-core shared VM, Nov 2026): see README.
+//! Tags -> allow/block. Figures: docs/performance.md.
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fraudgate::config::Config;
 use fraudgate::event::EventBuilder;

@@ -1,6 +1,6 @@
 //! Local rules: crawler UA matching on a realistic mix, longest-prefix
 //! lookup over 1M prefixes, and the whole local-rules pass per event.
-//! Baseline (2-core shared VM, Nov 2026): see README.
+//! Figures: docs/performance.md.
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;

@@ -1,6 +1,5 @@
 //! The in-process scoring path without HTTP: cache key, cache hit,
-//! policy, decision, metrics. Baseline (2-core shared VM, Nov 2026): see
-//! README.
+//! policy, decision, metrics. Figures: docs/performance.md.
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

@@ -1,4 +1,4 @@
-//! RT body -> tag set. Baseline (2-core shared VM, Nov 2026): see README.
+//! RT body -> tag set. Figures: docs/performance.md.
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fraudgate::verdict::Tags;
 use std::hint::black_box;
