@@ -111,7 +111,7 @@ fn fraudgate_and_isbot_agree_on_every_corpus_or_the_difference_is_reviewed() {
             i += 1;
         }
     }
-    // The README's table: recall on bot corpora, false positives on
+    // docs/detection.md's table: recall on bot corpora, false positives on
     // people's; fraudgate must be at least as good as isbot on each.
     for (c, bots, [ours, isbot, n]) in &counts {
         let pct = |k: &usize| 100.0 * *k as f64 / *n as f64;

@@ -1,7 +1,7 @@
 //! nginx `auth_request` in front of a backend, with fraudgate as the auth
 //! service: the real Debian nginx, started with its own config on random
 //! ports, including the shipped `deploy/nginx/fraudgate-auth.conf` as the
-//! README says to. `.ci/run` installs it.
+//! README and docs/doors.md say to. `.ci/run` installs it.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -63,7 +63,7 @@ http {{
             add_header X-Fraudgate-Tags $fg_tags always;
             proxy_pass http://127.0.0.1:{backend};
         }}
-        # The file the README tells users to include, as shipped.
+        # The file the docs tell users to include, as shipped.
         include {snippet};
     }}
 }}

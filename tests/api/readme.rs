@@ -1,10 +1,13 @@
-//! The README's examples, run as a newcomer runs them: every `curl` in a
-//! ```sh block goes, in README order, to the real binary started on the
-//! embedded defaults (plus the README's `[[offers]]` block, which its
-//! `/click` example needs), and to a second one configured as the README's
-//! sections go on to do: an RT key, in front of a mock RT that answers
-//! `datacenter` and `ip` for every IP, and the admin key its admin examples
-//! use (which also locks the Data API, as documented). Under a command,
+//! The documented examples, run as a newcomer runs them: every `curl` in a
+//! ```sh block of the files in [`DOCS`], in that order (the README, then
+//! the pages its admin, feed and query examples moved to; the admin and
+//! query examples depend on the door examples before them), goes to the
+//! real binary started on the embedded defaults (plus the README's
+//! `[[offers]]` block, which its `/click` example needs), and to a second
+//! one configured as the docs go on to do: an RT key, in front of a mock RT
+//! that answers `datacenter` and `ip` for every IP, and the admin key the
+//! admin examples use (which also locks the Data API, as documented).
+//! Under a command,
 //! `# => ` lines show what the defaults answer and `# rt => ` lines what
 //! the configured one answers:
 //! each is checked (JSON: the fields shown, ids and timings as any value;
@@ -18,9 +21,18 @@ use crate::helpers::*;
 
 const ADMIN_KEY: &str = "my-admin-key";
 
+/// The files whose examples run, in order: the README's door examples make
+/// the decisions that the admin, feed and query examples after them see.
+const DOCS: &[&str] = &[
+    "README.md",
+    "docs/admin.md",
+    "docs/feeds.md",
+    "docs/queries.md",
+];
+
 struct Example {
-    /// README line of the command, for messages.
-    line: usize,
+    /// File and line of the command, for messages.
+    line: String,
     /// Variable assignments of the block before it (`UA=...`).
     prelude: Vec<String>,
     command: String,
@@ -28,11 +40,11 @@ struct Example {
     rt: Vec<String>,
 }
 
-fn examples(readme: &str) -> Vec<Example> {
+fn examples(file: &str, text: &str) -> Vec<Example> {
     let mut out: Vec<Example> = Vec::new();
     let mut in_sh = false;
     let mut prelude = Vec::new();
-    let mut lines = readme.lines().enumerate();
+    let mut lines = text.lines().enumerate();
     while let Some((i, line)) = lines.next() {
         let t = line.trim();
         if t.starts_with("```") {
@@ -65,7 +77,7 @@ fn examples(readme: &str) -> Vec<Example> {
                 command.push_str(next.trim());
             }
             out.push(Example {
-                line: i + 1,
+                line: format!("{file}:{}", i + 1),
                 prelude: prelude.clone(),
                 command,
                 plain: Vec::new(),
@@ -109,7 +121,7 @@ fn run(e: &Example, port: u16) -> (u16, String) {
         .expect("sh runs");
     assert!(
         out.status.success(),
-        "README line {}: {script}\n{}",
+        "{}: {script}\n{}",
         e.line,
         String::from_utf8_lossy(&out.stderr)
     );
@@ -118,7 +130,7 @@ fn run(e: &Example, port: u16) -> (u16, String) {
     (status.trim().parse().unwrap_or(0), body.to_owned())
 }
 
-/// Values the README cannot know: ids, times.
+/// Values the docs cannot know: ids, times.
 fn any_value(key: &str, v: &serde_json::Value) -> bool {
     matches!(key, "id" | "decision_id" | "elapsed_us" | "datetime" | "ts") || v == "..."
 }
@@ -149,7 +161,7 @@ fn json_subset(
             .try_for_each(|(s, g)| json_subset(key, s, g)),
         _ if shown == got => Ok(()),
         _ => Err(format!(
-            "{key}: README shows {shown}, the server answers {got}"
+            "{key}: the docs show {shown}, the server answers {got}"
         )),
     }
 }
@@ -157,7 +169,7 @@ fn json_subset(
 fn check(e: &Example, shown: &str, status: u16, answer: &str) -> Result<(), String> {
     if shown.starts_with('{') || shown.starts_with('[') {
         let shown: serde_json::Value =
-            serde_json::from_str(shown).map_err(|err| format!("README JSON: {err}"))?;
+            serde_json::from_str(shown).map_err(|err| format!("docs JSON: {err}"))?;
         let first = answer.lines().next().unwrap_or("");
         let got: serde_json::Value = serde_json::from_str(answer)
             .or_else(|_| serde_json::from_str(first))
@@ -168,7 +180,7 @@ fn check(e: &Example, shown: &str, status: u16, answer: &str) -> Result<(), Stri
         let code = shown.split_whitespace().nth(1).unwrap_or("");
         return (code == status.to_string())
             .then_some(())
-            .ok_or_else(|| format!("README shows {shown}, the server answers {status}"));
+            .ok_or_else(|| format!("the docs show {shown}, the server answers {status}"));
     }
     // A line of the answer (headers with curl -i), any UUID for a UUID.
     let uuid =
@@ -187,7 +199,7 @@ fn check(e: &Example, shown: &str, status: u16, answer: &str) -> Result<(), Stri
         .lines()
         .any(|l| re.is_match(l))
         .then_some(())
-        .ok_or_else(|| format!("README shows {shown:?}; the answer was:\n{answer}"))
+        .ok_or_else(|| format!("the docs show {shown:?}; the answer was:\n{answer}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,14 +208,20 @@ async fn every_readme_example_answers_what_the_readme_shows() {
     if tool("curl").is_none() {
         return;
     }
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let examples = examples(&readme);
-    assert!(examples.len() >= 20, "the README's examples are found");
+    let read = |file: &str| {
+        std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+    };
+    let readme = read("README.md");
+    let examples: Vec<Example> = DOCS
+        .iter()
+        .flat_map(|file| examples(file, &read(file)))
+        .collect();
+    assert!(examples.len() >= 20, "the documented examples are found");
     assert!(
         std::env::var_os("FG_README_DUMP").is_some()
             || examples.iter().filter(|e| !e.plain.is_empty()).count() >= 8,
-        "the README shows answers to check"
+        "the docs show answers to check"
     );
     let dir = temp_dir("readme");
     let config = dir.join("offers.toml");
@@ -249,14 +267,11 @@ async fn every_readme_example_answers_what_the_readme_shows() {
                 eprintln!("=== {} {which} {status}\n{answer}", e.line);
             }
             if status == 0 || status >= 500 {
-                failures.push(format!(
-                    "README line {} ({which}): status {status}: {answer}",
-                    e.line
-                ));
+                failures.push(format!("{} ({which}): status {status}: {answer}", e.line));
             }
             for s in shown {
                 if let Err(why) = check(e, s, status, &answer) {
-                    failures.push(format!("README line {} ({which}): {why}", e.line));
+                    failures.push(format!("{} ({which}): {why}", e.line));
                 }
             }
         }
