@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use fraudgate::config::{Config, ENV_CONFIG_PATH};
 use fraudgate::startup::{Application, shutdown_signal};
 
-/// mimalloc: measured faster than the system allocator here (README, "Performance").
+/// mimalloc: measured faster than the system allocator here (docs/performance.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

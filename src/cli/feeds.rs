@@ -16,9 +16,7 @@ use crate::feeds::{Feeds, Progress, RunOptions, RunSummary};
 
 pub fn list(config: &Config) -> Result<(), String> {
     if config.feeds.is_empty() {
-        println!(
-            "no feeds configured: add [[feeds]] tables to the config (see the README's Feeds section)"
-        );
+        println!("no feeds configured: add [[feeds]] tables to the config (see docs/feeds.md)");
         return Ok(());
     }
     let feeds = Feeds::new(&config.feeds, None, None).map_err(|e| e.to_string())?;
