@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use crate::config_error::ConfigError;
 use crate::event::{Event, truncate};
 use crate::metrics as m;
 use crate::secret::Secret;
@@ -344,6 +345,39 @@ pub struct UpstreamConfig {
 }
 
 impl UpstreamConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let u = self;
+        if u.timeout_ms == 0 {
+            return Err(ConfigError::invalid("upstream.timeout_ms", "must be > 0"));
+        }
+        if u.max_in_flight == 0 {
+            return Err(ConfigError::invalid(
+                "upstream.max_in_flight",
+                "must be > 0",
+            ));
+        }
+        if u.connect_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "upstream.connect_timeout_ms",
+                "must be > 0",
+            ));
+        }
+        validate_url(&u.url, u.allow_insecure_http)
+            .map_err(|m| ConfigError::invalid("upstream.url", m))?;
+        let b = &u.breaker;
+        if b.consecutive_failures == 0
+            || b.half_open_probes == 0
+            || b.window_s == 0
+            || !(0.0..=1.0).contains(&b.failure_ratio)
+        {
+            return Err(ConfigError::invalid(
+                "upstream.breaker",
+                "consecutive_failures, half_open_probes, window_s > 0 and failure_ratio in 0..=1",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }

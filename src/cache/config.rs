@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::KeyPart;
+use crate::config_error::ConfigError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +27,16 @@ pub struct CacheConfig {
 }
 
 impl CacheConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_entries == 0 {
+            return Err(ConfigError::invalid("cache.max_entries", "must be > 0"));
+        }
+        if self.key.is_empty() {
+            return Err(ConfigError::invalid("cache.key", "needs at least one part"));
+        }
+        Ok(())
+    }
+
     pub fn ttl_clean(&self) -> Duration {
         Duration::from_secs(self.ttl_clean_s.unwrap_or(self.ttl_s))
     }

@@ -5,21 +5,71 @@ use super::{Config, ConfigError};
 
 impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        log_level(&self.log.level).map_err(|m| ConfigError::invalid("log.level", m))?;
+        self.log.validate()?;
+        self.upstream.validate()?;
+        self.cache.validate()?;
+        self.server.validate()?;
+        crate::policy::Policy::from_config(&self.policy)?;
+        self.rules.validate()?;
+        self.auth.validate(&self.server)?;
+        self.doors.validate()?;
+        validate_offers(&self.offers)?;
+        crate::log::IvtMap::new(&self.ivt).map_err(|m| {
+            let key = m.split(':').next().unwrap_or("ivt").to_owned();
+            ConfigError::invalid(key, m)
+        })?;
+        self.decision_log.validate()?;
+        self.redis
+            .validate()
+            .map_err(|(key, m)| ConfigError::invalid(key, m))?;
+        self.validate_feeds()
+    }
+
+    fn validate_feeds(&self) -> Result<(), ConfigError> {
+        let mut names: Vec<&str> = self.rules.lists.iter().map(|l| l.name.as_str()).collect();
+        for (i, f) in self.feeds.iter().enumerate() {
+            f.validate(i)?;
+            if names.contains(&f.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("feeds[{i}].name"),
+                    format!(
+                        "{:?} is already a list or feed name: a feed fills a block list of its own name",
+                        f.name
+                    ),
+                ));
+            }
+            names.push(&f.name);
+            let path = f.state_path();
+            if self.feeds[..i].iter().any(|o| o.state_path() == path) {
+                return Err(ConfigError::invalid(
+                    format!("feeds[{i}].state_file"),
+                    "two feeds cannot share a state file",
+                ));
+            }
+        }
+        if !self.feeds.is_empty() && !self.rules.enabled {
+            return Err(ConfigError::invalid(
+                "rules.enabled",
+                "feeds fill block lists of the local rules: rules.enabled must be true when [[feeds]] are configured",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl super::LogConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        log_level(&self.level).map_err(|m| ConfigError::invalid("log.level", m))?;
         for (key, bad, says) in [
             (
                 "log.max_file_mb",
-                self.log.max_file_mb == 0,
+                self.max_file_mb == 0,
                 "must be at least 1",
             ),
-            (
-                "log.keep_files",
-                self.log.keep_files == 0,
-                "must be at least 1",
-            ),
+            ("log.keep_files", self.keep_files == 0, "must be at least 1"),
             (
                 "log.max_line_bytes",
-                self.log.max_line_bytes < 512,
+                self.max_line_bytes < 512,
                 "must be at least 512",
             ),
         ] {
@@ -27,113 +77,55 @@ impl Config {
                 return Err(ConfigError::invalid(key, says));
             }
         }
-        let u = &self.upstream;
-        if u.timeout_ms == 0 {
-            return Err(ConfigError::invalid("upstream.timeout_ms", "must be > 0"));
-        }
-        if u.max_in_flight == 0 {
-            return Err(ConfigError::invalid(
-                "upstream.max_in_flight",
-                "must be > 0",
-            ));
-        }
-        if u.connect_timeout_ms == 0 {
-            return Err(ConfigError::invalid(
-                "upstream.connect_timeout_ms",
-                "must be > 0",
-            ));
-        }
-        crate::upstream::validate_url(&u.url, u.allow_insecure_http)
-            .map_err(|m| ConfigError::invalid("upstream.url", m))?;
-        let b = &u.breaker;
-        if b.consecutive_failures == 0
-            || b.half_open_probes == 0
-            || b.window_s == 0
-            || !(0.0..=1.0).contains(&b.failure_ratio)
-        {
-            return Err(ConfigError::invalid(
-                "upstream.breaker",
-                "consecutive_failures, half_open_probes, window_s > 0 and failure_ratio in 0..=1",
-            ));
-        }
-        if self.cache.max_entries == 0 {
-            return Err(ConfigError::invalid("cache.max_entries", "must be > 0"));
-        }
-        if self.cache.key.is_empty() {
-            return Err(ConfigError::invalid("cache.key", "needs at least one part"));
-        }
-        if self.server.max_batch == 0 {
+        tracing_subscriber::EnvFilter::try_new(&self.level)
+            .map_err(|e| ConfigError::invalid("log.level", e.to_string()))?;
+        Ok(())
+    }
+}
+
+impl super::ServerConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_batch == 0 {
             return Err(ConfigError::invalid("server.max_batch", "must be > 0"));
         }
-        if self.server.max_header_bytes < 8192 {
+        if self.max_header_bytes < 8192 {
             return Err(ConfigError::invalid(
                 "server.max_header_bytes",
                 "must be at least 8192",
             ));
         }
         for (key, zero) in [
-            ("server.max_concurrency", self.server.max_concurrency == 0),
+            ("server.max_concurrency", self.max_concurrency == 0),
             (
                 "server.header_read_timeout_ms",
-                self.server.header_read_timeout_ms == 0,
+                self.header_read_timeout_ms == 0,
             ),
-            ("server.write_timeout_ms", self.server.write_timeout_ms == 0),
-            ("server.max_json_depth", self.server.max_json_depth == 0),
+            ("server.write_timeout_ms", self.write_timeout_ms == 0),
+            ("server.max_json_depth", self.max_json_depth == 0),
         ] {
             if zero {
                 return Err(ConfigError::invalid(key, "must be > 0"));
             }
         }
-        if self.server.request_timeout_ms == 0 {
+        if self.request_timeout_ms == 0 {
             return Err(ConfigError::invalid(
                 "server.request_timeout_ms",
                 "must be > 0",
             ));
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level)
-            .map_err(|e| ConfigError::invalid("log.level", e.to_string()))?;
-        crate::policy::Policy::from_config(&self.policy)?;
-        let mut names = std::collections::HashSet::new();
-        for (i, l) in self.rules.lists.iter().enumerate() {
-            if l.name.is_empty()
-                || !l
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(ConfigError::invalid(
-                    format!("rules.lists[{i}].name"),
-                    "use letters, digits, - and _",
-                ));
-            }
-            if !names.insert(l.name.as_str()) {
-                return Err(ConfigError::invalid(
-                    format!("rules.lists[{i}].name"),
-                    format!("duplicate list name {:?}", l.name),
-                ));
-            }
-        }
-        for (i, c) in self.rules.caps.iter().enumerate() {
-            if c.by.is_empty() || c.window_s == 0 {
-                return Err(ConfigError::invalid(
-                    format!("rules.caps[{i}]"),
-                    "needs a non-empty `by` and window_s > 0",
-                ));
-            }
-        }
-        for (i, p) in self.server.trusted_proxies.iter().enumerate() {
+        for (i, p) in self.trusted_proxies.iter().enumerate() {
             crate::rules::ranges::Prefix::parse(p)
                 .map_err(|m| ConfigError::invalid(format!("server.trusted_proxies[{i}]"), m))?;
         }
-        axum::http::HeaderName::try_from(self.server.client_ip_header.trim().to_ascii_lowercase())
+        axum::http::HeaderName::try_from(self.client_ip_header.trim().to_ascii_lowercase())
             .map_err(|_| {
                 ConfigError::invalid(
                     "server.client_ip_header",
-                    format!("{:?} is not a header name", self.server.client_ip_header),
+                    format!("{:?} is not a header name", self.client_ip_header),
                 )
             })?;
-        if let Some(admin) = self.server.admin_listen {
-            let l = self.server.listen;
+        if let Some(admin) = self.admin_listen {
+            let l = self.listen;
             if admin.port() != 0
                 && admin.port() == l.port()
                 && (admin.ip() == l.ip() || admin.ip().is_unspecified() || l.ip().is_unspecified())
@@ -146,15 +138,21 @@ impl Config {
                 ));
             }
         }
-        let a = &self.auth;
-        if !self.server.listen.ip().is_loopback() && a.client_keys.is_empty() && !a.allow_anonymous
-        {
+        Ok(())
+    }
+}
+
+impl super::AuthConfig {
+    /// Needs the server's listen address: off loopback, keys are required.
+    pub fn validate(&self, server: &super::ServerConfig) -> Result<(), ConfigError> {
+        let a = self;
+        if !server.listen.ip().is_loopback() && a.client_keys.is_empty() && !a.allow_anonymous {
             return Err(ConfigError::invalid(
                 "auth.allow_anonymous",
                 format!(
                     "server.listen = {} is reachable from other hosts but no auth.client_keys are set; \
                  set client keys (FRAUDGATE_AUTH__CLIENT_KEYS__<NAME>=<key>) or auth.allow_anonymous = true",
-                    self.server.listen
+                    server.listen
                 ),
             ));
         }
@@ -174,7 +172,13 @@ impl Config {
                 ));
             }
         }
-        let d = &self.doors;
+        Ok(())
+    }
+}
+
+impl super::DoorsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let d = self;
         if ![401, 403].contains(&d.auth.blocked_status) {
             return Err(ConfigError::invalid(
                 "doors.auth.blocked_status",
@@ -214,113 +218,31 @@ impl Config {
                 ));
             }
         }
-        let mut ids = std::collections::HashSet::new();
-        for (i, o) in self.offers.iter().enumerate() {
-            if !ids.insert(o.id.as_str()) {
-                return Err(ConfigError::invalid(
-                    format!("offers[{i}].id"),
-                    format!("duplicate offer id {:?}", o.id),
-                ));
-            }
-            let bad = |key: &str, e: crate::template::TemplateError| {
-                ConfigError::invalid(
-                    format!("offers[{i}].{key}"),
-                    format!("offer {:?}: {e}", o.id),
-                )
-            };
-            crate::template::UrlTemplate::parse(&o.url).map_err(|e| bad("url", e))?;
-            if let Some(f) = &o.fallback_url {
-                crate::template::UrlTemplate::parse(f).map_err(|e| bad("fallback_url", e))?;
-            }
-        }
-        crate::log::IvtMap::new(&self.ivt).map_err(|m| {
-            let key = m.split(':').next().unwrap_or("ivt").to_owned();
-            ConfigError::invalid(key, m)
-        })?;
-        let dl = &self.decision_log;
-        if dl.enabled {
-            for (key, bad, why) in [
-                (
-                    "decision_log.path",
-                    dl.path.trim().is_empty(),
-                    "must be set",
-                ),
-                ("decision_log.queue", dl.queue == 0, "must be above 0"),
-                (
-                    "decision_log.block_timeout_ms",
-                    dl.block_timeout_ms == 0,
-                    "must be above 0",
-                ),
-                (
-                    "decision_log.batch_max",
-                    dl.batch_max == 0,
-                    "must be above 0",
-                ),
-            ] {
-                if bad {
-                    return Err(ConfigError::invalid(key, why));
-                }
-            }
-        }
-        if dl.flush_ms > 1000 {
-            return Err(ConfigError::invalid(
-                "decision_log.flush_ms",
-                "at most 1000: decisions are queryable within a second",
-            ));
-        }
-        if dl.store == crate::log::Store::Clickhouse {
-            dl.clickhouse
-                .validate()
-                .map_err(|(key, m)| ConfigError::invalid(key, m))?;
-        }
-        if dl.retention_days == 0 || dl.query_timeout_ms == 0 {
-            return Err(ConfigError::invalid(
-                "decision_log",
-                "retention_days and query_timeout_ms must be > 0",
-            ));
-        }
-        if self.rules.velocity.window_s == 0 {
-            return Err(ConfigError::invalid(
-                "rules.velocity.window_s",
-                "must be > 0",
-            ));
-        }
-        self.redis
-            .validate()
-            .map_err(|(key, m)| ConfigError::invalid(key, m))?;
-        self.validate_feeds()
-    }
-
-    fn validate_feeds(&self) -> Result<(), ConfigError> {
-        let mut names: Vec<&str> = self.rules.lists.iter().map(|l| l.name.as_str()).collect();
-        for (i, f) in self.feeds.iter().enumerate() {
-            f.validate(i)?;
-            if names.contains(&f.name.as_str()) {
-                return Err(ConfigError::invalid(
-                    format!("feeds[{i}].name"),
-                    format!(
-                        "{:?} is already a list or feed name: a feed fills a block list of its own name",
-                        f.name
-                    ),
-                ));
-            }
-            names.push(&f.name);
-            let path = f.state_path();
-            if self.feeds[..i].iter().any(|o| o.state_path() == path) {
-                return Err(ConfigError::invalid(
-                    format!("feeds[{i}].state_file"),
-                    "two feeds cannot share a state file",
-                ));
-            }
-        }
-        if !self.feeds.is_empty() && !self.rules.enabled {
-            return Err(ConfigError::invalid(
-                "rules.enabled",
-                "feeds fill block lists of the local rules: rules.enabled must be true when [[feeds]] are configured",
-            ));
-        }
         Ok(())
     }
+}
+
+fn validate_offers(offers: &[super::OfferConfig]) -> Result<(), ConfigError> {
+    let mut ids = std::collections::HashSet::new();
+    for (i, o) in offers.iter().enumerate() {
+        if !ids.insert(o.id.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("offers[{i}].id"),
+                format!("duplicate offer id {:?}", o.id),
+            ));
+        }
+        let bad = |key: &str, e: crate::template::TemplateError| {
+            ConfigError::invalid(
+                format!("offers[{i}].{key}"),
+                format!("offer {:?}: {e}", o.id),
+            )
+        };
+        crate::template::UrlTemplate::parse(&o.url).map_err(|e| bad("url", e))?;
+        if let Some(f) = &o.fallback_url {
+            crate::template::UrlTemplate::parse(f).map_err(|e| bad("fallback_url", e))?;
+        }
+    }
+    Ok(())
 }
 
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];

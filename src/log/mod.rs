@@ -28,6 +28,7 @@ use std::time::Duration;
 use metrics::Counter;
 use serde::Deserialize;
 
+use crate::config_error::ConfigError;
 use crate::decision::{Decision, Door};
 use crate::event::Event;
 use crate::metrics as m;
@@ -103,6 +104,52 @@ pub struct DecisionLogConfig {
 }
 
 impl DecisionLogConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let dl = self;
+        if dl.enabled {
+            for (key, bad, why) in [
+                (
+                    "decision_log.path",
+                    dl.path.trim().is_empty(),
+                    "must be set",
+                ),
+                ("decision_log.queue", dl.queue == 0, "must be above 0"),
+                (
+                    "decision_log.block_timeout_ms",
+                    dl.block_timeout_ms == 0,
+                    "must be above 0",
+                ),
+                (
+                    "decision_log.batch_max",
+                    dl.batch_max == 0,
+                    "must be above 0",
+                ),
+            ] {
+                if bad {
+                    return Err(ConfigError::invalid(key, why));
+                }
+            }
+        }
+        if dl.flush_ms > 1000 {
+            return Err(ConfigError::invalid(
+                "decision_log.flush_ms",
+                "at most 1000: decisions are queryable within a second",
+            ));
+        }
+        if dl.store == Store::Clickhouse {
+            dl.clickhouse
+                .validate()
+                .map_err(|(key, m)| ConfigError::invalid(key, m))?;
+        }
+        if dl.retention_days == 0 || dl.query_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "decision_log",
+                "retention_days and query_timeout_ms must be > 0",
+            ));
+        }
+        Ok(())
+    }
+
     /// `max_queries`, with 0 resolved to four per core.
     pub fn max_queries(&self) -> usize {
         match self.max_queries {

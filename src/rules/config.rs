@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use super::limits::{CapConfig, VelocityConfig};
+use crate::config_error::ConfigError;
 use crate::policy::Action;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -55,4 +56,44 @@ pub struct ListConfig {
     /// Empty: runtime-only list.
     #[serde(default)]
     pub file: String,
+}
+
+impl RulesConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (i, l) in self.lists.iter().enumerate() {
+            if l.name.is_empty()
+                || !l
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ConfigError::invalid(
+                    format!("rules.lists[{i}].name"),
+                    "use letters, digits, - and _",
+                ));
+            }
+            if !names.insert(l.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("rules.lists[{i}].name"),
+                    format!("duplicate list name {:?}", l.name),
+                ));
+            }
+        }
+        for (i, c) in self.caps.iter().enumerate() {
+            if c.by.is_empty() || c.window_s == 0 {
+                return Err(ConfigError::invalid(
+                    format!("rules.caps[{i}]"),
+                    "needs a non-empty `by` and window_s > 0",
+                ));
+            }
+        }
+        if self.velocity.window_s == 0 {
+            return Err(ConfigError::invalid(
+                "rules.velocity.window_s",
+                "must be > 0",
+            ));
+        }
+        Ok(())
+    }
 }
