@@ -599,6 +599,89 @@ impl Feed {
         progress: &dyn Progress,
     ) -> Result<RunSummary, RunError> {
         let now = now_unix();
+        let (from, to) = self.window(opts, now)?;
+        let explicit = opts.from.is_some() || opts.to.is_some();
+        let shared = !opts.dry_run && !explicit;
+        let lease = match self.start(opts, shared, from, to, now).await? {
+            Start::Pull(lease) => lease,
+            Start::FromFleet(summary) => return Ok(summary),
+        };
+        let mut summary = RunSummary::empty(&self.cfg.name, from, to, opts.dry_run);
+        let pulled = match self.pull(from, to, now, progress).await {
+            Ok(p) => p,
+            Err(error) => {
+                if !opts.dry_run {
+                    self.adopt_disk().await;
+                    self.note_failure(&error, now);
+                    let _ = self.save_off_runtime().await;
+                }
+                return Err(self.source_error(error));
+            }
+        };
+        summary.pages = pulled.stats.pages;
+        summary.rows = pulled.stats.rows;
+        summary.rows_unused = pulled.unused;
+        summary.values_rejected = pulled.rejected;
+        summary.windows_split = pulled.stats.splits;
+        summary.windows_truncated = pulled.stats.truncated;
+        if opts.dry_run {
+            return Ok(self.dry_run(pulled.entries, summary));
+        }
+        // Another process may have written since: merge into the newest.
+        self.adopt_disk().await;
+        let rows = pulled.stats.rows;
+        let covered_from = self.covered_from(from);
+        let (merged, expired) = {
+            let mut s = self.lock();
+            let merged = s.merge_pulled(pulled.entries, covered_from);
+            (merged, s.prune(now))
+        };
+        self.metrics.rows.increment(rows);
+        self.metrics.pages.increment(pulled.stats.pages);
+        self.metrics.added.increment(merged.added);
+        self.metrics.expired.increment(expired);
+        if let Some(error) = pulled.stats.partial {
+            // What was read is kept; the cursor stays, so the failed
+            // reports are read again next time.
+            self.note_failure(&error, now);
+            self.save_off_runtime().await?;
+            self.publish();
+            return Err(self.source_error(error));
+        }
+        {
+            let mut s = self.lock();
+            if !explicit {
+                s.cursor = Some(to);
+            }
+            s.kind = self.cfg.kind.as_str().to_owned();
+            s.version = 1;
+            s.last_success = Some(now);
+            s.last_attempt = Some(now);
+            s.last_error = None;
+            s.consecutive_failures = 0;
+            s.last_rows = rows;
+            s.last_added = merged.added;
+            summary.added = merged.added;
+            summary.refreshed = merged.refreshed;
+            summary.expired = expired;
+            summary.entries = s.entries.len();
+            self.metrics.runs_ok.increment(1);
+            self.metrics.show(&s);
+        }
+        self.save_off_runtime().await?;
+        self.publish();
+        if let Some(lease) = lease {
+            if !self.share_state().await {
+                tracing::warn!(feed = %self.cfg.name, "feed state not shared (Redis unavailable); other replicas pull it themselves");
+            }
+            lease.release().await;
+        }
+        Ok(summary)
+    }
+
+    /// The run's window: from the cursor (less the source's lookback) or
+    /// `window` back, to now; or what the caller asked for.
+    fn window(&self, opts: &RunOptions, now: u64) -> Result<(u64, u64), RunError> {
         let window_start = now.saturating_sub(self.cfg.window.as_secs());
         let cursor = self.lock().cursor;
         let from = match opts.from {
@@ -624,160 +707,85 @@ impl Feed {
                 to: rfc3339(to),
             });
         }
-        let explicit = opts.from.is_some() || opts.to.is_some();
-        let shared = !opts.dry_run && !explicit;
-        // A fleet: another replica's recent pull is taken instead of
-        // pulling again; one replica at a time holds the lease.
-        let mut leased = false;
-        if let (true, Some(fleet)) = (shared, &self.fleet) {
-            self.adopt_shared().await;
-            let recent = self
-                .lock()
-                .last_success
-                .is_some_and(|t| now < t + self.cfg.every.as_secs() / 2);
-            if recent && !opts.force {
-                return Ok(RunSummary {
-                    entries: self.lock().entries.len(),
-                    from_fleet: true,
-                    ..RunSummary::empty(&self.cfg.name, from, to, false)
-                });
-            }
-            match fleet.feed_lease(&self.fleet_name, LEASE).await {
-                Some(false) => {
-                    return Err(RunError::Running(format!(
-                        "{} (another replica holds its lease)",
-                        self.cfg.name
-                    )));
-                }
-                Some(true) => leased = true,
-                None => {}
-            }
-        }
-        let result = self.pull(from, to, now, progress).await;
-        if leased && result.is_err() {
-            if let Some(f) = &self.fleet {
-                f.feed_release(&self.fleet_name).await;
-            }
-        }
-        let mut summary = RunSummary::empty(&self.cfg.name, from, to, opts.dry_run);
-        let pulled = match result {
-            Ok(p) => p,
-            Err(error) => {
-                if !opts.dry_run {
-                    self.adopt_disk().await;
-                    self.metrics.runs_err.increment(1);
-                    if let Some(c) = self.metrics.errors.get(error.kind()) {
-                        c.increment(1);
-                    }
-                    {
-                        let mut s = self.lock();
-                        s.consecutive_failures += 1;
-                        s.last_attempt = Some(now);
-                        s.last_error = Some(error.to_string());
-                        self.metrics.show(&s);
-                    }
-                    let _ = self.save_off_runtime().await;
-                }
-                return Err(RunError::Source {
-                    feed: self.cfg.name.clone(),
-                    error,
-                });
-            }
+        Ok((from, to))
+    }
+
+    /// With a fleet, another replica's recent pull is taken instead of
+    /// pulling again, and one replica at a time holds the pull's lease.
+    async fn start(
+        &self,
+        opts: &RunOptions,
+        shared: bool,
+        from: u64,
+        to: u64,
+        now: u64,
+    ) -> Result<Start, RunError> {
+        let (true, Some(fleet)) = (shared, &self.fleet) else {
+            return Ok(Start::Pull(None));
         };
-        summary.pages = pulled.stats.pages;
-        summary.rows = pulled.stats.rows;
-        summary.rows_unused = pulled.unused;
-        summary.values_rejected = pulled.rejected;
-        summary.windows_split = pulled.stats.splits;
-        summary.windows_truncated = pulled.stats.truncated;
-        if opts.dry_run {
-            let pulled_count = pulled.entries.len();
-            let s = self.lock();
-            let known: std::collections::HashSet<(EntryKind, &str)> = s
-                .entries
-                .iter()
-                .map(|e| (e.kind, e.value.as_str()))
-                .collect();
-            summary.new_entries = pulled
-                .entries
-                .into_iter()
-                .filter(|e| !known.contains(&(e.kind, e.value.as_str())))
-                .collect();
-            summary.added = summary.new_entries.len() as u64;
-            summary.refreshed = pulled_count as u64 - summary.added;
-            summary.entries = s.entries.len();
-            return Ok(summary);
+        self.adopt_shared().await;
+        let recent = self
+            .lock()
+            .last_success
+            .is_some_and(|t| now < t + self.cfg.every.as_secs() / 2);
+        if recent && !opts.force {
+            return Ok(Start::FromFleet(RunSummary {
+                entries: self.lock().entries.len(),
+                from_fleet: true,
+                ..RunSummary::empty(&self.cfg.name, from, to, false)
+            }));
         }
-        // Another process may have written since: merge into the newest.
-        self.adopt_disk().await;
-        let partial = pulled.stats.partial;
-        let covered_from = self.covered_from(from);
-        let (merged, expired) = {
-            let mut s = self.lock();
-            let merged = s.merge_pulled(pulled.entries, covered_from);
-            (merged, s.prune(now))
-        };
-        self.metrics.rows.increment(pulled.stats.rows);
-        self.metrics.pages.increment(pulled.stats.pages);
-        self.metrics.added.increment(merged.added);
-        self.metrics.expired.increment(expired);
-        if let Some(error) = partial {
-            // What was read is kept; the cursor stays, so the failed
-            // reports are read again next time.
-            {
-                let mut s = self.lock();
-                s.consecutive_failures += 1;
-                s.last_attempt = Some(now);
-                s.last_error = Some(error.to_string());
-                self.metrics.runs_err.increment(1);
-                if let Some(c) = self.metrics.errors.get(error.kind()) {
-                    c.increment(1);
-                }
-                self.metrics.show(&s);
-            }
-            self.save_off_runtime().await?;
-            self.publish();
-            if leased {
-                if let Some(f) = &self.fleet {
-                    f.feed_release(&self.fleet_name).await;
-                }
-            }
-            return Err(RunError::Source {
-                feed: self.cfg.name.clone(),
-                error,
-            });
+        match fleet.feed_lease(&self.fleet_name, LEASE).await {
+            Some(false) => Err(RunError::Running(format!(
+                "{} (another replica holds its lease)",
+                self.cfg.name
+            ))),
+            Some(true) => Ok(Start::Pull(Some(Lease {
+                fleet: fleet.clone(),
+                name: self.fleet_name.clone(),
+                held: true,
+            }))),
+            None => Ok(Start::Pull(None)),
         }
-        {
-            let mut s = self.lock();
-            if !explicit {
-                s.cursor = Some(to);
-            }
-            s.kind = self.cfg.kind.as_str().to_owned();
-            s.version = 1;
-            s.last_success = Some(now);
-            s.last_attempt = Some(now);
-            s.last_error = None;
-            s.consecutive_failures = 0;
-            s.last_rows = pulled.stats.rows;
-            s.last_added = merged.added;
-            summary.added = merged.added;
-            summary.refreshed = merged.refreshed;
-            summary.expired = expired;
-            summary.entries = s.entries.len();
-            self.metrics.runs_ok.increment(1);
-            self.metrics.show(&s);
+    }
+
+    /// A failed (or partly failed) pull in the state and the metrics.
+    fn note_failure(&self, error: &FeedError, now: u64) {
+        self.metrics.runs_err.increment(1);
+        if let Some(c) = self.metrics.errors.get(error.kind()) {
+            c.increment(1);
         }
-        self.save_off_runtime().await?;
-        self.publish();
-        if leased {
-            if !self.share_state().await {
-                tracing::warn!(feed = %self.cfg.name, "feed state not shared (Redis unavailable); other replicas pull it themselves");
-            }
-            if let Some(f) = &self.fleet {
-                f.feed_release(&self.fleet_name).await;
-            }
+        let mut s = self.lock();
+        s.consecutive_failures += 1;
+        s.last_attempt = Some(now);
+        s.last_error = Some(error.to_string());
+        self.metrics.show(&s);
+    }
+
+    fn source_error(&self, error: FeedError) -> RunError {
+        RunError::Source {
+            feed: self.cfg.name.clone(),
+            error,
         }
-        Ok(summary)
+    }
+
+    /// What a dry run reports: the entries that would be new.
+    fn dry_run(&self, pulled: Vec<StoredEntry>, mut summary: RunSummary) -> RunSummary {
+        let pulled_count = pulled.len();
+        let s = self.lock();
+        let known: std::collections::HashSet<(EntryKind, &str)> = s
+            .entries
+            .iter()
+            .map(|e| (e.kind, e.value.as_str()))
+            .collect();
+        summary.new_entries = pulled
+            .into_iter()
+            .filter(|e| !known.contains(&(e.kind, e.value.as_str())))
+            .collect();
+        summary.added = summary.new_entries.len() as u64;
+        summary.refreshed = pulled_count as u64 - summary.added;
+        summary.entries = s.entries.len();
+        summary
     }
 
     /// Takes the fleet's state of this feed when it is newer than ours
@@ -1026,6 +1034,42 @@ fn set_aside(feed: &str, path: &std::path::Path) {
         }
         Err(e) => {
             tracing::warn!(feed = %feed, error = %e, "cannot move the unreadable feed state aside")
+        }
+    }
+}
+
+/// How a run begins.
+enum Start {
+    /// Pull, holding the fleet's lease when there is a fleet.
+    Pull(Option<Lease>),
+    /// Another replica pulled recently: its state was taken.
+    FromFleet(RunSummary),
+}
+
+/// A run's hold on the fleet's pull lease: released when the run is
+/// done, and on every other way out of it (an error, a `?`) when the
+/// guard drops.
+struct Lease {
+    fleet: Arc<crate::fleet::Fleet>,
+    name: String,
+    held: bool,
+}
+
+impl Lease {
+    async fn release(mut self) {
+        self.held = false;
+        self.fleet.feed_release(&self.name).await;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        let (fleet, name) = (self.fleet.clone(), std::mem::take(&mut self.name));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { fleet.feed_release(&name).await });
         }
     }
 }
