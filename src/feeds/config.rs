@@ -384,8 +384,6 @@ impl FeedConfig {
 
     /// Checks the feed at `feeds[i]`.
     pub fn validate(&self, i: usize) -> Result<(), ConfigError> {
-        let key = |k: &str| format!("feeds[{i}].{k}");
-        let bad = |k: &str, m: String| Err(ConfigError::invalid(key(k), m));
         let valid_name = !self.name.is_empty()
             && self.name.len() <= 64
             && self
@@ -394,6 +392,7 @@ impl FeedConfig {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid_name {
             return bad(
+                i,
                 "name",
                 "1 to 64 characters of a-z, 0-9, _ and - (it names the block list)".into(),
             );
@@ -410,54 +409,67 @@ impl FeedConfig {
                 } else {
                     m
                 };
-                bad("base_url", m)
+                bad(i, "base_url", m)
             })?;
         }
         if !(8..=32).contains(&self.max_prefix.v4) {
             return bad(
+                i,
                 "max_prefix.v4",
                 "a prefix length from 8 to 32 (32: single addresses)".into(),
             );
         }
         if !(16..=128).contains(&self.max_prefix.v6) {
             return bad(
+                i,
                 "max_prefix.v6",
                 "a prefix length from 16 to 128 (128: single addresses)".into(),
             );
         }
         if self.every < Duration::from_secs(1) {
-            return bad("every", "must be at least 1s".into());
+            return bad(i, "every", "must be at least 1s".into());
         }
         if !(0.0..=0.5).contains(&self.jitter) {
-            return bad("jitter", "a fraction between 0 and 0.5".into());
+            return bad(i, "jitter", "a fraction between 0 and 0.5".into());
         }
         if self.window < Duration::from_secs(60) {
-            return bad("window", "must be at least 1m".into());
+            return bad(i, "window", "must be at least 1m".into());
         }
         if self.expire_after < Duration::from_secs(1) {
-            return bad("expire_after", "must be at least 1s".into());
+            return bad(i, "expire_after", "must be at least 1s".into());
         }
         if self.timeout_ms == 0 {
-            return bad("timeout_ms", "must be > 0".into());
+            return bad(i, "timeout_ms", "must be > 0".into());
         }
         if self.run_timeout < Duration::from_secs(1) {
-            return bad("run_timeout", "must be at least 1s".into());
+            return bad(i, "run_timeout", "must be at least 1s".into());
         }
         if self.max_response_mb == 0 {
-            return bad("max_response_mb", "must be at least 1".into());
+            return bad(i, "max_response_mb", "must be at least 1".into());
         }
         if self.max_row_bytes < 1024 {
-            return bad("max_row_bytes", "must be at least 1024".into());
+            return bad(i, "max_row_bytes", "must be at least 1024".into());
         }
         if self.map.is_empty() {
             return bad(
+                i,
                 "map",
                 "name at least one of ip, device, affiliate, affiliate_sub".into(),
             );
         }
         if self.page_size == Some(0) {
-            return bad("page_size", "must be > 0".into());
+            return bad(i, "page_size", "must be > 0".into());
         }
+        self.no_foreign_settings(i)?;
+        match self.kind {
+            FeedKind::Protect360 => self.validate_protect360(i),
+            FeedKind::Fraudshield => self.validate_fraudshield(i),
+            FeedKind::FraudscoreData => self.validate_fraudscore_data(i),
+        }
+    }
+
+    /// A setting of another kind of feed is refused, never ignored.
+    fn no_foreign_settings(&self, i: usize) -> Result<(), ConfigError> {
         let kind = self.kind.as_str();
         // Settings that belong to another kind of feed.
         let foreign: &[(&str, bool, &str)] = &[
@@ -494,141 +506,173 @@ impl FeedConfig {
         for (k, set, owner) in foreign {
             if *set && !owner.split('/').any(|o| o == kind) {
                 return bad(
+                    i,
                     k,
                     format!("is a {owner} setting; this feed is kind = \"{kind}\""),
                 );
             }
         }
-        let need_secret = |k: &str, s: &Option<Secret>| match s {
+        Ok(())
+    }
+
+    /// A secret the kind needs: set and not empty.
+    fn need_secret(&self, i: usize, k: &str, s: &Option<Secret>) -> Result<(), ConfigError> {
+        match s {
             Some(s) if !s.expose().is_empty() => Ok(()),
             _ => bad(
+                i,
                 k,
-                format!("required for a {kind} feed (a secret: never logged)"),
+                format!(
+                    "required for a {} feed (a secret: never logged)",
+                    self.kind.as_str()
+                ),
             ),
-        };
-        match self.kind {
-            FeedKind::Protect360 => {
-                need_secret("token", &self.token)?;
-                if self.app_ids.is_empty() || self.app_ids.iter().any(|a| a.trim().is_empty()) {
-                    return bad(
-                        "app_ids",
-                        "name the apps, as the AppsFlyer dashboard shows them (iOS ids start with \"id\")"
-                            .into(),
-                    );
-                }
-                if let Some(t) = self
-                    .topics
-                    .iter()
-                    .find(|t| !PROTECT360_TOPICS.contains(&t.as_str()))
-                {
-                    return bad(
-                        "topics",
-                        format!(
-                            "unknown report topic {t:?}; one of {}",
-                            PROTECT360_TOPICS.join(", ")
-                        ),
-                    );
-                }
-                if self.window > Duration::from_secs(P360_LOOKBACK_DAYS as u64 * 86400) {
-                    return bad(
-                        "window",
-                        "Protect360 serves at most the last 90 days".into(),
-                    );
-                }
-                if self.row_limit == Some(0) {
-                    return bad("row_limit", "must be > 0".into());
-                }
-            }
-            FeedKind::Fraudshield => {
-                if self.user_id.as_deref().is_none_or(|u| u.trim().is_empty()) {
-                    return bad("user_id", "required for a fraudshield feed".into());
-                }
-                need_secret("api_token", &self.api_token)?;
-                if self.tracker_id.is_none() {
-                    return bad("tracker_id", "required for a fraudshield feed".into());
-                }
-                if jiff::tz::TimeZone::get(self.timezone()).is_err() {
-                    return bad(
-                        "timezone",
-                        format!(
-                            "unknown time zone {:?} (an IANA name like Europe/Berlin)",
-                            self.timezone()
-                        ),
-                    );
-                }
-                let fraud = self.fraudshield_report() == FraudshieldReport::Fraud;
-                if fraud
-                    && self
-                        .map
-                        .iter()
-                        .any(|m| !matches!(m, MapTo::Affiliate | MapTo::AffiliateSub))
-                {
-                    return bad(
-                        "map",
-                        "the fraud report has groups, not events: map = [\"affiliate_sub\"] or [\"affiliate\"]"
-                            .into(),
-                    );
-                }
-                if fraud && self.min_rejection_rate.is_none() {
-                    return bad(
-                        "min_rejection_rate",
-                        "required for report = \"fraud\": without it every affiliate/sub group would be blocked"
-                            .into(),
-                    );
-                }
-                if !fraud && (self.min_rejection_rate.is_some() || self.min_conversions.is_some()) {
-                    return bad(
-                        "min_rejection_rate",
-                        "applies to report = \"fraud\" only".into(),
-                    );
-                }
-                if self
-                    .min_rejection_rate
-                    .is_some_and(|r| !(0.0..=100.0).contains(&r))
-                {
-                    return bad("min_rejection_rate", "a percentage, 0 to 100".into());
-                }
-            }
-            FeedKind::FraudscoreData => {
-                if self.channel.as_deref().is_none_or(|c| c.trim().is_empty()) {
-                    return bad(
-                        "channel",
-                        "required for a fraudscore_data feed (CHANNEL_ID)".into(),
-                    );
-                }
-                need_secret("key", &self.key)?;
-                let event = self.event.as_deref().unwrap_or("click");
-                if !FRAUDSCORE_EVENTS.contains(&event) {
-                    return bad("event", format!("one of {}", FRAUDSCORE_EVENTS.join(", ")));
-                }
-                let Some(f) = &self.filter else {
-                    return bad(
-                        "filter",
-                        "required: an expression selecting the fraud (e.g. '[\"OR\",[\"tag\",\"proxy\"],[\"tag\",\"blacklist\"]]'); without one every event's IP would be blocked"
-                            .into(),
-                    );
-                };
-                {
-                    match serde_json::from_str::<serde_json::Value>(f) {
-                        Ok(serde_json::Value::Array(a)) if !a.is_empty() => {}
-                        Ok(_) => {
-                            return bad(
-                                "filter",
-                                "an expression is a JSON array: [\"operator\", operand, ...]"
-                                    .into(),
-                            );
-                        }
-                        Err(e) => return bad("filter", format!("not JSON: {e}")),
-                    }
-                }
-                if self.page_size.is_some_and(|p| p > 1_000_000) {
-                    return bad(
-                        "page_size",
-                        "at most 1000000 (the Data API's maximum)".into(),
-                    );
-                }
-            }
+        }
+    }
+
+    fn validate_protect360(&self, i: usize) -> Result<(), ConfigError> {
+        self.need_secret(i, "token", &self.token)?;
+        if self.app_ids.is_empty() || self.app_ids.iter().any(|a| a.trim().is_empty()) {
+            return bad(
+                i,
+                "app_ids",
+                "name the apps, as the AppsFlyer dashboard shows them (iOS ids start with \"id\")"
+                    .into(),
+            );
+        }
+        if let Some(t) = self
+            .topics
+            .iter()
+            .find(|t| !PROTECT360_TOPICS.contains(&t.as_str()))
+        {
+            return bad(
+                i,
+                "topics",
+                format!(
+                    "unknown report topic {t:?}; one of {}",
+                    PROTECT360_TOPICS.join(", ")
+                ),
+            );
+        }
+        if self.window > Duration::from_secs(P360_LOOKBACK_DAYS as u64 * 86400) {
+            return bad(
+                i,
+                "window",
+                "Protect360 serves at most the last 90 days".into(),
+            );
+        }
+        if self.row_limit == Some(0) {
+            return bad(i, "row_limit", "must be > 0".into());
         }
         Ok(())
     }
+
+    fn validate_fraudshield(&self, i: usize) -> Result<(), ConfigError> {
+        if self.user_id.as_deref().is_none_or(|u| u.trim().is_empty()) {
+            return bad(i, "user_id", "required for a fraudshield feed".into());
+        }
+        self.need_secret(i, "api_token", &self.api_token)?;
+        if self.tracker_id.is_none() {
+            return bad(i, "tracker_id", "required for a fraudshield feed".into());
+        }
+        if jiff::tz::TimeZone::get(self.timezone()).is_err() {
+            return bad(
+                i,
+                "timezone",
+                format!(
+                    "unknown time zone {:?} (an IANA name like Europe/Berlin)",
+                    self.timezone()
+                ),
+            );
+        }
+        let fraud = self.fraudshield_report() == FraudshieldReport::Fraud;
+        if fraud
+            && self
+                .map
+                .iter()
+                .any(|m| !matches!(m, MapTo::Affiliate | MapTo::AffiliateSub))
+        {
+            return bad(
+                i,
+                "map",
+                "the fraud report has groups, not events: map = [\"affiliate_sub\"] or [\"affiliate\"]"
+                    .into(),
+            );
+        }
+        if fraud && self.min_rejection_rate.is_none() {
+            return bad(
+                i,
+                "min_rejection_rate",
+                "required for report = \"fraud\": without it every affiliate/sub group would be blocked"
+                    .into(),
+            );
+        }
+        if !fraud && (self.min_rejection_rate.is_some() || self.min_conversions.is_some()) {
+            return bad(
+                i,
+                "min_rejection_rate",
+                "applies to report = \"fraud\" only".into(),
+            );
+        }
+        if self
+            .min_rejection_rate
+            .is_some_and(|r| !(0.0..=100.0).contains(&r))
+        {
+            return bad(i, "min_rejection_rate", "a percentage, 0 to 100".into());
+        }
+        Ok(())
+    }
+
+    fn validate_fraudscore_data(&self, i: usize) -> Result<(), ConfigError> {
+        if self.channel.as_deref().is_none_or(|c| c.trim().is_empty()) {
+            return bad(
+                i,
+                "channel",
+                "required for a fraudscore_data feed (CHANNEL_ID)".into(),
+            );
+        }
+        self.need_secret(i, "key", &self.key)?;
+        let event = self.event.as_deref().unwrap_or("click");
+        if !FRAUDSCORE_EVENTS.contains(&event) {
+            return bad(
+                i,
+                "event",
+                format!("one of {}", FRAUDSCORE_EVENTS.join(", ")),
+            );
+        }
+        let Some(f) = &self.filter else {
+            return bad(
+                i,
+                "filter",
+                "required: an expression selecting the fraud (e.g. '[\"OR\",[\"tag\",\"proxy\"],[\"tag\",\"blacklist\"]]'); without one every event's IP would be blocked"
+                    .into(),
+            );
+        };
+        {
+            match serde_json::from_str::<serde_json::Value>(f) {
+                Ok(serde_json::Value::Array(a)) if !a.is_empty() => {}
+                Ok(_) => {
+                    return bad(
+                        i,
+                        "filter",
+                        "an expression is a JSON array: [\"operator\", operand, ...]".into(),
+                    );
+                }
+                Err(e) => return bad(i, "filter", format!("not JSON: {e}")),
+            }
+        }
+        if self.page_size.is_some_and(|p| p > 1_000_000) {
+            return bad(
+                i,
+                "page_size",
+                "at most 1000000 (the Data API's maximum)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// An invalid setting of the feed at `feeds[i]`.
+fn bad(i: usize, k: &str, m: String) -> Result<(), ConfigError> {
+    Err(ConfigError::invalid(format!("feeds[{i}].{k}"), m))
 }
