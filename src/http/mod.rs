@@ -165,8 +165,36 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
         ))
         // Body size limit for the byte extractors (-> 413 JSON).
         .layer(DefaultBodyLimit::max(server.max_body_bytes));
+    let admin = admin_routes(&state);
+    let scoring = scoring_routes(&state);
+    let reports = report_routes(&state);
+    let browser = browser_routes();
+    let probes = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz));
+    let operator = Router::new()
+        .merge(reports)
+        .route("/metrics", get(health::metrics))
+        .route("/ui", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
+        .merge(admin);
+    let doors = Router::new().merge(scoring).merge(browser);
+    let routes = match surface {
+        Surface::All => probes.merge(doors).merge(operator),
+        Surface::Doors => probes.merge(doors),
+        Surface::Operator => probes.merge(operator),
+    };
+    routes
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(stack)
+        .with_state(state)
+}
+
+/// `/v1/admin/...`: behind admin keys, or a 404 that says how to turn it on.
+fn admin_routes(state: &AppState) -> Router<AppState> {
     let admin_keys = Arc::new(state.config.auth.admin_keys.clone());
-    let admin = if admin_keys.0.is_empty() {
+    if admin_keys.0.is_empty() {
         // Off: still a 404 (nothing to find), but one that says how to
         // turn it on.
         Router::new().route(
@@ -195,8 +223,11 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
                 axum::routing::delete(admin::clear_feed),
             )
             .route_layer(from_fn_with_state(admin_keys, admin::require_key))
-    };
-    // The scoring endpoints API clients call: client keys and rate limits.
+    }
+}
+
+/// The scoring endpoints API clients call: client keys and rate limits.
+fn scoring_routes(state: &AppState) -> Router<AppState> {
     let access = Arc::new(
         access::Access::new(&state.config.auth).with_fleet(
             state
@@ -206,21 +237,24 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
                 .cloned(),
         ),
     );
-    let scoring = Router::new()
+    Router::new()
         .route("/", get(rt::get))
         .route("/v1/check", get(check::get).post(check::post))
         .route("/v1/check/batch", post(batch::post))
         .route("/v1/auth", any(forward_auth::handle))
         .route("/v1/auth/{*rest}", any(forward_auth::handle))
         .route("/v1/openrtb", post(openrtb::handle))
-        .route_layer(from_fn_with_state(access, access::check));
-    // The decision log's query side: report keys (or admin keys).
+        .route_layer(from_fn_with_state(access, access::check))
+}
+
+/// The decision log's query side: report keys (or admin keys).
+fn report_routes(state: &AppState) -> Router<AppState> {
     let report_access = Arc::new(report_access::ReportAccess::new(
         &state.config.auth.report_keys,
         &state.config.auth.admin_keys,
         state.config.auth.local_reports,
     ));
-    let reports = Router::new()
+    Router::new()
         .route("/v1/data/{event}", get(data::list))
         .route("/v1/data/{event}/groups", get(data::groups))
         .route("/v1/reports/fraud", get(reports::fraud))
@@ -230,34 +264,17 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
         .route_layer(from_fn_with_state(
             report_access,
             report_access::require_report_key,
-        ));
-    // /click and /imp sit in ad markup and are public by nature: a key in
-    // them would be public too. They are guarded by the local rules and the
-    // concurrency limit.
-    let browser = Router::new()
+        ))
+}
+
+/// `/click` and `/imp` sit in ad markup and are public by nature: a key in
+/// them would be public too. They are guarded by the local rules and the
+/// concurrency limit.
+fn browser_routes() -> Router<AppState> {
+    Router::new()
         .route("/click", get(click::click))
         .route("/imp", get(click::imp))
-        .layer(axum::middleware::map_response(click::never_stored));
-    let probes = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
-    let operator = Router::new()
-        .merge(reports)
-        .route("/metrics", get(health::metrics))
-        .route("/ui", get(ui::index))
-        .route("/ui/{file}", get(ui::asset))
-        .merge(admin);
-    let doors = Router::new().merge(scoring).merge(browser);
-    let routes = match surface {
-        Surface::All => probes.merge(doors).merge(operator),
-        Surface::Doors => probes.merge(doors),
-        Surface::Operator => probes.merge(operator),
-    };
-    routes
-        .fallback(|| async { ApiError::not_found() })
-        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .layer(stack)
-        .with_state(state)
+        .layer(axum::middleware::map_response(click::never_stored))
 }
 
 /// Paths never shed or limited: probes and scrapes must answer under load.
