@@ -1,9 +1,8 @@
 //! What the writer takes from the queue: records as the hot path encoded
 //! them, back to back in the queue's own buffers, and where each
 //! begins. The embedded store reads them in place ([`Encoded`]) and
-//! builds a [`Record`] only for a context it has not seen (or for a day
-//! table begun by a release before compact days); ClickHouse takes them
-//! decoded ([`Records::decode`]).
+//! builds a [`Record`] only for a context it has not seen; ClickHouse
+//! takes them decoded ([`Records::decode`]).
 
 use super::record::{Encoded, Record};
 

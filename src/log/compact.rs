@@ -7,9 +7,8 @@
 //! keeps each distinct context once in `c_YYYYMMDD`, each UA once in
 //! `u_YYYYMMDD` and each affiliate and offer pair once in `w_YYYYMMDD`; its
 //! rows (`g_YYYYMMDD`) hold their ids: 14 narrow columns, mostly integers,
-//! instead of 29. The view `d_YYYYMMDD` joins them back under the columns
-//! and names of a plain day table, so every query reads either kind of day
-//! alike.
+//! instead of 29. The view `d_YYYYMMDD` joins them back under a
+//! decision's columns and names, so a query reads every day alike.
 //!
 //! **The row key.** A row's rowid is its time key `k`: the millisecond
 //! shifted left by [`SEQ_BITS`], plus its place among the decisions of
@@ -18,20 +17,14 @@
 //! keep: the view's `ts` is `k >> 21`, and the query builder puts a bound
 //! on `k` (the view's `_k`) beside each bound on `ts`, so a time range, or
 //! an entry looked up by its id and time, is a range of rowids (a filter on
-//! the id alone reads the whole day). (Measured on 2 M rows: 0.95 us a row
-//! with the previous release's 15 columns keyed by the id, 0.6 with this.)
+//! the id alone reads the whole day).
 //!
 //! No unique key stops one decision being stored twice: the writer never
 //! writes a record again once its transaction committed (a failed one is
 //! rolled back before the retry), and the rollup would count it twice too.
-//! Going back to a release before this one is not supported: it would
-//! rebuild the view without the `g_` rows.
 //!
-//! **Older compact days.** A day begun by the previous release keeps its
-//! rows in `f_YYYYMMDD` (keyed by the id cut into integers), one begun by
-//! the first compact release in `e_YYYYMMDD` (a text id and a `ts`
-//! index); such a day gets a `g_` table for what is written after an
-//! upgrade, and its view reads all of them (UNION ALL).
+//! This is the store's one layout: days written by releases before it
+//! are not read (docs/decision-log.md).
 //!
 //! The writer keeps the day's dictionaries in memory (bounded: past
 //! [`MAX_UAS`], [`MAX_WHOS`] or [`MAX_CONTEXTS`] entries they are emptied
@@ -50,7 +43,7 @@ use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{OptionalExtension, Statement, ToSql, Transaction};
+use rusqlite::{Statement, ToSql, Transaction};
 
 use super::batch::Records;
 use super::ivt::IvtMap;
@@ -98,15 +91,6 @@ const ROWS: &str = "(k INTEGER PRIMARY KEY, id_mid INTEGER NOT NULL, id_low INTE
     aff_sub3 TEXT, aff_sub4 TEXT, aff_sub5 TEXT, extra TEXT, ctx INTEGER NOT NULL, \
     elapsed_us INTEGER NOT NULL)";
 
-/// The rows' table of the previous release (`f_YYYYMMDD`), for the tests
-/// that build a day it began.
-#[cfg(test)]
-pub(crate) const PREVIOUS_ROWS: &str = "(ts INTEGER NOT NULL, id_mid INTEGER NOT NULL, \
-    id_low INTEGER NOT NULL, ip TEXT NOT NULL, ua INTEGER NOT NULL, affiliate_id TEXT NOT NULL, \
-    offer_id TEXT NOT NULL, aff_sub1 TEXT, aff_sub2 TEXT, aff_sub3 TEXT, aff_sub4 TEXT, \
-    aff_sub5 TEXT, extra TEXT, ctx INTEGER NOT NULL, elapsed_us INTEGER NOT NULL, \
-    PRIMARY KEY (ts, id_mid, id_low)) WITHOUT ROWID";
-
 /// The decision id, hyphenated as `DecisionId`'s Display, from its parts
 /// (`ms` the SQL of its millisecond).
 fn id_text(ms: &str) -> String {
@@ -131,24 +115,18 @@ const CONTEXTS: &str = "(id INTEGER PRIMARY KEY, door TEXT NOT NULL, client TEXT
 const WHOS: &str = "(id INTEGER PRIMARY KEY, affiliate_id TEXT NOT NULL, \
     offer_id TEXT NOT NULL, UNIQUE (affiliate_id, offer_id))";
 
-/// The view's select list: a plain day table's columns, in its order
-/// (`sqlite::COLUMNS`), so `SELECT *` of either kind lines up in a UNION
-/// (after the id and the time, which each kind of row table has in its
-/// own form; and before the time key `_k`). `ip`, `affiliate_id` and
-/// `offer_id` are the SQL of those columns in the rows' table at hand.
-fn view_columns(ip: &str, affiliate_id: &str, offer_id: &str) -> String {
-    format!(
-        "c.door AS door, NULLIF(c.client, '') AS client, c.event_type AS event_type, \
-         {ip} AS ip, u.ua AS ua, {affiliate_id} AS affiliate_id, {offer_id} AS offer_id, \
-         f.aff_sub1 AS aff_sub1, f.aff_sub2 AS aff_sub2, f.aff_sub3 AS aff_sub3, \
-         f.aff_sub4 AS aff_sub4, f.aff_sub5 AS aff_sub5, \
-         NULLIF(c.country_code, '') AS country_code, f.extra AS extra, \
-         c.decision AS decision, c.would_be AS would_be, c.mode AS mode, c.tags AS tags, \
-         c.tag_mask AS tag_mask, c.blocked_mask AS blocked_mask, c.source AS source, \
-         c.reason AS reason, c.rules AS rules, c.rule_mask AS rule_mask, c.ivt AS ivt, \
-         c.ivt_category AS ivt_category, f.elapsed_us AS elapsed_us"
-    )
-}
+/// The view's select list between the id and time and the time key `_k`:
+/// a decision's columns, in the order of the query side's empty source
+/// (`query::sqlite`), so `SELECT *` of the days lines up in a UNION.
+const VIEW_COLUMNS: &str = "c.door AS door, NULLIF(c.client, '') AS client, \
+    c.event_type AS event_type, f.ip AS ip, u.ua AS ua, w.affiliate_id AS affiliate_id, \
+    w.offer_id AS offer_id, f.aff_sub1 AS aff_sub1, f.aff_sub2 AS aff_sub2, \
+    f.aff_sub3 AS aff_sub3, f.aff_sub4 AS aff_sub4, f.aff_sub5 AS aff_sub5, \
+    NULLIF(c.country_code, '') AS country_code, f.extra AS extra, c.decision AS decision, \
+    c.would_be AS would_be, c.mode AS mode, c.tags AS tags, c.tag_mask AS tag_mask, \
+    c.blocked_mask AS blocked_mask, c.source AS source, c.reason AS reason, c.rules AS rules, \
+    c.rule_mask AS rule_mask, c.ivt AS ivt, c.ivt_category AS ivt_category, \
+    f.elapsed_us AS elapsed_us";
 
 /// The tables behind the compact day `d_YYYYMMDD`.
 pub struct Parts {
@@ -158,10 +136,6 @@ pub struct Parts {
     pub whos: String,
     pub contexts: String,
     pub uas: String,
-    /// Rows of a day begun by the previous release (`f_`).
-    pub previous: String,
-    /// Rows of a day begun by the first compact release (`e_`).
-    pub first: String,
 }
 
 impl Parts {
@@ -172,92 +146,36 @@ impl Parts {
             whos: format!("w_{d}"),
             contexts: format!("c_{d}"),
             uas: format!("u_{d}"),
-            previous: format!("f_{d}"),
-            first: format!("e_{d}"),
         }
     }
 
-    /// Every table, for dropping the day (some may not exist).
-    pub fn all(&self) -> [&str; 6] {
-        [
-            &self.rows,
-            &self.whos,
-            &self.contexts,
-            &self.uas,
-            &self.previous,
-            &self.first,
-        ]
+    /// Every table, for dropping the day.
+    pub fn all(&self) -> [&str; 4] {
+        [&self.rows, &self.whos, &self.contexts, &self.uas]
     }
 }
 
-/// The select of the view over one rows' table of an older release (`f_`
-/// or `e_`): `id` is the SQL of its id.
-fn older_select(p: &Parts, rows: &str, id: &str) -> String {
-    format!(
-        "SELECT {id} AS id, f.ts AS ts, {}, f.ts << {SEQ_BITS} AS _k FROM \"{rows}\" AS f \
-         CROSS JOIN \"{c}\" AS c ON c.id = f.ctx CROSS JOIN \"{u}\" AS u ON u.id = f.ua",
-        view_columns("f.ip", "f.affiliate_id", "f.offer_id"),
-        c = p.contexts,
-        u = p.uas,
-    )
-}
-
-/// Creates a compact day's tables if missing, and its view: the columns
-/// and names of a plain day table and the time key `_k`, over the rows
-/// (and those of an `f_` or `e_` table, when an older release began the
-/// day).
+/// Creates a compact day's tables and its view if missing: a decision's
+/// columns and names and the time key `_k`, over the rows.
 pub fn create(tx: &Transaction<'_>, day_table: &str) -> rusqlite::Result<()> {
     let p = Parts::of(day_table);
+    let ms = format!("(f.k >> {SEQ_BITS})");
     tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS \"{g}\" {ROWS}; \
          CREATE TABLE IF NOT EXISTS \"{w}\" {WHOS}; \
          CREATE TABLE IF NOT EXISTS \"{c}\" {CONTEXTS}; \
          CREATE UNIQUE INDEX IF NOT EXISTS \"{c}_key\" ON \"{c}\" ({CONTEXT_COLUMNS}); \
-         CREATE TABLE IF NOT EXISTS \"{u}\" (id INTEGER PRIMARY KEY, ua TEXT NOT NULL UNIQUE);",
-        g = p.rows,
-        w = p.whos,
-        c = p.contexts,
-        u = p.uas,
-    ))?;
-    let ms = format!("(f.k >> {SEQ_BITS})");
-    let mut view = format!(
-        "SELECT {} AS id, {ms} AS ts, {}, f.k AS _k FROM \"{g}\" AS f \
+         CREATE TABLE IF NOT EXISTS \"{u}\" (id INTEGER PRIMARY KEY, ua TEXT NOT NULL UNIQUE); \
+         CREATE VIEW IF NOT EXISTS \"{day_table}\" AS SELECT {id} AS id, {ms} AS ts, \
+         {VIEW_COLUMNS}, f.k AS _k FROM \"{g}\" AS f \
          CROSS JOIN \"{c}\" AS c ON c.id = f.ctx CROSS JOIN \"{u}\" AS u ON u.id = f.ua \
-         CROSS JOIN \"{w}\" AS w ON w.id = f.who",
-        id_text(&ms),
-        view_columns("f.ip", "w.affiliate_id", "w.offer_id"),
+         CROSS JOIN \"{w}\" AS w ON w.id = f.who;",
+        id = id_text(&ms),
         g = p.rows,
+        w = p.whos,
         c = p.contexts,
         u = p.uas,
-        w = p.whos,
-    );
-    let exists = |name: &str| -> rusqlite::Result<bool> {
-        tx.query_row(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?",
-            [name],
-            |r| r.get(0),
-        )
-    };
-    if exists(&p.previous)? {
-        view.push_str(" UNION ALL ");
-        view.push_str(&older_select(&p, &p.previous, &id_text("f.ts")));
-    }
-    if exists(&p.first)? {
-        view.push_str(" UNION ALL ");
-        view.push_str(&older_select(&p, &p.first, "f.id"));
-    }
-    let current: Option<String> = tx
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'view' AND name = ?",
-            [day_table],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let wanted = format!("CREATE VIEW \"{day_table}\" AS {view}");
-    if current.as_deref() != Some(wanted.as_str()) {
-        tx.execute_batch(&format!("DROP VIEW IF EXISTS \"{day_table}\"; {wanted};"))?;
-    }
-    Ok(())
+    ))
 }
 
 /// One decision context: what a row shares with many others.
@@ -938,78 +856,5 @@ fn write_rows(
             stmt.raw_execute()?;
         }
     }
-    Ok(())
-}
-
-/// The releases before this one that wrote compact days.
-#[cfg(test)]
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Older {
-    /// Rows in `e_`: a text id and a `ts` index.
-    First,
-    /// Rows in `f_`: keyed by the id cut into integers.
-    Previous,
-}
-
-/// A compact day as an older release made it (its view without the time
-/// key), with one decision: what an upgrade finds.
-#[cfg(test)]
-pub(crate) fn create_older_day(
-    conn: &rusqlite::Connection,
-    day_table: &str,
-    older: Older,
-    id: crate::decision::DecisionId,
-) -> rusqlite::Result<()> {
-    let p = Parts::of(day_table);
-    let (rows, table, id_sql) = match older {
-        Older::First => (
-            &p.first,
-            "(id TEXT NOT NULL, ts INTEGER NOT NULL, ip TEXT NOT NULL, \
-             ua INTEGER NOT NULL, affiliate_id TEXT NOT NULL, offer_id TEXT NOT NULL, \
-             aff_sub1 TEXT, aff_sub2 TEXT, aff_sub3 TEXT, aff_sub4 TEXT, aff_sub5 TEXT, \
-             extra TEXT, ctx INTEGER NOT NULL, elapsed_us INTEGER NOT NULL)",
-            "f.id".to_owned(),
-        ),
-        Older::Previous => (&p.previous, PREVIOUS_ROWS, id_text("f.ts")),
-    };
-    conn.execute_batch(&format!(
-        "CREATE TABLE \"{rows}\" {table}; \
-         CREATE TABLE \"{c}\" {CONTEXTS}; \
-         CREATE UNIQUE INDEX \"{c}_key\" ON \"{c}\" ({CONTEXT_COLUMNS}); \
-         CREATE TABLE \"{u}\" (id INTEGER PRIMARY KEY, ua TEXT NOT NULL UNIQUE); \
-         CREATE VIEW \"{day_table}\" AS SELECT {id_sql} AS id, f.ts AS ts, {} \
-         FROM \"{rows}\" AS f CROSS JOIN \"{c}\" AS c ON c.id = f.ctx \
-         CROSS JOIN \"{u}\" AS u ON u.id = f.ua;",
-        view_columns("f.ip", "f.affiliate_id", "f.offer_id"),
-        c = p.contexts,
-        u = p.uas,
-    ))?;
-    if older == Older::First {
-        conn.execute_batch(&format!("CREATE INDEX \"{rows}_ts\" ON \"{rows}\" (ts);"))?;
-    }
-    conn.execute(
-        &format!(
-            "INSERT INTO \"{}\" ({CONTEXT_COLUMNS}) VALUES ('check', '', 'click', '', 'allow', \
-             'allow', 'enforce', '', 0, 0, 'cache', 'clean', '[]', 0, '', '')",
-            p.contexts
-        ),
-        [],
-    )?;
-    conn.execute(
-        &format!("INSERT INTO \"{}\" (ua) VALUES ('old-ua')", p.uas),
-        [],
-    )?;
-    let ts = id.unix_ms() as i64;
-    let tail = "'10.1.1.1', 1, 'a-old', 'o', NULL, NULL, NULL, NULL, NULL, NULL, 1, 7";
-    match older {
-        Older::First => conn.execute(
-            &format!("INSERT INTO \"{rows}\" VALUES (?, ?, {tail})"),
-            rusqlite::params![id.to_string(), ts],
-        )?,
-        Older::Previous => conn.execute(
-            &format!("INSERT INTO \"{rows}\" VALUES (?, ?, ?, {tail})"),
-            rusqlite::params![ts, ((id.0 >> 64) & 0xffff) as i64, id.0 as u64 as i64],
-        )?,
-    };
     Ok(())
 }

@@ -488,41 +488,6 @@ pub struct Row {
 }
 
 impl Row {
-    /// The values in column order (see `sqlite::COLUMNS`).
-    pub fn params(&self) -> [&dyn rusqlite::ToSql; 29] {
-        [
-            &self.id,
-            &self.ts,
-            &self.door,
-            &self.client,
-            &self.event_type,
-            &self.ip,
-            &self.ua,
-            &self.affiliate_id,
-            &self.offer_id,
-            &self.aff_sub[0],
-            &self.aff_sub[1],
-            &self.aff_sub[2],
-            &self.aff_sub[3],
-            &self.aff_sub[4],
-            &self.country_code,
-            &self.extra,
-            &self.decision,
-            &self.would_be,
-            &self.mode,
-            &self.tags,
-            &self.tag_mask,
-            &self.blocked_mask,
-            &self.source,
-            &self.reason,
-            &self.rules,
-            &self.rule_mask,
-            &self.ivt,
-            &self.ivt_category,
-            &self.elapsed_us,
-        ]
-    }
-
     pub fn new(r: &Record, ivt: &IvtMap, ip: IpMode, salt: Option<&[u8; 32]>) -> Self {
         use crate::event::Opt;
         let e = &r.event;

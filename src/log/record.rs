@@ -10,8 +10,8 @@
 //! ([`Encoded`]): the embedded store turns them into columns without
 //! building a `Record` (measured: 0.97 against 1.12 us a decision on the
 //! writer, and a throughput cost of 3.8 against 5.7%, five pairs each in
-//! one session); the ClickHouse store and older day tables decode whole
-//! records ([`Encoded::decode`]).
+//! one session); the ClickHouse store decodes whole records
+//! ([`Encoded::decode`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;

@@ -1,22 +1,22 @@
 //! The embedded store: one SQLite database under `decision_log.path`
-//! (WAL, `synchronous = NORMAL`), one table per UTC day (`d_YYYYMMDD`).
-//! Retention drops whole day tables, never rows; queries read the day
-//! tables through a UNION ALL (a list in time order: one day after the
-//! other), on their own read-only connection in one read transaction (one
-//! snapshot of every day), with a time limit.
+//! (WAL, `synchronous = NORMAL`), one compact day per UTC day, read
+//! through its view `d_YYYYMMDD` (`compact`). Retention drops whole days,
+//! never rows; queries read the day views through a UNION ALL (a list in
+//! time order: one day after the other), on their own read-only connection
+//! in one read transaction (one snapshot of every day), with a time limit.
 //!
 //! One database with a table per day rather than a file per day: SQLite
 //! attaches at most 10 databases to one connection in its default build,
 //! so a query over a 30-day retention could not see every day at once.
 //!
 //! **Rollups.** SQLite has no hash aggregation: a grouped query over 10 M
-//! rows spends most of its time sorting them. So each day table has a
-//! rollup (`r_YYYYMMDD`) the writer keeps in the same transaction: one row
-//! per UTC hour and combination of the [`ROLLUP_DIMS`] (who, what, which
-//! decision and why), with the event count and the sum of `elapsed_us`.
-//! A grouped query that names only those fields (and date bounds on whole
-//! hours) reads the rollup instead (`query::sqlite`); any other query, and
-//! any store with a day table older than its rollup, reads the rows.
+//! rows spends most of its time sorting them. So each day has a rollup
+//! (`r_YYYYMMDD`), created with it, that the writer keeps in the same
+//! transaction: one row per UTC hour and combination of the
+//! [`ROLLUP_DIMS`] (who, what, which decision and why), with the event
+//! count and the sum of `elapsed_us`. A grouped query that names only
+//! those fields (and date bounds on whole hours) reads the rollup instead
+//! (`query::sqlite`); any other query reads the rows.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -27,34 +27,13 @@ use super::batch::{Batch, Records};
 use super::compact;
 use super::ivt::IvtMap;
 use super::record::{Record, utf8};
-use super::{IpMode, LogError, Row};
+use super::{IpMode, LogError};
 
 /// A compact day's rollup sums of one batch: (hour, context, affiliate
 /// and offer pair) -> (decisions, their elapsed_us, one record's index).
 type HourSums = HashMap<(i64, u32, i64), (i64, i64, u32), foldhash::fast::RandomState>;
 
 pub const FILE: &str = "decisions.sqlite";
-
-/// Rows per multi-row INSERT (29 parameters each, well under SQLite's
-/// 32 766).
-const ROWS_PER_INSERT: usize = 32;
-const COLUMN_COUNT: usize = 29;
-
-const COLUMNS: &str = "id, ts, door, client, event_type, ip, ua, affiliate_id, offer_id, \
-    aff_sub1, aff_sub2, aff_sub3, aff_sub4, aff_sub5, country_code, extra, decision, would_be, \
-    mode, tags, tag_mask, blocked_mask, source, reason, rules, rule_mask, ivt, ivt_category, \
-    elapsed_us";
-
-/// A plain day table (every day before compact days; still written for a
-/// day begun by an older release, and built by the tests).
-#[cfg_attr(not(test), allow(dead_code))]
-const SCHEMA: &str = "(id TEXT NOT NULL, ts INTEGER NOT NULL, door TEXT NOT NULL, client TEXT, \
-    event_type TEXT NOT NULL, ip TEXT NOT NULL, ua TEXT NOT NULL, affiliate_id TEXT NOT NULL, \
-    offer_id TEXT NOT NULL, aff_sub1 TEXT, aff_sub2 TEXT, aff_sub3 TEXT, aff_sub4 TEXT, \
-    aff_sub5 TEXT, country_code TEXT, extra TEXT, decision TEXT NOT NULL, would_be TEXT NOT NULL, \
-    mode TEXT NOT NULL, tags TEXT NOT NULL, tag_mask INTEGER NOT NULL, blocked_mask INTEGER NOT NULL, \
-    source TEXT NOT NULL, reason TEXT NOT NULL, rules TEXT NOT NULL, rule_mask INTEGER NOT NULL, \
-    ivt TEXT NOT NULL, ivt_category TEXT NOT NULL, elapsed_us INTEGER NOT NULL)";
 
 /// The columns a rollup row is keyed by, besides its hour (`ts`). The
 /// nullable ones (`client`, `country_code`) are stored as `''` for NULL
@@ -81,7 +60,7 @@ pub const ROLLUP_DIMS: [&str; 17] = [
 
 const ROLLUP_SCHEMA: &str = "(ts INTEGER NOT NULL, door TEXT NOT NULL, client TEXT NOT NULL,     event_type TEXT NOT NULL, affiliate_id TEXT NOT NULL, offer_id TEXT NOT NULL,     country_code TEXT NOT NULL, decision TEXT NOT NULL, would_be TEXT NOT NULL,     mode TEXT NOT NULL, tags TEXT NOT NULL, tag_mask INTEGER NOT NULL,     blocked_mask INTEGER NOT NULL, source TEXT NOT NULL, reason TEXT NOT NULL,     rule_mask INTEGER NOT NULL, ivt TEXT NOT NULL, ivt_category TEXT NOT NULL,     n INTEGER NOT NULL, elapsed_sum INTEGER NOT NULL)";
 
-/// The rollup of a day table.
+/// The rollup of a day.
 pub fn rollup_table(day_table: &str) -> String {
     format!("r_{}", &day_table[2..])
 }
@@ -94,41 +73,11 @@ struct RollupKey<'a> {
     masks: [i64; 3],
 }
 
-impl<'a> RollupKey<'a> {
-    fn of(r: &'a Row) -> Self {
-        RollupKey {
-            hour: r.ts.div_euclid(3_600_000) * 3_600_000,
-            text: [
-                r.door,
-                r.client.as_deref().unwrap_or(""),
-                r.event_type,
-                &r.affiliate_id,
-                &r.offer_id,
-                r.country_code.as_deref().unwrap_or(""),
-                r.decision,
-                r.would_be,
-                r.mode,
-                &r.tags,
-                r.source,
-                r.reason,
-                r.ivt,
-                &r.ivt_category,
-            ],
-            masks: [r.tag_mask, r.blocked_mask, r.rule_mask],
-        }
-    }
-}
-
 /// The writer's side: owns the one write connection.
 pub struct Writer {
     conn: Connection,
-    tables: HashSet<String>,
-    /// Day tables that have had their rollup from the start.
-    rollups: HashSet<String>,
-    /// Days stored compact (`compact`): `d_YYYYMMDD` is their view. A day
-    /// table written before compact days existed stays a plain table and
-    /// is written as one until its day ends.
-    compact: HashSet<String>,
+    /// The days the store holds (their views, `d_YYYYMMDD`).
+    days: HashSet<String>,
     /// The dictionaries of the compact days being written (two at most:
     /// today and, around midnight, yesterday).
     dicts: HashMap<String, compact::Dictionaries>,
@@ -206,9 +155,7 @@ impl Writer {
         conn.set_prepared_statement_cache_capacity(32);
         let mut w = Writer {
             conn,
-            tables: HashSet::new(),
-            rollups: HashSet::new(),
-            compact: HashSet::new(),
+            days: HashSet::new(),
             dicts: HashMap::new(),
             ivt,
             ip,
@@ -251,13 +198,10 @@ impl Writer {
         result
     }
 
-    /// Which days the store holds, of which kind, and which have rollups.
+    /// Which days the store holds.
     fn read_days(&mut self) -> Result<(), LogError> {
-        let err = write_error;
-        self.tables = list_tables(&self.conn).map_err(err)?.into_iter().collect();
-        self.rollups = list_rollups(&self.conn).map_err(err)?.into_iter().collect();
-        self.compact = list_days(&self.conn, "view")
-            .map_err(err)?
+        self.days = list_days(&self.conn)
+            .map_err(write_error)?
             .into_iter()
             .collect();
         Ok(())
@@ -276,9 +220,7 @@ impl Writer {
             let (run, next) = rest.split_at(n);
             Self::insert_day(
                 &tx,
-                &mut self.tables,
-                &mut self.rollups,
-                &mut self.compact,
+                &mut self.days,
                 &mut self.dicts,
                 (&self.ivt, self.ip, self.salt.as_ref()),
                 day,
@@ -289,12 +231,9 @@ impl Writer {
         tx.commit().map_err(err)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn insert_day(
         tx: &rusqlite::Transaction<'_>,
-        tables: &mut HashSet<String>,
-        rollups: &mut HashSet<String>,
-        compacts: &mut HashSet<String>,
+        days: &mut HashSet<String>,
         dicts: &mut HashMap<String, compact::Dictionaries>,
         (ivt, ip, salt): (&IvtMap, IpMode, Option<&[u8; 32]>),
         day: i64,
@@ -302,114 +241,65 @@ impl Writer {
     ) -> Result<(), LogError> {
         let err = write_error;
         let table = day_table(day * 86_400_000);
-        if !tables.contains(&table) {
-            // A new day: compact, with its rollup from the start (a day
-            // table written before rollups existed never gets one: it
-            // would be partial).
+        if !days.contains(&table) {
+            // A new day, with its rollup from the start. (Its compact
+            // tables and view are created below, on its first write.)
             let rollup = rollup_table(&table);
             let dims = ROLLUP_DIMS.join(", ");
-            // (Its compact tables are created below, on its first write.)
             tx.execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS \"{rollup}\" {ROLLUP_SCHEMA}; \
                  CREATE UNIQUE INDEX IF NOT EXISTS \"{rollup}_key\" ON \"{rollup}\" (ts, {dims});"
             ))
             .map_err(err)?;
-            tables.insert(table.clone());
-            rollups.insert(table.clone());
-            compacts.insert(table.clone());
+            days.insert(table.clone());
         }
-        let rolled = rollups.contains(&table);
-        if compacts.contains(&table) {
-            if !dicts.contains_key(&table) {
-                // First written by this process: a day begun by an older
-                // release gets this one's rows table and view too.
-                compact::create(tx, &table).map_err(err)?;
-                // Keep the newest day's dictionaries and this one's.
-                let newest = dicts.keys().max().cloned();
-                dicts.retain(|k, _| Some(k) == newest.as_ref());
-                dicts.insert(table.clone(), compact::Dictionaries::default());
-            }
-            let d = dicts.get_mut(&table).expect("inserted above");
-            compact::insert(tx, &table, d, records, ivt, ip, salt)?;
-            if rolled {
-                let mut sums = HourSums::default();
-                for s in d.written() {
-                    let hour = s.ms().div_euclid(3_600_000) * 3_600_000;
-                    let e = sums
-                        .entry((hour, s.context, s.who))
-                        .or_insert((0, 0, s.record));
-                    e.0 += 1;
-                    e.1 += s.elapsed_us;
-                }
-                let keyed = sums.into_iter().map(|((hour, ci, _), (n, elapsed, ri))| {
-                    let c = d.context(ci);
-                    let e = records.get(ri as usize);
-                    let (aff, offer) = (utf8(e.affiliate_id), utf8(e.offer_id));
-                    let t = &c.text;
-                    let key = RollupKey {
-                        hour,
-                        text: [
-                            c.door,
-                            c.client(),
-                            c.event_type,
-                            aff,
-                            offer,
-                            c.country(),
-                            c.decision,
-                            c.would_be,
-                            c.mode,
-                            &t.tags,
-                            c.source,
-                            c.reason,
-                            t.ivt,
-                            &t.ivt_category,
-                        ],
-                        masks: [t.tag_mask, t.blocked_mask, t.rule_mask],
-                    };
-                    (key, (n, elapsed))
-                });
-                Self::roll_up(tx, &rollup_table(&table), keyed)?;
-            }
-            return Ok(());
+        if !dicts.contains_key(&table) {
+            // First written by this process.
+            compact::create(tx, &table).map_err(err)?;
+            // Keep the newest day's dictionaries and this one's.
+            let newest = dicts.keys().max().cloned();
+            dicts.retain(|k, _| Some(k) == newest.as_ref());
+            dicts.insert(table.clone(), compact::Dictionaries::default());
         }
-        // A day begun by a release before compact days (its last hours).
-        let records = records.decode();
-        let rows: Vec<Row> = records.iter().map(|r| Row::new(r, ivt, ip, salt)).collect();
-        if rolled {
-            let mut sums: HashMap<RollupKey<'_>, (i64, i64)> = HashMap::new();
-            for r in &rows {
-                let e = sums.entry(RollupKey::of(r)).or_default();
-                e.0 += 1;
-                e.1 += r.elapsed_us;
-            }
-            Self::roll_up(tx, &rollup_table(&table), sums)?;
+        let d = dicts.get_mut(&table).expect("inserted above");
+        compact::insert(tx, &table, d, records, ivt, ip, salt)?;
+        let mut sums = HourSums::default();
+        for s in d.written() {
+            let hour = s.ms().div_euclid(3_600_000) * 3_600_000;
+            let e = sums
+                .entry((hour, s.context, s.who))
+                .or_insert((0, 0, s.record));
+            e.0 += 1;
+            e.1 += s.elapsed_us;
         }
-        let insert = |n: usize| {
-            let one = format!("({})", vec!["?"; COLUMN_COUNT].join(", "));
-            format!(
-                "INSERT INTO \"{table}\" ({COLUMNS}) VALUES {}",
-                vec![one; n].join(", ")
-            )
-        };
-        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-        if chunks.len() > 0 {
-            let mut stmt = tx.prepare_cached(&insert(ROWS_PER_INSERT)).map_err(err)?;
-            for chunk in &mut chunks {
-                stmt.execute(rusqlite::params_from_iter(
-                    chunk.iter().flat_map(|r| r.params()),
-                ))
-                .map_err(err)?;
-            }
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut stmt = tx.prepare_cached(&insert(1)).map_err(err)?;
-            for r in rest {
-                stmt.execute(rusqlite::params_from_iter(r.params()))
-                    .map_err(err)?;
-            }
-        }
-        Ok(())
+        let keyed = sums.into_iter().map(|((hour, ci, _), (n, elapsed, ri))| {
+            let c = d.context(ci);
+            let e = records.get(ri as usize);
+            let (aff, offer) = (utf8(e.affiliate_id), utf8(e.offer_id));
+            let t = &c.text;
+            let key = RollupKey {
+                hour,
+                text: [
+                    c.door,
+                    c.client(),
+                    c.event_type,
+                    aff,
+                    offer,
+                    c.country(),
+                    c.decision,
+                    c.would_be,
+                    c.mode,
+                    &t.tags,
+                    c.source,
+                    c.reason,
+                    t.ivt,
+                    &t.ivt_category,
+                ],
+                masks: [t.tag_mask, t.blocked_mask, t.rule_mask],
+            };
+            (key, (n, elapsed))
+        });
+        Self::roll_up(tx, &rollup_table(&table), keyed)
     }
 
     /// Adds counts to the day's rollup: one upsert per distinct hour and
@@ -447,8 +337,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Drops the day tables older than the retention (at most once per
-    /// day of `now_ms`). Returns the tables dropped.
+    /// Drops the days older than the retention (at most once per day of
+    /// `now_ms`). Returns the days dropped.
     pub fn retention(&mut self, now_ms: i64) -> Result<Vec<String>, LogError> {
         let today = now_ms.div_euclid(86_400_000);
         if self.last_retention == Some(today) {
@@ -457,27 +347,19 @@ impl Writer {
         let oldest_kept = day_table((today - i64::from(self.retention_days) + 1) * 86_400_000);
         let err = write_error;
         let mut dropped = Vec::new();
-        for t in list_tables(&self.conn).map_err(err)? {
+        for t in list_days(&self.conn).map_err(err)? {
             if t < oldest_kept {
-                let drop = if self.compact.contains(&t) {
-                    let p = compact::Parts::of(&t);
-                    let mut drop = format!("DROP VIEW \"{t}\";");
-                    for part in p.all() {
-                        drop.push_str(&format!(" DROP TABLE IF EXISTS \"{part}\";"));
-                    }
-                    drop
-                } else {
-                    format!("DROP TABLE \"{t}\";")
-                };
+                let mut drop = format!("DROP VIEW \"{t}\";");
+                for part in compact::Parts::of(&t).all() {
+                    drop.push_str(&format!(" DROP TABLE IF EXISTS \"{part}\";"));
+                }
                 self.conn
                     .execute_batch(&format!(
                         "{drop} DROP TABLE IF EXISTS \"{}\"",
                         rollup_table(&t)
                     ))
                     .map_err(err)?;
-                self.tables.remove(&t);
-                self.rollups.remove(&t);
-                self.compact.remove(&t);
+                self.days.remove(&t);
                 self.dicts.remove(&t);
                 dropped.push(t);
             }
@@ -493,28 +375,11 @@ impl Writer {
     }
 }
 
-/// The day tables (`d_...`): plain tables and compact days' views alike.
-fn list_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+/// The days the store holds: their views (`d_YYYYMMDD`), oldest first.
+pub(crate) fn list_days(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare(
-        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') \
-         AND name GLOB 'd_[0-9]*' ORDER BY name",
-    )?;
-    stmt.query_map([], |r| r.get::<_, String>(0))?.collect()
-}
-
-/// The day tables of one kind (`table`: plain, `view`: compact).
-fn list_days(conn: &Connection, kind: &str) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare(
-        "SELECT name FROM sqlite_master WHERE type = ? AND name GLOB 'd_[0-9]*' ORDER BY name",
-    )?;
-    stmt.query_map([kind], |r| r.get::<_, String>(0))?.collect()
-}
-
-/// The day tables (`d_...`) whose rollup exists.
-pub(crate) fn list_rollups(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare(
-        "SELECT 'd_' || substr(name, 3) FROM sqlite_master \
-         WHERE type = 'table' AND name GLOB 'r_[0-9]*' ORDER BY name",
+        "SELECT name FROM sqlite_master WHERE type = 'view' AND name GLOB 'd_[0-9]*' \
+         ORDER BY name",
     )?;
     stmt.query_map([], |r| r.get::<_, String>(0))?.collect()
 }
@@ -527,8 +392,9 @@ pub(crate) mod tests {
     use rusqlite::types::Value;
 
     use super::*;
+    use crate::log::Row;
     use crate::query::Query;
-    use crate::query::exec::sqlite::{list_sources, run, run_with};
+    use crate::query::exec::sqlite::{run, run_with};
     use crate::query::sqlite::build;
 
     pub(crate) fn record(ms: i64, i: u128) -> Record {
@@ -783,7 +649,7 @@ pub(crate) mod tests {
             (q, out)
         };
         let conn = Connection::open(dir.join(FILE)).unwrap();
-        let tables = list_sources(&conn).unwrap();
+        let tables = list_days(&conn).unwrap();
         assert!(tables.len() >= 3, "{tables:?}");
         for (raw, uses) in rolled
             .iter()
@@ -797,64 +663,6 @@ pub(crate) mod tests {
             let sql = build(&q, &tables, true).unwrap().text;
             assert_eq!(sql.contains("\"r_"), uses, "{raw}: {sql}");
         }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// A store begun by an older release: its plain day table is still
-    /// written (until its day ends) and read alongside compact days, and
-    /// retention drops both kinds whole.
-    #[test]
-    fn plain_day_tables_from_older_releases_are_written_and_read_with_compact_days() {
-        let dir = fresh_dir("plain");
-        let day = 86_400_000i64;
-        let today = 20_000 * day;
-        let old = day_table(today - day);
-        {
-            let conn = open_rw(&dir).unwrap();
-            conn.execute_batch(&format!("CREATE TABLE \"{old}\" {SCHEMA};"))
-                .unwrap();
-        }
-        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
-        let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
-        let batch: Vec<Record> = (0..70u128)
-            .map(|i| varied(i, if i < 40 { today - day + 5 } else { today + 5 }))
-            .collect();
-        w.write(&batch).unwrap();
-        let conn = Connection::open(dir.join(FILE)).unwrap();
-        let kind = |name: &str| -> String {
-            conn.query_row(
-                "SELECT type FROM sqlite_master WHERE name = ?",
-                [name],
-                |r| r.get(0),
-            )
-            .unwrap()
-        };
-        assert_eq!(kind(&old), "table");
-        assert_eq!(kind(&day_table(today)), "view");
-        let plain: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM \"{old}\""), [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(plain, 40, "the older day's rows went to its plain table");
-        assert_eq!(count(&dir, "field=id&page_size=1000"), 70);
-        // Both kinds answer a filter on a context column and the UA alike.
-        assert_eq!(
-            count(
-                &dir,
-                "field=id,ua,country_code&page_size=1000&filter=%5B%22decision%22%2C%22block%22%5D"
-            ),
-            batch
-                .iter()
-                .filter(|r| r.decision == crate::policy::Action::Block)
-                .count()
-        );
-        assert_eq!(w.retention(today + 10).unwrap(), std::slice::from_ref(&old));
-        assert_eq!(count(&dir, "field=id&page_size=1000"), 30);
-        assert_eq!(w.retention(today + 2 * day).unwrap(), [day_table(today)]);
-        let left = schema_objects(&conn);
-        assert_eq!(
-            left, 0,
-            "a compact day's view, rows, dictionaries and rollup all dropped"
-        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1282,68 +1090,32 @@ pub(crate) mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A compact day begun by an older release (rows in `e_` or `f_`, a
-    /// view without the time key): before this release writes to it, its
-    /// rows are read as they are; after, old rows are still read, new ones
-    /// go to the new rows' table, the one view reads both, and retention
-    /// drops all.
+    /// Reopened within a day (a restart), the writer keeps the day's view
+    /// and numbers a millisecond's new decisions after those stored;
+    /// retention drops the whole day: view, rows, dictionaries and rollup.
     #[test]
-    fn an_older_releases_compact_day_is_read_and_written_after_an_upgrade() {
-        for older in [compact::Older::First, compact::Older::Previous] {
-            let dir = fresh_dir(&format!("upgrade-{older:?}"));
-            let day = 86_400_000i64;
-            let today = 20_000 * day;
-            let t = day_table(today);
-            let old = crate::decision::DecisionId(
-                (((today + 10) as u128) << 80) | (0x7 << 76) | (0x8 << 60) | 1,
-            );
-            let old_id = old.to_string();
-            {
-                let conn = open_rw(&dir).unwrap();
-                compact::create_older_day(&conn, &t, older, old).unwrap();
-            }
-            let by_id = format!("field=id,ua,affiliate_id&filter=%5B%22id%22%2C%22{old_id}%22%5D");
-            assert_eq!(count(&dir, &by_id), 1, "{older:?}: read before any write");
-            let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
-            let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
-            let batch: Vec<Record> = (0..70u128).map(|i| varied(i, today + 5)).collect();
-            w.write(&batch).unwrap();
-            assert_eq!(count(&dir, "field=id&page_size=1000"), 71, "{older:?}");
-            assert_eq!(
-                count(&dir, &by_id),
-                1,
-                "{older:?}: the old row, through the view"
-            );
-            assert_eq!(
-                count(
-                    &dir,
-                    "field=id&filter=%5B%22affiliate_id%22%2C%22a-old%22%5D"
-                ),
-                1
-            );
-            // A time range over both rows' tables: the old row is at +10 ms.
-            let after = format!(
-                "field=id&page_size=1000&filter=%5B%22ts_ge%22%2C{}%5D",
-                today + 6
-            );
-            assert_eq!(count(&dir, &after), 1, "{older:?}");
-            // Reopened (a restart within the day): the view is kept as it is.
-            drop(w);
-            let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
-            let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
-            // A new decision of the same millisecond: its key follows the
-            // 70 there (read from the store after the restart).
-            w.write(&[varied(70, today + 5)]).unwrap();
-            assert_eq!(count(&dir, "field=id&page_size=1000"), 72, "{older:?}");
-            assert_eq!(w.retention(today + 2 * day).unwrap(), [t]);
-            let conn = Connection::open(dir.join(FILE)).unwrap();
-            let left = schema_objects(&conn);
-            assert_eq!(
-                left, 0,
-                "{older:?}: every rows' table, dictionaries, view and rollup dropped"
-            );
-            let _ = std::fs::remove_dir_all(&dir);
-        }
+    fn a_restart_within_the_day_continues_its_keys_and_retention_drops_it_all() {
+        let dir = fresh_dir("restart");
+        let day = 86_400_000i64;
+        let today = 20_000 * day;
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let mut w = Writer::open(&dir, ivt.clone(), IpMode::Full, 1).unwrap();
+        let batch: Vec<Record> = (0..70u128).map(|i| varied(i, today + 5)).collect();
+        w.write(&batch).unwrap();
+        drop(w);
+        let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+        // A new decision of the same millisecond: its key follows the 70
+        // there (read from the store after the restart).
+        w.write(&[varied(70, today + 5)]).unwrap();
+        assert_eq!(count(&dir, "field=id&page_size=1000"), 71);
+        assert_eq!(w.retention(today + 2 * day).unwrap(), [day_table(today)]);
+        let conn = Connection::open(dir.join(FILE)).unwrap();
+        assert_eq!(
+            schema_objects(&conn),
+            0,
+            "every rows' table, dictionaries, view and rollup dropped"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Records that reach the writer after later ones were written (a
@@ -1389,34 +1161,20 @@ pub(crate) mod tests {
     }
 
     /// A list in time order is read one day at a time; its pages run
-    /// across days (one of them begun by an older release) as one list.
+    /// across days as one list.
     #[test]
     fn pages_in_time_order_run_across_days() {
         let dir = fresh_dir("pages");
         let day = 86_400_000i64;
         let today = 20_000 * day;
-        let old =
-            crate::decision::DecisionId((((today - 2 * day + 50) as u128) << 80) | (0x7 << 76) | 9);
-        {
-            let conn = open_rw(&dir).unwrap();
-            compact::create_older_day(
-                &conn,
-                &day_table(today - 2 * day),
-                compact::Older::Previous,
-                old,
-            )
-            .unwrap();
-        }
         let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
         let mut w = Writer::open(&dir, ivt, IpMode::Full, 30).unwrap();
-        // Three records on each of three days (the oldest is written to after
-        // the upgrade too), each millisecond its own.
+        // Three records on each of three days, each millisecond its own.
         let batch: Vec<Record> = (0..9u128)
             .map(|i| record(today - (i as i64 % 3) * day + i as i64, i))
             .collect();
         w.write(&batch).unwrap();
         let mut all: Vec<i64> = batch.iter().map(Record::ts_ms).collect();
-        all.push(old.unix_ms() as i64);
         all.sort();
         let page = |raw: &str| -> Vec<i64> {
             first_column(&dir, raw)

@@ -20,7 +20,7 @@ struct Sqlite {
     params: Vec<SqlValue>,
     /// Reading the rollups: a row stands for `n` events.
     rollup: bool,
-    /// Every source has a time key of its own to read rows in time order.
+    /// Reading the days' rows, whose time key `_k` orders them in time.
     keyed: bool,
 }
 
@@ -111,59 +111,43 @@ impl Dialect for Sqlite {
     }
 }
 
-/// A day table as a query reads it.
-#[derive(Debug, Clone)]
-pub struct Source {
-    /// `d_YYYYMMDD`.
-    pub name: String,
-    /// It has the time key `_k` (a compact day's view written by this
-    /// release); without it, `_k` is made from `ts`.
-    pub keyed: bool,
-}
-
-/// The time key of a row of a day table without one: what a compact
+/// The time key of a rollup row (which has none of its own): what a
 /// day's rows store for the same time (`log::compact`).
 fn key_from_ts() -> String {
     format!("ts << {} AS _k", crate::log::compact::SEQ_BITS)
 }
 
-/// The whole statement for `q` over the given day tables; over their
-/// rollups instead when `rollups` (every day table has one) and the
+/// The whole statement for `q` over the given days (their views,
+/// `d_YYYYMMDD`); over their rollups instead when `rollups` and the
 /// rollups answer `q` exactly.
-pub fn build(q: &Query, tables: &[Source], rollups: bool) -> Result<Sql, QueryError> {
+pub fn build(q: &Query, days: &[String], rollups: bool) -> Result<Sql, QueryError> {
     use crate::log::sqlite::{ROLLUP_DIMS, rollup_table};
-    let rollup = rollups && !tables.is_empty() && sql::rollup_answers(q, &ROLLUP_DIMS);
+    let rollup = rollups && !days.is_empty() && sql::rollup_answers(q, &ROLLUP_DIMS);
     let source = if rollup {
-        let parts: Vec<String> = tables
+        let parts: Vec<String> = days
             .iter()
             .map(|t| {
                 format!(
                     "SELECT {ROLLUP_COLUMNS}, {} FROM \"{}\"",
                     key_from_ts(),
-                    rollup_table(&t.name)
+                    rollup_table(t)
                 )
             })
             .collect();
         format!("({})", parts.join(" UNION ALL "))
-    } else if tables.is_empty() {
+    } else if days.is_empty() {
         // No data yet: an empty relation with the same columns.
         format!("(SELECT {EMPTY_COLUMNS} FROM (SELECT 1) WHERE 0)")
     } else {
-        let parts: Vec<String> = tables
+        let parts: Vec<String> = days
             .iter()
-            .map(|t| {
-                if t.keyed {
-                    format!("SELECT * FROM \"{}\"", t.name)
-                } else {
-                    format!("SELECT *, {} FROM \"{}\"", key_from_ts(), t.name)
-                }
-            })
+            .map(|t| format!("SELECT * FROM \"{t}\""))
             .collect();
         format!("({})", parts.join(" UNION ALL "))
     };
     let mut d = Sqlite {
         rollup,
-        keyed: !rollup && !tables.is_empty() && tables.iter().all(|t| t.keyed),
+        keyed: !rollup && !days.is_empty(),
         ..Sqlite::default()
     };
     let text = sql::build(q, &mut d, &source)?;
@@ -178,7 +162,8 @@ const ROLLUP_COLUMNS: &str = "ts, door, NULLIF(client, '') AS client, event_type
     offer_id, NULLIF(country_code, '') AS country_code, decision, would_be, mode, tags, tag_mask, \
     blocked_mask, source, reason, rule_mask, ivt, ivt_category, n, elapsed_sum";
 
-/// The columns of an empty source (a store with no day table yet).
+/// The columns of an empty source (a store with no day yet), in the
+/// order of a day's view (`log::compact`).
 const EMPTY_COLUMNS: &str = "'' AS id, 0 AS ts, '' AS door, '' AS client, '' AS event_type, \
     '' AS ip, '' AS ua, '' AS affiliate_id, '' AS offer_id, '' AS aff_sub1, '' AS aff_sub2, \
     '' AS aff_sub3, '' AS aff_sub4, '' AS aff_sub5, '' AS country_code, '' AS extra, \

@@ -1,5 +1,5 @@
 //! Running a query on the SQLite store: a fresh read-only connection per
-//! query, the day tables (and their rollups where they answer), rows
+//! query, the days (and their rollups where they answer), rows
 //! streamed to the caller until it or the query's [`Stop`] ends it.
 
 use std::path::{Path, PathBuf};
@@ -9,27 +9,10 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags, params_from_iter};
 
 use super::{QueryFailure, Stop};
-use crate::log::sqlite::{FILE, list_rollups};
+use crate::log::sqlite::{FILE, list_days};
 use crate::query::sql::HIDDEN;
-use crate::query::sqlite::{Source, build};
+use crate::query::sqlite::build;
 use crate::query::{Query, TimeUnit, bucket};
-
-/// The day tables as a query reads them.
-pub(crate) fn list_sources(conn: &Connection) -> rusqlite::Result<Vec<Source>> {
-    // A plain table, or the view of an older release's compact day not
-    // written since the upgrade, has no time key of its own.
-    let mut stmt = conn.prepare(
-        "SELECT name, type = 'table' OR instr(sql, ' AS _k FROM ') = 0 FROM sqlite_master \
-         WHERE type IN ('table', 'view') AND name GLOB 'd_[0-9]*' ORDER BY name",
-    )?;
-    stmt.query_map([], |r| {
-        Ok(Source {
-            name: r.get(0)?,
-            keyed: !r.get::<_, bool>(1)?,
-        })
-    })?
-    .collect()
-}
 
 /// Runs `q` on a fresh read-only connection and hands every row (its
 /// values in column order) to `each`, which may stop it by returning
@@ -69,7 +52,6 @@ pub fn run_until(
     let store = |e: rusqlite::Error| QueryFailure::Store(e.to_string());
     let tables;
     let mut conn;
-    let mut complete = false;
     if file.exists() {
         conn = Connection::open_with_flags(
             &file,
@@ -80,9 +62,7 @@ pub fn run_until(
         // time-ordered list runs one per day): retention or a view rebuilt
         // by the writer in between cannot change what the query sees.
         conn.execute_batch("BEGIN").map_err(store)?;
-        tables = list_sources(&conn).map_err(store)?;
-        let with = list_rollups(&conn).map_err(store)?;
-        complete = tables.iter().all(|t| with.contains(&t.name));
+        tables = list_days(&conn).map_err(store)?;
     } else {
         conn = Connection::open_in_memory().map_err(store)?;
         tables = Vec::new();
@@ -113,15 +93,13 @@ pub fn run_until(
     let check = stop.clone();
     conn.progress_handler(10_000, Some(move || check.check().is_err()))
         .map_err(store)?;
-    let rollups = rollups && complete;
     // (No day yet: the one statement over an empty relation, which still
     // checks the query.)
     if let Some(desc) = time_ordered_list(q).filter(|_| !tables.is_empty()) {
         // Days hold disjoint times: the rows in time order are each day's
         // in time order, one day after the other. One day at a time, each
-        // read in its own time order (its rows' key, or `ts` in a day of
-        // an older release), not all days merged on one order that only
-        // some of them can read in.
+        // read in its own time order (its rows' key), not all days merged
+        // on one order.
         let mut skip = (q.page - 1).saturating_mul(q.page_size);
         let mut left = q.page_size;
         let mut days = tables;
