@@ -193,6 +193,14 @@ fn register_known() {
 }
 
 fn describe() {
+    describe_log_and_queries();
+    describe_access_and_load();
+    describe_scoring();
+    describe_process_feeds_and_redis();
+}
+
+/// The decision log and its queries.
+fn describe_log_and_queries() {
     describe_counter!(LOG_WRITTEN, "Decisions written to the decision log.");
     describe_counter!(
         LOG_DROPPED,
@@ -218,6 +226,10 @@ fn describe() {
         QUERIES_RUNNING,
         "Data API and report queries holding one of decision_log.max_queries slots (their thread and store connection)."
     );
+}
+
+/// Clients, access and load shedding.
+fn describe_access_and_load() {
     describe_counter!(
         CLIENT_REQUESTS,
         "Scoring requests by client name (configured names, or anonymous) and outcome (ok, rate_limited)."
@@ -230,6 +242,10 @@ fn describe() {
         SHED,
         "Requests shed with 503 because server.max_concurrency were in flight."
     );
+}
+
+/// The scoring path: HTTP, decisions, cache, upstream, breaker, rules.
+fn describe_scoring() {
     describe_gauge!(
         BREAKER_STATE,
         "Upstream circuit breaker: 0 closed, 1 half-open, 2 open."
@@ -308,6 +324,10 @@ fn describe() {
         CACHE_PURGES,
         "Admin cache purges by scope (ip, ip_ua, all)."
     );
+}
+
+/// The process, feeds and the Redis tier.
+fn describe_process_feeds_and_redis() {
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the version label says which build runs."
