@@ -1,0 +1,111 @@
+use super::*;
+
+#[test]
+fn params_parse_and_bad_ones_are_named() {
+    let q = Query::from_params(
+        Events::Click,
+        "field=ip,ua&field=affiliate_id&sort=ip_desc&page=2&page_size=10&tz=Europe%2FBerlin",
+        false,
+    )
+    .unwrap();
+    assert_eq!(q.columns(), ["ip", "ua", "affiliate_id"]);
+    assert_eq!(q.sort, [("ip".to_string(), true)]);
+    for (raw, field) in [
+        ("field=nope", "field"),
+        ("page_size=1000001", "page_size"),
+        ("page=0", "page"),
+        ("tz=Mars%2FOlympus", "tz"),
+        ("sort=ip", "sort"),
+        ("sort=ua_asc&field=ip", "sort"),
+        ("filter=%5B", "filter"),
+        ("bogus=1", "bogus"),
+        ("page=1&page=2", "page"),
+    ] {
+        let e = Query::from_params(Events::All, raw, false).unwrap_err();
+        assert_eq!(e.field, field, "{raw}: {e}");
+    }
+    let g = Query::from_params(
+        Events::All,
+        "group=affiliate_id&group=date&field=count,block_rate,uniq_ip,tag_proxy&having=%5B%22count_ge%22%2C10%5D",
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        g.columns(),
+        [
+            "affiliate_id",
+            "date",
+            "count",
+            "block_rate",
+            "uniq_ip",
+            "tag_proxy"
+        ]
+    );
+    assert_eq!(
+        Query::from_params(Events::All, "group=x", true)
+            .unwrap_err()
+            .field,
+        "group"
+    );
+    assert_eq!(
+        Query::from_params(Events::All, "group=ip&field=tag_nope", true)
+            .unwrap_err()
+            .field,
+        "field"
+    );
+}
+
+#[test]
+fn csv_fields_are_quoted_and_formulas_defused() {
+    let mut b = Vec::new();
+    csv_field(&mut b, "plain");
+    b.push(b'|');
+    csv_field(&mut b, "a,\"b\"");
+    b.push(b'|');
+    csv_field(&mut b, "=HYPERLINK(\"x\")");
+    b.push(b'|');
+    csv_field(&mut b, "-1.5");
+    assert_eq!(
+        String::from_utf8(b).unwrap(),
+        "plain|\"a,\"\"b\"\"\"|\"'=HYPERLINK(\"\"x\"\")\"|-1.5"
+    );
+}
+
+/// OWASP's six formula triggers, TAB and CR included, are defused;
+/// plain numbers are not, but a float spelling a spreadsheet reads as
+/// a formula (`-inf`) is.
+#[test]
+fn every_formula_trigger_is_defused() {
+    let cell = |s: &str| {
+        let mut b = Vec::new();
+        csv_field(&mut b, s);
+        String::from_utf8(b).unwrap()
+    };
+    for s in [
+        "=1+1", "+1+1", "-1+1", "@SUM(A1)", "\t=1+1", "\r=1+1", "-inf", "+NaN",
+    ] {
+        let out = cell(s);
+        assert!(out.starts_with("\"'"), "{s:?} -> {out:?}");
+    }
+    assert_eq!(cell("\tx"), "\"'\tx\"");
+    for n in ["-1.5", "+3e2", "-0", "42"] {
+        assert_eq!(cell(n), n);
+    }
+}
+
+#[test]
+fn buckets_are_local_and_dst_correct() {
+    let berlin = TimeZone::get("Europe/Berlin").unwrap();
+    // 2026-03-29 01:30 UTC = 03:30 CEST (after the spring change).
+    let ms = jiff::Timestamp::from_second(1_774_747_800)
+        .unwrap()
+        .as_millisecond();
+    assert_eq!(bucket(ms, TimeUnit::Hour, &berlin), "2026-03-29 03:00");
+    assert_eq!(bucket(ms, TimeUnit::Date, &TimeZone::UTC), "2026-03-29");
+    assert_eq!(bucket(ms, TimeUnit::Week, &berlin), "2026-03-23");
+    assert_eq!(bucket(ms, TimeUnit::Month, &berlin), "2026-03");
+    // Local midnight of a DST day.
+    let start = local_ms("2026-03-29", &berlin, "filter").unwrap();
+    assert_eq!(start, 1_774_738_800_000, "2026-03-28 23:00 UTC");
+    assert!(local_ms("29/03/2026", &berlin, "filter").is_err());
+}
