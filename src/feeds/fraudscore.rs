@@ -38,7 +38,6 @@ pub async fn pull(
 ) -> Result<PullStats, FeedError> {
     let c = ctx.cfg;
     let c_limit = c.max_response_bytes();
-    let secrets = c.secrets();
     let event = c.event.as_deref().unwrap_or("click");
     let mut url = reqwest::Url::parse(c.base_url())
         .map_err(|e| FeedError::Transport(format!("base_url: {e}")))?;
@@ -82,7 +81,7 @@ pub async fn pull(
         let headers = resp.headers().clone();
         if !status.is_success() {
             let body = source::read_body(resp, 64 << 10).await.unwrap_or_default();
-            source::check_status(status, &headers, &body, "the FraudScore Data API", &secrets)
+            source::check_status(status, &headers, &body, "the FraudScore Data API")
                 .map_err(|e| match e {
                     FeedError::Credentials(_) | FeedError::Forbidden(_) => FeedError::Credentials(format!(
                         "the FraudScore Data API refused the key (HTTP {}): check channel and key (its API Documentation page shows both)",
@@ -132,7 +131,7 @@ pub async fn pull(
                 let v: Value = serde_json::from_slice(line).map_err(|e| {
                     FeedError::Parse(format!(
                         "line {line_no} of page {page} is not JSON ({e}): {}",
-                        source::snippet(line, &secrets)
+                        source::snippet(line)
                     ))
                 })?;
                 if !v.is_object() {

@@ -46,20 +46,17 @@ fn common(ctx: &Ctx<'_>, from: Date, to: Date) -> Vec<(&'static str, String)> {
 
 /// One call; the JSON answer or a clear error.
 async fn call(ctx: &Ctx<'_>, req: reqwest::RequestBuilder) -> Result<Value, FeedError> {
-    let secrets = ctx.cfg.secrets();
     let resp = req.send().await.map_err(FeedError::from_reqwest)?;
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = source::read_body(resp, ctx.cfg.max_response_bytes()).await?;
-    source::check_status(status, &headers, &body, "Fraudshield", &secrets).map_err(
-        |e| match e {
-            FeedError::Credentials(_) | FeedError::Forbidden(_) => FeedError::Credentials(format!(
-                "Fraudshield refused user_id/api_token (HTTP {}): check them on its settings page",
-                status.as_u16()
-            )),
-            other => other,
-        },
-    )?;
+    source::check_status(status, &headers, &body, "Fraudshield").map_err(|e| match e {
+        FeedError::Credentials(_) | FeedError::Forbidden(_) => FeedError::Credentials(format!(
+            "Fraudshield refused user_id/api_token (HTTP {}): check them on its settings page",
+            status.as_u16()
+        )),
+        other => other,
+    })?;
     let ct = headers
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -71,7 +68,7 @@ async fn call(ctx: &Ctx<'_>, req: reqwest::RequestBuilder) -> Result<Value, Feed
     let v: Value = serde_json::from_slice(&body).map_err(|e| {
         FeedError::Parse(format!(
             "Fraudshield's answer is not JSON ({e}): {}",
-            source::snippet(&body, &secrets)
+            source::snippet(&body)
         ))
     })?;
     if let Some(err) = v
@@ -79,7 +76,7 @@ async fn call(ctx: &Ctx<'_>, req: reqwest::RequestBuilder) -> Result<Value, Feed
         .or_else(|| v.get("message"))
         .filter(|_| v.get("data").is_none() && v.get("fraud").is_none())
     {
-        let text = source::redact(&err.to_string(), &secrets);
+        let text = err.to_string();
         return Err(FeedError::BadRequest(format!("Fraudshield: {text}")));
     }
     Ok(v)

@@ -146,7 +146,6 @@ async fn fetch(
     from: Date,
     to: Date,
 ) -> Result<Vec<Row>, FeedError> {
-    let secrets = ctx.cfg.secrets();
     let mut url = reqwest::Url::parse(ctx.cfg.base_url())
         .map_err(|e| FeedError::Transport(format!("base_url: {e}")))?;
     url.path_segments_mut()
@@ -171,7 +170,7 @@ async fn fetch(
     let mut resp = resp;
     if !status.is_success() {
         let body = source::read_body(resp, 64 << 10).await.unwrap_or_default();
-        return Err(match source::check_status(status, &headers, &body, "Protect360", &secrets) {
+        return Err(match source::check_status(status, &headers, &body, "Protect360") {
             Err(FeedError::Credentials(_)) => FeedError::Credentials(
                 "Protect360 refused the token (HTTP 401): it is not a valid V2.0 token; get the current one from the AppsFlyer dashboard's tokens page".into(),
             ),

@@ -71,7 +71,7 @@ impl FeedError {
     /// from its text: a source may echo the request (its URL, with a key
     /// percent-encoded) in an error body.
     pub fn redacted(self, secrets: &[String]) -> Self {
-        let r = |t: String| redact(&t, secrets);
+        let r = |t: String| crate::secret::redact(&t, secrets);
         match self {
             FeedError::Credentials(t) => FeedError::Credentials(r(t)),
             FeedError::Forbidden(t) => FeedError::Forbidden(r(t)),
@@ -343,20 +343,15 @@ fn zero_id(v: &str) -> bool {
     v.bytes().all(|b| b == b'0' || b == b'-')
 }
 
-/// Makes a text safe to show: every spelling of the feed's secrets
-/// ([`FeedConfig::secrets`]) replaced.
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    crate::secret::redact(text, secrets)
-}
-
-/// The first bytes of an answer, one line, secrets removed.
-pub fn snippet(body: &[u8], secrets: &[String]) -> String {
+/// The first bytes of an answer, one line. (Secrets are taken out of
+/// every error a pull returns: [`FeedError::redacted`].)
+pub fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
     let one_line: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    redact(one_line.trim(), secrets)
+    one_line.trim().to_owned()
 }
 
 /// An HTML page where data was expected (a login page served with 200).
@@ -386,14 +381,13 @@ pub fn check_status(
     headers: &reqwest::header::HeaderMap,
     body: &[u8],
     what: &str,
-    secrets: &[String],
 ) -> Result<(), FeedError> {
     let s = status.as_u16();
     match s {
         200..=299 => Ok(()),
         400 => Err(FeedError::BadRequest(format!(
             "{what} refused the request (HTTP 400): {}",
-            snippet(body, secrets)
+            snippet(body)
         ))),
         401 => Err(FeedError::Credentials(format!(
             "{what} refused the credentials (HTTP 401): check the token/key in the feed's config"
