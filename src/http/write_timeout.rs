@@ -28,6 +28,18 @@ impl<T> WriteTimeout<T> {
         }
     }
 
+    /// A write's outcome: progress ends a stall; Pending starts or
+    /// continues one, failing it once it has lasted `timeout`.
+    fn settle<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match r {
+            Poll::Pending => self.check(cx).map(Err),
+            done => {
+                self.stalled = None;
+                done
+            }
+        }
+    }
+
     /// After the inner write said Pending: has the stall lasted too long?
     fn check(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let timeout = self.timeout;
@@ -58,13 +70,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write(cx, buf) {
-            Poll::Pending => self.check(cx).map(Err),
-            done => {
-                self.stalled = None;
-                done
-            }
-        }
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.settle(cx, r)
     }
 
     fn poll_write_vectored(
@@ -72,13 +79,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
-            Poll::Pending => self.check(cx).map(Err),
-            done => {
-                self.stalled = None;
-                done
-            }
-        }
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.settle(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -86,13 +88,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.io).poll_flush(cx) {
-            Poll::Pending => self.check(cx).map(Err),
-            done => {
-                self.stalled = None;
-                done
-            }
-        }
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.settle(cx, r)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
