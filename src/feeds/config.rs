@@ -359,27 +359,31 @@ impl FeedConfig {
         if value.len() > MAX_VALUE {
             return Err(Rejection::TooLong);
         }
-        let entry = Entry::new(kind, value, None, None).map_err(|_| Rejection::Invalid)?;
-        if kind == EntryKind::Ip {
-            let p = Prefix::parse(&entry.value).map_err(|_| Rejection::Invalid)?;
-            // IPv4 addresses live at ::ffff:0:0/96: an IPv6 range that
-            // reaches into it (::/80, a dash range across it) would cover
-            // IPv4 clients without the v4 limit.
-            if !is_v4(&p) && overlaps_v4(&p) {
-                return Err(Rejection::TooWide);
-            }
-            let host_bits = if is_v4(&p) {
-                32 - u32::from(self.max_prefix.v4)
-            } else {
-                128 - u32::from(self.max_prefix.v6)
-            };
-            // Addresses in the range, less one: within 2^host_bits.
-            let span = p.end - p.start;
-            if host_bits < 128 && span >> host_bits != 0 {
-                return Err(Rejection::TooWide);
-            }
+        if kind != EntryKind::Ip {
+            let entry = Entry::new(kind, value, None, None).map_err(|_| Rejection::Invalid)?;
+            return Ok(entry.value);
         }
-        Ok(entry.value)
+        // An IP entry is its value as written once it parses (what
+        // Entry::new checks), parsed here once for its width too.
+        let value = value.trim();
+        let p = Prefix::parse(value).map_err(|_| Rejection::Invalid)?;
+        // IPv4 addresses live at ::ffff:0:0/96: an IPv6 range that
+        // reaches into it (::/80, a dash range across it) would cover
+        // IPv4 clients without the v4 limit.
+        if !is_v4(&p) && overlaps_v4(&p) {
+            return Err(Rejection::TooWide);
+        }
+        let host_bits = if is_v4(&p) {
+            32 - u32::from(self.max_prefix.v4)
+        } else {
+            128 - u32::from(self.max_prefix.v6)
+        };
+        // Addresses in the range, less one: within 2^host_bits.
+        let span = p.end - p.start;
+        if host_bits < 128 && span >> host_bits != 0 {
+            return Err(Rejection::TooWide);
+        }
+        Ok(value.to_owned())
     }
 
     /// Checks the feed at `feeds[i]`.
