@@ -22,6 +22,7 @@ pub mod openrtb;
 pub mod render;
 pub mod report_access;
 pub mod reports;
+pub mod routes;
 pub mod rt;
 pub mod shed;
 pub mod ui;
@@ -35,7 +36,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::classify::StatusInRangeAsFailures;
@@ -138,6 +138,14 @@ pub fn router(state: AppState) -> Router {
 /// The endpoints of one [`Surface`].
 pub fn router_for(state: AppState, surface: Surface) -> Router {
     let server = &state.config.server;
+    let routes = match surface {
+        Surface::All => routes::probes()
+            .merge(routes::doors(&state))
+            .merge(routes::operator(&state)),
+        Surface::Doors => routes::probes().merge(routes::doors(&state)),
+        Surface::Operator => routes::probes().merge(routes::operator(&state)),
+    };
+    let (router, paths) = routes.into_parts();
     let stack = ServiceBuilder::new()
         // A panic anywhere becomes a JSON 500 instead of a dropped connection.
         .layer(CatchPanicLayer::custom(panic_response))
@@ -155,7 +163,7 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
         )
         // Requests by route and status, and their duration.
         .layer(from_fn_with_state(
-            Arc::new(observe::Observe::new(state.registry.clone())),
+            Arc::new(observe::Observe::new(state.registry.clone(), paths)),
             observe::track,
         ))
         // Hard per-request limit, answered as 503 JSON.
@@ -165,116 +173,11 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
         ))
         // Body size limit for the byte extractors (-> 413 JSON).
         .layer(DefaultBodyLimit::max(server.max_body_bytes));
-    let admin = admin_routes(&state);
-    let scoring = scoring_routes(&state);
-    let reports = report_routes(&state);
-    let browser = browser_routes();
-    let probes = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
-    let operator = Router::new()
-        .merge(reports)
-        .route("/metrics", get(health::metrics))
-        .route("/ui", get(ui::index))
-        .route("/ui/{file}", get(ui::asset))
-        .merge(admin);
-    let doors = Router::new().merge(scoring).merge(browser);
-    let routes = match surface {
-        Surface::All => probes.merge(doors).merge(operator),
-        Surface::Doors => probes.merge(doors),
-        Surface::Operator => probes.merge(operator),
-    };
-    routes
+    router
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(stack)
         .with_state(state)
-}
-
-/// `/v1/admin/...`: behind admin keys, or a 404 that says how to turn it on.
-fn admin_routes(state: &AppState) -> Router<AppState> {
-    let admin_keys = Arc::new(state.config.auth.admin_keys.clone());
-    if admin_keys.0.is_empty() {
-        // Off: still a 404 (nothing to find), but one that says how to
-        // turn it on.
-        Router::new().route(
-            "/v1/admin/{*rest}",
-            any(|| async {
-                ApiError::new(
-                    axum::http::StatusCode::NOT_FOUND,
-                    "admin_disabled",
-                    "the admin API is off: set auth.admin_keys (e.g. FRAUDGATE_AUTH__ADMIN_KEYS=<key>) to turn it on",
-                )
-            }),
-        )
-    } else {
-        Router::new()
-            .route("/v1/admin/lists", get(admin::lists))
-            .route(
-                "/v1/admin/lists/{name}/entries",
-                get(admin::entries).post(admin::add).delete(admin::remove),
-            )
-            .route("/v1/admin/cache/purge", post(admin::purge))
-            .route("/v1/admin/reload", post(admin::reload))
-            .route("/v1/admin/feeds", get(admin::feeds))
-            .route("/v1/admin/feeds/{name}/run", post(admin::run_feed))
-            .route(
-                "/v1/admin/feeds/{name}/entries",
-                axum::routing::delete(admin::clear_feed),
-            )
-            .route_layer(from_fn_with_state(admin_keys, admin::require_key))
-    }
-}
-
-/// The scoring endpoints API clients call: client keys and rate limits.
-fn scoring_routes(state: &AppState) -> Router<AppState> {
-    let access = Arc::new(
-        access::Access::new(&state.config.auth).with_fleet(
-            state
-                .scorer
-                .fleet()
-                .filter(|f| f.share_rate_limits())
-                .cloned(),
-        ),
-    );
-    Router::new()
-        .route("/", get(rt::get))
-        .route("/v1/check", get(check::get).post(check::post))
-        .route("/v1/check/batch", post(batch::post))
-        .route("/v1/auth", any(forward_auth::handle))
-        .route("/v1/auth/{*rest}", any(forward_auth::handle))
-        .route("/v1/openrtb", post(openrtb::handle))
-        .route_layer(from_fn_with_state(access, access::check))
-}
-
-/// The decision log's query side: report keys (or admin keys).
-fn report_routes(state: &AppState) -> Router<AppState> {
-    let report_access = Arc::new(report_access::ReportAccess::new(
-        &state.config.auth.report_keys,
-        &state.config.auth.admin_keys,
-        state.config.auth.local_reports,
-    ));
-    Router::new()
-        .route("/v1/data/{event}", get(data::list))
-        .route("/v1/data/{event}/groups", get(data::groups))
-        .route("/v1/reports/fraud", get(reports::fraud))
-        .route("/v1/reports/global", get(reports::global))
-        .route("/v1/reports/interval", get(reports::interval))
-        .route("/v1/reports/entry/{id}", get(reports::entry))
-        .route_layer(from_fn_with_state(
-            report_access,
-            report_access::require_report_key,
-        ))
-}
-
-/// `/click` and `/imp` sit in ad markup and are public by nature: a key in
-/// them would be public too. They are guarded by the local rules and the
-/// concurrency limit.
-fn browser_routes() -> Router<AppState> {
-    Router::new()
-        .route("/click", get(click::click))
-        .route("/imp", get(click::imp))
-        .layer(axum::middleware::map_response(click::never_stored))
 }
 
 /// Paths never shed or limited: probes and scrapes must answer under load.

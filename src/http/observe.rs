@@ -13,42 +13,6 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use crate::metrics as m;
 
-/// Every route the router serves; anything else is labelled "unmatched".
-pub const ROUTES: &[&str] = &[
-    "/",
-    "/v1/check",
-    "/v1/check/batch",
-    "/v1/auth",
-    "/v1/auth/{*rest}",
-    "/click",
-    "/imp",
-    "/v1/openrtb",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/v1/data/{event}",
-    "/v1/data/{event}/groups",
-    "/v1/reports/fraud",
-    "/v1/reports/global",
-    "/v1/reports/interval",
-    "/v1/reports/entry/{id}",
-    "/ui",
-    "/ui/{file}",
-];
-
-/// Index of the request's route in [`ROUTES`]; `ROUTES.len()` for
-/// "unmatched".
-fn route_index(req: &Request) -> usize {
-    req.extensions()
-        .get::<MatchedPath>()
-        .and_then(|p| ROUTES.iter().position(|r| *r == p.as_str()))
-        .unwrap_or(ROUTES.len())
-}
-
-pub fn route_label(req: &Request) -> &'static str {
-    ROUTES.get(route_index(req)).copied().unwrap_or("unmatched")
-}
-
 /// Status labels: the codes fraudgate answers, then a class for the rest.
 const STATUSES: &[&str] = &[
     "200", "204", "302", "400", "401", "403", "404", "405", "408", "413", "414", "415", "429",
@@ -77,32 +41,48 @@ fn status_index(code: u16) -> usize {
 /// registered on first use (most pairs never occur) and kept.
 pub struct Observe {
     registry: crate::metrics::Registry,
+    /// The router's route paths (see [`super::routes::Routes`]); a
+    /// request that matched none is labelled "unmatched".
+    routes: Box<[&'static str]>,
     durations: Box<[Histogram]>,
     requests: Box<[OnceLock<Counter>]>,
 }
 
 impl Observe {
-    pub fn new(registry: crate::metrics::Registry) -> Self {
-        let labels = || ROUTES.iter().copied().chain(["unmatched"]);
+    pub fn new(registry: crate::metrics::Registry, routes: Vec<&'static str>) -> Self {
+        let routes = routes.into_boxed_slice();
         let durations = registry.scope(|| {
-            labels()
+            routes
+                .iter()
+                .copied()
+                .chain(["unmatched"])
                 .map(|route| metrics::histogram!(m::HTTP_DURATION, "route" => route))
                 .collect()
         });
         Observe {
             registry,
             durations,
-            requests: (0..(ROUTES.len() + 1) * STATUSES.len())
+            requests: (0..(routes.len() + 1) * STATUSES.len())
                 .map(|_| OnceLock::new())
                 .collect(),
+            routes,
         }
+    }
+
+    /// Index of the request's route in `routes`; `routes.len()` for
+    /// "unmatched".
+    fn route_index(&self, req: &Request) -> usize {
+        req.extensions()
+            .get::<MatchedPath>()
+            .and_then(|p| self.routes.iter().position(|r| *r == p.as_str()))
+            .unwrap_or(self.routes.len())
     }
 
     fn count(&self, route: usize, code: u16) {
         let status = status_index(code);
         self.requests[route * STATUSES.len() + status]
             .get_or_init(|| {
-                let route = ROUTES.get(route).copied().unwrap_or("unmatched");
+                let route = self.routes.get(route).copied().unwrap_or("unmatched");
                 self.registry.scope(|| {
                     metrics::counter!(m::HTTP_REQUESTS, "route" => route, "status" => STATUSES[status])
                 })
@@ -113,7 +93,7 @@ impl Observe {
 
 /// Counts requests by route and status and times them.
 pub async fn track(State(obs): State<Arc<Observe>>, req: Request, next: Next) -> Response {
-    let route = route_index(&req);
+    let route = obs.route_index(&req);
     let started = Instant::now();
     let resp = next.run(req).await;
     obs.count(route, resp.status().as_u16());
@@ -129,7 +109,12 @@ pub async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -
     }
 }
 
-/// Log span for a request: method and route only.
+/// Log span for a request: method and route only (the matched route's
+/// path pattern, never the request's own path).
 pub fn span(req: &Request) -> tracing::Span {
-    tracing::debug_span!("request", method = %req.method(), route = route_label(req))
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::debug_span!("request", method = %req.method(), route = route)
 }

@@ -232,3 +232,42 @@ async fn purging_makes_the_next_request_ask_rt_again() {
     assert_eq!(app.mock.calls_for("10.32.0.1"), 4);
     assert_eq!(app.mock.calls_for("10.32.0.2"), 2);
 }
+
+/// Request metrics label a request by the route that matched, admin routes
+/// included; only a path no route matches is "unmatched".
+#[tokio::test]
+async fn admin_requests_are_counted_under_their_route() {
+    let app = admin_app().await;
+    let (s, _) = app.admin(Method::GET, "/v1/admin/lists", None).await;
+    assert_eq!(s, 200);
+    let (s, _) = app
+        .admin(Method::POST, "/v1/admin/cache/purge", Some(json!({})))
+        .await;
+    assert!(s < 500, "purge answered {s}");
+    assert_eq!(app.get("/no/such/path").await.status(), 404);
+    let m = app.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "fraudgate_http_requests_total",
+            &[("route", "/v1/admin/lists"), ("status", "200")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "fraudgate_http_requests_total",
+            &[("route", "/v1/admin/cache/purge")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "fraudgate_http_requests_total",
+            &[("route", "unmatched"), ("status", "404")]
+        ),
+        1.0
+    );
+}
