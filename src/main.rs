@@ -136,14 +136,10 @@ fn main() -> ExitCode {
             event,
             groups,
             params,
-        } => {
-            let mut args = vec![event];
-            if groups {
-                args.push("--groups".into());
-            }
-            args.extend(params);
-            ("query", fraudgate::cli::query(&config, &args))
-        }
+        } => (
+            "query",
+            fraudgate::cli::query(&config, &event, groups, &params),
+        ),
         Command::Feeds { command } => match command {
             FeedsCommand::List => ("feeds list", fraudgate::cli::feeds::list(&config)),
             FeedsCommand::Run {
@@ -157,9 +153,7 @@ fn main() -> ExitCode {
             ),
         },
         Command::Report { kind, params } => {
-            let mut args = vec![kind];
-            args.extend(params);
-            ("report", fraudgate::cli::report(&config, &args))
+            ("report", fraudgate::cli::report(&config, &kind, &params))
         }
     };
     match result {

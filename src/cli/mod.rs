@@ -46,13 +46,8 @@ fn bad(e: QueryError) -> String {
 }
 
 /// `fraudgate query <click|impression|all> [--groups] name=value...`
-pub fn query(config: &Config, args: &[String]) -> Result<(), String> {
-    let (event, rest) = args
-        .split_first()
-        .ok_or("query needs an event: click, impression or all")?;
-    let groups = rest.iter().any(|a| a == "--groups");
-    let params: Vec<String> = rest.iter().filter(|a| *a != "--groups").cloned().collect();
-    let raw = raw_query(&params)?;
+pub fn query(config: &Config, event: &str, groups: bool, params: &[String]) -> Result<(), String> {
+    let raw = raw_query(params)?;
     let events = Events::parse(event).map_err(bad)?;
     let q = Query::from_params(events, &raw, groups).map_err(bad)?;
     let rows = collect(config, &q)?;
@@ -61,12 +56,9 @@ pub fn query(config: &Config, args: &[String]) -> Result<(), String> {
 }
 
 /// `fraudgate report <fraud|global|interval> name=value...`
-pub fn report(config: &Config, args: &[String]) -> Result<(), String> {
-    let (name, rest) = args
-        .split_first()
-        .ok_or("report needs a kind: fraud, global or interval")?;
-    let kind = Kind::parse(name).ok_or_else(|| format!("{name:?}: fraud, global or interval"))?;
-    let raw = raw_query(rest)?;
+pub fn report(config: &Config, kind: &str, params: &[String]) -> Result<(), String> {
+    let kind = Kind::parse(kind).ok_or_else(|| format!("{kind:?}: fraud, global or interval"))?;
+    let raw = raw_query(params)?;
     let q = crate::query::report::query(kind, &raw).map_err(bad)?;
     let rows: Vec<Map<String, Value>> = collect(config, &q)?
         .into_iter()
