@@ -124,28 +124,10 @@ impl Application {
         let draining = state.draining.clone();
         spawn_rule_reloads(&state);
         spawn_feeds(&state);
-        let registry = state.registry.clone();
         let log = state.scorer.log().cloned();
-        let (public, operator) = match admin {
-            Some(_) => (Surface::Doors, Some(Surface::Operator)),
-            None => (Surface::All, None),
-        };
-        let service = registry.scope(|| crate::http::service_for(state.clone(), public));
-        let op_service =
-            operator.map(|s| registry.scope(|| crate::http::service_for(state.clone(), s)));
-        drop(state);
-        let (admin_listener, admin_addr) = match admin {
-            Some((l, a)) => (Some(l), Some(a)),
-            None => (None, None),
-        };
-        let mut http1 = hyper::server::conn::http1::Builder::new();
-        http1
-            .timer(hyper_util::rt::TokioTimer::new())
-            // Slow clients (slowloris) are cut off while sending headers.
-            .header_read_timeout(Some(server.header_read_timeout()))
-            // Request line + headers; past it hyper answers 431.
-            .max_buf_size(server.max_header_bytes)
-            .keep_alive(true);
+        let (service, op_service) = services(state, admin.is_some());
+        let (admin_listener, admin_addr) = admin.unzip();
+        let http1 = http1_builder(&server);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let write_timeout = server.write_timeout();
         let serve = |operator: bool, stream: tokio::net::TcpStream, peer: SocketAddr| {
@@ -179,37 +161,73 @@ impl Application {
             drain_delay_ms = server.drain_delay_ms,
             "shutdown: /readyz is 503; still accepting while load balancers move away"
         );
-        accept_until(
-            &listener,
-            admin_listener.as_ref(),
-            &serve,
-            tokio::time::sleep(server.drain_delay()),
-        )
-        .await;
+        let drain = tokio::time::sleep(server.drain_delay());
+        accept_until(&listener, admin_listener.as_ref(), &serve, drain).await;
         drop(listener);
         drop(admin_listener);
-        tracing::info!(
-            shutdown_timeout_ms = server.shutdown_timeout().as_millis() as u64,
-            "shutdown: no new connections, finishing in-flight requests"
-        );
-        // One deadline for the requests and the decision log together:
-        // the process ends within shutdown_timeout_ms of the listener
-        // closing, whatever the store does.
-        let deadline = tokio::time::Instant::now() + server.shutdown_timeout();
-        tokio::select! {
-            _ = graceful.shutdown() => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                tracing::warn!("shutdown timeout over with requests still in flight; exiting");
-            }
-        }
-        if let Some(log) = log {
-            // Everything decided is written, and the store closed, before
-            // the process ends; what the store has not taken by the
-            // deadline is counted as dropped.
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            log.close(left).await;
-        }
+        finish(graceful, log, &server).await;
         Ok(())
+    }
+}
+
+/// The service of the public listener, and of the operator's when
+/// `server.admin_listen` gives it a port of its own.
+fn services(
+    state: AppState,
+    operator_port: bool,
+) -> (crate::http::AppService, Option<crate::http::AppService>) {
+    let registry = state.registry.clone();
+    let public = if operator_port {
+        Surface::Doors
+    } else {
+        Surface::All
+    };
+    let service = registry.scope(|| crate::http::service_for(state.clone(), public));
+    let operator = operator_port
+        .then(|| registry.scope(|| crate::http::service_for(state, Surface::Operator)));
+    (service, operator)
+}
+
+/// HTTP/1 connection settings from `[server]`.
+fn http1_builder(server: &crate::config::ServerConfig) -> hyper::server::conn::http1::Builder {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(hyper_util::rt::TokioTimer::new())
+        // Slow clients (slowloris) are cut off while sending headers.
+        .header_read_timeout(Some(server.header_read_timeout()))
+        // Request line + headers; past it hyper answers 431.
+        .max_buf_size(server.max_header_bytes)
+        .keep_alive(true);
+    http1
+}
+
+/// The end of shutdown, after the listeners closed: in-flight requests
+/// finish, then the decision log is written and closed.
+async fn finish(
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+    log: Option<crate::log::DecisionLog>,
+    server: &crate::config::ServerConfig,
+) {
+    tracing::info!(
+        shutdown_timeout_ms = server.shutdown_timeout().as_millis() as u64,
+        "shutdown: no new connections, finishing in-flight requests"
+    );
+    // One deadline for the requests and the decision log together:
+    // the process ends within shutdown_timeout_ms of the listener
+    // closing, whatever the store does.
+    let deadline = tokio::time::Instant::now() + server.shutdown_timeout();
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep_until(deadline) => {
+            tracing::warn!("shutdown timeout over with requests still in flight; exiting");
+        }
+    }
+    if let Some(log) = log {
+        // Everything decided is written, and the store closed, before
+        // the process ends; what the store has not taken by the
+        // deadline is counted as dropped.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        log.close(left).await;
     }
 }
 
