@@ -7,6 +7,9 @@ use serde::Deserialize;
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
+/// The shortest key [`Secret::weakness`] accepts.
+pub const MIN_KEY_CHARS: usize = 16;
+
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
@@ -14,6 +17,22 @@ impl Secret {
     /// The secret itself; call only where it must go on the wire.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// What makes this unfit as a key fraudgate checks (client, admin and
+    /// report keys, the Redis hash key): the one strength rule for all of
+    /// them. The answer never contains the key.
+    pub fn weakness(&self) -> Option<&'static str> {
+        let k = &self.0;
+        if k.chars().count() < MIN_KEY_CHARS {
+            Some("use at least 16 characters (e.g. openssl rand -hex 16)")
+        } else if k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Some("no spaces or control characters: keys travel in headers")
+        } else if k.chars().all(|c| k.starts_with(c)) {
+            Some("one character repeated is not a key (e.g. openssl rand -hex 16)")
+        } else {
+            None
+        }
     }
 
     /// Compares in time independent of where the strings differ.
@@ -145,7 +164,6 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// Why the configuration could not be loaded. Always names the key or file.
 /// Secrets given as a TOML array or a comma-separated string (env form).
 #[derive(Debug, Clone, Default)]
 pub struct SecretList(pub Vec<Secret>);
@@ -173,6 +191,19 @@ impl<'de> Deserialize<'de> for SecretList {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_strength_rule_for_every_key() {
+        use super::Secret;
+        assert!(Secret::new("0123456789abcdef").weakness().is_none());
+        assert!(Secret::new("short").weakness().unwrap().contains("16"));
+        assert!(Secret::new("0123456789abcde").weakness().is_some());
+        assert!(Secret::new("0123456789 abcdef").weakness().is_some());
+        assert!(Secret::new("xxxxxxxxxxxxxxxxxxxx").weakness().is_some());
+        // Characters, not bytes: 16 two-byte characters pass, 8 do not.
+        assert!(Secret::new("ééééééééüüüüüüüü").weakness().is_none());
+        assert!(Secret::new("éééééééé").weakness().is_some());
+    }
+
     use super::*;
 
     #[test]

@@ -380,7 +380,14 @@ mod tests {
 
     #[test]
     fn admin_keys_accept_a_comma_separated_env_value() {
-        let c = Config::load_from(None, env(&[("FRAUDGATE_AUTH__ADMIN_KEYS", "k1, k2,")])).unwrap();
+        let c = Config::load_from(
+            None,
+            env(&[(
+                "FRAUDGATE_AUTH__ADMIN_KEYS",
+                "admin-key-one-0001, admin-key-two-0002,",
+            )]),
+        )
+        .unwrap();
         let keys: Vec<_> = c
             .auth
             .admin_keys
@@ -388,7 +395,7 @@ mod tests {
             .iter()
             .map(|k| k.expose().to_owned())
             .collect();
-        assert_eq!(keys, ["k1", "k2"]);
+        assert_eq!(keys, ["admin-key-one-0001", "admin-key-two-0002"]);
         assert!(Config::default().auth.admin_keys.0.is_empty());
     }
 

@@ -156,12 +156,15 @@ impl super::AuthConfig {
                 ),
             ));
         }
-        for (name, key) in &a.client_keys {
-            if key.expose().len() < 16 {
-                return Err(ConfigError::invalid(
-                    format!("auth.client_keys.{name}"),
-                    "use at least 16 characters",
-                ));
+        let keys = a
+            .client_keys
+            .iter()
+            .map(|(name, k)| (format!("auth.client_keys.{name}"), k))
+            .chain(enumerated("auth.admin_keys", &a.admin_keys))
+            .chain(enumerated("auth.report_keys", &a.report_keys));
+        for (field, key) in keys {
+            if let Some(why) = key.weakness() {
+                return Err(ConfigError::invalid(field, why));
             }
         }
         for name in a.rate_limits.keys() {
@@ -174,6 +177,17 @@ impl super::AuthConfig {
         }
         Ok(())
     }
+}
+
+/// `field[i]` and each key of a list.
+fn enumerated<'a>(
+    field: &'a str,
+    keys: &'a crate::secret::SecretList,
+) -> impl Iterator<Item = (String, &'a crate::secret::Secret)> + 'a {
+    keys.0
+        .iter()
+        .enumerate()
+        .map(move |(i, k)| (format!("{field}[{i}]"), k))
 }
 
 impl super::DoorsConfig {

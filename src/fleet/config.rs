@@ -54,11 +54,14 @@ impl RedisConfig {
                 "not a Redis URL (redis://[user:password@]host:port[/db])",
             );
         }
-        if self.hash_key.expose().len() < 16 {
+        if self.hash_key.expose().is_empty() {
             return bad(
                 "hash_key",
                 "required with redis.url: a shared secret of 16+ characters, the same on every replica (e.g. openssl rand -hex 32); the names of keys holding IPs and UAs are hashed with it",
             );
+        }
+        if let Some(why) = self.hash_key.weakness() {
+            return bad("hash_key", why);
         }
         if self.timeout_ms == 0 || self.lock_ms == 0 || self.poll_ms == 0 {
             return bad("timeout_ms", "timeout_ms, lock_ms and poll_ms must be > 0");

@@ -150,3 +150,39 @@ async fn a_client_over_its_rate_gets_429_with_retry_after_others_are_unaffected(
         ) >= 1.0
     );
 }
+
+/// Client, admin and report keys, and the Redis hash key, follow one
+/// strength rule: `check-config` and `serve` refuse a weak one, naming the
+/// key's field, never the key.
+#[test]
+fn every_kind_of_key_has_the_same_strength_rule() {
+    let weak = "short-key";
+    for (var, field) in [
+        (
+            "FRAUDGATE_AUTH__CLIENT_KEYS__ADSERVER",
+            "auth.client_keys.adserver",
+        ),
+        ("FRAUDGATE_AUTH__ADMIN_KEYS", "auth.admin_keys[0]"),
+        ("FRAUDGATE_AUTH__REPORT_KEYS", "auth.report_keys[0]"),
+    ] {
+        for cmd in ["check-config", "serve"] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_fraudgate"))
+                .arg(cmd)
+                .env("FRAUDGATE_SERVER__LISTEN", "127.0.0.1:0")
+                .env(var, weak)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stderr).to_string()
+                + &String::from_utf8_lossy(&out.stdout);
+            assert!(
+                !out.status.success(),
+                "{cmd} accepted a weak {field}: {text}"
+            );
+            assert!(
+                text.contains(field) && text.contains("16 characters"),
+                "{cmd}: {text}"
+            );
+            assert!(!text.contains(weak), "{cmd} printed the key: {text}");
+        }
+    }
+}

@@ -19,7 +19,7 @@
 use crate::binary::{listening_port, spawn_binary_args};
 use crate::helpers::*;
 
-const ADMIN_KEY: &str = "my-admin-key";
+const ADMIN_KEY: &str = "my-admin-key-0001";
 
 /// The files whose examples run, in order: the README's door examples make
 /// the decisions that the admin, feed and query examples after them see.
