@@ -30,6 +30,8 @@ pub fn filter(configured: Option<&str>, from: Timestamp, to: Timestamp) -> Strin
     Value::Array(and).to_string()
 }
 
+/// Pulls the window page by page until a short page; each row goes to
+/// `out` with the event it came from.
 pub async fn pull(
     ctx: &Ctx<'_>,
     from: Timestamp,
@@ -37,14 +39,8 @@ pub async fn pull(
     out: &mut (dyn FnMut(Row, &str) + Send),
 ) -> Result<PullStats, FeedError> {
     let c = ctx.cfg;
-    let c_limit = c.max_response_bytes();
     let event = c.event.as_deref().unwrap_or("click");
-    let mut url = reqwest::Url::parse(c.base_url())
-        .map_err(|e| FeedError::Transport(format!("base_url: {e}")))?;
-    url.path_segments_mut()
-        .map_err(|_| FeedError::Transport("base_url cannot have a path".into()))?
-        .pop_if_empty()
-        .extend([c.channel.as_deref().unwrap_or(""), event]);
+    let url = events_url(c, event)?;
     let fields: Vec<String> = if c.fields.is_empty() {
         ctx.columns.all().into_iter().map(str::to_owned).collect()
     } else {
@@ -70,87 +66,8 @@ pub async fn pull(
             ("page_size", page_size.to_string()),
             ("tz", "UTC".to_owned()),
         ]);
-        let resp = ctx
-            .http
-            .get(url.clone())
-            .query(&q)
-            .send()
-            .await
-            .map_err(FeedError::from_reqwest)?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        if !status.is_success() {
-            let body = source::read_body(resp, 64 << 10).await.unwrap_or_default();
-            source::check_status(status, &headers, &body, "the FraudScore Data API")
-                .map_err(|e| match e {
-                    FeedError::Credentials(_) | FeedError::Forbidden(_) => FeedError::Credentials(format!(
-                        "the FraudScore Data API refused the key (HTTP {}): check channel and key (its API Documentation page shows both)",
-                        status.as_u16()
-                    )),
-                    other => other,
-                })?;
-            return Err(FeedError::Status(status.as_u16()));
-        }
-        let ct = headers
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut resp = resp;
-        let mut buf: Vec<u8> = Vec::new();
-        let mut rows = 0u64;
-        let mut first = true;
-        let mut line_no = 0u64;
-        let mut received = 0usize;
-        loop {
-            let chunk = resp.chunk().await.map_err(FeedError::from_reqwest)?;
-            let done = chunk.is_none();
-            if let Some(c) = &chunk {
-                received += c.len();
-                if received > c_limit {
-                    return Err(source::too_large(c_limit));
-                }
-                if first && source::looks_like_html(ct.as_deref(), c) {
-                    return Err(FeedError::Credentials(
-                        "the FraudScore Data API answered an HTML page instead of JSON lines: the key was not accepted".into(),
-                    ));
-                }
-                first = false;
-                buf.extend_from_slice(c);
-            } else if !buf.is_empty() {
-                buf.push(b'\n');
-            }
-            let mut start = 0;
-            while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
-                let line = &buf[start..start + nl];
-                start += nl + 1;
-                line_no += 1;
-                let line = line.trim_ascii();
-                if line.is_empty() {
-                    continue;
-                }
-                let v: Value = serde_json::from_slice(line).map_err(|e| {
-                    FeedError::Parse(format!(
-                        "line {line_no} of page {page} is not JSON ({e}): {}",
-                        source::snippet(line)
-                    ))
-                })?;
-                if !v.is_object() {
-                    return Err(FeedError::Parse(format!(
-                        "line {line_no} of page {page} is not a JSON object"
-                    )));
-                }
-                rows += 1;
-                let flat = source::flatten(&v);
-                out(ctx.columns.row(|n| flat.get(n).map(String::as_str)), event);
-            }
-            buf.drain(..start);
-            if buf.len() > c.max_row_bytes {
-                return Err(source::row_too_long(c.max_row_bytes));
-            }
-            if done {
-                break;
-            }
-        }
+        let resp = fetch_page(ctx, url.clone(), &q).await?;
+        let rows = read_lines(ctx, resp, page, &mut |row| out(row, event)).await?;
         stats.pages += 1;
         stats.rows += rows;
         ctx.progress.page(&format!("{event} page {page}"), rows);
@@ -160,6 +77,120 @@ pub async fn pull(
         page += 1;
     }
     Ok(stats)
+}
+
+/// `{base_url}/{channel}/{event}`.
+fn events_url(c: &super::config::FeedConfig, event: &str) -> Result<reqwest::Url, FeedError> {
+    let mut url = reqwest::Url::parse(c.base_url())
+        .map_err(|e| FeedError::Transport(format!("base_url: {e}")))?;
+    url.path_segments_mut()
+        .map_err(|_| FeedError::Transport("base_url cannot have a path".into()))?
+        .pop_if_empty()
+        .extend([c.channel.as_deref().unwrap_or(""), event]);
+    Ok(url)
+}
+
+/// One page's request; a refusal or an error status becomes its
+/// [`FeedError`].
+async fn fetch_page(
+    ctx: &Ctx<'_>,
+    url: reqwest::Url,
+    q: &[(&str, String)],
+) -> Result<reqwest::Response, FeedError> {
+    let resp = ctx
+        .http
+        .get(url)
+        .query(q)
+        .send()
+        .await
+        .map_err(FeedError::from_reqwest)?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let headers = resp.headers().clone();
+    let body = source::read_body(resp, 64 << 10).await.unwrap_or_default();
+    source::check_status(status, &headers, &body, "the FraudScore Data API").map_err(|e| match e {
+        FeedError::Credentials(_) | FeedError::Forbidden(_) => FeedError::Credentials(format!(
+            "the FraudScore Data API refused the key (HTTP {}): check channel and key (its API Documentation page shows both)",
+            status.as_u16()
+        )),
+        other => other,
+    })?;
+    Err(FeedError::Status(status.as_u16()))
+}
+
+/// Reads a page's JSON lines as they stream, within the feed's size
+/// limits; each object goes to `out` as a row. The number of rows.
+async fn read_lines(
+    ctx: &Ctx<'_>,
+    mut resp: reqwest::Response,
+    page: u64,
+    out: &mut (dyn FnMut(Row) + Send),
+) -> Result<u64, FeedError> {
+    let c = ctx.cfg;
+    let limit = c.max_response_bytes();
+    let ct = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut buf: Vec<u8> = Vec::new();
+    let (mut rows, mut line_no, mut received) = (0u64, 0u64, 0usize);
+    loop {
+        let chunk = resp.chunk().await.map_err(FeedError::from_reqwest)?;
+        let done = chunk.is_none();
+        if let Some(chunk) = &chunk {
+            if received == 0 && source::looks_like_html(ct.as_deref(), chunk) {
+                return Err(FeedError::Credentials(
+                    "the FraudScore Data API answered an HTML page instead of JSON lines: the key was not accepted".into(),
+                ));
+            }
+            received += chunk.len();
+            if received > limit {
+                return Err(source::too_large(limit));
+            }
+            buf.extend_from_slice(chunk);
+        } else if !buf.is_empty() {
+            buf.push(b'\n');
+        }
+        let mut start = 0;
+        while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
+            let line = buf[start..start + nl].trim_ascii();
+            start += nl + 1;
+            line_no += 1;
+            if line.is_empty() {
+                continue;
+            }
+            let v = json_object(line, line_no, page)?;
+            rows += 1;
+            let flat = source::flatten(&v);
+            out(ctx.columns.row(|n| flat.get(n).map(String::as_str)));
+        }
+        buf.drain(..start);
+        if buf.len() > c.max_row_bytes {
+            return Err(source::row_too_long(c.max_row_bytes));
+        }
+        if done {
+            return Ok(rows);
+        }
+    }
+}
+
+/// A line of a page as a JSON object, or a parse error naming it.
+fn json_object(line: &[u8], line_no: u64, page: u64) -> Result<Value, FeedError> {
+    let v: Value = serde_json::from_slice(line).map_err(|e| {
+        FeedError::Parse(format!(
+            "line {line_no} of page {page} is not JSON ({e}): {}",
+            source::snippet(line)
+        ))
+    })?;
+    if !v.is_object() {
+        return Err(FeedError::Parse(format!(
+            "line {line_no} of page {page} is not a JSON object"
+        )));
+    }
+    Ok(v)
 }
 
 #[cfg(test)]
