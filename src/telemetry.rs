@@ -29,10 +29,15 @@ pub fn init_subscriber(c: &LogConfig) -> Result<(), String> {
         sink: std::sync::Arc::new(sink),
         max,
     };
+    // Colour only for a person at a terminal: never in a file, a pipe or
+    // a container's captured output, and never with NO_COLOR set.
+    let ansi = c.file.is_empty()
+        && std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
-        .with_ansi(c.file.is_empty());
+        .with_ansi(ansi);
     let _ = match c.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Compact => builder.compact().try_init(),

@@ -119,6 +119,21 @@ async fn the_binary_starts_without_any_config_and_warns_the_upstream_is_disabled
     assert!(out.contains("FraudScore RT is disabled"), "{out}");
 }
 
+/// Output that is not a terminal (a pipe, a file, a container's captured
+/// stdout) carries no ANSI colour codes, in every format.
+#[tokio::test]
+async fn logs_to_a_pipe_have_no_colour_codes() {
+    for format in ["pretty", "compact"] {
+        let p = spawn_binary(&[("FRAUDGATE_LOG__FORMAT", format)]);
+        let out = eventually(Duration::from_secs(10), || {
+            let out = p.out.lock().unwrap().clone();
+            async move { out.contains("fraudgate listening").then_some(out) }
+        })
+        .await;
+        assert!(!out.contains('\u{1b}'), "{format}: {out}");
+    }
+}
+
 #[test]
 fn an_unknown_config_key_stops_startup_naming_it() {
     let out = Command::new(env!("CARGO_BIN_EXE_fraudgate"))
