@@ -2,9 +2,14 @@
 //! scored before the handler runs; blocked clicks get a 403, allowed ones
 //! are redirected with fraudgate's decision id as the click id.
 //!
-//! cargo run --example redirect_tracker
-//! curl -i 'http://127.0.0.1:3000/go/shoes?offer_id=1&affiliate_id=2&aff_sub1=banner'
-//! curl -i -A 'curl/8' 'http://127.0.0.1:3000/go/shoes?offer_id=1&affiliate_id=2'   # crawler: 403
+//! ```text
+//! cargo run --example redirect_tracker -- 3000      # the port (or $PORT; default 3000)
+//! # A browser's click: 302 to the landing page, clickid = the decision id.
+//! curl -i -A 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36' \
+//!   'http://127.0.0.1:3000/go/shoes?offer_id=1&affiliate_id=2&aff_sub1=banner'
+//! # curl's own User-Agent is a crawler's (local rule `crawler`): 403.
+//! curl -i 'http://127.0.0.1:3000/go/shoes?offer_id=1&affiliate_id=2'
+//! ```
 
 use std::net::SocketAddr;
 
@@ -43,10 +48,18 @@ async fn main() {
     let app = Router::new()
         .route("/go/{campaign}", get(go))
         .layer(FraudGateLayer::new(scorer));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
+    let port: u16 = match std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("PORT").ok())
+    {
+        Some(p) => p.parse().expect("the port: a number from 0 to 65535"),
+        None => 3000,
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
-        .unwrap();
-    println!("redirect tracker on http://127.0.0.1:3000/go/shoes");
+        .expect("the port is free");
+    let addr = listener.local_addr().unwrap();
+    println!("redirect tracker on http://{addr}/go/shoes");
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
