@@ -418,10 +418,19 @@ mod tests {
             env(&[
                 ("FRAUDGATE_SERVER__LISTEN", "[::]:8080"),
                 ("FRAUDGATE_AUTH__CLIENT_KEYS__ACME", "0123456789abcdef0123"),
+                (
+                    "FRAUDGATE_AUTH__CLIENT_KEYS__ADSERVER_EU",
+                    "0123456789abcdef0124",
+                ),
             ]),
         )
         .unwrap();
         assert_eq!(c.auth.client_keys["acme"].expose(), "0123456789abcdef0123");
+        // The spelling docs/doors.md gives: lowercased, `_` kept.
+        assert_eq!(
+            c.auth.client_keys["adserver_eu"].expose(),
+            "0123456789abcdef0124"
+        );
         let e = Config::load_from(None, env(&[("FRAUDGATE_AUTH__CLIENT_KEYS__ACME", "short")]))
             .unwrap_err()
             .to_string();
