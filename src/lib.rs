@@ -28,6 +28,7 @@ pub mod secret;
 pub mod startup;
 pub mod telemetry;
 pub mod template;
+pub mod transport;
 pub mod upstream;
 pub mod verdict;
 

@@ -53,6 +53,8 @@ struct Inner {
     rules: Arc<LocalRules>,
     /// None when no upstream key is configured.
     fetcher: Option<Fetcher>,
+    /// Whether RT calls are failing, and why (None without an upstream).
+    upstream_status: Option<Arc<crate::upstream::UpstreamStatus>>,
     fleet: Option<Arc<crate::fleet::Fleet>>,
     cache: VerdictCache,
     policy: Policy,
@@ -135,6 +137,7 @@ impl Scorer {
         metrics::gauge!(m::UPSTREAM_ENABLED).set(if upstream.is_some() { 1.0 } else { 0.0 });
         let cache = VerdictCache::new(&config.cache);
         let fleet = crate::fleet::Fleet::new(&config.redis, &config.cache.key);
+        let upstream_status = upstream.as_ref().map(|u| u.status().clone());
         let fetcher = upstream.map(|u| {
             Fetcher::new(
                 u,
@@ -165,6 +168,7 @@ impl Scorer {
                         .collect::<Vec<_>>(),
                 )?),
                 fetcher,
+                upstream_status,
                 fleet,
                 cache,
                 policy: Policy::from_config(&config.policy)?,
@@ -177,6 +181,12 @@ impl Scorer {
 
     pub fn upstream_enabled(&self) -> bool {
         self.inner.fetcher.is_some()
+    }
+
+    /// Whether RT calls are failing, why and since when (None without an
+    /// upstream).
+    pub fn upstream_status(&self) -> Option<&crate::upstream::UpstreamStatus> {
+        self.inner.upstream_status.as_deref()
     }
 
     /// The upstream circuit breaker's state (None without an upstream).

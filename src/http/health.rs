@@ -16,7 +16,9 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// 200 while serving; 503 once shutdown has begun, so load balancers stop
-/// sending traffic while in-flight requests drain.
+/// sending traffic while in-flight requests drain. `degraded` (still 200)
+/// while RT calls fail or the breaker is not closed: `upstream_error` says
+/// why and since when.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let upstream = if state.scorer.upstream_enabled() {
         "enabled"
@@ -32,11 +34,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     // An open breaker leaves the instance ready (local rules and fallback
     // still answer) but degraded.
     let breaker = state.scorer.breaker_state();
-    let degraded = breaker.is_some_and(|b| b != crate::breaker::State::Closed);
+    // Failing RT calls leave it ready too, and say why.
+    let failing = state.scorer.upstream_status().and_then(|s| s.failing());
+    let degraded = breaker.is_some_and(|b| b != crate::breaker::State::Closed) || failing.is_some();
     let body = json!({
         "status": if draining { "draining" } else if degraded { "degraded" } else { "ready" },
         "upstream": upstream,
         "breaker": breaker.map(|b| b.as_str()),
+        "upstream_error": failing,
         "mode": state.scorer.policy().mode().as_str(),
         "redis": state.scorer.fleet().map_or("off", |f| f.status()),
         // A failing store leaves the instance ready: decisions go on,

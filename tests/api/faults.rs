@@ -38,7 +38,13 @@ async fn every_upstream_fault_becomes_a_fallback_within_the_timeout() {
         assert!(took < Duration::from_millis(1000), "{ip} took {took:?}");
     }
     let m = app.metrics().await;
-    for outcome in ["http_error", "timeout", "connect_error", "bad_body"] {
+    for outcome in [
+        "http_5xx",
+        "http_status",
+        "timeout",
+        "connect_error",
+        "bad_body",
+    ] {
         assert!(
             sample(
                 &m,

@@ -322,3 +322,110 @@ async fn a_log_file_is_cut_per_line_and_rotated_by_size_whatever_requests_send()
         }
     }
 }
+
+/// A wrong RT key is not silent: the first refusal is logged as a
+/// configuration error, /readyz (still 200) says what fails and since
+/// when, the metric names the cause, and each other cause is a WARN at most
+/// once a minute. A success clears it.
+#[tokio::test]
+async fn a_refused_key_and_a_failing_rt_are_named_in_logs_readyz_and_metrics() {
+    let mock = MockRt::start().await;
+    mock.set_default(Reply::Status(403));
+    let url = mock.url();
+    let p = spawn_binary(&[
+        ("FRAUDGATE_UPSTREAM__URL", &url),
+        ("FRAUDGATE_UPSTREAM__KEY", UPSTREAM_KEY),
+        ("FRAUDGATE_UPSTREAM__BREAKER__ENABLED", "false"),
+    ]);
+    let port = listening_port(&p).await;
+    let http = http();
+    let check = |i: usize| {
+        let q = query(&format!("10.12.0.{i}"), &[]);
+        http.get(format!("http://127.0.0.1:{port}/v1/check?{q}"))
+            .send()
+    };
+    let readyz = || async {
+        let r = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "failing RT leaves the gate ready");
+        json(r).await
+    };
+    for i in 0..3 {
+        let v = json(check(i).await.unwrap()).await;
+        assert_eq!(v["source"], "fallback", "{v}");
+    }
+    let r = readyz().await;
+    assert_eq!(r["status"], "degraded", "{r}");
+    let e = &r["upstream_error"];
+    assert_eq!(e["cause"], "key_refused", "{r}");
+    assert_eq!(
+        (e["status"].as_u64(), e["failures"].as_u64()),
+        (Some(403), Some(3)),
+        "{r}"
+    );
+    assert!(
+        e["advice"].as_str().unwrap().contains("upstream.key"),
+        "{r}"
+    );
+    assert!(e["since"].as_str().unwrap().starts_with("20"), "{r}");
+    let m = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(
+            &m,
+            "fraudgate_upstream_requests_total",
+            &[("outcome", "key_refused")]
+        ),
+        3.0
+    );
+
+    mock.set_default(Reply::Status(503));
+    for i in 3..6 {
+        check(i).await.unwrap();
+    }
+    assert_eq!(readyz().await["upstream_error"]["cause"], "http_5xx");
+    mock.set_default(Reply::tags(""));
+    let v = json(check(6).await.unwrap()).await;
+    assert_eq!(v["source"], "upstream", "{v}");
+    let r = readyz().await;
+    assert_eq!(
+        (r["status"].as_str(), &r["upstream_error"]),
+        (Some("ready"), &serde_json::Value::Null)
+    );
+
+    let out = eventually(Duration::from_secs(5), || {
+        let out = p.out.lock().unwrap().clone();
+        async move { out.contains("FraudScore RT answers again").then_some(out) }
+    })
+    .await;
+    let lines = |needle: &str| {
+        out.lines()
+            .filter(|l| l.contains(needle) && !l.contains("answers again"))
+            .count()
+    };
+    assert_eq!(
+        lines("configuration error: FraudScore RT refused upstream.key"),
+        1,
+        "{out}"
+    );
+    assert_eq!(
+        lines("\"cause\":\"key_refused\""),
+        1,
+        "one line for three refusals: {out}"
+    );
+    assert_eq!(
+        lines("\"cause\":\"http_5xx\""),
+        1,
+        "one WARN a minute per cause: {out}"
+    );
+    assert!(!out.contains(UPSTREAM_KEY));
+}

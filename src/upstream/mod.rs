@@ -7,13 +7,16 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
-use crate::config_error::ConfigError;
 use crate::event::{Event, truncate};
 use crate::metrics as m;
 use crate::secret::Secret;
 use crate::verdict::Tags;
+
+mod config;
+mod status;
+
+pub use config::UpstreamConfig;
+pub use status::{Cause, UpstreamStatus};
 
 /// Largest RT body accepted; RT answers at most ten short tags.
 pub const MAX_BODY_BYTES: usize = 4096;
@@ -47,7 +50,9 @@ impl UpstreamError {
         match self {
             UpstreamError::Disabled => "disabled",
             UpstreamError::Timeout => "timeout",
-            UpstreamError::Http(_) => "http_error",
+            UpstreamError::Http(401 | 403) => "key_refused",
+            UpstreamError::Http(500..=599) => "http_5xx",
+            UpstreamError::Http(_) => "http_status",
             UpstreamError::Connect => "connect_error",
             UpstreamError::BadBody(_) => "bad_body",
             UpstreamError::Deadline => "deadline",
@@ -114,17 +119,37 @@ pub struct Upstream {
     /// Caps RT calls in flight (late fills and batches included).
     in_flight: std::sync::Arc<tokio::sync::Semaphore>,
     metrics: std::sync::Arc<CallMetrics>,
+    status: std::sync::Arc<UpstreamStatus>,
+}
+
+/// A failed call: the error, and what happened in words for the status
+/// and the log ("HTTP 403", "connection refused"; never the URL).
+struct Failure {
+    error: UpstreamError,
+    detail: std::borrow::Cow<'static, str>,
+}
+
+impl From<UpstreamError> for Failure {
+    fn from(error: UpstreamError) -> Self {
+        let detail = match error {
+            UpstreamError::Http(s) => format!("HTTP {s}").into(),
+            UpstreamError::BadBody(why) => why.into(),
+            other => other.outcome().into(),
+        };
+        Failure { error, detail }
+    }
 }
 
 /// The outcomes an RT call is labelled with (`ok` and the error outcomes
 /// a call can end in).
-pub const OUTCOMES: [&str; 7] = [
+pub const OUTCOMES: [&str; 8] = [
     "ok",
+    "key_refused",
+    "http_status",
+    "http_5xx",
     "timeout",
-    "http_error",
     "connect_error",
     "bad_body",
-    "internal",
     "busy",
 ];
 
@@ -154,8 +179,11 @@ impl CallMetrics {
         }
     }
 
+    /// Only outcomes of [`OUTCOMES`] reach here (a call ends in no other).
     fn index(outcome: &str) -> usize {
-        OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(5)
+        let i = OUTCOMES.iter().position(|o| *o == outcome);
+        debug_assert!(i.is_some(), "outcome {outcome} is not in OUTCOMES");
+        i.unwrap_or(0)
     }
 }
 
@@ -199,7 +227,13 @@ impl Upstream {
             retry: c.retry_connect_errors,
             in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(c.max_in_flight)),
             metrics: std::sync::Arc::new(CallMetrics::new()),
+            status: Default::default(),
         })
+    }
+
+    /// Whether calls are failing, why and since when.
+    pub fn status(&self) -> &std::sync::Arc<UpstreamStatus> {
+        &self.status
     }
 
     pub fn timeout(&self) -> Duration {
@@ -219,13 +253,15 @@ impl Upstream {
         let attempt = || async {
             tokio::time::timeout_at(deadline, self.fetch(event))
                 .await
-                .unwrap_or(Err(UpstreamError::Timeout))
+                .unwrap_or_else(|_| Err(UpstreamError::Timeout.into()))
         };
         let mut result = attempt().await;
         // One retry, for connection errors only (a stale pooled connection,
         // a reset), and only inside the same deadline. Never after a timeout.
         if self.retry
-            && result == Err(UpstreamError::Connect)
+            && result
+                .as_ref()
+                .is_err_and(|f| f.error == UpstreamError::Connect)
             && started.elapsed() + MIN_RETRY_WINDOW < self.timeout
         {
             self.metrics.retries.increment(1);
@@ -238,20 +274,22 @@ impl Upstream {
                         .unknown_tags
                         .increment(tags.unknown().len() as u64);
                 }
+                self.status.succeeded();
                 "ok"
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "upstream call failed");
-                e.outcome()
+            Err(f) => {
+                tracing::debug!(error = %f.error, detail = %f.detail, "upstream call failed");
+                self.status.failed(f.error, &f.detail);
+                f.error.outcome()
             }
         };
         let i = CallMetrics::index(outcome);
         self.metrics.requests[i].increment(1);
         self.metrics.durations[i].record(started.elapsed().as_secs_f64());
-        result
+        result.map_err(|f| f.error)
     }
 
-    async fn fetch(&self, event: &Event) -> Result<Tags, UpstreamError> {
+    async fn fetch(&self, event: &Event) -> Result<Tags, Failure> {
         let mut resp = self
             .client
             .get(self.url_for(event))
@@ -260,30 +298,30 @@ impl Upstream {
             .map_err(classify)?;
         let status = resp.status().as_u16();
         if status != 200 {
-            return Err(UpstreamError::Http(status));
+            return Err(UpstreamError::Http(status).into());
         }
         if let Some(ct) = resp.headers().get(reqwest::header::CONTENT_TYPE) {
             let ct = ct.as_bytes();
             if !(ct.len() >= 5 && ct[..5].eq_ignore_ascii_case(b"text/")) {
-                return Err(UpstreamError::BadBody("content type is not text"));
+                return Err(UpstreamError::BadBody("content type is not text").into());
             }
         }
         if resp
             .content_length()
             .is_some_and(|n| n > MAX_BODY_BYTES as u64)
         {
-            return Err(UpstreamError::BadBody("body too large"));
+            return Err(UpstreamError::BadBody("body too large").into());
         }
         let mut body: Vec<u8> = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(classify)? {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(UpstreamError::BadBody("body too large"));
+                return Err(UpstreamError::BadBody("body too large").into());
             }
             body.extend_from_slice(&chunk);
         }
         let text =
             std::str::from_utf8(&body).map_err(|_| UpstreamError::BadBody("body is not UTF-8"))?;
-        Tags::parse(text).map_err(|_| UpstreamError::BadBody("not a tag list"))
+        Ok(Tags::parse(text).map_err(|_| UpstreamError::BadBody("not a tag list"))?)
     }
 
     /// The RT request URL: the 7 mandatory parameters, then every optional
@@ -309,87 +347,18 @@ impl Upstream {
 }
 
 /// Classifies a transport error. The error itself is dropped here: its
-/// Display would print the URL, and with it the key.
-fn classify(e: reqwest::Error) -> UpstreamError {
+/// Display would print the URL, and with it the key; what is kept is its
+/// kind ("connection refused", "DNS lookup failed", ...).
+fn classify(e: reqwest::Error) -> Failure {
     let e = e.without_url();
-    if e.is_timeout() {
+    let error = if e.is_timeout() {
         UpstreamError::Timeout
     } else {
-        tracing::trace!(error = %e, "upstream transport error");
         UpstreamError::Connect
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    /// FraudScore RT endpoint.
-    pub url: String,
-    /// FraudScore RT key; empty disables the upstream.
-    pub key: Secret,
-    /// Deadline of one RT call.
-    pub timeout_ms: u64,
-    /// TCP connect timeout.
-    pub connect_timeout_ms: u64,
-    /// Idle keep-alive connections kept per host.
-    pub pool_max_idle: usize,
-    /// Idle connection lifetime.
-    pub pool_idle_timeout_s: u64,
-    /// Allow `http://` to a non-loopback host.
-    pub allow_insecure_http: bool,
-    /// Retry a connection error once, inside the timeout.
-    pub retry_connect_errors: bool,
-    /// Most RT calls in flight at once.
-    pub max_in_flight: usize,
-    pub breaker: crate::breaker::BreakerConfig,
-}
-
-impl UpstreamConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let u = self;
-        if u.timeout_ms == 0 {
-            return Err(ConfigError::invalid("upstream.timeout_ms", "must be > 0"));
-        }
-        if u.max_in_flight == 0 {
-            return Err(ConfigError::invalid(
-                "upstream.max_in_flight",
-                "must be > 0",
-            ));
-        }
-        if u.connect_timeout_ms == 0 {
-            return Err(ConfigError::invalid(
-                "upstream.connect_timeout_ms",
-                "must be > 0",
-            ));
-        }
-        validate_url(&u.url, u.allow_insecure_http)
-            .map_err(|m| ConfigError::invalid("upstream.url", m))?;
-        let b = &u.breaker;
-        if b.consecutive_failures == 0
-            || b.half_open_probes == 0
-            || b.window_s == 0
-            || !(0.0..=1.0).contains(&b.failure_ratio)
-        {
-            return Err(ConfigError::invalid(
-                "upstream.breaker",
-                "consecutive_failures, half_open_probes, window_s > 0 and failure_ratio in 0..=1",
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms)
-    }
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
-    pub fn pool_idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.pool_idle_timeout_s)
-    }
-    /// The upstream is used only when a key is configured.
-    pub fn enabled(&self) -> bool {
-        !self.key.expose().is_empty()
+    };
+    Failure {
+        error,
+        detail: crate::transport::describe(&e).into(),
     }
 }
 
