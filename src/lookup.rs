@@ -37,14 +37,26 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    fn fallback(e: UpstreamError) -> Self {
+    /// The one constructor: an answer of this request's own, not cached,
+    /// not stale. The cache's answers set those fields on top of it.
+    pub fn new(outcome: Result<Tags, UpstreamError>, source: Source) -> Self {
         Lookup {
-            outcome: Err(e),
-            source: Source::Fallback,
+            outcome,
+            source,
             coalesced: false,
             cache_ttl: Duration::ZERO,
             stale: false,
         }
+    }
+
+    /// Local rules' tags, no upstream asked.
+    pub fn local(tags: Tags) -> Self {
+        Self::new(Ok(tags), Source::Local)
+    }
+
+    /// No verdict: the policy's fail mode decides.
+    pub fn fallback(e: UpstreamError) -> Self {
+        Self::new(Err(e), Source::Fallback)
     }
 }
 
@@ -112,11 +124,8 @@ impl Fetcher {
                         Source::Fallback
                     };
                     return Lookup {
-                        outcome: self.cache.outcome_for(&hit, event),
-                        source,
-                        coalesced: false,
                         cache_ttl: ttl,
-                        stale: false,
+                        ..Lookup::new(self.cache.outcome_for(&hit, event), source)
                     };
                 }
                 Freshness::Stale => {
@@ -127,11 +136,8 @@ impl Fetcher {
                         self.spawn_refresh(key, event.clone(), hit);
                     }
                     return Lookup {
-                        outcome,
-                        source: Source::Cache,
-                        coalesced: false,
-                        cache_ttl: Duration::ZERO,
                         stale: true,
+                        ..Lookup::new(outcome, Source::Cache)
                     };
                 }
                 // Kept for the stale windows but not servable any more.
@@ -220,11 +226,9 @@ impl Fetcher {
                     Source::Fallback
                 };
                 Lookup {
-                    outcome: self.cache.outcome_for(&cached, event),
-                    source,
                     coalesced: !fresh,
                     cache_ttl: ttl,
-                    stale: false,
+                    ..Lookup::new(self.cache.outcome_for(&cached, event), source)
                 }
             }
             Ok(Err(join)) => {

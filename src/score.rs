@@ -248,13 +248,7 @@ impl Scorer {
             None => None,
         };
         let local = inner.rules.evaluate_with(event, shared_caps.as_deref());
-        let local_only = || Lookup {
-            outcome: Ok(local.tags.clone()),
-            source: Source::Local,
-            coalesced: false,
-            cache_ttl: Duration::ZERO,
-            stale: false,
-        };
+        let local_only = || Lookup::local(local.tags.clone());
         // Answered locally, without an upstream call: an allow-list hit, an
         // allowed verified bot, or local tags the policy blocks (unless RT is to be asked as well).
         let local_ruling = if local.allowed.is_some() {
@@ -275,13 +269,7 @@ impl Scorer {
             None => {
                 let found = match &inner.fetcher {
                     None if !local.tags.is_clean() => local_only(),
-                    None => Lookup {
-                        outcome: Err(UpstreamError::Disabled),
-                        source: Source::Fallback,
-                        coalesced: false,
-                        cache_ttl: Duration::ZERO,
-                        stale: false,
-                    },
+                    None => Lookup::fallback(UpstreamError::Disabled),
                     Some(fetcher) => {
                         let mut found = fetcher.lookup(event, budget).await;
                         // Non-blocking local tags join RT's.
