@@ -211,23 +211,9 @@ impl Scorer {
         self.inner.default_budget
     }
 
-    /// Scores one event within `budget` with the policy's fallback.
-    pub async fn score(&self, event: &Event, door: Door, budget: Duration) -> Decision {
-        self.score_with(
-            event,
-            &ScoreOpts {
-                door,
-                budget,
-                on_error: None,
-                client: None,
-            },
-        )
-        .await
-    }
-
-    /// Scores one event: local rules, then cache and upstream within the
-    /// budget, then policy.
-    pub async fn score_with(&self, event: &Event, opts: &ScoreOpts) -> Decision {
+    /// Scores one event as `opts` asks: local rules, then cache and
+    /// upstream within the budget, then policy.
+    pub async fn score(&self, event: &Event, opts: &ScoreOpts) -> Decision {
         let (door, budget, on_error) = (opts.door, opts.budget, opts.on_error);
         let started = Instant::now();
         let inner = &*self.inner;
