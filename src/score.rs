@@ -216,10 +216,7 @@ impl Scorer {
     pub async fn score(&self, event: &Event, opts: &ScoreOpts) -> Decision {
         let started = Instant::now();
         let shared_caps = self.shared_caps(event).await;
-        let local = self
-            .inner
-            .rules
-            .evaluate_with(event, shared_caps.as_deref());
+        let local = self.inner.rules.evaluate(event, shared_caps.as_deref());
         let (found, ruling) = match self.local_ruling(event, &local) {
             Some(ruling) => (Lookup::local(local.tags.clone()), ruling),
             None => self.ask(event, &local, opts).await,
