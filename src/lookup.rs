@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use metrics::Counter;
 use tokio::task::JoinError;
 use tokio::time::error::Elapsed;
@@ -26,6 +27,18 @@ use crate::fleet::Fleet;
 use crate::metrics as m;
 use crate::upstream::{Upstream, UpstreamError};
 use crate::verdict::Tags;
+
+/// Where a miss gets its verdict: FraudScore RT ([`Upstream`]) in
+/// service; the tests answer in-process, on paused time.
+pub trait Origin: Send + Sync + 'static {
+    fn check<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<Tags, UpstreamError>>;
+}
+
+impl Origin for Upstream {
+    fn check<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<Tags, UpstreamError>> {
+        Box::pin(Upstream::check(self, event))
+    }
+}
 
 /// What the lookup found.
 #[derive(Debug)]
@@ -80,7 +93,7 @@ struct Counters {
 pub struct Fetcher {
     /// The shared tier (Redis), when configured.
     fleet: Option<Arc<Fleet>>,
-    upstream: Upstream,
+    origin: Arc<dyn Origin>,
     cache: VerdictCache,
     breaker: Arc<Breaker>,
     c: Arc<Counters>,
@@ -88,14 +101,14 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(
-        upstream: Upstream,
+        origin: Arc<dyn Origin>,
         cache: VerdictCache,
         breaker: Breaker,
         fleet: Option<Arc<Fleet>>,
     ) -> Self {
         Fetcher {
             fleet,
-            upstream,
+            origin,
             cache,
             breaker: Arc::new(breaker),
             c: Arc::new(Counters {
@@ -223,7 +236,7 @@ impl Fetcher {
                 return self.cache.value_from_fleet(event, tags, generation, age);
             }
         }
-        let outcome = self.upstream.check(event).await;
+        let outcome = self.origin.check(event).await;
         settle(&self.breaker, permit, &outcome);
         if Instant::now() > deadline {
             self.c.late_fills.increment(1);
@@ -296,7 +309,7 @@ impl Fetcher {
             let outcome = match this.breaker.try_acquire() {
                 None => Err(UpstreamError::BreakerOpen),
                 Some(permit) => {
-                    let o = this.upstream.check(&event).await;
+                    let o = this.origin.check(&event).await;
                     settle(&this.breaker, permit, &o);
                     o
                 }

@@ -118,26 +118,34 @@ pub enum ScorerError {
 
 impl Scorer {
     pub fn new(config: &Config) -> Result<Self, ScorerError> {
+        let upstream: Option<Arc<dyn crate::lookup::Origin>> = if config.upstream.enabled() {
+            let upstream =
+                Upstream::new(&config.upstream).map_err(|message| ScorerError::Config {
+                    key: "upstream",
+                    message,
+                })?;
+            Some(Arc::new(upstream))
+        } else {
+            None
+        };
+        Self::with_origin(config, upstream)
+    }
+
+    /// A scorer whose misses ask `origin` (none: no upstream key).
+    fn with_origin(
+        config: &Config,
+        origin: Option<Arc<dyn crate::lookup::Origin>>,
+    ) -> Result<Self, ScorerError> {
         // Each part's closed label sets at 0 in the current registry.
         crate::rules::register_metrics();
         crate::upstream::register_metrics();
         crate::fleet::Fleet::register_metrics();
-        let upstream = if config.upstream.enabled() {
-            Some(
-                Upstream::new(&config.upstream).map_err(|message| ScorerError::Config {
-                    key: "upstream",
-                    message,
-                })?,
-            )
-        } else {
-            None
-        };
-        metrics::gauge!(m::UPSTREAM_ENABLED).set(if upstream.is_some() { 1.0 } else { 0.0 });
+        metrics::gauge!(m::UPSTREAM_ENABLED).set(if origin.is_some() { 1.0 } else { 0.0 });
         let cache = VerdictCache::new(&config.cache);
         let fleet = crate::fleet::Fleet::new(&config.redis, &config.cache.key);
-        let fetcher = upstream.map(|u| {
+        let fetcher = origin.map(|origin| {
             Fetcher::new(
-                u,
+                origin,
                 cache.clone(),
                 Breaker::new(&config.upstream.breaker),
                 fleet.clone(),
