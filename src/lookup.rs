@@ -340,3 +340,8 @@ fn settle<T>(breaker: &Breaker, permit: Permit, outcome: &Result<T, UpstreamErro
         o => breaker.record(permit, o.is_ok()),
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fake_origin;
+#[cfg(test)]
+mod tests;
