@@ -364,3 +364,6 @@ impl Scorer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
