@@ -137,7 +137,7 @@ fn rules(c: &mut Criterion) {
     .build()
     .unwrap();
     g.bench_function("local/full_pass_browser", |b| {
-        b.iter(|| local.evaluate(black_box(&ev)))
+        b.iter(|| local.evaluate(black_box(&ev), None))
     });
     g.finish();
 }

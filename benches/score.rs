@@ -6,7 +6,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fraudgate::config::{Config, Secret};
 use fraudgate::decision::Door;
 use fraudgate::event::EventBuilder;
-use fraudgate::score::Scorer;
+use fraudgate::score::{ScoreOpts, Scorer};
 use fraudgate::verdict::Tags;
 use std::hint::black_box;
 
@@ -38,6 +38,13 @@ fn score(c: &mut Criterion) {
         .value(&event, Ok(Tags::parse("proxy").unwrap()), 0);
     rt.block_on(scorer.cache().get_or_fetch(key, async { value }));
 
+    let opts = ScoreOpts {
+        door: Door::Check,
+        budget: Duration::from_millis(250),
+        on_error: None,
+        client: None,
+    };
+
     let mut g = c.benchmark_group("score");
     g.throughput(Throughput::Elements(1));
     g.bench_function("cache_key/ip_ua", |b| {
@@ -56,10 +63,10 @@ fn score(c: &mut Criterion) {
     });
     g.bench_function("score/cache_hit", |b| {
         b.to_async(&rt)
-            .iter(|| scorer.score(black_box(&event), Door::Check, Duration::from_millis(250)))
+            .iter(|| scorer.score(black_box(&event), &opts))
     });
     g.bench_function("decision/serialize_json", |b| {
-        let d = rt.block_on(scorer.score(&event, Door::Check, Duration::from_millis(250)));
+        let d = rt.block_on(scorer.score(&event, &opts));
         b.iter(|| serde_json::to_vec(black_box(&d)).unwrap())
     });
     g.finish();

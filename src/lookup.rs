@@ -10,18 +10,44 @@
 //!   it servable for `stale_if_error_s`.
 //! - While the breaker is open no call is made: `BreakerOpen` at once.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use metrics::Counter;
+use tokio::task::JoinError;
+use tokio::time::error::Elapsed;
 
-use crate::breaker::Breaker;
+use crate::breaker::{Breaker, Permit};
 use crate::cache::{CacheKey, Cached, Freshness, VerdictCache};
 use crate::decision::Source;
 use crate::event::Event;
+use crate::fleet::Fleet;
 use crate::metrics as m;
 use crate::upstream::{Upstream, UpstreamError};
 use crate::verdict::Tags;
+
+/// Where a miss gets its verdict: FraudScore RT ([`Upstream`]) in
+/// service; the tests answer in-process, on paused time.
+pub trait Origin: Send + Sync + 'static {
+    fn check<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<Tags, UpstreamError>>;
+
+    /// Whether its calls are failing, and why, when it keeps track.
+    fn status(&self) -> Option<Arc<crate::upstream::UpstreamStatus>> {
+        None
+    }
+}
+
+impl Origin for Upstream {
+    fn check<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<Tags, UpstreamError>> {
+        Box::pin(Upstream::check(self, event))
+    }
+
+    fn status(&self) -> Option<Arc<crate::upstream::UpstreamStatus>> {
+        Some(Upstream::status(self).clone())
+    }
+}
 
 /// What the lookup found.
 #[derive(Debug)]
@@ -37,14 +63,26 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    fn fallback(e: UpstreamError) -> Self {
+    /// The one constructor: an answer of this request's own, not cached,
+    /// not stale. The cache's answers set those fields on top of it.
+    pub fn new(outcome: Result<Tags, UpstreamError>, source: Source) -> Self {
         Lookup {
-            outcome: Err(e),
-            source: Source::Fallback,
+            outcome,
+            source,
             coalesced: false,
             cache_ttl: Duration::ZERO,
             stale: false,
         }
+    }
+
+    /// Local rules' tags, no upstream asked.
+    pub fn local(tags: Tags) -> Self {
+        Self::new(Ok(tags), Source::Local)
+    }
+
+    /// No verdict: the policy's fail mode decides.
+    pub fn fallback(e: UpstreamError) -> Self {
+        Self::new(Err(e), Source::Fallback)
     }
 }
 
@@ -63,8 +101,8 @@ struct Counters {
 #[derive(Clone)]
 pub struct Fetcher {
     /// The shared tier (Redis), when configured.
-    fleet: Option<Arc<crate::fleet::Fleet>>,
-    upstream: Upstream,
+    fleet: Option<Arc<Fleet>>,
+    origin: Arc<dyn Origin>,
     cache: VerdictCache,
     breaker: Arc<Breaker>,
     c: Arc<Counters>,
@@ -72,14 +110,14 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(
-        upstream: Upstream,
+        origin: Arc<dyn Origin>,
         cache: VerdictCache,
         breaker: Breaker,
-        fleet: Option<Arc<crate::fleet::Fleet>>,
+        fleet: Option<Arc<Fleet>>,
     ) -> Self {
         Fetcher {
             fleet,
-            upstream,
+            origin,
             cache,
             breaker: Arc::new(breaker),
             c: Arc::new(Counters {
@@ -99,114 +137,149 @@ impl Fetcher {
         &self.breaker
     }
 
+    /// The verdict for `event` within `budget`: the cache's, else the
+    /// one call for it (the breaker permitting).
     pub async fn lookup(&self, event: &Event, budget: Duration) -> Lookup {
         let key = self.cache.key(event);
-        if let Some(hit) = self.cache.get(&key).await {
-            match self.cache.freshness(&hit) {
-                Freshness::Fresh => {
-                    self.c.hits.increment(1);
-                    let ttl = self.cache.ttl_of(&hit).saturating_sub(hit.age());
-                    let source = if hit.outcome.is_ok() {
-                        Source::Cache
-                    } else {
-                        Source::Fallback
-                    };
-                    return Lookup {
-                        outcome: self.cache.outcome_for(&hit, event),
-                        source,
-                        coalesced: false,
-                        cache_ttl: ttl,
-                        stale: false,
-                    };
-                }
-                Freshness::Stale => {
-                    self.c.hits.increment(1);
-                    self.c.stale.increment(1);
-                    let outcome = self.cache.outcome_for(&hit, event);
-                    if self.cache.begin_refresh(key) {
-                        self.spawn_refresh(key, event.clone(), hit);
-                    }
-                    return Lookup {
-                        outcome,
-                        source: Source::Cache,
-                        coalesced: false,
-                        cache_ttl: Duration::ZERO,
-                        stale: true,
-                    };
-                }
-                // Kept for the stale windows but not servable any more.
-                Freshness::Expired => self.cache.invalidate(&key).await,
-            }
+        if let Some(found) = self.cached(key, event).await {
+            return found;
         }
         self.c.misses.increment(1);
         let Some(permit) = self.breaker.try_acquire() else {
             return Lookup::fallback(UpstreamError::BreakerOpen);
         };
-        let task = {
-            let this = self.clone();
-            let event = event.clone();
-            let deadline = Instant::now() + budget;
-            tokio::spawn(async move {
-                // Twice at most: a call joined that began before a purge
-                // covering it is not served; one of our own follows.
-                let mut joined_purged = false;
-                loop {
-                    let generation = this.cache.generation();
-                    let fetch = async {
-                        // The shared tier first: another replica's
-                        // verdict, or its answer while it asks RT.
-                        let shared = this
-                            .fleet
-                            .as_ref()
-                            .map(|f| (f.clone(), f.verdict_key(&event), crate::fleet::now_ms()));
-                        if let Some((fleet, key, _)) = &shared {
-                            if let crate::fleet::Shared::Hit(tags, age) =
-                                fleet.lookup(key, deadline).await
-                            {
-                                this.breaker.release(permit);
-                                return this.cache.value_from_fleet(&event, tags, generation, age);
-                            }
-                        }
-                        let outcome = this.upstream.check(&event).await;
-                        settle(&this.breaker, permit, &outcome);
-                        if Instant::now() > deadline {
-                            this.c.late_fills.increment(1);
-                        }
-                        let value = this.cache.value(&event, outcome, generation);
-                        if let Some((fleet, key, started_ms)) = shared {
-                            // Shared off the caller's path.
-                            let share = match &value.outcome {
-                                Ok(tags) => Some((tags.clone(), this.cache.ttl_of(&value))),
-                                Err(_) => None,
-                            };
-                            let ip = event.ip;
-                            tokio::spawn(async move {
-                                match share {
-                                    Some((tags, ttl)) => {
-                                        fleet.put(&key, ip, &tags, ttl, started_ms).await
-                                    }
-                                    None => fleet.unlock(&key).await,
-                                }
-                            });
-                        }
-                        value
-                    };
-                    let (cached, fresh) = this.cache.get_or_fetch(key, fetch).await;
-                    if fresh {
-                        return (cached, true);
-                    }
-                    if !joined_purged && this.cache.purged(&cached) {
-                        joined_purged = true;
-                        this.cache.invalidate(&key).await;
-                        continue;
-                    }
-                    // Another request's call answered; ours was not made.
-                    this.breaker.release(permit);
-                    return (cached, false);
+        // A task of its own: when the budget runs out first, the call goes
+        // on and fills the cache late.
+        let fill = self
+            .clone()
+            .fill(key, event.clone(), permit, Instant::now() + budget);
+        let filled = tokio::time::timeout(budget, tokio::spawn(fill)).await;
+        self.answer(event, filled)
+    }
+
+    /// The cached verdict for `key`: fresh, or stale with one refresh
+    /// started. `None` on a miss; an expired entry is dropped.
+    async fn cached(&self, key: CacheKey, event: &Event) -> Option<Lookup> {
+        let hit = self.cache.get(&key).await?;
+        match self.cache.freshness(&hit) {
+            Freshness::Fresh => {
+                self.c.hits.increment(1);
+                let ttl = self.cache.ttl_of(&hit).saturating_sub(hit.age());
+                let source = if hit.outcome.is_ok() {
+                    Source::Cache
+                } else {
+                    Source::Fallback
+                };
+                Some(Lookup {
+                    cache_ttl: ttl,
+                    ..Lookup::new(self.cache.outcome_for(&hit, event), source)
+                })
+            }
+            Freshness::Stale => {
+                self.c.hits.increment(1);
+                self.c.stale.increment(1);
+                let outcome = self.cache.outcome_for(&hit, event);
+                if self.cache.begin_refresh(key) {
+                    self.spawn_refresh(key, event.clone(), hit);
                 }
-            })
+                Some(Lookup {
+                    stale: true,
+                    ..Lookup::new(outcome, Source::Cache)
+                })
+            }
+            // Kept for the stale windows but not servable any more.
+            Freshness::Expired => {
+                self.cache.invalidate(&key).await;
+                None
+            }
+        }
+    }
+
+    /// Fills `key`: joins the call in flight for it, or makes one with
+    /// `permit`. The value, and true when this request's call made it.
+    async fn fill(
+        self,
+        key: CacheKey,
+        event: Event,
+        permit: Permit,
+        deadline: Instant,
+    ) -> (Cached, bool) {
+        // Twice at most: a call joined that began before a purge covering
+        // it is not served; one of our own follows.
+        let mut joined_purged = false;
+        loop {
+            let generation = self.cache.generation();
+            let fetch = self.fetch(&event, permit, generation, deadline);
+            let (cached, fresh) = self.cache.get_or_fetch(key, fetch).await;
+            if fresh {
+                return (cached, true);
+            }
+            if !joined_purged && self.cache.purged(&cached) {
+                joined_purged = true;
+                self.cache.invalidate(&key).await;
+                continue;
+            }
+            // Another request's call answered; ours was not made.
+            self.breaker.release(permit);
+            return (cached, false);
+        }
+    }
+
+    /// One call for `event`: the shared tier first (another replica's
+    /// verdict, or its answer while it asks RT), else the upstream. The
+    /// value to cache, of the purge `generation` taken before it began.
+    async fn fetch(
+        &self,
+        event: &Event,
+        permit: Permit,
+        generation: u64,
+        deadline: Instant,
+    ) -> Cached {
+        let shared = self
+            .fleet
+            .as_ref()
+            .map(|f| (f, f.verdict_key(event), crate::fleet::now_ms()));
+        if let Some((fleet, key, _)) = &shared {
+            if let crate::fleet::Shared::Hit(tags, age) = fleet.lookup(key, deadline).await {
+                self.breaker.release(permit);
+                return self.cache.value_from_fleet(event, tags, generation, age);
+            }
+        }
+        let outcome = self.origin.check(event).await;
+        settle(&self.breaker, permit, &outcome);
+        if Instant::now() > deadline {
+            self.c.late_fills.increment(1);
+        }
+        let value = self.cache.value(event, outcome, generation);
+        if let Some((fleet, key, started_ms)) = shared {
+            self.share(fleet.clone(), key, started_ms, event.ip, &value);
+        }
+        value
+    }
+
+    /// Hands the upstream's verdict to the other replicas, or lets go of
+    /// the shared tier's lock after a failure; off the caller's path.
+    fn share(&self, fleet: Arc<Fleet>, key: String, started_ms: u64, ip: IpAddr, value: &Cached) {
+        let verdict = match &value.outcome {
+            Ok(tags) => Some((tags.clone(), self.cache.ttl_of(value))),
+            Err(_) => None,
         };
-        match tokio::time::timeout(budget, task).await {
+        tokio::spawn(async move {
+            match verdict {
+                Some((tags, ttl)) => fleet.put(&key, ip, &tags, ttl, started_ms).await,
+                None => fleet.unlock(&key).await,
+            }
+        });
+    }
+
+    /// The caller's answer: the filled value, or `Deadline` when the
+    /// budget ran out first.
+    fn answer(
+        &self,
+        event: &Event,
+        filled: Result<Result<(Cached, bool), JoinError>, Elapsed>,
+    ) -> Lookup {
+        match filled {
             Ok(Ok((cached, fresh))) => {
                 if !fresh {
                     self.c.coalesced.increment(1);
@@ -220,11 +293,9 @@ impl Fetcher {
                     Source::Fallback
                 };
                 Lookup {
-                    outcome: self.cache.outcome_for(&cached, event),
-                    source,
                     coalesced: !fresh,
                     cache_ttl: ttl,
-                    stale: false,
+                    ..Lookup::new(self.cache.outcome_for(&cached, event), source)
                 }
             }
             Ok(Err(join)) => {
@@ -247,7 +318,7 @@ impl Fetcher {
             let outcome = match this.breaker.try_acquire() {
                 None => Err(UpstreamError::BreakerOpen),
                 Some(permit) => {
-                    let o = this.upstream.check(&event).await;
+                    let o = this.origin.check(&event).await;
                     settle(&this.breaker, permit, &o);
                     o
                 }
@@ -272,13 +343,14 @@ impl Fetcher {
 /// The outcome of a call made with `permit`. fraudgate's own
 /// back-pressure (`Busy`) is not the upstream failing: the permit is just
 /// handed back.
-fn settle<T>(
-    breaker: &Breaker,
-    permit: crate::breaker::Permit,
-    outcome: &Result<T, UpstreamError>,
-) {
+fn settle<T>(breaker: &Breaker, permit: Permit, outcome: &Result<T, UpstreamError>) {
     match outcome {
         Err(UpstreamError::Busy) => breaker.release(permit),
         o => breaker.record(permit, o.is_ok()),
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fake_origin;
+#[cfg(test)]
+mod tests;

@@ -15,8 +15,8 @@ use crate::event::Event;
 use crate::log::DecisionLog;
 use crate::lookup::{Fetcher, Lookup};
 use crate::metrics as m;
-use crate::policy::{Action, Mode, Policy};
-use crate::rules::{LocalRules, ReloadError};
+use crate::policy::{Action, Mode, Policy, Ruling};
+use crate::rules::{LocalRules, LocalVerdict, ReloadError};
 use crate::upstream::{Upstream, UpstreamError};
 use crate::verdict::Tag;
 
@@ -120,27 +120,35 @@ pub enum ScorerError {
 
 impl Scorer {
     pub fn new(config: &Config) -> Result<Self, ScorerError> {
+        let upstream: Option<Arc<dyn crate::lookup::Origin>> = if config.upstream.enabled() {
+            let upstream =
+                Upstream::new(&config.upstream).map_err(|message| ScorerError::Config {
+                    key: "upstream",
+                    message,
+                })?;
+            Some(Arc::new(upstream))
+        } else {
+            None
+        };
+        Self::with_origin(config, upstream)
+    }
+
+    /// A scorer whose misses ask `origin` (none: no upstream key).
+    fn with_origin(
+        config: &Config,
+        origin: Option<Arc<dyn crate::lookup::Origin>>,
+    ) -> Result<Self, ScorerError> {
         // Each part's closed label sets at 0 in the current registry.
         crate::rules::register_metrics();
         crate::upstream::register_metrics();
         crate::fleet::Fleet::register_metrics();
-        let upstream = if config.upstream.enabled() {
-            Some(
-                Upstream::new(&config.upstream).map_err(|message| ScorerError::Config {
-                    key: "upstream",
-                    message,
-                })?,
-            )
-        } else {
-            None
-        };
-        metrics::gauge!(m::UPSTREAM_ENABLED).set(if upstream.is_some() { 1.0 } else { 0.0 });
+        metrics::gauge!(m::UPSTREAM_ENABLED).set(if origin.is_some() { 1.0 } else { 0.0 });
         let cache = VerdictCache::new(&config.cache);
         let fleet = crate::fleet::Fleet::new(&config.redis, &config.cache.key);
-        let upstream_status = upstream.as_ref().map(|u| u.status().clone());
-        let fetcher = upstream.map(|u| {
+        let upstream_status = origin.as_ref().and_then(|o| o.status());
+        let fetcher = origin.map(|origin| {
             Fetcher::new(
-                u,
+                origin,
                 cache.clone(),
                 Breaker::new(&config.upstream.breaker),
                 fleet.clone(),
@@ -221,53 +229,46 @@ impl Scorer {
         self.inner.default_budget
     }
 
-    /// Scores one event within `budget` with the policy's fallback.
-    pub async fn score(&self, event: &Event, door: Door, budget: Duration) -> Decision {
-        self.score_with(
-            event,
-            &ScoreOpts {
-                door,
-                budget,
-                on_error: None,
-                client: None,
-            },
-        )
-        .await
+    /// Scores one event as `opts` asks: local rules, then cache and
+    /// upstream within the budget, then policy.
+    pub async fn score(&self, event: &Event, opts: &ScoreOpts) -> Decision {
+        let started = Instant::now();
+        let shared_caps = self.shared_caps(event).await;
+        let local = self.inner.rules.evaluate(event, shared_caps.as_deref());
+        let (found, ruling) = match self.local_ruling(event, &local) {
+            Some(ruling) => (Lookup::local(local.tags.clone()), ruling),
+            None => self.ask(event, &local, opts).await,
+        };
+        let decision = self.decision(found, ruling, local, started);
+        self.record(&decision, opts.door);
+        if let Some(log) = &self.inner.log {
+            log.record(event, &decision, opts.door, opts.client.as_deref())
+                .await;
+        }
+        decision
     }
 
-    /// Scores one event: local rules, then cache and upstream within the
-    /// budget, then policy.
-    pub async fn score_with(&self, event: &Event, opts: &ScoreOpts) -> Decision {
-        let (door, budget, on_error) = (opts.door, opts.budget, opts.on_error);
-        let started = Instant::now();
-        let inner = &*self.inner;
-        let policy = &inner.policy;
-        // Caps count fleet-wide on Redis (one round trip for all the caps
-        // an event counts against); locally when Redis is away.
-        let shared_caps = match &inner.fleet {
-            Some(f) => {
-                let keys = inner
-                    .rules
-                    .shared_counter_keys(event, f.share_velocity(), f.hasher());
-                if keys.is_empty() {
-                    None
-                } else {
-                    f.count(&keys).await
-                }
-            }
-            None => None,
-        };
-        let local = inner.rules.evaluate_with(event, shared_caps.as_deref());
-        let local_only = || Lookup {
-            outcome: Ok(local.tags.clone()),
-            source: Source::Local,
-            coalesced: false,
-            cache_ttl: Duration::ZERO,
-            stale: false,
-        };
-        // Answered locally, without an upstream call: an allow-list hit, an
-        // allowed verified bot, or local tags the policy blocks (unless RT is to be asked as well).
-        let local_ruling = if local.allowed.is_some() {
+    /// Counts of the caps `event` counts against, fleet-wide on Redis (one
+    /// round trip for them all). `None`: counted locally (no Redis, Redis
+    /// away, or nothing counts the event).
+    async fn shared_caps(&self, event: &Event) -> Option<Vec<(usize, u64)>> {
+        let fleet = self.inner.fleet.as_ref()?;
+        let keys =
+            self.inner
+                .rules
+                .shared_counter_keys(event, fleet.share_velocity(), fleet.hasher());
+        if keys.is_empty() {
+            return None;
+        }
+        fleet.count(&keys).await
+    }
+
+    /// A ruling without an upstream call: an allow-list hit, an allowed
+    /// verified bot, or local tags the policy blocks (unless RT is to be
+    /// asked as well).
+    fn local_ruling(&self, event: &Event, local: &LocalVerdict) -> Option<Ruling> {
+        let policy = &self.inner.policy;
+        if local.allowed.is_some() {
             Some(policy.allow_listed())
         } else if local
             .verified_bot
@@ -275,53 +276,62 @@ impl Scorer {
             .is_some_and(|b| policy.allows_verified_bot(b))
         {
             Some(policy.verified_bot())
-        } else if !local.tags.is_clean() && !inner.rules.ask_upstream_on_block() {
-            Some(policy.decide(Ok(&local.tags), event)).filter(|r| r.action == Action::Block)
+        } else if !local.tags.is_clean() && !self.inner.rules.ask_upstream_on_block() {
+            self.local_block(event, local)
         } else {
             None
-        };
-        let (found, ruling) = match local_ruling {
-            Some(ruling) => (local_only(), ruling),
-            None => {
-                let found = match &inner.fetcher {
-                    None if !local.tags.is_clean() => local_only(),
-                    None => Lookup {
-                        outcome: Err(UpstreamError::Disabled),
-                        source: Source::Fallback,
-                        coalesced: false,
-                        cache_ttl: Duration::ZERO,
-                        stale: false,
-                    },
-                    Some(fetcher) => {
-                        let mut found = fetcher.lookup(event, budget).await;
-                        // Non-blocking local tags join RT's.
-                        if let Ok(t) = &found.outcome {
-                            if !local.tags.is_clean() {
-                                found.outcome = Ok(t.merge(&local.tags));
-                            }
-                        }
-                        found
-                    }
-                };
-                // No verdict from RT (error, deadline, open breaker): a
-                // local block stands whatever the upstream did; only
-                // otherwise does the fail mode decide.
-                let local_block = (found.outcome.is_err() && !local.tags.is_clean())
-                    .then(|| policy.decide(Ok(&local.tags), event))
-                    .filter(|r| r.action == Action::Block);
-                match local_block {
-                    Some(ruling) => (local_only(), ruling),
-                    None => {
-                        let ruling = policy.decide_with(
-                            found.outcome.as_ref().map_err(|e| *e),
-                            event,
-                            on_error,
-                        );
-                        (found, ruling)
-                    }
-                }
+        }
+    }
+
+    /// The policy's ruling on the local tags, if it blocks.
+    fn local_block(&self, event: &Event, local: &LocalVerdict) -> Option<Ruling> {
+        Some(self.inner.policy.decide(Ok(&local.tags), event)).filter(|r| r.action == Action::Block)
+    }
+
+    /// Asks the cache and upstream, then rules on their answer. Without a
+    /// verdict from RT (error, deadline, open breaker) a local block
+    /// stands whatever the upstream did; only otherwise does the fail mode
+    /// decide.
+    async fn ask(&self, event: &Event, local: &LocalVerdict, opts: &ScoreOpts) -> (Lookup, Ruling) {
+        let found = self.lookup(event, local, opts.budget).await;
+        if found.outcome.is_err() && !local.tags.is_clean() {
+            if let Some(ruling) = self.local_block(event, local) {
+                return (Lookup::local(local.tags.clone()), ruling);
             }
+        }
+        let outcome = found.outcome.as_ref().map_err(|e| *e);
+        let ruling = self.inner.policy.decide_with(outcome, event, opts.on_error);
+        (found, ruling)
+    }
+
+    /// RT's verdict (cached or asked now) with the non-blocking local tags
+    /// joined to it; the local tags alone when there is no upstream.
+    async fn lookup(&self, event: &Event, local: &LocalVerdict, budget: Duration) -> Lookup {
+        let Some(fetcher) = &self.inner.fetcher else {
+            return if local.tags.is_clean() {
+                Lookup::fallback(UpstreamError::Disabled)
+            } else {
+                Lookup::local(local.tags.clone())
+            };
         };
+        let mut found = fetcher.lookup(event, budget).await;
+        if let Ok(t) = &found.outcome {
+            if !local.tags.is_clean() {
+                found.outcome = Ok(t.merge(&local.tags));
+            }
+        }
+        found
+    }
+
+    /// The decision: in shadow mode the caller is always allowed, the
+    /// ruling kept as the would-be decision.
+    fn decision(
+        &self,
+        found: Lookup,
+        ruling: Ruling,
+        local: LocalVerdict,
+        started: Instant,
+    ) -> Decision {
         let Lookup {
             outcome,
             source,
@@ -329,14 +339,14 @@ impl Scorer {
             cache_ttl,
             stale,
         } = found;
-        let tags = outcome.unwrap_or_else(|_| local.tags.clone());
+        let tags = outcome.unwrap_or(local.tags);
         let mut rules = local.hits;
         if let Some(hit) = local.allowed {
             rules.insert(0, hit);
         }
-        let mode = policy.mode();
-        let decision = Decision {
-            id: inner.ids.next(),
+        let mode = self.inner.policy.mode();
+        Decision {
+            id: self.inner.ids.next(),
             action: match mode {
                 Mode::Enforce => ruling.action,
                 Mode::Shadow => Action::Allow,
@@ -350,13 +360,7 @@ impl Scorer {
             stale,
             cache_ttl,
             elapsed: started.elapsed(),
-        };
-        self.record(&decision, door);
-        if let Some(log) = &inner.log {
-            log.record(event, &decision, door, opts.client.as_deref())
-                .await;
         }
-        decision
     }
 
     fn record(&self, d: &Decision, door: Door) {
@@ -370,3 +374,6 @@ impl Scorer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

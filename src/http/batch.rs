@@ -65,7 +65,7 @@ pub async fn post(
     let opts = &opts;
     let results = join_all(events.into_iter().map(|e| async move {
         match e {
-            Ok(event) => Item::Decision(scorer.score_with(&event, opts).await),
+            Ok(event) => Item::Decision(scorer.score(&event, opts).await),
             Err(err) => Item::Error(err.into()),
         }
     }))

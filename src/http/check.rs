@@ -24,7 +24,7 @@ pub async fn get(
 ) -> Result<Json<Decision>, ApiError> {
     let event = EventBuilder::from_query(query.as_deref().unwrap_or(""))?.build()?;
     let opts = api_opts(&state, &headers, Door::Check)?.with_client(client.map(|c| c.0.0));
-    Ok(Json(state.scorer.score_with(&event, &opts).await))
+    Ok(Json(state.scorer.score(&event, &opts).await))
 }
 
 pub async fn post(
@@ -36,5 +36,5 @@ pub async fn post(
     let body = json_body(&headers, body, state.config.server.max_json_depth)?;
     let event = EventBuilder::from_json(&body)?.build()?;
     let opts = api_opts(&state, &headers, Door::Check)?.with_client(client.map(|c| c.0.0));
-    Ok(Json(state.scorer.score_with(&event, &opts).await))
+    Ok(Json(state.scorer.score(&event, &opts).await))
 }

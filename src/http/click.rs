@@ -113,7 +113,7 @@ pub async fn click(
         door.budget_ms,
         door.on_upstream_error,
     )?;
-    let d = state.scorer.score_with(&event, &opts).await;
+    let d = state.scorer.score(&event, &opts).await;
     if d.is_block() && event.speculation.is_some() {
         return Ok(speculative(&d));
     }
@@ -176,7 +176,7 @@ pub async fn imp(
         door.budget_ms,
         door.on_upstream_error,
     )?;
-    let d = state.scorer.score_with(&event, &opts).await;
+    let d = state.scorer.score(&event, &opts).await;
     if d.is_block() && event.speculation.is_some() {
         return Ok(speculative(&d));
     }

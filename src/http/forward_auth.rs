@@ -84,7 +84,7 @@ pub async fn handle(
         door.on_upstream_error,
     )?
     .with_client(client.map(|c| c.0.0));
-    let d = state.scorer.score_with(&event, &opts).await;
+    let d = state.scorer.score(&event, &opts).await;
     if d.ruling.reason == Reason::Fallback(UpstreamError::Internal) {
         return Err(ApiError::internal());
     }

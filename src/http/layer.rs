@@ -207,7 +207,7 @@ where
                 on_error: gate.on_error,
                 client: None,
             };
-            let d = gate.scorer.score_with(&event, &opts).await;
+            let d = gate.scorer.score(&event, &opts).await;
             if d.is_block() {
                 return Ok((gate.blocked)(&d));
             }

@@ -180,7 +180,7 @@ pub async fn handle(
         let from_tmax = Duration::from_millis(tmax.saturating_sub(door.tmax_margin_ms).max(1));
         opts.budget = opts.budget.min(from_tmax);
     }
-    let d = state.scorer.score_with(&event, &opts).await;
+    let d = state.scorer.score(&event, &opts).await;
     let mut resp = if d.is_block() {
         Json(json!({
             "id": id,

@@ -35,7 +35,7 @@ pub async fn get(
     // never forwarded (fraudgate sends its own).
     let event = EventBuilder::from_query(query.as_deref().unwrap_or(""))?.build()?;
     let opts = api_opts(&state, &headers, Door::Rt)?.with_client(client.map(|c| c.0.0));
-    let d = state.scorer.score_with(&event, &opts).await;
+    let d = state.scorer.score(&event, &opts).await;
     Ok(render(&d))
 }
 

@@ -101,6 +101,18 @@ pub struct RuleHit {
     pub reason: Option<Arc<str>>,
 }
 
+impl RuleHit {
+    /// A rule that gives `tag`.
+    fn tagged(kind: RuleKind, name: &Arc<str>, tag: Tag, reason: Option<Arc<str>>) -> Self {
+        RuleHit {
+            kind,
+            name: name.clone(),
+            tag: Some(tag),
+            reason,
+        }
+    }
+}
+
 fn tag_name<S: Serializer>(t: &Option<Tag>, s: S) -> Result<S::Ok, S::Error> {
     match t {
         Some(t) => s.serialize_str(t.as_str()),
@@ -235,11 +247,6 @@ impl LocalRules {
         self.reload_interval_s
     }
 
-    /// Runs every rule on the event. No locks; allocates only on a hit.
-    pub fn evaluate(&self, ev: &Event) -> LocalVerdict {
-        self.evaluate_with(ev, None)
-    }
-
     /// The fleet-wide counters `ev` counts on: (index, key, window in
     /// ms): caps by their index, velocity's IP and subnet as
     /// [`VELOCITY_IP`] and [`VELOCITY_NET`] when `velocity` is shared.
@@ -269,132 +276,151 @@ impl LocalRules {
         out
     }
 
-    /// Like [`LocalRules::evaluate`], with fleet-wide cap counts (by cap
-    /// index; a cap without one counts locally).
-    pub fn evaluate_with(&self, ev: &Event, shared_caps: Option<&[(usize, u64)]>) -> LocalVerdict {
+    /// Runs every rule on the event. No locks; allocates only on a hit.
+    /// `shared_caps`: fleet-wide counts by cap index (and
+    /// [`VELOCITY_IP`], [`VELOCITY_NET`]); what has none counts locally.
+    pub fn evaluate(&self, ev: &Event, shared_caps: Option<&[(usize, u64)]>) -> LocalVerdict {
         let mut out = LocalVerdict::default();
         if !self.enabled {
             return out;
         }
         let now = now_unix();
         let snap = self.snapshot.load();
-        for list in snap.lists.iter().filter(|l| l.action == Action::Allow) {
-            if let Some(e) = list.compiled.find(ev, now) {
-                self.hits.hit(RuleKind::AllowList);
-                out.allowed = Some(RuleHit {
+        if let Some(hit) = self.allow_listed(&snap, ev, now) {
+            self.hits.hit(RuleKind::AllowList);
+            out.allowed = Some(hit);
+            return out;
+        }
+        // First, so that its GIVT category (verified crawler) is the one
+        // the decision is recorded with.
+        if let Some(bot) = snap.range(RangeRule::VerifiedBot, ev.ip) {
+            let reason = Some(self.names.verified.clone());
+            let hit = RuleHit::tagged(RuleKind::VerifiedBot, bot, Tag::Crawler, reason);
+            out.hits.push(hit);
+            out.verified_bot = Some(bot.clone());
+        }
+        out.hits.extend(self.crawler_ua(&snap, ev));
+        out.hits.extend(self.prefetch(ev));
+        out.hits.extend(Self::ip_ranges(&snap, ev));
+        out.hits.extend(Self::block_listed(&snap, ev, now));
+        out.hits.extend(self.velocity(ev, shared_caps, now));
+        out.hits.extend(self.caps(ev, shared_caps, now));
+        let mut mask = 0u16;
+        for hit in &out.hits {
+            self.hits.hit(hit.kind);
+            mask |= hit.tag.map_or(0, Tag::bit);
+        }
+        out.tags = Tags::from_mask(mask);
+        out
+    }
+
+    /// The first allow-list entry `ev` matches.
+    fn allow_listed(&self, snap: &Snapshot, ev: &Event, now: u64) -> Option<RuleHit> {
+        snap.lists
+            .iter()
+            .filter(|l| l.action == Action::Allow)
+            .find_map(|list| {
+                let e = list.compiled.find(ev, now)?;
+                Some(RuleHit {
                     kind: RuleKind::AllowList,
                     name: list.name.clone(),
                     tag: None,
                     reason: e.reason.clone(),
-                });
-                return out;
-            }
-        }
-        let mut mask = 0u16;
-        let mut push =
-            |out: &mut LocalVerdict, kind, name: &Arc<str>, tag: Tag, reason: Option<Arc<str>>| {
-                self.hits.hit(kind);
-                mask |= tag.bit();
-                out.hits.push(RuleHit {
-                    kind,
-                    name: name.clone(),
-                    tag: Some(tag),
-                    reason,
-                });
-            };
-        // First, so that its GIVT category (verified crawler) is the one
-        // the decision is recorded with.
-        if let Some(bot) = snap.range(RangeRule::VerifiedBot, ev.ip) {
-            push(
-                &mut out,
-                RuleKind::VerifiedBot,
-                bot,
-                Tag::Crawler,
-                Some(self.names.verified.clone()),
-            );
-            out.verified_bot = Some(bot.clone());
-        }
-        if let Some(c) = &snap.crawler {
-            let reason = match c.check(&ev.ua) {
-                Some(CrawlerMatch::Pattern(i)) => Some(Some(c.describe(i, &ev.ua))),
-                Some(CrawlerMatch::EmptyOrAbsurd) => Some(Some(self.names.empty_ua.clone())),
-                None => None,
-            };
-            if let Some(reason) = reason {
-                push(
-                    &mut out,
-                    RuleKind::CrawlerUa,
-                    &self.names.crawler,
-                    Tag::Crawler,
-                    reason,
-                );
-            }
-        }
-        if let Some(s) = ev.speculation.filter(|_| self.flag_prefetch) {
-            // Tagged crawler (a non-human fetch), so the policy's crawler
-            // action applies; the rule kind says which.
-            let reason = self.names.speculation[s as usize].clone();
-            push(
-                &mut out,
-                RuleKind::Prefetch,
-                &self.names.crawler,
-                Tag::Crawler,
-                Some(reason),
-            );
-        }
-        if let Some(label) = snap.range(RangeRule::Datacenter, ev.ip) {
-            push(&mut out, RuleKind::Datacenter, label, Tag::Datacenter, None);
-        }
-        if let Some(label) = snap.range(RangeRule::Proxy, ev.ip) {
-            push(&mut out, RuleKind::Proxy, label, Tag::Proxy, None);
-        }
-        for list in snap.lists.iter().filter(|l| l.action == Action::Block) {
-            if let Some(e) = list.compiled.find(ev, now) {
-                push(
-                    &mut out,
+                })
+            })
+    }
+
+    /// A crawler's UA, or an empty or absurd one.
+    fn crawler_ua(&self, snap: &Snapshot, ev: &Event) -> Option<RuleHit> {
+        let c = snap.crawler.as_ref()?;
+        let reason = match c.check(&ev.ua)? {
+            CrawlerMatch::Pattern(i) => c.describe(i, &ev.ua),
+            CrawlerMatch::EmptyOrAbsurd => self.names.empty_ua.clone(),
+        };
+        let name = &self.names.crawler;
+        Some(RuleHit::tagged(
+            RuleKind::CrawlerUa,
+            name,
+            Tag::Crawler,
+            Some(reason),
+        ))
+    }
+
+    /// A speculative load, tagged crawler (a non-human fetch) so the
+    /// policy's crawler action applies; the rule kind says which.
+    fn prefetch(&self, ev: &Event) -> Option<RuleHit> {
+        let s = ev.speculation.filter(|_| self.flag_prefetch)?;
+        let reason = self.names.speculation[s as usize].clone();
+        let name = &self.names.crawler;
+        Some(RuleHit::tagged(
+            RuleKind::Prefetch,
+            name,
+            Tag::Crawler,
+            Some(reason),
+        ))
+    }
+
+    /// The datacenter and proxy ranges `ev`'s IP is in.
+    fn ip_ranges(snap: &Snapshot, ev: &Event) -> impl Iterator<Item = RuleHit> {
+        [
+            (RangeRule::Datacenter, RuleKind::Datacenter, Tag::Datacenter),
+            (RangeRule::Proxy, RuleKind::Proxy, Tag::Proxy),
+        ]
+        .into_iter()
+        .filter_map(move |(range, kind, tag)| {
+            let label = snap.range(range, ev.ip)?;
+            Some(RuleHit::tagged(kind, label, tag, None))
+        })
+    }
+
+    /// The first block-list entry `ev` matches.
+    fn block_listed(snap: &Snapshot, ev: &Event, now: u64) -> Option<RuleHit> {
+        snap.lists
+            .iter()
+            .filter(|l| l.action == Action::Block)
+            .find_map(|list| {
+                let e = list.compiled.find(ev, now)?;
+                let reason = e.reason.clone();
+                Some(RuleHit::tagged(
                     RuleKind::BlockList,
                     &list.name,
                     Tag::Blacklist,
-                    e.reason.clone(),
-                );
-                break;
-            }
-        }
-        if let Some(v) = &self.velocity {
-            let shared = shared_caps.map(|s| {
-                let get = |k| s.iter().find(|(i, _)| *i == k).map(|(_, n)| *n);
-                (get(VELOCITY_IP), get(VELOCITY_NET))
-            });
-            let hit = match shared {
-                Some((Some(ip), Some(net))) => v.judge(ip, net),
-                _ => v.check(ev.ip, &self.hasher, now),
-            };
-            match hit {
-                Some(VelocityHit::Ip) => {
-                    push(&mut out, RuleKind::Velocity, &self.names.ip, Tag::Ip, None)
-                }
-                Some(VelocityHit::Subnet) => push(
-                    &mut out,
-                    RuleKind::Velocity,
-                    &self.names.subnet,
-                    Tag::Ip,
-                    None,
-                ),
-                None => {}
-            }
-        }
-        for (i, cap) in self.caps.iter().enumerate() {
-            let shared = shared_caps.and_then(|s| s.iter().find(|(j, _)| *j == i));
-            let over = match shared {
+                    reason,
+                ))
+            })
+    }
+
+    /// Too many events from the IP or its subnet: counted fleet-wide when
+    /// both shared counts came, else here.
+    fn velocity(&self, ev: &Event, shared: Option<&[(usize, u64)]>, now: u64) -> Option<RuleHit> {
+        let v = self.velocity.as_ref()?;
+        let count = |k| shared?.iter().find(|(i, _)| *i == k).map(|(_, n)| *n);
+        let hit = match (count(VELOCITY_IP), count(VELOCITY_NET)) {
+            (Some(ip), Some(net)) => v.judge(ip, net),
+            _ => v.check(ev.ip, &self.hasher, now),
+        }?;
+        let name = match hit {
+            VelocityHit::Ip => &self.names.ip,
+            VelocityHit::Subnet => &self.names.subnet,
+        };
+        Some(RuleHit::tagged(RuleKind::Velocity, name, Tag::Ip, None))
+    }
+
+    /// The caps `ev` goes over: by their fleet-wide count when one came,
+    /// else counted here.
+    fn caps<'a>(
+        &'a self,
+        ev: &'a Event,
+        shared: Option<&'a [(usize, u64)]>,
+        now: u64,
+    ) -> impl Iterator<Item = RuleHit> + 'a {
+        self.caps.iter().enumerate().filter_map(move |(i, cap)| {
+            let over = match shared.and_then(|s| s.iter().find(|(j, _)| *j == i)) {
                 Some((_, n)) => *n > cap.limit(),
                 None => cap.over(ev, &self.hasher, now),
             };
-            if over {
-                push(&mut out, RuleKind::Cap, &cap.name, Tag::Cap, None);
-            }
-        }
-        out.tags = Tags::from_mask(mask);
-        out
+            over.then(|| RuleHit::tagged(RuleKind::Cap, &cap.name, Tag::Cap, None))
+        })
     }
 
     /// Re-reads changed files (all when `force`), swapping in a new

@@ -3,26 +3,29 @@
 //! snapshots, reusing the compiled parts that did not change.
 //!
 //! A file that cannot be read, or that is suddenly empty when it had
-//! entries (a truncated write), keeps its previous contents. Bad lines are
-//! logged with their numbers and skipped; the good ones load.
+//! entries (a truncated write), keeps its previous contents
+//! ([`file_state`]). Bad lines are logged with their numbers and skipped;
+//! the good ones load.
 
-use std::collections::HashMap;
+mod file_state;
+mod range_rule;
+
 use std::path::Path;
-use std::sync::{Arc, LazyLock};
-use std::time::SystemTime;
-
-use metrics::Counter;
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::config::{RangesConfig, RulesConfig};
+use super::config::RulesConfig;
 use super::crawler::{BUILTIN_PATTERNS, BadLine, CrawlerMatcher};
 use super::lists::{Compiled, Entry, EntryKind};
 use super::ranges::{IpRanges, Prefix};
 use super::{ActiveList, Snapshot};
 use crate::event::now_unix;
-use crate::metrics as m;
 use crate::policy::Action;
+use file_state::FileState;
+pub(crate) use file_state::Stamp;
+pub(crate) use range_rule::RangeRule;
+use range_rule::{Ranges, parse_ranges};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -74,123 +77,6 @@ pub struct ListSummary {
     pub feed_entries: Option<usize>,
 }
 
-/// What says a file changed: its mtime and size (files polled for
-/// changes: rule files, feed state).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    mtime: Option<SystemTime>,
-    len: u64,
-}
-
-impl Stamp {
-    pub(crate) fn of_meta(meta: &std::fs::Metadata) -> Self {
-        Stamp {
-            mtime: meta.modified().ok(),
-            len: meta.len(),
-        }
-    }
-
-    /// `None` when the file cannot be read.
-    pub(crate) fn of(path: &Path) -> Option<Self> {
-        std::fs::metadata(path).ok().map(|m| Self::of_meta(&m))
-    }
-}
-
-/// A file and what was last loaded from it.
-struct FileState<T> {
-    key: String,
-    path: String,
-    stamp: Option<Stamp>,
-    data: Arc<T>,
-    count: usize,
-    /// Loads by outcome, registered once with the file.
-    loaded_ok: Counter,
-    loaded_err: Counter,
-}
-
-enum Outcome {
-    Unchanged,
-    Updated,
-    Kept,
-}
-
-impl<T> FileState<T> {
-    fn new(key: String, path: String, empty: T, kind: &'static str) -> Self {
-        let loads = |outcome: &'static str| metrics::counter!(m::RULE_RELOADS, "source" => kind, "outcome" => outcome);
-        FileState {
-            key,
-            path,
-            stamp: None,
-            data: Arc::new(empty),
-            count: 0,
-            loaded_ok: loads("ok"),
-            loaded_err: loads("error"),
-        }
-    }
-
-    /// Re-reads the file if it changed (or `force`). `parse` returns the
-    /// data, its entry count and bad lines.
-    fn refresh(
-        &mut self,
-        force: bool,
-        parse: impl FnOnce(&str, &Path) -> (T, usize, Vec<BadLine>),
-    ) -> Result<Outcome, ReloadError> {
-        let path = Path::new(&self.path);
-        let read_err = |e: std::io::Error| ReloadError::Read {
-            key: self.key.clone(),
-            path: self.path.clone(),
-            message: e.to_string(),
-        };
-        let meta = std::fs::metadata(path).map_err(read_err)?;
-        let stamp = Stamp::of_meta(&meta);
-        if !force && self.stamp == Some(stamp) {
-            return Ok(Outcome::Unchanged);
-        }
-        let text = std::fs::read_to_string(path).map_err(read_err)?;
-        if text.is_empty() && self.count > 0 {
-            tracing::warn!(
-                file = %self.path,
-                kept = self.count,
-                "file is empty; keeping its previous entries (write a comment line to empty a list on purpose)"
-            );
-            self.stamp = Some(stamp);
-            self.loaded_err.increment(1);
-            return Ok(Outcome::Kept);
-        }
-        let (data, count, bad) = parse(&text, path);
-        for b in &bad {
-            tracing::warn!(file = %self.path, line = b.line, error = %b.message, "skipping bad line");
-        }
-        tracing::info!(file = %self.path, entries = count, bad_lines = bad.len(), "loaded");
-        self.stamp = Some(stamp);
-        self.data = Arc::new(data);
-        self.count = count;
-        self.loaded_ok.increment(1);
-        Ok(Outcome::Updated)
-    }
-
-    /// Like `refresh`, but a failure keeps the previous data (reloads).
-    fn refresh_or_keep(
-        &mut self,
-        force: bool,
-        parse: impl FnOnce(&str, &Path) -> (T, usize, Vec<BadLine>),
-    ) -> bool {
-        match self.refresh(force, parse) {
-            Ok(Outcome::Updated) => true,
-            Ok(Outcome::Unchanged | Outcome::Kept) => false,
-            Err(e) => {
-                if self.stamp.is_some() {
-                    tracing::warn!(error = %e, kept = self.count, "reload failed; keeping the previous contents");
-                    // Retry on the next poll even if the file's stamp is back.
-                    self.stamp = None;
-                    self.loaded_err.increment(1);
-                }
-                false
-            }
-        }
-    }
-}
-
 struct CrawlerSource {
     builtin: bool,
     flag_empty: bool,
@@ -220,94 +106,9 @@ pub(crate) struct Sources {
     lists: Vec<ListSource>,
 }
 
-/// The IP-range rules, in [`Snapshot::ranges`] order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RangeRule {
-    Datacenter,
-    Proxy,
-    VerifiedBot,
-}
-
-impl RangeRule {
-    pub const ALL: [RangeRule; 3] = [
-        RangeRule::Datacenter,
-        RangeRule::Proxy,
-        RangeRule::VerifiedBot,
-    ];
-
-    /// The config section under `rules.`.
-    pub const fn key(self) -> &'static str {
-        match self {
-            RangeRule::Datacenter => "datacenter",
-            RangeRule::Proxy => "proxy",
-            RangeRule::VerifiedBot => "verified_bots",
-        }
-    }
-
-    fn config(self, c: &RulesConfig) -> &RangesConfig {
-        match self {
-            RangeRule::Datacenter => &c.datacenter,
-            RangeRule::Proxy => &c.proxy,
-            RangeRule::VerifiedBot => &c.verified_bots,
-        }
-    }
-
-    /// The shipped ranges (scripts/update-ip-ranges.sh), parsed once.
-    fn builtin(self) -> Arc<Ranges> {
-        static PARSED: LazyLock<[Arc<Ranges>; 3]> = LazyLock::new(|| {
-            [
-                include_str!("ranges/datacenter.txt"),
-                include_str!("ranges/proxy.txt"),
-                include_str!("ranges/verified_bots.txt"),
-            ]
-            .map(|text| {
-                let (r, _, bad) = parse_ranges(text, Path::new("builtin"));
-                debug_assert!(bad.is_empty(), "{bad:?}");
-                Arc::new(r)
-            })
-        });
-        PARSED[self as usize].clone()
-    }
-}
-
 fn parse_patterns(text: &str, _: &Path) -> (String, usize, Vec<BadLine>) {
     let (m, bad) = CrawlerMatcher::build(&[text], false);
     (text.to_owned(), m.len(), bad)
-}
-
-/// Prefixes of one range file with their labels.
-type Ranges = Vec<(Prefix, Arc<str>)>;
-
-fn parse_ranges(text: &str, path: &Path) -> (Ranges, usize, Vec<BadLine>) {
-    let default: Arc<str> = path
-        .file_stem()
-        .map_or("datacenter".into(), |s| s.to_string_lossy().into());
-    let mut labels: HashMap<&str, Arc<str>> = HashMap::new();
-    let mut out = Vec::new();
-    let mut bad = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        // The label is the rest of the line ("Amazon AWS").
-        let (cidr, label) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-        match Prefix::parse(cidr) {
-            Ok(p) => {
-                let label = match label.trim() {
-                    "" => default.clone(),
-                    l => labels.entry(l).or_insert_with(|| Arc::from(l)).clone(),
-                };
-                out.push((p, label));
-            }
-            Err(message) => bad.push(BadLine {
-                line: i + 1,
-                message,
-            }),
-        }
-    }
-    let n = out.len();
-    (out, n, bad)
 }
 
 fn parse_list(text: &str, _: &Path) -> (Vec<Entry>, usize, Vec<BadLine>) {
@@ -631,54 +432,5 @@ impl Sources {
         };
         let runtime = l.runtime.iter().cloned().map(move |e| (e, src));
         Ok(file.chain(runtime).collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The shipped files parse whole, and never cover addresses no
-    /// provider owns (a feed once carried the documentation prefixes).
-    #[test]
-    fn builtin_ranges_parse_and_leave_special_purpose_addresses_alone() {
-        let special = [
-            "10.0.0.1",
-            "172.16.5.5",
-            "192.168.1.1",
-            "127.0.0.1",
-            "100.64.0.1",
-            "169.254.1.1",
-            "192.0.2.1",
-            "198.51.100.7",
-            "203.0.113.9",
-            "::1",
-            "2001:db8::7",
-            "fc00::1",
-            "fe80::1",
-        ];
-        for (r, min, text) in [
-            (
-                RangeRule::Datacenter,
-                10_000,
-                include_str!("ranges/datacenter.txt"),
-            ),
-            (RangeRule::Proxy, 1_000, include_str!("ranges/proxy.txt")),
-            (
-                RangeRule::VerifiedBot,
-                1_000,
-                include_str!("ranges/verified_bots.txt"),
-            ),
-        ] {
-            let (_, n, bad) = parse_ranges(text, Path::new("builtin"));
-            assert!(bad.is_empty(), "{r:?}: {bad:?}");
-            let ranges = r.builtin();
-            assert_eq!(ranges.len(), n);
-            assert!(n >= min, "{r:?}: only {n} ranges");
-            let table = IpRanges::build(ranges.to_vec());
-            for ip in special {
-                assert_eq!(table.lookup(ip.parse().unwrap()), None, "{r:?} covers {ip}");
-            }
-        }
     }
 }
