@@ -40,7 +40,7 @@ pub async fn pull(
 ) -> Result<PullStats, FeedError> {
     let c = ctx.cfg;
     let event = c.event.as_deref().unwrap_or("click");
-    let url = events_url(c, event)?;
+    let url = source::endpoint(c.base_url(), &[c.channel.as_deref().unwrap_or(""), event])?;
     let fields: Vec<String> = if c.fields.is_empty() {
         ctx.columns.all().into_iter().map(str::to_owned).collect()
     } else {
@@ -77,17 +77,6 @@ pub async fn pull(
         page += 1;
     }
     Ok(stats)
-}
-
-/// `{base_url}/{channel}/{event}`.
-fn events_url(c: &super::config::FeedConfig, event: &str) -> Result<reqwest::Url, FeedError> {
-    let mut url = reqwest::Url::parse(c.base_url())
-        .map_err(|e| FeedError::Transport(format!("base_url: {e}")))?;
-    url.path_segments_mut()
-        .map_err(|_| FeedError::Transport("base_url cannot have a path".into()))?
-        .pop_if_empty()
-        .extend([c.channel.as_deref().unwrap_or(""), event]);
-    Ok(url)
 }
 
 /// One page's request; a refusal or an error status becomes its

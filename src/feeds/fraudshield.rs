@@ -17,13 +17,10 @@ const DEFAULT_COUNT: u64 = 1000;
 const MAX_PAGES: u64 = 100_000;
 
 fn url(ctx: &Ctx<'_>, report: &str) -> Result<reqwest::Url, FeedError> {
-    let mut url = reqwest::Url::parse(ctx.cfg.base_url())
-        .map_err(|e| FeedError::Transport(format!("base_url: {e}")))?;
-    url.path_segments_mut()
-        .map_err(|_| FeedError::Transport("base_url cannot have a path".into()))?
-        .pop_if_empty()
-        .extend(["api", "v1", "reports", &format!("{report}.json")]);
-    Ok(url)
+    source::endpoint(
+        ctx.cfg.base_url(),
+        &["api", "v1", "reports", &format!("{report}.json")],
+    )
 }
 
 fn common(ctx: &Ctx<'_>, from: Date, to: Date) -> Vec<(&'static str, String)> {

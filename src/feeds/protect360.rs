@@ -146,12 +146,10 @@ async fn fetch(
     from: Date,
     to: Date,
 ) -> Result<Vec<Row>, FeedError> {
-    let mut url = reqwest::Url::parse(ctx.cfg.base_url())
-        .map_err(|e| FeedError::Transport(format!("base_url: {e}")))?;
-    url.path_segments_mut()
-        .map_err(|_| FeedError::Transport("base_url cannot have a path".into()))?
-        .pop_if_empty()
-        .extend(["api", "adnets-data", "v1", "export", topic, "app", app]);
+    let mut url = source::endpoint(
+        ctx.cfg.base_url(),
+        &["api", "adnets-data", "v1", "export", topic, "app", app],
+    )?;
     url.query_pairs_mut()
         .append_pair("from", &from.to_string())
         .append_pair("to", &to.to_string())

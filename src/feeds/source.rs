@@ -49,6 +49,17 @@ pub enum FeedError {
     RunTimeout(u64),
 }
 
+/// `base_url` with `segments` appended to its path.
+pub fn endpoint(base_url: &str, segments: &[&str]) -> Result<reqwest::Url, FeedError> {
+    let mut url = reqwest::Url::parse(base_url)
+        .map_err(|e| FeedError::Transport(format!("base_url: {e}")))?;
+    url.path_segments_mut()
+        .map_err(|_| FeedError::Transport("base_url cannot have a path".into()))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
 impl FeedError {
     /// A closed label for metrics.
     pub fn kind(&self) -> &'static str {
@@ -93,15 +104,18 @@ impl FeedError {
     }
 
     pub fn from_reqwest(e: reqwest::Error) -> Self {
-        // Display of a reqwest::Error prints the URL: strip it.
+        // Display of a reqwest::Error prints the URL, whose query can hold
+        // the key: only its host and the error's kind are kept.
+        let host = crate::transport::host_of(&e);
         let e = e.without_url();
         if e.is_timeout() {
-            FeedError::Timeout
-        } else if e.is_decode() || e.is_body() {
-            FeedError::Transport(format!("reading the answer: {e}"))
-        } else {
-            FeedError::Transport(e.to_string())
+            return FeedError::Timeout;
         }
+        let what = crate::transport::describe(&e);
+        FeedError::Transport(match host {
+            Some(h) => format!("{what} ({h})"),
+            None => what.to_owned(),
+        })
     }
 }
 

@@ -947,7 +947,8 @@ async fn one_failing_app_does_not_stop_the_others_and_the_cursor_stays() {
 }
 
 /// Fraudshield and the Data API carry their secrets in the query string:
-/// a transport error (nothing listening) must not show the URL.
+/// a transport error (nothing listening) names its kind and the host, never
+/// the URL's path or query.
 #[tokio::test]
 async fn transport_errors_never_show_query_string_secrets() {
     let dead = format!("http://127.0.0.1:{}", free_port());
@@ -965,10 +966,8 @@ async fn transport_errors_never_show_query_string_secrets() {
     for name in ["shield", "fsd"] {
         let st = first_run(&app, name).await;
         let err = st["last_error"].as_str().unwrap_or_else(|| panic!("{st}"));
-        assert!(err.starts_with("transport"), "{err}");
-        assert!(
-            !err.contains(FS_TOKEN) && !err.contains(FSD_KEY) && !err.contains("127.0.0.1"),
-            "{err}"
-        );
+        let host = dead.trim_start_matches("http://");
+        assert_eq!(err, format!("transport: connection refused ({host})"));
+        assert!(!err.contains(FS_TOKEN) && !err.contains(FSD_KEY), "{err}");
     }
 }
