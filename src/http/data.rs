@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use super::AppState;
 use super::error::ApiError;
 use crate::metrics as m;
-use crate::query::csv_field;
+use crate::query::csv;
 use crate::query::exec::{QueryFailure, Stop};
 use crate::query::{Events, Query, QueryError};
 
@@ -43,6 +43,13 @@ impl Format {
                 "format: use json or csv",
             )
             .with_field("format")),
+        }
+    }
+
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Format::Ndjson => "application/x-ndjson",
+            Format::Csv => "text/csv; charset=utf-8",
         }
     }
 }
@@ -240,12 +247,12 @@ pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Respon
         let mut cut = None;
         let result = reader.run(&q, &stop, &mut |names, row| {
             if header {
-                write_csv_header(&mut buf, names);
+                csv::header(&mut buf, names);
                 header = false;
             }
             match format {
                 Format::Ndjson => write_json_row(&mut buf, names, &row),
-                Format::Csv => write_csv_row(&mut buf, &row),
+                Format::Csv => csv::row(&mut buf, &row),
             }
             if buf.len() >= CHUNK {
                 let chunk = Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(CHUNK)));
@@ -264,7 +271,7 @@ pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Respon
             (None, Ok(())) => {
                 if header {
                     // No rows: a CSV still gets its header.
-                    write_csv_header(&mut buf, &q.columns());
+                    csv::header(&mut buf, &q.columns());
                 }
                 let rest = if buf.is_empty() {
                     Ok(())
@@ -326,10 +333,7 @@ pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Respon
     let mut resp = Body::from_stream(body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(match format {
-            Format::Ndjson => "application/x-ndjson",
-            Format::Csv => "text/csv; charset=utf-8",
-        }),
+        HeaderValue::from_static(format.content_type()),
     );
     Ok(resp)
 }
@@ -376,30 +380,4 @@ fn write_json_row(buf: &mut Vec<u8>, names: &[String], row: &[Value]) {
         let _ = serde_json::to_writer(&mut *buf, v);
     }
     buf.extend_from_slice(b"}\n");
-}
-
-fn write_csv_header(buf: &mut Vec<u8>, names: &[String]) {
-    for (i, n) in names.iter().enumerate() {
-        if i > 0 {
-            buf.push(b',');
-        }
-        csv_field(buf, n);
-    }
-    buf.extend_from_slice(b"\r\n");
-}
-
-fn write_csv_row(buf: &mut Vec<u8>, row: &[Value]) {
-    for (i, v) in row.iter().enumerate() {
-        if i > 0 {
-            buf.push(b',');
-        }
-        match v {
-            Value::Null => {}
-            Value::String(t) => csv_field(buf, t),
-            // Numbers as they are; JSON fields (rules, extra) as JSON text.
-            Value::Number(n) => buf.extend_from_slice(n.to_string().as_bytes()),
-            other => csv_field(buf, &other.to_string()),
-        }
-    }
-    buf.extend_from_slice(b"\r\n");
 }

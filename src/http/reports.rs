@@ -42,7 +42,7 @@ async fn report(state: AppState, kind: Kind, raw: String) -> Result<Response, Ap
     if format == Format::Csv {
         // The same names as the JSON (events, intervals, reasons).
         let columns = crate::query::report::columns(&shaped);
-        return Ok(csv(crate::query::report::to_csv(&columns, &shaped)));
+        return Ok(csv(crate::query::csv::table(&columns, &shaped)));
     }
     let results: Vec<Value> = shaped.into_iter().map(Value::Object).collect();
     let body = match kind {
@@ -57,7 +57,7 @@ fn csv(body: String) -> Response {
     let mut resp = body.into_response();
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("text/csv; charset=utf-8"),
+        axum::http::HeaderValue::from_static(Format::Csv.content_type()),
     );
     resp
 }
@@ -170,7 +170,7 @@ pub async fn entry(
     Ok(match format {
         Format::Csv => {
             let columns: Vec<String> = FIELDS.iter().map(|f| f.name.to_owned()).collect();
-            csv(crate::query::report::to_csv(&columns, &[row]))
+            csv(crate::query::csv::table(&columns, &[row]))
         }
         Format::Ndjson => Json(Value::Object(row)).into_response(),
     })

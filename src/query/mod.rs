@@ -5,6 +5,7 @@
 //! own SQL ([`sqlite`]) with every value a bound parameter.
 
 pub mod clickhouse;
+pub mod csv;
 pub mod exec;
 pub mod filter;
 pub mod report;
@@ -416,39 +417,6 @@ impl Query {
         }
         Ok(q)
     }
-}
-
-/// RFC 4180: quoted when it holds a comma, quote or line break. A cell
-/// that starts with any of OWASP's six formula triggers (`=`, `+`, `-`,
-/// `@`, TAB, CR) is prefixed with `'` so a spreadsheet never runs a UA or
-/// sub id as a formula; a plain number (`-1.5`, `+3e2`) is left as it is.
-pub fn csv_field(buf: &mut Vec<u8>, s: &str) {
-    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']) && !plain_number(s);
-    let quote = formula || s.contains([',', '"', '\n', '\r']);
-    if quote {
-        buf.push(b'"');
-    }
-    if formula {
-        buf.push(b'\'');
-    }
-    for b in s.bytes() {
-        if b == b'"' {
-            buf.push(b'"');
-        }
-        buf.push(b);
-    }
-    if quote {
-        buf.push(b'"');
-    }
-}
-
-/// Digits with an optional sign, point and exponent: what a spreadsheet
-/// reads as a number, not a formula (`-inf` or `+NaN` parse as floats but
-/// are formulas to a spreadsheet).
-fn plain_number(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
-        && s.parse::<f64>().is_ok_and(f64::is_finite)
 }
 
 pub fn number(v: &str, param: &'static str, min: u64, max: u64) -> Result<u64, QueryError> {

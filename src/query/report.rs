@@ -352,31 +352,11 @@ pub fn columns(rows: &[Map<String, Value>]) -> Vec<String> {
         .collect()
 }
 
-/// A cell of a report table or CSV: text as it is, anything else as JSON.
+/// A cell of a report table: text as it is, anything else as JSON.
 pub fn cell(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     }
-}
-
-/// Rows as CSV in the given column order (RFC 4180 through
-/// [`super::csv_field`]; JSON values such as the reasons as one cell).
-pub fn to_csv(cols: &[String], rows: &[Map<String, Value>]) -> String {
-    let mut out = Vec::new();
-    let line = |out: &mut Vec<u8>, cells: &mut dyn Iterator<Item = String>| {
-        for (i, c) in cells.enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            super::csv_field(out, &c);
-        }
-        out.extend_from_slice(b"\r\n");
-    };
-    line(&mut out, &mut cols.iter().cloned());
-    for r in rows {
-        line(&mut out, &mut cols.iter().map(|c| cell(r.get(c))));
-    }
-    String::from_utf8(out).unwrap_or_default()
 }
