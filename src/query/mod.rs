@@ -341,12 +341,7 @@ impl Query {
                 "tz" => tz = time_zone(&v, "tz")?,
                 // Access keys and the output format are read by the door.
                 "key" | "format" => {}
-                other => {
-                    return Err(QueryError::new(
-                        other.to_owned(),
-                        format!("unknown parameter {other:?}"),
-                    ));
-                }
+                other => return Err(unknown_parameter(other)),
             }
         }
         let shape = if groups {
@@ -417,6 +412,11 @@ impl Query {
         }
         Ok(q)
     }
+}
+
+/// A parameter the query does not take, named as its own field.
+pub fn unknown_parameter(name: &str) -> QueryError {
+    QueryError::new(name.to_owned(), format!("unknown parameter {name:?}"))
 }
 
 pub fn number(v: &str, param: &'static str, min: u64, max: u64) -> Result<u64, QueryError> {
