@@ -300,30 +300,54 @@ impl Query {
 
     /// Parses a Data API query string. `groups` selects `/groups`.
     pub fn from_params(events: Events, raw: &str, groups: bool) -> Result<Self, QueryError> {
-        let mut fields = Vec::new();
-        let mut group = Vec::new();
-        let mut filter = None;
-        let mut having = None;
-        let mut sort = Vec::new();
-        let mut page = 1;
-        let mut page_size = 100;
-        let mut tz = TimeZone::UTC;
+        let p = Given::parse(raw, groups)?;
+        let shape = if groups {
+            groups_shape(&p.group, &p.fields, p.having)?
+        } else {
+            list_shape(&p.fields)?
+        };
+        let mut q = Query {
+            events,
+            shape,
+            filter: p.filter,
+            sort: Vec::new(),
+            page: p.page,
+            page_size: p.page_size,
+            tz: p.tz,
+        };
+        q.sort = sort_order(&p.sort, &q.columns())?;
+        Ok(q)
+    }
+}
+
+/// A Data API query string's parameters, each value checked on its own.
+struct Given {
+    /// Fields of a list, aggregates of groups.
+    fields: Vec<String>,
+    group: Vec<String>,
+    filter: Option<Expr>,
+    having: Option<Expr>,
+    sort: Vec<String>,
+    page: u64,
+    page_size: u64,
+    tz: TimeZone,
+}
+
+impl Given {
+    fn parse(raw: &str, groups: bool) -> Result<Self, QueryError> {
+        let mut p = Given {
+            fields: Vec::new(),
+            group: Vec::new(),
+            filter: None,
+            having: None,
+            sort: Vec::new(),
+            page: 1,
+            page_size: 100,
+            tz: TimeZone::UTC,
+        };
         let mut seen: Vec<String> = Vec::new();
         for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
-            // A parameter that takes one value, given twice, is a mistake
-            // to name, not a last-one-wins guess.
-            if matches!(
-                &*k,
-                "filter" | "having" | "page" | "page_size" | "tz" | "format"
-            ) {
-                if seen.iter().any(|s| *s == *k) {
-                    return Err(QueryError::new(
-                        k.to_string(),
-                        format!("{k} given more than once"),
-                    ));
-                }
-                seen.push(k.to_string());
-            }
+            once(&mut seen, &k)?;
             let list = || {
                 v.split(',')
                     .map(str::trim)
@@ -331,64 +355,90 @@ impl Query {
                     .map(str::to_owned)
             };
             match &*k {
-                "field" | "field[]" => fields.extend(list()),
-                "group" | "group[]" if groups => group.extend(list()),
-                "filter" => filter = Some(filter::parse(&v, "filter")?),
-                "having" if groups => having = Some(filter::parse(&v, "having")?),
-                "sort" | "sort[]" => sort.extend(list()),
-                "page" => page = number(&v, "page", 1, u64::MAX)?,
-                "page_size" => page_size = number(&v, "page_size", 1, MAX_PAGE_SIZE)?,
-                "tz" => tz = time_zone(&v, "tz")?,
+                "field" | "field[]" => p.fields.extend(list()),
+                "group" | "group[]" if groups => p.group.extend(list()),
+                "filter" => p.filter = Some(filter::parse(&v, "filter")?),
+                "having" if groups => p.having = Some(filter::parse(&v, "having")?),
+                "sort" | "sort[]" => p.sort.extend(list()),
+                "page" => p.page = number(&v, "page", 1, u64::MAX)?,
+                "page_size" => p.page_size = number(&v, "page_size", 1, MAX_PAGE_SIZE)?,
+                "tz" => p.tz = time_zone(&v, "tz")?,
                 // Access keys and the output format are read by the door.
                 "key" | "format" => {}
                 other => return Err(unknown_parameter(other)),
             }
         }
-        let shape = if groups {
-            if group.is_empty() {
-                return Err(QueryError::new("group", "give at least one group field"));
-            }
-            let groups = group
-                .iter()
-                .map(|g| field_or_err(g, "group"))
-                .collect::<Result<Vec<_>, _>>()?;
-            let aggs = if fields.is_empty() {
-                vec![Agg::Count]
-            } else {
-                fields
-                    .iter()
-                    .map(|a| Agg::parse(a))
-                    .collect::<Result<Vec<_>, _>>()?
-            };
-            Shape::Groups {
-                groups,
-                aggs,
-                having,
-            }
-        } else {
-            let names: Vec<&str> = if fields.is_empty() {
-                DEFAULT_FIELDS.to_vec()
-            } else {
-                fields.iter().map(String::as_str).collect()
-            };
-            Shape::List(
-                names
-                    .into_iter()
-                    .map(|n| field_or_err(n, "field"))
-                    .collect::<Result<_, _>>()?,
-            )
-        };
-        let mut q = Query {
-            events,
-            shape,
-            filter,
-            sort: Vec::new(),
-            page,
-            page_size,
-            tz,
-        };
-        let columns = q.columns();
-        for s in sort {
+        Ok(p)
+    }
+}
+
+/// A parameter that takes one value, given twice, is a mistake to name,
+/// not a last-one-wins guess.
+fn once(seen: &mut Vec<String>, k: &str) -> Result<(), QueryError> {
+    if !matches!(
+        k,
+        "filter" | "having" | "page" | "page_size" | "tz" | "format"
+    ) {
+        return Ok(());
+    }
+    if seen.iter().any(|s| s == k) {
+        return Err(QueryError::new(
+            k.to_string(),
+            format!("{k} given more than once"),
+        ));
+    }
+    seen.push(k.to_string());
+    Ok(())
+}
+
+/// A list's fields: the ones named, else [`DEFAULT_FIELDS`].
+fn list_shape(fields: &[String]) -> Result<Shape, QueryError> {
+    let names: Vec<&str> = if fields.is_empty() {
+        DEFAULT_FIELDS.to_vec()
+    } else {
+        fields.iter().map(String::as_str).collect()
+    };
+    Ok(Shape::List(
+        names
+            .into_iter()
+            .map(|n| field_or_err(n, "field"))
+            .collect::<Result<_, _>>()?,
+    ))
+}
+
+/// Groups: at least one group field, the aggregates named (else the
+/// count), and the `having`.
+fn groups_shape(
+    group: &[String],
+    aggs: &[String],
+    having: Option<Expr>,
+) -> Result<Shape, QueryError> {
+    if group.is_empty() {
+        return Err(QueryError::new("group", "give at least one group field"));
+    }
+    let groups = group
+        .iter()
+        .map(|g| field_or_err(g, "group"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let aggs = if aggs.is_empty() {
+        vec![Agg::Count]
+    } else {
+        aggs.iter()
+            .map(|a| Agg::parse(a))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    Ok(Shape::Groups {
+        groups,
+        aggs,
+        having,
+    })
+}
+
+/// The `sort` values (`<column>_asc`, `<column>_desc`), each naming one
+/// of the returned `columns`.
+fn sort_order(sort: &[String], columns: &[String]) -> Result<Vec<(String, bool)>, QueryError> {
+    sort.iter()
+        .map(|s| {
             let (name, desc) = if let Some(n) = s.strip_suffix("_desc") {
                 (n, true)
             } else if let Some(n) = s.strip_suffix("_asc") {
@@ -408,10 +458,9 @@ impl Query {
                     ),
                 ));
             }
-            q.sort.push((name.to_owned(), desc));
-        }
-        Ok(q)
-    }
+            Ok((name.to_owned(), desc))
+        })
+        .collect()
 }
 
 /// A parameter the query does not take, named as its own field.
