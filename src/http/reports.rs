@@ -25,8 +25,9 @@ use super::AppState;
 use super::data::{Cut, Format, log_off, query_error};
 use super::error::ApiError;
 use crate::query::exec::QueryFailure;
+use crate::query::params::time_zone;
 use crate::query::report::{Kind, shape_row};
-use crate::query::{Events, Expr, FIELDS, Op, Query, QueryError, Scalar, Shape, time_zone};
+use crate::query::{Events, Expr, FIELDS, Op, Query, QueryError, Scalar, Shape};
 
 async fn report(state: AppState, kind: Kind, raw: String) -> Result<Response, ApiError> {
     let format = Format::from_query(&raw)?;

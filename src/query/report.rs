@@ -7,10 +7,8 @@
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value};
 
-use super::{
-    Agg, Events, Expr, FIELDS, Field, Op, Query, QueryError, Scalar, Shape, field, number,
-    time_zone, unknown_parameter,
-};
+use super::params::{number, time_zone, unknown_parameter};
+use super::{Agg, Events, Expr, FIELDS, Field, Op, Query, QueryError, Scalar, Shape, field};
 use crate::log::IvtClass;
 use crate::rules::RuleKind;
 use crate::verdict::Tag;
