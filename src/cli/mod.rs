@@ -92,7 +92,7 @@ fn print(columns: &[String], rows: Vec<Map<String, Value>>, format: &str) {
         "json" => rows
             .into_iter()
             .try_for_each(|r| writeln!(out, "{}", Value::Object(r))),
-        "csv" => out.write_all(crate::query::report::to_csv(columns, &rows).as_bytes()),
+        "csv" => out.write_all(crate::query::csv::table(columns, &rows).as_bytes()),
         _ => {
             let mut t = Table::new();
             t.set_content_arrangement(ContentArrangement::Dynamic)

@@ -13,6 +13,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use futures_util::StreamExt;
 use metrics::{Counter, Gauge};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -20,8 +21,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use super::AppState;
 use super::error::ApiError;
 use crate::metrics as m;
-use crate::query::csv_field;
-use crate::query::exec::{QueryFailure, Stop};
+use crate::query::csv;
+use crate::query::exec::{Asker, QueryFailure, Reader, Stop};
 use crate::query::{Events, Query, QueryError};
 
 /// Output formats.
@@ -43,6 +44,13 @@ impl Format {
                 "format: use json or csv",
             )
             .with_field("format")),
+        }
+    }
+
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Format::Ndjson => "application/x-ndjson",
+            Format::Csv => "text/csv; charset=utf-8",
         }
     }
 }
@@ -213,6 +221,10 @@ async fn data(
 /// Bytes buffered before a chunk goes out.
 const CHUNK: usize = 64 * 1024;
 
+/// One item of an answer's body, from its blocking thread: a chunk,
+/// `None` when the query ran to its end, or why it failed.
+type Item = Result<Option<Bytes>, QueryFailure>;
+
 /// Runs `q` and streams its rows as JSON lines or CSV, within one of
 /// the query slots and `query_timeout_ms` for the whole answer: a client
 /// that does not take it in time is cut off, and the thread, the store's
@@ -228,110 +240,159 @@ pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Respon
     // Chunks, then `None` when the query ran to its end: a channel that
     // closes without it (the task failed or was cut) cuts the body short
     // rather than passing for a complete answer.
-    let (tx, mut rx) = mpsc::channel::<Result<Option<Bytes>, QueryFailure>>(4);
+    let (tx, mut rx) = mpsc::channel::<Item>(4);
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let send = |item| hand_over(&rt, &tx, item, &stop);
-        let mut buf = Vec::with_capacity(CHUNK);
-        let mut header = format == Format::Csv;
-        // Whether a chunk went out: the answer is a 200 from then on, and
-        // stopping it is a cut.
-        let mut begun = false;
-        let mut cut = None;
-        let result = reader.run(&q, &stop, &mut |names, row| {
-            if header {
-                write_csv_header(&mut buf, names);
-                header = false;
-            }
-            match format {
-                Format::Ndjson => write_json_row(&mut buf, names, &row),
-                Format::Csv => write_csv_row(&mut buf, &row),
-            }
-            if buf.len() >= CHUNK {
-                let chunk = Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(CHUNK)));
-                match send(Ok(Some(chunk))) {
-                    Ok(()) => begun = true,
-                    Err(c) => {
-                        cut = Some(c);
-                        return false;
-                    }
-                }
-            }
-            true
-        });
-        let outcome = match (cut, result) {
-            (Some(c), _) => Err(c),
-            (None, Ok(())) => {
-                if header {
-                    // No rows: a CSV still gets its header.
-                    write_csv_header(&mut buf, &q.columns());
-                }
-                let rest = if buf.is_empty() {
-                    Ok(())
-                } else {
-                    send(Ok(Some(Bytes::from(buf))))
-                };
-                rest.and_then(|()| send(Ok(None)))
-            }
-            (None, Err(QueryFailure::Gone)) => Err(Cut::ClientGone),
-            (None, Err(e)) => {
-                let timeout = matches!(e, QueryFailure::Timeout);
-                match send(Err(e)) {
-                    Ok(()) if begun && timeout => Err(Cut::Timeout),
-                    Ok(()) => Ok(()),
-                    Err(c) if begun => Err(c),
-                    // Its 503 was never read: nothing was cut.
-                    Err(_) => Ok(()),
-                }
-            }
-        };
-        if let Err(c) = outcome {
+        if let Err(c) = produce(&reader, &q, format, &stop, &send) {
             queries.cut(c);
         }
     });
-    let first = match rx.recv().await {
-        Some(Err(e)) => return Err(state.queries.failure(e)),
-        Some(Ok(chunk)) => chunk,
-        None => {
-            return Err(state
-                .queries
-                .failure(QueryFailure::Store("the query task ended early".into())));
-        }
-    };
+    let first = first_chunk(&state.queries, &mut rx).await?;
     state.queries.ok.increment(1);
     let done = first.is_none();
-    let rest =
-        futures_util::stream::unfold((rx, done, asker), |(mut rx, done, asker)| async move {
-            if done {
-                return None;
-            }
-            match rx.recv().await {
-                Some(Ok(Some(chunk))) => Some((Ok::<_, std::io::Error>(chunk), (rx, false, asker))),
-                Some(Ok(None)) => None,
-                Some(Err(e)) => {
-                    // Headers are sent: all that is left is to cut the body short.
-                    tracing::warn!(error = %e, "decision log query failed mid-stream");
-                    Some((Err(std::io::Error::other(e.to_string())), (rx, true, asker)))
-                }
-                None => {
-                    tracing::warn!("decision log query ended early mid-stream");
-                    Some((
-                        Err(std::io::Error::other("the query task ended early")),
-                        (rx, true, asker),
-                    ))
-                }
-            }
-        });
-    let body = futures_util::stream::iter(first.map(Ok)).chain(rest);
+    let body = futures_util::stream::iter(first.map(Ok)).chain(rest(rx, done, asker));
     let mut resp = Body::from_stream(body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(match format {
-            Format::Ndjson => "application/x-ndjson",
-            Format::Csv => "text/csv; charset=utf-8",
-        }),
+        HeaderValue::from_static(format.content_type()),
     );
     Ok(resp)
+}
+
+/// The blocking half of [`stream`]: runs `q`, writes its rows in
+/// `format` and hands them to `send` a chunk at a time; what cut the
+/// answer short, if anything did.
+fn produce(
+    reader: &Reader,
+    q: &Query,
+    format: Format,
+    stop: &Stop,
+    send: &dyn Fn(Item) -> Result<(), Cut>,
+) -> Result<(), Cut> {
+    let mut out = Chunks {
+        format,
+        buf: Vec::with_capacity(CHUNK),
+        header: format == Format::Csv,
+        begun: false,
+        send,
+    };
+    let mut cut = None;
+    let result = reader.run(q, stop, &mut |names, row| match out.row(names, &row) {
+        Ok(()) => true,
+        Err(c) => {
+            cut = Some(c);
+            false
+        }
+    });
+    match (cut, result) {
+        (Some(c), _) => Err(c),
+        (None, Ok(())) => out.finish(q),
+        (None, Err(QueryFailure::Gone)) => Err(Cut::ClientGone),
+        (None, Err(e)) => out.fail(e),
+    }
+}
+
+/// An answer's body as it is written: rows gathered into chunks of about
+/// [`CHUNK`] bytes, each handed over when full.
+struct Chunks<'a> {
+    format: Format,
+    buf: Vec<u8>,
+    /// A CSV whose header is still to be written.
+    header: bool,
+    /// Whether a chunk went out: the answer is a 200 from then on, and
+    /// stopping it is a cut.
+    begun: bool,
+    send: &'a dyn Fn(Item) -> Result<(), Cut>,
+}
+
+impl Chunks<'_> {
+    fn row(&mut self, names: &[String], row: &[Value]) -> Result<(), Cut> {
+        if self.header {
+            csv::header(&mut self.buf, names);
+            self.header = false;
+        }
+        match self.format {
+            Format::Ndjson => write_json_row(&mut self.buf, names, row),
+            Format::Csv => csv::row(&mut self.buf, row),
+        }
+        if self.buf.len() >= CHUNK {
+            let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+            (self.send)(Ok(Some(chunk)))?;
+            self.begun = true;
+        }
+        Ok(())
+    }
+
+    /// The query ran to its end: the rows left, then the end.
+    fn finish(mut self, q: &Query) -> Result<(), Cut> {
+        if self.header {
+            // No rows: a CSV still gets its header.
+            csv::header(&mut self.buf, &q.columns());
+        }
+        if !self.buf.is_empty() {
+            (self.send)(Ok(Some(Bytes::from(self.buf))))?;
+        }
+        (self.send)(Ok(None))
+    }
+
+    /// The query failed: the failure goes after what went out. Only an
+    /// answer that had begun is cut; before that, the failure is its
+    /// status.
+    fn fail(self, e: QueryFailure) -> Result<(), Cut> {
+        let timeout = matches!(e, QueryFailure::Timeout);
+        match (self.send)(Err(e)) {
+            Ok(()) if self.begun && timeout => Err(Cut::Timeout),
+            Ok(()) => Ok(()),
+            Err(c) if self.begun => Err(c),
+            // Its 503 was never read: nothing was cut.
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// The answer's first item: a failure before any chunk went out is the
+/// answer (its status), not a body cut short.
+async fn first_chunk(
+    queries: &Queries,
+    rx: &mut mpsc::Receiver<Item>,
+) -> Result<Option<Bytes>, ApiError> {
+    match rx.recv().await {
+        Some(Err(e)) => Err(queries.failure(e)),
+        Some(Ok(chunk)) => Ok(chunk),
+        None => Err(queries.failure(QueryFailure::Store("the query task ended early".into()))),
+    }
+}
+
+/// The body after its first item (`done` when that was the end): the
+/// chunks as they come, cut short when the query fails or its task ends
+/// early. It holds the `asker`: dropping the body stops the run.
+fn rest(
+    rx: mpsc::Receiver<Item>,
+    done: bool,
+    asker: Asker,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::unfold((rx, done, asker), |(mut rx, done, asker)| async move {
+        if done {
+            return None;
+        }
+        match rx.recv().await {
+            Some(Ok(Some(chunk))) => Some((Ok(chunk), (rx, false, asker))),
+            Some(Ok(None)) => None,
+            Some(Err(e)) => {
+                // Headers are sent: all that is left is to cut the body short.
+                tracing::warn!(error = %e, "decision log query failed mid-stream");
+                Some((Err(std::io::Error::other(e.to_string())), (rx, true, asker)))
+            }
+            None => {
+                tracing::warn!("decision log query ended early mid-stream");
+                Some((
+                    Err(std::io::Error::other("the query task ended early")),
+                    (rx, true, asker),
+                ))
+            }
+        }
+    })
 }
 
 /// Hands `item` to the answer's body from the blocking thread, waiting
@@ -339,8 +400,8 @@ pub async fn stream(state: &AppState, q: Query, format: Format) -> Result<Respon
 /// waits for a client that stopped reading for ever.
 fn hand_over(
     rt: &tokio::runtime::Handle,
-    tx: &mpsc::Sender<Result<Option<Bytes>, QueryFailure>>,
-    item: Result<Option<Bytes>, QueryFailure>,
+    tx: &mpsc::Sender<Item>,
+    item: Item,
     stop: &Stop,
 ) -> Result<(), Cut> {
     rt.block_on(async {
@@ -353,8 +414,6 @@ fn hand_over(
         }
     })
 }
-
-use futures_util::StreamExt;
 
 /// The answer when `decision_log.enabled = false`.
 pub fn log_off() -> ApiError {
@@ -376,30 +435,4 @@ fn write_json_row(buf: &mut Vec<u8>, names: &[String], row: &[Value]) {
         let _ = serde_json::to_writer(&mut *buf, v);
     }
     buf.extend_from_slice(b"}\n");
-}
-
-fn write_csv_header(buf: &mut Vec<u8>, names: &[String]) {
-    for (i, n) in names.iter().enumerate() {
-        if i > 0 {
-            buf.push(b',');
-        }
-        csv_field(buf, n);
-    }
-    buf.extend_from_slice(b"\r\n");
-}
-
-fn write_csv_row(buf: &mut Vec<u8>, row: &[Value]) {
-    for (i, v) in row.iter().enumerate() {
-        if i > 0 {
-            buf.push(b',');
-        }
-        match v {
-            Value::Null => {}
-            Value::String(t) => csv_field(buf, t),
-            // Numbers as they are; JSON fields (rules, extra) as JSON text.
-            Value::Number(n) => buf.extend_from_slice(n.to_string().as_bytes()),
-            other => csv_field(buf, &other.to_string()),
-        }
-    }
-    buf.extend_from_slice(b"\r\n");
 }

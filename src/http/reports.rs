@@ -19,14 +19,16 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use jiff::tz::TimeZone;
 use serde_json::{Map, Value, json};
 
 use super::AppState;
 use super::data::{Cut, Format, log_off, query_error};
 use super::error::ApiError;
 use crate::query::exec::QueryFailure;
+use crate::query::params::time_zone;
 use crate::query::report::{Kind, shape_row};
-use crate::query::{Events, Expr, FIELDS, Op, Query, QueryError, Scalar, Shape, time_zone};
+use crate::query::{Events, Expr, FIELDS, Op, Query, QueryError, Scalar, Shape};
 
 async fn report(state: AppState, kind: Kind, raw: String) -> Result<Response, ApiError> {
     let format = Format::from_query(&raw)?;
@@ -42,7 +44,7 @@ async fn report(state: AppState, kind: Kind, raw: String) -> Result<Response, Ap
     if format == Format::Csv {
         // The same names as the JSON (events, intervals, reasons).
         let columns = crate::query::report::columns(&shaped);
-        return Ok(csv(crate::query::report::to_csv(&columns, &shaped)));
+        return Ok(csv(crate::query::csv::table(&columns, &shaped)));
     }
     let results: Vec<Value> = shaped.into_iter().map(Value::Object).collect();
     let body = match kind {
@@ -57,7 +59,7 @@ fn csv(body: String) -> Response {
     let mut resp = body.into_response();
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("text/csv; charset=utf-8"),
+        axum::http::HeaderValue::from_static(Format::Csv.content_type()),
     );
     resp
 }
@@ -112,6 +114,38 @@ pub async fn entry(
 ) -> Result<Response, ApiError> {
     let raw = raw.unwrap_or_default();
     let format = Format::from_query(&raw)?;
+    let tz = entry_timezone(&raw)?;
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_entry",
+            "no decision with this id in the log (it may be past retention)",
+        )
+        .with_field("id")
+    };
+    // The id is a UUIDv7: its time finds the row (a seek on the time key).
+    let ms = crate::decision::DecisionId::parse(&id)
+        .ok_or_else(not_found)?
+        .unix_ms() as i64;
+    let Some(row) = collect(&state, entry_query(id, ms, tz))
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Err(not_found());
+    };
+    Ok(match format {
+        Format::Csv => {
+            let columns: Vec<String> = FIELDS.iter().map(|f| f.name.to_owned()).collect();
+            csv(crate::query::csv::table(&columns, &[row]))
+        }
+        Format::Ndjson => Json(Value::Object(row)).into_response(),
+    })
+}
+
+/// An entry's only parameter besides the key and the format: `timezone`,
+/// given at most once (UTC when absent).
+fn entry_timezone(raw: &str) -> Result<TimeZone, ApiError> {
     let mut tz = None;
     for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
         match &*k {
@@ -131,20 +165,12 @@ pub async fn entry(
             }
         }
     }
-    let tz = tz.unwrap_or(jiff::tz::TimeZone::UTC);
-    let not_found = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_entry",
-            "no decision with this id in the log (it may be past retention)",
-        )
-        .with_field("id")
-    };
-    // The id is a UUIDv7: its time finds the row (a seek on the time key).
-    let ms = crate::decision::DecisionId::parse(&id)
-        .ok_or_else(not_found)?
-        .unix_ms() as i64;
-    let q = Query {
+    Ok(tz.unwrap_or(TimeZone::UTC))
+}
+
+/// Every field of the decision `id`, recorded at `ms`.
+fn entry_query(id: String, ms: i64, tz: TimeZone) -> Query {
+    Query {
         events: Events::All,
         shape: Shape::List(FIELDS.iter().collect()),
         filter: Some(Expr::And(vec![
@@ -163,15 +189,5 @@ pub async fn entry(
         page: 1,
         page_size: 1,
         tz,
-    };
-    let Some(row) = collect(&state, q).await?.into_iter().next() else {
-        return Err(not_found());
-    };
-    Ok(match format {
-        Format::Csv => {
-            let columns: Vec<String> = FIELDS.iter().map(|f| f.name.to_owned()).collect();
-            csv(crate::query::report::to_csv(&columns, &[row]))
-        }
-        Format::Ndjson => Json(Value::Object(row)).into_response(),
-    })
+    }
 }

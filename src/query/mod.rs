@@ -1,12 +1,15 @@
 //! The query model of the Data API and the reports: which rows (event
 //! type, filter expression), which columns (fields, or groups with
 //! aggregates and a `having`), in which order, which page, in which time
-//! zone. Parsed and validated here, once; each store translates it to its
-//! own SQL ([`sqlite`]) with every value a bound parameter.
+//! zone. Parsed and validated once (the Data API's parameters in
+//! [`params`], the reports' in [`report`]); each store translates it to
+//! its own SQL ([`sql`]) with every value a bound parameter.
 
 pub mod clickhouse;
+pub mod csv;
 pub mod exec;
 pub mod filter;
+pub mod params;
 pub mod report;
 pub mod sql;
 pub mod sqlite;
@@ -296,182 +299,6 @@ impl Query {
                 .collect(),
         }
     }
-
-    /// Parses a Data API query string. `groups` selects `/groups`.
-    pub fn from_params(events: Events, raw: &str, groups: bool) -> Result<Self, QueryError> {
-        let mut fields = Vec::new();
-        let mut group = Vec::new();
-        let mut filter = None;
-        let mut having = None;
-        let mut sort = Vec::new();
-        let mut page = 1;
-        let mut page_size = 100;
-        let mut tz = TimeZone::UTC;
-        let mut seen: Vec<String> = Vec::new();
-        for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
-            // A parameter that takes one value, given twice, is a mistake
-            // to name, not a last-one-wins guess.
-            if matches!(
-                &*k,
-                "filter" | "having" | "page" | "page_size" | "tz" | "format"
-            ) {
-                if seen.iter().any(|s| *s == *k) {
-                    return Err(QueryError::new(
-                        k.to_string(),
-                        format!("{k} given more than once"),
-                    ));
-                }
-                seen.push(k.to_string());
-            }
-            let list = || {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-            };
-            match &*k {
-                "field" | "field[]" => fields.extend(list()),
-                "group" | "group[]" if groups => group.extend(list()),
-                "filter" => filter = Some(filter::parse(&v, "filter")?),
-                "having" if groups => having = Some(filter::parse(&v, "having")?),
-                "sort" | "sort[]" => sort.extend(list()),
-                "page" => page = number(&v, "page", 1, u64::MAX)?,
-                "page_size" => page_size = number(&v, "page_size", 1, MAX_PAGE_SIZE)?,
-                "tz" => tz = time_zone(&v, "tz")?,
-                // Access keys and the output format are read by the door.
-                "key" | "format" => {}
-                other => {
-                    return Err(QueryError::new(
-                        other.to_owned(),
-                        format!("unknown parameter {other:?}"),
-                    ));
-                }
-            }
-        }
-        let shape = if groups {
-            if group.is_empty() {
-                return Err(QueryError::new("group", "give at least one group field"));
-            }
-            let groups = group
-                .iter()
-                .map(|g| field_or_err(g, "group"))
-                .collect::<Result<Vec<_>, _>>()?;
-            let aggs = if fields.is_empty() {
-                vec![Agg::Count]
-            } else {
-                fields
-                    .iter()
-                    .map(|a| Agg::parse(a))
-                    .collect::<Result<Vec<_>, _>>()?
-            };
-            Shape::Groups {
-                groups,
-                aggs,
-                having,
-            }
-        } else {
-            let names: Vec<&str> = if fields.is_empty() {
-                DEFAULT_FIELDS.to_vec()
-            } else {
-                fields.iter().map(String::as_str).collect()
-            };
-            Shape::List(
-                names
-                    .into_iter()
-                    .map(|n| field_or_err(n, "field"))
-                    .collect::<Result<_, _>>()?,
-            )
-        };
-        let mut q = Query {
-            events,
-            shape,
-            filter,
-            sort: Vec::new(),
-            page,
-            page_size,
-            tz,
-        };
-        let columns = q.columns();
-        for s in sort {
-            let (name, desc) = if let Some(n) = s.strip_suffix("_desc") {
-                (n, true)
-            } else if let Some(n) = s.strip_suffix("_asc") {
-                (n, false)
-            } else {
-                return Err(QueryError::new(
-                    "sort",
-                    format!("{s:?}: use <field>_asc or <field>_desc"),
-                ));
-            };
-            if !columns.iter().any(|c| c == name) {
-                return Err(QueryError::new(
-                    "sort",
-                    format!(
-                        "{name:?} is not among the returned fields ({})",
-                        columns.join(", ")
-                    ),
-                ));
-            }
-            q.sort.push((name.to_owned(), desc));
-        }
-        Ok(q)
-    }
-}
-
-/// RFC 4180: quoted when it holds a comma, quote or line break. A cell
-/// that starts with any of OWASP's six formula triggers (`=`, `+`, `-`,
-/// `@`, TAB, CR) is prefixed with `'` so a spreadsheet never runs a UA or
-/// sub id as a formula; a plain number (`-1.5`, `+3e2`) is left as it is.
-pub fn csv_field(buf: &mut Vec<u8>, s: &str) {
-    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']) && !plain_number(s);
-    let quote = formula || s.contains([',', '"', '\n', '\r']);
-    if quote {
-        buf.push(b'"');
-    }
-    if formula {
-        buf.push(b'\'');
-    }
-    for b in s.bytes() {
-        if b == b'"' {
-            buf.push(b'"');
-        }
-        buf.push(b);
-    }
-    if quote {
-        buf.push(b'"');
-    }
-}
-
-/// Digits with an optional sign, point and exponent: what a spreadsheet
-/// reads as a number, not a formula (`-inf` or `+NaN` parse as floats but
-/// are formulas to a spreadsheet).
-fn plain_number(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
-        && s.parse::<f64>().is_ok_and(f64::is_finite)
-}
-
-pub fn number(v: &str, param: &'static str, min: u64, max: u64) -> Result<u64, QueryError> {
-    let n: u64 = v
-        .trim()
-        .parse()
-        .map_err(|_| QueryError::new(param, format!("{v:?} is not a whole number")))?;
-    if n < min || n > max {
-        return Err(QueryError::new(
-            param,
-            format!("{n} is out of range {min}..={max}"),
-        ));
-    }
-    Ok(n)
-}
-
-pub fn time_zone(v: &str, param: &'static str) -> Result<TimeZone, QueryError> {
-    TimeZone::get(v.trim()).map_err(|_| {
-        QueryError::new(
-            param,
-            format!("unknown time zone {v:?} (an IANA name such as Europe/Berlin)"),
-        )
-    })
 }
 
 /// Unix milliseconds of the start of `date` (YYYY-MM-DD) in `tz`, or of

@@ -4,11 +4,11 @@
 //! fraudgate's meaning: conversions are events, rejected is blocked.
 //! Every report is a [`Query`]: the HTTP door and the CLI share this.
 
+use jiff::tz::TimeZone;
 use serde_json::{Map, Value};
 
-use super::{
-    Agg, Events, Expr, FIELDS, Op, Query, QueryError, Scalar, Shape, field, number, time_zone,
-};
+use super::params::{number, time_zone, unknown_parameter};
+use super::{Agg, Events, Expr, FIELDS, Field, Op, Query, QueryError, Scalar, Shape, field};
 use crate::log::IvtClass;
 use crate::rules::RuleKind;
 use crate::verdict::Tag;
@@ -59,14 +59,17 @@ pub enum Kind {
     Interval,
 }
 
+/// A report's parameters, checked.
 struct Params {
-    groups: Vec<&'static crate::query::Field>,
+    groups: Vec<&'static Field>,
+    /// The search terms on fields, then the date range.
     filters: Vec<Expr>,
+    /// The search terms on counts and rates.
     having: Vec<Expr>,
-    interval: Option<&'static crate::query::Field>,
+    interval: Option<&'static Field>,
     page: u64,
     count: u64,
-    query: Query,
+    tz: TimeZone,
 }
 
 fn bad(field: &'static str, message: impl Into<String>) -> QueryError {
@@ -74,130 +77,155 @@ fn bad(field: &'static str, message: impl Into<String>) -> QueryError {
 }
 
 fn parse(kind: Kind, raw: &str) -> Result<Params, QueryError> {
-    let mut date_start = None;
-    let mut date_end = None;
-    let mut tz = jiff::tz::TimeZone::UTC;
-    let mut groups = Vec::new();
-    let mut filters = Vec::new();
-    let mut having = Vec::new();
-    let mut interval = None;
-    let mut page = 1;
-    let mut count = 100;
+    let mut p = Params {
+        groups: Vec::new(),
+        filters: Vec::new(),
+        having: Vec::new(),
+        interval: None,
+        page: 1,
+        count: 100,
+        tz: TimeZone::UTC,
+    };
+    let (mut date_start, mut date_end) = (None, None);
     for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
         match &*k {
             "date_start" => date_start = Some(v.into_owned()),
             "date_end" => date_end = Some(v.into_owned()),
-            "timezone" => tz = time_zone(&v, "timezone")?,
-            "group" | "group[]" => {
-                let name = v.trim();
-                if !GROUPS.contains(&name) {
-                    return Err(bad(
-                        "group",
-                        format!("{name:?}: group by one of {}", GROUPS.join(", ")),
-                    ));
-                }
-                groups.push(field(name).expect("report groups are fields"));
-            }
-            "search_fields" | "search_fields[]" => {
-                let sf: Value = serde_json::from_str(&v).map_err(|e| {
-                    bad(
-                        "search_fields",
-                        format!("bad JSON at position {}: {e}", e.column()),
-                    )
-                })?;
-                let term = sf["term"].as_str().ok_or_else(|| {
-                    bad(
-                        "search_fields",
-                        "each is {\"term\": <name>, \"query\": <value>}",
-                    )
-                })?;
-                let query = match &sf["query"] {
-                    Value::String(s) => Scalar::Text(s.clone()),
-                    Value::Number(n) => n
-                        .as_i64()
-                        .map(Scalar::Int)
-                        .or_else(|| n.as_f64().map(Scalar::Real))
-                        .ok_or_else(|| bad("search_fields", "query: number out of range"))?,
-                    _ => {
-                        return Err(bad(
-                            "search_fields",
-                            format!("{term}: query is a string or a number"),
-                        ));
-                    }
-                };
-                let (name, op) = match term {
-                    "min_events" => ("count", Op::Ge),
-                    "min_block_rate" => ("block_rate", Op::Ge),
-                    "max_block_rate" => ("block_rate", Op::Le),
-                    t if field(t).is_some() => {
-                        filters.push(Expr::Cmp {
-                            name: t.to_owned(),
-                            op: Op::Eq,
-                            values: vec![query],
-                        });
-                        continue;
-                    }
-                    t => {
-                        return Err(bad(
-                            "search_fields",
-                            format!(
-                                "unknown term {t:?}: min_events, min_block_rate, max_block_rate or a field ({})",
-                                FIELDS.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
-                            ),
-                        ));
-                    }
-                };
-                if matches!(query, Scalar::Text(_)) {
-                    return Err(bad(
-                        "search_fields",
-                        format!("{term}: query is a number, not {}", sf["query"]),
-                    ));
-                }
-                having.push(Expr::Cmp {
-                    name: name.to_owned(),
-                    op,
-                    values: vec![query],
-                });
-            }
-            "time_interval" if kind == Kind::Interval => {
-                let unit = match &*v {
-                    "hour" => "hour",
-                    "day" => "date",
-                    "week" => "week",
-                    "month" => "month",
-                    "year" => "year",
-                    other => {
-                        return Err(bad(
-                            "time_interval",
-                            format!("{other:?}: use hour, day, week, month or year"),
-                        ));
-                    }
-                };
-                interval = field(unit);
-            }
+            "timezone" => p.tz = time_zone(&v, "timezone")?,
+            "group" | "group[]" => p.groups.push(group(&v)?),
+            "search_fields" | "search_fields[]" => match search_field(&v)? {
+                Search::Rows(e) => p.filters.push(e),
+                Search::Groups(e) => p.having.push(e),
+            },
+            "time_interval" if kind == Kind::Interval => p.interval = Some(time_interval(&v)?),
             // Fraudshield always sends it; there is one chart type.
             "chart_type" if kind == Kind::Interval => {}
-            "count" => count = number(&v, "count", 1, MAX_REPORT_ROWS)?,
-            "page" => page = number(&v, "page", 1, u64::MAX)?,
+            "count" => p.count = number(&v, "count", 1, MAX_REPORT_ROWS)?,
+            "page" => p.page = number(&v, "page", 1, u64::MAX)?,
             "key" | "format" => {}
-            other => {
-                return Err(QueryError::new(
-                    other.to_owned(),
-                    format!("unknown parameter {other:?}"),
-                ));
-            }
+            other => return Err(unknown_parameter(other)),
         }
     }
-    if groups.len() > 3 {
+    if p.groups.len() > 3 {
         return Err(bad("group", "at most 3 groups"));
     }
-    if kind == Kind::Interval && interval.is_none() {
+    if kind == Kind::Interval && p.interval.is_none() {
         return Err(bad(
             "time_interval",
             "time_interval is required (hour, day, week, month, year)",
         ));
     }
-    // Dates in the report's zone; today when absent.
+    p.filters.extend(date_range(date_start, date_end, &p.tz)?);
+    Ok(p)
+}
+
+/// A `group[]` value: one of [`GROUPS`].
+fn group(v: &str) -> Result<&'static Field, QueryError> {
+    let name = v.trim();
+    if !GROUPS.contains(&name) {
+        return Err(bad(
+            "group",
+            format!("{name:?}: group by one of {}", GROUPS.join(", ")),
+        ));
+    }
+    Ok(field(name).expect("report groups are fields"))
+}
+
+/// What a search term narrows: the rows (a field equals the query) or
+/// the groups (a bound on their count or block rate).
+enum Search {
+    Rows(Expr),
+    Groups(Expr),
+}
+
+/// A `search_fields[]` value: `{"term": <name>, "query": <value>}`.
+fn search_field(v: &str) -> Result<Search, QueryError> {
+    let sf: Value = serde_json::from_str(v).map_err(|e| {
+        bad(
+            "search_fields",
+            format!("bad JSON at position {}: {e}", e.column()),
+        )
+    })?;
+    let term = sf["term"].as_str().ok_or_else(|| {
+        bad(
+            "search_fields",
+            "each is {\"term\": <name>, \"query\": <value>}",
+        )
+    })?;
+    let query = search_query(term, &sf["query"])?;
+    let (name, op) = match term {
+        "min_events" => ("count", Op::Ge),
+        "min_block_rate" => ("block_rate", Op::Ge),
+        "max_block_rate" => ("block_rate", Op::Le),
+        t if field(t).is_some() => return Ok(Search::Rows(cmp(t, Op::Eq, query))),
+        t => {
+            return Err(bad(
+                "search_fields",
+                format!(
+                    "unknown term {t:?}: min_events, min_block_rate, max_block_rate or a field ({})",
+                    FIELDS.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    };
+    if matches!(query, Scalar::Text(_)) {
+        return Err(bad(
+            "search_fields",
+            format!("{term}: query is a number, not {}", sf["query"]),
+        ));
+    }
+    Ok(Search::Groups(cmp(name, op, query)))
+}
+
+/// A search term's query: a string or a number.
+fn search_query(term: &str, query: &Value) -> Result<Scalar, QueryError> {
+    match query {
+        Value::String(s) => Ok(Scalar::Text(s.clone())),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Scalar::Int)
+            .or_else(|| n.as_f64().map(Scalar::Real))
+            .ok_or_else(|| bad("search_fields", "query: number out of range")),
+        _ => Err(bad(
+            "search_fields",
+            format!("{term}: query is a string or a number"),
+        )),
+    }
+}
+
+fn cmp(name: &str, op: Op, value: Scalar) -> Expr {
+    Expr::Cmp {
+        name: name.to_owned(),
+        op,
+        values: vec![value],
+    }
+}
+
+/// A `time_interval` value: the time bucket an interval report groups by.
+fn time_interval(v: &str) -> Result<&'static Field, QueryError> {
+    let unit = match v {
+        "hour" => "hour",
+        "day" => "date",
+        "week" => "week",
+        "month" => "month",
+        "year" => "year",
+        other => {
+            return Err(bad(
+                "time_interval",
+                format!("{other:?}: use hour, day, week, month or year"),
+            ));
+        }
+    };
+    Ok(field(unit).expect("time buckets are fields"))
+}
+
+/// The filters of `date_start..=date_end` (days in `tz`; today when
+/// absent).
+fn date_range(
+    date_start: Option<String>,
+    date_end: Option<String>,
+    tz: &TimeZone,
+) -> Result<[Expr; 2], QueryError> {
     let today = jiff::Zoned::now()
         .with_time_zone(tz.clone())
         .date()
@@ -215,34 +243,10 @@ fn parse(kind: Kind, raw: &str) -> Result<Params, QueryError> {
             format!("{date_end} is before date_start {date_start}"),
         ));
     }
-    filters.push(Expr::Cmp {
-        name: "date".into(),
-        op: Op::Ge,
-        values: vec![Scalar::Text(date_start)],
-    });
-    filters.push(Expr::Cmp {
-        name: "date".into(),
-        op: Op::Le,
-        values: vec![Scalar::Text(date_end)],
-    });
-    let query = Query {
-        events: Events::All,
-        shape: Shape::List(Vec::new()),
-        filter: Some(Expr::And(filters.clone())),
-        sort: Vec::new(),
-        page,
-        page_size: count,
-        tz,
-    };
-    Ok(Params {
-        groups,
-        filters,
-        having,
-        interval,
-        page,
-        count,
-        query,
-    })
+    Ok([
+        cmp("date", Op::Ge, Scalar::Text(date_start)),
+        cmp("date", Op::Le, Scalar::Text(date_end)),
+    ])
 }
 
 /// The aggregates every report row carries.
@@ -286,6 +290,7 @@ fn build(kind: Kind, p: Params) -> Query {
             .collect::<Vec<_>>(),
     );
     Query {
+        events: Events::All,
         shape: Shape::Groups {
             groups,
             aggs: base_aggs(kind),
@@ -295,7 +300,7 @@ fn build(kind: Kind, p: Params) -> Query {
         sort,
         page: p.page,
         page_size: p.count,
-        ..p.query
+        tz: p.tz,
     }
 }
 
@@ -352,31 +357,11 @@ pub fn columns(rows: &[Map<String, Value>]) -> Vec<String> {
         .collect()
 }
 
-/// A cell of a report table or CSV: text as it is, anything else as JSON.
+/// A cell of a report table: text as it is, anything else as JSON.
 pub fn cell(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     }
-}
-
-/// Rows as CSV in the given column order (RFC 4180 through
-/// [`super::csv_field`]; JSON values such as the reasons as one cell).
-pub fn to_csv(cols: &[String], rows: &[Map<String, Value>]) -> String {
-    let mut out = Vec::new();
-    let line = |out: &mut Vec<u8>, cells: &mut dyn Iterator<Item = String>| {
-        for (i, c) in cells.enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            super::csv_field(out, &c);
-        }
-        out.extend_from_slice(b"\r\n");
-    };
-    line(&mut out, &mut cols.iter().cloned());
-    for r in rows {
-        line(&mut out, &mut cols.iter().map(|c| cell(r.get(c))));
-    }
-    String::from_utf8(out).unwrap_or_default()
 }

@@ -373,6 +373,22 @@ fn resolve(
 /// The whole statement for `q` over `source` (a table, or a subquery in
 /// parentheses).
 pub fn build(q: &Query, d: &mut impl Dialect, source: &str) -> Result<String, QueryError> {
+    let from = format!("FROM {source}{}", where_clause(q, d)?);
+    let mut text = match &q.shape {
+        Shape::List(fields) => select_list(q, d, fields, &from),
+        Shape::Groups {
+            groups,
+            aggs,
+            having,
+        } => select_groups(q, d, groups, aggs, having.as_ref(), &from)?,
+    };
+    text.push_str(&order_by(q, d));
+    text.push_str(&limit(q, d));
+    Ok(text)
+}
+
+/// ` WHERE` the event type and the filter, or nothing.
+fn where_clause(q: &Query, d: &mut impl Dialect) -> Result<String, QueryError> {
     let mut wheres = Vec::new();
     match q.events {
         Events::Click => wheres.push("event_type = 'click'".to_owned()),
@@ -384,83 +400,98 @@ pub fn build(q: &Query, d: &mut impl Dialect, source: &str) -> Result<String, Qu
         expr_sql(d, f, q, &Scope::Rows, &mut s)?;
         wheres.push(s);
     }
-    let where_sql = if wheres.is_empty() {
+    Ok(if wheres.is_empty() {
         String::new()
     } else {
         format!(" WHERE {}", wheres.join(" AND "))
-    };
-    let mut text = match &q.shape {
-        Shape::List(fields) => {
-            let mut cols: Vec<String> = fields
-                .iter()
-                .map(|f| format!("{} AS \"{}\"", column(d, f), f.name))
-                .collect();
-            if q.sort.is_empty() {
-                // A list sorted by a field it does not return still
-                // sorts by time.
-                cols.push(format!("{} AS \"__ts\"", d.time_key().unwrap_or("ts")));
-            }
-            format!("SELECT {} FROM {source}{where_sql}", cols.join(", "))
-        }
-        Shape::Groups {
-            groups,
-            aggs,
-            having,
-        } => {
-            let gcols: Vec<String> = groups.iter().map(|f| column(d, f)).collect();
-            let mut cols: Vec<String> = groups
-                .iter()
-                .map(|f| format!("{} AS \"{}\"", column(d, f), f.name))
-                .collect();
-            cols.extend(
-                aggs.iter()
-                    .map(|a| format!("{} AS \"{}\"", agg_sql(d, a), a.name())),
-            );
-            let mut t = format!("SELECT {} FROM {source}{where_sql}", cols.join(", "));
-            if !gcols.is_empty() {
-                t.push_str(" GROUP BY ");
-                t.push_str(&gcols.join(", "));
-            }
-            if let Some(h) = having {
-                let mut s = String::new();
-                expr_sql(d, h, q, &Scope::Having(groups), &mut s)?;
-                t.push_str(" HAVING ");
-                t.push_str(&s);
-            }
-            t
-        }
-    };
+    })
+}
+
+/// A list's `SELECT`: its fields, and the time column it is ordered by
+/// when it names no sort.
+fn select_list(q: &Query, d: &impl Dialect, fields: &[&'static Field], from: &str) -> String {
+    let mut cols: Vec<String> = fields
+        .iter()
+        .map(|f| format!("{} AS \"{}\"", column(d, f), f.name))
+        .collect();
     if q.sort.is_empty() {
-        if matches!(q.shape, Shape::List(_)) {
-            text.push_str(" ORDER BY \"__ts\" DESC");
-        }
-    } else {
-        let list = matches!(q.shape, Shape::List(_));
-        let last = q.sort.len() - 1;
-        let order: Vec<String> = q
-            .sort
-            .iter()
-            .enumerate()
-            .map(|(i, (n, desc))| match d.time_key() {
-                // Rows in time order: the time key's order (never NULL).
-                // Only as the last key: it breaks ties of one `ts` itself,
-                // which would leave a key after it unused.
-                Some(k) if list && n == "ts" && i == last => {
-                    format!("{k} {}", if *desc { "DESC" } else { "ASC" })
-                }
-                _ => d.order(n, *desc),
-            })
-            .collect();
-        text.push_str(" ORDER BY ");
-        text.push_str(&order.join(", "));
+        // A list sorted by a field it does not return still
+        // sorts by time.
+        cols.push(format!("{} AS \"{HIDDEN}\"", d.time_key().unwrap_or("ts")));
     }
+    format!("SELECT {} {from}", cols.join(", "))
+}
+
+/// A groups query's `SELECT`: its groups and aggregates, `GROUP BY` and
+/// `HAVING`.
+fn select_groups(
+    q: &Query,
+    d: &mut impl Dialect,
+    groups: &[&'static Field],
+    aggs: &[Agg],
+    having: Option<&Expr>,
+    from: &str,
+) -> Result<String, QueryError> {
+    let gcols: Vec<String> = groups.iter().map(|f| column(d, f)).collect();
+    let mut cols: Vec<String> = groups
+        .iter()
+        .map(|f| format!("{} AS \"{}\"", column(d, f), f.name))
+        .collect();
+    cols.extend(
+        aggs.iter()
+            .map(|a| format!("{} AS \"{}\"", agg_sql(d, a), a.name())),
+    );
+    let mut t = format!("SELECT {} {from}", cols.join(", "));
+    if !gcols.is_empty() {
+        t.push_str(" GROUP BY ");
+        t.push_str(&gcols.join(", "));
+    }
+    if let Some(h) = having {
+        let mut s = String::new();
+        expr_sql(d, h, q, &Scope::Having(groups), &mut s)?;
+        t.push_str(" HAVING ");
+        t.push_str(&s);
+    }
+    Ok(t)
+}
+
+/// ` ORDER BY` the sort, newest first for a list that names none; or
+/// nothing (groups without a sort).
+fn order_by(q: &Query, d: &impl Dialect) -> String {
+    let list = matches!(q.shape, Shape::List(_));
+    if q.sort.is_empty() {
+        return if list {
+            format!(" ORDER BY \"{HIDDEN}\" DESC")
+        } else {
+            String::new()
+        };
+    }
+    let last = q.sort.len() - 1;
+    let order: Vec<String> = q
+        .sort
+        .iter()
+        .enumerate()
+        .map(|(i, (n, desc))| match d.time_key() {
+            // Rows in time order: the time key's order (never NULL).
+            // Only as the last key: it breaks ties of one `ts` itself,
+            // which would leave a key after it unused.
+            Some(k) if list && n == "ts" && i == last => {
+                format!("{k} {}", if *desc { "DESC" } else { "ASC" })
+            }
+            _ => d.order(n, *desc),
+        })
+        .collect();
+    format!(" ORDER BY {}", order.join(", "))
+}
+
+/// ` LIMIT .. OFFSET ..` of the page.
+fn limit(q: &Query, d: &mut impl Dialect) -> String {
     let offset = (q.page - 1)
         .saturating_mul(q.page_size)
         .min(i64::MAX as u64);
     let limit = d.value(Value::Int(q.page_size as i64));
     let offset = d.value(Value::Int(offset as i64));
-    text.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
-    Ok(text)
+    format!(" LIMIT {limit} OFFSET {offset}")
 }
 
 /// The columns a list query adds for its default order; never output.

@@ -101,11 +101,37 @@ pub fn run(
     each: &mut dyn FnMut(&[String], Vec<Value>) -> bool,
 ) -> Result<(), QueryFailure> {
     let driver = Driver::new().map_err(QueryFailure::Store)?;
-    let on = |source: &str, each: &mut dyn FnMut(&[String], Vec<Value>) -> bool| {
+    let server = Server {
+        driver: &driver,
+        http,
+        config,
+    };
+    match server.run(q, stop, &config.qualified(), each) {
+        Err(QueryFailure::Store(e)) if missing_table(&e) => server.run(q, stop, EMPTY, each),
+        other => other,
+    }
+}
+
+/// The server a run talks to, and how it waits for it.
+struct Server<'a> {
+    driver: &'a Driver,
+    http: &'a reqwest::Client,
+    config: &'a ClickHouseConfig,
+}
+
+impl Server<'_> {
+    /// One run over `source`, killed on the server if it stops short.
+    fn run(
+        &self,
+        q: &Query,
+        stop: &Stop,
+        source: &str,
+        each: &mut dyn FnMut(&[String], Vec<Value>) -> bool,
+    ) -> Result<(), QueryFailure> {
         // A query id of our own: a run that ends before the server's
         // answer does can name the query to cancel.
         let id = format!("fraudgate-{:032x}", rand::random::<u128>());
-        let result = run_on(&driver, http, config, q, stop, source, &id, each);
+        let result = self.run_on(q, stop, source, &id, each);
         if matches!(
             result,
             Ok(false) | Err(QueryFailure::Timeout | QueryFailure::Gone)
@@ -115,144 +141,185 @@ pub fn run(
             // is sending, but not one still aggregating, so it is killed
             // by id too. Best effort, briefly: the server's own
             // max_execution_time bounds it anyway.
-            kill(&driver, http, config, &id);
+            self.kill(&id);
         }
         result.map(|_| ())
-    };
-    match on(&config.qualified(), each) {
-        Err(QueryFailure::Store(e)) if missing_table(&e) => on(EMPTY, each),
-        other => other,
     }
-}
 
-/// `KILL QUERY` of the run `id`, without waiting for it to end.
-fn kill(driver: &Driver, http: &reqwest::Client, config: &ClickHouseConfig, id: &str) {
-    let req = config
-        .post(http, &[])
-        .timeout(Duration::from_secs(2))
-        .body(format!("KILL QUERY WHERE query_id = {} ASYNC", quote(id)));
-    match driver.block_on(async { req.send().await }) {
-        Ok(r) if r.status().is_success() => {}
-        Ok(r) => tracing::warn!(status = %r.status(), "ClickHouse refused to kill a stopped query"),
-        Err(e) => {
-            tracing::warn!(error = %e.without_url(), "could not kill a stopped ClickHouse query")
-        }
-    }
-}
-
-/// One run; true when the server's answer was read to its end.
-#[allow(clippy::too_many_arguments)]
-fn run_on(
-    driver: &Driver,
-    http: &reqwest::Client,
-    config: &ClickHouseConfig,
-    q: &Query,
-    stop: &Stop,
-    source: &str,
-    id: &str,
-    each: &mut dyn FnMut(&[String], Vec<Value>) -> bool,
-) -> Result<bool, QueryFailure> {
-    stop.check()?;
-    let sql = crate::query::clickhouse::build(q, source)?;
-    // A constant last column: a row must end with it, so an error the
-    // server writes after the rows began can never pass for a row.
-    let sql = sql.replacen(" FROM ", &format!(", 1 AS \"{END}\" FROM "), 1);
-    let sql = format!("{sql} FORMAT TabSeparatedWithNamesAndTypes");
-    let left = stop.remaining();
-    let secs = left.as_secs_f64().ceil().max(1.0).to_string();
-    // readonly = 2: no writes, but settings (the time limit) may be set.
-    let req = config
-        .post(
-            http,
-            &[
-                ("readonly", "2"),
-                ("max_execution_time", secs.as_str()),
-                ("query_id", id),
-            ],
-        )
-        .timeout(left + Duration::from_secs(2))
-        .body(sql);
-    let store = |e: reqwest::Error| {
-        if e.is_timeout() {
-            QueryFailure::Timeout
-        } else {
-            QueryFailure::Store(e.without_url().to_string())
-        }
-    };
-    let failure = |text: &str| {
-        if has_code(text, 159) {
-            QueryFailure::Timeout
-        } else {
-            QueryFailure::Store(text.to_owned())
-        }
-    };
-    // Futures are made inside the runtime (reqwest arms timers when
-    // made); each wait also ends when `stop` says so.
-    let mut resp = driver
-        .block_on(async { until(stop, req.send()).await })?
-        .map_err(store)?;
-    let status = resp.status();
-    if !status.is_success() {
-        let body = driver
-            .block_on(async { until(stop, resp.text()).await })?
-            .map_err(store)?;
-        return Err(failure(&server_error(status, &body)));
-    }
-    let mut names: Vec<String> = Vec::new();
-    let mut shown: Vec<String> = Vec::new();
-    let mut types: Vec<(ColType, bool)> = Vec::new();
-    let mut header = 0;
-    let mut buf: Vec<u8> = Vec::new();
-    // One chunk at a time inside the runtime; the rows are handed to
-    // `each` outside it (it may block on a full channel).
-    while let Some(chunk) = driver
-        .block_on(async { until(stop, resp.chunk()).await })?
-        .map_err(store)?
-    {
-        buf.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(n) = buf[start..].iter().position(|b| *b == b'\n') {
-            let line = &buf[start..start + n];
-            start += n + 1;
-            let fields: Vec<&[u8]> = line.split(|b| *b == b'\t').collect();
-            match header {
-                0 => {
-                    names = fields.iter().map(|f| unescape(f)).collect();
-                    shown = names
-                        .iter()
-                        .filter(|n| *n != HIDDEN && *n != END)
-                        .cloned()
-                        .collect();
-                    header = 1;
-                }
-                1 => {
-                    types = fields.iter().map(|f| col_type(&unescape(f))).collect();
-                    header = 2;
-                }
-                _ => {
-                    if fields.len() != names.len() || fields.last() != Some(&&b"1"[..]) {
-                        // An error the server wrote after the rows began.
-                        return Err(failure(&String::from_utf8_lossy(line)));
-                    }
-                    let row = fields
-                        .iter()
-                        .zip(&names)
-                        .zip(&types)
-                        .filter(|((_, n), _)| *n != HIDDEN && *n != END)
-                        .map(|((f, n), t)| value(n, f, *t))
-                        .collect();
-                    if !each(&shown, row) {
-                        return Ok(false);
-                    }
-                }
+    /// `KILL QUERY` of the run `id`, without waiting for it to end.
+    fn kill(&self, id: &str) {
+        let req = self
+            .config
+            .post(self.http, &[])
+            .timeout(Duration::from_secs(2))
+            .body(format!("KILL QUERY WHERE query_id = {} ASYNC", quote(id)));
+        match self.driver.block_on(async { req.send().await }) {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), "ClickHouse refused to kill a stopped query")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.without_url(), "could not kill a stopped ClickHouse query")
             }
         }
-        buf.drain(..start);
     }
-    if !buf.is_empty() || header < 2 {
-        return Err(failure(&String::from_utf8_lossy(&buf)));
+
+    /// One run; true when the server's answer was read to its end.
+    fn run_on(
+        &self,
+        q: &Query,
+        stop: &Stop,
+        source: &str,
+        id: &str,
+        each: &mut dyn FnMut(&[String], Vec<Value>) -> bool,
+    ) -> Result<bool, QueryFailure> {
+        stop.check()?;
+        let mut resp = self.send(statement(q, source)?, stop, id)?;
+        let mut answer = Answer::default();
+        let mut buf: Vec<u8> = Vec::new();
+        // One chunk at a time inside the runtime; the rows are handed to
+        // `each` outside it (it may block on a full channel).
+        while let Some(chunk) = self.wait(stop, || resp.chunk())?.map_err(transport)? {
+            buf.extend_from_slice(&chunk);
+            let mut start = 0;
+            while let Some(n) = buf[start..].iter().position(|b| *b == b'\n') {
+                let line = &buf[start..start + n];
+                start += n + 1;
+                if let Some(row) = answer.read(line)?
+                    && !each(&answer.shown, row)
+                {
+                    return Ok(false);
+                }
+            }
+            buf.drain(..start);
+        }
+        if !buf.is_empty() || !answer.has_header() {
+            return Err(server_failure(&String::from_utf8_lossy(&buf)));
+        }
+        Ok(true)
     }
-    Ok(true)
+
+    /// Sends `sql` as the query `id`, limited to the time `stop` leaves;
+    /// the response once its status says the rows follow.
+    fn send(&self, sql: String, stop: &Stop, id: &str) -> Result<reqwest::Response, QueryFailure> {
+        let left = stop.remaining();
+        let secs = left.as_secs_f64().ceil().max(1.0).to_string();
+        // readonly = 2: no writes, but settings (the time limit) may be set.
+        let req = self
+            .config
+            .post(
+                self.http,
+                &[
+                    ("readonly", "2"),
+                    ("max_execution_time", secs.as_str()),
+                    ("query_id", id),
+                ],
+            )
+            .timeout(left + Duration::from_secs(2))
+            .body(sql);
+        let resp = self.wait(stop, || req.send())?.map_err(transport)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = self.wait(stop, || resp.text())?.map_err(transport)?;
+            return Err(server_failure(&server_error(status, &body)));
+        }
+        Ok(resp)
+    }
+
+    /// The future `make` makes, driven to its end, or the reason `stop`
+    /// gives first. The future is made inside the runtime: reqwest arms
+    /// its timers when it makes one.
+    fn wait<F: Future>(
+        &self,
+        stop: &Stop,
+        make: impl FnOnce() -> F,
+    ) -> Result<F::Output, QueryFailure> {
+        self.driver.block_on(async { until(stop, make()).await })
+    }
+}
+
+/// The statement of `q` over `source`, as TabSeparatedWithNamesAndTypes
+/// with a constant last column: a row must end with it, so an error the
+/// server writes after the rows began can never pass for a row.
+fn statement(q: &Query, source: &str) -> Result<String, QueryFailure> {
+    let sql = crate::query::clickhouse::build(q, source)?;
+    let sql = sql.replacen(" FROM ", &format!(", 1 AS \"{END}\" FROM "), 1);
+    Ok(format!("{sql} FORMAT TabSeparatedWithNamesAndTypes"))
+}
+
+/// A transport failure: past the request's deadline, or the store's.
+fn transport(e: reqwest::Error) -> QueryFailure {
+    if e.is_timeout() {
+        QueryFailure::Timeout
+    } else {
+        QueryFailure::Store(e.without_url().to_string())
+    }
+}
+
+/// An error the server answered: its time limit, or the store's.
+fn server_failure(text: &str) -> QueryFailure {
+    if has_code(text, 159) {
+        QueryFailure::Timeout
+    } else {
+        QueryFailure::Store(text.to_owned())
+    }
+}
+
+/// A `TabSeparatedWithNamesAndTypes` answer, read a line at a time: the
+/// names, the types, then the rows.
+#[derive(Default)]
+struct Answer {
+    names: Vec<String>,
+    /// The names handed on: all but the hidden and the end column.
+    shown: Vec<String>,
+    types: Vec<(ColType, bool)>,
+    /// Header lines read so far.
+    header: u8,
+}
+
+impl Answer {
+    fn has_header(&self) -> bool {
+        self.header == 2
+    }
+
+    /// Reads one line: a row's shown values, once the header is read.
+    fn read(&mut self, line: &[u8]) -> Result<Option<Vec<Value>>, QueryFailure> {
+        let fields: Vec<&[u8]> = line.split(|b| *b == b'\t').collect();
+        match self.header {
+            0 => {
+                self.names = fields.iter().map(|f| unescape(f)).collect();
+                self.shown = self.names.iter().filter(|n| shown(n)).cloned().collect();
+                self.header = 1;
+                Ok(None)
+            }
+            1 => {
+                self.types = fields.iter().map(|f| col_type(&unescape(f))).collect();
+                self.header = 2;
+                Ok(None)
+            }
+            _ => {
+                if fields.len() != self.names.len() || fields.last() != Some(&&b"1"[..]) {
+                    // An error the server wrote after the rows began.
+                    return Err(server_failure(&String::from_utf8_lossy(line)));
+                }
+                Ok(Some(
+                    fields
+                        .iter()
+                        .zip(&self.names)
+                        .zip(&self.types)
+                        .filter(|((_, n), _)| shown(n))
+                        .map(|((f, n), t)| value(n, f, *t))
+                        .collect(),
+                ))
+            }
+        }
+    }
+}
+
+/// Whether a column is handed on: not the hidden sort column, not the
+/// end column.
+fn shown(name: &str) -> bool {
+    name != HIDDEN && name != END
 }
 
 /// `f`, or the reason `stop` gives first.
@@ -263,7 +330,7 @@ async fn until<F: Future>(stop: &Stop, f: F) -> Result<F::Output, QueryFailure> 
     }
 }
 
-/// The constant last column of every query (see [`run_on`]).
+/// The constant last column of every query (see [`statement`]).
 const END: &str = "__end";
 
 /// One column's type in a `...WithNamesAndTypes` answer.

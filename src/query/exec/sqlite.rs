@@ -48,28 +48,46 @@ pub fn run_until(
     rollups: bool,
     each: &mut dyn FnMut(&[String], Vec<serde_json::Value>) -> bool,
 ) -> Result<(), QueryFailure> {
-    let file: PathBuf = path.join(FILE);
-    let store = |e: rusqlite::Error| QueryFailure::Store(e.to_string());
-    let tables;
-    let mut conn;
-    if file.exists() {
-        conn = Connection::open_with_flags(
-            &file,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(store)?;
-        // One snapshot for the day list and every statement after it (a
-        // time-ordered list runs one per day): retention or a view rebuilt
-        // by the writer in between cannot change what the query sees.
-        conn.execute_batch("BEGIN").map_err(store)?;
-        tables = list_days(&conn).map_err(store)?;
-    } else {
-        conn = Connection::open_in_memory().map_err(store)?;
-        tables = Vec::new();
+    let (mut conn, days) = open(path)?;
+    prepare(&mut conn, q, stop).map_err(store)?;
+    // (No day yet: the one statement over an empty relation, which still
+    // checks the query.)
+    if let Some(desc) = time_ordered_list(q).filter(|_| !days.is_empty()) {
+        return run_by_day(&conn, q, days, desc, stop, rollups, each);
     }
+    let sql = build(q, &days, rollups)?;
+    stream(&conn, &sql, stop, &mut 0, each).map(|_| ())
+}
+
+fn store(e: rusqlite::Error) -> QueryFailure {
+    QueryFailure::Store(e.to_string())
+}
+
+/// A read-only connection to the store and its days, in one snapshot
+/// (or an empty database when the store has no file yet).
+fn open(path: &Path) -> Result<(Connection, Vec<String>), QueryFailure> {
+    let file: PathBuf = path.join(FILE);
+    if !file.exists() {
+        return Ok((Connection::open_in_memory().map_err(store)?, Vec::new()));
+    }
+    let conn = Connection::open_with_flags(
+        &file,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(store)?;
+    // One snapshot for the day list and every statement after it (a
+    // time-ordered list runs one per day): retention or a view rebuilt
+    // by the writer in between cannot change what the query sees.
+    conn.execute_batch("BEGIN").map_err(store)?;
+    let days = list_days(&conn).map_err(store)?;
+    Ok((conn, days))
+}
+
+/// Sets the connection up for `q`: `_like` case-sensitive, the time
+/// buckets in its zone (`fg_time`), and `stop` checked as it works.
+fn prepare(conn: &mut Connection, q: &Query, stop: &Stop) -> rusqlite::Result<()> {
     // `_like` matches case-sensitively, as in ClickHouse.
-    conn.execute_batch("PRAGMA case_sensitive_like = ON;")
-        .map_err(store)?;
+    conn.execute_batch("PRAGMA case_sensitive_like = ON;")?;
     let tz = q.tz.clone();
     conn.create_scalar_function(
         "fg_time",
@@ -88,44 +106,46 @@ pub fn run_until(
             };
             Ok(bucket(ts, unit, &tz))
         },
-    )
-    .map_err(store)?;
+    )?;
     let check = stop.clone();
     conn.progress_handler(10_000, Some(move || check.check().is_err()))
-        .map_err(store)?;
-    // (No day yet: the one statement over an empty relation, which still
-    // checks the query.)
-    if let Some(desc) = time_ordered_list(q).filter(|_| !tables.is_empty()) {
-        // Days hold disjoint times: the rows in time order are each day's
-        // in time order, one day after the other. One day at a time, each
-        // read in its own time order (its rows' key), not all days merged
-        // on one order.
-        let mut skip = (q.page - 1).saturating_mul(q.page_size);
-        let mut left = q.page_size;
-        let mut days = tables;
-        if desc {
-            days.reverse();
-        }
-        for day in days {
-            if left == 0 {
-                break;
-            }
-            let mut dq = q.clone();
-            dq.page = 1;
-            dq.page_size = skip.saturating_add(left);
-            let sql = build(&dq, std::slice::from_ref(&day), rollups)?;
-            let done = stream(&conn, &sql, stop, &mut skip, &mut |names, values| {
-                left -= 1;
-                each(names, values) && left > 0
-            })?;
-            if done {
-                break;
-            }
-        }
-        return Ok(());
+}
+
+/// A list in time order over `days`: days hold disjoint times, so the
+/// rows in time order are each day's in time order, one day after the
+/// other. One day at a time, each read in its own time order (its rows'
+/// key), not all days merged on one order.
+fn run_by_day(
+    conn: &Connection,
+    q: &Query,
+    mut days: Vec<String>,
+    desc: bool,
+    stop: &Stop,
+    rollups: bool,
+    each: &mut dyn FnMut(&[String], Vec<serde_json::Value>) -> bool,
+) -> Result<(), QueryFailure> {
+    let mut skip = (q.page - 1).saturating_mul(q.page_size);
+    let mut left = q.page_size;
+    if desc {
+        days.reverse();
     }
-    let sql = build(q, &tables, rollups)?;
-    stream(&conn, &sql, stop, &mut 0, each).map(|_| ())
+    for day in days {
+        if left == 0 {
+            break;
+        }
+        let mut dq = q.clone();
+        dq.page = 1;
+        dq.page_size = skip.saturating_add(left);
+        let sql = build(&dq, std::slice::from_ref(&day), rollups)?;
+        let done = stream(conn, &sql, stop, &mut skip, &mut |names, values| {
+            left -= 1;
+            each(names, values) && left > 0
+        })?;
+        if done {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// For a list in time order (newest first unless sorted by `ts`
@@ -150,7 +170,6 @@ fn stream(
     skip: &mut u64,
     each: &mut dyn FnMut(&[String], Vec<serde_json::Value>) -> bool,
 ) -> Result<bool, QueryFailure> {
-    let store = |e: rusqlite::Error| QueryFailure::Store(e.to_string());
     let mut stmt = conn.prepare(&sql.text).map_err(store)?;
     let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
     let shown: Vec<String> = names.iter().filter(|n| *n != HIDDEN).cloned().collect();
