@@ -73,7 +73,7 @@ fn the_kubernetes_and_compose_files_lint() {
         .status()
         .is_ok_and(|s| s.success());
     if !has_yaml && std::env::var_os("FRAUDGATE_REQUIRE_TOOLS").is_none() {
-        eprintln!("skipped: python3-yaml is not installed (Debian: python3-yaml)");
+        crate::helpers::skipped("python3-yaml is not installed (Debian: python3-yaml)");
         return;
     }
     let script = r#"

@@ -257,9 +257,21 @@ pub fn tool(name: &str) -> Option<std::path::PathBuf> {
             std::env::var_os("FRAUDGATE_REQUIRE_TOOLS").is_none(),
             "{name} is required (FRAUDGATE_REQUIRE_TOOLS is set) but not on PATH"
         );
-        eprintln!("SKIP: {name} not installed");
+        skipped(&format!("{name} is not installed"));
     }
     found
+}
+
+/// Says on the terminal that a test skipped its real-tool part, and why.
+/// Written to stderr directly: libtest captures `eprintln!`, and shows it
+/// only for failures, so a skip would pass unseen.
+pub fn skipped(why: &str) {
+    use std::io::Write as _;
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {why} (FRAUDGATE_REQUIRE_TOOLS=1 makes this a failure)"
+    );
 }
 
 /// A browser-like client that does not follow redirects (for /click).
