@@ -127,11 +127,18 @@ fn main() -> ExitCode {
             p.display().to_string()
         });
     let (name, result) = match cli.command {
-        Command::CheckConfig => {
+        Command::CheckConfig | Command::Serve => {
+            // The same checks, and the same message, for both.
+            if let Err(e) = fraudgate::startup::preflight(&config) {
+                eprintln!("fraudgate: invalid configuration: {e}");
+                return ExitCode::from(78);
+            }
+            if matches!(cli.command, Command::Serve) {
+                return serve(config, source);
+            }
             println!("configuration OK ({source})");
             return ExitCode::SUCCESS;
         }
-        Command::Serve => return serve(config, source),
         Command::Query {
             event,
             groups,

@@ -17,6 +17,8 @@ pub enum StartupError {
     Scorer(#[from] ScorerError),
     #[error(transparent)]
     Feeds(#[from] crate::feeds::state::StateError),
+    #[error("{0}")]
+    Log(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -30,6 +32,31 @@ pub struct Application {
     /// `server.admin_listen`: the operator's endpoints on a port of their own.
     admin: Option<(TcpListener, SocketAddr)>,
     state: AppState,
+}
+
+/// Everything `serve` would refuse before it binds, checked without side
+/// effects (no threads, no connections, no files written): rule and list
+/// files, the policy, the IVT map, the RT client, `log.file`. `check-config`
+/// and `serve` both run it, so they refuse the same things with the same
+/// message.
+pub fn preflight(config: &Config) -> Result<(), StartupError> {
+    let feeds: Vec<String> = config.feeds.iter().map(|f| f.name.clone()).collect();
+    crate::rules::LocalRules::with_feeds(&config.rules, &feeds).map_err(ScorerError::from)?;
+    crate::policy::Policy::from_config(&config.policy).map_err(ScorerError::from)?;
+    crate::log::IvtMap::new(&config.ivt).map_err(|message| ScorerError::Config {
+        key: "ivt",
+        message,
+    })?;
+    if config.upstream.enabled() {
+        crate::upstream::Upstream::new(&config.upstream).map_err(|message| {
+            ScorerError::Config {
+                key: "upstream",
+                message,
+            }
+        })?;
+    }
+    crate::telemetry::check_file(&config.log).map_err(StartupError::Log)?;
+    Ok(())
 }
 
 impl Application {

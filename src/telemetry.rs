@@ -48,6 +48,43 @@ pub fn init_subscriber(c: &LogConfig) -> Result<(), String> {
 
 /// `log.file`, rotated when it passes `max_file_mb`: `app.log` becomes
 /// `app.log.1`, the older ones move up, past `keep_files` they go.
+/// Whether `log.file` can be opened, checked without creating anything:
+/// an existing file must open for appending; otherwise its nearest
+/// existing ancestor must be a writable directory (the rest is created).
+pub fn check_file(c: &LogConfig) -> Result<(), String> {
+    if c.file.is_empty() {
+        return Ok(());
+    }
+    let path = std::path::absolute(&c.file).map_err(|e| format!("log.file {:?}: {e}", c.file))?;
+    let bad = |why: String| Err(format!("log.file {}: {why}", path.display()));
+    if let Ok(m) = std::fs::metadata(&path) {
+        if m.is_dir() {
+            return bad("is a directory".into());
+        }
+        return match std::fs::OpenOptions::new().append(true).open(&path) {
+            Ok(_) => Ok(()),
+            Err(e) => bad(e.to_string()),
+        };
+    }
+    let mut dir = path.parent();
+    while let Some(d) = dir.filter(|d| !d.exists()) {
+        dir = d.parent();
+    }
+    match dir.map(std::fs::metadata) {
+        Some(Ok(m)) if !m.is_dir() => bad(format!(
+            "{} is not a directory",
+            dir.unwrap_or(&path).display()
+        )),
+        Some(Ok(m)) if m.permissions().readonly() => bad(format!(
+            "{} is not writable",
+            dir.unwrap_or(&path).display()
+        )),
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => bad(e.to_string()),
+        None => bad("no directory to create it in".into()),
+    }
+}
+
 pub fn open_rotating(c: &LogConfig) -> Result<FileRotate<AppendCount>, String> {
     let path = std::path::absolute(&c.file).map_err(|e| format!("log.file {:?}: {e}", c.file))?;
     // FileRotate panics where it cannot create or open: check first.

@@ -429,3 +429,57 @@ async fn a_refused_key_and_a_failing_rt_are_named_in_logs_readyz_and_metrics() {
     );
     assert!(!out.contains(UPSTREAM_KEY));
 }
+
+/// `check-config` refuses everything `serve` would refuse before binding,
+/// with the same message: a missing list or ranges file, a log file that
+/// cannot be opened.
+#[test]
+fn check_config_refuses_what_serve_refuses_with_the_same_message() {
+    let dir = temp_dir("parity");
+    std::fs::write(dir.join("not-a-dir"), "").unwrap();
+    let list = dir.join("a.toml");
+    std::fs::write(
+        &list,
+        format!(
+            "[[rules.lists]]\nname = \"blocklist\"\naction = \"block\"\nfile = {:?}\n",
+            dir.join("missing.txt").display().to_string()
+        ),
+    )
+    .unwrap();
+    let proxy = dir.join("nope.txt").display().to_string();
+    let log_file = dir.join("not-a-dir/x.log").display().to_string();
+    /// Arguments, environment, and the field the message names.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 3] = [
+        (
+            &["--config", list.to_str().unwrap()],
+            &[],
+            "rules.lists[0].file",
+        ),
+        (
+            &[],
+            &[("FRAUDGATE_RULES__PROXY__FILES", &proxy)],
+            "rules.proxy.files[0]",
+        ),
+        (&[], &[("FRAUDGATE_LOG__FILE", &log_file)], "log.file"),
+    ];
+    for (args, env, field) in cases {
+        let run = |cmd: &str| {
+            let out = Command::new(env!("CARGO_BIN_EXE_fraudgate"))
+                .arg(cmd)
+                .args(args)
+                .envs(env.iter().copied())
+                .env("FRAUDGATE_SERVER__LISTEN", "127.0.0.1:0")
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        };
+        let (check, serve) = (run("check-config"), run("serve"));
+        assert_eq!(check.0, Some(78), "check-config: {}", check.1);
+        assert!(check.1.contains(field), "{field}: {}", check.1);
+        assert_eq!(serve, check, "serve refuses it the same way");
+    }
+}
