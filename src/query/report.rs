@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::{
     Agg, Events, Expr, FIELDS, Op, Query, QueryError, Scalar, Shape, field, number, time_zone,
 };
-use crate::log::IvtClass;
+use crate::decision_log::IvtClass;
 use crate::rules::RuleKind;
 use crate::verdict::Tag;
 

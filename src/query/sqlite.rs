@@ -86,7 +86,7 @@ impl Dialect for Sqlite {
     }
 
     fn time_key_bound(&self, op: Op, ms: i64) -> Option<String> {
-        use crate::log::compact::{key_ceil, key_floor};
+        use crate::decision_log::compact::{key_ceil, key_floor};
         Some(match op {
             Op::Ge => format!("_k >= {}", key_floor(ms)),
             Op::Gt => format!("_k >= {}", key_floor(ms.saturating_add(1))),
@@ -114,14 +114,14 @@ impl Dialect for Sqlite {
 /// The time key of a rollup row (which has none of its own): what a
 /// day's rows store for the same time (`log::compact`).
 fn key_from_ts() -> String {
-    format!("ts << {} AS _k", crate::log::compact::SEQ_BITS)
+    format!("ts << {} AS _k", crate::decision_log::compact::SEQ_BITS)
 }
 
 /// The whole statement for `q` over the given days (their views,
 /// `d_YYYYMMDD`); over their rollups instead when `rollups` and the
 /// rollups answer `q` exactly.
 pub fn build(q: &Query, days: &[String], rollups: bool) -> Result<Sql, QueryError> {
-    use crate::log::sqlite::{ROLLUP_DIMS, rollup_table};
+    use crate::decision_log::sqlite::{ROLLUP_DIMS, rollup_table};
     let rollup = rollups && !days.is_empty() && sql::rollup_answers(q, &ROLLUP_DIMS);
     let source = if rollup {
         let parts: Vec<String> = days

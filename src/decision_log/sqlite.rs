@@ -392,7 +392,7 @@ pub(crate) mod tests {
     use rusqlite::types::Value;
 
     use super::*;
-    use crate::log::Row;
+    use crate::decision_log::Row;
     use crate::query::Query;
     use crate::query::exec::sqlite::{run, run_with};
     use crate::query::sqlite::build;
@@ -818,7 +818,7 @@ pub(crate) mod tests {
             tag: Some(Tag::Datacenter),
             reason: reason.map(Into::into),
         };
-        let with_event = |q: &str| -> crate::log::record::LoggedEvent {
+        let with_event = |q: &str| -> crate::decision_log::record::LoggedEvent {
             let e = crate::event::EventBuilder::from_query(&format!(
                 "ip=10.0.0.1&ua=x&affiliate_id=a0&offer_id=o&{q}"
             ))
