@@ -5,6 +5,7 @@
 //! ([`score::Scorer`]), one [`decision::Decision`].
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod breaker;
 pub mod cache;
 pub mod cli;

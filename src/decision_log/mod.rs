@@ -28,6 +28,7 @@ use std::time::Duration;
 use metrics::Counter;
 use serde::Deserialize;
 
+use crate::backoff::Backoff;
 use crate::config_error::ConfigError;
 use crate::decision::{Decision, Door};
 use crate::event::Event;
@@ -225,8 +226,7 @@ impl Drop for Inner {
 
 /// Waits between attempts at a batch that failed (ClickHouse down, disk
 /// full): doubling from 100 ms up to 5 s.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 impl DecisionLog {
     /// Opens the store and starts the writer thread. A store that cannot
@@ -321,7 +321,7 @@ impl DecisionLog {
                     // At most batch_max records a transaction (a drain can
                     // bring more: it takes whole buffers).
                     for chunk in batch.records().chunks(batch_max) {
-                        let mut backoff = BACKOFF_MIN;
+                        let mut failures = 0;
                         loop {
                             if lock(&account_w).abandoned {
                                 break 'run;
@@ -348,9 +348,10 @@ impl DecisionLog {
                                 settle(chunk.len(), &dropped);
                                 break;
                             }
-                            tracing::warn!(error = %e, records = chunk.len(), retry_in_ms = backoff.as_millis() as u64, "decision log write failed; retrying");
-                            std::thread::sleep(backoff);
-                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            failures += 1;
+                            let wait = BACKOFF.after(failures);
+                            tracing::warn!(error = %e, records = chunk.len(), retry_in_ms = wait.as_millis() as u64, "decision log write failed; retrying");
+                            std::thread::sleep(wait);
                         }
                     }
                     // Its buffers go back to the queue's shards as they
