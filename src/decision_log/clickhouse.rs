@@ -21,9 +21,10 @@ use serde::Deserialize;
 
 #[cfg(test)]
 use super::Row;
+use super::columns::{self, AFF_SUBS, ip_text};
 use super::ivt::IvtMap;
 use super::record::Record;
-use super::{IpMode, LogError, compact};
+use super::{IpMode, LogError};
 use crate::event::Opt;
 use crate::secret::Secret;
 
@@ -167,12 +168,6 @@ const DDL_COLUMNS: &str = "id String, ts Int64, door String, client Nullable(Str
     tag_mask Int64, blocked_mask Int64, source String, reason String, rules String, \
     rule_mask Int64, ivt String, ivt_category String, elapsed_us Int64";
 
-/// The columns in table order, as `RowBinary` rows carry them.
-const COLUMN_NAMES: &str = "id, ts, door, client, event_type, ip, ua, affiliate_id, offer_id, \
-    aff_sub1, aff_sub2, aff_sub3, aff_sub4, aff_sub5, country_code, extra, decision, would_be, \
-    mode, tags, tag_mask, blocked_mask, source, reason, rules, rule_mask, ivt, ivt_category, \
-    elapsed_us";
-
 /// ClickHouse's `RowBinary`: values in column order, no names and no
 /// escaping (measured: JSONEachRow was half of the writer's time).
 /// `String` is its LEB128 length and bytes, `Nullable` a 1 (NULL) or a 0
@@ -229,15 +224,15 @@ impl RowBinary<'_> {
         self.str(r.door.as_str());
         self.opt(r.client.as_deref());
         self.str(e.event_type.as_str());
-        self.str(compact::ip_text(e.ip, ip, salt).as_str());
+        self.str(ip_text(e.ip, ip, salt).as_str());
         self.str(e.ua());
         self.str(e.affiliate_id());
         self.str(e.offer_id());
-        for sub in compact::SUBS {
+        for sub in AFF_SUBS {
             self.opt(e.get(sub));
         }
         self.opt(e.get(Opt::CountryCode));
-        self.opt(compact::extra(r.event.optional()).as_deref());
+        self.opt(columns::extra(r.event.optional()).as_deref());
         self.str(r.decision.as_str());
         self.str(r.would_be.as_str());
         self.str(r.mode.as_str());
@@ -262,7 +257,7 @@ impl RowBinary<'_> {
             scratch.extend_from_slice(b"[]");
         }
         self.bytes(scratch);
-        self.int(super::rule_mask(&r.rules));
+        self.int(columns::rule_mask(&r.rules));
         let class = ivt.classify(&r.rules, &r.tags);
         self.str(class.class.as_str());
         self.str(&class.category);
@@ -432,9 +427,11 @@ impl Writer {
                 &mut scratch,
             );
         }
+        // The columns in table order, as `RowBinary` rows carry them.
         let insert = format!(
-            "INSERT INTO {} ({COLUMN_NAMES}) FORMAT RowBinary",
-            self.config.qualified()
+            "INSERT INTO {} ({}) FORMAT RowBinary",
+            self.config.qualified(),
+            columns::NAMES.join(", ")
         );
         self.last_len = self.body.len();
         let payload = self.body.split().freeze();
@@ -550,6 +547,15 @@ mod tests {
                 assert_eq!(a, b, "{ip:?} {r:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_table_has_the_columns_in_order() {
+        let names: Vec<&str> = DDL_COLUMNS
+            .split(", ")
+            .map(|c| c.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(names, columns::NAMES);
     }
 
     #[test]

@@ -33,7 +33,6 @@
 //! the rows that use it.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hash, Hasher};
 
 // foldhash (already in the tree through hashbrown): a per-process seeded
@@ -46,9 +45,10 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Statement, ToSql, Transaction};
 
 use super::batch::Records;
+use super::columns::{self, AFF_SUBS, StackStr, ip_text};
 use super::ivt::IvtMap;
 use super::record::{Record, utf8};
-use super::{IpMode, LogError, store_ip};
+use super::{IpMode, LogError};
 use crate::event::Opt;
 
 /// Entries a day's in-memory dictionaries hold at most (each is also in
@@ -222,7 +222,7 @@ impl Context {
                 tag_mask: i64::from(r.tags.known_mask()),
                 blocked_mask: i64::from(r.blocked_by.known_mask()),
                 rules: serde_json::to_string(&r.rules).unwrap_or_else(|_| "[]".into()),
-                rule_mask: super::rule_mask(&r.rules),
+                rule_mask: columns::rule_mask(&r.rules),
                 ivt: class.class.as_str(),
                 ivt_category: class.category.into(),
             },
@@ -297,78 +297,6 @@ impl Dictionaries {
     }
 }
 
-/// Text buffers on the stack for a row's formatted columns.
-pub(super) struct StackStr<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> StackStr<N> {
-    fn new() -> Self {
-        StackStr {
-            buf: [0; N],
-            len: 0,
-        }
-    }
-
-    pub(super) fn as_str(&self) -> &str {
-        // Only whole `&str`s are ever written in.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
-impl<const N: usize> std::fmt::Write for StackStr<N> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        if end > N {
-            return Err(std::fmt::Error);
-        }
-        self.buf[self.len..end].copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-/// An IPv4 address in dotted decimal, without the formatting machinery
-/// (measured: a tenth of a row's cost through `Display`).
-fn ipv4_text(ip: std::net::Ipv4Addr, out: &mut StackStr<48>) {
-    for (i, octet) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            out.buf[out.len] = b'.';
-            out.len += 1;
-        }
-        if octet >= 100 {
-            out.buf[out.len] = b'0' + octet / 100;
-            out.len += 1;
-        }
-        if octet >= 10 {
-            out.buf[out.len] = b'0' + octet / 10 % 10;
-            out.len += 1;
-        }
-        out.buf[out.len] = b'0' + octet % 10;
-        out.len += 1;
-    }
-}
-
-/// A row's IP as stored: `store_ip`'s text (IPv4 formatted by hand).
-pub(super) fn ip_text(ip: std::net::IpAddr, mode: IpMode, salt: Option<&[u8; 32]>) -> StackStr<48> {
-    use std::net::IpAddr;
-    let mut t = StackStr::new();
-    let _ = match (mode, ip) {
-        (IpMode::Full, IpAddr::V4(v4)) => {
-            ipv4_text(v4, &mut t);
-            Ok(())
-        }
-        (IpMode::Truncated, IpAddr::V4(v4)) => {
-            ipv4_text((u32::from(v4) & 0xffff_ff00).into(), &mut t);
-            Ok(())
-        }
-        (IpMode::Full, v6) => write!(t, "{v6}"),
-        _ => t.write_str(&store_ip(ip, mode, salt)),
-    };
-    t
-}
-
 /// One row of `g_YYYYMMDD`, borrowing what it can from its record.
 struct Fact<'a> {
     id_mid: i64,
@@ -396,8 +324,8 @@ impl<'a> Fact<'a> {
         let (aff_sub, extra) = if s.wide {
             let e = rows.get(s.record as usize);
             (
-                SUBS.map(|o| e.get(o).map(Text)),
-                extra(e.optional().map(|(o, v)| (o, utf8(v)))),
+                AFF_SUBS.map(|o| e.get(o).map(Text)),
+                columns::extra(e.optional().map(|(o, v)| (o, utf8(v)))),
             )
         } else {
             ([None; 5], None)
@@ -511,14 +439,6 @@ impl<const N: usize> ToSql for StackStr<N> {
     }
 }
 
-pub(super) const SUBS: [Opt; 5] = [
-    Opt::AffSub1,
-    Opt::AffSub2,
-    Opt::AffSub3,
-    Opt::AffSub4,
-    Opt::AffSub5,
-];
-
 /// Text the encoding holds (UTF-8), bound as TEXT as it is.
 #[derive(Clone, Copy)]
 struct Text<'a>(&'a [u8]);
@@ -534,17 +454,6 @@ impl ToSql for Text<'_> {
 /// `extra`): all but country_code, which is its context's.
 fn in_row(o: Opt) -> bool {
     o != Opt::CountryCode
-}
-
-/// The optional fields with no column of their own, as a JSON object.
-pub fn extra<'a>(optional: impl Iterator<Item = (Opt, &'a str)>) -> Option<String> {
-    let mut rest = optional
-        .filter(|(o, _)| in_row(*o) && !SUBS.contains(o))
-        .peekable();
-    rest.peek()?;
-    let map: serde_json::Map<String, serde_json::Value> =
-        rest.map(|(o, v)| (o.name().to_owned(), v.into())).collect();
-    Some(serde_json::Value::Object(map).to_string())
 }
 
 /// The id of a UA in the day's dictionary, upserted when first seen.

@@ -12,6 +12,7 @@
 
 pub mod batch;
 pub mod clickhouse;
+pub mod columns;
 pub mod compact;
 pub mod config;
 pub mod ivt;
@@ -20,7 +21,6 @@ pub mod record;
 pub mod sink;
 pub mod sqlite;
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -34,6 +34,7 @@ use crate::event::Event;
 use crate::metrics as m;
 pub use batch::{Batch, Records};
 pub use clickhouse::ClickHouseConfig;
+pub use columns::Row;
 pub use config::{DecisionLogConfig, IpMode, OnFull, Store};
 pub use ivt::{Ivt, IvtClass, IvtConfig, IvtMap};
 use queue::Queue;
@@ -337,122 +338,4 @@ fn salt(dir: &Path) -> Result<[u8; 32], LogError> {
     let s: [u8; 32] = rand::rng().random();
     std::fs::write(&file, s).map_err(err)?;
     Ok(s)
-}
-
-/// A record as the store's columns.
-pub struct Row {
-    pub id: String,
-    pub ts: i64,
-    pub door: &'static str,
-    pub client: Option<String>,
-    pub event_type: &'static str,
-    pub ip: String,
-    pub ua: String,
-    pub affiliate_id: String,
-    pub offer_id: String,
-    pub aff_sub: [Option<String>; 5],
-    pub country_code: Option<String>,
-    pub extra: Option<String>,
-    pub decision: &'static str,
-    pub would_be: &'static str,
-    pub mode: &'static str,
-    pub tags: String,
-    pub tag_mask: i64,
-    pub blocked_mask: i64,
-    pub source: &'static str,
-    pub reason: &'static str,
-    pub rules: String,
-    pub rule_mask: i64,
-    pub ivt: &'static str,
-    pub ivt_category: String,
-    pub elapsed_us: i64,
-}
-
-impl Row {
-    pub fn new(r: &Record, ivt: &IvtMap, ip: IpMode, salt: Option<&[u8; 32]>) -> Self {
-        use crate::event::Opt;
-        let e = &r.event;
-        let subs = [
-            Opt::AffSub1,
-            Opt::AffSub2,
-            Opt::AffSub3,
-            Opt::AffSub4,
-            Opt::AffSub5,
-        ];
-        let extra: serde_json::Map<String, serde_json::Value> = e
-            .optional()
-            .filter(|(o, _)| !subs.contains(o) && *o != Opt::CountryCode)
-            .map(|(o, v)| (o.name().to_owned(), v.into()))
-            .collect();
-        let class = ivt.classify(&r.rules, &r.tags);
-        Row {
-            id: r.id.to_string(),
-            ts: r.ts_ms(),
-            door: r.door.as_str(),
-            client: r.client.as_deref().map(str::to_owned),
-            event_type: e.event_type.as_str(),
-            ip: store_ip(e.ip, ip, salt),
-            ua: e.ua().to_owned(),
-            affiliate_id: e.affiliate_id().to_owned(),
-            offer_id: e.offer_id().to_owned(),
-            aff_sub: subs.map(|o| e.get(o).map(str::to_owned)),
-            country_code: e.get(Opt::CountryCode).map(str::to_owned),
-            extra: (!extra.is_empty()).then(|| serde_json::Value::Object(extra).to_string()),
-            decision: r.decision.as_str(),
-            would_be: r.would_be.as_str(),
-            mode: r.mode.as_str(),
-            tags: r.tags.iter().collect::<Vec<_>>().join(","),
-            tag_mask: i64::from(r.tags.known_mask()),
-            blocked_mask: i64::from(r.blocked_by.known_mask()),
-            source: r.source.as_str(),
-            reason: r.reason,
-            rules: serde_json::to_string(&r.rules).unwrap_or_else(|_| "[]".into()),
-            rule_mask: rule_mask(&r.rules),
-            ivt: class.class.as_str(),
-            ivt_category: class.category.into(),
-            elapsed_us: r.elapsed_us as i64,
-        }
-    }
-}
-
-/// The kinds of the rules that fired, as bits (`rule_*` aggregates).
-pub fn rule_mask(rules: &[crate::rules::RuleHit]) -> i64 {
-    rules.iter().fold(0, |m, h| m | (1i64 << (h.kind as u32)))
-}
-
-fn store_ip(ip: IpAddr, mode: IpMode, salt: Option<&[u8; 32]>) -> String {
-    match (mode, salt) {
-        (IpMode::Full, _) | (IpMode::Hashed, None) => ip.to_string(),
-        (IpMode::Truncated, _) => match ip {
-            IpAddr::V4(v4) => std::net::Ipv4Addr::from(u32::from(v4) & 0xffff_ff00).to_string(),
-            IpAddr::V6(v6) => {
-                std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 80) - 1)).to_string()
-            }
-        },
-        (IpMode::Hashed, Some(salt)) => {
-            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, salt);
-            let tag = ring::hmac::sign(&key, ip.to_string().as_bytes());
-            crate::hash::hex(&tag.as_ref()[..16])
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ips_are_stored_as_configured() {
-        let v4: IpAddr = "198.51.100.77".parse().unwrap();
-        let v6: IpAddr = "2001:db8:aa:bb::1".parse().unwrap();
-        assert_eq!(store_ip(v4, IpMode::Full, None), "198.51.100.77");
-        assert_eq!(store_ip(v4, IpMode::Truncated, None), "198.51.100.0");
-        assert_eq!(store_ip(v6, IpMode::Truncated, None), "2001:db8:aa::");
-        let salt = [7u8; 32];
-        let h = store_ip(v4, IpMode::Hashed, Some(&salt));
-        assert_eq!(h.len(), 32);
-        assert!(!h.contains("198"));
-        assert_eq!(h, store_ip(v4, IpMode::Hashed, Some(&salt)), "stable");
-        assert_ne!(h, store_ip(v4, IpMode::Hashed, Some(&[8u8; 32])), "keyed");
-    }
 }

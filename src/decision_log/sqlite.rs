@@ -773,12 +773,20 @@ pub(crate) mod tests {
         let want: Vec<Row> = batch
             .iter()
             .map(|r| {
-                let [a, b, c, d, e] = compact::SUBS.map(|o| r.event.get(o).map(str::to_owned));
+                let [a, b, c, d, e] = crate::decision_log::columns::AFF_SUBS
+                    .map(|o| r.event.get(o).map(str::to_owned));
                 (
                     r.event.ip.to_string(),
                     r.elapsed_us as i64,
                     r.decision.as_str().to_owned(),
-                    [a, b, c, d, e, compact::extra(r.event.optional())],
+                    [
+                        a,
+                        b,
+                        c,
+                        d,
+                        e,
+                        crate::decision_log::columns::extra(r.event.optional()),
+                    ],
                 )
             })
             .collect();
@@ -1253,7 +1261,9 @@ pub(crate) mod tests {
             let got = texts(&dir, "field=ip&page_size=10&sort=ts_asc&field=ts");
             let want: Vec<String> = ips
                 .iter()
-                .map(|ip| super::super::store_ip(ip.parse().unwrap(), mode, Some(&salt)))
+                .map(|ip| {
+                    crate::decision_log::columns::store_ip(ip.parse().unwrap(), mode, Some(&salt))
+                })
                 .collect();
             assert_eq!(got, want, "{mode:?}");
             // An equality filter on the text finds the row.
@@ -1290,6 +1300,27 @@ pub(crate) mod tests {
         w.conn.execute_batch("DELETE FROM fail_once").unwrap();
         w.write(&batch).unwrap();
         assert_eq!(count(&dir, "field=id&page_size=100"), 5);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A day's view has a decision's columns in table order, then the
+    /// time key.
+    #[test]
+    fn a_day_view_has_the_columns_in_order() {
+        let dir = fresh_dir("columns");
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+        let ms = 20_000 * 86_400_000i64;
+        w.write(&[record(ms, 0)]).unwrap();
+        let conn = Connection::open(dir.join(FILE)).unwrap();
+        let sql = format!("SELECT name FROM pragma_table_info('{}')", day_table(ms));
+        let names: Vec<Value> = select(&conn, &sql).into_iter().flatten().collect();
+        let want: Vec<Value> = crate::decision_log::columns::NAMES
+            .iter()
+            .chain(&["_k"])
+            .map(|n| Value::from(n.to_string()))
+            .collect();
+        assert_eq!(names, want);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
