@@ -517,7 +517,7 @@ mod tests {
     fn a_record_encodes_as_its_row() {
         let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
         let salt = [5u8; 32];
-        let plain = crate::decision_log::sqlite::tests::record(1_764_700_000_000, 7);
+        let plain = crate::decision_log::record::tests::record(1_764_700_000_000, 7);
         let mut full = plain.clone();
         full.event = (&crate::event::EventBuilder::from_query(
             "event_type=impression&ip=2001:db8::9&ua=Mozilla%2F5.0%20%C3%A9&affiliate_id=a%22b\

@@ -206,7 +206,7 @@ mod tests {
 
     /// Queues record `i` (its id ends in `i`).
     fn push(q: &Queue, i: u128) -> bool {
-        let r = crate::decision_log::sqlite::tests::record(1_764_700_000_000, i);
+        let r = crate::decision_log::record::tests::record(1_764_700_000_000, i);
         q.push(|out| r.encode(out))
     }
 
@@ -314,7 +314,7 @@ mod tests {
         let q = std::sync::Arc::new(Queue::new(1, 1));
         assert!(push(&q, 0));
         let q2 = q.clone();
-        let r = crate::decision_log::sqlite::tests::record(1_764_700_000_000, 1);
+        let r = crate::decision_log::record::tests::record(1_764_700_000_000, 1);
         let waiting = tokio::spawn(async move { q2.push_waiting(|out| r.encode(out)).await });
         tokio::task::yield_now().await;
         (q, waiting)

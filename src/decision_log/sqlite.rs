@@ -393,35 +393,10 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::decision_log::Row;
+    use crate::decision_log::record::tests::record;
     use crate::query::Query;
     use crate::query::exec::sqlite::{run, run_with};
     use crate::query::sqlite::build;
-
-    pub(crate) fn record(ms: i64, i: u128) -> Record {
-        let event = crate::event::EventBuilder::from_query(&format!(
-            "event_type=click&ip=10.0.0.{}&ua=x&affiliate_id=a{}&offer_id=o",
-            i % 200,
-            i % 3
-        ))
-        .unwrap()
-        .build()
-        .unwrap();
-        Record {
-            id: crate::decision::DecisionId(((ms as u128) << 80) | (0x7 << 76) | i),
-            door: crate::decision::Door::Check,
-            client: None,
-            event: (&event).into(),
-            decision: crate::policy::Action::Allow,
-            would_be: crate::policy::Action::Allow,
-            mode: crate::policy::Mode::Enforce,
-            tags: crate::verdict::Tags::clean(),
-            blocked_by: crate::verdict::Tags::clean(),
-            source: crate::decision::Source::Cache,
-            reason: "clean",
-            rules: Vec::new(),
-            elapsed_us: 1,
-        }
-    }
 
     /// Every row a statement selects, as values.
     fn select(conn: &Connection, sql: &str) -> Vec<Vec<Value>> {
