@@ -13,7 +13,6 @@
 pub mod batch;
 pub mod clickhouse;
 pub mod columns;
-pub mod compact;
 pub mod config;
 pub mod ivt;
 mod queue;
