@@ -18,12 +18,13 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock};
 use std::thread::Thread;
 
 use tokio::sync::Notify;
 
-use super::batch::Batch;
+use super::lock;
+use crate::decision_log::batch::Batch;
 
 /// Encoded records and how many.
 #[derive(Default)]
@@ -70,10 +71,6 @@ impl Drop for Rollback<'_> {
     fn drop(&mut self) {
         self.0.truncate(self.1);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Queue {
