@@ -63,18 +63,11 @@ fn the_wal_is_bounded_and_a_damaged_file_is_called_corrupt() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Rows with no aff_sub or extra go in through a narrower statement, a
-/// chunk with any through the wide one, the remainder one row at a
-/// time: every row reads back with exactly its own values.
-#[test]
-fn rows_read_back_with_their_own_values_whatever_their_chunk() {
-    let dir = fresh_dir("subs");
-    let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
-    let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
-    let ms = 20_000 * 86_400_000i64 + 1234;
-    // Chunks of 64: 0 narrow; 1..=4 one wide row each, alone and for
-    // one reason (first, last or inside its chunk); 5 all wide; then
-    // the remainder, one row at a time, mixed.
+/// 392 records at `ms` whose optional fields make every kind of chunk of
+/// 64 rows. Chunks of 64: 0 narrow; 1..=4 one wide row each, alone and
+/// for one reason (first, last or inside its chunk); 5 all wide; then
+/// the remainder, one row at a time, mixed.
+fn chunk_cases(ms: i64) -> Vec<Record> {
     let optional = |i: u128| match i {
         64 => "&aff_sub1=first".to_owned(),
         191 => "&aff_sub4=last".to_owned(),
@@ -85,7 +78,7 @@ fn rows_read_back_with_their_own_values_whatever_their_chunk() {
         384.. if i % 2 == 0 => format!("&aff_sub2=s{i}"),
         _ => String::new(),
     };
-    let batch: Vec<Record> = (0..392u128)
+    (0..392u128)
         .map(|i| {
             let event = crate::event::EventBuilder::from_query(&format!(
                 "event_type=click&ip=10.0.{}.{}&ua=x&affiliate_id=a&offer_id=o{}",
@@ -108,7 +101,19 @@ fn rows_read_back_with_their_own_values_whatever_their_chunk() {
                 ..record(ms, i)
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Rows with no aff_sub or extra go in through a narrower statement, a
+/// chunk with any through the wide one, the remainder one row at a
+/// time: every row reads back with exactly its own values.
+#[test]
+fn rows_read_back_with_their_own_values_whatever_their_chunk() {
+    let dir = fresh_dir("subs");
+    let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+    let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+    let ms = 20_000 * 86_400_000i64 + 1234;
+    let batch = chunk_cases(ms);
     w.write(&batch).unwrap();
     let conn = Connection::open(dir.join(FILE)).unwrap();
     let mut stmt = conn
@@ -166,133 +171,86 @@ fn rows_read_back_with_their_own_values_whatever_their_chunk() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The base record, then records that each differ from it in one part
+/// of their context.
+fn context_variants(base: &Record) -> Vec<Record> {
+    use crate::decision::{Door, Source};
+    use crate::policy::{Action, Mode};
+    use crate::rules::{RuleHit, RuleKind};
+    use crate::verdict::{Tag, Tags};
+    fn hit(name: &str, reason: Option<&str>) -> RuleHit {
+        RuleHit {
+            kind: RuleKind::Datacenter,
+            name: name.into(),
+            tag: Some(Tag::Datacenter),
+            reason: reason.map(Into::into),
+        }
+    }
+    fn event(q: &str) -> crate::decision_log::record::LoggedEvent {
+        let q = format!("ip=10.0.0.1&ua=x&affiliate_id=a0&offer_id=o&{q}");
+        (&crate::event::EventBuilder::from_query(&q)
+            .unwrap()
+            .build()
+            .unwrap())
+            .into()
+    }
+    let changes: [fn(&mut Record); 23] = [
+        |_| (),
+        |r| r.door = Door::Auth,
+        |r| r.client = Some("a".into()),
+        |r| r.client = Some("b".into()),
+        |r| r.event = event("event_type=impression"),
+        |r| r.event = event("event_type=click&country_code=DE"),
+        |r| r.event = event("event_type=click&country_code=US"),
+        |r| r.decision = Action::Block,
+        |r| r.would_be = Action::Block,
+        |r| r.mode = Mode::Shadow,
+        |r| r.tags = Tags::from_known(&[Tag::Proxy]),
+        |r| r.tags = Tags::parse("weird").unwrap(),
+        |r| r.tags = Tags::parse("weirder").unwrap(),
+        |r| r.blocked_by = Tags::from_known(&[Tag::Proxy]),
+        |r| r.source = Source::Upstream,
+        |r| r.reason = "tags",
+        |r| r.rules = vec![hit("aws", None)],
+        |r| r.rules = vec![hit("gcp", None)],
+        |r| r.rules = vec![hit("aws", Some("r1"))],
+        |r| r.rules = vec![hit("aws", Some("r2"))],
+        |r| r.rules = vec![hit("aws", None), hit("gcp", None)],
+        |r| {
+            r.rules = vec![RuleHit {
+                kind: RuleKind::BlockList,
+                ..hit("aws", None)
+            }]
+        },
+        |r| {
+            r.rules = vec![RuleHit {
+                tag: None,
+                ..hit("aws", None)
+            }]
+        },
+    ];
+    changes
+        .iter()
+        .map(|change| {
+            let mut r = base.clone();
+            change(&mut r);
+            r
+        })
+        .collect()
+}
+
 /// The writer looks contexts up by their encoded bytes: records that
 /// differ from one another in any one part of their context each get
 /// their own context row, records that share one share its row, and
 /// every row reads back its own context.
 #[test]
 fn each_context_is_stored_once_and_read_back_as_its_own() {
-    use crate::decision::{Door, Source};
-    use crate::policy::{Action, Mode};
-    use crate::rules::{RuleHit, RuleKind};
-    use crate::verdict::{Tag, Tags};
     let dir = fresh_dir("contexts");
     let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
     let mut w = Writer::open(&dir, ivt.clone(), IpMode::Full, 1).unwrap();
     let ms = 20_000 * 86_400_000i64 + 99;
     let base = record(ms, 0);
-    let hit = |name: &str, reason: Option<&str>| RuleHit {
-        kind: RuleKind::Datacenter,
-        name: name.into(),
-        tag: Some(Tag::Datacenter),
-        reason: reason.map(Into::into),
-    };
-    let with_event = |q: &str| -> crate::decision_log::record::LoggedEvent {
-        let e = crate::event::EventBuilder::from_query(&format!(
-            "ip=10.0.0.1&ua=x&affiliate_id=a0&offer_id=o&{q}"
-        ))
-        .unwrap()
-        .build()
-        .unwrap();
-        (&e).into()
-    };
-    let variants: Vec<Record> = vec![
-        base.clone(),
-        Record {
-            door: Door::Auth,
-            ..base.clone()
-        },
-        Record {
-            client: Some("a".into()),
-            ..base.clone()
-        },
-        Record {
-            client: Some("b".into()),
-            ..base.clone()
-        },
-        Record {
-            event: with_event("event_type=impression"),
-            ..base.clone()
-        },
-        Record {
-            event: with_event("event_type=click&country_code=DE"),
-            ..base.clone()
-        },
-        Record {
-            event: with_event("event_type=click&country_code=US"),
-            ..base.clone()
-        },
-        Record {
-            decision: Action::Block,
-            ..base.clone()
-        },
-        Record {
-            would_be: Action::Block,
-            ..base.clone()
-        },
-        Record {
-            mode: Mode::Shadow,
-            ..base.clone()
-        },
-        Record {
-            tags: Tags::from_known(&[Tag::Proxy]),
-            ..base.clone()
-        },
-        Record {
-            tags: Tags::parse("weird").unwrap(),
-            ..base.clone()
-        },
-        Record {
-            tags: Tags::parse("weirder").unwrap(),
-            ..base.clone()
-        },
-        Record {
-            blocked_by: Tags::from_known(&[Tag::Proxy]),
-            ..base.clone()
-        },
-        Record {
-            source: Source::Upstream,
-            ..base.clone()
-        },
-        Record {
-            reason: "tags",
-            ..base.clone()
-        },
-        Record {
-            rules: vec![hit("aws", None)],
-            ..base.clone()
-        },
-        Record {
-            rules: vec![hit("gcp", None)],
-            ..base.clone()
-        },
-        Record {
-            rules: vec![hit("aws", Some("r1"))],
-            ..base.clone()
-        },
-        Record {
-            rules: vec![hit("aws", Some("r2"))],
-            ..base.clone()
-        },
-        Record {
-            rules: vec![hit("aws", None), hit("gcp", None)],
-            ..base.clone()
-        },
-        Record {
-            rules: vec![RuleHit {
-                kind: RuleKind::BlockList,
-                ..hit("aws", None)
-            }],
-            ..base.clone()
-        },
-        Record {
-            rules: vec![RuleHit {
-                tag: None,
-                ..hit("aws", None)
-            }],
-            ..base.clone()
-        },
-    ];
+    let variants = context_variants(&base);
     // Each twice, in two batches (the second finds them all known),
     // under ids in variant order.
     let batch = |from: u128| -> Vec<Record> {
@@ -323,35 +281,66 @@ fn each_context_is_stored_once_and_read_back_as_its_own() {
         &conn,
         &format!("SELECT {cols} FROM \"{table}\" ORDER BY id"),
     );
-    let t = |s: &str| Value::from(s.to_owned());
     let want: Vec<Vec<Value>> = batch(0)
         .iter()
         .chain(&batch(100))
-        .map(|r| {
-            let w = Row::new(r, &ivt, IpMode::Full, None);
-            vec![
-                t(w.door),
-                w.client.into(),
-                t(w.event_type),
-                w.country_code.into(),
-                t(w.decision),
-                t(w.would_be),
-                t(w.mode),
-                w.tags.into(),
-                w.tag_mask.into(),
-                w.blocked_mask.into(),
-                t(w.source),
-                t(w.reason),
-                w.rules.into(),
-                w.rule_mask.into(),
-                t(w.ivt),
-                w.ivt_category.into(),
-            ]
-        })
+        .map(|r| context_columns(r, &ivt))
         .collect();
     assert_eq!(got.len(), 2 * variants.len());
     assert_eq!(got, want);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A record's context columns as the day's view should read them.
+fn context_columns(r: &Record, ivt: &IvtMap) -> Vec<Value> {
+    let t = |s: &str| Value::from(s.to_owned());
+    let w = Row::new(r, ivt, IpMode::Full, None);
+    vec![
+        t(w.door),
+        w.client.into(),
+        t(w.event_type),
+        w.country_code.into(),
+        t(w.decision),
+        t(w.would_be),
+        t(w.mode),
+        w.tags.into(),
+        w.tag_mask.into(),
+        w.blocked_mask.into(),
+        t(w.source),
+        t(w.reason),
+        w.rules.into(),
+        w.rule_mask.into(),
+        t(w.ivt),
+        w.ivt_category.into(),
+    ]
+}
+
+/// Record `i` of 40 either side of `midnight`, two a millisecond, with
+/// empty and non-ASCII text.
+fn buffered_record(midnight: i64, i: u128) -> Record {
+    let texts = ["", "Mözilla/5.0 ✓", "x", "af-ü", "日本"];
+    let t = |k: usize| texts[(i as usize + k) % texts.len()];
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("event_type", "click")
+        .append_pair("ip", &format!("2001:db8::{i:x}"))
+        .append_pair("ua", t(0))
+        // (Required: never empty.)
+        .append_pair("affiliate_id", &format!("{}{i}", t(1)))
+        .append_pair("offer_id", &format!("{}-", t(2)));
+    if i % 3 == 0 {
+        q.append_pair("aff_sub1", t(3)).append_pair("browser", t(4));
+    }
+    let e = crate::event::EventBuilder::from_query(&q.finish())
+        .unwrap()
+        .build()
+        .unwrap();
+    // Two records a millisecond, either side of midnight.
+    let ms = midnight - 10 + (i as i64 / 2);
+    Record {
+        event: (&e).into(),
+        client: (i % 4 == 0).then(|| "ç-client".into()),
+        ..record(ms, i)
+    }
 }
 
 /// The writer thread's batches: several buffers (one a queue shard's)
@@ -364,32 +353,7 @@ fn records_from_several_buffers_read_back_as_their_own_across_midnight() {
     let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
     let mut w = Writer::open(&dir, ivt.clone(), IpMode::Full, 30).unwrap();
     let midnight = 20_001 * 86_400_000i64;
-    let texts = ["", "Mözilla/5.0 ✓", "x", "af-ü", "日本"];
-    let one = |i: u128| -> Record {
-        let t = |k: usize| texts[(i as usize + k) % texts.len()];
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        q.append_pair("event_type", "click")
-            .append_pair("ip", &format!("2001:db8::{i:x}"))
-            .append_pair("ua", t(0))
-            // (Required: never empty.)
-            .append_pair("affiliate_id", &format!("{}{i}", t(1)))
-            .append_pair("offer_id", &format!("{}-", t(2)));
-        if i % 3 == 0 {
-            q.append_pair("aff_sub1", t(3)).append_pair("browser", t(4));
-        }
-        let e = crate::event::EventBuilder::from_query(&q.finish())
-            .unwrap()
-            .build()
-            .unwrap();
-        // Two records a millisecond, either side of midnight.
-        let ms = midnight - 10 + (i as i64 / 2);
-        Record {
-            event: (&e).into(),
-            client: (i % 4 == 0).then(|| "ç-client".into()),
-            ..record(ms, i)
-        }
-    };
-    let all: Vec<Record> = (0..40).map(one).collect();
+    let all: Vec<Record> = (0..40).map(|i| buffered_record(midnight, i)).collect();
     // Three buffers, each in reverse time order: interleaved.
     let mut batch = Batch::default();
     for part in 0..3 {
