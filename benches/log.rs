@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use fraudgate::decision::{Decision, DecisionId, Door, IdGen, Source};
+use fraudgate::decision_log::{Batch, IpMode, IvtMap, Record, sqlite};
 use fraudgate::event::EventBuilder;
-use fraudgate::log::{Batch, IpMode, IvtMap, Record, sqlite};
 use fraudgate::policy::{Action, Mode, Reason, Ruling};
 use fraudgate::verdict::Tags;
 
@@ -48,7 +48,7 @@ fn log(c: &mut Criterion) {
             if buf.len() > (1 << 16) - 1024 {
                 buf.clear();
             }
-            fraudgate::log::record::encode(
+            fraudgate::decision_log::record::encode(
                 black_box(&event),
                 black_box(&decision),
                 Door::Check,
@@ -59,7 +59,13 @@ fn log(c: &mut Criterion) {
     });
     // The writer's: reading a record back.
     let mut one = Vec::new();
-    fraudgate::log::record::encode(&event, &decision, Door::Check, Some("anonymous"), &mut one);
+    fraudgate::decision_log::record::encode(
+        &event,
+        &decision,
+        Door::Check,
+        Some("anonymous"),
+        &mut one,
+    );
     g.bench_function("record/decode", |b| {
         b.iter(|| Record::decode(&mut black_box(&one[..])))
     });
@@ -67,7 +73,7 @@ fn log(c: &mut Criterion) {
     let ivt = IvtMap::new(&fraudgate::Config::default().ivt).unwrap();
     let record = Record::new(&event, &decision, Door::Check, None);
     g.bench_function("row/new", |b| {
-        b.iter(|| fraudgate::log::Row::new(black_box(&record), &ivt, IpMode::Full, None))
+        b.iter(|| fraudgate::decision_log::Row::new(black_box(&record), &ivt, IpMode::Full, None))
     });
 
     let dir = std::env::temp_dir().join(format!("fraudgate-bench-log-{}", std::process::id()));

@@ -14,8 +14,8 @@
 use std::time::{Duration, Instant};
 
 use fraudgate::decision::{DecisionId, Door, Source};
+use fraudgate::decision_log::{Batch, IpMode, IvtMap, Record, Store, clickhouse, sqlite};
 use fraudgate::event::EventBuilder;
-use fraudgate::log::{Batch, IpMode, IvtMap, Record, Store, clickhouse, sqlite};
 use fraudgate::policy::{Action, Mode};
 use fraudgate::query::exec::Reader;
 use fraudgate::query::{Events, Query};

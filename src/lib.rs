@@ -5,6 +5,7 @@
 //! ([`score::Scorer`]), one [`decision::Decision`].
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod breaker;
 pub mod cache;
 pub mod cli;
@@ -12,12 +13,12 @@ pub mod config;
 pub mod config_error;
 pub mod country;
 pub mod decision;
+pub mod decision_log;
 pub mod event;
 pub mod feeds;
 pub mod fleet;
 pub mod hash;
 pub mod http;
-pub mod log;
 pub mod lookup;
 pub mod metrics;
 pub mod policy;

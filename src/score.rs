@@ -11,8 +11,8 @@ use crate::breaker::{Breaker, State as BreakerState};
 use crate::cache::VerdictCache;
 use crate::config::Config;
 use crate::decision::{Decision, Door, IdGen, Source};
+use crate::decision_log::DecisionLog;
 use crate::event::Event;
-use crate::log::DecisionLog;
 use crate::lookup::{Fetcher, Lookup};
 use crate::metrics as m;
 use crate::policy::{Action, Mode, Policy, Ruling};
@@ -115,7 +115,7 @@ pub enum ScorerError {
     #[error(transparent)]
     Rules(#[from] ReloadError),
     #[error(transparent)]
-    Log(#[from] crate::log::LogError),
+    Log(#[from] crate::decision_log::LogError),
 }
 
 impl Scorer {
@@ -155,11 +155,12 @@ impl Scorer {
             )
         });
         let log = if config.decision_log.enabled {
-            let ivt =
-                crate::log::IvtMap::new(&config.ivt).map_err(|message| ScorerError::Config {
+            let ivt = crate::decision_log::IvtMap::new(&config.ivt).map_err(|message| {
+                ScorerError::Config {
                     key: "ivt",
                     message,
-                })?;
+                }
+            })?;
             Some(DecisionLog::start(&config.decision_log, ivt)?)
         } else {
             None

@@ -43,7 +43,7 @@ pub fn preflight(config: &Config) -> Result<(), StartupError> {
     let feeds: Vec<String> = config.feeds.iter().map(|f| f.name.clone()).collect();
     crate::rules::LocalRules::with_feeds(&config.rules, &feeds).map_err(ScorerError::from)?;
     crate::policy::Policy::from_config(&config.policy).map_err(ScorerError::from)?;
-    crate::log::IvtMap::new(&config.ivt).map_err(|message| ScorerError::Config {
+    crate::decision_log::IvtMap::new(&config.ivt).map_err(|message| ScorerError::Config {
         key: "ivt",
         message,
     })?;
@@ -232,7 +232,7 @@ fn http1_builder(server: &crate::config::ServerConfig) -> hyper::server::conn::h
 /// finish, then the decision log is written and closed.
 async fn finish(
     graceful: hyper_util::server::graceful::GracefulShutdown,
-    log: Option<crate::log::DecisionLog>,
+    log: Option<crate::decision_log::DecisionLog>,
     server: &crate::config::ServerConfig,
 ) {
     tracing::info!(

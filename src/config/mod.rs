@@ -38,9 +38,9 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     /// The record of every decision (`[log]` is the process's own logs).
-    pub decision_log: crate::log::DecisionLogConfig,
+    pub decision_log: crate::decision_log::DecisionLogConfig,
     /// Tag / rule kind -> MRC invalid-traffic class and category.
-    pub ivt: crate::log::IvtConfig,
+    pub ivt: crate::decision_log::IvtConfig,
     /// Shared state for many replicas (off when `url` is empty).
     pub redis: crate::fleet::RedisConfig,
     /// Block lists pulled from Protect360, Fraudshield, the FraudScore Data API.

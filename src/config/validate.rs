@@ -14,7 +14,7 @@ impl Config {
         self.auth.validate(&self.server)?;
         self.doors.validate()?;
         validate_offers(&self.offers)?;
-        crate::log::IvtMap::new(&self.ivt).map_err(|m| {
+        crate::decision_log::IvtMap::new(&self.ivt).map_err(|m| {
             let key = m.split(':').next().unwrap_or("ivt").to_owned();
             ConfigError::invalid(key, m)
         })?;

@@ -2,6 +2,7 @@
 //! failure.
 
 use super::*;
+use crate::backoff::Backoff;
 
 impl Feed {
     /// When the scheduler runs this feed next, from its state.
@@ -10,8 +11,11 @@ impl Feed {
         let every = self.cfg.every.as_secs_f64();
         let next = match after_failure {
             Some(e) => {
-                let n = self.lock().consecutive_failures.max(1);
-                let backoff = (10.0 * 2f64.powi(n as i32 - 1)).min(every.max(10.0));
+                let ten = Duration::from_secs(10);
+                let failures = self.lock().consecutive_failures;
+                let backoff = Backoff::new(ten, self.cfg.every.max(ten))
+                    .after(failures)
+                    .as_secs_f64();
                 let wait = e
                     .retry_after()
                     .map_or(backoff, |r| backoff.max(r.as_secs_f64()));

@@ -7,7 +7,7 @@
 use super::sql::{self, Dialect, Value};
 use super::{Query, QueryError, TimeUnit};
 
-pub use crate::log::clickhouse::quote;
+pub use crate::decision_log::clickhouse::quote;
 
 struct ClickHouse {
     /// The zone as a quoted literal.

@@ -175,7 +175,7 @@ pub enum Agg {
     /// Events blocked where this rule kind fired.
     BlockedByRule(RuleKind),
     /// Events of this MRC class (`ivt_givt`, `ivt_sivt`).
-    Ivt(crate::log::IvtClass),
+    Ivt(crate::decision_log::IvtClass),
     AvgElapsedUs,
 }
 
@@ -214,9 +214,9 @@ impl Agg {
             "allowed" => Agg::Allowed,
             "block_rate" => Agg::BlockRate,
             "avg_elapsed_us" => Agg::AvgElapsedUs,
-            "ivt_givt" => Agg::Ivt(crate::log::IvtClass::Givt),
-            "ivt_sivt" => Agg::Ivt(crate::log::IvtClass::Sivt),
-            "ivt_none" => Agg::Ivt(crate::log::IvtClass::None),
+            "ivt_givt" => Agg::Ivt(crate::decision_log::IvtClass::Givt),
+            "ivt_sivt" => Agg::Ivt(crate::decision_log::IvtClass::Sivt),
+            "ivt_none" => Agg::Ivt(crate::decision_log::IvtClass::None),
             _ => {
                 let rule = |k: &str| RuleKind::ALL.into_iter().find(|r| r.as_str() == k);
                 if let Some(f) = name.strip_prefix("any_") {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::params::{number, time_zone, unknown_parameter};
 use super::{Agg, Events, Expr, FIELDS, Field, Op, Query, QueryError, Scalar, Shape, field};
-use crate::log::IvtClass;
+use crate::decision_log::IvtClass;
 use crate::rules::RuleKind;
 use crate::verdict::Tag;
 

@@ -86,7 +86,7 @@ impl Dialect for Sqlite {
     }
 
     fn time_key_bound(&self, op: Op, ms: i64) -> Option<String> {
-        use crate::log::compact::{key_ceil, key_floor};
+        use crate::decision_log::sqlite::{key_ceil, key_floor};
         Some(match op {
             Op::Ge => format!("_k >= {}", key_floor(ms)),
             Op::Gt => format!("_k >= {}", key_floor(ms.saturating_add(1))),
@@ -112,16 +112,16 @@ impl Dialect for Sqlite {
 }
 
 /// The time key of a rollup row (which has none of its own): what a
-/// day's rows store for the same time (`log::compact`).
+/// day's rows store for the same time (`decision_log::sqlite::schema`).
 fn key_from_ts() -> String {
-    format!("ts << {} AS _k", crate::log::compact::SEQ_BITS)
+    format!("ts << {} AS _k", crate::decision_log::sqlite::SEQ_BITS)
 }
 
 /// The whole statement for `q` over the given days (their views,
 /// `d_YYYYMMDD`); over their rollups instead when `rollups` and the
 /// rollups answer `q` exactly.
 pub fn build(q: &Query, days: &[String], rollups: bool) -> Result<Sql, QueryError> {
-    use crate::log::sqlite::{ROLLUP_DIMS, rollup_table};
+    use crate::decision_log::sqlite::{ROLLUP_DIMS, rollup_table};
     let rollup = rollups && !days.is_empty() && sql::rollup_answers(q, &ROLLUP_DIMS);
     let source = if rollup {
         let parts: Vec<String> = days
@@ -163,7 +163,7 @@ const ROLLUP_COLUMNS: &str = "ts, door, NULLIF(client, '') AS client, event_type
     blocked_mask, source, reason, rule_mask, ivt, ivt_category, n, elapsed_sum";
 
 /// The columns of an empty source (a store with no day yet), in the
-/// order of a day's view (`log::compact`).
+/// order of a day's view (`decision_log::sqlite::schema`).
 const EMPTY_COLUMNS: &str = "'' AS id, 0 AS ts, '' AS door, '' AS client, '' AS event_type, \
     '' AS ip, '' AS ua, '' AS affiliate_id, '' AS offer_id, '' AS aff_sub1, '' AS aff_sub2, \
     '' AS aff_sub3, '' AS aff_sub4, '' AS aff_sub5, '' AS country_code, '' AS extra, \

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fraudgate::config::Config;
-use fraudgate::log::Store;
+use fraudgate::decision_log::Store;
 
 use crate::decision_log::{self, lines, rows};
 use crate::helpers::*;
@@ -368,7 +368,7 @@ async fn retention_drops_whole_day_partitions() {
     let mut config = Config::default();
     (ch.store())(&mut config);
     let c = config.decision_log.clickhouse.clone();
-    let ivt = fraudgate::log::IvtMap::new(&config.ivt).unwrap();
+    let ivt = fraudgate::decision_log::IvtMap::new(&config.ivt).unwrap();
     let day = 86_400_000i64;
     let today = jiff::Timestamp::now().as_millisecond();
     let batch: Vec<_> = [today - 10 * day, today - 3 * day, today - day, today]
@@ -377,8 +377,12 @@ async fn retention_drops_whole_day_partitions() {
         .map(|(i, ms)| record(ms, i as u128))
         .collect();
     let mut w = tokio::task::spawn_blocking(move || {
-        let mut w =
-            fraudgate::log::clickhouse::Writer::new(c, ivt, fraudgate::log::IpMode::Full, 2);
+        let mut w = fraudgate::decision_log::clickhouse::Writer::new(
+            c,
+            ivt,
+            fraudgate::decision_log::IpMode::Full,
+            2,
+        );
         w.write(&batch).unwrap();
         w
     })
@@ -407,7 +411,7 @@ async fn retention_drops_whole_day_partitions() {
     );
 }
 
-pub fn record(ms: i64, i: u128) -> fraudgate::log::Record {
+pub fn record(ms: i64, i: u128) -> fraudgate::decision_log::Record {
     let event = fraudgate::event::EventBuilder::from_query(&format!(
         "event_type=click&ip=10.0.{}.{}&ua=x&affiliate_id=a&offer_id=o",
         (i / 256) % 256,
@@ -416,7 +420,7 @@ pub fn record(ms: i64, i: u128) -> fraudgate::log::Record {
     .unwrap()
     .build()
     .unwrap();
-    fraudgate::log::Record {
+    fraudgate::decision_log::Record {
         id: fraudgate::decision::DecisionId(((ms as u128) << 80) | (0x7 << 76) | i),
         door: fraudgate::decision::Door::Check,
         client: None,
@@ -496,12 +500,16 @@ async fn app_on_rows(ch: &ClickHouse, rows: u128, tweak: impl FnOnce(&mut Config
     let mut config = Config::default();
     (ch.store())(&mut config);
     let c = config.decision_log.clickhouse.clone();
-    let ivt = fraudgate::log::IvtMap::new(&config.ivt).unwrap();
+    let ivt = fraudgate::decision_log::IvtMap::new(&config.ivt).unwrap();
     let now = jiff::Timestamp::now().as_millisecond();
     tokio::task::spawn_blocking(move || {
         let batch: Vec<_> = (0..rows).map(|i| record(now - 1000, i)).collect();
-        let mut w =
-            fraudgate::log::clickhouse::Writer::new(c, ivt, fraudgate::log::IpMode::Full, 30);
+        let mut w = fraudgate::decision_log::clickhouse::Writer::new(
+            c,
+            ivt,
+            fraudgate::decision_log::IpMode::Full,
+            30,
+        );
         w.write(&batch).unwrap();
     })
     .await

@@ -643,7 +643,7 @@ async fn hashed_ips_are_stored_and_groupable_but_not_readable() {
 pub async fn hashed_ip_suite(store: Store<'_>) {
     let app = spawn_app_with(|c| {
         store(c);
-        c.decision_log.ip = fraudgate::log::IpMode::Hashed;
+        c.decision_log.ip = fraudgate::decision_log::IpMode::Hashed;
     })
     .await;
     app.check_ip("10.97.0.1").await;

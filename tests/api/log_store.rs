@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use fraudgate::log::{OnFull, Store};
+use fraudgate::decision_log::{OnFull, Store};
 
 use crate::decision_log::rows;
 use crate::helpers::*;

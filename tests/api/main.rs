@@ -32,6 +32,7 @@ mod resilience;
 mod rt_dropin;
 mod rules;
 mod shutdown;
+mod sqlite_store;
 mod trust;
 mod ui;
 mod validation;

@@ -17,10 +17,14 @@ pub async fn seed_sqlite(dir: &std::path::Path, n: u128) {
     let dir = dir.to_owned();
     tokio::task::spawn_blocking(move || {
         let config = fraudgate::config::Config::default();
-        let ivt = fraudgate::log::IvtMap::new(&config.ivt).unwrap();
-        let mut w =
-            fraudgate::log::sqlite::Writer::open(&dir, ivt, fraudgate::log::IpMode::Full, 30)
-                .unwrap();
+        let ivt = fraudgate::decision_log::IvtMap::new(&config.ivt).unwrap();
+        let mut w = fraudgate::decision_log::sqlite::Writer::open(
+            &dir,
+            ivt,
+            fraudgate::decision_log::IpMode::Full,
+            30,
+        )
+        .unwrap();
         let now = jiff::Timestamp::now().as_millisecond();
         let batch: Vec<_> = (0..n).map(|i| record(now - 1000, i)).collect();
         w.write(&batch).unwrap();
@@ -50,7 +54,7 @@ pub async fn stalled_reader(port: u16, path: &str) -> tokio::net::TcpStream {
 /// waiting: 0 when it could reset the WAL (no reader holds a snapshot in
 /// it), 1 when a read transaction is in the way.
 fn checkpoint_busy(dir: &std::path::Path) -> i64 {
-    let conn = rusqlite::Connection::open(dir.join(fraudgate::log::sqlite::FILE)).unwrap();
+    let conn = rusqlite::Connection::open(dir.join(fraudgate::decision_log::sqlite::FILE)).unwrap();
     conn.busy_timeout(Duration::ZERO).unwrap();
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
         .unwrap_or(1)

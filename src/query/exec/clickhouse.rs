@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{QueryFailure, Stop, text_value};
-use crate::log::clickhouse::quote;
-use crate::log::clickhouse::{ClickHouseConfig, Driver, has_code, server_error};
+use crate::decision_log::clickhouse::quote;
+use crate::decision_log::clickhouse::{ClickHouseConfig, Driver, has_code, server_error};
 use crate::query::Query;
 use crate::query::sql::HIDDEN;
 

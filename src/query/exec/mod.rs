@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::log::clickhouse::ClickHouseConfig;
-use crate::log::{DecisionLogConfig, Store};
+use crate::decision_log::clickhouse::ClickHouseConfig;
+use crate::decision_log::{DecisionLogConfig, Store};
 use crate::query::{Kind, Query, QueryError};
 
 /// Why a query did not answer.
@@ -152,7 +152,7 @@ impl Reader {
                 timeout,
             },
             Store::Clickhouse => Reader::ClickHouse {
-                http: crate::log::clickhouse::client(),
+                http: crate::decision_log::clickhouse::client(),
                 config: c.clickhouse.clone(),
                 timeout,
             },

@@ -9,7 +9,7 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags, params_from_iter};
 
 use super::{QueryFailure, Stop};
-use crate::log::sqlite::{FILE, list_days};
+use crate::decision_log::sqlite::{FILE, list_days};
 use crate::query::sql::HIDDEN;
 use crate::query::sqlite::build;
 use crate::query::{Query, TimeUnit, bucket};

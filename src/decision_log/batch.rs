@@ -144,7 +144,7 @@ mod tests {
     use super::*;
 
     fn record(i: u128) -> Record {
-        crate::log::sqlite::tests::record(1_764_700_000_000, i)
+        crate::decision_log::record::tests::record(1_764_700_000_000, i)
     }
 
     #[test]

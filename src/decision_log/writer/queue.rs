@@ -18,12 +18,13 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock};
 use std::thread::Thread;
 
 use tokio::sync::Notify;
 
-use super::batch::Batch;
+use super::lock;
+use crate::decision_log::batch::Batch;
 
 /// Encoded records and how many.
 #[derive(Default)]
@@ -70,10 +71,6 @@ impl Drop for Rollback<'_> {
     fn drop(&mut self) {
         self.0.truncate(self.1);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Queue {
@@ -206,7 +203,7 @@ mod tests {
 
     /// Queues record `i` (its id ends in `i`).
     fn push(q: &Queue, i: u128) -> bool {
-        let r = crate::log::sqlite::tests::record(1_764_700_000_000, i);
+        let r = crate::decision_log::record::tests::record(1_764_700_000_000, i);
         q.push(|out| r.encode(out))
     }
 
@@ -314,7 +311,7 @@ mod tests {
         let q = std::sync::Arc::new(Queue::new(1, 1));
         assert!(push(&q, 0));
         let q2 = q.clone();
-        let r = crate::log::sqlite::tests::record(1_764_700_000_000, 1);
+        let r = crate::decision_log::record::tests::record(1_764_700_000_000, 1);
         let waiting = tokio::spawn(async move { q2.push_waiting(|out| r.encode(out)).await });
         tokio::task::yield_now().await;
         (q, waiting)

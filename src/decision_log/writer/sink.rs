@@ -14,12 +14,15 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use metrics::Counter;
 
-use super::{DecisionLogConfig, IpMode, IvtMap, LogError, Records, Store, clickhouse, sqlite};
+use super::lock;
+use crate::decision_log::{
+    DecisionLogConfig, IpMode, IvtMap, LogError, Records, Store, clickhouse, sqlite,
+};
 use crate::metrics as m;
 
 /// Between attempts to open a store that would not open.
@@ -74,8 +77,7 @@ impl Health {
             LogError::Unavailable(_) => "no store open",
             LogError::Rejected(_) => "the store refuses batches",
         };
-        *self.cause.lock().unwrap_or_else(PoisonError::into_inner) =
-            format!("{kind} (see the log)");
+        *lock(&self.cause) = format!("{kind} (see the log)");
         self.failing.store(true, Ordering::Release);
     }
 
@@ -86,7 +88,7 @@ impl Health {
     /// `ok`, or `failing: <cause>`.
     pub fn status(&self) -> String {
         if self.is_failing() {
-            let cause = self.cause.lock().unwrap_or_else(PoisonError::into_inner);
+            let cause = lock(&self.cause);
             format!("failing: {cause}")
         } else {
             "ok".into()
@@ -181,7 +183,7 @@ impl Sink {
         let path = self.path();
         let salt = if c.ip == IpMode::Hashed {
             Some(if c.ip_salt.expose().is_empty() {
-                super::salt(&path)?
+                salt_file(&path)?
             } else {
                 let d = ring::digest::digest(&ring::digest::SHA256, c.ip_salt.expose().as_bytes());
                 <[u8; 32]>::try_from(d.as_ref()).unwrap_or_default()
@@ -301,4 +303,20 @@ fn move_aside(dir: &Path) -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// The store's secret salt for hashed IPs, created once.
+fn salt_file(dir: &Path) -> Result<[u8; 32], LogError> {
+    let err = |e: std::io::Error| LogError::Open(dir.display().to_string(), e.to_string());
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let file = dir.join("ip-salt");
+    if let Ok(bytes) = std::fs::read(&file) {
+        if let Ok(s) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(s);
+        }
+    }
+    use rand::Rng;
+    let s: [u8; 32] = rand::rng().random();
+    std::fs::write(&file, s).map_err(err)?;
+    Ok(s)
 }

@@ -1,0 +1,71 @@
+//! The table and the statements the writer sends: created if missing,
+//! one insert a batch, retention by day partitions.
+
+use super::{ClickHouseConfig, quote};
+use crate::decision_log::columns;
+
+const DDL_COLUMNS: &str = "id String, ts Int64, door String, client Nullable(String), \
+    event_type String, ip String, ua String, affiliate_id String, offer_id String, \
+    aff_sub1 Nullable(String), aff_sub2 Nullable(String), aff_sub3 Nullable(String), \
+    aff_sub4 Nullable(String), aff_sub5 Nullable(String), country_code Nullable(String), \
+    extra Nullable(String), decision String, would_be String, mode String, tags String, \
+    tag_mask Int64, blocked_mask Int64, source String, reason String, rules String, \
+    rule_mask Int64, ivt String, ivt_category String, elapsed_us Int64";
+
+/// The statements that create the database and the table if missing.
+pub(super) fn create(c: &ClickHouseConfig) -> [String; 2] {
+    let db = format!("CREATE DATABASE IF NOT EXISTS {}", c.database);
+    // Partitions are UTC days (dropped whole for retention); the sort
+    // key serves the common filters and groups: event type, affiliate,
+    // offer, then time, and ends in the id. ReplacingMergeTree: an
+    // insert that timed out may still be committed by the server (one
+    // that froze and resumed) after the writer sent it again, and the
+    // rows of one decision are identical, so merges keep one of them
+    // and `FINAL` reads one (18.16 has no insert deduplication for a
+    // table that is not replicated; see docs/decision-log.md).
+    let table = format!(
+        "CREATE TABLE IF NOT EXISTS {} ({DDL_COLUMNS}) ENGINE = ReplacingMergeTree \
+         PARTITION BY intDiv(ts, 86400000) \
+         ORDER BY (event_type, affiliate_id, offer_id, ts, id)",
+        c.qualified()
+    );
+    [db, table]
+}
+
+/// A batch's insert: the columns in table order, as `RowBinary` rows
+/// carry them.
+pub(super) fn insert(c: &ClickHouseConfig) -> String {
+    format!(
+        "INSERT INTO {} ({}) FORMAT RowBinary",
+        c.qualified(),
+        columns::NAMES.join(", ")
+    )
+}
+
+/// The table's active partitions (UTC days since the epoch), a line each.
+pub(super) fn list_partitions(c: &ClickHouseConfig) -> String {
+    format!(
+        "SELECT DISTINCT partition FROM system.parts WHERE database = {} AND table = {} \
+         AND active FORMAT TabSeparated",
+        quote(&c.database),
+        quote(&c.table)
+    )
+}
+
+pub(super) fn drop_partition(c: &ClickHouseConfig, partition: &str) -> String {
+    format!("ALTER TABLE {} DROP PARTITION {partition}", c.qualified())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_the_columns_in_order() {
+        let names: Vec<&str> = DDL_COLUMNS
+            .split(", ")
+            .map(|c| c.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(names, columns::NAMES);
+    }
+}
