@@ -195,3 +195,51 @@ async fn sigint_as_soon_as_ready_stops_the_process() {
     let exited = child.exited().await;
     assert!(exited.success(), "exit status {exited}");
 }
+
+/// The documented bound: after SIGTERM the process serves for
+/// `drain_delay_ms`, then gives in-flight requests and the decision log
+/// `shutdown_timeout_ms` together, and exits. A request that never ends
+/// holds it to the whole bound, and no longer.
+#[tokio::test]
+async fn sigterm_exits_within_drain_delay_plus_shutdown_timeout() {
+    let mock = MockRt::start().await;
+    mock.set_default(Reply::Hang);
+    let p = spawn_binary(&[
+        ("FRAUDGATE_UPSTREAM__URL", &mock.url()),
+        ("FRAUDGATE_UPSTREAM__KEY", UPSTREAM_KEY),
+        ("FRAUDGATE_UPSTREAM__TIMEOUT_MS", "60000"),
+        ("FRAUDGATE_SERVER__REQUEST_TIMEOUT_MS", "60000"),
+        ("FRAUDGATE_SERVER__DRAIN_DELAY_MS", "500"),
+        ("FRAUDGATE_SERVER__SHUTDOWN_TIMEOUT_MS", "1500"),
+    ]);
+    let port = listening_port(&p).await;
+    let hung = tokio::spawn(
+        crate::helpers::http()
+            .get(format!(
+                "http://127.0.0.1:{port}/v1/check?{}",
+                query("10.77.0.1", &[])
+            ))
+            .send(),
+    );
+    eventually(Duration::from_secs(5), || async {
+        (mock.calls() >= 1).then_some(())
+    })
+    .await;
+    let signalled = Instant::now();
+    p.signal("TERM");
+    let mut child = p;
+    let status = child.exited().await;
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "exited after {took:?}, before drain (0.5 s) + shutdown timeout (1.5 s)"
+    );
+    assert!(
+        took < Duration::from_millis(2000 + 3000),
+        "exited after {took:?}: the bound is 2 s (plus a wide margin)"
+    );
+    let out = child.out.lock().unwrap().clone();
+    assert!(out.contains("shutdown timeout over"), "{out}");
+    hung.abort();
+}
