@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use fraudgate::config::{Config, ENV_CONFIG_PATH};
+use fraudgate::config::{Config, ConfigError, ENV_CONFIG_PATH};
 use fraudgate::startup::{Application, shutdown_signal};
 
 /// mimalloc: measured faster than the system allocator here (docs/performance.md).
@@ -101,20 +101,28 @@ the new entries up within a second.")]
     },
 }
 
-/// The explicit path must exist; the default path is used only if present.
-fn config_path(explicit: Option<PathBuf>) -> Option<PathBuf> {
-    explicit
-        .or_else(|| std::env::var_os(ENV_CONFIG_PATH).map(PathBuf::from))
-        .or_else(|| {
-            let p = PathBuf::from(DEFAULT_CONFIG_PATH);
-            p.exists().then_some(p)
-        })
+/// The configuration: the explicit file (`--config`, else
+/// `$FRAUDGATE_CONFIG`), its relative paths read from its directory; else
+/// `config/fraudgate.toml` when present in the working directory, read in
+/// place (its paths are the embedded defaults'); else the embedded
+/// defaults. The file it came from, if any.
+fn load_config(explicit: Option<PathBuf>) -> (Option<PathBuf>, Result<Config, ConfigError>) {
+    if let Some(p) = explicit.or_else(|| std::env::var_os(ENV_CONFIG_PATH).map(PathBuf::from)) {
+        let c = Config::load(Some(&p));
+        return (Some(p), c);
+    }
+    let p = PathBuf::from(DEFAULT_CONFIG_PATH);
+    if p.exists() {
+        let c = Config::load_in_working_dir(&p);
+        return (Some(p), c);
+    }
+    (None, Config::load(None))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let path = config_path(cli.config);
-    let config = match Config::load(path.as_deref()) {
+    let (path, config) = load_config(cli.config);
+    let config = match config {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fraudgate: invalid configuration: {e}");

@@ -4,6 +4,7 @@
 //! The embedded `config/fraudgate.toml` is the single source of defaults: a
 //! user file only carries what it changes and is merged over it.
 
+mod paths;
 mod sections;
 mod validate;
 
@@ -58,14 +59,31 @@ impl Default for Config {
 impl Config {
     /// Loads the file at `path` (if any) over the defaults, then the
     /// `FRAUDGATE_*` variables of this process.
+    /// Relative paths in the file are read relative to its directory.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         Self::load_from(path, std::env::vars())
+    }
+
+    /// Like [`Config::load`], but the file's relative paths stay relative
+    /// to the working directory: for `config/fraudgate.toml` found in the
+    /// working directory, the embedded defaults' own file, whose paths
+    /// (`data/decisions`) are the embedded defaults' places.
+    pub fn load_in_working_dir(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(Some(path), false, std::env::vars())
     }
 
     /// Like [`Config::load`] with an explicit environment, so tests never
     /// touch the process environment.
     pub fn load_from(
         path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        Self::load_with(path, true, env)
+    }
+
+    fn load_with(
+        path: Option<&Path>,
+        relative_to_file: bool,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let mut root: toml::Table =
@@ -81,12 +99,19 @@ impl Config {
                 path: shown.clone(),
                 source,
             })?;
-            let user: toml::Table =
+            let mut user: toml::Table =
                 text.parse()
                     .map_err(|e: toml::de::Error| ConfigError::Parse {
                         path: shown.clone(),
                         message: e.to_string(),
                     })?;
+            if relative_to_file {
+                let dir = std::path::absolute(path)
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf))
+                    .unwrap_or_default();
+                paths::resolve(&mut user, &dir);
+            }
             merge(&mut root, user);
         }
         let mut env: Vec<_> = env
