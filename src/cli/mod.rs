@@ -73,12 +73,33 @@ pub fn report(config: &Config, kind: &str, params: &[String]) -> Result<(), Stri
 }
 
 fn collect(config: &Config, q: &Query) -> Result<Vec<Map<String, Value>>, String> {
+    require_log(&config.decision_log)?;
     let reader = Reader::new(&config.decision_log);
     let (stop, _asker) = reader.stop();
     reader.collect(q, &stop).map_err(|e| match e {
         QueryFailure::Bad(e) => bad(e),
         other => other.to_string(),
     })
+}
+
+/// An embedded store that is not there is an error, not zero rows: the
+/// CLI was likely run from another directory than `serve`, or with another
+/// config.
+fn require_log(c: &crate::decision_log::DecisionLogConfig) -> Result<(), String> {
+    if c.store != crate::decision_log::Store::Sqlite {
+        return Ok(());
+    }
+    let file = std::path::Path::new(&c.path).join(crate::decision_log::sqlite::FILE);
+    if file.is_file() {
+        return Ok(());
+    }
+    let shown = std::path::absolute(&c.path).unwrap_or_else(|_| c.path.clone().into());
+    Err(format!(
+        "no decision log at {} (decision_log.path = {:?}, relative to the working directory \
+         unless set in a --config file); run where serve runs, or pass its --config",
+        shown.display(),
+        c.path
+    ))
 }
 
 use crate::query::report::cell;

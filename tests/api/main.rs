@@ -7,6 +7,7 @@ mod binary;
 mod cache;
 mod check;
 mod clickhouse;
+mod config_files;
 mod decision_log;
 mod deploy;
 mod doors;
