@@ -293,6 +293,7 @@ async fn accept_until(
 /// File I/O and compiling run on the blocking pool, never on the runtime.
 fn spawn_rule_reloads(state: &AppState) {
     let rules = state.scorer.rules().clone();
+    let file = state.config.file.clone();
     if !rules.enabled() {
         return;
     }
@@ -319,7 +320,15 @@ fn spawn_rule_reloads(state: &AppState) {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading rule files");
             let r = rules.clone();
-            let _ = tokio::task::spawn_blocking(move || r.reload(true)).await;
+            let file = file.clone();
+            let restart = tokio::task::spawn_blocking(move || {
+                r.reload(true);
+                file.and_then(|f| f.restart_needed())
+            })
+            .await;
+            if let Ok(Some((sections, message))) = restart {
+                tracing::warn!(sections = ?sections, "{message}");
+            }
         }
     });
 }

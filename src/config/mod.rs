@@ -4,7 +4,10 @@
 //! The embedded `config/fraudgate.toml` is the single source of defaults: a
 //! user file only carries what it changes and is merged over it.
 
+mod file;
 mod paths;
+
+pub use file::ConfigFile;
 mod sections;
 mod validate;
 
@@ -47,6 +50,10 @@ pub struct Config {
     /// Block lists pulled from Protect360, Fraudshield, the FraudScore Data API.
     #[serde(default)]
     pub feeds: Vec<crate::feeds::FeedConfig>,
+    /// The file this came from, as read, so a reload can tell what changed
+    /// in it since (None: the embedded defaults).
+    #[serde(skip)]
+    pub file: Option<ConfigFile>,
 }
 
 impl Default for Config {
@@ -86,6 +93,7 @@ impl Config {
         relative_to_file: bool,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let mut file = None;
         let mut root: toml::Table =
             DEFAULT_TOML
                 .parse()
@@ -105,6 +113,10 @@ impl Config {
                         path: shown.clone(),
                         message: e.to_string(),
                     })?;
+            file = Some(ConfigFile {
+                path: path.to_path_buf(),
+                table: user.clone(),
+            });
             if relative_to_file {
                 let dir = std::path::absolute(path)
                     .ok()
@@ -145,8 +157,8 @@ impl Config {
             },
             None => ConfigError::invalid(key, message),
         };
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(root))
+            .map_err(|e| {
                 let key = e.path().to_string();
                 let message = readable(&key, e.into_inner().message());
                 by_env(&key, message)
@@ -155,6 +167,7 @@ impl Config {
             ConfigError::Invalid { key, message } => by_env(&key, message),
             other => other,
         })?;
+        config.file = file;
         Ok(config)
     }
 }

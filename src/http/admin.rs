@@ -259,12 +259,30 @@ pub async fn purge(
     Ok(Json(json!({ "purged": scope })))
 }
 
-pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Rule and list files are re-read; the config file is not: when it
+/// changed since startup, the answer is 409 naming the sections that need
+/// a restart (the rule files are reloaded all the same).
+pub async fn reload(State(state): State<AppState>) -> Result<Response, ApiError> {
     let rules = state.scorer.rules().clone();
-    let changed = tokio::task::spawn_blocking(move || rules.reload(true))
-        .await
-        .map_err(|_| ApiError::internal())?;
-    Ok(Json(json!({ "reloaded": changed })))
+    let file = state.config.file.clone();
+    let (changed, restart) = tokio::task::spawn_blocking(move || {
+        (rules.reload(true), file.and_then(|f| f.restart_needed()))
+    })
+    .await
+    .map_err(|_| ApiError::internal())?;
+    Ok(match restart {
+        None => Json(json!({ "reloaded": changed })).into_response(),
+        Some((sections, message)) => {
+            tracing::warn!(sections = ?sections, "{message}");
+            let body = json!({
+                "error": "restart_needed",
+                "message": message,
+                "restart_needed": sections,
+                "reloaded": changed,
+            });
+            (StatusCode::CONFLICT, Json(body)).into_response()
+        }
+    })
 }
 
 /// `GET /v1/admin/feeds`: each feed's state.

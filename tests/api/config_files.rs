@@ -57,3 +57,48 @@ fn the_cli_says_when_there_is_no_decision_log_where_it_looks() {
     assert_eq!(code, Some(2));
     assert!(err.contains("no decision log at"), "{err}");
 }
+
+/// A reload re-reads rule and list files, not the config file: when the
+/// file changed since startup (a new `[[feeds]]`), the admin reload answers
+/// 409 naming the sections that need a restart, and SIGHUP logs it.
+#[tokio::test]
+async fn a_reload_names_config_changes_that_need_a_restart() {
+    let dir = temp_dir("reloadcfg");
+    let config = dir.join("fraudgate.toml");
+    std::fs::write(&config, "[upstream]\ntimeout_ms = 250\n").unwrap();
+    let p = crate::binary::spawn_binary_args(
+        &["--config", config.to_str().unwrap()],
+        &[("FRAUDGATE_AUTH__ADMIN_KEYS", ADMIN_KEY)],
+    );
+    let port = crate::binary::listening_port(&p).await;
+    let reload = || async {
+        let r = http()
+            .post(format!("http://127.0.0.1:{port}/v1/admin/reload"))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), json(r).await)
+    };
+    let (s, v) = reload().await;
+    assert_eq!((s, &v["reloaded"]), (200, &serde_json::json!(0)), "{v}");
+
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[feeds]]\nname = \"p360\"\nkind = \"protect360\"\ntoken = \"t\"\napp_ids = [\"a\"]\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let (s, v) = reload().await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"], "restart_needed");
+    assert_eq!(v["restart_needed"], serde_json::json!(["feeds"]));
+    assert!(v["message"].as_str().unwrap().contains("restart"), "{v}");
+
+    // One WARN for the admin reload above, one for SIGHUP.
+    p.signal("HUP");
+    eventually(std::time::Duration::from_secs(5), || {
+        let out = p.out.lock().unwrap().clone();
+        async move { (out.matches("take effect on restart only").count() >= 2).then_some(()) }
+    })
+    .await;
+}
