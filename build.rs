@@ -1,5 +1,5 @@
 //! Finds the external tools the integration tests drive (nginx, promtool,
-//! clickhouse-server, curl, chromium, redis-server) and sets `cfg(no_<tool>)` for each one missing,
+//! clickhouse-server, curl, chromium, redis-server, node) and sets `cfg(no_<tool>)` for each one missing,
 //! so those tests are reported as `ignored, <tool> is not installed` in the
 //! test summary instead of passing silently. With
 //! `FRAUDGATE_REQUIRE_TOOLS` set (as `.ci/run` does) nothing is ignored: a
@@ -14,6 +14,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("curl", "no_curl"),
     ("chromium", "no_chromium"),
     ("redis-server", "no_redis"),
+    ("node", "no_node"),
 ];
 
 fn main() {

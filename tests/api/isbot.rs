@@ -56,6 +56,7 @@ fn install_isbot() {
 }
 
 #[test]
+#[cfg_attr(no_node, ignore = "node is not installed (Debian: nodejs npm)")]
 fn fraudgate_and_isbot_agree_on_every_corpus_or_the_difference_is_reviewed() {
     let node = crate::helpers::tool("node");
     let module = root().join("tests/npm/node_modules/isbot");
