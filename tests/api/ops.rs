@@ -456,3 +456,56 @@ async fn an_operator_listener_takes_the_operator_endpoints_off_the_public_port()
         assert_eq!(status(admin.clone(), path).await, 200, "{path}");
     }
 }
+
+/// Every label value /metrics shows is named in docs/metrics.md, in its
+/// metric's row: a closed set an operator can read before writing an
+/// alert. (Open sets: routes, statuses, feed, list and client names, the
+/// version, bucket bounds.)
+#[tokio::test]
+async fn every_label_value_on_metrics_is_documented() {
+    let table =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
+    let app = spawn_app_with(with_a_feed).await;
+    app.mock
+        .on_ip("10.10.9.1", Reply::tags("proxy\ndatacenter"));
+    app.mock.on_ip("10.10.9.2", Reply::Status(403));
+    app.check_ip("10.10.9.1").await;
+    app.check_ip("10.10.9.1").await;
+    app.check_ip("10.10.9.2").await;
+    let m = app.metrics().await;
+    let open = [
+        "route", "status", "feed", "list", "client", "version", "le", "quantile",
+    ];
+    let mut missing = Vec::new();
+    for line in m.lines().filter(|l| l.starts_with("fraudgate_")) {
+        let Some((name, rest)) = line.split_once('{') else {
+            continue;
+        };
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|b| table.contains(&format!("| `{b}`")))
+            .unwrap_or(name);
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{base}`")))
+            .unwrap_or_else(|| panic!("{base} is not in docs/metrics.md"));
+        let labels = rest.split('}').next().unwrap_or("");
+        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+            let (label, value) = pair.split_once("=\"").unwrap();
+            let value = value.trim_end_matches('"');
+            if open.contains(&label) {
+                continue;
+            }
+            if !row.contains(&format!("`{value}`")) {
+                missing.push(format!("{base} {label}={value}"));
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "undocumented label values: {missing:#?}"
+    );
+}
