@@ -209,19 +209,29 @@ async fn the_report_page_shows_block_rates_by_affiliate_and_why() {
 #[cfg_attr(no_chromium, ignore = "chromium is not installed (Debian: chromium)")]
 async fn with_report_keys_the_page_asks_for_one_and_shows_nothing() {
     let Some(bin) = tool("chromium") else { return };
-    let profile = temp_dir("chromium-locked");
-    let app = spawn_app_with(|c| {
-        c.auth.report_keys = SecretList(vec![Secret::new("REPORT-KEY-ui-0001")]);
-    })
-    .await;
-    app.check_ip("10.61.0.1").await;
-    let url = app.url("/ui#top");
-    let d = tokio::task::block_in_place(|| dom(&bin, &profile, &url));
-    assert!(
-        d.contains("<section id=\"login\" class=\"card\">"),
-        "the login form is shown: {d}"
-    );
-    assert!(!d.contains("10.61.0.1"), "no data without a key");
+    // Report keys, or admin keys alone (which lock the query side too).
+    for (i, admin_only) in [false, true].into_iter().enumerate() {
+        let profile = temp_dir("chromium-locked");
+        let app = spawn_app_with(|c| {
+            let key = SecretList(vec![Secret::new("REPORT-KEY-ui-0001")]);
+            if admin_only {
+                c.auth.admin_keys = key;
+            } else {
+                c.auth.report_keys = key;
+            }
+        })
+        .await;
+        let ip = format!("10.61.0.{}", i + 1);
+        app.check_ip(&ip).await;
+        let url = app.url("/ui#top");
+        let d = tokio::task::block_in_place(|| dom(&bin, &profile, &url));
+        assert!(
+            d.contains("<section id=\"login\" class=\"card\">"),
+            "admin keys only: {admin_only}; the login form is shown: {d}"
+        );
+        assert!(!d.contains(&ip), "no data without a key");
+    }
+    let app = spawn_app().await;
     // The page itself is public and locked down.
     let r = app.get("/ui").await;
     let csp = r.headers()["content-security-policy"]
