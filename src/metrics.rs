@@ -35,6 +35,7 @@ pub const CAP_COUNTERS: &str = "fraudgate_cap_counters";
 pub const VELOCITY_COUNTERS: &str = "fraudgate_velocity_counters";
 pub const CACHE_PURGES: &str = "fraudgate_cache_purges_total";
 pub const SHED: &str = "fraudgate_shed_total";
+pub const RT_IGNORED_PARAMS: &str = "fraudgate_rt_ignored_params_total";
 pub const CLIENT_REQUESTS: &str = "fraudgate_client_requests_total";
 pub const AUTH_FAILURES: &str = "fraudgate_auth_failures_total";
 pub const BREAKER_STATE: &str = "fraudgate_breaker_state";
@@ -182,7 +183,13 @@ fn register_known() {
         metrics::counter!(QUERY_CUTS, "reason" => r).increment(0);
     }
     metrics::gauge!(QUERIES_RUNNING).set(0.0);
-    for name in [SHED, LOG_WRITTEN, LOG_DROPPED, LOG_ERRORS] {
+    for name in [
+        SHED,
+        LOG_WRITTEN,
+        LOG_DROPPED,
+        LOG_ERRORS,
+        RT_IGNORED_PARAMS,
+    ] {
         metrics::counter!(name).increment(0);
     }
     for cause in ["corrupt", "unavailable", "replaced"] {
@@ -241,6 +248,10 @@ fn describe_access_and_load() {
     describe_counter!(
         SHED,
         "Requests shed with 503 because server.max_concurrency were in flight."
+    );
+    describe_counter!(
+        RT_IGNORED_PARAMS,
+        "Query parameters the RT drop-in ignored because FraudScore RT does not document them (cache busters, a tracker's own fields)."
     );
 }
 

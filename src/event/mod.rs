@@ -180,17 +180,7 @@ impl EventBuilder {
                 "not a FraudScore RT parameter",
             ));
         };
-        let bit = 1u64
-            << match field {
-                Field::EventType => 0,
-                Field::Ip => 1,
-                Field::Ua => 2,
-                Field::At => 3,
-                Field::AffiliateId => 4,
-                Field::OfferId => 5,
-                Field::Key => 6,
-                Field::Opt(o) => 7 + o as u32,
-            };
+        let bit = seen_bit(field);
         if self.seen & bit != 0 {
             return Err(FieldError::new(
                 ErrorCode::DuplicateField,
@@ -228,6 +218,45 @@ impl EventBuilder {
             }
         }
         Ok(())
+    }
+
+    /// Sets a field, replacing a value set before: a repeated parameter's
+    /// last value wins.
+    fn replace(&mut self, field: Field, name: &str, value: &str) -> Result<(), FieldError> {
+        self.seen &= !seen_bit(field);
+        if let Field::Opt(o) = field {
+            self.optional.retain(|(x, _)| *x != o);
+        }
+        self.set(name, value)
+    }
+
+    /// The RT drop-in's reading of a query string. What RT documents is
+    /// checked as on every door (and `at` is mandatory, as RT has it:
+    /// [`EventBuilder::build_with_at`]). A
+    /// parameter RT does not document (a cache buster, a tracker's own
+    /// field) is ignored and counted in the second value; a repeated one
+    /// takes its last value, as PHP reads a query string.
+    pub fn from_rt_query(query: &str) -> Result<(Self, u64), FieldError> {
+        let mut b = EventBuilder::new();
+        let mut ignored = 0;
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match Field::lookup(&k) {
+                Some(field) => b.replace(field, &k, &v)?,
+                None => ignored += 1,
+            }
+        }
+        Ok((b, ignored))
+    }
+
+    /// [`EventBuilder::build`] with `at` mandatory, as RT has it (checked
+    /// after the other mandatory fields).
+    pub fn build_with_at(self) -> Result<Event, FieldError> {
+        let has_at = self.at.is_some();
+        let event = self.build()?;
+        if !has_at {
+            return Err(FieldError::missing("at"));
+        }
+        Ok(event)
     }
 
     /// Sets a field only if it is not set yet.
@@ -299,6 +328,20 @@ impl EventBuilder {
     /// Parses one already-decoded JSON value (a batch item).
     pub fn from_json_value(value: &serde_json::Value) -> Result<Self, FieldError> {
         serde::Deserializer::deserialize_any(value, BuilderVisitor).map_err(json_error)?
+    }
+}
+
+/// A field's bit in [`EventBuilder`]'s record of fields seen.
+fn seen_bit(field: Field) -> u64 {
+    1u64 << match field {
+        Field::EventType => 0,
+        Field::Ip => 1,
+        Field::Ua => 2,
+        Field::At => 3,
+        Field::AffiliateId => 4,
+        Field::OfferId => 5,
+        Field::Key => 6,
+        Field::Opt(o) => 7 + o as u32,
     }
 }
 

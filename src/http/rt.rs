@@ -9,6 +9,10 @@
 //!
 //! Headers `X-Fraudgate-Decision`, `-Source`, `-Reason`, `-Id` and `-Tags`
 //! carry the decision.
+//!
+//! The query is read as RT reads it ([`EventBuilder::from_rt_query`]): `at`
+//! is mandatory, a parameter RT does not document is ignored (and
+//! counted), a repeated one takes its last value.
 
 use axum::Extension;
 use axum::extract::{RawQuery, State};
@@ -33,7 +37,16 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     // `key` is accepted here as RT accepts it; it is not RT's key and is
     // never forwarded (fraudgate sends its own).
-    let event = EventBuilder::from_query(query.as_deref().unwrap_or(""))?.build()?;
+    let (builder, ignored) = EventBuilder::from_rt_query(query.as_deref().unwrap_or(""))?;
+    if ignored > 0 {
+        // Rare (an integration's own fields): a lookup in this app's
+        // registry, not a handle kept for the hot path.
+        state
+            .registry
+            .scope(|| metrics::counter!(crate::metrics::RT_IGNORED_PARAMS))
+            .increment(ignored);
+    }
+    let event = builder.build_with_at()?;
     let opts = api_opts(&state, &headers, Door::Rt)?.with_client(client.map(|c| c.0.0));
     let d = state.scorer.score(&event, &opts).await;
     Ok(render(&d))

@@ -74,7 +74,10 @@ async fn with_client_keys_every_scoring_endpoint_needs_one() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let r = app
-        .get(&format!("/?{}", query("10.80.0.1", &[("key", CLIENT_KEY)])))
+        .get(&format!(
+            "/?{}",
+            rt_query("10.80.0.1", &[("key", CLIENT_KEY)])
+        ))
         .await;
     assert_eq!(r.status(), 200, "the RT drop-in takes key= like RT");
     // Probes, metrics and the public tracker doors need no key.

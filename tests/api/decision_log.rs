@@ -74,7 +74,7 @@ pub async fn every_door_suite(store: Store<'_>) {
         &json!([{"event_type": "impression", "ip": "10.95.0.2", "ua": UA, "affiliate_id": "6251", "offer_id": "34713"}]).to_string(),
     )
     .await;
-    app.get(&format!("/?{}", query("10.95.0.3", &[]))).await;
+    app.get(&format!("/?{}", rt_query("10.95.0.3", &[]))).await;
     app.get("/v1/auth?offer_id=34713&affiliate_id=6251").await;
     no_redirects()
         .get(app.url("/click?offer_id=34713&affiliate_id=6251"))

@@ -115,6 +115,13 @@ impl TestApp {
     }
 }
 
+/// An RT drop-in query: [`query`] with RT's mandatory `at`.
+pub fn rt_query(ip: &str, extra: &[(&str, &str)]) -> String {
+    let mut with_at = vec![("at", "1544054769")];
+    with_at.extend_from_slice(extra);
+    query(ip, &with_at)
+}
+
 /// A /v1/check query for `ip` with the mandatory fields plus `extra`.
 pub fn query(ip: &str, extra: &[(&str, &str)]) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());

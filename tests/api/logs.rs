@@ -32,7 +32,7 @@ async fn keys_never_appear_in_logs_even_at_trace_level() {
     for (i, reply) in faults.into_iter().enumerate() {
         let ip = format!("10.11.0.{i}");
         mock.on_ip(&ip, reply);
-        let q = query(&ip, &[("key", CLIENT_KEY)]);
+        let q = rt_query(&ip, &[("key", CLIENT_KEY)]);
         let r = http
             .get(format!("http://127.0.0.1:{port}/?{q}"))
             .send()
