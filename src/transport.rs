@@ -1,9 +1,17 @@
-//! What went wrong on the wire, in words an operator can act on. A leaf:
-//! the RT client and the feeds use it. Only the error's kind and its
+//! HTTP clients' common ground (a leaf): the TLS provider every reqwest
+//! client needs, and what went wrong on the wire, in words an operator can
+//! act on, for the RT client and the feeds. Only the error's kind and its
 //! causes' kinds are read, never its URL (which can hold a key).
 
 use std::error::Error as _;
 use std::io::ErrorKind;
+
+/// reqwest is built without a bundled crypto provider (aws-lc-sys costs a
+/// minute of cold build): install ring as the process default. Idempotent;
+/// call before building any reqwest client.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// The kind of a failed HTTP exchange: "DNS lookup failed", "connection
 /// refused", "connection reset", "TLS handshake failed", "timed out", ...
@@ -82,7 +90,7 @@ mod tests {
     use super::*;
 
     async fn fail(url: &str) -> reqwest::Error {
-        crate::upstream::install_crypto_provider();
+        install_crypto_provider();
         reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(5))
             .build()

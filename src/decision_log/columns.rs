@@ -123,7 +123,7 @@ impl Row {
 }
 
 /// The kinds of the rules that fired, as bits (`rule_*` aggregates).
-pub fn rule_mask(rules: &[crate::rules::RuleHit]) -> i64 {
+pub fn rule_mask(rules: &[crate::decision::RuleHit]) -> i64 {
     rules.iter().fold(0, |m, h| m | (1i64 << (h.kind as u32)))
 }
 

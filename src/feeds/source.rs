@@ -153,7 +153,7 @@ impl Progress for Quiet {
 /// redirect to a login page must not pass for data), idle-read timeout
 /// (a hung connection ends).
 pub fn client(timeout: Duration) -> reqwest::Client {
-    crate::upstream::install_crypto_provider();
+    crate::transport::install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(timeout)
         .read_timeout(timeout)

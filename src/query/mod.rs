@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use jiff::tz::TimeZone;
 
-use crate::rules::RuleKind;
+use crate::decision::RuleKind;
 use crate::verdict::Tag;
 pub use filter::{Expr, Op, Scalar};
 

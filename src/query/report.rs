@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 
 use super::params::{number, time_zone, unknown_parameter};
 use super::{Agg, Events, Expr, FIELDS, Field, Op, Query, QueryError, Scalar, Shape, field};
+use crate::decision::RuleKind;
 use crate::decision_log::IvtClass;
-use crate::rules::RuleKind;
 use crate::verdict::Tag;
 
 impl Kind {

@@ -9,7 +9,7 @@
 use super::{
     Agg, Events, Expr, Field, Kind, Op, Query, QueryError, Scalar, Shape, TimeUnit, local_ms,
 };
-use crate::rules::RuleKind;
+use crate::decision::RuleKind;
 use crate::verdict::Tag;
 
 /// A value of the caller's, typed for the column it is compared with.

@@ -105,7 +105,7 @@ impl ClickHouseConfig {
 
 /// The HTTP client for ClickHouse: pooled, plain or TLS.
 pub fn client() -> reqwest::Client {
-    crate::upstream::install_crypto_provider();
+    crate::transport::install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)

@@ -182,8 +182,8 @@ mod tests {
             .into();
         full.client = Some("partner".into());
         full.tags = crate::verdict::Tags::parse("datacenter\nip\ndynamic blacklist").unwrap();
-        full.rules = vec![crate::rules::RuleHit {
-            kind: crate::rules::RuleKind::CrawlerUa,
+        full.rules = vec![crate::decision::RuleHit {
+            kind: crate::decision::RuleKind::CrawlerUa,
             name: "bots".into(),
             tag: None,
             reason: Some("a \"crawler\"".into()),

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use super::encode::REASONS;
 use super::{LoggedEvent, Record};
+use crate::decision::{Action, Mode};
 use crate::decision::{DecisionId, Door, Source};
+use crate::decision::{RuleHit, RuleKind};
 use crate::event::{EventType, Opt};
-use crate::policy::{Action, Mode};
-use crate::rules::{RuleHit, RuleKind};
 use crate::verdict::{Tag, Tags};
 
 /// Text the encoding holds, as `&str` (written from a `&str`: always

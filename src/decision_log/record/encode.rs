@@ -4,11 +4,11 @@
 use std::net::IpAddr;
 
 use super::Record;
+use crate::decision::RuleHit;
+use crate::decision::UpstreamError;
+use crate::decision::{Action, Mode, Reason};
 use crate::decision::{Decision, DecisionId, Door, Source};
 use crate::event::{Event, EventType, Opt};
-use crate::policy::{Action, Mode, Reason};
-use crate::rules::RuleHit;
-use crate::upstream::UpstreamError;
 use crate::verdict::Tags;
 
 /// Every reason a decision gives, so the encoding carries an index and

@@ -21,10 +21,10 @@ pub(crate) mod tests;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::decision::RuleHit;
+use crate::decision::{Action, Mode};
 use crate::decision::{Decision, DecisionId, Door, Source};
 use crate::event::{Event, EventType, Opt};
-use crate::policy::{Action, Mode};
-use crate::rules::RuleHit;
 use crate::verdict::Tags;
 pub use decode::{Encoded, utf8};
 pub use encode::encode;

@@ -1,8 +1,8 @@
 use super::*;
+use crate::decision::RuleKind;
+use crate::decision::UpstreamError;
+use crate::decision::{Reason, Ruling};
 use crate::event::EventBuilder;
-use crate::policy::{Reason, Ruling};
-use crate::rules::RuleKind;
-use crate::upstream::UpstreamError;
 use crate::verdict::Tag;
 
 /// A plain record of a click at `ms` (its id ends in `i`): the fixture of

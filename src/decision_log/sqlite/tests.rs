@@ -93,9 +93,9 @@ fn chunk_cases(ms: i64) -> Vec<Record> {
             Record {
                 event: (&event).into(),
                 decision: if block {
-                    crate::policy::Action::Block
+                    crate::decision::Action::Block
                 } else {
-                    crate::policy::Action::Allow
+                    crate::decision::Action::Allow
                 },
                 elapsed_us: i as u64 * 7,
                 ..record(ms, i)
@@ -174,9 +174,9 @@ fn rows_read_back_with_their_own_values_whatever_their_chunk() {
 /// The base record, then records that each differ from it in one part
 /// of their context.
 fn context_variants(base: &Record) -> Vec<Record> {
+    use crate::decision::{Action, Mode};
     use crate::decision::{Door, Source};
-    use crate::policy::{Action, Mode};
-    use crate::rules::{RuleHit, RuleKind};
+    use crate::decision::{RuleHit, RuleKind};
     use crate::verdict::{Tag, Tags};
     fn hit(name: &str, reason: Option<&str>) -> RuleHit {
         RuleHit {

@@ -6,9 +6,15 @@ use std::time::Duration;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::policy::{Action, Mode, Ruling};
-use crate::rules::RuleHit;
 use crate::verdict::Tags;
+
+mod rule;
+mod ruling;
+mod upstream_error;
+
+pub use rule::{RuleHit, RuleKind};
+pub use ruling::{Action, Mode, Reason, Ruling};
+pub use upstream_error::UpstreamError;
 
 /// Where the tags came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
