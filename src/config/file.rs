@@ -4,11 +4,22 @@
 
 use std::path::PathBuf;
 
-/// A config file and its table as read.
-#[derive(Debug, Clone)]
+/// A config file and its table as read. The table holds secrets as
+/// written (keys, tokens): its `Debug` shows the path and section names
+/// only, and it is never printed.
+#[derive(Clone)]
 pub struct ConfigFile {
     pub path: PathBuf,
     pub table: toml::Table,
+}
+
+impl std::fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigFile")
+            .field("path", &self.path)
+            .field("sections", &self.table.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl ConfigFile {
@@ -18,9 +29,19 @@ impl ConfigFile {
     pub fn changed_sections(&self) -> Result<Vec<String>, String> {
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
-        let now: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| format!("cannot parse {}: {e}", self.path.display()))?;
+        // The error's message only: its Display quotes the offending
+        // line, which can be a key's.
+        let now: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            format!(
+                "cannot parse {}{}: {}",
+                self.path.display(),
+                line.map(|l| format!(" (line {l})")).unwrap_or_default(),
+                e.message()
+            )
+        })?;
         let mut changed: Vec<String> = now
             .keys()
             .chain(self.table.keys())
@@ -48,9 +69,41 @@ impl ConfigFile {
                 Some((c, message))
             }
             Err(e) => Some((
-                Vec::new(),
+                vec!["<unreadable>".to_owned()],
                 format!("{e}: rule and list files were reloaded"),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neither_debug_nor_a_parse_error_shows_what_the_file_holds() {
+        let dir = std::env::temp_dir().join(format!("fg-cfgfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.toml");
+        let text = "[upstream]\nkey = \"SECRET-RT-KEY-0123\"\n";
+        std::fs::write(&path, text).unwrap();
+        let f = ConfigFile {
+            path: path.clone(),
+            table: text.parse().unwrap(),
+        };
+        let debug = format!("{f:?}");
+        assert!(
+            debug.contains("upstream") && !debug.contains("SECRET"),
+            "{debug}"
+        );
+        assert!(f.restart_needed().is_none());
+        // A botched edit on the key's line.
+        std::fs::write(&path, "[upstream]\nkey = \"SECRET-RT-KEY-0123\n").unwrap();
+        let (sections, message) = f.restart_needed().unwrap();
+        assert_eq!(sections, ["<unreadable>"]);
+        assert!(
+            message.contains("line 2") && !message.contains("SECRET"),
+            "{message}"
+        );
     }
 }
