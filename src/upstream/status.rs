@@ -149,8 +149,12 @@ impl UpstreamStatus {
         if !self.failing.load(Ordering::Relaxed) {
             return;
         }
-        let was = self.lock().take();
-        self.failing.store(false, Ordering::Relaxed);
+        // The flag changes under the lock, with what it flags.
+        let was = {
+            let mut last = self.lock();
+            self.failing.store(false, Ordering::Relaxed);
+            last.take()
+        };
         if let Some(f) = was {
             tracing::info!(
                 cause = f.cause.as_str(),
@@ -184,8 +188,8 @@ impl UpstreamStatus {
                     *last = Some(failing(cause, status, detail, now, 1));
                 }
             }
+            self.failing.store(true, Ordering::Relaxed);
         }
-        self.failing.store(true, Ordering::Relaxed);
         self.report(cause, detail);
     }
 
@@ -275,6 +279,20 @@ mod tests {
         assert_eq!(s.failing().unwrap().cause, Cause::Connect);
         s.succeeded();
         assert!(s.failing().is_none());
+    }
+
+    #[test]
+    fn a_cause_is_named_as_the_metric_outcome_of_its_error() {
+        for e in [
+            UpstreamError::Http(403),
+            UpstreamError::Http(404),
+            UpstreamError::Http(503),
+            UpstreamError::Timeout,
+            UpstreamError::Connect,
+            UpstreamError::BadBody("x"),
+        ] {
+            assert_eq!(Cause::of(e).unwrap().as_str(), e.outcome(), "{e:?}");
+        }
     }
 
     #[test]
