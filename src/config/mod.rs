@@ -149,7 +149,11 @@ impl Config {
             key.strip_prefix(k)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
         };
-        let by_env = |key: &str, message: String| match set_by.iter().find(|(k, _)| within(key, k))
+        // A variable that set this key or a key under it (a misspelt
+        // section is reported at the section: name the variable there too).
+        let by_env = |key: &str, message: String| match set_by
+            .iter()
+            .find(|(k, _)| within(key, k) || within(k, key))
         {
             Some((_, var)) => ConfigError::Env {
                 var: var.clone(),
@@ -357,6 +361,8 @@ mod tests {
             ),
             ("FRAUDGATE_DECISION_LOG__QUEUE", "0", "decision_log.queue"),
             ("FRAUDGATE_DECISION_LOG__PATH", " ", "decision_log.path"),
+            // A misspelt section is reported at the section.
+            ("FRAUDGATE_UPSTREM__KEY", "abc", "upstrem"),
         ] {
             let e = Config::load_from(None, env(&[(var, val)]))
                 .unwrap_err()
