@@ -25,6 +25,7 @@ impl Secret {
     pub fn weakness(&self) -> Option<&'static str> {
         let k = &self.0;
         if k.chars().count() < MIN_KEY_CHARS {
+            const _: () = assert!(MIN_KEY_CHARS == 16, "the message names 16");
             Some("use at least 16 characters (e.g. openssl rand -hex 16)")
         } else if k.chars().any(|c| c.is_whitespace() || c.is_control()) {
             Some("no spaces or control characters: keys travel in headers")

@@ -96,7 +96,8 @@ fn require_log(c: &crate::decision_log::DecisionLogConfig) -> Result<(), String>
     let shown = std::path::absolute(&c.path).unwrap_or_else(|_| c.path.clone().into());
     Err(format!(
         "no decision log at {} (decision_log.path = {:?}, relative to the working directory \
-         unless set in a --config file); run where serve runs, or pass its --config",
+         unless set in a --config file); run where serve runs, or pass its --config \
+         (or FRAUDGATE_CONFIG)",
         shown.display(),
         c.path
     ))

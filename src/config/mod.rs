@@ -361,6 +361,11 @@ mod tests {
             ),
             ("FRAUDGATE_DECISION_LOG__QUEUE", "0", "decision_log.queue"),
             ("FRAUDGATE_DECISION_LOG__PATH", " ", "decision_log.path"),
+            (
+                "FRAUDGATE_DECISION_LOG__IP_SALT",
+                "short",
+                "decision_log.ip_salt",
+            ),
             // A misspelt section is reported at the section.
             ("FRAUDGATE_UPSTREM__KEY", "abc", "upstrem"),
         ] {

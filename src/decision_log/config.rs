@@ -114,6 +114,12 @@ impl DecisionLogConfig {
                 "retention_days and query_timeout_ms must be > 0",
             ));
         }
+        // An HMAC secret like the keys: the one strength rule, when set.
+        if !dl.ip_salt.expose().is_empty() {
+            if let Some(why) = dl.ip_salt.weakness() {
+                return Err(ConfigError::invalid("decision_log.ip_salt", why));
+            }
+        }
         Ok(())
     }
 
