@@ -285,7 +285,12 @@ fn special(
 /// buckets (not `datetime`) in a zone whose offsets are whole hours, and
 /// `date`/`datetime` bounds that fall on whole hours.
 pub fn rollup_answers(q: &Query, dims: &[&str]) -> bool {
-    let Shape::Groups { groups, aggs, .. } = &q.shape else {
+    let Shape::Groups {
+        groups,
+        aggs,
+        having,
+    } = &q.shape
+    else {
         return false;
     };
     let hourly_zone = whole_hour_zone(&q.tz);
@@ -293,14 +298,30 @@ pub fn rollup_answers(q: &Query, dims: &[&str]) -> bool {
         Kind::Time(u) => u != TimeUnit::Datetime && hourly_zone,
         _ => dims.contains(&f.name),
     };
+    let agg_ok = |a: &Agg| match a {
+        Agg::Any(f) | Agg::Uniq(f) => field_ok(f),
+        _ => true,
+    };
     groups.iter().all(|f| field_ok(f))
-        && aggs.iter().all(|a| match a {
-            Agg::Any(f) | Agg::Uniq(f) => field_ok(f),
-            _ => true,
-        })
+        && aggs.iter().all(agg_ok)
+        // A `having` may name aggregates that are not fields.
+        && having
+            .as_ref()
+            .is_none_or(|h| having_rolls_up(h, groups, &agg_ok))
         && q.filter
             .as_ref()
             .is_none_or(|e| expr_rolls_up(e, q, &field_ok))
+}
+
+/// Whether every aggregate a `having` names can be computed from rollups.
+fn having_rolls_up(e: &Expr, groups: &[&'static Field], agg_ok: &dyn Fn(&Agg) -> bool) -> bool {
+    match e {
+        Expr::And(ops) | Expr::Or(ops) => ops.iter().all(|o| having_rolls_up(o, groups, agg_ok)),
+        Expr::Not(inner) => having_rolls_up(inner, groups, agg_ok),
+        Expr::Cmp { name, .. } => {
+            groups.iter().any(|f| f.name == name) || Agg::parse(name).is_ok_and(|a| agg_ok(&a))
+        }
+    }
 }
 
 fn expr_rolls_up(e: &Expr, q: &Query, field_ok: &dyn Fn(&Field) -> bool) -> bool {

@@ -260,6 +260,17 @@ pub async fn data_api_suite(store: Store<'_>) {
     )
     .await;
     assert_eq!(v, [json!({"affiliate_id": "1", "count": 2})]);
+    // A `having` on an aggregate not asked for in `field` (ip is not a
+    // rollup dimension: the rows answer it, as when it is asked for).
+    let v = lines(
+        &app,
+        &format!(
+            "/v1/data/all/groups?group=affiliate_id&field=count&having={}",
+            q(r#"["uniq_ip_gt", 2]"#)
+        ),
+    )
+    .await;
+    assert_eq!(v, [json!({"affiliate_id": "2", "count": 3})]);
     let v = lines(
         &app,
         "/v1/data/all/groups?group=ivt&group=ivt_category&field=count&sort=ivt_asc",
