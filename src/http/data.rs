@@ -195,6 +195,47 @@ pub async fn list(
     data(state, &event, raw.unwrap_or_default(), false).await
 }
 
+/// `GET /data/{channel}/{event}`: the FraudScore Data API's own URL form
+/// (reference 000), so its clients only change the host (and add
+/// `/data`). The channel is the caller's: fraudgate keeps one log.
+pub async fn compat_list(
+    State(state): State<AppState>,
+    Path((_channel, event)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    data(state, &event, raw.unwrap_or_default(), false).await
+}
+
+/// `GET /data/{channel}/{event}/groups`.
+pub async fn compat_groups(
+    State(state): State<AppState>,
+    Path((_channel, event)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    data(state, &event, raw.unwrap_or_default(), true).await
+}
+
+/// `GET /data/{channel}/help` (and `/v1/data/help`): what this instance
+/// answers: events, fields, aggregates, filter operators, limits.
+pub async fn help() -> axum::Json<serde_json::Value> {
+    use crate::query::{DATA_API_FIELDS, FIELDS, filter::Op};
+    axum::Json(serde_json::json!({
+        "events": ["click", "impression", "all", "install", "custom"],
+        "fields": FIELDS.iter().chain(DATA_API_FIELDS).map(|f| f.name).collect::<Vec<_>>(),
+        "aggregates": [
+            "count", "blocked", "allowed", "block_rate", "avg_elapsed_us",
+            "ivt_givt", "ivt_sivt", "ivt_none", "any_<field>", "uniq_<field>",
+            "tag_<tag>", "blocked_by_<tag>", "rule_<kind>", "blocked_by_rule_<kind>",
+        ],
+        "filter": {
+            "operators": ["AND", "OR", "NOT"],
+            "operand_suffixes": Op::suffixes(),
+        },
+        "parameters": ["key", "field", "group", "filter", "having", "sort", "page", "page_size", "tz", "format"],
+        "page_size_max": crate::query::MAX_PAGE_SIZE,
+    }))
+}
+
 pub async fn groups(
     State(state): State<AppState>,
     Path(event): Path<String>,

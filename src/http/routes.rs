@@ -133,8 +133,12 @@ pub(super) fn reports(state: &AppState) -> Routes {
         state.config.auth.local_reports,
     ));
     Routes::default()
+        .route("/v1/data/help", get(data::help))
         .route("/v1/data/{event}", get(data::list))
         .route("/v1/data/{event}/groups", get(data::groups))
+        .route("/data/{channel}/help", get(data::help))
+        .route("/data/{channel}/{event}", get(data::compat_list))
+        .route("/data/{channel}/{event}/groups", get(data::compat_groups))
         .route("/v1/reports/fraud", get(reports::fraud))
         .route("/v1/reports/global", get(reports::global))
         .route("/v1/reports/interval", get(reports::interval))

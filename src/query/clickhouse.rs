@@ -56,6 +56,12 @@ impl Dialect for ClickHouse {
         format!("(bitAnd({col}, {bit}) != 0)")
     }
 
+    fn extra_text(&self, key: &str) -> String {
+        // visitParam*: the servers this runs on (Debian's) predate the
+        // JSONExtract* functions; `extra` is flat compact JSON.
+        format!("visitParamExtractString(ifNull(extra, ''), '{key}')")
+    }
+
     fn order(&self, name: &str, desc: bool) -> String {
         // NULLs sort last either way: ClickHouse's default.
         format!("\"{name}\" {}", if desc { "DESC" } else { "ASC" })

@@ -26,6 +26,13 @@ pub enum Op {
 }
 
 impl Op {
+    /// The operand suffixes, `""` (equals) first, for `help`.
+    pub fn suffixes() -> Vec<&'static str> {
+        std::iter::once("")
+            .chain(Self::SUFFIXES.iter().map(|(s, _)| *s))
+            .collect()
+    }
+
     const SUFFIXES: [(&'static str, Op); 7] = [
         ("_ne", Op::Ne),
         ("_gt", Op::Gt),

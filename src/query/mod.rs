@@ -73,15 +73,49 @@ impl TimeUnit {
     }
 }
 
-/// A field of the decision log: its name in the API and its column.
+/// A field of the decision log: its name in the API and where it is read.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Field {
     pub name: &'static str,
     pub kind: Kind,
+    pub column: Column,
+}
+
+/// Where a field is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    /// A column of its own (for time buckets: computed from `ts`).
+    Own(&'static str),
+    /// A member of the `extra` JSON object (an RT optional field with no
+    /// column): its text, empty when absent.
+    Extra(&'static str),
 }
 
 const fn f(name: &'static str, kind: Kind) -> Field {
-    Field { name, kind }
+    Field {
+        name,
+        kind,
+        column: Column::Own(name),
+    }
+}
+
+/// A name the FraudScore Data API documents for a field fraudgate keeps
+/// under another name.
+const fn alias(name: &'static str, of: &'static str) -> Field {
+    Field {
+        name,
+        kind: Kind::Text,
+        column: Column::Own(of),
+    }
+}
+
+/// An RT optional field kept in `extra`.
+const fn extra(name: &'static str) -> Field {
+    Field {
+        name,
+        kind: Kind::Text,
+        column: Column::Extra(name),
+    }
 }
 
 /// Every field a query can name. Columns share the name, but for the
@@ -121,6 +155,15 @@ pub const FIELDS: &[Field] = &[
     f("elapsed_us", Kind::Int),
 ];
 
+/// The FraudScore Data API's names (reference 000) for data fraudgate
+/// keeps under its own names: asked for by these names, answered under
+/// them. Not part of an entry's full record (`FIELDS` is).
+pub const DATA_API_FIELDS: &[Field] = &[
+    alias("ipv4_str", "ip"),
+    extra("offer_name"),
+    extra("affiliate_name"),
+];
+
 /// The fields a list query returns when it names none.
 pub const DEFAULT_FIELDS: &[&str] = &[
     "id",
@@ -141,7 +184,10 @@ pub const DEFAULT_FIELDS: &[&str] = &[
 ];
 
 pub fn field(name: &str) -> Option<&'static Field> {
-    FIELDS.iter().find(|f| f.name == name)
+    FIELDS
+        .iter()
+        .chain(DATA_API_FIELDS)
+        .find(|f| f.name == name)
 }
 
 fn field_or_err(name: &str, param: &'static str) -> Result<&'static Field, QueryError> {
@@ -245,6 +291,9 @@ pub enum Events {
     Click,
     Impression,
     All,
+    /// The Data API's `install` and `custom` (conversions): none are
+    /// recorded yet, so they answer an empty result, not a 400.
+    Conversions,
 }
 
 impl Events {
@@ -253,9 +302,10 @@ impl Events {
             "click" => Ok(Events::Click),
             "impression" => Ok(Events::Impression),
             "all" => Ok(Events::All),
+            "install" | "custom" => Ok(Events::Conversions),
             _ => Err(QueryError::new(
                 "event",
-                format!("{s:?}: use click, impression or all"),
+                format!("{s:?}: use click, impression, all, install or custom"),
             )),
         }
     }

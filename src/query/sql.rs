@@ -7,7 +7,8 @@
 //! releases fraudgate supports).
 
 use super::{
-    Agg, Events, Expr, Field, Kind, Op, Query, QueryError, Scalar, Shape, TimeUnit, local_ms,
+    Agg, Column, Events, Expr, Field, Kind, Op, Query, QueryError, Scalar, Shape, TimeUnit,
+    local_ms,
 };
 use crate::decision::RuleKind;
 use crate::verdict::Tag;
@@ -36,6 +37,9 @@ pub trait Dialect {
     fn uniq(&self, col: &str) -> String;
     /// `col & bit != 0`.
     fn has_bit(&self, col: &str, bit: u64) -> String;
+    /// The text of member `key` (a fixed field name, never a caller's
+    /// value) of the `extra` JSON column; empty when absent.
+    fn extra_text(&self, key: &str) -> String;
     /// Sorting, with NULLs last (ClickHouse's order).
     fn order(&self, name: &str, desc: bool) -> String;
     /// `sql LIKE pattern`, where `pattern` (SQL standing for a caller's
@@ -67,9 +71,10 @@ pub trait Dialect {
 
 /// The SQL expression of a field.
 pub fn column(d: &impl Dialect, f: &Field) -> String {
-    match f.kind {
-        Kind::Time(u) => d.time(u),
-        _ => f.name.to_owned(),
+    match (f.kind, f.column) {
+        (Kind::Time(u), _) => d.time(u),
+        (_, Column::Own(c)) => c.to_owned(),
+        (_, Column::Extra(key)) => d.extra_text(key),
     }
 }
 
@@ -296,7 +301,7 @@ pub fn rollup_answers(q: &Query, dims: &[&str]) -> bool {
     let hourly_zone = whole_hour_zone(&q.tz);
     let field_ok = |f: &Field| match f.kind {
         Kind::Time(u) => u != TimeUnit::Datetime && hourly_zone,
-        _ => dims.contains(&f.name),
+        _ => matches!(f.column, Column::Own(c) if dims.contains(&c)),
     };
     let agg_ok = |a: &Agg| match a {
         Agg::Any(f) | Agg::Uniq(f) => field_ok(f),
@@ -415,6 +420,8 @@ fn where_clause(q: &Query, d: &mut impl Dialect) -> Result<String, QueryError> {
         Events::Click => wheres.push("event_type = 'click'".to_owned()),
         Events::Impression => wheres.push("event_type = 'impression'".to_owned()),
         Events::All => {}
+        // No conversions are recorded: no row matches.
+        Events::Conversions => wheres.push("0 = 1".to_owned()),
     }
     if let Some(f) = &q.filter {
         let mut s = String::new();

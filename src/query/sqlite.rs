@@ -81,6 +81,10 @@ impl Dialect for Sqlite {
         format!("(({col} & {bit}) != 0)")
     }
 
+    fn extra_text(&self, key: &str) -> String {
+        format!("coalesce(json_extract(extra, '$.{key}'), '')")
+    }
+
     fn time_key(&self) -> Option<&'static str> {
         self.keyed.then_some("_k")
     }

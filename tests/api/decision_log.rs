@@ -104,7 +104,7 @@ pub async fn every_door_suite(store: Store<'_>) {
     // The check decision, with every field recorded.
     let id = check["id"].as_str().unwrap();
     let e: Value = json(app.get(&format!("/v1/reports/entry/{id}")).await).await;
-    assert_eq!(e["id"], id);
+    assert_eq!(e["id"], id, "{e}");
     // As CSV: a header of every field, then the decision.
     let r = app.get(&format!("/v1/reports/entry/{id}?format=csv")).await;
     assert_eq!(r.status(), 200);
@@ -351,7 +351,11 @@ async fn bad_queries_are_400s_naming_the_part() {
             "filter",
             "unknown operator",
         ),
-        ("/v1/data/install", "event", "click, impression or all"),
+        (
+            "/v1/data/conversion",
+            "event",
+            "click, impression, all, install or custom",
+        ),
         ("/v1/data/click/groups?field=count", "group", "at least one"),
         (
             "/v1/data/click/groups?group=ip&field=median_x",

@@ -8,6 +8,7 @@ mod cache;
 mod check;
 mod clickhouse;
 mod config_files;
+mod data_api_compat;
 mod decision_log;
 mod deploy;
 mod doors;
