@@ -96,7 +96,7 @@ decisions = sample("fraudgate_decisions_total", door="check")
 shed = sample("fraudgate_shed_total")
 five = sum(v for k, v in by_status.items() if k.startswith("5"))
 rejected = sum(v for k, v in by_status.items() if k != "200")
-upstream = {o: sample("fraudgate_upstream_requests_total", outcome=o) for o in ["ok", "http_error", "timeout", "connect_error", "bad_body"]}
+upstream = {o: sample("fraudgate_upstream_requests_total", outcome=o) for o in ["ok", "key_refused", "http_status", "http_5xx", "timeout", "connect_error", "bad_body"]}
 sources = {s: sample("fraudgate_decisions_total", door="check", source=s) for s in ["upstream", "cache", "fallback", "local"]}
 reasons_line = {k: v for k, v in upstream.items() if v}
 
