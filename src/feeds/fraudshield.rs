@@ -152,6 +152,7 @@ async fn scroll(
     let endpoint = url(ctx, "conversion_scroll")?;
     let count = ctx.cfg.page_size.unwrap_or(DEFAULT_COUNT).to_string();
     let mut next: Option<String> = None;
+    let mut last_page: Option<u64> = None;
     loop {
         let mut q = common(ctx, from, to);
         q.extend([
@@ -164,6 +165,16 @@ async fn scroll(
             q.push(("next_page_id", id.clone()));
         }
         let v = call(ctx, ctx.http.post(endpoint.clone()).query(&q)).await?;
+        // A scroll that does not advance answers the same page again:
+        // stop at once rather than after MAX_PAGES requests.
+        let page = fingerprint(v.get("data"));
+        if last_page == Some(page) {
+            return Err(FeedError::Parse(format!(
+                "conversion_scroll answered page {} again: the scroll does not advance",
+                stats.pages
+            )));
+        }
+        last_page = Some(page);
         if take_page(ctx, &v, "conversion_scroll", &mut stats, out)? == 0 {
             break;
         }
@@ -184,6 +195,14 @@ async fn scroll(
         }
     }
     Ok(stats)
+}
+
+/// A page's rows, hashed: equal pages hash alike.
+fn fingerprint(rows: Option<&Value>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    rows.map(Value::to_string).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 /// `next_page_id` from a `next_page_url` (absolute or relative).

@@ -485,6 +485,41 @@ async fn fraudshield_scroll_follows_next_page_id_and_feeds_rejected_conversions_
     assert_eq!(v["decision"], "block", "affiliate+sub: {v}");
 }
 
+/// A scroll that answers the same page for every `next_page_id` is
+/// stopped at the first repeat, with an error saying so, not after
+/// 100 000 requests.
+#[tokio::test]
+async fn a_fraudshield_scroll_that_does_not_advance_is_stopped_at_once() {
+    let mock = MockFeeds::start().await;
+    mock.with(|s| {
+        s.fault = Fault::StuckScroll;
+        for i in 0..10 {
+            s.fs_conversions.push(fs_conversion(
+                "Affiliate_1",
+                "Sub_1",
+                &format!("89.178.238.{i}"),
+                None,
+                "rejected",
+                "IP Pattern",
+            ));
+        }
+    });
+    let cfg = feed(
+        "shield",
+        "fraudshield",
+        &mock,
+        &format!("user_id = {FS_USER:?}\napi_token = {FS_TOKEN:?}\ntracker_id = 81\npage_size = 4"),
+    );
+    let app = spawn_app_with(|c| with_feeds(c, vec![cfg])).await;
+    let st = first_run(&app, "shield").await;
+    let err = st["last_error"].as_str().unwrap_or_else(|| panic!("{st}"));
+    assert!(err.contains("does not advance"), "{err}");
+    assert_eq!(
+        count(&mock.requests(), "/api/v1/reports/conversion_scroll.json"),
+        2
+    );
+}
+
 #[tokio::test]
 async fn fraudshield_fraud_report_feeds_affiliate_sub_groups_over_the_rejection_rate() {
     let mock = MockFeeds::start().await;

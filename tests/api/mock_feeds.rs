@@ -57,6 +57,9 @@ pub enum Fault {
     /// 200 and a byte every 50 ms, for ever: never idle long enough for
     /// a read timeout.
     Trickle,
+    /// The Fraudshield scroll answers its first page for every
+    /// `next_page_id`: a scroll that never advances.
+    StuckScroll,
 }
 
 pub struct FeedState {
@@ -140,7 +143,7 @@ async fn fault(state: &Arc<Mutex<FeedState>>, path: &str, q: &Option<String>) ->
         s.fault.clone()
     };
     match f {
-        Fault::None => None,
+        Fault::None | Fault::StuckScroll => None,
         Fault::Status(code) => Some(
             (
                 StatusCode::from_u16(code).unwrap(),
@@ -343,9 +346,11 @@ async fn fs_scroll(State(state): State<Arc<Mutex<FeedState>>>, RawQuery(q): RawQ
         .and_then(|c| c.parse().ok())
         .unwrap_or(10);
     // next_page_id is an opaque id: here base64-ish of the offset.
+    let stuck = matches!(state.lock().unwrap().fault, Fault::StuckScroll);
     let offset: usize = param(&p, "next_page_id")
         .and_then(|id| id.strip_prefix("c2Nyb2xs"))
         .and_then(|n| n.parse().ok())
+        .filter(|_| !stuck)
         .unwrap_or(0);
     let rows = only_rejected(&p, &state.lock().unwrap().fs_conversions);
     let page: Vec<Value> = rows.iter().skip(offset).take(count).cloned().collect();
