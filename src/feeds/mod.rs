@@ -54,6 +54,15 @@ pub enum RunError {
     State(#[from] StateError),
     #[error("the window is empty: from {from} is after to {to}")]
     Window { from: String, to: String },
+    #[error(
+        "{vendor} keeps {days} days of data: from {from} is before the earliest it answers, {earliest}"
+    )]
+    BeyondRetention {
+        vendor: &'static str,
+        days: i64,
+        from: String,
+        earliest: String,
+    },
 }
 
 /// What one run may change.

@@ -204,6 +204,20 @@ impl Feed {
                 to: rfc3339(to),
             });
         }
+        // A backfill older than the source keeps is refused, not clipped
+        // silently (Protect360 answers the last 90 days).
+        if opts.from.is_some() && self.cfg.kind == FeedKind::Protect360 {
+            let days = config::P360_LOOKBACK_DAYS;
+            let earliest = now.saturating_sub(days as u64 * 86_400);
+            if from < earliest - earliest % 86_400 {
+                return Err(RunError::BeyondRetention {
+                    vendor: "Protect360",
+                    days,
+                    from: rfc3339(from),
+                    earliest: rfc3339(earliest - earliest % 86_400),
+                });
+            }
+        }
         Ok((from, to))
     }
 

@@ -735,6 +735,24 @@ fn fraudgate(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A backfill older than Protect360 keeps (90 days) is refused with the
+/// limit named, and no request is sent; it is not clipped silently.
+#[tokio::test]
+async fn a_protect360_backfill_beyond_90_days_is_refused_naming_the_limit() {
+    let mock = MockFeeds::start().await;
+    let dir = temp_dir("feed-cli-90");
+    let conf = cli_config(&mock, &dir, P360_TOKEN).display().to_string();
+    let from = today_minus(120);
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        fraudgate(&["--config", &conf, "feeds", "run", "p360", "--from", &from])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("Protect360 keeps 90 days"), "{err}");
+    assert!(mock.requests().is_empty(), "nothing was asked");
+}
+
 #[tokio::test]
 async fn cli_runs_a_feed_with_a_summary_dry_run_writes_nothing_and_serve_picks_it_up() {
     let mock = MockFeeds::start().await;
