@@ -17,6 +17,39 @@ use tokio::sync::mpsc;
 use super::config::{P360_LOOKBACK_DAYS, P360_MAX_DAYS};
 use super::source::{self, Ctx, FeedError, PullStats, Row};
 
+/// The post-attribution topics: fraud detected after the install or
+/// event was attributed, read by detection date.
+fn post_attribution(topic: &str) -> bool {
+    matches!(topic, "detection" | "fraud-post-inapps")
+}
+
+/// The dates one report call asks for. A blocked-traffic topic is read by
+/// its own dates, `[from, to]`. A post-attribution topic is read by
+/// detection date (`detect-from`/`detect-to` = `[from, to]`), with the
+/// install or event dates reaching back as far as the API allows (60
+/// days for installs, 90 for in-app events, never before the 90-day
+/// horizon): an install attributed weeks ago and detected today is caught.
+fn request_dates(topic: &str, from: Date, to: Date, today: Date) -> Vec<(&'static str, String)> {
+    if !post_attribution(topic) {
+        return vec![("from", from.to_string()), ("to", to.to_string())];
+    }
+    let span = if topic == "detection" { 60 } else { 90 };
+    let horizon = today
+        .checked_sub(jiff::Span::new().days(P360_LOOKBACK_DAYS))
+        .unwrap_or(from);
+    let earliest = to
+        .checked_sub(jiff::Span::new().days(span - 1))
+        .unwrap_or(from)
+        .max(horizon)
+        .min(from);
+    vec![
+        ("from", earliest.to_string()),
+        ("to", to.to_string()),
+        ("detect-from", from.to_string()),
+        ("detect-to", to.to_string()),
+    ]
+}
+
 /// `additional_fields` asked per topic: the reasons and the device ids
 /// not in the default columns.
 fn additional_fields(topic: &str) -> &'static str {
@@ -77,7 +110,7 @@ pub async fn pull(
             while let Some((a, b)) = todo.pop() {
                 // One app or topic failing (access revoked for one app)
                 // does not stop the others.
-                let rows = match fetch(ctx, app, topic, a, b).await {
+                let rows = match fetch(ctx, app, topic, &request_dates(topic, a, b, today)).await {
                     Ok(r) => r,
                     Err(e) => {
                         ctx.progress
@@ -143,16 +176,14 @@ async fn fetch(
     ctx: &Ctx<'_>,
     app: &str,
     topic: &str,
-    from: Date,
-    to: Date,
+    dates: &[(&'static str, String)],
 ) -> Result<Vec<Row>, FeedError> {
     let mut url = source::endpoint(
         ctx.cfg.base_url(),
         &["api", "adnets-data", "v1", "export", topic, "app", app],
     )?;
     url.query_pairs_mut()
-        .append_pair("from", &from.to_string())
-        .append_pair("to", &to.to_string())
+        .extend_pairs(dates)
         .append_pair("additional_fields", additional_fields(topic));
     let token = ctx.cfg.token.as_ref().map(|t| t.expose()).unwrap_or("");
     let resp = ctx
@@ -365,6 +396,32 @@ impl Read for ChannelReader {
 mod tests {
     use super::*;
     use jiff::civil::date;
+
+    #[test]
+    fn post_attribution_topics_are_read_by_detection_date() {
+        let today = date(2026, 11, 22);
+        let (a, b) = (date(2026, 11, 15), date(2026, 11, 22));
+        let d = request_dates("blocked_clicks_report", a, b, today);
+        assert_eq!(
+            d,
+            [("from", "2026-11-15".into()), ("to", "2026-11-22".into())]
+        );
+        let d = request_dates("detection", a, b, today);
+        assert_eq!(
+            d,
+            [
+                ("from", "2026-09-24".into()),
+                ("to", "2026-11-22".into()),
+                ("detect-from", "2026-11-15".into()),
+                ("detect-to", "2026-11-22".into()),
+            ],
+            "installs: 60 days back from the window's end"
+        );
+        // In-app events: 90 days ending on the window's last day.
+        let d = request_dates("fraud-post-inapps", a, b, today);
+        assert_eq!(d[0], ("from", "2026-08-25".into()));
+        assert_eq!(d[2], ("detect-from", "2026-11-15".into()));
+    }
 
     #[test]
     fn windows_are_at_most_31_days_inside_the_last_90() {

@@ -735,6 +735,37 @@ fn fraudgate(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Post-attribution topics are read by detection date: the window goes
+/// in `detect-from`/`detect-to`, and the install dates reach back 60 days,
+/// so an install attributed long ago and detected now is caught.
+#[tokio::test]
+async fn protect360_detection_is_read_by_detection_date() {
+    let mock = MockFeeds::start().await;
+    p360_rows(&mock);
+    let cfg = p360(&mock, "topics = [\"detection\"]");
+    let app = spawn_app_with(|c| with_feeds(c, vec![cfg])).await;
+    app.mock.set_default(Reply::tags(""));
+    let st = first_run(&app, "p360").await;
+    assert_eq!(st["last_error"], Value::Null, "{st}");
+    let reqs = mock.requests();
+    let q = query_of(&reqs[0].1);
+    assert!(reqs[0].0.contains("/export/detection/app/"), "{reqs:?}");
+    let (from, to) = (&q["from"][0], &q["to"][0]);
+    let (dfrom, dto) = (&q["detect-from"][0], &q["detect-to"][0]);
+    assert_eq!(dto, to);
+    assert!(
+        from < dfrom,
+        "install dates reach back before the detection window: {q:?}"
+    );
+    assert_eq!(from, &today_minus(59), "{q:?}");
+    assert!(
+        q["additional_fields"][0].contains("detection_date"),
+        "{q:?}"
+    );
+    let (_, v) = app.check_ip("203.0.113.9").await;
+    assert_eq!(v["decision"], "block", "{v}");
+}
+
 /// A backfill older than Protect360 keeps (90 days) is refused with the
 /// limit named, and no request is sent; it is not clipped silently.
 #[tokio::test]
@@ -897,6 +928,21 @@ fn feed_config_mistakes_name_the_key() {
         "feeds[0].topics",
         "unknown report topic",
     );
+    // Both spellings of the in-app topic in Protect360's docs are taken.
+    for topic in [
+        "blocked_in_app_events_report",
+        "blocked_in-app_events_report",
+    ] {
+        let dir = temp_dir("feed-conf");
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            format!("[[feeds]]\nname = \"f\"\nkind = \"protect360\"\ntoken = \"t\"\napp_ids = [\"id1\"]\ntopics = [{topic:?}]\nstate_file = {:?}\n", dir.join("s.json").display().to_string()),
+        )
+        .unwrap();
+        Config::load_from(Some(&path), std::iter::empty())
+            .unwrap_or_else(|e| panic!("{topic}: {e}"));
+    }
     bad(
         "kind = \"protect360\"\ntoken = \"t\"\napp_ids = [\"id1\"]\nwindow = \"120d\"",
         "feeds[0].window",

@@ -256,7 +256,18 @@ async fn p360(
         .with_time_zone(jiff::tz::TimeZone::UTC)
         .date();
     let earliest = today.checked_sub(jiff::Span::new().days(90)).unwrap();
-    if from < earliest || (to - from).get_days() + 1 > 31 || to < from {
+    // Post-attribution topics: install or event dates over up to 60 (90
+    // for in-app) days, rows picked by their detection date.
+    let detect = (
+        param(&p, "detect-from").and_then(day),
+        param(&p, "detect-to").and_then(day),
+    );
+    let max_days = match topic.as_str() {
+        "detection" => 60,
+        "fraud-post-inapps" => 90,
+        _ => 31,
+    };
+    if from < earliest || (to - from).get_days() + 1 > max_days || to < from {
         return (
             StatusCode::BAD_REQUEST,
             "Bad request: date range limitation",
@@ -267,9 +278,13 @@ async fn p360(
     let mut csv = String::from(
         "Attributed Touch Type,Attributed Touch Time,Install Time,Event Time,Event Name,Partner,Media Source,Campaign,Site ID,Sub Site ID,IP,Advertising ID,IDFA,Android ID,Blocked Reason,Blocked Reason Value,Blocked Sub Reason\n",
     );
+    let (lo, hi) = match detect {
+        (Some(a), Some(b)) => (a, b),
+        _ => (from, to),
+    };
     let in_window = s.p360.iter().filter(|r| {
         let d = day(&r.date).unwrap();
-        from <= d && d <= to
+        lo <= d && d <= hi
     });
     for r in in_window.take(s.row_limit) {
         csv.push_str(&format!(

@@ -136,10 +136,14 @@ impl Rejection {
 pub const MAX_VALUE: usize = 256;
 
 /// The Protect360 report topics the adnet API serves.
-pub const PROTECT360_TOPICS: [&str; 5] = [
+/// The topics Protect360's docs name; the in-app report is spelt both
+/// ways there (`blocked_in_app_events_report` in its example request,
+/// `blocked_in-app_events_report` as its topic): either is sent as written.
+pub const PROTECT360_TOPICS: [&str; 6] = [
     "blocked_clicks_report",
     "blocked_installs_report",
     "blocked_in_app_events_report",
+    "blocked_in-app_events_report",
     "detection",
     "fraud-post-inapps",
 ];
