@@ -223,14 +223,10 @@ impl Columns {
                 &["reason", "rejected_reason.simple_reason"],
                 &["advanced_reason", "rejected_reason.advanced_reason"],
             ),
-            FeedKind::FraudscoreData => (
-                &["ipv4_str", "ip"],
-                &["idfa", "android_id"],
-                &["affiliate_id"],
-                &["aff_sub1"],
-                &[],
-                &[],
-            ),
+            // Only fields the Data API documents (reference 000) are
+            // asked for by default; device ids and subs, where a channel
+            // has them, are named in the feed's `columns`.
+            FeedKind::FraudscoreData => (&["ipv4_str"], &[], &["affiliate_id"], &[], &[], &[]),
         };
         Columns {
             ip: pick(&c.ip, ip),

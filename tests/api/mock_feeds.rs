@@ -463,6 +463,25 @@ async fn fsd(
         .filter(|(k, _)| k == "field")
         .map(|(_, v)| v.as_str())
         .collect();
+    // The fields reference 000 documents; idfa as a channel's own.
+    const KNOWN: [&str; 9] = [
+        "datetime",
+        "date",
+        "offer_id",
+        "affiliate_id",
+        "ipv4_str",
+        "ua",
+        "offer_name",
+        "affiliate_name",
+        "idfa",
+    ];
+    if let Some(f) = fields.iter().find(|f| !KNOWN.contains(f)) {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("{{\"error\":\"unknown field {f}\"}}"),
+        )
+            .into_response();
+    }
     let s = state.lock().unwrap();
     let rows: Vec<&Value> = s
         .fsd_events
