@@ -86,6 +86,7 @@ async fn fetch_page(
     url: reqwest::Url,
     q: &[(&str, String)],
 ) -> Result<reqwest::Response, FeedError> {
+    ctx.pacer.wait().await;
     let resp = ctx
         .http
         .get(url)

@@ -43,6 +43,7 @@ fn common(ctx: &Ctx<'_>, from: Date, to: Date) -> Vec<(&'static str, String)> {
 
 /// One call; the JSON answer or a clear error.
 async fn call(ctx: &Ctx<'_>, req: reqwest::RequestBuilder) -> Result<Value, FeedError> {
+    ctx.pacer.wait().await;
     let resp = req.send().await.map_err(FeedError::from_reqwest)?;
     let status = resp.status();
     let headers = resp.headers().clone();

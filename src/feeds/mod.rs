@@ -16,6 +16,7 @@ pub mod protect360;
 pub mod source;
 pub mod state;
 
+mod pace;
 mod plan;
 mod run;
 mod schedule;
@@ -134,6 +135,8 @@ pub struct Feed {
     /// `cfg.columns` resolved for the kind.
     columns: config::Columns,
     http: reqwest::Client,
+    /// `calls_per_minute`, kept across runs.
+    pacer: pace::Pacer,
     /// Never held across an await.
     state: Mutex<FeedState>,
     /// The file as last read or written by this process.
@@ -250,6 +253,7 @@ impl Feed {
         let feed = Feed {
             columns: cfg.columns.resolved(cfg.kind),
             http: source::client(cfg.timeout()),
+            pacer: pace::Pacer::new(cfg.calls_per_minute),
             stamp: Mutex::new(Stamp::of(&path)),
             path,
             state: Mutex::new(state),

@@ -186,6 +186,7 @@ async fn fetch(
         .extend_pairs(dates)
         .append_pair("additional_fields", additional_fields(topic));
     let token = ctx.cfg.token.as_ref().map(|t| t.expose()).unwrap_or("");
+    ctx.pacer.wait().await;
     let resp = ctx
         .http
         .get(url)

@@ -312,6 +312,7 @@ impl Feed {
         let ctx = source::Ctx {
             cfg: &self.cfg,
             http: &self.http,
+            pacer: &self.pacer,
             columns: &self.columns,
             progress,
         };

@@ -448,6 +448,8 @@ pub fn row_too_long(limit: usize) -> FeedError {
 pub struct Ctx<'a> {
     pub cfg: &'a FeedConfig,
     pub http: &'a reqwest::Client,
+    /// The feed's request budget: every call waits on it first.
+    pub pacer: &'a super::pace::Pacer,
     /// Resolved ([`Columns::resolved`]).
     pub columns: &'a Columns,
     pub progress: &'a dyn Progress,

@@ -23,10 +23,17 @@ pub(crate) fn today_minus(days: i64) -> String {
 }
 
 /// A feed table as TOML would give it, for `kind`, against `mock`.
+/// A feed on the mock. No request budget unless `extra` sets one: the
+/// tests time their runs against the mock's faults.
 pub(crate) fn feed(name: &str, kind: &str, mock: &MockFeeds, extra: &str) -> FeedConfig {
     let dir = temp_dir("feed");
+    let budget = if extra.contains("calls_per_minute") {
+        ""
+    } else {
+        "calls_per_minute = 0\n"
+    };
     let text = format!(
-        "name = {name:?}\nkind = {kind:?}\nbase_url = {:?}\nstate_file = {:?}\n{extra}",
+        "name = {name:?}\nkind = {kind:?}\nbase_url = {:?}\nstate_file = {:?}\n{budget}{extra}",
         mock.url(),
         dir.join(format!("{name}.json")).display().to_string()
     );
@@ -764,6 +771,37 @@ async fn protect360_detection_is_read_by_detection_date() {
     );
     let (_, v) = app.check_ip("203.0.113.9").await;
     assert_eq!(v["decision"], "block", "{v}");
+}
+
+/// A feed's calls are paced by `calls_per_minute` after a burst of 10:
+/// a backfill of many report windows is spread out, not fired at once.
+#[tokio::test]
+async fn a_feed_spreads_its_calls_over_its_request_budget() {
+    let mock = MockFeeds::start().await;
+    // 4 apps x 3 topics: 12 calls, two past the burst.
+    let cfg = feed(
+        "p360",
+        "protect360",
+        &mock,
+        &format!(
+            "token = {P360_TOKEN:?}\napp_ids = [\"id1234567\", \"com.example.game\", \"id1234567\", \"com.example.game\"]\ntopics = [\"blocked_clicks_report\", \"blocked_installs_report\", \"detection\"]\ncalls_per_minute = 60"
+        ),
+    );
+    let app = spawn_app_with(|c| with_feeds(c, vec![cfg])).await;
+    let st = first_run(&app, "p360").await;
+    assert_eq!(st["last_error"], Value::Null, "{st}");
+    let reqs = mock.request_times();
+    assert_eq!(reqs.len(), 12);
+    let burst = reqs[9] - reqs[0];
+    let paced = reqs[11] - reqs[9];
+    assert!(
+        burst < Duration::from_millis(900),
+        "the burst goes at once: {burst:?}"
+    );
+    assert!(
+        paced >= Duration::from_millis(1900),
+        "then one call a second: {paced:?}"
+    );
 }
 
 /// A backfill older than Protect360 keeps (90 days) is refused with the

@@ -73,6 +73,8 @@ pub struct FeedState {
     pub fsd_events: Vec<Value>,
     /// Every request: path and raw query.
     pub requests: Vec<(String, String)>,
+    /// When each request came.
+    pub times: Vec<std::time::Instant>,
 }
 
 #[derive(Clone)]
@@ -91,6 +93,7 @@ impl MockFeeds {
             fs_fraud: Vec::new(),
             fsd_events: Vec::new(),
             requests: Vec::new(),
+            times: Vec::new(),
         }));
         let app = Router::new()
             .route("/api/adnets-data/v1/export/{topic}/app/{app}", get(p360))
@@ -119,6 +122,11 @@ impl MockFeeds {
         self.with(|s| s.requests.clone())
     }
 
+    /// When each request came, in order.
+    pub fn request_times(&self) -> Vec<std::time::Instant> {
+        self.with(|s| s.times.clone())
+    }
+
     pub fn set_fault(&self, f: Fault) {
         self.with(|s| s.fault = f);
     }
@@ -140,6 +148,7 @@ async fn fault(state: &Arc<Mutex<FeedState>>, path: &str, q: &Option<String>) ->
         let mut s = state.lock().unwrap();
         s.requests
             .push((path.to_owned(), q.clone().unwrap_or_default()));
+        s.times.push(std::time::Instant::now());
         s.fault.clone()
     };
     match f {

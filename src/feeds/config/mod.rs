@@ -184,6 +184,9 @@ pub struct FeedConfig {
     /// The longest row (a CSV record, a JSON line) read.
     #[serde(default = "d_max_row_bytes")]
     pub max_row_bytes: usize,
+    /// Calls to the source a minute, after a burst of 10 (0: no budget).
+    #[serde(default = "d_calls_per_minute")]
+    pub calls_per_minute: u32,
     /// Entry kinds made from each row.
     #[serde(default = "d_map")]
     pub map: Vec<MapTo>,
@@ -274,6 +277,9 @@ fn d_max_response_mb() -> usize {
 }
 fn d_max_row_bytes() -> usize {
     64 << 10
+}
+fn d_calls_per_minute() -> u32 {
+    60
 }
 fn d_map() -> Vec<MapTo> {
     vec![MapTo::Ip, MapTo::Device]
