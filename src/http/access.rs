@@ -148,10 +148,10 @@ impl Access {
 }
 
 /// The key a request presents, borrowed where it can be: `X-Api-Key`,
-/// `Authorization: Bearer`, or `key=` in the query where `query_key` allows
-/// it (the RT drop-in and the Data API carry their key there, as the
-/// systems they copy do).
-pub(crate) fn presented_key(req: &Request, query_key: bool) -> Option<Cow<'_, [u8]>> {
+/// `Authorization: Bearer`, or a query parameter named in `query_names`
+/// (the RT drop-in and the Data API carry theirs as `key=`, Fraudshield's
+/// reports as `api_token=`, as the systems they copy do).
+pub(crate) fn presented_key<'r>(req: &'r Request, query_names: &[&str]) -> Option<Cow<'r, [u8]>> {
     let h = req.headers();
     if let Some(k) = h.get("x-api-key") {
         return Some(Cow::Borrowed(k.as_bytes()));
@@ -162,13 +162,13 @@ pub(crate) fn presented_key(req: &Request, query_key: bool) -> Option<Cow<'_, [u
     {
         return Some(Cow::Borrowed(k));
     }
-    if query_key {
-        let q = req.uri().query().unwrap_or("");
-        return form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "key")
-            .map(|(_, v)| Cow::Owned(v.into_owned().into_bytes()));
+    if query_names.is_empty() {
+        return None;
     }
-    None
+    let q = req.uri().query().unwrap_or("");
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| query_names.contains(&&**k))
+        .map(|(_, v)| Cow::Owned(v.into_owned().into_bytes()))
 }
 
 fn rate_limited(retry_after: u64) -> Response {
@@ -187,7 +187,12 @@ fn rate_limited(retry_after: u64) -> Response {
 pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Next) -> Response {
     let client = if access.required() {
         // The RT drop-in carries its key in the query, as RT does.
-        let presented = presented_key(&req, req.uri().path() == "/");
+        let names: &[&str] = if req.uri().path() == "/" {
+            &["key"]
+        } else {
+            &[]
+        };
+        let presented = presented_key(&req, names);
         let Some(client) = presented.as_deref().and_then(|k| access.find(k)) else {
             if presented.is_some() {
                 access.invalid.increment(1);

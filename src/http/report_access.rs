@@ -123,11 +123,11 @@ pub async fn require_report_key(
         .with_field("key")
         .into_response();
     }
-    let ok = match super::access::presented_key(&req, false) {
+    let ok = match super::access::presented_key(&req, &[]) {
         // A header may carry either kind of key.
         Some(p) => any_matches(&access.report, &p) | any_matches(&access.admin, &p),
         // key= in the URL: report keys only.
-        None => super::access::presented_key(&req, true)
+        None => super::access::presented_key(&req, &["key", "api_token"])
             .is_some_and(|p| any_matches(&access.report, &p)),
     };
     if ok {

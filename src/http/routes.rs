@@ -142,6 +142,10 @@ pub(super) fn reports(state: &AppState) -> Routes {
         .route("/v1/reports/fraud", get(reports::fraud))
         .route("/v1/reports/global", get(reports::global))
         .route("/v1/reports/interval", get(reports::interval))
+        // Fraudshield's own paths (reference 001), `api_token` as the key.
+        .route("/api/v1/reports/fraud.json", get(reports::fraud))
+        .route("/api/v1/reports/global.json", get(reports::global))
+        .route("/api/v1/reports/interval.json", get(reports::interval))
         .route("/v1/reports/entry/{id}", get(reports::entry))
         .map(|r| {
             r.route_layer(from_fn_with_state(

@@ -88,7 +88,7 @@ fn parse(kind: Kind, raw: &str) -> Result<Params, QueryError> {
     };
     let (mut date_start, mut date_end) = (None, None);
     for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
-        match &*k {
+        match php_array_name(&k) {
             "date_start" => date_start = Some(v.into_owned()),
             "date_end" => date_end = Some(v.into_owned()),
             "timezone" => p.tz = time_zone(&v, "timezone")?,
@@ -102,7 +102,9 @@ fn parse(kind: Kind, raw: &str) -> Result<Params, QueryError> {
             "chart_type" if kind == Kind::Interval => {}
             "count" => p.count = number(&v, "count", 1, MAX_REPORT_ROWS)?,
             "page" => p.page = number(&v, "page", 1, u64::MAX)?,
-            "key" | "format" => {}
+            // Fraudshield's own: the key (checked by the access layer),
+            // the user (one per gate) and the tracker (every tracker).
+            "key" | "format" | "api_token" | "user_id" | "tracker_id" => {}
             other => return Err(unknown_parameter(other)),
         }
     }
@@ -363,5 +365,23 @@ pub fn cell(v: Option<&Value>) -> String {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
+    }
+}
+/// A parameter's name with PHP's array index dropped: Fraudshield's PHP
+/// SDK (`http_build_query`) writes `group[0]=..&group[1]=..` and
+/// `search_fields[0]=..` where a browser writes `group[]`.
+fn php_array_name(name: &str) -> &str {
+    match name.split_once('[') {
+        Some((base @ ("group" | "search_fields"), rest))
+            if rest
+                .strip_suffix(']')
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            match base {
+                "group" => "group[]",
+                _ => "search_fields[]",
+            }
+        }
+        _ => name,
     }
 }
