@@ -71,3 +71,22 @@ fn buckets_are_local_and_dst_correct() {
     assert_eq!(start, 1_774_738_800_000, "2026-03-28 23:00 UTC");
     assert!(local_ms("29/03/2026", &berlin, "filter").is_err());
 }
+
+/// The query side names the decision log's columns by hand (fields,
+/// report groups, rollup dimensions): each name must be a column the
+/// stores keep, so a renamed column cannot leave a query naming the old.
+#[test]
+fn every_column_the_query_side_names_is_one_the_log_keeps() {
+    use crate::decision_log::columns::NAMES;
+    use crate::decision_log::sqlite::ROLLUP_DIMS;
+    for f in FIELDS.iter().chain(DATA_API_FIELDS) {
+        match (f.kind, f.column) {
+            (Kind::Time(_), _) => {}
+            (_, Column::Own(c)) => assert!(NAMES.contains(&c), "{}: {c}", f.name),
+            (_, Column::Extra(_)) => assert!(NAMES.contains(&"extra")),
+        }
+    }
+    for d in ROLLUP_DIMS {
+        assert!(NAMES.contains(&d), "rollup dimension {d}");
+    }
+}
