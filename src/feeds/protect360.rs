@@ -105,7 +105,17 @@ pub async fn pull(
     let mut failed: Vec<(String, FeedError)> = Vec::new();
     for app in &ctx.cfg.app_ids {
         'topic: for topic in ctx.cfg.topics() {
-            let mut todo = windows(from, to, today);
+            let report = format!("{topic} {app}");
+            // Read to the end by a run that partly failed: only from the
+            // day that run ended (whole UTC days).
+            let start = ctx
+                .reports_done
+                .get(&report)
+                .and_then(|t| jiff::Timestamp::from_second(*t as i64).ok())
+                .map_or(from, |t| {
+                    from.max(t.to_zoned(jiff::tz::TimeZone::UTC).date())
+                });
+            let mut todo = windows(start, to, today);
             todo.reverse();
             while let Some((a, b)) = todo.pop() {
                 // One app or topic failing (access revoked for one app)
@@ -152,6 +162,7 @@ pub async fn pull(
                     out(r, topic);
                 }
             }
+            stats.done.push(report);
         }
     }
     let calls = ctx.cfg.app_ids.len() * ctx.cfg.topics().len();

@@ -104,7 +104,10 @@ impl Feed {
             Start::FromFleet(summary) => return Ok(summary),
         };
         let mut summary = RunSummary::empty(&self.cfg.name, from, to, opts.dry_run);
-        let pulled = match self.pull(from, to, now, progress).await {
+        // A scheduled run resumes the reports an earlier partial run read
+        // to the end; a backfill reads its whole window.
+        let resume = !explicit;
+        let pulled = match self.pull(from, to, now, resume, progress).await {
             Ok(p) => p,
             Err(error) => {
                 if !opts.dry_run {
@@ -139,7 +142,14 @@ impl Feed {
         self.metrics.expired.increment(expired);
         if let Some(error) = pulled.stats.partial {
             // What was read is kept; the cursor stays, so the failed
-            // reports are read again next time.
+            // reports are read again next time, and the reports read to
+            // the end only from where this run ended.
+            if !explicit {
+                let mut s = self.lock();
+                for report in pulled.stats.done {
+                    s.reports_done.insert(report, to);
+                }
+            }
             self.note_failure(&error, now);
             self.save_off_runtime().await?;
             self.publish();
@@ -149,6 +159,7 @@ impl Feed {
             let mut s = self.lock();
             if !explicit {
                 s.cursor = Some(to);
+                s.reports_done.clear();
             }
             s.kind = self.cfg.kind.as_str().to_owned();
             s.version = 1;
@@ -304,15 +315,22 @@ impl Feed {
         from: u64,
         to: u64,
         now: u64,
+        resume: bool,
         progress: &dyn Progress,
     ) -> Result<Pulled, FeedError> {
         let expires = now + self.cfg.expire_after.as_secs();
         let mut p = Pulled::default();
         let mut seen: HashMap<(EntryKind, String), usize> = HashMap::new();
+        let reports_done = if resume {
+            self.lock().reports_done.clone()
+        } else {
+            Default::default()
+        };
         let ctx = source::Ctx {
             cfg: &self.cfg,
             http: &self.http,
             pacer: &self.pacer,
+            reports_done: &reports_done,
             columns: &self.columns,
             progress,
         };

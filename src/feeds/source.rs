@@ -130,6 +130,8 @@ pub struct PullStats {
     pub truncated: u64,
     /// Some reports failed, the others were read.
     pub partial: Option<FeedError>,
+    /// The reports read to the end (Protect360 `"<topic> <app>"`).
+    pub done: Vec<String>,
 }
 
 /// Called as a pull goes, for progress bars and logs.
@@ -450,6 +452,9 @@ pub struct Ctx<'a> {
     pub http: &'a reqwest::Client,
     /// The feed's request budget: every call waits on it first.
     pub pacer: &'a super::pace::Pacer,
+    /// Reports an earlier, partly failed run read through a time (see
+    /// `FeedState::reports_done`).
+    pub reports_done: &'a std::collections::BTreeMap<String, u64>,
     /// Resolved ([`Columns::resolved`]).
     pub columns: &'a Columns,
     pub progress: &'a dyn Progress,

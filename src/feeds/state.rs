@@ -40,6 +40,11 @@ pub struct FeedState {
     /// `at` stays out (also when another replica's state still has it);
     /// one it reports again after comes back.
     pub cleared: Vec<Cleared>,
+    /// Reports (Protect360 `"<topic> <app>"`) read to the end of a run
+    /// that partly failed, with that run's end (Unix seconds): the next
+    /// run, which starts again at `cursor`, reads them only from there.
+    /// Emptied by a run that succeeds whole.
+    pub reports_done: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -151,6 +156,7 @@ impl FeedState {
                     "last_rows" => state.last_rows = f.last_rows,
                     "last_added" => state.last_added = f.last_added,
                     "cleared" => state.cleared = f.cleared,
+                    "reports_done" => state.reports_done = f.reports_done,
                     _ => {}
                 },
                 Err(e) => damage.note(format!("{k}: {e}")),

@@ -773,6 +773,46 @@ async fn protect360_detection_is_read_by_detection_date() {
     assert_eq!(v["decision"], "block", "{v}");
 }
 
+/// When one app's report fails, the next run reads again only what
+/// failed: the reports read to the end start where that run ended, not
+/// at the cursor's whole window (per-report cursors).
+#[tokio::test]
+async fn after_a_partial_failure_only_the_failed_reports_are_read_again() {
+    let mock = MockFeeds::start().await;
+    p360_rows(&mock);
+    // 60 days: two windows a report. "id.gone" answers 404.
+    let cfg = p360(&mock, "window = \"60d\"");
+    let cfg = FeedConfig {
+        app_ids: vec!["id1234567".into(), "id.gone".into()],
+        ..cfg
+    };
+    let app = spawn_app_with(|c| with_feeds(c, vec![cfg])).await;
+    app.mock.set_default(Reply::tags(""));
+    let st = first_run(&app, "p360").await;
+    assert!(
+        st["last_error"].as_str().unwrap_or("").contains("partly"),
+        "{st}"
+    );
+    let good = "/api/adnets-data/v1/export/blocked_clicks_report/app/id1234567";
+    let calls = |reqs: &[(String, String)]| reqs.iter().filter(|(p, _)| p == good).count();
+    let first = mock.requests();
+    assert_eq!(calls(&first), 2, "the whole 60 days: {first:?}");
+    let (_, v) = app.check_ip("203.0.113.9").await;
+    assert_eq!(v["decision"], "block", "what was read is kept: {v}");
+
+    run_feed(&app, "p360").await;
+    let second: Vec<_> = mock.requests().into_iter().skip(first.len()).collect();
+    assert_eq!(
+        calls(&second),
+        1,
+        "only from where the last run ended: {second:?}"
+    );
+    assert!(
+        second.iter().any(|(p, _)| p.ends_with("/app/id.gone")),
+        "the failed report is read again: {second:?}"
+    );
+}
+
 /// A feed's calls are paced by `calls_per_minute` after a burst of 10:
 /// a backfill of many report windows is spread out, not fired at once.
 #[tokio::test]
