@@ -142,7 +142,13 @@ pub fn run(
     let result = runtime.block_on(feed.run(&opts, &progress));
     progress.bar.finish_and_clear();
     let s = result.map_err(|e| {
-        format!("{e}\n(existing entries are kept; `fraudgate feeds list` shows the feed's state)")
+        if dry_run {
+            format!("{e}\n(a dry run: nothing was written)")
+        } else {
+            format!(
+                "{e}\n(existing entries are kept; `fraudgate feeds list` shows the feed's state)"
+            )
+        }
     })?;
     print_summary(&s);
     Ok(())

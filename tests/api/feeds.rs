@@ -962,6 +962,22 @@ async fn cli_runs_a_feed_with_a_summary_dry_run_writes_nothing_and_serve_picks_i
     assert!(err.contains("not a valid V2.0 token"), "{err}");
     assert!(err.contains("existing entries are kept"), "{err}");
     assert!(!err.contains("NOT-THE-TOKEN-999") && !out.contains("NOT-THE-TOKEN-999"));
+    // A failed dry run says it wrote nothing, not where to look.
+    let bad = cli_config(&mock, &dir, "NOT-THE-TOKEN-999");
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        fraudgate(&[
+            "--config",
+            &bad.display().to_string(),
+            "feeds",
+            "run",
+            "p360",
+            "--dry-run",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 2);
+    assert!(err.contains("a dry run: nothing was written"), "{err}");
     let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(saved["entries"].as_array().unwrap().len(), 3);
     assert_eq!(saved["consecutive_failures"], 1);
