@@ -187,32 +187,23 @@ impl Queries {
     }
 }
 
+/// `GET /v1/data/{event}`, and the FraudScore Data API's own form
+/// `/data/{channel}/{event}` (reference 000), so its clients only change
+/// the host (and add `/data`). The channel is the caller's: fraudgate
+/// keeps one log.
 pub async fn list(
     State(state): State<AppState>,
-    Path(event): Path<String>,
+    Path(path): Path<Vec<(String, String)>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    data(state, &event, raw.unwrap_or_default(), false).await
+    data(state, event_of(&path), raw.unwrap_or_default(), false).await
 }
 
-/// `GET /data/{channel}/{event}`: the FraudScore Data API's own URL form
-/// (reference 000), so its clients only change the host (and add
-/// `/data`). The channel is the caller's: fraudgate keeps one log.
-pub async fn compat_list(
-    State(state): State<AppState>,
-    Path((_channel, event)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    data(state, &event, raw.unwrap_or_default(), false).await
-}
-
-/// `GET /data/{channel}/{event}/groups`.
-pub async fn compat_groups(
-    State(state): State<AppState>,
-    Path((_channel, event)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    data(state, &event, raw.unwrap_or_default(), true).await
+/// The `{event}` of a Data API path.
+fn event_of(path: &[(String, String)]) -> &str {
+    path.iter()
+        .find(|(k, _)| k == "event")
+        .map_or("", |(_, v)| v.as_str())
 }
 
 /// `GET /data/{channel}/help` (and `/v1/data/help`): what this instance
@@ -222,11 +213,7 @@ pub async fn help() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({
         "events": ["click", "impression", "all", "install", "custom"],
         "fields": FIELDS.iter().chain(DATA_API_FIELDS).map(|f| f.name).collect::<Vec<_>>(),
-        "aggregates": [
-            "count", "blocked", "allowed", "block_rate", "avg_elapsed_us",
-            "ivt_givt", "ivt_sivt", "ivt_none", "any_<field>", "uniq_<field>",
-            "tag_<tag>", "blocked_by_<tag>", "rule_<kind>", "blocked_by_rule_<kind>",
-        ],
+        "aggregates": crate::query::AGGREGATES,
         "filter": {
             "operators": ["AND", "OR", "NOT"],
             "operand_suffixes": Op::suffixes(),
@@ -236,12 +223,13 @@ pub async fn help() -> axum::Json<serde_json::Value> {
     }))
 }
 
+/// `GET /v1/data/{event}/groups` and `/data/{channel}/{event}/groups`.
 pub async fn groups(
     State(state): State<AppState>,
-    Path(event): Path<String>,
+    Path(path): Path<Vec<(String, String)>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    data(state, &event, raw.unwrap_or_default(), true).await
+    data(state, event_of(&path), raw.unwrap_or_default(), true).await
 }
 
 async fn data(

@@ -225,6 +225,24 @@ pub enum Agg {
     AvgElapsedUs,
 }
 
+/// Every aggregate a query can name, as `help` and errors list them.
+pub const AGGREGATES: &[&str] = &[
+    "count",
+    "blocked",
+    "allowed",
+    "block_rate",
+    "avg_elapsed_us",
+    "ivt_givt",
+    "ivt_sivt",
+    "ivt_none",
+    "any_<field>",
+    "uniq_<field>",
+    "tag_<tag>",
+    "blocked_by_<tag>",
+    "rule_<kind>",
+    "blocked_by_rule_<kind>",
+];
+
 impl Agg {
     pub fn name(&self) -> String {
         match self {
@@ -247,11 +265,7 @@ impl Agg {
         let bad = || {
             QueryError::new(
                 "field",
-                format!(
-                    "unknown aggregate {name:?}; use count, blocked, allowed, block_rate, \
-                     avg_elapsed_us, ivt_givt, ivt_sivt, ivt_none, any_<field>, uniq_<field>, \
-                     tag_<tag>, blocked_by_<tag>, rule_<kind>, blocked_by_rule_<kind>"
-                ),
+                format!("unknown aggregate {name:?}; use {}", AGGREGATES.join(", ")),
             )
         };
         Ok(match name {
