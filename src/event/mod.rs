@@ -223,9 +223,13 @@ impl EventBuilder {
     /// Sets a field, replacing a value set before: a repeated parameter's
     /// last value wins.
     fn replace(&mut self, field: Field, name: &str, value: &str) -> Result<(), FieldError> {
-        self.seen &= !seen_bit(field);
-        if let Field::Opt(o) = field {
-            self.optional.retain(|(x, _)| *x != o);
+        let bit = seen_bit(field);
+        // Only a repeat has anything to replace (the usual query has none).
+        if self.seen & bit != 0 {
+            self.seen &= !bit;
+            if let Field::Opt(o) = field {
+                self.optional.retain(|(x, _)| *x != o);
+            }
         }
         self.set(name, value)
     }
