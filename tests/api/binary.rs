@@ -74,6 +74,18 @@ pub fn spawn_binary_args(args: &[&str], env: &[(&str, &str)]) -> Proc {
     Proc { child, out }
 }
 
+/// `/metrics` of a binary listening on `port`.
+pub async fn metrics_on(port: u16) -> String {
+    crate::helpers::http()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub async fn listening_port(p: &Proc) -> u16 {
     eventually(Duration::from_secs(10), || async {
         let out = p.out.lock().unwrap().clone();

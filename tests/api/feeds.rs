@@ -946,36 +946,24 @@ async fn cli_runs_a_feed_with_a_summary_dry_run_writes_nothing_and_serve_picks_i
     );
 
     // Bad credentials: exit 2, a clear line, no token, nothing lost.
-    let bad = cli_config(&mock, &dir, "NOT-THE-TOKEN-999");
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        fraudgate(&[
-            "--config",
-            &bad.display().to_string(),
-            "feeds",
-            "run",
-            "p360",
-        ])
-    })
-    .await
-    .unwrap();
+    let bad = cli_config(&mock, &dir, "NOT-THE-TOKEN-999")
+        .display()
+        .to_string();
+    let run_bad = |extra: &'static [&'static str]| {
+        let bad = bad.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["--config", bad.as_str(), "feeds", "run", "p360"];
+            args.extend_from_slice(extra);
+            fraudgate(&args)
+        })
+    };
+    let (code, out, err) = run_bad(&[]).await.unwrap();
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("not a valid V2.0 token"), "{err}");
     assert!(err.contains("existing entries are kept"), "{err}");
     assert!(!err.contains("NOT-THE-TOKEN-999") && !out.contains("NOT-THE-TOKEN-999"));
     // A failed dry run says it wrote nothing, not where to look.
-    let bad = cli_config(&mock, &dir, "NOT-THE-TOKEN-999");
-    let (code, _, err) = tokio::task::spawn_blocking(move || {
-        fraudgate(&[
-            "--config",
-            &bad.display().to_string(),
-            "feeds",
-            "run",
-            "p360",
-            "--dry-run",
-        ])
-    })
-    .await
-    .unwrap();
+    let (code, _, err) = run_bad(&["--dry-run"]).await.unwrap();
     assert_eq!(code, 2);
     assert!(err.contains("a dry run: nothing was written"), "{err}");
     let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();

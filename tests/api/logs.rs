@@ -88,14 +88,7 @@ async fn keys_never_appear_in_logs_even_at_trace_level() {
     assert!(!out.contains(CLIENT_KEY), "client key leaked:\n{out}");
     assert!(!out.contains(ADMIN_KEY), "admin key leaked:\n{out}");
     assert!(!out.contains("WRONG-KEY"), "presented key logged:\n{out}");
-    let metrics = http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_on(port).await;
     assert!(
         metrics.contains(r#"client="acme""#),
         "clients are labelled by name"
@@ -371,14 +364,7 @@ async fn a_refused_key_and_a_failing_rt_are_named_in_logs_readyz_and_metrics() {
         "{r}"
     );
     assert!(e["since"].as_str().unwrap().starts_with("20"), "{r}");
-    let m = http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics_on(port).await;
     assert_eq!(
         sample(
             &m,
