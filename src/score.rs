@@ -118,18 +118,39 @@ pub enum ScorerError {
     Log(#[from] crate::decision_log::LogError),
 }
 
+/// The RT client `config` asks for (None without a key). These `*_of`
+/// builders are the scorer's parts a configuration can make fail; they
+/// have no side effects beyond metric handles, so `startup::preflight`
+/// checks a configuration with them too.
+pub(crate) fn upstream_of(config: &Config) -> Result<Option<Upstream>, ScorerError> {
+    if !config.upstream.enabled() {
+        return Ok(None);
+    }
+    Upstream::new(&config.upstream)
+        .map(Some)
+        .map_err(|message| ScorerError::Config {
+            key: "upstream",
+            message,
+        })
+}
+
+/// The local rules, their files read, with the feeds' lists.
+pub(crate) fn rules_of(config: &Config) -> Result<LocalRules, ScorerError> {
+    let feeds: Vec<String> = config.feeds.iter().map(|f| f.name.clone()).collect();
+    Ok(LocalRules::with_feeds(&config.rules, &feeds)?)
+}
+
+/// The tag and rule -> IVT class map of the decision log.
+pub(crate) fn ivt_of(config: &Config) -> Result<crate::decision_log::IvtMap, ScorerError> {
+    crate::decision_log::IvtMap::new(&config.ivt).map_err(|message| ScorerError::Config {
+        key: "ivt",
+        message,
+    })
+}
+
 impl Scorer {
     pub fn new(config: &Config) -> Result<Self, ScorerError> {
-        let upstream: Option<Arc<dyn crate::lookup::Origin>> = if config.upstream.enabled() {
-            let upstream =
-                Upstream::new(&config.upstream).map_err(|message| ScorerError::Config {
-                    key: "upstream",
-                    message,
-                })?;
-            Some(Arc::new(upstream))
-        } else {
-            None
-        };
+        let upstream = upstream_of(config)?.map(|u| Arc::new(u) as Arc<dyn crate::lookup::Origin>);
         Self::with_origin(config, upstream)
     }
 
@@ -155,27 +176,14 @@ impl Scorer {
             )
         });
         let log = if config.decision_log.enabled {
-            let ivt = crate::decision_log::IvtMap::new(&config.ivt).map_err(|message| {
-                ScorerError::Config {
-                    key: "ivt",
-                    message,
-                }
-            })?;
-            Some(DecisionLog::start(&config.decision_log, ivt)?)
+            Some(DecisionLog::start(&config.decision_log, ivt_of(config)?)?)
         } else {
             None
         };
         Ok(Scorer {
             inner: Arc::new(Inner {
                 log,
-                rules: Arc::new(LocalRules::with_feeds(
-                    &config.rules,
-                    &config
-                        .feeds
-                        .iter()
-                        .map(|f| f.name.clone())
-                        .collect::<Vec<_>>(),
-                )?),
+                rules: Arc::new(rules_of(config)?),
                 fetcher,
                 upstream_status,
                 fleet,

@@ -38,23 +38,14 @@ pub struct Application {
 /// effects (no threads, no connections, no files written): rule and list
 /// files, the policy, the IVT map, the RT client, `log.file`. `check-config`
 /// and `serve` both run it, so they refuse the same things with the same
-/// message.
+/// message. `serve` then builds these parts again, inside its app's
+/// metrics registry (their metric handles belong there), at a cost of
+/// tens of milliseconds once.
 pub fn preflight(config: &Config) -> Result<(), StartupError> {
-    let feeds: Vec<String> = config.feeds.iter().map(|f| f.name.clone()).collect();
-    crate::rules::LocalRules::with_feeds(&config.rules, &feeds).map_err(ScorerError::from)?;
+    crate::score::rules_of(config)?;
     crate::policy::Policy::from_config(&config.policy).map_err(ScorerError::from)?;
-    crate::decision_log::IvtMap::new(&config.ivt).map_err(|message| ScorerError::Config {
-        key: "ivt",
-        message,
-    })?;
-    if config.upstream.enabled() {
-        crate::upstream::Upstream::new(&config.upstream).map_err(|message| {
-            ScorerError::Config {
-                key: "upstream",
-                message,
-            }
-        })?;
-    }
+    crate::score::ivt_of(config)?;
+    crate::score::upstream_of(config)?;
     crate::telemetry::check_file(&config.log).map_err(StartupError::Log)?;
     Ok(())
 }
