@@ -284,13 +284,8 @@ async fn accept_until(
 /// File I/O and compiling run on the blocking pool, never on the runtime.
 fn spawn_rule_reloads(state: &AppState) {
     let rules = state.scorer.rules().clone();
-    let file = state.config.file.clone();
-    if !rules.enabled() {
-        return;
-    }
     let every = rules.reload_interval_s();
-    if every > 0 {
-        let rules = rules.clone();
+    if rules.enabled() && every > 0 {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(every));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -302,26 +297,23 @@ fn spawn_rule_reloads(state: &AppState) {
             }
         });
     }
+    // SIGHUP does what the admin reload does (also with rules off: the
+    // config file's changes are still told).
     #[cfg(unix)]
-    tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading rule files");
-            let r = rules.clone();
-            let file = file.clone();
-            let restart = tokio::task::spawn_blocking(move || {
-                r.reload(true);
-                file.and_then(|f| f.restart_needed())
-            })
-            .await;
-            if let Ok(Some((sections, message))) = restart {
-                tracing::warn!(sections = ?sections, "{message}");
+    {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading rule files");
+                let _ = crate::http::admin::reload_files(&state).await;
             }
-        }
-    });
+        });
+    }
 }
 
 /// Starts the feed schedulers (their metrics go to this app's registry:

@@ -263,17 +263,12 @@ pub async fn purge(
 /// changed since startup, the answer is 409 naming the sections that need
 /// a restart (the rule files are reloaded all the same).
 pub async fn reload(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let rules = state.scorer.rules().clone();
-    let file = state.config.file.clone();
-    let (changed, restart) = tokio::task::spawn_blocking(move || {
-        (rules.reload(true), file.and_then(|f| f.restart_needed()))
-    })
-    .await
-    .map_err(|_| ApiError::internal())?;
+    let (changed, restart) = reload_files(&state)
+        .await
+        .map_err(|_| ApiError::internal())?;
     Ok(match restart {
         None => Json(json!({ "reloaded": changed })).into_response(),
         Some((sections, message)) => {
-            tracing::warn!(sections = ?sections, "{message}");
             let body = json!({
                 "error": "restart_needed",
                 "message": message,
@@ -283,6 +278,24 @@ pub async fn reload(State(state): State<AppState>) -> Result<Response, ApiError>
             (StatusCode::CONFLICT, Json(body)).into_response()
         }
     })
+}
+
+/// What a reload (this endpoint, or SIGHUP) does: re-reads the rule and
+/// list files on the blocking pool, and tells with a WARN when the config
+/// file changed since startup. The files changed, and the restart note.
+pub async fn reload_files(
+    state: &AppState,
+) -> Result<(usize, Option<(Vec<String>, String)>), tokio::task::JoinError> {
+    let rules = state.scorer.rules().clone();
+    let file = state.config.file.clone();
+    let (changed, restart) = tokio::task::spawn_blocking(move || {
+        (rules.reload(true), file.and_then(|f| f.restart_needed()))
+    })
+    .await?;
+    if let Some((sections, message)) = &restart {
+        tracing::warn!(sections = ?sections, "{message}");
+    }
+    Ok((changed, restart))
 }
 
 /// `GET /v1/admin/feeds`: each feed's state.
