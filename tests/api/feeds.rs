@@ -834,8 +834,10 @@ async fn a_feed_spreads_its_calls_over_its_request_budget() {
     assert_eq!(reqs.len(), 12);
     let burst = reqs[9] - reqs[0];
     let paced = reqs[11] - reqs[9];
+    // Wide margins for a loaded machine: the burst is well under the 2 s
+    // the last two calls are paced by.
     assert!(
-        burst < Duration::from_millis(900),
+        burst < Duration::from_millis(1500),
         "the burst goes at once: {burst:?}"
     );
     assert!(
