@@ -12,7 +12,7 @@ use super::record::Record;
 use crate::event::Opt;
 
 /// The columns in table order (ClickHouse's table, SQLite's day views).
-pub const NAMES: [&str; 29] = [
+pub const NAMES: [&str; 30] = [
     "id",
     "ts",
     "door",
@@ -42,6 +42,7 @@ pub const NAMES: [&str; 29] = [
     "ivt",
     "ivt_category",
     "elapsed_us",
+    "at",
 ];
 
 /// The optional fields with a column each (`aff_sub1` to `aff_sub5`).
@@ -81,6 +82,8 @@ pub struct Row {
     pub ivt: &'static str,
     pub ivt_category: String,
     pub elapsed_us: i64,
+    /// The event's time, Unix seconds.
+    pub at: i64,
 }
 
 impl Row {
@@ -118,6 +121,7 @@ impl Row {
             ivt: class.class.as_str(),
             ivt_category: class.category.into(),
             elapsed_us: r.elapsed_us as i64,
+            at: e.at as i64,
         }
     }
 }

@@ -26,8 +26,12 @@ impl Dialect for ClickHouse {
         }
     }
 
-    fn time(&self, unit: TimeUnit) -> String {
-        let t = "toDateTime(intDiv(ts, 1000))";
+    fn time(&self, column: &str, unit: TimeUnit) -> String {
+        let t = if column == "at" {
+            "toDateTime(at)".to_owned()
+        } else {
+            format!("toDateTime(intDiv({column}, 1000))")
+        };
         let tz = &self.tz;
         match unit {
             TimeUnit::Datetime => format!("toString({t}, {tz})"),

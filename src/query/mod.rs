@@ -46,7 +46,8 @@ pub enum Kind {
     Int,
     /// JSON text, output as JSON.
     Json,
-    /// A calendar bucket of the decision time in the query's time zone.
+    /// A calendar bucket, in the query's time zone, of the time column
+    /// the field reads (`ts`, the decision's; `at`, the event's).
     Time(TimeUnit),
 }
 
@@ -84,7 +85,8 @@ pub struct Field {
 /// Where a field is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Column {
-    /// A column of its own (for time buckets: computed from `ts`).
+    /// A column of its own (for time buckets: the time column they are
+    /// computed from).
     Own(&'static str),
     /// A member of the `extra` JSON object (an RT optional field with no
     /// column): its text, empty when absent.
@@ -96,6 +98,15 @@ const fn f(name: &'static str, kind: Kind) -> Field {
         name,
         kind,
         column: Column::Own(name),
+    }
+}
+
+/// A calendar bucket of a time column.
+const fn time(name: &'static str, unit: TimeUnit, of: &'static str) -> Field {
+    Field {
+        name,
+        kind: Kind::Time(unit),
+        column: Column::Own(of),
     }
 }
 
@@ -119,16 +130,21 @@ const fn extra(name: &'static str) -> Field {
 }
 
 /// Every field a query can name. Columns share the name, but for the
-/// time buckets, computed from `ts` (Unix milliseconds).
+/// time buckets: `datetime` is the event's time (`at`, Unix seconds: RT's
+/// `at`, or the decision's second when the caller gave none), the others
+/// buckets of the decision's (`ts`, Unix milliseconds: the log's key, so
+/// `date_*` bounds seek), with `decided_at` its second.
 pub const FIELDS: &[Field] = &[
     f("id", Kind::Text),
     f("ts", Kind::Int),
-    f("datetime", Kind::Time(TimeUnit::Datetime)),
-    f("date", Kind::Time(TimeUnit::Date)),
-    f("hour", Kind::Time(TimeUnit::Hour)),
-    f("week", Kind::Time(TimeUnit::Week)),
-    f("month", Kind::Time(TimeUnit::Month)),
-    f("year", Kind::Time(TimeUnit::Year)),
+    f("at", Kind::Int),
+    time("datetime", TimeUnit::Datetime, "at"),
+    time("decided_at", TimeUnit::Datetime, "ts"),
+    time("date", TimeUnit::Date, "ts"),
+    time("hour", TimeUnit::Hour, "ts"),
+    time("week", TimeUnit::Week, "ts"),
+    time("month", TimeUnit::Month, "ts"),
+    time("year", TimeUnit::Year, "ts"),
     f("door", Kind::Text),
     f("client", Kind::Text),
     f("event_type", Kind::Text),

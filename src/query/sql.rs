@@ -26,9 +26,10 @@ pub trait Dialect {
     /// Hands a caller's value to the statement; returns the SQL that
     /// stands for it.
     fn value(&mut self, v: Value) -> String;
-    /// The calendar bucket of `ts` (Unix ms) in the query's zone, as the
-    /// text `query::bucket` gives.
-    fn time(&self, unit: TimeUnit) -> String;
+    /// The calendar bucket of a time column in the query's zone, as the
+    /// text `query::bucket` gives: `ts` (the decision's, Unix ms) or `at`
+    /// (the event's, Unix seconds).
+    fn time(&self, column: &str, unit: TimeUnit) -> String;
     /// Rows where `cond` (SQL) holds.
     fn count_if(&self, cond: &str) -> String;
     /// `100 * blocked / count`, two decimals, 0 over no rows.
@@ -72,7 +73,7 @@ pub trait Dialect {
 /// The SQL expression of a field.
 pub fn column(d: &impl Dialect, f: &Field) -> String {
     match (f.kind, f.column) {
-        (Kind::Time(u), _) => d.time(u),
+        (Kind::Time(u), Column::Own(c)) => d.time(c, u),
         (_, Column::Own(c)) => c.to_owned(),
         (_, Column::Extra(key)) => d.extra_text(key),
     }
@@ -222,9 +223,10 @@ fn ts_cmp(d: &impl Dialect, op: Op, ms: i64) -> String {
     }
 }
 
-/// Comparisons with a form of their own: `date_*` / `datetime_*` bounds
-/// in the query's zone become bounds on `ts` (integers computed here, not
-/// caller text), and `tag` / `rule` test a bit of their masks.
+/// Comparisons with a form of their own: `date_*` bounds in the query's
+/// zone become bounds on `ts` (the decision's time: integers computed
+/// here, not caller text), `datetime_*` bounds on `at` (the event's), and
+/// `tag` / `rule` test a bit of their masks.
 fn special(
     d: &impl Dialect,
     name: &str,
@@ -249,6 +251,16 @@ fn special(
         } else {
             start + 1000
         };
+        if name == "datetime" {
+            // The event's time, in whole seconds: [start, next) as above.
+            let (start, next) = (start.div_euclid(1000), next.div_euclid(1000));
+            return Ok(Some(match op {
+                Op::Ge => format!("(at >= {start})"),
+                Op::Gt => format!("(at >= {next})"),
+                Op::Le => format!("(at < {next})"),
+                _ => format!("(at < {start})"),
+            }));
+        }
         return Ok(Some(match op {
             Op::Ge => ts_cmp(d, Op::Ge, start),
             Op::Gt => ts_cmp(d, Op::Ge, next),
@@ -337,17 +349,18 @@ fn expr_rolls_up(e: &Expr, q: &Query, field_ok: &dyn Fn(&Field) -> bool) -> bool
             if name == "tag" || name == "rule" {
                 return true;
             }
-            if matches!(name.as_str(), "date" | "datetime")
-                && matches!(op, Op::Ge | Op::Gt | Op::Le | Op::Lt)
-            {
+            if name == "datetime" {
+                // The event's time: the rollups keep the decision's.
+                return false;
+            }
+            if name == "date" && matches!(op, Op::Ge | Op::Gt | Op::Le | Op::Lt) {
                 // The bounds `special` puts on ts: both on whole hours.
                 let v = text_of(&values[0]);
                 let Ok(start) = local_ms(&v, &q.tz, "filter") else {
                     return false;
                 };
                 let on_hour = |ms: i64| ms.rem_euclid(3_600_000) == 0;
-                return on_hour(start)
-                    && (name == "date" && whole_hour_zone(&q.tz) || matches!(op, Op::Ge | Op::Lt));
+                return on_hour(start) && whole_hour_zone(&q.tz);
             }
             super::field(name).is_some_and(field_ok)
         }

@@ -34,8 +34,9 @@ impl Dialect for Sqlite {
         "?".into()
     }
 
-    fn time(&self, unit: TimeUnit) -> String {
-        format!("fg_time(ts, '{}')", unit.as_str())
+    fn time(&self, column: &str, unit: TimeUnit) -> String {
+        let ms = if column == "at" { "at * 1000" } else { column };
+        format!("fg_time({ms}, '{}')", unit.as_str())
     }
 
     fn count_if(&self, cond: &str) -> String {
@@ -173,4 +174,4 @@ const EMPTY_COLUMNS: &str = "'' AS id, 0 AS ts, '' AS door, '' AS client, '' AS 
     '' AS aff_sub3, '' AS aff_sub4, '' AS aff_sub5, '' AS country_code, '' AS extra, \
     '' AS decision, '' AS would_be, '' AS mode, '' AS tags, 0 AS tag_mask, 0 AS blocked_mask, \
     '' AS source, '' AS reason, '' AS rules, 0 AS rule_mask, '' AS ivt, '' AS ivt_category, \
-    0 AS elapsed_us, 0 AS _k";
+    0 AS elapsed_us, 0 AS at, 0 AS _k";

@@ -193,6 +193,7 @@ async fn clickhouse_passes_the_same_query_suite_as_sqlite() {
     decision_log::reports_suite(&store).await;
     decision_log::hashed_ip_suite(&store).await;
     crate::data_api_compat::docs_requests_suite(&store).await;
+    crate::data_api_compat::event_time_suite(&store).await;
 }
 
 /// The same decisions sent to a SQLite app and a ClickHouse app.
@@ -733,4 +734,80 @@ async fn a_reader_that_stops_reading_releases_the_clickhouse_query() {
     })
     .await;
     drop(reader);
+}
+
+/// A table made by a release before the event time (no `at`) gets the
+/// column when the gate starts: its rows read their decision's second,
+/// new rows their own event time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_clickhouse,
+    ignore = "clickhouse-server is not installed (Debian: clickhouse-server)"
+)]
+async fn a_table_from_before_the_event_time_is_upgraded() {
+    let Some(ch) = ClickHouse::started() else {
+        return;
+    };
+    let store = ch.store();
+    let mut probe = Config::default();
+    store(&mut probe);
+    let table = format!("{}.decisions", probe.decision_log.clickhouse.database);
+    ch.sql(&format!(
+        "CREATE DATABASE IF NOT EXISTS {}",
+        probe.decision_log.clickhouse.database
+    ))
+    .await;
+    // The earlier release's table, with one of its rows.
+    ch.sql(&format!(
+        "CREATE TABLE {table} (id String, ts Int64, door String, client Nullable(String), \
+         event_type String, ip String, ua String, affiliate_id String, offer_id String, \
+         aff_sub1 Nullable(String), aff_sub2 Nullable(String), aff_sub3 Nullable(String), \
+         aff_sub4 Nullable(String), aff_sub5 Nullable(String), country_code Nullable(String), \
+         extra Nullable(String), decision String, would_be String, mode String, tags String, \
+         tag_mask Int64, blocked_mask Int64, source String, reason String, rules String, \
+         rule_mask Int64, ivt String, ivt_category String, elapsed_us Int64) \
+         ENGINE = ReplacingMergeTree PARTITION BY intDiv(ts, 86400000) \
+         ORDER BY (event_type, affiliate_id, offer_id, ts, id)"
+    ))
+    .await;
+    let old_ms = jiff::Timestamp::now().as_millisecond() - 5_000;
+    ch.sql(&format!(
+        "INSERT INTO {table} (id, ts, event_type, ip, decision, would_be, rules) \
+         VALUES ('old', {old_ms}, 'click', '10.96.0.1', 'allow', 'allow', '[]')"
+    ))
+    .await;
+    // (Each use of `store` names a new database: this one's, again.)
+    let database = probe.decision_log.clickhouse.database.clone();
+    let app = spawn_app_with(move |c: &mut Config| {
+        store(c);
+        c.decision_log.clickhouse.database = database.clone();
+    })
+    .await;
+    let r = app
+        .get(&format!(
+            "/?{}&key=k",
+            query("10.96.0.2", &[("at", "1717243200")])
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    // (Until the writer's first batch has added `at`, a read of it is a
+    // 503: the table is the earlier one.)
+    let v = eventually(Duration::from_secs(5), || async {
+        let r = app.get("/v1/data/click?field=ip,at,ts&sort=ip_asc").await;
+        if r.status() != 200 {
+            return None;
+        }
+        let v: Vec<serde_json::Value> = r
+            .text()
+            .await
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (v.len() == 2).then_some(v)
+    })
+    .await;
+    assert_eq!(v[0]["ip"], "10.96.0.1");
+    assert_eq!(v[0]["at"].as_i64(), Some(old_ms.div_euclid(1000)), "{v:?}");
+    assert_eq!(v[1]["at"], 1_717_243_200, "{v:?}");
 }

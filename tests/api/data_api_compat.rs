@@ -78,6 +78,80 @@ pub async fn docs_requests_suite(store: Store<'_>) {
 }
 
 #[tokio::test]
+async fn datetime_is_the_event_time_and_decided_at_the_decision_time() {
+    event_time_suite(&|_| {}).await;
+}
+
+/// `datetime` is RT's `at` (the event's time), `decided_at` the gate's;
+/// `datetime_*` bounds select by the event's time. Run on SQLite here and
+/// on ClickHouse in `clickhouse.rs`.
+pub async fn event_time_suite(store: Store<'_>) {
+    let app = app_on(store).await;
+    // 2024-06-01 12:00:00 UTC and a second later: posted late.
+    for (ip, at) in [("10.97.0.1", "1717243200"), ("10.97.0.2", "1717243201")] {
+        let r = app
+            .get(&format!("/?{}&key=k", query(ip, &[("at", at)])))
+            .await;
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    }
+    // A click with no `at`: its event time is its decision's.
+    app.check(&query("10.97.0.3", &[])).await;
+    let v = rows(
+        &app,
+        &format!("/data/c/click?key={KEY}&field=ip,datetime,decided_at,at,ts&sort=ip_asc&tz=Europe%2FBerlin"),
+        3,
+    )
+    .await;
+    assert_eq!(v[0]["datetime"], "2024-06-01 14:00:00", "{v:?}");
+    assert_eq!(v[0]["at"], 1_717_243_200);
+    assert_eq!(v[1]["datetime"], "2024-06-01 14:00:01");
+    let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    for row in &v {
+        // The decision's second, in the query's zone: now.
+        let decided: jiff::civil::DateTime = row["decided_at"]
+            .as_str()
+            .unwrap()
+            .replace(' ', "T")
+            .parse()
+            .unwrap();
+        let decided = berlin.to_zoned(decided).unwrap().timestamp().as_second();
+        assert_eq!(
+            decided,
+            row["ts"].as_i64().unwrap().div_euclid(1000),
+            "{row:?}"
+        );
+        assert!(
+            (decided - jiff::Timestamp::now().as_second()).abs() < 600,
+            "{row:?}"
+        );
+    }
+    assert_eq!(
+        v[2]["at"].as_i64(),
+        Some(v[2]["ts"].as_i64().unwrap() / 1000)
+    );
+    // Selecting by the event's time.
+    let filter = form_urlencoded::byte_serialize(
+        br#"["AND",["datetime_ge","2024-06-01 14:00:01"],["datetime_le","2024-06-01 14:00:01"]]"#,
+    )
+    .collect::<String>();
+    let v = rows(
+        &app,
+        &format!("/data/c/click?key={KEY}&field=ip&tz=Europe%2FBerlin&filter={filter}"),
+        1,
+    )
+    .await;
+    assert_eq!(v[0]["ip"], "10.97.0.2");
+    let v = rows(
+        &app,
+        &format!("/data/c/click?key={KEY}&field=ip,datetime&sort=datetime_desc&sort=ip_asc"),
+        3,
+    )
+    .await;
+    let order: Vec<&str> = v.iter().map(|r| r["ip"].as_str().unwrap()).collect();
+    assert_eq!(order, ["10.97.0.3", "10.97.0.2", "10.97.0.1"]);
+}
+
+#[tokio::test]
 async fn help_lists_what_this_instance_answers_and_needs_the_key() {
     let app = app().await;
     assert_eq!(app.get("/data/channel_id/help").await.status(), 401);

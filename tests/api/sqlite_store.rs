@@ -121,6 +121,8 @@ fn varied(i: u128, ms: i64) -> Record {
     if !cc.is_empty() {
         q.push_str(&format!("&country_code={cc}"));
     }
+    // Real-time: the event's second is the decision's.
+    q.push_str(&format!("&at={}", ms / 1000));
     let event = fraudgate::event::EventBuilder::from_query(&q)
         .unwrap()
         .build()
@@ -154,8 +156,8 @@ fn varied(i: u128, ms: i64) -> Record {
 }
 
 /// Every grouped query the rollups take answers exactly what the rows
-/// answer; those they cannot answer (per-IP, sub-hour bounds, a zone
-/// off by half an hour) read the rows.
+/// answer; those they cannot answer (per-IP, bounds on the event's time,
+/// a zone off by half an hour) read the rows.
 #[test]
 fn rollups_answer_exactly_what_the_rows_answer() {
     let dir = temp_dir("sqlite-rollup");
@@ -181,7 +183,7 @@ fn rollups_answer_exactly_what_the_rows_answer() {
         "group=ivt,ivt_category,tags&field=count,avg_elapsed_us&sort=ivt_asc&sort=tags_asc".to_owned(),
         format!("group=offer_id&field=count,block_rate&sort=offer_id_desc&filter={}", f(r#"["AND",["affiliate_id_in",["a1","a2"]],["date_ge","2026-09-22"],["NOT",["tag","ip"]]]"#)),
         format!("group=week,month&field=count&sort=week_asc&having={}", f(r#"["count_gt",10]"#)),
-        format!("group=door&field=count&filter={}", f(r#"["datetime_lt","2026-09-23 05:00:00"]"#)),
+        format!("group=door&field=count&filter={}", f(r#"["date_le","2026-09-22"]"#)),
         "group=event_type&field=count,blocked&page_size=1&page=2&sort=count_desc".to_owned(),
     ];
     let raw_only = [
@@ -190,6 +192,11 @@ fn rollups_answer_exactly_what_the_rows_answer() {
         format!(
             "group=door&field=count&filter={}",
             f(r#"["datetime_ge","2026-09-22 10:30:00"]"#)
+        ),
+        // The event's time: the rollups keep the decision's.
+        format!(
+            "group=door&field=count&filter={}",
+            f(r#"["datetime_lt","2026-09-23 05:00:00"]"#)
         ),
         "group=date&field=count&sort=date_asc&tz=Asia/Kolkata".to_owned(),
         "field=id&page_size=3".to_owned(),

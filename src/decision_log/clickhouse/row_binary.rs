@@ -104,6 +104,7 @@ impl RowBinary<'_> {
         self.str(class.class.as_str());
         self.str(&class.category);
         self.int(r.elapsed_us as i64);
+        self.int(r.event.at as i64);
     }
 
     /// A `String` from bytes that are UTF-8 (written from `&str`s).
@@ -141,6 +142,7 @@ impl RowBinary<'_> {
         self.str(r.ivt);
         self.str(&r.ivt_category);
         self.int(r.elapsed_us);
+        self.int(r.at);
     }
 }
 

@@ -10,7 +10,7 @@ const DDL_COLUMNS: &str = "id String, ts Int64, door String, client Nullable(Str
     aff_sub4 Nullable(String), aff_sub5 Nullable(String), country_code Nullable(String), \
     extra Nullable(String), decision String, would_be String, mode String, tags String, \
     tag_mask Int64, blocked_mask Int64, source String, reason String, rules String, \
-    rule_mask Int64, ivt String, ivt_category String, elapsed_us Int64";
+    rule_mask Int64, ivt String, ivt_category String, elapsed_us Int64, at Int64";
 
 /// The statements that create the database and the table if missing.
 pub(super) fn create(c: &ClickHouseConfig) -> [String; 2] {
@@ -30,6 +30,30 @@ pub(super) fn create(c: &ClickHouseConfig) -> [String; 2] {
         c.qualified()
     );
     [db, table]
+}
+
+/// Columns added since the first release, each with the statement that
+/// adds it to a table made before (18.16 has no `ADD COLUMN IF NOT
+/// EXISTS`: the writer asks [`columns`] first). `at`, the event's time:
+/// earlier rows read their decision's second.
+pub(super) fn added_columns(c: &ClickHouseConfig) -> [(&'static str, String); 1] {
+    [(
+        "at",
+        format!(
+            "ALTER TABLE {} ADD COLUMN at Int64 DEFAULT intDiv(ts, 1000)",
+            c.qualified()
+        ),
+    )]
+}
+
+/// The table's column names, a line each.
+pub(super) fn columns(c: &ClickHouseConfig) -> String {
+    format!(
+        "SELECT name FROM system.columns WHERE database = {} AND table = {} \
+         FORMAT TabSeparated",
+        quote(&c.database),
+        quote(&c.table)
+    )
 }
 
 /// A batch's insert: the columns in table order, as `RowBinary` rows

@@ -98,6 +98,12 @@ impl Writer {
         for statement in schema::create(&self.config) {
             self.call(&[], statement.into())?;
         }
+        let have = self.call(&[], schema::columns(&self.config).into())?;
+        for (name, add) in schema::added_columns(&self.config) {
+            if !have.lines().any(|l| l == name) {
+                self.call(&[], add.into())?;
+            }
+        }
         self.ready = true;
         Ok(())
     }

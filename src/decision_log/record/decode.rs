@@ -103,6 +103,8 @@ fn action(b: u8) -> Action {
 pub struct Encoded<'a> {
     pub id: DecisionId,
     pub elapsed_us: u64,
+    /// The event's time, Unix seconds.
+    pub at: u64,
     pub ip: IpAddr,
     /// Door, event type, actions, mode, source, reason, tags, client,
     /// country and rules, as encoded: equal bytes, equal context.
@@ -122,6 +124,7 @@ impl<'a> Encoded<'a> {
         *input = whole.0;
         let id = DecisionId(u128::from_le_bytes(b.take()));
         let elapsed_us = u64::from_le_bytes(b.take());
+        let at = u64::from_le_bytes(b.take());
         let ip = if b.u8() == 4 {
             IpAddr::V4(Ipv4Addr::from(b.take::<4>()))
         } else {
@@ -132,6 +135,7 @@ impl<'a> Encoded<'a> {
         Encoded {
             id,
             elapsed_us,
+            at,
             ip,
             context,
             ua,
@@ -192,6 +196,7 @@ impl<'a> Encoded<'a> {
         let event = LoggedEvent::new(
             event_type,
             self.ip,
+            self.at,
             [utf8(self.ua), utf8(self.affiliate_id), utf8(self.offer_id)],
             self.optional().map(|(o, v)| (o, utf8(v))),
             self.optional().map(|(_, v)| v.len()).sum(),

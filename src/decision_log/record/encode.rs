@@ -65,6 +65,8 @@ struct Parts<'a, O> {
     reason: &'a str,
     rules: &'a [RuleHit],
     elapsed_us: u64,
+    /// The event's time (RT's `at`), Unix seconds.
+    at: u64,
 }
 
 // The layout: fixed-width integers little-endian; a string is its u32
@@ -73,7 +75,7 @@ struct Parts<'a, O> {
 // on the way in, so a string's length always fits.
 //
 //   record   u32 length of the rest of the record
-//            u128 id, u64 elapsed_us, ip (4 or 6, then its octets)
+//            u128 id, u64 elapsed_us, u64 at, ip (4 or 6, then its octets)
 //   context  u32 length, then door, event_type, decision, would_be, mode,
 //            source, reason index (a byte each), tags, blocked_by,
 //            client (0, or 1 and a string), country_code (likewise),
@@ -127,6 +129,7 @@ impl<'a, O: Iterator<Item = (Opt, &'a str)>> Parts<'a, O> {
         let record = begin_len(out);
         out.extend_from_slice(&self.id.0.to_le_bytes());
         out.extend_from_slice(&self.elapsed_us.to_le_bytes());
+        out.extend_from_slice(&self.at.to_le_bytes());
         match self.ip {
             IpAddr::V4(v4) => {
                 out.push(4);
@@ -199,6 +202,7 @@ pub fn encode(event: &Event, d: &Decision, door: Door, client: Option<&str>, out
         reason: d.ruling.reason.as_str(),
         rules: &d.rules,
         elapsed_us: d.elapsed.as_micros() as u64,
+        at: event.at,
     }
     .write(out)
 }
@@ -227,6 +231,7 @@ impl Record {
             reason: self.reason,
             rules: &self.rules,
             elapsed_us: self.elapsed_us,
+            at: e.at,
         }
         .write(out)
     }

@@ -71,6 +71,9 @@ impl Record {
 pub struct LoggedEvent {
     pub event_type: EventType,
     pub ip: IpAddr,
+    /// The event's time (RT's `at`; the decision's when the caller gave
+    /// none), Unix seconds.
+    pub at: u64,
     /// ua, affiliate_id, offer_id, then each optional field's value.
     text: Box<str>,
     /// Where ua, affiliate_id and offer_id end in `text`.
@@ -85,6 +88,7 @@ impl From<&Event> for LoggedEvent {
         LoggedEvent::new(
             e.event_type,
             e.ip,
+            e.at,
             [&e.ua, &e.affiliate_id, &e.offer_id],
             e.optional(),
             e.optional().map(|(_, v)| v.len()).sum(),
@@ -96,6 +100,7 @@ impl LoggedEvent {
     fn new<'a>(
         event_type: EventType,
         ip: IpAddr,
+        at: u64,
         [ua, affiliate_id, offer_id]: [&str; 3],
         optional: impl Iterator<Item = (Opt, &'a str)>,
         opt_len: usize,
@@ -116,6 +121,7 @@ impl LoggedEvent {
         LoggedEvent {
             event_type,
             ip,
+            at,
             text: text.into_boxed_str(),
             ends,
             optional,

@@ -54,6 +54,8 @@ pub struct Slot {
     /// Its (affiliate_id, offer_id) pair's id.
     pub who: i64,
     pub elapsed_us: i64,
+    /// Seconds from the event's time to the decision's second.
+    pub(super) age: i64,
     pub(super) ip: std::net::IpAddr,
     /// Whether the record has optional fields stored in the row (any but
     /// country_code, which is its context's).
@@ -81,6 +83,7 @@ impl Slot {
             ua,
             who,
             elapsed_us: e.elapsed_us as i64,
+            age: e.ts_ms().div_euclid(1000) - e.at as i64,
             ip: e.ip,
             wide: e.optional().any(|(o, _)| rows::in_row(o)),
         })

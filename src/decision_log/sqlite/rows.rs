@@ -13,14 +13,14 @@ use crate::decision_log::columns::{self, AFF_SUBS, StackStr, ip_text};
 use crate::decision_log::record::utf8;
 use crate::event::Opt;
 
-/// Rows per multi-row INSERT (14 parameters each, 8 without aff_subs or
+/// Rows per multi-row INSERT (15 parameters each, 9 without aff_subs or
 /// extra).
 const ROWS_PER_INSERT: usize = 64;
 /// The columns [`Fact::bind`] binds, in its order: all of them, and those
 /// of a row with no aff_sub or extra.
 const WIDE_COLUMNS: &str = "k, id_mid, id_low, ip, ua, who, aff_sub1, aff_sub2, aff_sub3, \
-    aff_sub4, aff_sub5, extra, ctx, elapsed_us";
-const NARROW_COLUMNS: &str = "k, id_mid, id_low, ip, ua, who, ctx, elapsed_us";
+    aff_sub4, aff_sub5, extra, ctx, elapsed_us, age";
+const NARROW_COLUMNS: &str = "k, id_mid, id_low, ip, ua, who, ctx, elapsed_us, age";
 
 /// One row of `g_YYYYMMDD`, borrowing what it can from its record.
 struct Fact<'a> {
@@ -33,6 +33,7 @@ struct Fact<'a> {
     extra: Option<String>,
     ctx: i64,
     elapsed_us: i64,
+    age: i64,
 }
 
 impl<'a> Fact<'a> {
@@ -65,6 +66,7 @@ impl<'a> Fact<'a> {
             extra,
             ctx: dicts.context_id(s.context),
             elapsed_us: s.elapsed_us,
+            age: s.age,
         };
         // (Optional values are never empty: the event drops those.)
         debug_assert_eq!(f.is_wide(), s.wide, "a row's optional fields");
@@ -107,7 +109,8 @@ impl<'a> Fact<'a> {
             put(stmt, at, self.extra.as_deref())?;
         }
         put(stmt, at, self.ctx)?;
-        put(stmt, at, self.elapsed_us)
+        put(stmt, at, self.elapsed_us)?;
+        put(stmt, at, self.age)
     }
 }
 

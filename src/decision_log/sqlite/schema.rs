@@ -110,10 +110,13 @@ pub fn key_ceil(ms: i64) -> i64 {
 /// The rows of a compact day (`g_YYYYMMDD`). `k` is the time key (see the
 /// module's notes); `id_mid` and `id_low` the rest of the decision id (its
 /// bits below the millisecond: 16 and 64). `who` is the row's (affiliate_id, offer_id) in `w_YYYYMMDD`.
+/// `age` is how many seconds the event's time (RT's `at`) is before the
+/// decision's second: 0 for most (SQLite stores a 0 in no bytes), so the
+/// event time costs a row nothing unless it differs.
 const ROWS: &str = "(k INTEGER PRIMARY KEY, id_mid INTEGER NOT NULL, id_low INTEGER NOT NULL, \
     ip TEXT NOT NULL, ua INTEGER NOT NULL, who INTEGER NOT NULL, aff_sub1 TEXT, aff_sub2 TEXT, \
     aff_sub3 TEXT, aff_sub4 TEXT, aff_sub5 TEXT, extra TEXT, ctx INTEGER NOT NULL, \
-    elapsed_us INTEGER NOT NULL)";
+    elapsed_us INTEGER NOT NULL, age INTEGER NOT NULL DEFAULT 0)";
 
 /// The decision id, hyphenated as `DecisionId`'s Display, from its parts
 /// (`ms` the SQL of its millisecond).
@@ -179,19 +182,31 @@ impl Parts {
     }
 }
 
-/// Creates a compact day's tables and its view if missing: a decision's
-/// columns and names and the time key `_k`, over the rows.
+/// Creates a compact day's tables and its view if missing.
 pub fn create_day(tx: &Transaction<'_>, day_table: &str) -> rusqlite::Result<()> {
     let p = Parts::of(day_table);
-    let ms = format!("(f.k >> {SEQ_BITS})");
     tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS \"{g}\" {ROWS}; \
          CREATE TABLE IF NOT EXISTS \"{w}\" {WHOS}; \
          CREATE TABLE IF NOT EXISTS \"{c}\" {CONTEXTS}; \
          CREATE UNIQUE INDEX IF NOT EXISTS \"{c}_key\" ON \"{c}\" ({CONTEXT_COLUMNS}); \
          CREATE TABLE IF NOT EXISTS \"{u}\" (id INTEGER PRIMARY KEY, ua TEXT NOT NULL UNIQUE); \
-         CREATE VIEW IF NOT EXISTS \"{day_table}\" AS SELECT {id} AS id, {ms} AS ts, \
-         {VIEW_COLUMNS}, f.k AS _k FROM \"{g}\" AS f \
+         {view}",
+        g = p.rows,
+        w = p.whos,
+        c = p.contexts,
+        u = p.uas,
+        view = view(day_table, &p),
+    ))
+}
+
+/// The statement creating a day's view if missing: a decision's columns
+/// and names, the event time `at` and the time key `_k`, over the rows.
+fn view(day_table: &str, p: &Parts) -> String {
+    let ms = format!("(f.k >> {SEQ_BITS})");
+    format!(
+        "CREATE VIEW IF NOT EXISTS \"{day_table}\" AS SELECT {id} AS id, {ms} AS ts, \
+         {VIEW_COLUMNS}, ({ms} / 1000) - f.age AS at, f.k AS _k FROM \"{g}\" AS f \
          CROSS JOIN \"{c}\" AS c ON c.id = f.ctx CROSS JOIN \"{u}\" AS u ON u.id = f.ua \
          CROSS JOIN \"{w}\" AS w ON w.id = f.who;",
         id = id_text(&ms),
@@ -199,5 +214,32 @@ pub fn create_day(tx: &Transaction<'_>, day_table: &str) -> rusqlite::Result<()>
         w = p.whos,
         c = p.contexts,
         u = p.uas,
-    ))
+    )
+}
+
+/// Brings the days written by a release before the event time up to
+/// date: their rows get `age` (0: their event time reads as their
+/// decision's second, which is what those releases recorded) and their
+/// view `at`. A day already up to date is left as it is.
+pub fn upgrade_days(conn: &mut Connection) -> rusqlite::Result<()> {
+    for day in list_days(conn)? {
+        let p = Parts::of(&day);
+        let has_age: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = 'age'",
+            [&p.rows],
+            |r| r.get(0),
+        )?;
+        if has_age {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(&format!(
+            "ALTER TABLE \"{g}\" ADD COLUMN age INTEGER NOT NULL DEFAULT 0; \
+             DROP VIEW \"{day}\"; {view}",
+            g = p.rows,
+            view = view(&day, &p),
+        ))?;
+        tx.commit()?;
+    }
+    Ok(())
 }

@@ -447,3 +447,99 @@ fn day_tables_are_named_by_utc_day() {
     assert_eq!(day_table(1_774_747_800_000), "d_20260329");
     assert!(day_table(1_774_747_800_000) > day_table(1_774_647_800_000));
 }
+
+/// Records whose event time is `ago[i]` seconds before their decision's
+/// (negative: after it, a caller's clock ahead of ours).
+fn records_with_event_times(ms: i64, ago: &[i64]) -> Vec<Record> {
+    ago.iter()
+        .enumerate()
+        .map(|(i, ago)| {
+            let at = ms.div_euclid(1000) - ago;
+            let event = crate::event::EventBuilder::from_query(&format!(
+                "event_type=click&ip=10.0.0.{i}&ua=x&affiliate_id=a&offer_id=o&at={at}"
+            ))
+            .unwrap()
+            .build()
+            .unwrap();
+            Record {
+                event: (&event).into(),
+                ..record(ms + i as i64, i as u128)
+            }
+        })
+        .collect()
+}
+
+/// The event time each row of a day reads back, in id order.
+fn event_times(dir: &std::path::Path, ms: i64) -> Vec<(i64, i64)> {
+    let conn = Connection::open(dir.join(FILE)).unwrap();
+    select(
+        &conn,
+        &format!("SELECT ts, at FROM \"{}\" ORDER BY id", day_table(ms)),
+    )
+    .into_iter()
+    .map(|r| match (&r[0], &r[1]) {
+        (Value::Integer(ts), Value::Integer(at)) => (*ts, *at),
+        other => panic!("{other:?}"),
+    })
+    .collect()
+}
+
+#[test]
+fn each_row_reads_back_its_event_time() {
+    let dir = fresh_dir("event-time");
+    let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+    let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+    let ms = 20_000 * 86_400_000i64 + 5_000;
+    let ago = [0, 1, 3_600, 86_400 * 6, -30];
+    w.write(&records_with_event_times(ms, &ago)).unwrap();
+    let got = event_times(&dir, ms);
+    let want: Vec<(i64, i64)> = ago
+        .iter()
+        .enumerate()
+        .map(|(i, ago)| (ms + i as i64, ms / 1000 - ago))
+        .collect();
+    assert_eq!(got, want);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A day written before the event time was recorded (no `age` in its
+/// rows, no `at` in its view) is upgraded when the store opens: its rows
+/// read their decision's second, and new rows their own event time.
+#[test]
+fn a_day_from_before_the_event_time_is_upgraded_on_open() {
+    let dir = fresh_dir("upgrade");
+    let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+    let ms = 20_000 * 86_400_000i64 + 7_000;
+    {
+        let mut w = Writer::open(&dir, ivt.clone(), IpMode::Full, 1).unwrap();
+        w.write(&records_with_event_times(ms, &[50, 60])).unwrap();
+    }
+    // Make it the earlier layout: the view without `at`, the rows
+    // without `age`.
+    {
+        let conn = Connection::open(dir.join(FILE)).unwrap();
+        let day = day_table(ms);
+        let p = Parts::of(&day);
+        conn.execute_batch(&format!(
+            "DROP VIEW \"{day}\"; ALTER TABLE \"{g}\" DROP COLUMN age; \
+             CREATE VIEW \"{day}\" AS SELECT k FROM \"{g}\";",
+            g = p.rows
+        ))
+        .unwrap();
+    }
+    let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+    w.write(&records_with_event_times(ms + 10, &[0, 120]))
+        .unwrap();
+    let got = event_times(&dir, ms);
+    let second = ms / 1000;
+    assert_eq!(
+        got,
+        vec![
+            (ms, second),
+            (ms + 1, second),
+            (ms + 10, second),
+            (ms + 11, second - 120),
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -64,7 +64,8 @@ impl Writer {
         ip: IpMode,
         retention_days: u32,
     ) -> Result<Self, LogError> {
-        let conn = open_rw(path)?;
+        let mut conn = open_rw(path)?;
+        schema::upgrade_days(&mut conn).map_err(write_error)?;
         // A day's writing uses about ten statements (four row INSERTs, the
         // dictionaries', the rollup's); a batch across midnight twice
         // that. (The default of 16 would prepare the largest again.)

@@ -84,7 +84,8 @@ const EMPTY: &str = "(SELECT '' AS id, toInt64(0) AS ts, '' AS door, \
     CAST(NULL AS Nullable(String)) AS country_code, CAST(NULL AS Nullable(String)) AS extra, \
     '' AS decision, '' AS would_be, '' AS mode, '' AS tags, toInt64(0) AS tag_mask, \
     toInt64(0) AS blocked_mask, '' AS source, '' AS reason, '' AS rules, toInt64(0) AS rule_mask, \
-    '' AS ivt, '' AS ivt_category, toInt64(0) AS elapsed_us FROM system.one WHERE 0)";
+    '' AS ivt, '' AS ivt_category, toInt64(0) AS elapsed_us, toInt64(0) AS at \
+    FROM system.one WHERE 0)";
 
 /// ClickHouse's codes for an unknown table and an unknown database.
 fn missing_table(text: &str) -> bool {
