@@ -17,6 +17,7 @@ pub mod decision_log;
 pub mod event;
 pub mod feeds;
 pub mod fleet;
+pub mod funnel;
 pub mod hash;
 pub mod http;
 pub mod lookup;

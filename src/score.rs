@@ -257,6 +257,42 @@ impl Scorer {
         decision
     }
 
+    /// Judges a conversion (`/v1/postback`) on the funnel rules that fired
+    /// for it: their `attribution` tag goes through the policy like any
+    /// tag; RT and the local rules judged its click. Recorded like every
+    /// decision.
+    pub async fn judge_conversion(
+        &self,
+        event: &Event,
+        hits: Vec<crate::decision::RuleHit>,
+        opts: &ScoreOpts,
+    ) -> Decision {
+        let started = Instant::now();
+        for h in &hits {
+            // (Not the hot path: a conversion per many clicks.)
+            metrics::counter!(m::RULE_HITS, "kind" => h.kind.as_str()).increment(1);
+        }
+        let tags = if hits.is_empty() {
+            crate::verdict::Tags::clean()
+        } else {
+            crate::verdict::Tags::from_mask(Tag::Attribution.bit())
+        };
+        let ruling = self.inner.policy.decide(Ok(&tags), event);
+        let local = LocalVerdict {
+            allowed: None,
+            verified_bot: None,
+            tags: tags.clone(),
+            hits,
+        };
+        let decision = self.decision(Lookup::local(tags), ruling, local, started);
+        self.record(&decision, opts.door);
+        if let Some(log) = &self.inner.log {
+            log.record(event, &decision, opts.door, opts.client.as_deref())
+                .await;
+        }
+        decision
+    }
+
     /// Counts of the caps `event` counts against, fleet-wide on Redis (one
     /// round trip for them all). `None`: counted locally (no Redis, Redis
     /// away, or nothing counts the event).

@@ -47,6 +47,8 @@ pub struct Config {
     pub ivt: crate::decision_log::IvtConfig,
     /// Shared state for many replicas (off when `url` is empty).
     pub redis: crate::fleet::RedisConfig,
+    /// Conversions (`/v1/postback`): attribution windows, funnel rules.
+    pub funnel: crate::funnel::FunnelConfig,
     /// Block lists pulled from Protect360, Fraudshield, the FraudScore Data API.
     #[serde(default)]
     pub feeds: Vec<crate::feeds::FeedConfig>,

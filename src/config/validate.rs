@@ -19,6 +19,7 @@ impl Config {
             ConfigError::invalid(key, m)
         })?;
         self.decision_log.validate()?;
+        self.funnel.validate()?;
         self.redis
             .validate()
             .map_err(|(key, m)| ConfigError::invalid(key, m))?;

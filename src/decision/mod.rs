@@ -54,10 +54,11 @@ pub enum Door {
     Imp,
     OpenRtb,
     Layer,
+    Postback,
 }
 
 impl Door {
-    pub const ALL: [Door; 8] = [
+    pub const ALL: [Door; 9] = [
         Door::Check,
         Door::Batch,
         Door::Rt,
@@ -66,6 +67,7 @@ impl Door {
         Door::Imp,
         Door::OpenRtb,
         Door::Layer,
+        Door::Postback,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -78,6 +80,7 @@ impl Door {
             Door::Imp => "imp",
             Door::OpenRtb => "openrtb",
             Door::Layer => "layer",
+            Door::Postback => "postback",
         }
     }
 }

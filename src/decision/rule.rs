@@ -25,10 +25,23 @@ pub enum RuleKind {
     /// From a declared crawler's published ranges (`rules.verified_bots`):
     /// it is who it says, still no person.
     VerifiedBot,
+    /// The funnel's (`/v1/postback`): click to conversion too fast (click
+    /// injection).
+    CtitShort,
+    /// Click to conversion very slow from a source that floods clicks.
+    CtitLong,
+    /// A conversion of a click the policy blocked.
+    ClickBlocked,
+    /// A conversion with no known click in the window.
+    Orphan,
+    /// The same click converting twice for the same event.
+    Duplicate,
+    /// Click and conversion disagree on country, device id or platform.
+    Mismatch,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 9] = [
+    pub const ALL: [RuleKind; 15] = [
         RuleKind::AllowList,
         RuleKind::BlockList,
         RuleKind::CrawlerUa,
@@ -38,6 +51,12 @@ impl RuleKind {
         RuleKind::Prefetch,
         RuleKind::Proxy,
         RuleKind::VerifiedBot,
+        RuleKind::CtitShort,
+        RuleKind::CtitLong,
+        RuleKind::ClickBlocked,
+        RuleKind::Orphan,
+        RuleKind::Duplicate,
+        RuleKind::Mismatch,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -51,6 +70,12 @@ impl RuleKind {
             RuleKind::Prefetch => "prefetch",
             RuleKind::Proxy => "proxy",
             RuleKind::VerifiedBot => "verified_bot",
+            RuleKind::CtitShort => "ctit_short",
+            RuleKind::CtitLong => "ctit_long",
+            RuleKind::ClickBlocked => "click_blocked",
+            RuleKind::Orphan => "orphan",
+            RuleKind::Duplicate => "duplicate",
+            RuleKind::Mismatch => "mismatch",
         }
     }
 }

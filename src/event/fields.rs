@@ -10,18 +10,39 @@ use super::DEFAULT_MAX_LEN;
 pub enum EventType {
     Click,
     Impression,
+    /// A conversion posted back as `install` (`/v1/postback`).
+    Install,
+    /// A conversion posted back under a goal's name (`purchase`, ...):
+    /// the FraudScore Data API's `custom` event; the name is `goal`.
+    Custom,
 }
 
 impl EventType {
+    /// In discriminant order (the decision log stores the index).
+    pub const ALL: [EventType; 4] = [
+        EventType::Click,
+        EventType::Impression,
+        EventType::Install,
+        EventType::Custom,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             EventType::Click => "click",
             EventType::Impression => "impression",
+            EventType::Install => "install",
+            EventType::Custom => "custom",
         }
+    }
+
+    /// A conversion (posted back), not a click or an impression.
+    pub const fn is_conversion(self) -> bool {
+        matches!(self, EventType::Install | EventType::Custom)
     }
 }
 
-/// The optional RT parameters, forwarded upstream when given.
+/// The optional RT parameters, forwarded upstream when given, then the
+/// fields a conversion carries (`/v1/postback`; never RT parameters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Opt {
     AdvertiserId,
@@ -50,10 +71,38 @@ pub enum Opt {
     Idfa,
     AndroidId,
     Source,
+    /// The click a conversion is credited to (its decision id).
+    ClickId,
+    /// A conversion's goal (`custom` events).
+    Goal,
+    Payout,
+    Currency,
+    /// Seconds from the click's time to the conversion's.
+    Ctit,
+    /// The tracker's own status for the conversion.
+    Status,
 }
 
 impl Opt {
-    pub const ALL: [Opt; 26] = [
+    /// The conversion fields (after the RT ones in [`Opt::ALL`]).
+    pub const CONVERSION: [Opt; 6] = [
+        Opt::ClickId,
+        Opt::Goal,
+        Opt::Payout,
+        Opt::Currency,
+        Opt::Ctit,
+        Opt::Status,
+    ];
+
+    /// Whether RT documents the field (a parameter the doors take and
+    /// forward upstream).
+    pub const fn is_rt(self) -> bool {
+        (self as usize) < Opt::ALL.len() - Opt::CONVERSION.len()
+    }
+
+    /// Every field, in discriminant order (the decision log stores the
+    /// index).
+    pub const ALL: [Opt; 32] = [
         Opt::AdvertiserId,
         Opt::AdvertiserName,
         Opt::AdvertiserManagerId,
@@ -80,6 +129,12 @@ impl Opt {
         Opt::Idfa,
         Opt::AndroidId,
         Opt::Source,
+        Opt::ClickId,
+        Opt::Goal,
+        Opt::Payout,
+        Opt::Currency,
+        Opt::Ctit,
+        Opt::Status,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -110,6 +165,12 @@ impl Opt {
             Opt::Idfa => "idfa",
             Opt::AndroidId => "android_id",
             Opt::Source => "source",
+            Opt::ClickId => "click_id",
+            Opt::Goal => "goal",
+            Opt::Payout => "payout",
+            Opt::Currency => "currency",
+            Opt::Ctit => "ctit",
+            Opt::Status => "status",
         }
     }
 

@@ -54,6 +54,35 @@ impl Event {
         self.optional.iter().map(|(o, v)| (*o, v.as_str()))
     }
 
+    /// A conversion posted back (`/v1/postback`), with the optional fields
+    /// given (RT's and the conversion's; empty values left out), each cut
+    /// to its length as on every door.
+    pub fn conversion<'a>(
+        event_type: EventType,
+        ip: IpAddr,
+        ua: &str,
+        at: u64,
+        [affiliate_id, offer_id]: [&str; 2],
+        fields: impl IntoIterator<Item = (Opt, &'a str)>,
+    ) -> Event {
+        let mut e = Event {
+            event_type,
+            ip,
+            ua: truncate(ua, DEFAULT_MAX_LEN).to_owned(),
+            at,
+            affiliate_id: truncate(affiliate_id, DEFAULT_MAX_LEN).to_owned(),
+            offer_id: truncate(offer_id, DEFAULT_MAX_LEN).to_owned(),
+            optional: Vec::new(),
+            speculation: None,
+        };
+        for (o, v) in fields {
+            if !v.is_empty() {
+                e.set(o, v);
+            }
+        }
+        e
+    }
+
     /// Sets or replaces an optional field (cut to its length).
     pub fn set(&mut self, opt: Opt, value: &str) {
         let v = truncate(value, opt.max_len()).to_owned();
@@ -105,14 +134,14 @@ impl FieldError {
             message: message.into(),
         }
     }
-    fn missing(field: &'static str) -> Self {
+    pub fn missing(field: &'static str) -> Self {
         Self::new(
             ErrorCode::MissingField,
             field,
             format!("{field} is required"),
         )
     }
-    fn invalid(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn invalid(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidField, field, message)
     }
 }
@@ -140,7 +169,11 @@ impl Field {
             "affiliate_id" => Field::AffiliateId,
             "offer_id" => Field::OfferId,
             "key" => Field::Key,
-            _ => Field::Opt(Opt::ALL.into_iter().find(|o| o.name() == name)?),
+            _ => Field::Opt(
+                Opt::ALL
+                    .into_iter()
+                    .find(|o| o.is_rt() && o.name() == name)?,
+            ),
         })
     }
 }

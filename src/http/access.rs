@@ -2,8 +2,9 @@
 //! token-bucket rate limit per client.
 //!
 //! With `auth.client_keys` set, a request must present a key
-//! (`X-Api-Key`, `Authorization: Bearer`, or `key=` in the RT drop-in's
-//! query) -> 401 JSON otherwise. Keys are compared in constant time and
+//! (`X-Api-Key`, `Authorization: Bearer`, or `key=` in the query of the
+//! RT drop-in and of `/v1/postback`, whose callers are URL templates)
+//! -> 401 JSON otherwise. Keys are compared in constant time and
 //! never logged; metrics name clients, never keys. Over its rate, a client
 //! gets 429 with `Retry-After`.
 
@@ -186,8 +187,9 @@ fn rate_limited(retry_after: u64) -> Response {
 
 pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Next) -> Response {
     let client = if access.required() {
-        // The RT drop-in carries its key in the query, as RT does.
-        let names: &[&str] = if req.uri().path() == "/" {
+        // The RT drop-in carries its key in the query, as RT does; a
+        // tracker's postback URL template, likewise.
+        let names: &[&str] = if matches!(req.uri().path(), "/" | "/v1/postback") {
             &["key"]
         } else {
             &[]
@@ -202,7 +204,7 @@ pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Ne
             let mut resp = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "a client key is required: X-Api-Key, Authorization: Bearer, or key= for the RT drop-in",
+                "a client key is required: X-Api-Key, Authorization: Bearer, or key= for the RT drop-in and /v1/postback",
             )
             .with_field("key")
             .into_response();

@@ -209,10 +209,15 @@ fn event_of(path: &[(String, String)]) -> &str {
 /// `GET /data/{channel}/help` (and `/v1/data/help`): what this instance
 /// answers: events, fields, aggregates, filter operators, limits.
 pub async fn help() -> axum::Json<serde_json::Value> {
-    use crate::query::{DATA_API_FIELDS, FIELDS, filter::Op};
+    use crate::query::{DATA_API_FIELDS, FIELDS, FUNNEL_FIELDS, filter::Op};
     axum::Json(serde_json::json!({
         "events": ["click", "impression", "all", "install", "custom"],
-        "fields": FIELDS.iter().chain(DATA_API_FIELDS).map(|f| f.name).collect::<Vec<_>>(),
+        "fields": FIELDS
+            .iter()
+            .chain(DATA_API_FIELDS)
+            .chain(FUNNEL_FIELDS)
+            .map(|f| f.name)
+            .collect::<Vec<_>>(),
         "aggregates": crate::query::AGGREGATES,
         "filter": {
             "operators": ["AND", "OR", "NOT"],

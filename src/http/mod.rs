@@ -19,6 +19,7 @@ pub mod health;
 pub mod layer;
 pub mod observe;
 pub mod openrtb;
+pub mod postback;
 pub mod render;
 pub mod report_access;
 pub mod reports;
@@ -76,6 +77,8 @@ pub struct Shared {
     pub feeds: Arc<crate::feeds::Feeds>,
     /// The decision log's query side, when the log is on.
     pub reader: Option<crate::query::exec::Reader>,
+    /// Conversions joined to their clicks (`/v1/postback`).
+    pub funnel: Arc<crate::funnel::Funnel>,
 }
 
 impl AppState {
@@ -103,6 +106,7 @@ impl AppState {
             .log()
             .map(|_| crate::query::exec::Reader::new(&config.decision_log));
         AppState(Arc::new(Shared {
+            funnel: Arc::new(crate::funnel::Funnel::new(&config.funnel)),
             reader,
             feeds,
             warned_local_proxy: Arc::new(AtomicBool::new(false)),

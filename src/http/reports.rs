@@ -67,7 +67,10 @@ fn csv(body: String) -> Response {
 /// Runs a (small, paged) query on a blocking thread, within one of the
 /// query slots and `query_timeout_ms`, and collects its rows. Dropping
 /// the future (the request timed out or its client left) stops the run.
-async fn collect(state: &AppState, q: Query) -> Result<Vec<Map<String, Value>>, ApiError> {
+pub(super) async fn collect(
+    state: &AppState,
+    q: Query,
+) -> Result<Vec<Map<String, Value>>, ApiError> {
     let reader = state.reader.clone().ok_or_else(log_off)?;
     let slot = state.queries.admit().await?;
     let (stop, _asker) = reader.stop();

@@ -12,7 +12,7 @@ use axum::routing::{MethodRouter, any, get, post};
 
 use super::error::ApiError;
 use super::{
-    AppState, access, admin, batch, check, click, data, forward_auth, health, openrtb,
+    AppState, access, admin, batch, check, click, data, forward_auth, health, openrtb, postback,
     report_access, reports, rt, ui,
 };
 
@@ -122,6 +122,7 @@ pub(super) fn scoring(state: &AppState) -> Routes {
         .route("/v1/auth", any(forward_auth::handle))
         .route("/v1/auth/{*rest}", any(forward_auth::handle))
         .route("/v1/openrtb", post(openrtb::handle))
+        .route("/v1/postback", get(postback::get).post(postback::post))
         .map(|r| r.route_layer(from_fn_with_state(access, access::check)))
 }
 

@@ -180,6 +180,21 @@ pub const DATA_API_FIELDS: &[Field] = &[
     extra("affiliate_name"),
 ];
 
+/// Fields of `extra` the funnel reads and answers: the device's, and a
+/// conversion's (`/v1/postback`). Not part of an entry's full record
+/// (`extra` holds them there).
+pub const FUNNEL_FIELDS: &[Field] = &[
+    extra("idfa"),
+    extra("android_id"),
+    extra("device_os"),
+    extra("click_id"),
+    extra("goal"),
+    extra("payout"),
+    extra("currency"),
+    extra("ctit"),
+    extra("status"),
+];
+
 /// The fields a list query returns when it names none.
 pub const DEFAULT_FIELDS: &[&str] = &[
     "id",
@@ -203,6 +218,7 @@ pub fn field(name: &str) -> Option<&'static Field> {
     FIELDS
         .iter()
         .chain(DATA_API_FIELDS)
+        .chain(FUNNEL_FIELDS)
         .find(|f| f.name == name)
 }
 
@@ -315,15 +331,15 @@ impl Agg {
     }
 }
 
-/// Which events: `click`, `impression` or `all` (the path segment).
+/// Which events: `click`, `impression`, the conversions `install` and
+/// `custom` (posted back to `/v1/postback`), or `all` (the path segment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Events {
     Click,
     Impression,
+    Install,
+    Custom,
     All,
-    /// The Data API's `install` and `custom` (conversions): none are
-    /// recorded yet, so they answer an empty result, not a 400.
-    Conversions,
 }
 
 impl Events {
@@ -332,7 +348,8 @@ impl Events {
             "click" => Ok(Events::Click),
             "impression" => Ok(Events::Impression),
             "all" => Ok(Events::All),
-            "install" | "custom" => Ok(Events::Conversions),
+            "install" => Ok(Events::Install),
+            "custom" => Ok(Events::Custom),
             _ => Err(QueryError::new(
                 "event",
                 format!("{s:?}: use click, impression, all, install or custom"),

@@ -432,9 +432,9 @@ fn where_clause(q: &Query, d: &mut impl Dialect) -> Result<String, QueryError> {
     match q.events {
         Events::Click => wheres.push("event_type = 'click'".to_owned()),
         Events::Impression => wheres.push("event_type = 'impression'".to_owned()),
+        Events::Install => wheres.push("event_type = 'install'".to_owned()),
+        Events::Custom => wheres.push("event_type = 'custom'".to_owned()),
         Events::All => {}
-        // No conversions are recorded: no row matches.
-        Events::Conversions => wheres.push("0 = 1".to_owned()),
     }
     if let Some(f) = &q.filter {
         let mut s = String::new();

@@ -278,7 +278,7 @@ impl Upstream {
             .append_pair("at", at.as_str())
             .append_pair("affiliate_id", &event.affiliate_id)
             .append_pair("offer_id", &event.offer_id);
-        for (opt, value) in event.optional() {
+        for (opt, value) in event.optional().filter(|(o, _)| o.is_rt()) {
             q.append_pair(opt.name(), value);
         }
         q.finish()

@@ -28,6 +28,7 @@ mod nginx;
 mod openrtb;
 mod ops;
 mod overload;
+mod postback;
 mod query_limits;
 mod readme;
 mod resilience;

@@ -28,6 +28,7 @@ const DOCS: &[&str] = &[
     "docs/admin.md",
     "docs/feeds.md",
     "docs/queries.md",
+    "docs/conversions.md",
 ];
 
 struct Example {

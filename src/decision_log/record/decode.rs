@@ -188,11 +188,10 @@ impl<'a> Encoded<'a> {
             })
             .collect();
         debug_assert!(b.0.is_empty(), "encoder and decoder disagree");
-        let event_type = if event_type == EventType::Impression as u8 {
-            EventType::Impression
-        } else {
-            EventType::Click
-        };
+        let event_type = EventType::ALL
+            .get(event_type as usize)
+            .copied()
+            .unwrap_or(EventType::Click);
         let event = LoggedEvent::new(
             event_type,
             self.ip,

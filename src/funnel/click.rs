@@ -1,0 +1,155 @@
+//! The click (or impression) a conversion is credited to, read from the
+//! decision log by its id: the id is a UUIDv7, so its millisecond bounds
+//! the read to one time key (SQLite: a rowid range; ClickHouse: a range
+//! of its sort key's time) and the lookup costs the same at any volume.
+
+use jiff::tz::TimeZone;
+use serde_json::{Map, Value};
+
+use crate::decision::DecisionId;
+use crate::query::{Agg, Events, Expr, Op, Query, Scalar, Shape, field};
+
+/// What the funnel needs of a click.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Click {
+    pub id: String,
+    /// `click` or `impression`.
+    pub event_type: String,
+    /// The event's time (Unix seconds).
+    pub at: i64,
+    /// The policy blocked it (shadow mode: would have).
+    pub blocked: bool,
+    pub reason: String,
+    pub affiliate_id: String,
+    pub offer_id: String,
+    pub aff_sub: [Option<String>; 5],
+    pub country_code: Option<String>,
+    pub ip: String,
+    pub ua: String,
+    pub idfa: Option<String>,
+    pub android_id: Option<String>,
+    pub device_os: Option<String>,
+}
+
+/// The columns read.
+const COLUMNS: [&str; 18] = [
+    "id",
+    "event_type",
+    "at",
+    "would_be",
+    "reason",
+    "affiliate_id",
+    "offer_id",
+    "aff_sub1",
+    "aff_sub2",
+    "aff_sub3",
+    "aff_sub4",
+    "aff_sub5",
+    "country_code",
+    "ip",
+    "ua",
+    "idfa",
+    "android_id",
+    "device_os",
+];
+
+/// The query of the decision `id` (None: not a decision id).
+pub fn query(id: &str) -> Option<Query> {
+    let ms = DecisionId::parse(id)?.unix_ms() as i64;
+    let fields = COLUMNS.iter().filter_map(|n| field(n)).collect();
+    Some(Query {
+        events: Events::All,
+        shape: Shape::List(fields),
+        filter: Some(Expr::And(vec![
+            cmp("ts", Scalar::Int(ms)),
+            cmp("id", Scalar::Text(id.to_ascii_lowercase())),
+        ])),
+        sort: Vec::new(),
+        page: 1,
+        page_size: 1,
+        tz: TimeZone::UTC,
+    })
+}
+
+fn cmp(name: &str, value: Scalar) -> Expr {
+    Expr::Cmp {
+        name: name.into(),
+        op: Op::Eq,
+        values: vec![value],
+    }
+}
+
+/// The click of a row [`query`] read (None: a conversion's own id, which
+/// credits nothing).
+pub fn from_row(row: &Map<String, Value>) -> Option<Click> {
+    let text = |n: &str| match row.get(n) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let opt = |n: &str| Some(text(n)).filter(|s| !s.is_empty());
+    let event_type = text("event_type");
+    if event_type != "click" && event_type != "impression" {
+        return None;
+    }
+    Some(Click {
+        id: text("id"),
+        at: row.get("at").and_then(Value::as_i64).unwrap_or(0),
+        blocked: text("would_be") == "block",
+        reason: text("reason"),
+        affiliate_id: text("affiliate_id"),
+        offer_id: text("offer_id"),
+        aff_sub: ["aff_sub1", "aff_sub2", "aff_sub3", "aff_sub4", "aff_sub5"].map(opt),
+        country_code: opt("country_code"),
+        ip: text("ip"),
+        ua: text("ua"),
+        idfa: opt("idfa"),
+        android_id: opt("android_id"),
+        device_os: opt("device_os"),
+        event_type,
+    })
+}
+
+/// Clicks and conversions of a source (affiliate and first sub) since
+/// `since_ms`: a grouped count by event type.
+pub fn source_query(affiliate_id: &str, aff_sub1: Option<&str>, since_ms: i64) -> Query {
+    let mut filter = vec![
+        Expr::Cmp {
+            name: "ts".into(),
+            op: Op::Ge,
+            values: vec![Scalar::Int(since_ms)],
+        },
+        cmp("affiliate_id", Scalar::Text(affiliate_id.to_owned())),
+    ];
+    if let Some(sub) = aff_sub1 {
+        filter.push(cmp("aff_sub1", Scalar::Text(sub.to_owned())));
+    }
+    Query {
+        events: Events::All,
+        shape: Shape::Groups {
+            groups: field("event_type").into_iter().collect(),
+            aggs: vec![Agg::Count],
+            having: None,
+        },
+        filter: Some(Expr::And(filter)),
+        sort: Vec::new(),
+        page: 1,
+        page_size: 10,
+        tz: TimeZone::UTC,
+    }
+}
+
+/// (clicks, conversions) from the rows of [`source_query`].
+pub fn source_counts(rows: &[Map<String, Value>]) -> (u64, u64) {
+    let mut clicks = 0;
+    let mut conversions = 0;
+    for r in rows {
+        let n = r.get("count").and_then(Value::as_u64).unwrap_or(0);
+        match r.get("event_type").and_then(Value::as_str) {
+            Some("click") => clicks += n,
+            Some("install" | "custom") => conversions += n,
+            _ => {}
+        }
+    }
+    (clicks, conversions)
+}
