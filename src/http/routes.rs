@@ -12,8 +12,8 @@ use axum::routing::{MethodRouter, any, get, post};
 
 use super::error::ApiError;
 use super::{
-    AppState, access, admin, batch, check, click, data, forward_auth, health, openrtb, postback,
-    report_access, reports, rt, ui,
+    AppState, access, admin, batch, check, click, data, forward_auth, funnel, health, openrtb,
+    postback, report_access, reports, rt, ui,
 };
 
 /// A router and the paths it serves.
@@ -143,6 +143,7 @@ pub(super) fn reports(state: &AppState) -> Routes {
         .route("/v1/reports/fraud", get(reports::fraud))
         .route("/v1/reports/global", get(reports::global))
         .route("/v1/reports/interval", get(reports::interval))
+        .route("/v1/reports/funnel", get(funnel::report))
         // Fraudshield's own paths (reference 001), `api_token` as the key.
         .route("/api/v1/reports/fraud.json", get(reports::fraud))
         .route("/api/v1/reports/global.json", get(reports::global))

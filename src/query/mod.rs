@@ -9,6 +9,7 @@ pub mod clickhouse;
 pub mod csv;
 pub mod exec;
 pub mod filter;
+pub mod funnel;
 pub mod params;
 pub mod report;
 pub mod sql;

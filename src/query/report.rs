@@ -122,7 +122,7 @@ fn parse(kind: Kind, raw: &str) -> Result<Params, QueryError> {
 }
 
 /// A `group[]` value: one of [`GROUPS`].
-fn group(v: &str) -> Result<&'static Field, QueryError> {
+pub(crate) fn group(v: &str) -> Result<&'static Field, QueryError> {
     let name = v.trim();
     if !GROUPS.contains(&name) {
         return Err(bad(

@@ -11,8 +11,19 @@ use crate::helpers::*;
 async fn click(app: &TestApp, ip: &str, ago: i64, extra: &[(&str, &str)]) -> Value {
     let at = (jiff::Timestamp::now().as_second() - ago).to_string();
     let mut fields = vec![("at", at.as_str())];
-    fields.extend_from_slice(extra);
-    let (status, v) = app.check(&query(ip, &fields)).await;
+    // (`affiliate_id` replaces the standard one.)
+    let mut q = query(ip, &[]);
+    for (k, v) in extra {
+        if *k == "affiliate_id" {
+            q = q.replace("affiliate_id=6251", &format!("affiliate_id={v}"));
+        } else {
+            fields.push((k, v));
+        }
+    }
+    for (k, v) in fields {
+        q.push_str(&format!("&{k}={v}"));
+    }
+    let (status, v) = app.check(&q).await;
     assert_eq!(status, 200, "{v}");
     v
 }
@@ -264,4 +275,117 @@ async fn the_postback_door_takes_client_keys_like_the_api() {
     assert_eq!((status, kinds(&v)), (200, vec!["orphan"]), "{v}");
     let v = rows(&app, "/v1/data/install?field=client,door", 1).await;
     assert_eq!(v[0], json!({"client": "tracker", "door": "postback"}));
+}
+
+#[tokio::test]
+async fn the_funnel_report_sums_each_source() {
+    funnel_suite(&|_| {}).await;
+}
+
+/// Clicks and conversions of two sources, then the funnel report. Run on
+/// SQLite here and on ClickHouse in `clickhouse.rs`.
+pub async fn funnel_suite(store: crate::decision_log::Store<'_>) {
+    let app = spawn_app_with(|c| store(c)).await;
+    // Source a/s1: 4 clicks, 2 conversions (one injected, 5 s).
+    let mut a = Vec::new();
+    for i in 0..4 {
+        let c = click(
+            &app,
+            &format!("10.93.0.{i}"),
+            3_600,
+            &[("affiliate_id", "a"), ("aff_sub1", "s1")],
+        )
+        .await;
+        a.push(c["id"].as_str().unwrap().to_owned());
+    }
+    // Source b (no sub): 2 clicks, 1 conversion a day and more later.
+    let b = click(&app, "10.93.1.1", 90_000, &[("affiliate_id", "b")]).await;
+    click(&app, "10.93.1.2", 90_000, &[("affiliate_id", "b")]).await;
+    let b = b["id"].as_str().unwrap();
+    let t0 = now() - 3_600;
+    for (q, decision) in [
+        (
+            format!(
+                "click_id={}&event=install&payout=2&currency=USD&event_time={}",
+                a[0],
+                t0 + 600
+            ),
+            "allow",
+        ),
+        (
+            format!(
+                "click_id={}&event=install&payout=3&currency=USD&event_time={}",
+                a[1],
+                t0 + 5
+            ),
+            "block",
+        ),
+        (
+            format!("click_id={b}&event=install&payout=1.25&currency=EUR"),
+            "allow",
+        ),
+    ] {
+        let (status, v) = postback(&app, &q).await;
+        assert_eq!(
+            (status, v["decision"].as_str()),
+            (200, Some(decision)),
+            "{q}: {v}"
+        );
+    }
+    // The join found each click: no orphan among them.
+    let v = rows(
+        &app,
+        "/v1/data/install?field=rules,affiliate_id&page_size=10",
+        3,
+    )
+    .await;
+    assert!(
+        v.iter().all(|r| !r["rules"].to_string().contains("orphan")),
+        "{v:?}"
+    );
+    let v = eventually(std::time::Duration::from_secs(5), || async {
+        let v = json(app.get("/v1/reports/funnel").await).await;
+        let results = v["funnel"]["results"].as_array()?.clone();
+        (results.len() == 2 && results[0]["conversions"] == 2).then_some(results)
+    })
+    .await;
+    let a = &v[0];
+    assert_eq!(
+        (&a["affiliate_id"], &a["aff_sub1"]),
+        (&json!("a"), &json!("s1")),
+        "{v:?}"
+    );
+    assert_eq!(
+        (
+            &a["clicks"],
+            &a["conversions"],
+            &a["cr"],
+            &a["approved"],
+            &a["rejected"]
+        ),
+        (&json!(4), &json!(2), &json!(50.0), &json!(1), &json!(1))
+    );
+    assert_eq!(a["rejections"], json!({"ctit_short": 1}));
+    assert_eq!(a["payout_approved"], json!({"USD": 2.0}));
+    assert_eq!(a["payout_at_risk"], json!({"USD": 3.0}));
+    assert_eq!(a["ctit"]["median_s"], 302.5);
+    assert_eq!(a["ctit"]["under_10s"], 50.0);
+    assert_eq!(a["ctit"]["buckets"]["<10s"], 1);
+    assert_eq!(a["ctit"]["buckets"]["1m-10m"], 0);
+    assert_eq!(a["ctit"]["buckets"]["10m-1h"], 1);
+    let b = &v[1];
+    assert_eq!(
+        (&b["affiliate_id"], &b["aff_sub1"]),
+        (&json!("b"), &Value::Null)
+    );
+    assert_eq!(
+        (&b["clicks"], &b["conversions"], &b["rejected"]),
+        (&json!(2), &json!(1), &json!(0))
+    );
+    assert_eq!(b["ctit"]["over_24h"], 100.0);
+    assert_eq!(b["payout_approved"], json!({"EUR": 1.25}));
+    // A bad parameter is named.
+    let r = app.get("/v1/reports/funnel?group[]=ua").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(json(r).await["field"], "group");
 }
