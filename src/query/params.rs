@@ -202,3 +202,22 @@ pub fn time_zone(v: &str, param: &'static str) -> Result<TimeZone, QueryError> {
         )
     })
 }
+
+/// A parameter's name with PHP's array index dropped: Fraudshield's PHP
+/// SDK (`http_build_query`) writes `group[0]=..&group[1]=..` and
+/// `search_fields[0]=..` where a browser writes `group[]`.
+pub fn php_array_name(name: &str) -> &str {
+    match name.split_once('[') {
+        Some((base @ ("group" | "search_fields"), rest))
+            if rest
+                .strip_suffix(']')
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            match base {
+                "group" => "group[]",
+                _ => "search_fields[]",
+            }
+        }
+        _ => name,
+    }
+}

@@ -7,7 +7,7 @@
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value};
 
-use super::params::{number, time_zone, unknown_parameter};
+use super::params::{number, php_array_name, time_zone, unknown_parameter};
 use super::{Agg, Events, Expr, FIELDS, Field, Op, Query, QueryError, Scalar, Shape, field};
 use crate::decision::RuleKind;
 use crate::decision_log::IvtClass;
@@ -180,7 +180,7 @@ fn search_field(v: &str) -> Result<Search, QueryError> {
 }
 
 /// A search term's query: a string or a number.
-fn search_query(term: &str, query: &Value) -> Result<Scalar, QueryError> {
+pub(crate) fn search_query(term: &str, query: &Value) -> Result<Scalar, QueryError> {
     match query {
         Value::String(s) => Ok(Scalar::Text(s.clone())),
         Value::Number(n) => n
@@ -195,7 +195,7 @@ fn search_query(term: &str, query: &Value) -> Result<Scalar, QueryError> {
     }
 }
 
-fn cmp(name: &str, op: Op, value: Scalar) -> Expr {
+pub(crate) fn cmp(name: &str, op: Op, value: Scalar) -> Expr {
     Expr::Cmp {
         name: name.to_owned(),
         op,
@@ -204,7 +204,7 @@ fn cmp(name: &str, op: Op, value: Scalar) -> Expr {
 }
 
 /// A `time_interval` value: the time bucket an interval report groups by.
-fn time_interval(v: &str) -> Result<&'static Field, QueryError> {
+pub(crate) fn time_interval(v: &str) -> Result<&'static Field, QueryError> {
     let unit = match v {
         "hour" => "hour",
         "day" => "date",
@@ -223,7 +223,7 @@ fn time_interval(v: &str) -> Result<&'static Field, QueryError> {
 
 /// The filters of `date_start..=date_end` (days in `tz`; today when
 /// absent).
-fn date_range(
+pub(crate) fn date_range(
     date_start: Option<String>,
     date_end: Option<String>,
     tz: &TimeZone,
@@ -365,23 +365,5 @@ pub fn cell(v: Option<&Value>) -> String {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
-    }
-}
-/// A parameter's name with PHP's array index dropped: Fraudshield's PHP
-/// SDK (`http_build_query`) writes `group[0]=..&group[1]=..` and
-/// `search_fields[0]=..` where a browser writes `group[]`.
-fn php_array_name(name: &str) -> &str {
-    match name.split_once('[') {
-        Some((base @ ("group" | "search_fields"), rest))
-            if rest
-                .strip_suffix(']')
-                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) =>
-        {
-            match base {
-                "group" => "group[]",
-                _ => "search_fields[]",
-            }
-        }
-        _ => name,
     }
 }
