@@ -127,11 +127,7 @@ pub(super) fn scoring(state: &AppState) -> Routes {
 
 /// The decision log's query side: report keys (or admin keys).
 pub(super) fn reports(state: &AppState) -> Routes {
-    let report_access = Arc::new(report_access::ReportAccess::new(
-        &state.config.auth.report_keys,
-        &state.config.auth.admin_keys,
-        state.config.auth.local_reports,
-    ));
+    let report_access = Arc::new(report_access::ReportAccess::new(&state.config.auth));
     Routes::default()
         .route("/v1/data/help", get(data::help))
         .route("/v1/data/{event}", get(data::list))
