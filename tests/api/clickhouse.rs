@@ -193,6 +193,7 @@ async fn clickhouse_passes_the_same_query_suite_as_sqlite() {
     decision_log::reports_suite(&store).await;
     decision_log::hashed_ip_suite(&store).await;
     crate::data_api_compat::docs_requests_suite(&store).await;
+    crate::fraudshield::docs_requests_suite(&store).await;
 }
 
 /// The same decisions sent to a SQLite app and a ClickHouse app.

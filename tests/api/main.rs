@@ -16,6 +16,7 @@ mod faults;
 mod feed_safety;
 mod feeds;
 mod fleet;
+mod fraudshield;
 mod helpers;
 mod intel;
 mod isbot;
