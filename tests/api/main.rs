@@ -17,6 +17,7 @@ mod feed_safety;
 mod feeds;
 mod fleet;
 mod fraudshield;
+mod fraudshield_client;
 mod helpers;
 mod intel;
 mod isbot;
