@@ -1,5 +1,5 @@
 //! Finds the external tools the integration tests drive (nginx, promtool,
-//! clickhouse-server, curl, chromium, redis-server, node) and sets `cfg(no_<tool>)` for each one missing,
+//! clickhouse-server, curl, chromium, redis-server, node, python3) and sets `cfg(no_<tool>)` for each one missing,
 //! so those tests are reported as `ignored, <tool> is not installed` in the
 //! test summary instead of passing silently. With
 //! `FRAUDGATE_REQUIRE_TOOLS` set (as `.ci/run` does) nothing is ignored: a
@@ -15,6 +15,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("chromium", "no_chromium"),
     ("redis-server", "no_redis"),
     ("node", "no_node"),
+    ("python3", "no_python3"),
 ];
 
 fn main() {

@@ -236,6 +236,16 @@ pub struct AuthConfig {
     pub client_keys: BTreeMap<String, Secret>,
     /// Client name -> rate limit override.
     pub rate_limits: BTreeMap<String, RateLimit>,
+    /// User id -> report key, for Fraudshield's `user_id` + `api_token`:
+    /// each is a report key as well, and a request presenting it that
+    /// names a `user_id` must name this one (403 otherwise).
+    #[serde(default)]
+    pub report_users: BTreeMap<String, Secret>,
+    /// Client name -> Fraudshield tracker id: a report's `tracker_id`
+    /// selects the decisions of that client (`anonymous` when no client
+    /// keys are set).
+    #[serde(default)]
+    pub trackers: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -162,7 +162,12 @@ impl super::AuthConfig {
             .iter()
             .map(|(name, k)| (format!("auth.client_keys.{name}"), k))
             .chain(enumerated("auth.admin_keys", &a.admin_keys))
-            .chain(enumerated("auth.report_keys", &a.report_keys));
+            .chain(enumerated("auth.report_keys", &a.report_keys))
+            .chain(
+                a.report_users
+                    .iter()
+                    .map(|(user, k)| (format!("auth.report_users.{user}"), k)),
+            );
         for (field, key) in keys {
             if let Some(why) = key.weakness() {
                 return Err(ConfigError::invalid(field, why));
@@ -173,6 +178,29 @@ impl super::AuthConfig {
                 return Err(ConfigError::invalid(
                     format!("auth.rate_limits.{name}"),
                     "no client key with this name",
+                ));
+            }
+        }
+        self.validate_trackers()
+    }
+
+    /// Each tracker names a client that can send decisions, and no two
+    /// share an id (a `tracker_id` selects one client).
+    fn validate_trackers(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::BTreeMap::new();
+        for (name, id) in &self.trackers {
+            let field = format!("auth.trackers.{name}");
+            let anonymous = name == "anonymous" && self.client_keys.is_empty();
+            if !anonymous && !self.client_keys.contains_key(name) {
+                return Err(ConfigError::invalid(
+                    field,
+                    "no client key with this name (\"anonymous\" when no client keys are set)",
+                ));
+            }
+            if let Some(other) = seen.insert(*id, name) {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("tracker id {id} is auth.trackers.{other}'s too"),
                 ));
             }
         }
@@ -284,6 +312,8 @@ fn log_level(v: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::Config;
+
     #[test]
     fn log_levels_are_levels() {
         for ok in [
@@ -298,5 +328,41 @@ mod tests {
         for bad in ["inof", "verbose", "", "info,fraudgate=loud", "=debug"] {
             assert!(super::log_level(bad).is_err(), "{bad}");
         }
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, String> {
+        let env = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        Config::load_from(None, env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn trackers_name_a_client_each_with_an_id_of_its_own() {
+        let c = load(&[
+            ("FRAUDGATE_AUTH__CLIENT_KEYS__ACME", "0123456789abcdef0123"),
+            ("FRAUDGATE_AUTH__TRACKERS__ACME", "81"),
+            ("FRAUDGATE_AUTH__REPORT_USERS__XYZ", "report-key-0123456789"),
+        ])
+        .unwrap();
+        assert_eq!(c.auth.trackers["acme"], 81);
+        assert_eq!(c.auth.report_users["xyz"].expose(), "report-key-0123456789");
+        // Without client keys every decision is the anonymous client's.
+        load(&[("FRAUDGATE_AUTH__TRACKERS__ANONYMOUS", "1")]).unwrap();
+        let e = load(&[("FRAUDGATE_AUTH__TRACKERS__NOBODY", "81")]).unwrap_err();
+        assert!(e.contains("auth.trackers.nobody"), "{e}");
+        let e = load(&[
+            ("FRAUDGATE_AUTH__CLIENT_KEYS__ACME", "0123456789abcdef0123"),
+            ("FRAUDGATE_AUTH__CLIENT_KEYS__BETA", "0123456789abcdef0124"),
+            ("FRAUDGATE_AUTH__TRACKERS__ACME", "81"),
+            ("FRAUDGATE_AUTH__TRACKERS__BETA", "81"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("tracker id 81"), "{e}");
+        let e = load(&[("FRAUDGATE_AUTH__REPORT_USERS__XYZ", "short")]).unwrap_err();
+        assert!(
+            e.contains("auth.report_users.xyz") && !e.contains("short"),
+            "{e}"
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod client_ip;
 pub mod data;
 pub mod error;
 pub mod forward_auth;
+pub mod fraudshield;
 pub mod funnel;
 pub mod health;
 pub mod layer;

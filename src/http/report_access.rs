@@ -18,26 +18,57 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use crate::config::{Secret, SecretList};
+use crate::config::{AuthConfig, Secret};
 
 pub struct ReportAccess {
     report: Vec<Secret>,
     admin: Vec<Secret>,
+    /// `auth.report_users`: report keys that carry a user id.
+    users: Vec<(Secret, Arc<str>)>,
     /// `auth.local_reports`.
     local: bool,
 }
 
+/// The user id of the report key a request presented
+/// (`auth.report_users`; request extension): Fraudshield's `user_id`
+/// must name it.
+#[derive(Debug, Clone)]
+pub struct ReportUser(pub Arc<str>);
+
 impl ReportAccess {
-    pub fn new(report: &SecretList, admin: &SecretList, local: bool) -> Self {
+    pub fn new(auth: &AuthConfig) -> Self {
         ReportAccess {
-            report: report.0.clone(),
-            admin: admin.0.clone(),
-            local,
+            report: auth.report_keys.0.clone(),
+            admin: auth.admin_keys.0.clone(),
+            users: auth
+                .report_users
+                .iter()
+                .map(|(user, key)| (key.clone(), Arc::from(user.as_str())))
+                .collect(),
+            local: auth.local_reports,
         }
     }
 
     fn keyless(&self) -> bool {
-        self.report.is_empty() && self.admin.is_empty()
+        self.report.is_empty() && self.admin.is_empty() && self.users.is_empty()
+    }
+
+    /// The user whose report key this is, every key compared in constant
+    /// time; `Some(None)` for a report key without a user.
+    fn report_key(&self, presented: &[u8]) -> Option<Option<Arc<str>>> {
+        let user = self.users.iter().fold(None, |found, (k, user)| {
+            if k.matches(presented) {
+                Some(user.clone())
+            } else {
+                found
+            }
+        });
+        let plain = any_matches(&self.report, presented);
+        match (user, plain) {
+            (Some(u), _) => Some(Some(u)),
+            (None, true) => Some(None),
+            (None, false) => None,
+        }
     }
 }
 
@@ -100,7 +131,7 @@ fn valid_port(p: &str) -> bool {
 
 pub async fn require_report_key(
     State(access): State<Arc<ReportAccess>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     if access.keyless() {
@@ -123,14 +154,20 @@ pub async fn require_report_key(
         .with_field("key")
         .into_response();
     }
-    let ok = match super::access::presented_key(&req, &[]) {
+    let found = match super::access::presented_key(&req, &[]) {
         // A header may carry either kind of key.
-        Some(p) => any_matches(&access.report, &p) | any_matches(&access.admin, &p),
+        Some(p) => {
+            let admin = any_matches(&access.admin, &p);
+            access.report_key(&p).or(admin.then_some(None))
+        }
         // key= in the URL: report keys only.
         None => super::access::presented_key(&req, &["key", "api_token"])
-            .is_some_and(|p| any_matches(&access.report, &p)),
+            .and_then(|p| access.report_key(&p)),
     };
-    if ok {
+    if let Some(user) = found {
+        if let Some(user) = user {
+            req.extensions_mut().insert(ReportUser(user));
+        }
         return next.run(req).await;
     }
     let mut resp = ApiError::new(

@@ -71,13 +71,22 @@ pub(super) async fn collect(
     state: &AppState,
     q: Query,
 ) -> Result<Vec<Map<String, Value>>, ApiError> {
+    Ok(collect_all(state, vec![q]).await?.pop().unwrap_or_default())
+}
+
+/// Runs small queries one after the other in one slot and on one thread,
+/// within one `query_timeout_ms`, and collects each one's rows.
+pub(super) async fn collect_all(
+    state: &AppState,
+    qs: Vec<Query>,
+) -> Result<Vec<Vec<Map<String, Value>>>, ApiError> {
     let reader = state.reader.clone().ok_or_else(log_off)?;
     let slot = state.queries.admit().await?;
     let (stop, _asker) = reader.stop();
     let queries = state.queries.clone();
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        let rows = reader.collect(&q, &stop);
+        let rows: Result<Vec<_>, _> = qs.iter().map(|q| reader.collect(q, &stop)).collect();
         if matches!(rows, Err(QueryFailure::Gone)) {
             queries.cut(Cut::ClientGone);
         }
@@ -172,7 +181,7 @@ fn entry_timezone(raw: &str) -> Result<TimeZone, ApiError> {
 }
 
 /// Every field of the decision `id`, recorded at `ms`.
-fn entry_query(id: String, ms: i64, tz: TimeZone) -> Query {
+pub(super) fn entry_query(id: String, ms: i64, tz: TimeZone) -> Query {
     Query {
         events: Events::All,
         shape: Shape::List(FIELDS.iter().collect()),

@@ -12,9 +12,10 @@ use axum::routing::{MethodRouter, any, get, post};
 
 use super::error::ApiError;
 use super::{
-    AppState, access, admin, batch, check, click, data, forward_auth, funnel, health, openrtb,
-    postback, report_access, reports, rt, ui,
+    AppState, access, admin, batch, check, click, data, forward_auth, fraudshield, funnel, health,
+    openrtb, postback, report_access, reports, rt, ui,
 };
+use crate::query::fraudshield::Report;
 
 /// A router and the paths it serves.
 #[derive(Default)]
@@ -128,12 +129,8 @@ pub(super) fn scoring(state: &AppState) -> Routes {
 
 /// The decision log's query side: report keys (or admin keys).
 pub(super) fn reports(state: &AppState) -> Routes {
-    let report_access = Arc::new(report_access::ReportAccess::new(
-        &state.config.auth.report_keys,
-        &state.config.auth.admin_keys,
-        state.config.auth.local_reports,
-    ));
-    Routes::default()
+    let report_access = Arc::new(report_access::ReportAccess::new(&state.config.auth));
+    let mut routes = Routes::default()
         .route("/v1/data/help", get(data::help))
         .route("/v1/data/{event}", get(data::list))
         .route("/v1/data/{event}/groups", get(data::groups))
@@ -144,17 +141,23 @@ pub(super) fn reports(state: &AppState) -> Routes {
         .route("/v1/reports/global", get(reports::global))
         .route("/v1/reports/interval", get(reports::interval))
         .route("/v1/reports/funnel", get(funnel::report))
-        // Fraudshield's own paths (reference 001), `api_token` as the key.
-        .route("/api/v1/reports/fraud.json", get(reports::fraud))
-        .route("/api/v1/reports/global.json", get(reports::global))
-        .route("/api/v1/reports/interval.json", get(reports::interval))
         .route("/v1/reports/entry/{id}", get(reports::entry))
-        .map(|r| {
-            r.route_layer(from_fn_with_state(
-                report_access,
-                report_access::require_report_key,
-            ))
-        })
+        .route(
+            "/api/v1/reports/{entry_type}/{entry_id}",
+            get(fraudshield::entry),
+        );
+    // Fraudshield's own paths and vocabulary (reference 001: conversion,
+    // conversion_scroll, fraud, goal, global and interval `.json`),
+    // `api_token` as the key.
+    for report in Report::ALL {
+        routes = routes.route(report.path(), fraudshield::method(report));
+    }
+    routes.map(|r| {
+        r.route_layer(from_fn_with_state(
+            report_access,
+            report_access::require_report_key,
+        ))
+    })
 }
 
 /// `/click` and `/imp` sit in ad markup and are public by nature: a key in

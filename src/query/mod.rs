@@ -9,6 +9,7 @@ pub mod clickhouse;
 pub mod csv;
 pub mod exec;
 pub mod filter;
+pub mod fraudshield;
 pub mod funnel;
 pub mod params;
 pub mod report;
@@ -173,12 +174,15 @@ pub const FIELDS: &[Field] = &[
 ];
 
 /// The FraudScore Data API's names (reference 000) for data fraudgate
-/// keeps under its own names: asked for by these names, answered under
-/// them. Not part of an entry's full record (`FIELDS` is).
+/// keeps under its own names, and the RT fields in `extra` the compatible
+/// surfaces read (`advertiser_id`: Fraudshield's partner): asked for by
+/// these names, answered under them. Not part of an entry's full record
+/// (`FIELDS` is).
 pub const DATA_API_FIELDS: &[Field] = &[
     alias("ipv4_str", "ip"),
     extra("offer_name"),
     extra("affiliate_name"),
+    extra("advertiser_id"),
 ];
 
 /// Fields of `extra` the funnel reads and answers: the device's, and a

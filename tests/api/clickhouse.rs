@@ -195,6 +195,7 @@ async fn clickhouse_passes_the_same_query_suite_as_sqlite() {
     crate::data_api_compat::docs_requests_suite(&store).await;
     crate::data_api_compat::event_time_suite(&store).await;
     crate::postback::funnel_suite(&store).await;
+    crate::fraudshield::docs_requests_suite(&store).await;
 }
 
 /// The same decisions sent to a SQLite app and a ClickHouse app.

@@ -184,35 +184,3 @@ async fn help_lists_what_this_instance_answers_and_needs_the_key() {
     );
     assert_eq!(v["page_size_max"], 1_000_000);
 }
-
-/// Fraudshield's report paths (reference 001) as its PHP SDK sends them:
-/// `api_token` as the key, `user_id` and `tracker_id` taken, arrays as
-/// `group[0]=`: the same answer as the native path.
-#[tokio::test]
-async fn fraudshield_paths_and_sdk_arrays_answer_as_the_native_reports() {
-    let app = app().await;
-    for i in 0..3 {
-        app.check(&query(&format!("10.98.1.{i}"), &[])).await;
-    }
-    let native = format!("/v1/reports/fraud?key={KEY}&group[]=affiliate_id&group[]=offer_id");
-    let want = eventually(std::time::Duration::from_secs(3), || async {
-        let v = json(app.get(&native).await).await;
-        (v["fraud"]["results"][0]["events"] == 3).then_some(v)
-    })
-    .await;
-    let sdk = format!(
-        "/api/v1/reports/fraud.json?api_token={KEY}&user_id=1&tracker_id=81&group%5B0%5D=affiliate_id&group%5B1%5D=offer_id"
-    );
-    let r = app.get(&sdk).await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(json(r).await, want);
-    // api_token is a key like key=: a wrong one is refused.
-    let r = app
-        .get("/api/v1/reports/global.json?api_token=WRONG-TOKEN-0123456")
-        .await;
-    assert_eq!(r.status(), 401);
-    let r = app
-        .get(&format!("/api/v1/reports/global.json?api_token={KEY}"))
-        .await;
-    assert_eq!(r.status(), 200);
-}

@@ -16,6 +16,8 @@ mod faults;
 mod feed_safety;
 mod feeds;
 mod fleet;
+mod fraudshield;
+mod fraudshield_client;
 mod helpers;
 mod intel;
 mod isbot;

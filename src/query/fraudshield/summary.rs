@@ -1,0 +1,272 @@
+//! `fraud.json`, `goal.json` and `global.json`: per data source, the
+//! conversions (approved, rejected, the reasons), the clicks and the goals
+//! of the same rows, merged by group and shaped as the docs print them.
+//! Each count is its own grouped query; the rows are joined here by their
+//! group values.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
+use super::terms::{self, CLICK_EVENT_TYPE, GOAL_EVENT_TYPE, conversion_filter, event_type_is};
+use super::{Report, Request, Row, Trackers, count, query, rate};
+use crate::query::report::{MAX_REPORT_ROWS, cmp};
+use crate::query::{Agg, Expr, Field, Op, Query, QueryError, Scalar, Shape, field};
+
+/// Reason rows may be this many times the groups (one per reason).
+const REASONS_PER_GROUP: u64 = 16;
+
+pub fn queries(r: &Request) -> Vec<Query> {
+    let groups: Vec<&'static Field> = r.group_fields().into_iter().map(|(_, f)| f).collect();
+    let shape = |groups: Vec<&'static Field>, aggs, having| Shape::Groups {
+        groups,
+        aggs,
+        having,
+    };
+    let having = (!r.having.is_empty()).then(|| Expr::And(r.having.clone()));
+    let conversions = vec![Agg::Count, Agg::Allowed, Agg::Blocked, Agg::BlockRate];
+    let cap = MAX_REPORT_ROWS + 1;
+    let mut qs = vec![
+        query(
+            r,
+            conversion_filter(),
+            shape(groups.clone(), conversions, having),
+            cap,
+        ),
+        query(
+            r,
+            Some(event_type_is(CLICK_EVENT_TYPE)),
+            shape(groups.clone(), vec![Agg::Count], None),
+            cap,
+        ),
+        query(
+            r,
+            Some(event_type_is(GOAL_EVENT_TYPE)),
+            shape(groups.clone(), vec![Agg::Count], None),
+            cap,
+        ),
+    ];
+    if r.report != Report::Global {
+        let mut by_reason = groups;
+        by_reason.extend(field("reason"));
+        let blocked = Some(cmp("blocked", Op::Ge, Scalar::Int(1)));
+        qs.push(query(
+            r,
+            conversion_filter(),
+            shape(by_reason, vec![Agg::Blocked], blocked),
+            MAX_REPORT_ROWS * REASONS_PER_GROUP + 1,
+        ));
+    }
+    qs
+}
+
+/// One group's counts, merged from the queries' rows.
+#[derive(Default)]
+struct Counts {
+    /// A row of the group (its group values).
+    group: Row,
+    conversion: i64,
+    approved: i64,
+    rejected: i64,
+    click: i64,
+    goal: i64,
+    reasons: Map<String, Value>,
+}
+
+fn too_many() -> QueryError {
+    QueryError::new(
+        "group",
+        format!(
+            "more than {MAX_REPORT_ROWS} rows: narrow date_start..date_end, filter, or use fewer data sources"
+        ),
+    )
+}
+
+pub fn render(
+    r: &Request,
+    sets: Vec<Vec<Row>>,
+    trackers: &Trackers<'_>,
+) -> Result<Value, QueryError> {
+    let fields = r.group_fields();
+    let key = |row: &Row| -> String {
+        let values: Vec<&Value> = fields
+            .iter()
+            .map(|(_, f)| row.get(f.name).unwrap_or(&Value::Null))
+            .collect();
+        serde_json::to_string(&values).unwrap_or_default()
+    };
+    let mut sets = sets.into_iter();
+    let mut merged: Vec<Counts> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, set) in sets.by_ref().take(3).enumerate() {
+        if set.len() as u64 > MAX_REPORT_ROWS {
+            return Err(too_many());
+        }
+        for row in set {
+            let k = key(&row);
+            let at = match index.get(&k) {
+                Some(at) => *at,
+                // Groups with clicks or goals but no conversion: global
+                // lists them, fraud and goal list conversions' groups.
+                None if i == 0 || r.report == Report::Global => {
+                    index.insert(k, merged.len());
+                    merged.push(Counts::default());
+                    merged.len() - 1
+                }
+                None => continue,
+            };
+            let c = &mut merged[at];
+            match i {
+                0 => {
+                    c.conversion = count(&row, "count");
+                    c.approved = count(&row, "allowed");
+                    c.rejected = count(&row, "blocked");
+                }
+                1 => c.click = count(&row, "count"),
+                _ => c.goal = count(&row, "count"),
+            }
+            if c.group.is_empty() {
+                c.group = row;
+            }
+        }
+    }
+    let reasons = sets.next().unwrap_or_default();
+    if reasons.len() as u64 > MAX_REPORT_ROWS * REASONS_PER_GROUP {
+        return Err(too_many());
+    }
+    for row in reasons {
+        if let Some(at) = index.get(&key(&row)) {
+            let reason = row.get("reason").and_then(Value::as_str).unwrap_or("");
+            merged[*at]
+                .reasons
+                .insert(reason.to_owned(), count(&row, "blocked").into());
+        }
+    }
+    merged.retain(|c| goal_rate_within(r, c));
+    let mut results: Vec<Map<String, Value>> = merged
+        .iter()
+        .map(|c| match r.report {
+            Report::Global => global_row(r, c, trackers),
+            _ => fraud_row(r, c, trackers),
+        })
+        .collect();
+    sort(r, &mut results);
+    let results: Vec<Value> = results.into_iter().map(Value::Object).collect();
+    Ok(match r.report {
+        Report::Global => json!({ "results": results }),
+        _ => json!({ "fraud": { "results": results } }),
+    })
+}
+
+/// `min_goals_reached` / `max_goals_reached`: goals per 100 conversions.
+fn goal_rate_within(r: &Request, c: &Counts) -> bool {
+    r.goal_rate.iter().all(|(min, bound)| {
+        let Some(rate) = rate(c.goal, c.conversion).as_f64() else {
+            return false;
+        };
+        if *min { rate >= *bound } else { rate <= *bound }
+    })
+}
+
+/// A row of the fraud and goal reports, as reference 001 prints it, the
+/// data sources after `tracker_id`.
+fn fraud_row(r: &Request, c: &Counts, trackers: &Trackers<'_>) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert(
+        "tracker_id".into(),
+        r.tracker.map_or(Value::Null, Value::from),
+    );
+    groups_into(r, c, trackers, &mut out);
+    let id = row_id(&out);
+    out.insert("conversion".into(), c.conversion.into());
+    out.insert("approved".into(), c.approved.into());
+    out.insert("rejected".into(), c.rejected.into());
+    out.insert("goal".into(), c.goal.into());
+    out.insert("reasons".into(), Value::Object(c.reasons.clone()));
+    out.insert("approval_rate".into(), rate(c.approved, c.conversion));
+    out.insert("rejection_rate".into(), rate(c.rejected, c.conversion));
+    out.insert("id".into(), id.into());
+    out.insert("goal_rate".into(), rate(c.goal, c.conversion));
+    out
+}
+
+/// A row of the global report, as reference 001 prints it (its unnamed
+/// `""` count included: always 0 here).
+fn global_row(r: &Request, c: &Counts, trackers: &Trackers<'_>) -> Map<String, Value> {
+    let mut out = Map::new();
+    groups_into(r, c, trackers, &mut out);
+    out.insert("click".into(), c.click.into());
+    out.insert("goal".into(), c.goal.into());
+    out.insert("conversion".into(), c.conversion.into());
+    out.insert("approved".into(), c.approved.into());
+    out.insert("rejected".into(), c.rejected.into());
+    out.insert(String::new(), 0.into());
+    out.insert(
+        "tracker".into(),
+        c.group.get("client").cloned().unwrap_or(Value::Null),
+    );
+    out.insert("conversion_rate".into(), rate(c.conversion, c.click));
+    out
+}
+
+/// The row's data sources by their Fraudshield names.
+fn groups_into(r: &Request, c: &Counts, trackers: &Trackers<'_>, out: &mut Map<String, Value>) {
+    for (name, _) in r.group_fields() {
+        out.insert(name.to_owned(), terms::read(&c.group, name, trackers));
+    }
+}
+
+/// A stable id of a row from its tracker and data sources (hashed), 13
+/// hex digits as Fraudshield's are.
+fn row_id(row: &Map<String, Value>) -> String {
+    let mut h = crate::hash::StableHash::new();
+    for (k, v) in row {
+        h.part(k);
+        h.part(&v.to_string());
+    }
+    let mut id = h.hex(7);
+    id.truncate(13);
+    id
+}
+
+/// `sorting[]` in the order given, else most rejected first, then most
+/// conversions; ties by the data sources, so pages are stable.
+fn sort(r: &Request, rows: &mut [Map<String, Value>]) {
+    let default = [
+        ("rejected".to_owned(), true),
+        ("conversion".to_owned(), true),
+    ];
+    let keys: &[(String, bool)] = if r.sorting.is_empty() {
+        &default
+    } else {
+        &r.sorting
+    };
+    let groups = r.group_fields();
+    rows.sort_by(|a, b| {
+        let by = |(k, desc): &(String, bool)| {
+            let o = order(a.get(k.as_str()), b.get(k.as_str()));
+            if *desc { o.reverse() } else { o }
+        };
+        keys.iter()
+            .map(by)
+            .chain(groups.iter().map(|(g, _)| order(a.get(*g), b.get(*g))))
+            .find(|o| o.is_ne())
+            .unwrap_or(Ordering::Equal)
+    });
+}
+
+/// Numbers by value, text by its bytes; `"N/A"` and null below both.
+fn order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+    fn rank(v: Option<&Value>) -> (u8, f64, &str) {
+        match v {
+            Some(Value::Number(n)) => (2, n.as_f64().unwrap_or(0.0), ""),
+            Some(Value::String(s)) if s != "N/A" => (1, 0.0, s),
+            _ => (0, 0.0, ""),
+        }
+    }
+    let (ra, rb) = (rank(a), rank(b));
+    ra.0.cmp(&rb.0)
+        .then(ra.1.total_cmp(&rb.1))
+        .then(ra.2.cmp(rb.2))
+}

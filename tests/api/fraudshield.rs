@@ -1,0 +1,631 @@
+//! Fraudshield's report API (reference 001) on its own paths: the docs'
+//! example requests sent as printed (real dates, a configured tracker and
+//! key substituted), answered in the documented shapes and vocabulary.
+//!
+//! What a conversion is lives in one constant
+//! (`query::fraudshield::terms::CONVERSION_EVENT_TYPES`): until fraudgate
+//! records conversion events, EVERY DECISION IS A CONVERSION, so the
+//! counts below count clicks and impressions as conversions (and a
+//! tracker can convert more than it clicks). Goals (`custom` events) are
+//! not recorded yet: 0.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fraudgate::config::Secret;
+use serde_json::{Value, json};
+
+use crate::decision_log::Store;
+use crate::helpers::*;
+
+pub const KEY: &str = "FS-API-TOKEN-5b1e0c7d2a";
+pub const USER: &str = "xyz";
+const EU_KEY: &str = "CLIENT-EU-KEY-8c4a1f2e";
+const US_KEY: &str = "CLIENT-US-KEY-3d9b7e60";
+
+pub async fn app_on(store: Store<'_>) -> TestApp {
+    spawn_app_with(|c| {
+        store(c);
+        c.auth.report_users = BTreeMap::from([(USER.to_owned(), Secret::new(KEY))]);
+        c.auth.client_keys = BTreeMap::from([
+            ("adserver-eu".to_owned(), Secret::new(EU_KEY)),
+            ("adserver-us".to_owned(), Secret::new(US_KEY)),
+        ]);
+        c.auth.trackers = BTreeMap::from([
+            ("adserver-eu".to_owned(), 81),
+            ("adserver-us".to_owned(), 698),
+        ]);
+    })
+    .await
+}
+
+/// Today in UTC, and a day `offset` away.
+pub fn day(offset: i64) -> String {
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    (today + jiff::Span::new().days(offset)).to_string()
+}
+
+/// Seven decisions: tracker 81 (adserver-eu) four clicks of affiliate A1,
+/// sub S1, partner ADV1 (one blocked, datacenter) and two impressions of
+/// A2 / S2 (one blocked, proxy); tracker 698 one click. Returns their
+/// decision ids, in the order sent.
+pub async fn seed(app: &TestApp) -> Vec<String> {
+    app.mock.on_ip("10.99.0.4", Reply::tags("datacenter"));
+    app.mock.on_ip("10.99.0.5", Reply::tags("proxy"));
+    let a1 = [
+        ("affiliate_id", "A1"),
+        ("aff_sub1", "S1"),
+        ("offer_id", "P1"),
+        ("advertiser_id", "ADV1"),
+        ("country_code", "DE"),
+    ];
+    let a2 = [
+        ("affiliate_id", "A2"),
+        ("aff_sub1", "S2"),
+        ("offer_id", "P1"),
+        ("country_code", "FR"),
+    ];
+    let mut ids = Vec::new();
+    for i in 1..=4 {
+        let mut p = a1.to_vec();
+        if i == 1 {
+            p.push(("affiliate_name", "Alice Media"));
+        }
+        ids.push(check_as(app, EU_KEY, "click", &format!("10.99.0.{i}"), &p).await);
+    }
+    for i in 5..=6 {
+        ids.push(check_as(app, EU_KEY, "impression", &format!("10.99.0.{i}"), &a2).await);
+    }
+    let us = [
+        ("affiliate_id", "A1"),
+        ("aff_sub1", "S1"),
+        ("offer_id", "P2"),
+        ("country_code", "US"),
+    ];
+    ids.push(check_as(app, US_KEY, "click", "10.99.0.7", &us).await);
+    // Recorded once the global report counts all seven.
+    let path = format!(
+        "/api/v1/reports/global.json?group[]=tracker_id&date_start={}&date_end={}&timezone=UTC&api_token={KEY}",
+        day(-1),
+        day(1)
+    );
+    eventually(Duration::from_secs(5), || async {
+        let v = json(app.get(&path).await).await;
+        let n: i64 = v["results"]
+            .as_array()?
+            .iter()
+            .filter_map(|r| r["conversion"].as_i64())
+            .sum();
+        (n == 7).then_some(())
+    })
+    .await;
+    ids
+}
+
+/// Decision ids in the reports' order: newest first, then by id.
+pub fn newest_first(ids: &[String]) -> Vec<&str> {
+    let ms = |id: &str| {
+        fraudgate::decision::DecisionId::parse(id)
+            .unwrap()
+            .unix_ms()
+    };
+    let mut v: Vec<&str> = ids.iter().map(String::as_str).collect();
+    v.sort_by(|a, b| (ms(b), *b).cmp(&(ms(a), *a)));
+    v
+}
+
+/// A decision through `/v1/check` as the client of `key`; its id.
+async fn check_as(
+    app: &TestApp,
+    key: &str,
+    event_type: &str,
+    ip: &str,
+    params: &[(&str, &str)],
+) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("event_type", event_type)
+        .append_pair("ip", ip)
+        .append_pair("ua", UA);
+    for (k, v) in params {
+        q.append_pair(k, v);
+    }
+    let r = app
+        .http
+        .get(app.url(&format!("/v1/check?{}", q.finish())))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    json(r).await["id"].as_str().unwrap().to_owned()
+}
+
+/// A GET answered 200 with JSON.
+pub async fn ok(app: &TestApp, path: &str) -> Value {
+    let r = app.get(path).await;
+    let status = r.status();
+    let v = json(r).await;
+    assert_eq!(status, 200, "{path}: {v}");
+    v
+}
+
+/// A GET answered `status` with the error naming `field`.
+async fn refused(app: &TestApp, path: &str, status: u16, field: &str) {
+    let r = app.get(path).await;
+    assert_eq!(r.status().as_u16(), status, "{path}");
+    let v = json(r).await;
+    assert_eq!(v["field"], field, "{path}: {v}");
+}
+
+#[tokio::test]
+async fn the_docs_example_requests_answer_in_the_documented_shapes() {
+    docs_requests_suite(&|_| {}).await;
+}
+
+/// Run on SQLite here and on ClickHouse in `clickhouse.rs`.
+pub async fn docs_requests_suite(store: Store<'_>) {
+    let app = app_on(store).await;
+    seed(&app).await;
+    let (start, end) = (day(-30), day(0));
+    let auth = format!("user_id={USER}&api_token={KEY}");
+
+    // The fraud report, as the docs print its URL.
+    let v = ok(&app, &format!("/api/v1/reports/fraud.json?tracker_id=81&group[]=sub_id&group[]=partner&date_start={start}&date_end={end}&timezone=UTC&{auth}")).await;
+    let rows = v["fraud"]["results"]
+        .as_array()
+        .expect("{\"fraud\":{\"results\":[..]}}");
+    assert_eq!(rows.len(), 2, "{v}");
+    let s1 = &rows[0];
+    assert_eq!(
+        (&s1["tracker_id"], &s1["sub_id"], &s1["partner"]),
+        (&json!(81), &json!("S1"), &json!("ADV1"))
+    );
+    assert_eq!(
+        (
+            &s1["conversion"],
+            &s1["approved"],
+            &s1["rejected"],
+            &s1["goal"]
+        ),
+        (&json!(4), &json!(3), &json!(1), &json!(0))
+    );
+    assert_eq!(s1["reasons"], json!({"tags": 1}));
+    assert_eq!(
+        (
+            &s1["approval_rate"],
+            &s1["rejection_rate"],
+            &s1["goal_rate"]
+        ),
+        (&json!(75.0), &json!(25.0), &json!(0.0))
+    );
+    assert_eq!(s1["id"].as_str().map(str::len), Some(13));
+    let s2 = &rows[1];
+    assert_eq!(
+        (&s2["sub_id"], &s2["partner"]),
+        (&json!("S2"), &Value::Null)
+    );
+    assert_eq!((&s2["conversion"], &s2["rejected"]), (&json!(2), &json!(1)));
+    assert_eq!(s2["rejection_rate"], json!(50.0));
+    let keys: Vec<&str> = s1.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "tracker_id",
+            "sub_id",
+            "partner",
+            "conversion",
+            "approved",
+            "rejected",
+            "goal",
+            "reasons",
+            "approval_rate",
+            "rejection_rate",
+            "id",
+            "goal_rate"
+        ]
+    );
+
+    // ... with "minimum conversion" and "maximum rejection rate".
+    let v = ok(&app, &format!("/api/v1/reports/fraud.json?tracker_id=81&group[]=sub_id&group[]=partner&search_fields[]={{\"term\":\"min_conversions\",\"query\":3}}&search_fields[]={{\"term\":\"max_rejection_rate\",\"query\":30}}&date_start={start}&date_end={end}&timezone=UTC&{auth}")).await;
+    let rows = v["fraud"]["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(rows[0]["sub_id"], "S1");
+
+    // The goal report: the same shape, data sources mandatory.
+    let v = ok(&app, &format!("/api/v1/reports/goal.json?tracker_id=81&group[]=affiliate&date_start={start}&date_end={end}&timezone=UTC&{auth}")).await;
+    let rows = v["fraud"]["results"].as_array().unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["affiliate"].clone())
+            .collect::<Vec<_>>(),
+        [json!("A1"), json!("A2")]
+    );
+
+    // The global report, not wrapped; one row per tracker.
+    let v = ok(&app, &format!("/api/v1/reports/global.json?group[]=tracker_id&date_start={start}&date_end={end}&timezone=UTC&{auth}")).await;
+    assert_eq!(
+        v.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["results"]
+    );
+    let want_81 = json!({"tracker_id": 81, "click": 4, "goal": 0, "conversion": 6, "approved": 4,
+        "rejected": 2, "": 0, "tracker": "adserver-eu", "conversion_rate": 150.0});
+    let want_698 = json!({"tracker_id": 698, "click": 1, "goal": 0, "conversion": 1, "approved": 1,
+        "rejected": 0, "": 0, "tracker": "adserver-us", "conversion_rate": 100.0});
+    assert_eq!(v["results"], json!([want_81, want_698]));
+    // ... filtered to one tracker.
+    let v = ok(&app, &format!("/api/v1/reports/global.json?group[]=tracker_id&search_fields[]={{\"term\":\"tracker_id\",\"query\":81}}&date_start={start}&date_end={end}&timezone=UTC&{auth}")).await;
+    assert_eq!(v["results"], json!([want_81]));
+
+    // The interval report by week: every week of the range, ISO 8601
+    // starts, zeros where nothing happened.
+    let v = ok(&app, &format!("/api/v1/reports/interval.json?chart_type=conversion_rate&count=25&page=1&time_interval=week&group[]=tracker_id&date_start={start}&date_end={end}&timezone=UTC&{auth}")).await;
+    let weeks = v["results"].as_array().unwrap();
+    assert!(
+        (5..=6).contains(&weeks.len()),
+        "31 days are 5 or 6 weeks: {v}"
+    );
+    for w in weeks {
+        let t = w["intervals"].as_str().unwrap();
+        assert!(t.ends_with("T00:00:00+0000") && t.len() == 24, "{t}");
+        let date: jiff::civil::Date = t[..10].parse().unwrap();
+        assert_eq!(date.weekday(), jiff::civil::Weekday::Monday, "{t}");
+    }
+    let total: i64 = weeks
+        .iter()
+        .map(|w| w["conversion"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 7);
+    let empty = &weeks[0];
+    assert_eq!(
+        empty,
+        &json!({"intervals": empty["intervals"], "click": 0, "goal": 0, "conversion": 0, "approved": 0,
+            "rejected": 0, "conversion_rate": "N/A", "rejection_rate": "N/A"})
+    );
+}
+
+#[tokio::test]
+async fn interval_buckets_are_every_hour_and_day_in_the_timezone_with_empty_ones_present() {
+    let app = app_on(&|_| {}).await;
+    seed(&app).await;
+    let (start, end) = (day(-1), day(1));
+    let path = |unit: &str, tz: &str| {
+        format!(
+            "/api/v1/reports/interval.json?time_interval={unit}&group[0]=tracker_id&group[1]=affiliate&search_fields[0]={{\"term\":\"affiliate\",\"query\":\"A1\"}}&date_start={start}&date_end={end}&timezone={tz}&api_token={KEY}"
+        )
+    };
+    let v = ok(&app, &path("day", "UTC")).await;
+    let days = v["results"].as_array().unwrap();
+    assert_eq!(days.len(), 3);
+    assert_eq!(days[0]["intervals"], format!("{start}T00:00:00+0000"));
+    assert_eq!(days[0]["conversion"], 0, "yesterday had none");
+    let sum = |key: &str| days.iter().map(|d| d[key].as_i64().unwrap()).sum::<i64>();
+    // Affiliate A1: four clicks of tracker 81, one of 698.
+    assert_eq!(
+        (sum("conversion"), sum("click"), sum("rejected")),
+        (5, 5, 1)
+    );
+    let v = ok(&app, &path("hour", "Asia/Kolkata")).await;
+    let hours = v["results"].as_array().unwrap();
+    assert_eq!(hours.len(), 72);
+    assert!(
+        hours
+            .iter()
+            .all(|h| h["intervals"].as_str().unwrap().ends_with(":00:00+0530"))
+    );
+    assert!(hours.iter().filter(|h| h["conversion"] == 0).count() >= 70);
+}
+
+#[tokio::test]
+async fn conversion_pages_carry_the_documented_pagination_and_sources() {
+    let app = app_on(&|_| {}).await;
+    let ids = seed(&app).await;
+    let base = format!(
+        "/api/v1/reports/conversion.json?tracker_id=81&date_start={}&date_end={}&timezone=UTC&count=4&api_token={KEY}",
+        day(-1),
+        day(1)
+    );
+    let p1 = ok(&app, &format!("{base}&page=1")).await;
+    assert_eq!(
+        (
+            &p1["total"],
+            &p1["per_page"],
+            &p1["current_page"],
+            &p1["last_page"]
+        ),
+        (&json!(6), &json!("4"), &json!(1), &json!(2))
+    );
+    assert_eq!(
+        (&p1["from"], &p1["to"], &p1["prev_page_url"]),
+        (&json!(1), &json!(4), &Value::Null)
+    );
+    let next = p1["next_page_url"].as_str().unwrap();
+    assert!(
+        next.starts_with("/api/v1/reports/conversion.json?") && next.contains("page=2"),
+        "{next}"
+    );
+    assert!(!next.contains(KEY), "the key is not echoed: {next}");
+    let p2 = ok(&app, &format!("{next}&api_token={KEY}")).await;
+    assert_eq!(
+        (&p2["from"], &p2["to"], &p2["next_page_url"]),
+        (&json!(5), &json!(6), &Value::Null)
+    );
+    assert!(p2["prev_page_url"].as_str().unwrap().contains("page=1"));
+    let p3 = ok(&app, &format!("{base}&page=3")).await;
+    assert_eq!(
+        (&p3["from"], &p3["to"], &p3["data"]),
+        (&Value::Null, &Value::Null, &json!([]))
+    );
+
+    // Newest first, every row of tracker 81 once.
+    let hits: Vec<&Value> = p1["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(p2["data"].as_array().unwrap())
+        .collect();
+    let got: Vec<&str> = hits.iter().map(|h| h["_id"].as_str().unwrap()).collect();
+    assert_eq!(got, newest_first(&ids[..6]));
+    let sorts: Vec<i64> = hits
+        .iter()
+        .map(|h| h["sort"][0].as_i64().unwrap())
+        .collect();
+    assert!(sorts.windows(2).all(|w| w[0] >= w[1]));
+
+    // The datacenter click: every documented field, fraudgate's values
+    // where it has them, null where it does not.
+    let hit = hits.iter().find(|h| h["_id"] == ids[3].as_str()).unwrap();
+    assert_eq!(
+        (&hit["_type"], &hit["_score"]),
+        (&json!("conversion"), &Value::Null)
+    );
+    assert!(hit["_index"].as_str().unwrap().starts_with("fraudgate-"));
+    let s = &hit["_source"];
+    assert_eq!(s.as_object().unwrap().len(), 36, "{s}");
+    for (k, want) in [
+        ("tracker_id", json!(81)),
+        ("affiliate", json!("A1")),
+        ("sub_id", json!("S1")),
+        ("product", json!("P1")),
+        ("partner", json!("ADV1")),
+        ("type", json!("conversion")),
+        ("status", json!("rejected")),
+        ("remote_address", json!("10.99.0.4")),
+        ("country_code", json!("DE")),
+        ("id", json!(ids[3])),
+        ("fingerprint", Value::Null),
+        ("score", Value::Null),
+        ("city", Value::Null),
+        ("consolidated_affiliate", json!("A1")),
+        ("affiliate_label", json!("N/A")),
+        ("partner_label", json!("N/A")),
+        (
+            "extra_parameters",
+            json!([{"param_name": "advertiser_id", "param_value": "ADV1"}]),
+        ),
+        (
+            "rejected_reason",
+            json!({"rejected_reason_id": null, "simple_reason": "tags", "advanced_reason": "datacenter"}),
+        ),
+    ] {
+        assert_eq!(s[k], want, "{k}: {s}");
+    }
+    assert_eq!(s["request_time"].as_str().unwrap().len(), 8, "HH:MM:SS");
+    assert_eq!(s["request_date"], day(0).as_str());
+    assert_eq!(s["reasons"][0]["filter_id"]["simple_reason"], "tags");
+    let labelled = hits.iter().find(|h| h["_id"] == ids[0].as_str()).unwrap();
+    assert_eq!(labelled["_source"]["affiliate_label"], "Alice Media");
+    assert_eq!(
+        labelled["_source"]["rejected_reason"],
+        json!({"rejected_reason_id": "", "simple_reason": "", "advanced_reason": ""})
+    );
+
+    // The documented filters.
+    let total = |filter: &'static str| {
+        let path = format!("{base}&page=1&search_fields[]={filter}");
+        let app = &app;
+        async move { ok(app, &path).await["total"].clone() }
+    };
+    assert_eq!(total(r#"{"term":"status","query":"rejected"}"#).await, 2);
+    assert_eq!(total(r#"{"term":"country_code","query":"FR"}"#).await, 2);
+    assert_eq!(total(r#"{"term":"partner","query":"ADV1"}"#).await, 4);
+    assert_eq!(
+        total(r#"{"term":"rejected_reason.advanced_reason","query":"proxy"}"#).await,
+        1
+    );
+    assert_eq!(
+        total(r#"{"term":"min_score","query":0}"#).await,
+        0,
+        "no score is kept"
+    );
+}
+
+#[tokio::test]
+async fn the_scroll_walks_every_conversion_exactly_once_by_get_and_by_post_form() {
+    let app = app_on(&|_| {}).await;
+    let ids = seed(&app).await;
+    let params = format!(
+        "click=0&count=2&date_end={}&date_start={}&goal=0&page=1&timezone=UTC&tracker_id=81",
+        day(1),
+        day(-1)
+    );
+    let want = newest_first(&ids[..6]);
+    // GET, following next_page_url.
+    let mut got = Vec::new();
+    let mut path = format!("/api/v1/reports/conversion_scroll.json?{params}&user_id={USER}");
+    loop {
+        let v = ok(&app, &format!("{path}&api_token={KEY}")).await;
+        let data = v["data"].as_array().unwrap();
+        assert!(data.len() <= 2);
+        got.extend(data.iter().map(|d| d["id"].as_str().unwrap().to_owned()));
+        for d in data {
+            assert_eq!(d.as_object().unwrap().len(), 32, "{d}");
+            assert_eq!(d["tracker_id"], "81", "a string, as printed");
+        }
+        match v["next_page_url"].as_str() {
+            Some(next) => path = next.to_owned(),
+            None => break,
+        }
+        assert!(got.len() <= 6, "the scroll ends");
+    }
+    assert_eq!(got, want);
+    // POST, as the SDK sends it: the report's parameters in the URL and
+    // the form, the user and key in the URL.
+    let mut got = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut form = params.clone();
+        if let Some(c) = &cursor {
+            form.push_str(&format!("&next_page_id={c}"));
+        }
+        let r = app
+            .http
+            .post(app.url(&format!(
+                "/api/v1/reports/conversion_scroll.json?{form}&user_id={USER}&api_token={KEY}"
+            )))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v = json(r).await;
+        got.extend(
+            v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_str().unwrap().to_owned()),
+        );
+        let Some(next) = v["next_page_url"].as_str() else {
+            break;
+        };
+        let id = next.split("next_page_id=").nth(1).unwrap();
+        cursor = Some(id.to_owned());
+        assert!(got.len() <= 6, "the scroll ends");
+    }
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn an_entry_is_found_by_its_type_and_decision_id() {
+    let app = app_on(&|_| {}).await;
+    let ids = seed(&app).await;
+    let v = ok(
+        &app,
+        &format!(
+            "/api/v1/reports/conversion/{}?user_id={USER}&api_token={KEY}",
+            ids[4]
+        ),
+    )
+    .await;
+    let e = v.as_array().expect("an array of one");
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].as_object().unwrap().len(), 33, "{v}");
+    assert_eq!(
+        (&e[0]["id"], &e[0]["status"]),
+        (&json!(ids[4]), &json!("rejected"))
+    );
+    assert_eq!(
+        (&e[0]["reason"], &e[0]["advanced_reason"]),
+        (&json!("tags"), &json!("proxy"))
+    );
+    assert!(e[0]["request_time"].as_str().unwrap().ends_with("+00:00"));
+    let v = ok(
+        &app,
+        &format!("/api/v1/reports/click/{}?api_token={KEY}", ids[0]),
+    )
+    .await;
+    assert_eq!(v[0]["id"], ids[0].as_str());
+    // An impression is no click; a goal is none of these.
+    refused(
+        &app,
+        &format!("/api/v1/reports/click/{}?api_token={KEY}", ids[4]),
+        404,
+        "entry_id",
+    )
+    .await;
+    refused(
+        &app,
+        &format!("/api/v1/reports/goal/{}?api_token={KEY}", ids[0]),
+        404,
+        "entry_id",
+    )
+    .await;
+    refused(
+        &app,
+        &format!("/api/v1/reports/banner/{}?api_token={KEY}", ids[0]),
+        404,
+        "entry_type",
+    )
+    .await;
+    refused(
+        &app,
+        &format!("/api/v1/reports/conversion/FS_59412b282a0150.92227388?api_token={KEY}"),
+        404,
+        "entry_id",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_requests_name_the_field_and_user_id_must_match_the_key() {
+    let app = app_on(&|_| {}).await;
+    let dates = format!("date_start={}&date_end={}&timezone=UTC", day(-1), day(0));
+    let fraud = format!("/api/v1/reports/fraud.json?tracker_id=81&{dates}");
+    ok(&app, &format!("{fraud}&user_id={USER}&api_token={KEY}")).await;
+    ok(&app, &format!("{fraud}&api_token={KEY}")).await;
+    refused(
+        &app,
+        &format!("{fraud}&user_id=someone-else&api_token={KEY}"),
+        403,
+        "user_id",
+    )
+    .await;
+    refused(
+        &app,
+        &format!("{fraud}&user_id={USER}&api_token=WRONG-TOKEN-0123456"),
+        401,
+        "key",
+    )
+    .await;
+    for (path, field) in [
+        (format!("/api/v1/reports/fraud.json?{dates}"), "tracker_id"),
+        (
+            format!("/api/v1/reports/fraud.json?tracker_id=99&{dates}"),
+            "tracker_id",
+        ),
+        (format!("{fraud}&group[]=color"), "group"),
+        (
+            format!("{fraud}&search_fields[]={{\"term\":\"min_events\",\"query\":1}}"),
+            "search_fields",
+        ),
+        (format!("{fraud}&format=csv"), "format"),
+        (
+            format!("/api/v1/reports/conversion.json?tracker_id=81&{dates}"),
+            "count",
+        ),
+        (
+            format!("/api/v1/reports/global.json?{dates}&group[]=affiliate"),
+            "group",
+        ),
+        (
+            format!(
+                "/api/v1/reports/interval.json?{dates}&group[]=tracker_id&time_interval=fortnight"
+            ),
+            "time_interval",
+        ),
+        (
+            format!(
+                "/api/v1/reports/conversion_scroll.json?tracker_id=81&count=2&{dates}&next_page_id=bm9wZQ"
+            ),
+            "next_page_id",
+        ),
+    ] {
+        refused(&app, &format!("{path}&api_token={KEY}"), 400, field).await;
+    }
+    // The native dialect keeps its own vocabulary.
+    let v = ok(&app, &format!("/v1/reports/fraud?key={KEY}")).await;
+    assert!(v["fraud"]["results"].is_array());
+}
