@@ -24,6 +24,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod policy;
 pub mod query;
+pub mod rescore;
 pub mod rules;
 pub mod score;
 pub mod secret;

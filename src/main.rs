@@ -71,6 +71,21 @@ enum Command {
         #[command(subcommand)]
         command: FeedsCommand,
     },
+    #[command(after_help = "Examples:
+  fraudgate rescore --from 2026-11-01 --to 2026-11-30 > changes.ndjson
+
+Judges the decision log's decisions of the days again with today's lists
+(feeds' included), ranges and crawler patterns under today's policy, and
+writes what would change (a JSON line each, \"type\":\"change\") and the
+approved conversions whose click or IP would be blocked today
+(\"type\":\"clawback\", with payout); the summary and the payout to claw
+back per affiliate go to stderr. The log is not changed.")]
+    Rescore {
+        #[arg(long, value_name = "DATE")]
+        from: String,
+        #[arg(long, value_name = "DATE")]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -155,6 +170,9 @@ fn main() -> ExitCode {
             "query",
             fraudgate::cli::query(&config, &event, groups, &params),
         ),
+        Command::Rescore { from, to } => {
+            ("rescore", fraudgate::cli::rescore::run(&config, &from, &to))
+        }
         Command::Feeds { command } => match command {
             FeedsCommand::List => ("feeds list", fraudgate::cli::feeds::list(&config)),
             FeedsCommand::Run {

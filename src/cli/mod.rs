@@ -12,6 +12,7 @@
 //! are: no URL encoding needed).
 
 pub mod feeds;
+pub mod rescore;
 
 use comfy_table::{ContentArrangement, Table};
 use serde_json::{Map, Value};
@@ -85,7 +86,7 @@ fn collect(config: &Config, q: &Query) -> Result<Vec<Map<String, Value>>, String
 /// An embedded store that is not there is an error, not zero rows: the
 /// CLI was likely run from another directory than `serve`, or with another
 /// config.
-fn require_log(c: &crate::decision_log::DecisionLogConfig) -> Result<(), String> {
+pub(crate) fn require_log(c: &crate::decision_log::DecisionLogConfig) -> Result<(), String> {
     if c.store != crate::decision_log::Store::Sqlite {
         return Ok(());
     }

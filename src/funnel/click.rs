@@ -55,8 +55,15 @@ const COLUMNS: [&str; 18] = [
 
 /// The query of the decision `id` (None: not a decision id).
 pub fn query(id: &str) -> Option<Query> {
+    by_id(id, &COLUMNS)
+}
+
+/// The query of `fields` of the decision `id`: its millisecond (in the
+/// id) and the id, one seek on the log's time key (None: not a decision
+/// id).
+pub fn by_id(id: &str, fields: &[&str]) -> Option<Query> {
     let ms = DecisionId::parse(id)?.unix_ms() as i64;
-    let fields = COLUMNS.iter().filter_map(|n| field(n)).collect();
+    let fields = fields.iter().filter_map(|n| field(n)).collect();
     Some(Query {
         events: Events::All,
         shape: Shape::List(fields),

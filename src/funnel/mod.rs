@@ -5,7 +5,7 @@
 //! none (`orphan`), `duplicate`s and `mismatch`es. The conversion is then
 //! judged like every event (policy, decision, log) by the scorer.
 
-mod click;
+pub mod click;
 mod config;
 mod postback;
 mod rules;

@@ -235,6 +235,43 @@ impl LocalRules {
         out
     }
 
+    /// What today's lists, ranges and crawler patterns say of a past
+    /// event (`fraudgate rescore`): the rules that look at the event
+    /// alone. Caps and velocity (counts of a moment past) and the
+    /// prefetch check (a request's headers) are left out; nothing is
+    /// counted, in the metrics or the caps.
+    pub fn judge_again(&self, ev: &Event) -> LocalVerdict {
+        let mut out = LocalVerdict::default();
+        if !self.enabled {
+            return out;
+        }
+        let now = now_unix();
+        let snap = self.snapshot.load();
+        if let Some(hit) = self.allow_listed(&snap, ev, now) {
+            out.allowed = Some(hit);
+            return out;
+        }
+        if let Some(bot) = snap.range(RangeRule::VerifiedBot, ev.ip) {
+            let reason = Some(self.names.verified.clone());
+            out.hits.push(RuleHit::tagged(
+                RuleKind::VerifiedBot,
+                bot,
+                Tag::Crawler,
+                reason,
+            ));
+            out.verified_bot = Some(bot.clone());
+        }
+        out.hits.extend(self.crawler_ua(&snap, ev));
+        out.hits.extend(Self::ip_ranges(&snap, ev));
+        out.hits.extend(Self::block_listed(&snap, ev, now));
+        let mask = out
+            .hits
+            .iter()
+            .fold(0u16, |m, h| m | h.tag.map_or(0, Tag::bit));
+        out.tags = Tags::from_mask(mask);
+        out
+    }
+
     /// The first allow-list entry `ev` matches.
     fn allow_listed(&self, snap: &Snapshot, ev: &Event, now: u64) -> Option<RuleHit> {
         snap.lists

@@ -33,6 +33,7 @@ mod overload;
 mod postback;
 mod query_limits;
 mod readme;
+mod rescore;
 mod resilience;
 mod rt_dropin;
 mod rules;
