@@ -1,7 +1,10 @@
-//! Fills a decision log store with N decisions of one day and times the
-//! writer and a groups query by affiliate_id on it.
+//! Fills a decision log store with N decisions over DAYS days (1) and
+//! times the writer, a groups query by affiliate_id, and what a
+//! conversion (`/v1/postback`) costs on it: its click read by id, and a
+//! source's clicks and conversions over the window (`ctit_long`).
 //!
 //! cargo run --release --example decision_log_load -- [N=10000000] [DIR]
+//! DAYS=7 cargo run --release --example decision_log_load -- 10000000
 //! CLICKHOUSE_URL=http://127.0.0.1:8123 cargo run --release --example decision_log_load -- [N]
 //!
 //! With CLICKHOUSE_URL set the store is that server (database
@@ -63,7 +66,13 @@ fn main() {
         }
     };
     let reader = Reader::new(&config.decision_log);
-    let day_ms = fraudgate::event::now_unix() as i64 / 86_400 * 86_400_000;
+    let days: i64 = std::env::var("DAYS").map_or(1, |d| d.parse().expect("DAYS"));
+    let day_ms =
+        fraudgate::event::now_unix() as i64 / 86_400 * 86_400_000 - (days - 1) * 86_400_000;
+    let id_of = |i: u64| {
+        let ms = day_ms + (i as i64 * (days * 86_400_000 - 1_000) / n.max(1) as i64);
+        DecisionId(((ms as u128) << 80) | (0x7 << 76) | i as u128)
+    };
     let proxy = Tags::parse("proxy").unwrap();
     let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
     let started = Instant::now();
@@ -84,9 +93,8 @@ fn main() {
         let mut event = event.build().unwrap();
         event.ua = ua.into();
         let blocked = i % 10 == 0;
-        let ms = day_ms + (i as i64 * 86_399_000 / n as i64);
         batch.push(Record {
-            id: DecisionId(((ms as u128) << 80) | (0x7 << 76) | i as u128),
+            id: id_of(i),
             door: Door::Check,
             client: None,
             event: (&event).into(),
@@ -169,8 +177,47 @@ fn main() {
         "groups by affiliate_id (count, blocked, block_rate): {} ms",
         started.elapsed().as_millis()
     );
+    conversion_cost(&reader, n, &id_of);
     match ch_url {
         Some(url) => println!("store: {url} fraudgate_load.decisions"),
         None => println!("store: {}", dir.display()),
+    }
+}
+
+/// What a conversion costs the store: its click read by id (1 000 ids
+/// spread over the store), and one source's clicks and conversions over
+/// the whole window.
+fn conversion_cost(reader: &Reader, n: u64, id_of: &dyn Fn(u64) -> DecisionId) {
+    if n == 0 {
+        return;
+    }
+    let mut took: Vec<Duration> = (0..1_000u64)
+        .map(|k| {
+            let id = id_of(k * 7_919 % n).to_string();
+            let q = fraudgate::funnel::click::query(&id).unwrap();
+            let (stop, _asker) = reader.stop();
+            let t = Instant::now();
+            let rows = reader.collect(&q, &stop).unwrap();
+            let d = t.elapsed();
+            assert_eq!(rows.len(), 1, "the click {id} is found");
+            d
+        })
+        .collect();
+    took.sort();
+    println!(
+        "a conversion's click by id, 1000 lookups: median {:.0} us, p99 {:.0} us",
+        took[500].as_secs_f64() * 1e6,
+        took[990].as_secs_f64() * 1e6
+    );
+    let q = fraudgate::funnel::click::source_query("7", Some("s0"), 0);
+    for run in 1..=3 {
+        let (stop, _asker) = reader.stop();
+        let t = Instant::now();
+        let rows = reader.collect(&q, &stop).unwrap();
+        println!(
+            "a source's clicks and conversions over the window (ctit_long), run {run}: {} ms ({:?})",
+            t.elapsed().as_millis(),
+            fraudgate::funnel::click::source_counts(&rows)
+        );
     }
 }

@@ -812,4 +812,22 @@ async fn a_table_from_before_the_event_time_is_upgraded() {
     assert_eq!(v[0]["ip"], "10.96.0.1");
     assert_eq!(v[0]["at"].as_i64(), Some(old_ms.div_euclid(1000)), "{v:?}");
     assert_eq!(v[1]["at"], 1_717_243_200, "{v:?}");
+    // The id index was made and the earlier rows copied in: an entry is
+    // found through it.
+    assert_eq!(
+        ch.sql(&format!("SELECT count() FROM {table}_ids WHERE id = 'old'"))
+            .await
+            .trim(),
+        "1"
+    );
+    let id = json(
+        app.get("/v1/data/click?field=id&filter=%5B%22ip%22%2C%2210.96.0.2%22%5D")
+            .await,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let entry = json(app.get(&format!("/v1/reports/entry/{id}")).await).await;
+    assert_eq!(entry["ip"], "10.96.0.2", "{entry}");
 }

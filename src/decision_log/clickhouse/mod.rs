@@ -79,6 +79,11 @@ impl ClickHouseConfig {
         format!("{}.{}", self.database, self.table)
     }
 
+    /// The id index beside the table (`<table>_ids`, see `schema`).
+    pub(crate) fn ids_table(&self) -> String {
+        format!("{}.{}_ids", self.database, self.table)
+    }
+
     fn endpoint(&self, params: &[(&str, &str)]) -> String {
         let mut u = self.url.trim_end_matches('/').to_owned();
         u.push('/');

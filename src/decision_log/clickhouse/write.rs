@@ -104,6 +104,14 @@ impl Writer {
                 self.call(&[], add.into())?;
             }
         }
+        let indexed = self.call(&[], schema::has_ids_index(&self.config).into())?;
+        if indexed.trim() == "0" {
+            // (The view before the copy: a row inserted meanwhile is in
+            // the index twice, which the lookup and the merges take.)
+            for statement in schema::ids_index(&self.config) {
+                self.call(&[], statement.into())?;
+            }
+        }
         self.ready = true;
         Ok(())
     }
@@ -152,7 +160,9 @@ impl Writer {
         let mut dropped = Vec::new();
         for p in parts.lines().map(str::trim) {
             if p.parse::<i64>().is_ok_and(|day| day < oldest_kept) {
-                self.call(&[], schema::drop_partition(&self.config, p).into())?;
+                for drop in schema::drop_partition(&self.config, p) {
+                    self.call(&[], drop.into())?;
+                }
                 dropped.push(p.to_owned());
             }
         }

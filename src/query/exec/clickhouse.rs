@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::{QueryFailure, Stop, text_value};
 use crate::decision_log::clickhouse::quote;
 use crate::decision_log::clickhouse::{ClickHouseConfig, Driver, has_code, server_error};
-use crate::query::Query;
 use crate::query::sql::HIDDEN;
+use crate::query::{Expr, Op, Query, Scalar, Shape, field};
 
 fn col_type(t: &str) -> (ColType, bool) {
     let (inner, nullable) = match t
@@ -107,10 +107,71 @@ pub fn run(
         http,
         config,
     };
+    let keyed;
+    let q = match by_id(q) {
+        Some(lookup) => match server.key_of(&lookup, stop)? {
+            Some(Some(key)) => {
+                keyed = with_key(q, key);
+                &keyed
+            }
+            // No decision has the id.
+            Some(None) => return Ok(()),
+            // No index (yet): the plain query.
+            None => q,
+        },
+        None => q,
+    };
     match server.run(q, stop, &config.qualified(), each) {
         Err(QueryFailure::Store(e)) if missing_table(&e) => server.run(q, stop, EMPTY, each),
         other => other,
     }
+}
+
+/// A decision looked up by its id and millisecond (`ts = .. AND id =
+/// ..`, as entries and the funnel ask): the query of its key in the id
+/// index.
+fn by_id(q: &Query) -> Option<Query> {
+    let Some(Expr::And(ops)) = &q.filter else {
+        return None;
+    };
+    let is = |e: &Expr, name: &str| matches!(e, Expr::Cmp { name: n, op: Op::Eq, values } if n == name && values.len() == 1);
+    if !matches!(q.shape, Shape::List(_))
+        || ops.len() != 2
+        || !is(&ops[0], "ts")
+        || !is(&ops[1], "id")
+    {
+        return None;
+    }
+    Some(Query {
+        shape: Shape::List(
+            ["event_type", "affiliate_id", "offer_id"]
+                .iter()
+                .filter_map(|n| field(n))
+                .collect(),
+        ),
+        page: 1,
+        page_size: 1,
+        sort: Vec::new(),
+        ..q.clone()
+    })
+}
+
+/// `q` with the decision's whole sort key: one seek on the table.
+fn with_key(q: &Query, key: [String; 3]) -> Query {
+    let mut q = q.clone();
+    if let Some(Expr::And(ops)) = &mut q.filter {
+        for (name, value) in ["event_type", "affiliate_id", "offer_id"].iter().zip(key) {
+            ops.insert(
+                0,
+                Expr::Cmp {
+                    name: (*name).into(),
+                    op: Op::Eq,
+                    values: vec![Scalar::Text(value)],
+                },
+            );
+        }
+    }
+    q
 }
 
 /// The server a run talks to, and how it waits for it.
@@ -121,6 +182,30 @@ struct Server<'a> {
 }
 
 impl Server<'_> {
+    /// The (event type, affiliate, offer) of the decision `lookup` names,
+    /// from the id index: `Some(None)` when no decision has the id, None
+    /// when there is no index to ask.
+    fn key_of(
+        &self,
+        lookup: &Query,
+        stop: &Stop,
+    ) -> Result<Option<Option<[String; 3]>>, QueryFailure> {
+        let mut key = None;
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let found = self.run(lookup, stop, &self.config.ids_table(), &mut |_, row| {
+            if let [t, a, o] = row.as_slice() {
+                key = Some([text(t), text(a), text(o)]);
+            }
+            // (One row: read to the end, nothing to cancel.)
+            true
+        });
+        match found {
+            Ok(()) => Ok(Some(key)),
+            Err(QueryFailure::Store(e)) if missing_table(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// One run over `source`, killed on the server if it stops short.
     fn run(
         &self,
