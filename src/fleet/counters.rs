@@ -71,3 +71,35 @@ impl Fleet {
         })
     }
 }
+
+impl Fleet {
+    /// Claims the first conversion of a click for an event, fleet-wide:
+    /// `SET NX` with the click window as its life. `Ok(None)`: this one is
+    /// the first; `Ok(Some(t))`: the first came at `t` (Unix seconds);
+    /// `None` when Redis is unavailable (the caller remembers locally).
+    pub async fn first_conversion(
+        &self,
+        click_id: &str,
+        event: &str,
+        at: i64,
+        ttl_ms: u64,
+    ) -> Option<Option<i64>> {
+        const CLAIM: &str = "local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) \
+            if ok then return -1 end return tonumber(redis.call('GET', KEYS[1]) or '-1')";
+        let key = self.key(&format!("conv:{click_id}:{event}"));
+        let first: i64 = self
+            .call(|mut c| async move {
+                redis::cmd("EVAL")
+                    .arg(CLAIM)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(at)
+                    .arg(ttl_ms)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
+            .ok()?;
+        Some((first >= 0).then_some(first))
+    }
+}

@@ -61,19 +61,22 @@ pub struct Funnel {
     converted: Cache<(Box<str>, Box<str>), i64>,
     /// (affiliate_id, aff_sub1) -> (clicks, conversions) in the window.
     sources: Cache<Source, (u64, u64)>,
+    /// Redis, when the replicas share it: first conversions fleet-wide.
+    fleet: Option<std::sync::Arc<crate::fleet::Fleet>>,
 }
 
 /// A source of clicks: affiliate and first sub.
 type Source = (Box<str>, Option<Box<str>>);
 
 impl Funnel {
-    /// `config` must have passed validation.
-    pub fn new(config: &FunnelConfig) -> Self {
+    /// `config` must have passed validation; `fleet`: the replicas' Redis.
+    pub fn new(config: &FunnelConfig, fleet: Option<std::sync::Arc<crate::fleet::Fleet>>) -> Self {
         let enabled = FUNNEL_RULES
             .into_iter()
             .filter(|k| config.rules.iter().any(|r| r == k.as_str()))
             .collect();
         Funnel {
+            fleet,
             enabled,
             converted: Cache::builder()
                 .max_capacity(config.duplicates_kept)
@@ -129,10 +132,8 @@ impl Funnel {
                 hits.extend(checks.ctit_long(c, clicks, conversions + 1));
             }
             hits.extend(checks.mismatch(c));
-            let key = (Box::from(c.id.as_str()), Box::from(p.event_name()));
-            let entry = self.converted.entry(key).or_insert(at);
-            if !entry.is_fresh() {
-                let first = jiff::Timestamp::from_second(*entry.value())
+            if let Some(first) = self.first_conversion(c, p.event_name(), at).await {
+                let first = jiff::Timestamp::from_second(first)
                     .map(|t| t.to_string())
                     .unwrap_or_default();
                 hits.extend(checks.duplicate(Some(&format!("first at {first}"))));
@@ -142,6 +143,23 @@ impl Funnel {
             event: event(p, click, at),
             hits,
         })
+    }
+
+    /// When the click's first conversion for `event` came, if this one is
+    /// not it: fleet-wide on Redis when the gate has it (every replica
+    /// sees the first), else remembered here.
+    async fn first_conversion(&self, c: &Click, event: &str, at: i64) -> Option<i64> {
+        if let Some(fleet) = &self.fleet {
+            let ttl_ms = self.config.click_window_s.saturating_mul(1000);
+            if let Some(first) = fleet.first_conversion(&c.id, event, at, ttl_ms).await {
+                return first;
+            }
+        }
+        let entry = self
+            .converted
+            .entry((Box::from(c.id.as_str()), Box::from(event)))
+            .or_insert(at);
+        (!entry.is_fresh()).then(|| *entry.value())
     }
 
     /// The click or impression `id`, looking again while it may still be

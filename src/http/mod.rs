@@ -108,7 +108,10 @@ impl AppState {
             .log()
             .map(|_| crate::query::exec::Reader::new(&config.decision_log));
         AppState(Arc::new(Shared {
-            funnel: Arc::new(crate::funnel::Funnel::new(&config.funnel)),
+            funnel: Arc::new(crate::funnel::Funnel::new(
+                &config.funnel,
+                scorer.fleet().cloned(),
+            )),
             reader,
             feeds,
             warned_local_proxy: Arc::new(AtomicBool::new(false)),

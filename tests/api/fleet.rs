@@ -624,3 +624,50 @@ async fn entries_survive_redis_restarting_empty_and_edits_made_meanwhile_are_sha
         .await;
     }
 }
+
+/// A conversion's first time is claimed on Redis: the same click
+/// converting again is a duplicate on any replica, and after a restart
+/// (each process's own memory would have forgotten it).
+#[tokio::test]
+#[cfg_attr(
+    no_redis,
+    ignore = "redis-server is not installed (Debian: redis-server)"
+)]
+async fn a_duplicate_conversion_is_caught_fleet_wide_and_across_restarts() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let log = temp_dir("fleet-funnel");
+    let mock = MockRt::start().await;
+    mock.set_default(Reply::tags(""));
+    let config = |c: &mut Config| {
+        on_redis(c, &redis.url());
+        c.decision_log.path = log.display().to_string();
+    };
+    let mut a = spawn_app_on(mock.clone(), config).await;
+    redis_up(&a).await;
+    let (_, click) = a.check_ip("192.0.2.210").await;
+    let id = click["id"].as_str().unwrap().to_owned();
+    // Ten minutes after the click.
+    let t = jiff::Timestamp::now().as_second() + 600;
+    let path = format!("/v1/postback?click_id={id}&event=install&event_time={t}");
+    let first = json(a.get(&path).await).await;
+    assert_eq!(
+        (&first["decision"], &first["rules"]),
+        (&json!("allow"), &serde_json::Value::Null),
+        "{first}"
+    );
+    a.shutdown();
+    // A new process on the same log and Redis.
+    let b = spawn_app_on(mock.clone(), config).await;
+    redis_up(&b).await;
+    let again = json(b.get(&path).await).await;
+    let kinds: Vec<&str> = again["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["duplicate"], "{again}");
+    let _ = std::fs::remove_dir_all(&log);
+}
