@@ -2,8 +2,10 @@
 //! one query model: each request becomes a few [`Query`] values (the
 //! conversions, the clicks, the goals of the same rows), run by the same
 //! reader as every other query, and their rows are reshaped into
-//! Fraudshield's answers. What each Fraudshield name reads is one table,
-//! [`terms::TERMS`]; what a conversion is, one constant,
+//! Fraudshield's answers. A conversion is an install and a goal a
+//! `custom` event (a goal's name), both as trackers post them back to
+//! `/v1/postback`; a click is a click. What each Fraudshield name reads
+//! is one table, [`terms::TERMS`]; what a conversion is, one constant,
 //! [`terms::CONVERSION_EVENT_TYPES`].
 //!
 //! - [`params`]: the request, checked; [`search`]: `search_fields[]`;

@@ -12,16 +12,17 @@ use crate::query::report::cmp;
 use crate::query::{Column, Expr, Field, Op, QueryError, Scalar, field};
 use crate::verdict::Tag;
 
-/// The event types a Fraudshield "conversion" is; `None`: every judged
-/// event, whatever its type. fraudgate records no conversion events yet;
-/// when they land this becomes `Some(&["install"])`, the one line to change.
-pub const CONVERSION_EVENT_TYPES: Option<&[&str]> = None;
+/// The event types a Fraudshield "conversion" is: installs, as trackers
+/// post them back to `/v1/postback` (`event=install`, docs/conversions.md);
+/// `None` would make every judged event one, whatever its type.
+pub const CONVERSION_EVENT_TYPES: Option<&[&str]> = Some(&["install"]);
 
 /// A Fraudshield "click": a decision on an event of this type.
 pub const CLICK_EVENT_TYPE: &str = "click";
 
-/// A Fraudshield "goal": a decision on an event of this type (none are
-/// recorded yet, so goals count 0).
+/// A Fraudshield "goal": a decision on an event of this type, a goal
+/// posted back to `/v1/postback` by its name (`event=purchase`), kept in
+/// the field `goal`.
 pub const GOAL_EVENT_TYPE: &str = "custom";
 
 /// The rows that are conversions; `None`: every row.
@@ -39,7 +40,7 @@ pub fn is_conversion(event_type: &str) -> bool {
 }
 
 /// What Fraudshield calls a decision on an event of this type (`type`,
-/// `_type`): a conversion first, as every decision is one for now.
+/// `_type`); another type (an impression) keeps its own name.
 pub fn kind_of(event_type: &str) -> &str {
     if is_conversion(event_type) {
         "conversion"
