@@ -292,7 +292,12 @@ pub async fn docs_requests_suite(store: Store<'_>) {
         ),
         (&json!(3), &json!(1), &json!(2), &json!(1))
     );
-    assert_eq!(s1["reasons"], json!({"tags": 2}));
+    // Per category, the rejected installs where its rule fired: one
+    // injected, one of a blocked click that came from another country.
+    assert_eq!(
+        s1["reasons"],
+        json!({"Click injection": 1, "Blocked click": 1, "Click mismatch": 1})
+    );
     assert_eq!(
         (
             &s1["approval_rate"],
@@ -556,8 +561,8 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
         ("partner_label", json!("N/A")),
         (
             "rejected_reason",
-            json!({"rejected_reason_id": null, "simple_reason": "tags",
-                "advanced_reason": "click_blocked,mismatch,attribution"}),
+            json!({"rejected_reason_id": null, "simple_reason": "Blocked click",
+                "advanced_reason": "its click was blocked (tags)"}),
         ),
     ] {
         assert_eq!(s[k], want, "{k}: {s}");
@@ -566,7 +571,34 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
     assert_eq!(param(s, "ctit"), Some(&json!("600")), "{s}");
     assert_eq!(s["request_time"].as_str().unwrap().len(), 8, "HH:MM:SS");
     assert_eq!(s["request_date"], day(0).as_str());
-    assert_eq!(s["reasons"][0]["filter_id"]["simple_reason"], "tags");
+    // Each rule that fired, as a filter that matched.
+    let filters: Vec<(&Value, &Value, &Value)> = s["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                &r["filter_id"]["simple_reason"],
+                &r["filter_id"]["advanced_reason"],
+                &r["matches"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        filters,
+        [
+            (
+                &json!("Blocked click"),
+                &json!("its click was blocked (tags)"),
+                &json!(1)
+            ),
+            (
+                &json!("Click mismatch"),
+                &json!("country DE at the click, US at the conversion"),
+                &json!(1)
+            )
+        ]
+    );
     // The approved install: its payout among the extra parameters.
     let approved = &hits
         .iter()
@@ -579,6 +611,7 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
             &json!({"rejected_reason_id": "", "simple_reason": "", "advanced_reason": ""})
         )
     );
+    assert_eq!(approved["reasons"], json!([]), "no rule fired");
     assert_eq!(
         (param(approved, "payout"), param(approved, "currency")),
         (Some(&json!("1.50")), Some(&json!("USD")))
@@ -598,6 +631,15 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
         1
     );
     assert_eq!(
+        total(r#"{"term":"rejected_reason.simple_reason","query":"Click injection"}"#).await,
+        1
+    );
+    assert_eq!(
+        total(r#"{"term":"rejected_reason.simple_reason","query":"tags"}"#).await,
+        0,
+        "every rejected install names its rule"
+    );
+    assert_eq!(
         total(r#"{"term":"min_score","query":0}"#).await,
         0,
         "no score is kept"
@@ -609,6 +651,16 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
         async move { ok(app, &path).await }
     };
     assert_eq!(with("&click=1").await["total"], 10);
+    // The datacenter click: RT's tags, no rule.
+    let v = with(
+        "&click=1&search_fields[]={\"term\":\"rejected_reason.simple_reason\",\"query\":\"tags\"}",
+    )
+    .await;
+    assert_eq!(v["total"], 1, "{v}");
+    assert_eq!(
+        v["data"][0]["_source"]["rejected_reason"],
+        json!({"rejected_reason_id": null, "simple_reason": "tags", "advanced_reason": "datacenter"})
+    );
     let v = with("&click=1&goal=1&search_fields[]={\"term\":\"partner\",\"query\":\"ADV1\"}").await;
     assert_eq!(v["total"], 4, "the A1 clicks: {v}");
     let v = with("&goal=1").await;
@@ -718,7 +770,10 @@ async fn an_entry_is_found_by_its_type_and_decision_id() {
     );
     assert_eq!(
         (&e[0]["reason"], &e[0]["advanced_reason"]),
-        (&json!("tags"), &json!("ctit_short,attribution"))
+        (
+            &json!("Click injection"),
+            &json!("3 s from click to install, under 10 s")
+        )
     );
     assert!(e[0]["request_time"].as_str().unwrap().ends_with("+00:00"));
     let v = ok(&app, &entry("click", &seeded.clicks[0])).await;

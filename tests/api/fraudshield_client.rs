@@ -56,6 +56,10 @@ async fn a_python_client_written_against_the_docs_reads_every_documented_field()
         ),
         (&json!("A1"), &json!(3), &json!(2), &json!(1))
     );
+    assert_eq!(
+        fraud[0]["reasons"],
+        json!({"Click injection": 1, "Blocked click": 1, "Click mismatch": 1})
+    );
     let goal = v["goal"].as_array().unwrap();
     assert_eq!(
         goal.iter()

@@ -9,7 +9,8 @@
 //! [`terms::CONVERSION_EVENT_TYPES`].
 //!
 //! - [`params`]: the request, checked; [`search`]: `search_fields[]`;
-//!   [`trackers`]: `tracker_id` as fraudgate's clients.
+//!   [`trackers`]: `tracker_id` as fraudgate's clients; [`reasons`]: why
+//!   a decision was rejected, as a category and its detail.
 //! - [`summary`]: `fraud.json`, `goal.json`, `global.json`;
 //!   [`interval`]: `interval.json`; [`list`]: `conversion.json` and
 //!   `conversion_scroll.json` (its [`cursor`]); [`source`]: one decision
@@ -19,6 +20,7 @@ pub mod cursor;
 pub mod interval;
 pub mod list;
 pub mod params;
+pub mod reasons;
 pub mod search;
 pub mod source;
 pub mod summary;

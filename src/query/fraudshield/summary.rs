@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 
 use super::terms::{self, CLICK_EVENT_TYPE, GOAL_EVENT_TYPE, conversion_filter, event_type_is};
-use super::{Report, Request, Row, Trackers, count, query, rate};
+use super::{Report, Request, Row, Trackers, count, query, rate, reasons};
 use crate::query::report::{MAX_REPORT_ROWS, cmp};
 use crate::query::{Agg, Expr, Field, Op, Query, QueryError, Scalar, Shape, field};
 
@@ -25,7 +25,10 @@ pub fn queries(r: &Request) -> Vec<Query> {
         having,
     };
     let having = (!r.having.is_empty()).then(|| Expr::And(r.having.clone()));
-    let conversions = vec![Agg::Count, Agg::Allowed, Agg::Blocked, Agg::BlockRate];
+    let mut conversions = vec![Agg::Count, Agg::Allowed, Agg::Blocked, Agg::BlockRate];
+    if r.report != Report::Global {
+        conversions.extend(reasons::aggs());
+    }
     let cap = MAX_REPORT_ROWS + 1;
     let mut qs = vec![
         query(
@@ -48,12 +51,19 @@ pub fn queries(r: &Request) -> Vec<Query> {
         ),
     ];
     if r.report != Report::Global {
+        // The rejections no rule judged, by fraudgate's reason.
         let mut by_reason = groups;
         by_reason.extend(field("reason"));
         let blocked = Some(cmp("blocked", Op::Ge, Scalar::Int(1)));
+        let unruled = Expr::And(
+            conversion_filter()
+                .into_iter()
+                .chain([reasons::unruled()])
+                .collect(),
+        );
         qs.push(query(
             r,
-            conversion_filter(),
+            Some(unruled),
             shape(by_reason, vec![Agg::Blocked], blocked),
             MAX_REPORT_ROWS * REASONS_PER_GROUP + 1,
         ));
@@ -122,6 +132,7 @@ pub fn render(
                     c.conversion = count(&row, "count");
                     c.approved = count(&row, "allowed");
                     c.rejected = count(&row, "blocked");
+                    c.reasons = reasons::histogram(&row);
                 }
                 1 => c.click = count(&row, "count"),
                 _ => c.goal = count(&row, "count"),
@@ -131,11 +142,11 @@ pub fn render(
             }
         }
     }
-    let reasons = sets.next().unwrap_or_default();
-    if reasons.len() as u64 > MAX_REPORT_ROWS * REASONS_PER_GROUP {
+    let unruled = sets.next().unwrap_or_default();
+    if unruled.len() as u64 > MAX_REPORT_ROWS * REASONS_PER_GROUP {
         return Err(too_many());
     }
-    for row in reasons {
+    for row in unruled {
         if let Some(at) = index.get(&key(&row)) {
             let reason = row.get("reason").and_then(Value::as_str).unwrap_or("");
             merged[*at]

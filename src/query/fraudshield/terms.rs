@@ -5,12 +5,10 @@
 
 use serde_json::Value;
 
-use super::Row;
 use super::trackers::Trackers;
-use crate::decision::RuleKind;
+use super::{Row, reasons};
 use crate::query::report::cmp;
 use crate::query::{Column, Expr, Field, Op, QueryError, Scalar, field};
-use crate::verdict::Tag;
 
 /// The event types a Fraudshield "conversion" is: installs, as trackers
 /// post them back to `/v1/postback` (`event=install`, docs/conversions.md);
@@ -86,8 +84,13 @@ pub enum Reads {
     /// The policy's decision (the would-be one in shadow mode): allow is
     /// `approved`, block is `rejected`.
     Status,
-    /// The tags the decision carries and the rules that fired; as a
-    /// filter, one tag or rule kind the decision has.
+    /// Why, as a category ([`reasons::first`]): the first rule that
+    /// fired, as Fraudshield names such a filter ("Click injection");
+    /// else fraudgate's `reason`. As a filter, the rejected rows of that
+    /// category.
+    Reason,
+    /// Why, in detail: that rule's own reason; else the tags. As a
+    /// filter, the rejected rows with that rule kind or tag.
     Detail,
     /// Not recorded by fraudgate: answered null, and a filter on it
     /// matches no row.
@@ -119,7 +122,7 @@ pub const TERMS: &[Term] = &[
     term("http_user_agent", Reads::Field("ua")),
     term("id", Reads::Field("id")),
     term("status", Reads::Status),
-    term("rejected_reason.simple_reason", Reads::Field("reason")),
+    term("rejected_reason.simple_reason", Reads::Reason),
     term("rejected_reason.advanced_reason", Reads::Detail),
     term("http_referer", Reads::Extra(&["refer"])),
     term("os", Reads::Extra(&["device_os"])),
@@ -162,6 +165,7 @@ pub fn fields() -> Vec<&'static Field> {
         "would_be",
         "tags",
         "rules",
+        "reason",
     ];
     let read = TERMS.iter().filter_map(|t| match t.reads {
         Reads::Field(f) => Some(f),
@@ -211,17 +215,9 @@ pub fn filter(name: &str, value: &Scalar, trackers: &Trackers<'_>) -> Result<Exp
             };
             cmp("would_be", Op::Eq, Scalar::Text(decision.into()))
         }
-        Reads::Detail => {
-            let tag = Tag::from_config_name(&text).map(|t| t.config_name());
-            let rule = RuleKind::ALL.into_iter().find(|k| k.as_str() == text);
-            let mut any = Vec::new();
-            any.extend(tag.map(|t| cmp("tag", Op::Eq, Scalar::Text(t.into()))));
-            any.extend(rule.map(|k| cmp("rule", Op::Eq, Scalar::Text(k.as_str().into()))));
-            if any.is_empty() {
-                return Err(bad(format!("{text:?} is neither a tag nor a rule kind")));
-            }
-            Expr::Or(any)
-        }
+        Reads::Reason => reasons::simple_filter(&text),
+        Reads::Detail => reasons::advanced_filter(&text)
+            .ok_or_else(|| bad(format!("{text:?} is neither a tag nor a rule kind")))?,
         Reads::Nothing => nothing(),
         Reads::Extra(_) | Reads::Label(_) => return Err(bad("not a filter".into())),
     })
@@ -256,7 +252,8 @@ pub fn read(row: &Row, name: &str, trackers: &Trackers<'_>) -> Value {
             Some(_) => "approved".into(),
             None => Value::Null,
         },
-        Reads::Detail => detail(row).into(),
+        Reads::Reason => reasons::first(row).simple.into(),
+        Reads::Detail => reasons::first(row).advanced.into(),
         Reads::Nothing => Value::Null,
     }
 }
@@ -281,29 +278,4 @@ fn text_or_null(v: Option<&Value>) -> Value {
         Some(v) => v.clone(),
         None => Value::Null,
     }
-}
-
-/// The rule kinds that fired (allow lists aside), then the tags, comma
-/// separated; the policy's reason when there are neither.
-pub fn detail(row: &Row) -> String {
-    let mut parts: Vec<String> = row
-        .get("rules")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.get("kind").and_then(Value::as_str))
-        .filter(|k| *k != RuleKind::AllowList.as_str())
-        .map(str::to_owned)
-        .collect();
-    let tags = row.get("tags").and_then(Value::as_str).unwrap_or("");
-    parts.extend(tags.split(',').filter(|t| !t.is_empty()).map(str::to_owned));
-    parts.dedup();
-    if parts.is_empty() {
-        return row
-            .get("reason")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-    }
-    parts.join(",")
 }
