@@ -559,6 +559,9 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
         ("consolidated_affiliate", json!("A1")),
         ("affiliate_label", json!("N/A")),
         ("partner_label", json!("N/A")),
+        // Click to install.
+        ("session_time", json!("0D, 00:10:00")),
+        ("session_time_in_seconds", json!(600)),
         (
             "rejected_reason",
             json!({"rejected_reason_id": null, "simple_reason": "Blocked click",
@@ -612,6 +615,14 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
         )
     );
     assert_eq!(approved["reasons"], json!([]), "no rule fired");
+    assert_eq!(
+        (
+            &approved["session_time"],
+            &approved["session_time_in_seconds"]
+        ),
+        (&json!("0D, 00:06:46"), &json!(406)),
+        "as the docs print it"
+    );
     assert_eq!(
         (param(approved, "payout"), param(approved, "currency")),
         (Some(&json!("1.50")), Some(&json!("USD")))
@@ -706,6 +717,12 @@ async fn the_scroll_walks_every_conversion_exactly_once_by_get_and_by_post_form(
             assert_eq!(d.as_object().unwrap().len(), 32, "{d}");
             assert_eq!(d["tracker_id"], "81", "a string, as printed");
             assert_eq!(d["type"], "conversion");
+            if d["id"] == seeded.conversions[3].as_str() {
+                assert_eq!(
+                    (&d["session_time"], &d["session_time_in_seconds"]),
+                    (&json!("0D, 00:02:00"), &json!(120))
+                );
+            }
         }
         match v["next_page_url"].as_str() {
             Some(next) => path = next.to_owned(),
@@ -776,7 +793,13 @@ async fn an_entry_is_found_by_its_type_and_decision_id() {
         )
     );
     assert!(e[0]["request_time"].as_str().unwrap().ends_with("+00:00"));
+    assert_eq!(
+        (&e[0]["session_time"], &e[0]["session_time_in_seconds"]),
+        (&json!("00:00:03"), &json!(3)),
+        "the entry's form"
+    );
     let v = ok(&app, &entry("click", &seeded.clicks[0])).await;
+    assert_eq!(v[0]["session_time"], Value::Null, "a click has no CTIT");
     assert_eq!(
         (&v[0]["id"], &v[0]["type"], &v[0]["status"]),
         (

@@ -210,6 +210,10 @@ impl Decision<'_> {
             }
             ("request_time", _) => local().strftime("%H:%M:%S").to_string().into(),
             ("request_date", _) => local().strftime("%Y-%m-%d").to_string().into(),
+            ("session_time", Form::Entry) => match self.read("session_time_in_seconds").as_i64() {
+                Some(s) => terms::duration(s, false).into(),
+                None => Value::Null,
+            },
             ("type", _) => self.kind().into(),
             // The scroll prints it as text.
             ("tracker_id", Form::Flat) => match self.read(name) {

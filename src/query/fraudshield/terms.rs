@@ -92,6 +92,11 @@ pub enum Reads {
     /// Why, in detail: that rule's own reason; else the tags. As a
     /// filter, the rejected rows with that rule kind or tag.
     Detail,
+    /// A field of whole seconds (kept as text in `extra`) as a number;
+    /// null when the row has none.
+    Seconds(&'static str),
+    /// The same as a duration, `"0D, 00:06:46"` ([`duration`]).
+    Duration(&'static str),
     /// Not recorded by fraudgate: answered null, and a filter on it
     /// matches no row.
     Nothing,
@@ -136,8 +141,10 @@ pub const TERMS: &[Term] = &[
     term("http_click_referer", Reads::Nothing),
     term("score", Reads::Nothing),
     term("fingerprint", Reads::Nothing),
-    term("session_time", Reads::Nothing),
-    term("session_time_in_seconds", Reads::Nothing),
+    // Fraudshield's session time is from the click to the conversion:
+    // the CTIT a conversion records (its goals' too).
+    term("session_time", Reads::Duration("ctit")),
+    term("session_time_in_seconds", Reads::Seconds("ctit")),
     term("server_ip", Reads::Nothing),
     term("isp", Reads::Nothing),
     term("host", Reads::Nothing),
@@ -219,7 +226,9 @@ pub fn filter(name: &str, value: &Scalar, trackers: &Trackers<'_>) -> Result<Exp
         Reads::Detail => reasons::advanced_filter(&text)
             .ok_or_else(|| bad(format!("{text:?} is neither a tag nor a rule kind")))?,
         Reads::Nothing => nothing(),
-        Reads::Extra(_) | Reads::Label(_) => return Err(bad("not a filter".into())),
+        Reads::Extra(_) | Reads::Label(_) | Reads::Seconds(_) | Reads::Duration(_) => {
+            return Err(bad("not a filter".into()));
+        }
     })
 }
 
@@ -254,6 +263,8 @@ pub fn read(row: &Row, name: &str, trackers: &Trackers<'_>) -> Value {
         },
         Reads::Reason => reasons::first(row).simple.into(),
         Reads::Detail => reasons::first(row).advanced.into(),
+        Reads::Seconds(f) => seconds(row, f).map_or(Value::Null, Value::from),
+        Reads::Duration(f) => seconds(row, f).map_or(Value::Null, |s| duration(s, true).into()),
         Reads::Nothing => Value::Null,
     }
 }
@@ -277,5 +288,28 @@ fn text_or_null(v: Option<&Value>) -> Value {
         Some(Value::String(s)) if s.is_empty() => Value::Null,
         Some(v) => v.clone(),
         None => Value::Null,
+    }
+}
+
+/// A field of whole seconds, from its column or `extra`.
+fn seconds(row: &Row, name: &str) -> Option<i64> {
+    match row.get(name).or_else(|| extra_of(row, name))? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// `secs` as Fraudshield prints a session time: with the days as the
+/// conversion report does (`"0D, 00:06:46"`), or without as the entry
+/// report does (`"00:00:00"`; hours past 24 then, `"26:03:04"`).
+pub fn duration(secs: i64, days: bool) -> String {
+    let sign = if secs < 0 { "-" } else { "" };
+    let t = secs.unsigned_abs();
+    let (m, s) = (t / 60 % 60, t % 60);
+    if days {
+        format!("{sign}{}D, {:02}:{m:02}:{s:02}", t / 86_400, t / 3_600 % 24)
+    } else {
+        format!("{sign}{:02}:{m:02}:{s:02}", t / 3_600)
     }
 }
