@@ -11,7 +11,8 @@
 //! - [`params`]: the request, checked; [`search`]: `search_fields[]`;
 //!   [`trackers`]: `tracker_id` as fraudgate's clients; [`reasons`]: why
 //!   a decision was rejected, as a category and its detail.
-//! - [`summary`]: `fraud.json`, `goal.json`, `global.json`;
+//! - [`summary`]: `fraud.json`, `goal.json`, `global.json` (their rows'
+//!   [`order`]);
 //!   [`interval`]: `interval.json`; [`list`]: `conversion.json` and
 //!   `conversion_scroll.json` (its [`cursor`]); [`source`]: one decision
 //!   in each of Fraudshield's forms (also the entry report's).
@@ -19,6 +20,7 @@
 pub mod cursor;
 pub mod interval;
 pub mod list;
+pub mod order;
 pub mod params;
 pub mod reasons;
 pub mod search;

@@ -4,13 +4,12 @@
 //! Each count is its own grouped query; the rows are joined here by their
 //! group values.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
 use super::terms::{self, CLICK_EVENT_TYPE, GOAL_EVENT_TYPE, conversion_filter, event_type_is};
-use super::{Report, Request, Row, Trackers, count, query, rate, reasons};
+use super::{Report, Request, Row, Trackers, count, order, query, rate, reasons};
 use crate::query::report::{MAX_REPORT_ROWS, cmp};
 use crate::query::{Agg, Expr, Field, Op, Query, QueryError, Scalar, Shape, field};
 
@@ -162,7 +161,7 @@ pub fn render(
             _ => fraud_row(r, c, trackers),
         })
         .collect();
-    sort(r, &mut results);
+    order::sort(r, &mut results);
     let results: Vec<Value> = results.into_iter().map(Value::Object).collect();
     Ok(match r.report {
         Report::Global => json!({ "results": results }),
@@ -239,45 +238,4 @@ fn row_id(row: &Map<String, Value>) -> String {
     let mut id = h.hex(7);
     id.truncate(13);
     id
-}
-
-/// `sorting[]` in the order given, else most rejected first, then most
-/// conversions; ties by the data sources, so pages are stable.
-fn sort(r: &Request, rows: &mut [Map<String, Value>]) {
-    let default = [
-        ("rejected".to_owned(), true),
-        ("conversion".to_owned(), true),
-    ];
-    let keys: &[(String, bool)] = if r.sorting.is_empty() {
-        &default
-    } else {
-        &r.sorting
-    };
-    let groups = r.group_fields();
-    rows.sort_by(|a, b| {
-        let by = |(k, desc): &(String, bool)| {
-            let o = order(a.get(k.as_str()), b.get(k.as_str()));
-            if *desc { o.reverse() } else { o }
-        };
-        keys.iter()
-            .map(by)
-            .chain(groups.iter().map(|(g, _)| order(a.get(*g), b.get(*g))))
-            .find(|o| o.is_ne())
-            .unwrap_or(Ordering::Equal)
-    });
-}
-
-/// Numbers by value, text by its bytes; `"N/A"` and null below both.
-fn order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
-    fn rank(v: Option<&Value>) -> (u8, f64, &str) {
-        match v {
-            Some(Value::Number(n)) => (2, n.as_f64().unwrap_or(0.0), ""),
-            Some(Value::String(s)) if s != "N/A" => (1, 0.0, s),
-            _ => (0, 0.0, ""),
-        }
-    }
-    let (ra, rb) = (rank(a), rank(b));
-    ra.0.cmp(&rb.0)
-        .then(ra.1.total_cmp(&rb.1))
-        .then(ra.2.cmp(rb.2))
 }
