@@ -463,6 +463,82 @@ async fn interval_buckets_are_every_hour_and_day_in_the_timezone_with_empty_ones
     assert!(hours.iter().filter(|h| h["conversion"] == 0).count() >= 70);
 }
 
+#[tokio::test]
+async fn the_goal_data_source_splits_the_goals_by_their_name() {
+    let app = app_on(&|_| {}).await;
+    let seeded = seed(&app).await;
+    // A2's click also reaches a purchase.
+    let now = jiff::Timestamp::now().as_second();
+    postback_as(&app, EU_KEY, &seeded.clicks[4], "purchase", now, &[]).await;
+    let path = |more: &str| {
+        format!(
+            "/api/v1/reports/goal.json?tracker_id=81&group[]=affiliate&group[]=goal{more}&date_start={}&date_end={}&timezone=UTC&api_token={KEY}",
+            day(-1),
+            day(1)
+        )
+    };
+    let rows = |v: &Value| -> Vec<Value> {
+        v["fraud"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                json!([
+                    r["affiliate"],
+                    r["goal_name"],
+                    r["conversion"],
+                    r["goal"],
+                    r["goal_rate"]
+                ])
+            })
+            .collect()
+    };
+    // Per goal name, each with its group's conversions.
+    let v = eventually(Duration::from_secs(5), || async {
+        let v = ok(&app, &path("")).await;
+        (v["fraud"]["results"].as_array()?.len() == 3).then_some(v)
+    })
+    .await;
+    assert_eq!(
+        rows(&v),
+        [
+            json!(["A1", "purchase", 3, 1, 33.33]),
+            json!(["A2", "purchase", 1, 1, 100.0]),
+            json!(["A2", "registration", 1, 1, 100.0])
+        ]
+    );
+    let keys: Vec<&str> = v["fraud"]["results"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys[..4],
+        ["tracker_id", "affiliate", "goal_name", "conversion"],
+        "the name apart from the goals' count"
+    );
+    // One goal: a group without it keeps its conversions, no goal.
+    let v = ok(
+        &app,
+        &path("&search_fields[]={\"term\":\"goal\",\"query\":\"registration\"}"),
+    )
+    .await;
+    assert_eq!(
+        rows(&v),
+        [
+            json!(["A1", null, 3, 0, 0.0]),
+            json!(["A2", "registration", 1, 1, 100.0])
+        ]
+    );
+    let v = ok(
+        &app,
+        &path("&search_fields[]={\"term\":\"min_goals_reached\",\"query\":50}"),
+    )
+    .await;
+    assert_eq!(rows(&v).len(), 2, "A2's two goals: {v}");
+}
+
 /// The `{param_name, param_value}` of `name` in a row's extra parameters.
 fn param<'v>(row: &'v Value, name: &str) -> Option<&'v Value> {
     row["extra_parameters"]

@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 use serde_json::{Map, Value};
 
 use super::Request;
+use super::summary::row_key;
 
 /// `sorting[]` in the order given, else most rejected first, then most
 /// conversions; ties by the data sources, so pages are stable.
@@ -28,7 +29,10 @@ pub fn sort(r: &Request, rows: &mut [Map<String, Value>]) {
         };
         keys.iter()
             .map(by)
-            .chain(groups.iter().map(|(g, _)| order(a.get(*g), b.get(*g))))
+            .chain(groups.iter().map(|(g, _)| {
+                let g = row_key(g);
+                order(a.get(g), b.get(g))
+            }))
             .find(|o| o.is_ne())
             .unwrap_or(Ordering::Equal)
     });

@@ -2,7 +2,8 @@
 //! conversions (approved, rejected, the reasons), the clicks and the goals
 //! of the same rows, merged by group and shaped as the docs print them.
 //! Each count is its own grouped query; the rows are joined here by their
-//! group values.
+//! group values. The data source `goal` (a goal's name) splits the goals
+//! only: a group's row comes once per goal name, its conversions on each.
 
 use std::collections::HashMap;
 
@@ -16,8 +17,33 @@ use crate::query::{Agg, Expr, Field, Op, Query, QueryError, Scalar, Shape, field
 /// Reason rows may be this many times the groups (one per reason).
 const REASONS_PER_GROUP: u64 = 16;
 
+/// The data source of a goal's name, and its key in a row (`goal` is
+/// the goals' count there).
+const GOAL: &str = "goal";
+const GOAL_NAME: &str = "goal_name";
+
+/// The name of a data source in a row.
+pub fn row_key(source: &str) -> &str {
+    if source == GOAL { GOAL_NAME } else { source }
+}
+
+/// The data sources but the goal's name, and its field if it is one.
+fn sources(r: &Request) -> (Vec<(&'static str, &'static Field)>, Option<&'static Field>) {
+    let (goal, others): (Vec<_>, Vec<_>) =
+        r.group_fields().into_iter().partition(|(n, _)| *n == GOAL);
+    (others, goal.first().map(|(_, f)| *f))
+}
+
 pub fn queries(r: &Request) -> Vec<Query> {
-    let groups: Vec<&'static Field> = r.group_fields().into_iter().map(|(_, f)| f).collect();
+    let (sources, goal_name) = sources(r);
+    let groups: Vec<&'static Field> = sources.into_iter().map(|(_, f)| f).collect();
+    let mut by_goal = groups.clone();
+    by_goal.extend(goal_name);
+    let goals = Expr::And(
+        std::iter::once(event_type_is(GOAL_EVENT_TYPE))
+            .chain(r.goals.iter().cloned())
+            .collect(),
+    );
     let shape = |groups: Vec<&'static Field>, aggs, having| Shape::Groups {
         groups,
         aggs,
@@ -42,12 +68,7 @@ pub fn queries(r: &Request) -> Vec<Query> {
             shape(groups.clone(), vec![Agg::Count], None),
             cap,
         ),
-        query(
-            r,
-            Some(event_type_is(GOAL_EVENT_TYPE)),
-            shape(groups.clone(), vec![Agg::Count], None),
-            cap,
-        ),
+        query(r, Some(goals), shape(by_goal, vec![Agg::Count], None), cap),
     ];
     if r.report != Report::Global {
         // The rejections no rule judged, by fraudgate's reason.
@@ -71,7 +92,7 @@ pub fn queries(r: &Request) -> Vec<Query> {
 }
 
 /// One group's counts, merged from the queries' rows.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Counts {
     /// A row of the group (its group values).
     group: Row,
@@ -81,6 +102,10 @@ struct Counts {
     click: i64,
     goal: i64,
     reasons: Map<String, Value>,
+    /// With the data source `goal`: the goals per name, and once split
+    /// ([`per_goal_name`]) the row's.
+    goals: Vec<(Value, i64)>,
+    goal_name: Value,
 }
 
 fn too_many() -> QueryError {
@@ -97,7 +122,7 @@ pub fn render(
     sets: Vec<Vec<Row>>,
     trackers: &Trackers<'_>,
 ) -> Result<Value, QueryError> {
-    let fields = r.group_fields();
+    let (fields, goal_name) = sources(r);
     let key = |row: &Row| -> String {
         let values: Vec<&Value> = fields
             .iter()
@@ -134,7 +159,13 @@ pub fn render(
                     c.reasons = reasons::histogram(&row);
                 }
                 1 => c.click = count(&row, "count"),
-                _ => c.goal = count(&row, "count"),
+                _ => {
+                    c.goal += count(&row, "count");
+                    if goal_name.is_some() {
+                        let name = terms::read(&row, GOAL, trackers);
+                        c.goals.push((name, count(&row, "count")));
+                    }
+                }
             }
             if c.group.is_empty() {
                 c.group = row;
@@ -153,6 +184,9 @@ pub fn render(
                 .insert(reason.to_owned(), count(&row, "blocked").into());
         }
     }
+    if goal_name.is_some() {
+        merged = per_goal_name(merged);
+    }
     merged.retain(|c| goal_rate_within(r, c));
     let mut results: Vec<Map<String, Value>> = merged
         .iter()
@@ -167,6 +201,28 @@ pub fn render(
         Report::Global => json!({ "results": results }),
         _ => json!({ "fraud": { "results": results } }),
     })
+}
+
+/// Each group once per goal name among its goals, that name's count
+/// its goals (the conversions, clicks and reasons on each); a group
+/// without goals once, its goal name null.
+fn per_goal_name(merged: Vec<Counts>) -> Vec<Counts> {
+    let mut out = Vec::with_capacity(merged.len());
+    for mut c in merged {
+        let goals = std::mem::take(&mut c.goals);
+        if goals.is_empty() {
+            out.push(c);
+            continue;
+        }
+        for (name, n) in goals {
+            out.push(Counts {
+                goal: n,
+                goal_name: name,
+                ..c.clone()
+            });
+        }
+    }
+    out
 }
 
 /// `min_goals_reached` / `max_goals_reached`: goals per 100 conversions.
@@ -220,10 +276,14 @@ fn global_row(r: &Request, c: &Counts, trackers: &Trackers<'_>) -> Map<String, V
     out
 }
 
-/// The row's data sources by their Fraudshield names.
+/// The row's data sources by their Fraudshield names ([`row_key`]).
 fn groups_into(r: &Request, c: &Counts, trackers: &Trackers<'_>, out: &mut Map<String, Value>) {
     for (name, _) in r.group_fields() {
-        out.insert(name.to_owned(), terms::read(&c.group, name, trackers));
+        let v = match name {
+            GOAL => c.goal_name.clone(),
+            _ => terms::read(&c.group, name, trackers),
+        };
+        out.insert(row_key(name).to_owned(), v);
     }
 }
 

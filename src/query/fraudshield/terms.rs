@@ -137,7 +137,8 @@ pub const TERMS: &[Term] = &[
     term("affiliate_label", Reads::Label("affiliate_name")),
     term("product_label", Reads::Label("offer_name")),
     term("partner_label", Reads::Label("advertiser_name")),
-    term("goal", Reads::Nothing),
+    // A goal's name (`event=purchase`); conversions and clicks have none.
+    term("goal", Reads::Field("goal")),
     term("http_click_referer", Reads::Nothing),
     term("score", Reads::Nothing),
     term("fingerprint", Reads::Nothing),
@@ -188,7 +189,7 @@ pub fn fields() -> Vec<&'static Field> {
 }
 
 /// The field a data source groups by; `None` for one fraudgate has no
-/// values of (a goal's name), which splits nothing.
+/// values of, which splits nothing.
 pub fn group_field(name: &str) -> Option<&'static Field> {
     match reads(name) {
         Reads::Field(f) => field(f),
