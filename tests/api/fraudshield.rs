@@ -56,8 +56,8 @@ pub struct Seeded {
     /// `ctit_short`), rejected (its click blocked, and from US:
     /// `click_blocked`, `mismatch`), approved (120 s).
     pub conversions: Vec<String>,
-    /// Goals: a `purchase` of the first click (900 s, 20 EUR), a
-    /// `registration` of the fifth (300 s).
+    /// Goals: a `purchase` of the first click (900 s, 20 EUR, the
+    /// tracker's status `approved`), a `registration` of the fifth (300 s).
     pub goals: Vec<String>,
 }
 
@@ -129,7 +129,11 @@ pub async fn seed(app: &TestApp) -> Seeded {
             0,
             "purchase",
             900,
-            &[("payout", "20"), ("currency", "EUR")][..],
+            &[
+                ("payout", "20"),
+                ("currency", "EUR"),
+                ("status", "approved"),
+            ][..],
         ),
         (4, "registration", 300, &[][..]),
     ] {
@@ -888,6 +892,18 @@ async fn an_entry_is_found_by_its_type_and_decision_id() {
     assert_eq!(
         (&v[0]["type"], &v[0]["affiliate"]),
         (&json!("goal"), &json!("A1"))
+    );
+    // A goal's own fields among the extra parameters, as the docs print them.
+    let e = &v[0];
+    assert_eq!(
+        ["goal", "payout", "currency", "status", "ctit"].map(|k| param(e, k)),
+        [
+            Some(&json!("purchase")),
+            Some(&json!("20")),
+            Some(&json!("EUR")),
+            Some(&json!("approved")),
+            Some(&json!("900"))
+        ]
     );
     // An install is no click, a click no conversion, a goal neither.
     for (kind, id) in [
