@@ -2,12 +2,11 @@
 //! example requests sent as printed (real dates, a configured tracker and
 //! key substituted), answered in the documented shapes and vocabulary.
 //!
-//! What a conversion is lives in one constant
-//! (`query::fraudshield::terms::CONVERSION_EVENT_TYPES`): until fraudgate
-//! records conversion events, EVERY DECISION IS A CONVERSION, so the
-//! counts below count clicks and impressions as conversions (and a
-//! tracker can convert more than it clicks). Goals (`custom` events) are
-//! not recorded yet: 0.
+//! The data is a tracker's real traffic: clicks through `/v1/check`, and
+//! their installs (Fraudshield's conversions) and goals (`custom` events)
+//! posted back to `/v1/postback` with the click's decision id as
+//! `click_id`, each at a set time after its click, so the funnel rules
+//! approve or reject it and its click-to-install time is exact.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -47,45 +46,105 @@ pub fn day(offset: i64) -> String {
     (today + jiff::Span::new().days(offset)).to_string()
 }
 
-/// Seven decisions: tracker 81 (adserver-eu) four clicks of affiliate A1,
-/// sub S1, partner ADV1 (one blocked, datacenter) and two impressions of
-/// A2 / S2 (one blocked, proxy); tracker 698 one click. Returns their
-/// decision ids, in the order sent.
-pub async fn seed(app: &TestApp) -> Vec<String> {
+/// Tracker 81's decision ids, as [`seed`] sent them.
+pub struct Seeded {
+    /// Clicks of affiliate A1, sub S1, offer P1, partner ADV1 from DE
+    /// (the fourth blocked: datacenter), then two of A2 / S2 / P1 from FR.
+    pub clicks: Vec<String>,
+    /// Installs of the first, second, fourth and fifth click: approved
+    /// (406 s after its click, payout 1.50 USD), rejected (3 s:
+    /// `ctit_short`), rejected (its click blocked, and from US:
+    /// `click_blocked`, `mismatch`), approved (120 s).
+    pub conversions: Vec<String>,
+    /// Goals: a `purchase` of the first click (900 s, 20 EUR, the
+    /// tracker's status `approved`), a `registration` of the fifth (300 s).
+    pub goals: Vec<String>,
+}
+
+/// Tracker 81 (adserver-eu): six clicks an hour ago, an impression,
+/// four installs and two goals ([`Seeded`]); tracker 698 (adserver-us):
+/// two clicks of A1 / S1 / P2, one installed 60 s after it (approved).
+pub async fn seed(app: &TestApp) -> Seeded {
     app.mock.on_ip("10.99.0.4", Reply::tags("datacenter"));
-    app.mock.on_ip("10.99.0.5", Reply::tags("proxy"));
+    let t = jiff::Timestamp::now().as_second() - 3_600;
+    let at = t.to_string();
     let a1 = [
         ("affiliate_id", "A1"),
         ("aff_sub1", "S1"),
         ("offer_id", "P1"),
         ("advertiser_id", "ADV1"),
         ("country_code", "DE"),
+        ("at", &at),
     ];
     let a2 = [
         ("affiliate_id", "A2"),
         ("aff_sub1", "S2"),
         ("offer_id", "P1"),
         ("country_code", "FR"),
+        ("at", &at),
     ];
-    let mut ids = Vec::new();
+    let mut clicks = Vec::new();
     for i in 1..=4 {
         let mut p = a1.to_vec();
         if i == 1 {
             p.push(("affiliate_name", "Alice Media"));
         }
-        ids.push(check_as(app, EU_KEY, "click", &format!("10.99.0.{i}"), &p).await);
+        clicks.push(check_as(app, EU_KEY, "click", &format!("10.99.0.{i}"), &p).await);
     }
     for i in 5..=6 {
-        ids.push(check_as(app, EU_KEY, "impression", &format!("10.99.0.{i}"), &a2).await);
+        clicks.push(check_as(app, EU_KEY, "click", &format!("10.99.0.{i}"), &a2).await);
     }
+    check_as(app, EU_KEY, "impression", "10.99.0.8", &a2).await;
     let us = [
         ("affiliate_id", "A1"),
         ("aff_sub1", "S1"),
         ("offer_id", "P2"),
         ("country_code", "US"),
+        ("at", &at),
     ];
-    ids.push(check_as(app, US_KEY, "click", "10.99.0.7", &us).await);
-    // Recorded once the global report counts all seven.
+    let us_click = check_as(app, US_KEY, "click", "10.99.0.7", &us).await;
+    check_as(app, US_KEY, "click", "10.99.0.9", &us).await;
+
+    let paid = [("payout", "1.50"), ("currency", "USD")];
+    let mut conversions = Vec::new();
+    for (click, after, more, rules) in [
+        (0, 406, &paid[..], &[][..]),
+        (1, 3, &[][..], &["ctit_short"][..]),
+        (
+            3,
+            600,
+            &[("country_code", "US")][..],
+            &["click_blocked", "mismatch"][..],
+        ),
+        (4, 120, &[][..], &[][..]),
+    ] {
+        let at = t + after;
+        let v = postback_as(app, EU_KEY, &clicks[click], "install", at, more).await;
+        assert_eq!(kinds(&v), rules, "{v}");
+        conversions.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let mut goals = Vec::new();
+    for (click, goal, after, more) in [
+        (
+            0,
+            "purchase",
+            900,
+            &[
+                ("payout", "20"),
+                ("currency", "EUR"),
+                ("status", "approved"),
+            ][..],
+        ),
+        (4, "registration", 300, &[][..]),
+    ] {
+        let v = postback_as(app, EU_KEY, &clicks[click], goal, t + after, more).await;
+        assert_eq!(v["decision"], "allow", "{v}");
+        goals.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let v = postback_as(app, US_KEY, &us_click, "install", t + 60, &[]).await;
+    assert_eq!(v["decision"], "allow", "{v}");
+
+    // Recorded once the global report counts them all.
     let path = format!(
         "/api/v1/reports/global.json?group[]=tracker_id&date_start={}&date_end={}&timezone=UTC&api_token={KEY}",
         day(-1),
@@ -93,15 +152,23 @@ pub async fn seed(app: &TestApp) -> Vec<String> {
     );
     eventually(Duration::from_secs(5), || async {
         let v = json(app.get(&path).await).await;
-        let n: i64 = v["results"]
-            .as_array()?
-            .iter()
-            .filter_map(|r| r["conversion"].as_i64())
-            .sum();
-        (n == 7).then_some(())
+        let sum = |k: &str| -> Option<i64> {
+            Some(
+                v["results"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|r| r[k].as_i64())
+                    .sum(),
+            )
+        };
+        (sum("conversion")? == 5 && sum("click")? == 8 && sum("goal")? == 2).then_some(())
     })
     .await;
-    ids
+    Seeded {
+        clicks,
+        conversions,
+        goals,
+    }
 }
 
 /// Decision ids in the reports' order: newest first, then by id.
@@ -142,6 +209,42 @@ async fn check_as(
     json(r).await["id"].as_str().unwrap().to_owned()
 }
 
+/// A conversion of `click` (`event`: `install` or a goal's name) at
+/// `at` (Unix seconds) posted back as the client of `key`; its decision.
+async fn postback_as(
+    app: &TestApp,
+    key: &str,
+    click: &str,
+    event: &str,
+    at: i64,
+    params: &[(&str, &str)],
+) -> Value {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("click_id", click)
+        .append_pair("event", event)
+        .append_pair("event_time", &at.to_string());
+    for (k, v) in params {
+        q.append_pair(k, v);
+    }
+    let r = app
+        .http
+        .get(app.url(&format!("/v1/postback?{}", q.finish())))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    json(r).await
+}
+
+/// The rule kinds of a decision.
+fn kinds(v: &Value) -> Vec<&str> {
+    v["rules"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|h| h["kind"].as_str()).collect())
+        .unwrap_or_default()
+}
+
 /// A GET answered 200 with JSON.
 pub async fn ok(app: &TestApp, path: &str) -> Value {
     let r = app.get(path).await;
@@ -171,7 +274,9 @@ pub async fn docs_requests_suite(store: Store<'_>) {
     let (start, end) = (day(-30), day(0));
     let auth = format!("user_id={USER}&api_token={KEY}");
 
-    // The fraud report, as the docs print its URL.
+    // The fraud report, as the docs print its URL. The installs carry
+    // their click's affiliate, offer and sub, not its partner (the
+    // advertiser is an RT field of the click only).
     let v = ok(&app, &format!("/api/v1/reports/fraud.json?tracker_id=81&group[]=sub_id&group[]=partner&date_start={start}&date_end={end}&timezone=UTC&{auth}")).await;
     let rows = v["fraud"]["results"]
         .as_array()
@@ -180,7 +285,7 @@ pub async fn docs_requests_suite(store: Store<'_>) {
     let s1 = &rows[0];
     assert_eq!(
         (&s1["tracker_id"], &s1["sub_id"], &s1["partner"]),
-        (&json!(81), &json!("S1"), &json!("ADV1"))
+        (&json!(81), &json!("S1"), &Value::Null)
     );
     assert_eq!(
         (
@@ -189,25 +294,37 @@ pub async fn docs_requests_suite(store: Store<'_>) {
             &s1["rejected"],
             &s1["goal"]
         ),
-        (&json!(4), &json!(3), &json!(1), &json!(0))
+        (&json!(3), &json!(1), &json!(2), &json!(1))
     );
-    assert_eq!(s1["reasons"], json!({"tags": 1}));
+    // Per category, the rejected installs where its rule fired: one
+    // injected, one of a blocked click that came from another country.
+    assert_eq!(
+        s1["reasons"],
+        json!({"Click injection": 1, "Blocked click": 1, "Click mismatch": 1})
+    );
     assert_eq!(
         (
             &s1["approval_rate"],
             &s1["rejection_rate"],
             &s1["goal_rate"]
         ),
-        (&json!(75.0), &json!(25.0), &json!(0.0))
+        (&json!(33.33), &json!(66.67), &json!(33.33))
     );
     assert_eq!(s1["id"].as_str().map(str::len), Some(13));
     let s2 = &rows[1];
     assert_eq!(
-        (&s2["sub_id"], &s2["partner"]),
-        (&json!("S2"), &Value::Null)
+        (
+            &s2["sub_id"],
+            &s2["conversion"],
+            &s2["rejected"],
+            &s2["goal"]
+        ),
+        (&json!("S2"), &json!(1), &json!(0), &json!(1))
     );
-    assert_eq!((&s2["conversion"], &s2["rejected"]), (&json!(2), &json!(1)));
-    assert_eq!(s2["rejection_rate"], json!(50.0));
+    assert_eq!(
+        (&s2["reasons"], &s2["rejection_rate"], &s2["goal_rate"]),
+        (&json!({}), &json!(0.0), &json!(100.0))
+    );
     let keys: Vec<&str> = s1.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
@@ -228,31 +345,56 @@ pub async fn docs_requests_suite(store: Store<'_>) {
     );
 
     // ... with "minimum conversion" and "maximum rejection rate".
-    let v = ok(&app, &format!("/api/v1/reports/fraud.json?tracker_id=81&group[]=sub_id&group[]=partner&search_fields[]={{\"term\":\"min_conversions\",\"query\":3}}&search_fields[]={{\"term\":\"max_rejection_rate\",\"query\":30}}&date_start={start}&date_end={end}&timezone=UTC&{auth}")).await;
-    let rows = v["fraud"]["results"].as_array().unwrap();
-    assert_eq!(rows.len(), 1, "{v}");
-    assert_eq!(rows[0]["sub_id"], "S1");
+    let fraud = |filters: &str| {
+        format!(
+            "/api/v1/reports/fraud.json?tracker_id=81&group[]=sub_id&group[]=partner&{filters}&date_start={start}&date_end={end}&timezone=UTC&{auth}"
+        )
+    };
+    let subs = |v: &Value| -> Vec<Value> {
+        v["fraud"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["sub_id"].clone())
+            .collect()
+    };
+    let v = ok(
+        &app,
+        &fraud("search_fields[]={\"term\":\"min_conversions\",\"query\":2}"),
+    )
+    .await;
+    assert_eq!(subs(&v), [json!("S1")], "{v}");
+    let v = ok(&app, &fraud("search_fields[]={\"term\":\"min_conversions\",\"query\":1}&search_fields[]={\"term\":\"max_rejection_rate\",\"query\":30}")).await;
+    assert_eq!(subs(&v), [json!("S2")], "{v}");
 
     // The goal report: the same shape, data sources mandatory.
     let v = ok(&app, &format!("/api/v1/reports/goal.json?tracker_id=81&group[]=affiliate&date_start={start}&date_end={end}&timezone=UTC&{auth}")).await;
     let rows = v["fraud"]["results"].as_array().unwrap();
     assert_eq!(
         rows.iter()
-            .map(|r| r["affiliate"].clone())
+            .map(|r| (
+                r["affiliate"].clone(),
+                r["conversion"].clone(),
+                r["goal"].clone()
+            ))
             .collect::<Vec<_>>(),
-        [json!("A1"), json!("A2")]
+        [
+            (json!("A1"), json!(3), json!(1)),
+            (json!("A2"), json!(1), json!(1))
+        ]
     );
 
-    // The global report, not wrapped; one row per tracker.
+    // The global report, not wrapped; one row per tracker: clicks,
+    // goals and installs counted apart, installs per click.
     let v = ok(&app, &format!("/api/v1/reports/global.json?group[]=tracker_id&date_start={start}&date_end={end}&timezone=UTC&{auth}")).await;
     assert_eq!(
         v.as_object().unwrap().keys().collect::<Vec<_>>(),
         ["results"]
     );
-    let want_81 = json!({"tracker_id": 81, "click": 4, "goal": 0, "conversion": 6, "approved": 4,
-        "rejected": 2, "": 0, "tracker": "adserver-eu", "conversion_rate": 150.0});
-    let want_698 = json!({"tracker_id": 698, "click": 1, "goal": 0, "conversion": 1, "approved": 1,
-        "rejected": 0, "": 0, "tracker": "adserver-us", "conversion_rate": 100.0});
+    let want_81 = json!({"tracker_id": 81, "click": 6, "goal": 2, "conversion": 4, "approved": 2,
+        "rejected": 2, "": 0, "tracker": "adserver-eu", "conversion_rate": 66.67});
+    let want_698 = json!({"tracker_id": 698, "click": 2, "goal": 0, "conversion": 1, "approved": 1,
+        "rejected": 0, "": 0, "tracker": "adserver-us", "conversion_rate": 50.0});
     assert_eq!(v["results"], json!([want_81, want_698]));
     // ... filtered to one tracker.
     let v = ok(&app, &format!("/api/v1/reports/global.json?group[]=tracker_id&search_fields[]={{\"term\":\"tracker_id\",\"query\":81}}&date_start={start}&date_end={end}&timezone=UTC&{auth}")).await;
@@ -272,11 +414,12 @@ pub async fn docs_requests_suite(store: Store<'_>) {
         let date: jiff::civil::Date = t[..10].parse().unwrap();
         assert_eq!(date.weekday(), jiff::civil::Weekday::Monday, "{t}");
     }
-    let total: i64 = weeks
-        .iter()
-        .map(|w| w["conversion"].as_i64().unwrap())
-        .sum();
-    assert_eq!(total, 7);
+    let this_week = weeks.last().unwrap();
+    assert_eq!(
+        this_week,
+        &json!({"intervals": this_week["intervals"], "click": 8, "goal": 2, "conversion": 5,
+            "approved": 3, "rejected": 2, "conversion_rate": 62.5, "rejection_rate": 40.0})
+    );
     let empty = &weeks[0];
     assert_eq!(
         empty,
@@ -301,11 +444,18 @@ async fn interval_buckets_are_every_hour_and_day_in_the_timezone_with_empty_ones
     assert_eq!(days[0]["intervals"], format!("{start}T00:00:00+0000"));
     assert_eq!(days[0]["conversion"], 0, "yesterday had none");
     let sum = |key: &str| days.iter().map(|d| d[key].as_i64().unwrap()).sum::<i64>();
-    // Affiliate A1: four clicks of tracker 81, one of 698.
+    // Affiliate A1: four clicks, three installs (two rejected) and a
+    // goal of tracker 81; two clicks and an install of 698.
     assert_eq!(
-        (sum("conversion"), sum("click"), sum("rejected")),
-        (5, 5, 1)
+        (
+            sum("click"),
+            sum("conversion"),
+            sum("rejected"),
+            sum("goal")
+        ),
+        (6, 4, 2, 1)
     );
+    assert_eq!(days[1]["conversion_rate"], 66.67);
     let v = ok(&app, &path("hour", "Asia/Kolkata")).await;
     let hours = v["results"].as_array().unwrap();
     assert_eq!(hours.len(), 72);
@@ -318,14 +468,100 @@ async fn interval_buckets_are_every_hour_and_day_in_the_timezone_with_empty_ones
 }
 
 #[tokio::test]
+async fn the_goal_data_source_splits_the_goals_by_their_name() {
+    let app = app_on(&|_| {}).await;
+    let seeded = seed(&app).await;
+    // A2's click also reaches a purchase.
+    let now = jiff::Timestamp::now().as_second();
+    postback_as(&app, EU_KEY, &seeded.clicks[4], "purchase", now, &[]).await;
+    let path = |more: &str| {
+        format!(
+            "/api/v1/reports/goal.json?tracker_id=81&group[]=affiliate&group[]=goal{more}&date_start={}&date_end={}&timezone=UTC&api_token={KEY}",
+            day(-1),
+            day(1)
+        )
+    };
+    let rows = |v: &Value| -> Vec<Value> {
+        v["fraud"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                json!([
+                    r["affiliate"],
+                    r["goal_name"],
+                    r["conversion"],
+                    r["goal"],
+                    r["goal_rate"]
+                ])
+            })
+            .collect()
+    };
+    // Per goal name, each with its group's conversions.
+    let v = eventually(Duration::from_secs(5), || async {
+        let v = ok(&app, &path("")).await;
+        (v["fraud"]["results"].as_array()?.len() == 3).then_some(v)
+    })
+    .await;
+    assert_eq!(
+        rows(&v),
+        [
+            json!(["A1", "purchase", 3, 1, 33.33]),
+            json!(["A2", "purchase", 1, 1, 100.0]),
+            json!(["A2", "registration", 1, 1, 100.0])
+        ]
+    );
+    let keys: Vec<&str> = v["fraud"]["results"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys[..4],
+        ["tracker_id", "affiliate", "goal_name", "conversion"],
+        "the name apart from the goals' count"
+    );
+    // One goal: a group without it keeps its conversions, no goal.
+    let v = ok(
+        &app,
+        &path("&search_fields[]={\"term\":\"goal\",\"query\":\"registration\"}"),
+    )
+    .await;
+    assert_eq!(
+        rows(&v),
+        [
+            json!(["A1", null, 3, 0, 0.0]),
+            json!(["A2", "registration", 1, 1, 100.0])
+        ]
+    );
+    let v = ok(
+        &app,
+        &path("&search_fields[]={\"term\":\"min_goals_reached\",\"query\":50}"),
+    )
+    .await;
+    assert_eq!(rows(&v).len(), 2, "A2's two goals: {v}");
+}
+
+/// The `{param_name, param_value}` of `name` in a row's extra parameters.
+fn param<'v>(row: &'v Value, name: &str) -> Option<&'v Value> {
+    row["extra_parameters"]
+        .as_array()?
+        .iter()
+        .find(|p| p["param_name"] == name)
+        .map(|p| &p["param_value"])
+}
+
+#[tokio::test]
 async fn conversion_pages_carry_the_documented_pagination_and_sources() {
     let app = app_on(&|_| {}).await;
-    let ids = seed(&app).await;
-    let base = format!(
-        "/api/v1/reports/conversion.json?tracker_id=81&date_start={}&date_end={}&timezone=UTC&count=4&api_token={KEY}",
+    let seeded = seed(&app).await;
+    let all = format!(
+        "/api/v1/reports/conversion.json?tracker_id=81&date_start={}&date_end={}&timezone=UTC&api_token={KEY}",
         day(-1),
         day(1)
     );
+    let base = format!("{all}&count=3");
     let p1 = ok(&app, &format!("{base}&page=1")).await;
     assert_eq!(
         (
@@ -334,11 +570,11 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
             &p1["current_page"],
             &p1["last_page"]
         ),
-        (&json!(6), &json!("4"), &json!(1), &json!(2))
+        (&json!(4), &json!("3"), &json!(1), &json!(2))
     );
     assert_eq!(
         (&p1["from"], &p1["to"], &p1["prev_page_url"]),
-        (&json!(1), &json!(4), &Value::Null)
+        (&json!(1), &json!(3), &Value::Null)
     );
     let next = p1["next_page_url"].as_str().unwrap();
     assert!(
@@ -349,7 +585,7 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
     let p2 = ok(&app, &format!("{next}&api_token={KEY}")).await;
     assert_eq!(
         (&p2["from"], &p2["to"], &p2["next_page_url"]),
-        (&json!(5), &json!(6), &Value::Null)
+        (&json!(4), &json!(4), &Value::Null)
     );
     assert!(p2["prev_page_url"].as_str().unwrap().contains("page=1"));
     let p3 = ok(&app, &format!("{base}&page=3")).await;
@@ -358,7 +594,8 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
         (&Value::Null, &Value::Null, &json!([]))
     );
 
-    // Newest first, every row of tracker 81 once.
+    // Newest first, every install of tracker 81 once: no click, no
+    // goal, no impression.
     let hits: Vec<&Value> = p1["data"]
         .as_array()
         .unwrap()
@@ -366,16 +603,17 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
         .chain(p2["data"].as_array().unwrap())
         .collect();
     let got: Vec<&str> = hits.iter().map(|h| h["_id"].as_str().unwrap()).collect();
-    assert_eq!(got, newest_first(&ids[..6]));
+    assert_eq!(got, newest_first(&seeded.conversions));
     let sorts: Vec<i64> = hits
         .iter()
         .map(|h| h["sort"][0].as_i64().unwrap())
         .collect();
     assert!(sorts.windows(2).all(|w| w[0] >= w[1]));
 
-    // The datacenter click: every documented field, fraudgate's values
-    // where it has them, null where it does not.
-    let hit = hits.iter().find(|h| h["_id"] == ids[3].as_str()).unwrap();
+    // The install of the blocked click: every documented field,
+    // fraudgate's values where it has them, null where it does not.
+    let id = seeded.conversions[2].as_str();
+    let hit = hits.iter().find(|h| h["_id"] == id).unwrap();
     assert_eq!(
         (&hit["_type"], &hit["_score"]),
         (&json!("conversion"), &Value::Null)
@@ -388,37 +626,86 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
         ("affiliate", json!("A1")),
         ("sub_id", json!("S1")),
         ("product", json!("P1")),
-        ("partner", json!("ADV1")),
+        ("partner", Value::Null),
         ("type", json!("conversion")),
         ("status", json!("rejected")),
         ("remote_address", json!("10.99.0.4")),
-        ("country_code", json!("DE")),
-        ("id", json!(ids[3])),
+        ("http_user_agent", json!(UA)),
+        ("country_code", json!("US")),
+        ("id", json!(id)),
         ("fingerprint", Value::Null),
         ("score", Value::Null),
         ("city", Value::Null),
         ("consolidated_affiliate", json!("A1")),
         ("affiliate_label", json!("N/A")),
         ("partner_label", json!("N/A")),
-        (
-            "extra_parameters",
-            json!([{"param_name": "advertiser_id", "param_value": "ADV1"}]),
-        ),
+        // Click to install.
+        ("session_time", json!("0D, 00:10:00")),
+        ("session_time_in_seconds", json!(600)),
         (
             "rejected_reason",
-            json!({"rejected_reason_id": null, "simple_reason": "tags", "advanced_reason": "datacenter"}),
+            json!({"rejected_reason_id": null, "simple_reason": "Blocked click",
+                "advanced_reason": "its click was blocked (tags)"}),
         ),
     ] {
         assert_eq!(s[k], want, "{k}: {s}");
     }
+    assert_eq!(param(s, "click_id"), Some(&json!(seeded.clicks[3])), "{s}");
+    assert_eq!(param(s, "ctit"), Some(&json!("600")), "{s}");
     assert_eq!(s["request_time"].as_str().unwrap().len(), 8, "HH:MM:SS");
     assert_eq!(s["request_date"], day(0).as_str());
-    assert_eq!(s["reasons"][0]["filter_id"]["simple_reason"], "tags");
-    let labelled = hits.iter().find(|h| h["_id"] == ids[0].as_str()).unwrap();
-    assert_eq!(labelled["_source"]["affiliate_label"], "Alice Media");
+    // Each rule that fired, as a filter that matched.
+    let filters: Vec<(&Value, &Value, &Value)> = s["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                &r["filter_id"]["simple_reason"],
+                &r["filter_id"]["advanced_reason"],
+                &r["matches"],
+            )
+        })
+        .collect();
     assert_eq!(
-        labelled["_source"]["rejected_reason"],
-        json!({"rejected_reason_id": "", "simple_reason": "", "advanced_reason": ""})
+        filters,
+        [
+            (
+                &json!("Blocked click"),
+                &json!("its click was blocked (tags)"),
+                &json!(1)
+            ),
+            (
+                &json!("Click mismatch"),
+                &json!("country DE at the click, US at the conversion"),
+                &json!(1)
+            )
+        ]
+    );
+    // The approved install: its payout among the extra parameters.
+    let approved = &hits
+        .iter()
+        .find(|h| h["_id"] == seeded.conversions[0].as_str())
+        .unwrap()["_source"];
+    assert_eq!(
+        (&approved["status"], &approved["rejected_reason"]),
+        (
+            &json!("approved"),
+            &json!({"rejected_reason_id": "", "simple_reason": "", "advanced_reason": ""})
+        )
+    );
+    assert_eq!(approved["reasons"], json!([]), "no rule fired");
+    assert_eq!(
+        (
+            &approved["session_time"],
+            &approved["session_time_in_seconds"]
+        ),
+        (&json!("0D, 00:06:46"), &json!(406)),
+        "as the docs print it"
+    );
+    assert_eq!(
+        (param(approved, "payout"), param(approved, "currency")),
+        (Some(&json!("1.50")), Some(&json!("USD")))
     );
 
     // The documented filters.
@@ -428,29 +715,76 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
         async move { ok(app, &path).await["total"].clone() }
     };
     assert_eq!(total(r#"{"term":"status","query":"rejected"}"#).await, 2);
-    assert_eq!(total(r#"{"term":"country_code","query":"FR"}"#).await, 2);
-    assert_eq!(total(r#"{"term":"partner","query":"ADV1"}"#).await, 4);
+    assert_eq!(total(r#"{"term":"country_code","query":"FR"}"#).await, 1);
+    assert_eq!(total(r#"{"term":"sub_id","query":"S1"}"#).await, 3);
     assert_eq!(
-        total(r#"{"term":"rejected_reason.advanced_reason","query":"proxy"}"#).await,
+        total(r#"{"term":"rejected_reason.advanced_reason","query":"ctit_short"}"#).await,
         1
+    );
+    assert_eq!(
+        total(r#"{"term":"rejected_reason.simple_reason","query":"Click injection"}"#).await,
+        1
+    );
+    assert_eq!(
+        total(r#"{"term":"rejected_reason.simple_reason","query":"tags"}"#).await,
+        0,
+        "every rejected install names its rule"
     );
     assert_eq!(
         total(r#"{"term":"min_score","query":0}"#).await,
         0,
         "no score is kept"
     );
+    // With the clicks and the goals: `_type` says which is which.
+    let with = |more: &str| {
+        let path = format!("{all}&page=1&count=20{more}");
+        let app = &app;
+        async move { ok(app, &path).await }
+    };
+    assert_eq!(with("&click=1").await["total"], 10);
+    // The datacenter click: RT's tags, no rule.
+    let v = with(
+        "&click=1&search_fields[]={\"term\":\"rejected_reason.simple_reason\",\"query\":\"tags\"}",
+    )
+    .await;
+    assert_eq!(v["total"], 1, "{v}");
+    assert_eq!(
+        v["data"][0]["_source"]["rejected_reason"],
+        json!({"rejected_reason_id": null, "simple_reason": "tags", "advanced_reason": "datacenter"})
+    );
+    let v = with("&click=1&goal=1&search_fields[]={\"term\":\"partner\",\"query\":\"ADV1\"}").await;
+    assert_eq!(v["total"], 4, "the A1 clicks: {v}");
+    let v = with("&goal=1").await;
+    let mut types: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["_type"].as_str().unwrap())
+        .collect();
+    types.sort_unstable();
+    assert_eq!(
+        types,
+        [
+            "conversion",
+            "conversion",
+            "conversion",
+            "conversion",
+            "goal",
+            "goal"
+        ]
+    );
 }
 
 #[tokio::test]
 async fn the_scroll_walks_every_conversion_exactly_once_by_get_and_by_post_form() {
     let app = app_on(&|_| {}).await;
-    let ids = seed(&app).await;
+    let seeded = seed(&app).await;
     let params = format!(
         "click=0&count=2&date_end={}&date_start={}&goal=0&page=1&timezone=UTC&tracker_id=81",
         day(1),
         day(-1)
     );
-    let want = newest_first(&ids[..6]);
+    let want = newest_first(&seeded.conversions);
     // GET, following next_page_url.
     let mut got = Vec::new();
     let mut path = format!("/api/v1/reports/conversion_scroll.json?{params}&user_id={USER}");
@@ -462,12 +796,19 @@ async fn the_scroll_walks_every_conversion_exactly_once_by_get_and_by_post_form(
         for d in data {
             assert_eq!(d.as_object().unwrap().len(), 32, "{d}");
             assert_eq!(d["tracker_id"], "81", "a string, as printed");
+            assert_eq!(d["type"], "conversion");
+            if d["id"] == seeded.conversions[3].as_str() {
+                assert_eq!(
+                    (&d["session_time"], &d["session_time_in_seconds"]),
+                    (&json!("0D, 00:02:00"), &json!(120))
+                );
+            }
         }
         match v["next_page_url"].as_str() {
             Some(next) => path = next.to_owned(),
             None => break,
         }
-        assert!(got.len() <= 6, "the scroll ends");
+        assert!(got.len() <= 4, "the scroll ends");
     }
     assert_eq!(got, want);
     // POST, as the SDK sends it: the report's parameters in the URL and
@@ -503,7 +844,7 @@ async fn the_scroll_walks_every_conversion_exactly_once_by_get_and_by_post_form(
         };
         let id = next.split("next_page_id=").nth(1).unwrap();
         cursor = Some(id.to_owned());
-        assert!(got.len() <= 6, "the scroll ends");
+        assert!(got.len() <= 4, "the scroll ends");
     }
     assert_eq!(got, want);
 }
@@ -511,58 +852,72 @@ async fn the_scroll_walks_every_conversion_exactly_once_by_get_and_by_post_form(
 #[tokio::test]
 async fn an_entry_is_found_by_its_type_and_decision_id() {
     let app = app_on(&|_| {}).await;
-    let ids = seed(&app).await;
-    let v = ok(
-        &app,
-        &format!(
-            "/api/v1/reports/conversion/{}?user_id={USER}&api_token={KEY}",
-            ids[4]
-        ),
-    )
-    .await;
+    let seeded = seed(&app).await;
+    let entry = |kind: &str, id: &str| {
+        format!("/api/v1/reports/{kind}/{id}?user_id={USER}&api_token={KEY}")
+    };
+    let injected = seeded.conversions[1].as_str();
+    let v = ok(&app, &entry("conversion", injected)).await;
     let e = v.as_array().expect("an array of one");
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].as_object().unwrap().len(), 33, "{v}");
     assert_eq!(
-        (&e[0]["id"], &e[0]["status"]),
-        (&json!(ids[4]), &json!("rejected"))
+        (&e[0]["id"], &e[0]["type"], &e[0]["status"]),
+        (&json!(injected), &json!("conversion"), &json!("rejected"))
     );
     assert_eq!(
         (&e[0]["reason"], &e[0]["advanced_reason"]),
-        (&json!("tags"), &json!("proxy"))
+        (
+            &json!("Click injection"),
+            &json!("3 s from click to install, under 10 s")
+        )
     );
     assert!(e[0]["request_time"].as_str().unwrap().ends_with("+00:00"));
-    let v = ok(
-        &app,
-        &format!("/api/v1/reports/click/{}?api_token={KEY}", ids[0]),
-    )
-    .await;
-    assert_eq!(v[0]["id"], ids[0].as_str());
-    // An impression is no click; a goal is none of these.
+    assert_eq!(
+        (&e[0]["session_time"], &e[0]["session_time_in_seconds"]),
+        (&json!("00:00:03"), &json!(3)),
+        "the entry's form"
+    );
+    let v = ok(&app, &entry("click", &seeded.clicks[0])).await;
+    assert_eq!(v[0]["session_time"], Value::Null, "a click has no CTIT");
+    assert_eq!(
+        (&v[0]["id"], &v[0]["type"], &v[0]["status"]),
+        (
+            &json!(seeded.clicks[0]),
+            &json!("click"),
+            &json!("approved")
+        )
+    );
+    let v = ok(&app, &entry("goal", &seeded.goals[0])).await;
+    assert_eq!(
+        (&v[0]["type"], &v[0]["affiliate"]),
+        (&json!("goal"), &json!("A1"))
+    );
+    // A goal's own fields among the extra parameters, as the docs print them.
+    let e = &v[0];
+    assert_eq!(
+        ["goal", "payout", "currency", "status", "ctit"].map(|k| param(e, k)),
+        [
+            Some(&json!("purchase")),
+            Some(&json!("20")),
+            Some(&json!("EUR")),
+            Some(&json!("approved")),
+            Some(&json!("900"))
+        ]
+    );
+    // An install is no click, a click no conversion, a goal neither.
+    for (kind, id) in [
+        ("click", injected),
+        ("conversion", seeded.clicks[0].as_str()),
+        ("conversion", seeded.goals[0].as_str()),
+        ("goal", seeded.conversions[0].as_str()),
+    ] {
+        refused(&app, &entry(kind, id), 404, "entry_id").await;
+    }
+    refused(&app, &entry("banner", &seeded.clicks[0]), 404, "entry_type").await;
     refused(
         &app,
-        &format!("/api/v1/reports/click/{}?api_token={KEY}", ids[4]),
-        404,
-        "entry_id",
-    )
-    .await;
-    refused(
-        &app,
-        &format!("/api/v1/reports/goal/{}?api_token={KEY}", ids[0]),
-        404,
-        "entry_id",
-    )
-    .await;
-    refused(
-        &app,
-        &format!("/api/v1/reports/banner/{}?api_token={KEY}", ids[0]),
-        404,
-        "entry_type",
-    )
-    .await;
-    refused(
-        &app,
-        &format!("/api/v1/reports/conversion/FS_59412b282a0150.92227388?api_token={KEY}"),
+        &entry("conversion", "FS_59412b282a0150.92227388"),
         404,
         "entry_id",
     )

@@ -17,7 +17,7 @@ async fn a_python_client_written_against_the_docs_reads_every_documented_field()
         return;
     };
     let app = app_on(&|_| {}).await;
-    let ids = seed(&app).await;
+    let seeded = seed(&app).await;
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/fraudshield_client.py");
     let (start, end) = (day(-1), day(1));
@@ -39,23 +39,41 @@ async fn a_python_client_written_against_the_docs_reads_every_documented_field()
     let v: Value = serde_json::from_slice(&out.stdout).expect("the client prints JSON");
 
     assert_eq!(v["missing"], json!([]), "every documented field is there");
-    // Tracker 81's six decisions (every decision is a conversion for
-    // now), each once, by pages and by the scroll alike.
-    let want = newest_first(&ids[..6]);
-    assert_eq!(v["conversion_total"], 6);
+    // Tracker 81's four installs, each once, by pages and by the scroll
+    // alike; its clicks and goals are not conversions.
+    let want = newest_first(&seeded.conversions);
+    assert_eq!(v["conversion_total"], 4);
     assert_eq!(v["conversion_ids"], json!(want));
     assert_eq!(v["scroll_ids"], json!(want));
     let fraud = v["fraud"].as_array().unwrap();
     assert_eq!(fraud.len(), 2, "A1/S1 and A2/S2: {fraud:?}");
     assert_eq!(
-        (&fraud[0]["affiliate"], &fraud[0]["conversion"]),
-        (&json!("A1"), &json!(4))
+        (
+            &fraud[0]["affiliate"],
+            &fraud[0]["conversion"],
+            &fraud[0]["rejected"],
+            &fraud[0]["goal"]
+        ),
+        (&json!("A1"), &json!(3), &json!(2), &json!(1))
+    );
+    assert_eq!(
+        fraud[0]["reasons"],
+        json!({"Click injection": 1, "Blocked click": 1, "Click mismatch": 1})
     );
     let goal = v["goal"].as_array().unwrap();
-    assert_eq!(goal.len(), 2, "P1/A1 and P1/A2: {goal:?}");
-    assert!(
+    assert_eq!(
         goal.iter()
-            .all(|r| r["product"] == "P1" && r["rejected"] == 1)
+            .map(|r| (
+                r["product"].clone(),
+                r["affiliate"].clone(),
+                r["rejected"].clone()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            (json!("P1"), json!("A1"), json!(2)),
+            (json!("P1"), json!("A2"), json!(0))
+        ],
+        "most rejected first"
     );
     let global = v["global"].as_array().unwrap();
     assert!(
@@ -63,20 +81,28 @@ async fn a_python_client_written_against_the_docs_reads_every_documented_field()
             .iter()
             .all(|r| r["tracker_id"] == 81 && r["tracker"] == "adserver-eu")
     );
+    let sum = |rows: &[Value], k: &str| rows.iter().map(|r| r[k].as_i64().unwrap()).sum::<i64>();
     assert_eq!(
-        global
-            .iter()
-            .map(|r| r["conversion"].as_i64().unwrap())
-            .sum::<i64>(),
-        6
+        (
+            sum(global, "click"),
+            sum(global, "conversion"),
+            sum(global, "goal")
+        ),
+        (6, 4, 2)
     );
     let interval = v["interval"].as_array().unwrap();
     assert_eq!(
+        (sum(interval, "click"), sum(interval, "conversion")),
+        (8, 5)
+    );
+    assert!(
         interval
             .iter()
-            .map(|r| r["conversion"].as_i64().unwrap())
-            .sum::<i64>(),
-        7
+            .all(|r| r["conversion_rate"] == "N/A" || r["conversion_rate"].as_f64() <= Some(100.0)),
+        "{interval:?}"
     );
-    assert_eq!(v["entry"]["id"], json!(want[0]));
+    assert_eq!(
+        (&v["entry"]["id"], &v["entry"]["type"]),
+        (&json!(want[0]), &json!("conversion"))
+    );
 }

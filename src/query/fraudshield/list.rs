@@ -33,8 +33,8 @@ pub fn queries(r: &Request) -> Vec<Query> {
 }
 
 /// Which decisions: the conversions, and with `click=1` / `goal=1` the
-/// clicks and goals too (while every decision is a conversion, those
-/// are in already).
+/// clicks and goals too (`None`: every decision, were every decision a
+/// conversion).
 fn which(r: &Request) -> Option<Expr> {
     let mut any = vec![conversion_filter()?];
     if r.click {

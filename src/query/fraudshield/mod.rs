@@ -2,13 +2,17 @@
 //! one query model: each request becomes a few [`Query`] values (the
 //! conversions, the clicks, the goals of the same rows), run by the same
 //! reader as every other query, and their rows are reshaped into
-//! Fraudshield's answers. What each Fraudshield name reads is one table,
-//! [`terms::TERMS`]; what a conversion is, one constant,
+//! Fraudshield's answers. A conversion is an install and a goal a
+//! `custom` event (a goal's name), both as trackers post them back to
+//! `/v1/postback`; a click is a click. What each Fraudshield name reads
+//! is one table, [`terms::TERMS`]; what a conversion is, one constant,
 //! [`terms::CONVERSION_EVENT_TYPES`].
 //!
 //! - [`params`]: the request, checked; [`search`]: `search_fields[]`;
-//!   [`trackers`]: `tracker_id` as fraudgate's clients.
-//! - [`summary`]: `fraud.json`, `goal.json`, `global.json`;
+//!   [`trackers`]: `tracker_id` as fraudgate's clients; [`reasons`]: why
+//!   a decision was rejected, as a category and its detail.
+//! - [`summary`]: `fraud.json`, `goal.json`, `global.json` (their rows'
+//!   [`order`]);
 //!   [`interval`]: `interval.json`; [`list`]: `conversion.json` and
 //!   `conversion_scroll.json` (its [`cursor`]); [`source`]: one decision
 //!   in each of Fraudshield's forms (also the entry report's).
@@ -16,7 +20,9 @@
 pub mod cursor;
 pub mod interval;
 pub mod list;
+pub mod order;
 pub mod params;
+pub mod reasons;
 pub mod search;
 pub mod source;
 pub mod summary;

@@ -121,6 +121,8 @@ pub struct Request {
     pub rows: Vec<Expr>,
     /// Bounds on the conversion groups (count, rejection rate).
     pub having: Vec<Expr>,
+    /// What the goals counted are narrowed to (their name).
+    pub goals: Vec<Expr>,
     /// Bounds on the goal rate: at least (`true`) or at most.
     pub goal_rate: Vec<(bool, f64)>,
     pub click: bool,
@@ -161,6 +163,7 @@ impl Request {
             groups: Vec::new(),
             rows: Vec::new(),
             having: Vec::new(),
+            goals: Vec::new(),
             goal_rate: Vec::new(),
             click: false,
             goal: false,
@@ -251,6 +254,7 @@ impl Request {
             match search::parse(&s, report, &r.groups, trackers)? {
                 Search::Rows(e) => r.rows.push(e),
                 Search::Groups(e) => r.having.push(e),
+                Search::Goals(e) => r.goals.push(e),
                 Search::GoalRate(min, v) => r.goal_rate.push((min, v)),
             }
         }
@@ -289,8 +293,7 @@ impl Request {
         Ok(name)
     }
 
-    /// The fields the data sources group by (a goal's name splits
-    /// nothing: fraudgate records none).
+    /// The data sources and the fields they group by.
     pub fn group_fields(&self) -> Vec<(&'static str, &'static Field)> {
         self.groups
             .iter()

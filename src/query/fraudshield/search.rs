@@ -1,7 +1,7 @@
 //! Fraudshield's filters, `search_fields[]={"term":..,"query":..}`: the
 //! terms each report documents, each narrowing the rows (a field equals
-//! the query), the conversion groups (their count or rejection rate), or
-//! the merged rows (their goal rate).
+//! the query), the goals (their name), the conversion groups (their
+//! count or rejection rate), or the merged rows (their goal rate).
 
 use serde_json::Value;
 
@@ -16,6 +16,9 @@ use crate::query::{Expr, Op, QueryError, Scalar};
 pub enum Search {
     /// The rows every query of the report reads.
     Rows(Expr),
+    /// The goals counted (by their name: conversions and clicks have
+    /// none).
+    Goals(Expr),
     /// The conversion groups (a `having` on their count or block rate).
     Groups(Expr),
     /// The goal rate (goals per 100 conversions) of the merged rows:
@@ -102,6 +105,7 @@ pub fn parse(
             number()?;
             Search::Rows(terms::filter("score", &query, trackers)?)
         }
+        "goal" => Search::Goals(terms::filter(term, &query, trackers)?),
         _ => Search::Rows(terms::filter(term, &query, trackers)?),
     })
 }
@@ -196,6 +200,15 @@ mod tests {
             )
             .unwrap(),
             Search::Rows(cmp("aff_sub1", Op::Eq, Scalar::Text("500".into())))
+        );
+        assert_eq!(
+            search(
+                r#"{"term":"goal","query":"purchase"}"#,
+                Report::Goal,
+                &["goal"]
+            )
+            .unwrap(),
+            Search::Goals(cmp("goal", Op::Eq, Scalar::Text("purchase".into())))
         );
     }
 

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value, json};
 
+use super::reasons::{self, Reason};
 use super::terms::{self, kind_of};
 use super::{Row, Trackers};
 
@@ -209,6 +210,10 @@ impl Decision<'_> {
             }
             ("request_time", _) => local().strftime("%H:%M:%S").to_string().into(),
             ("request_date", _) => local().strftime("%Y-%m-%d").to_string().into(),
+            ("session_time", Form::Entry) => match self.read("session_time_in_seconds").as_i64() {
+                Some(s) => terms::duration(s, false).into(),
+                None => Value::Null,
+            },
             ("type", _) => self.kind().into(),
             // The scroll prints it as text.
             ("tracker_id", Form::Flat) => match self.read(name) {
@@ -219,34 +224,44 @@ impl Decision<'_> {
             ("advanced_reason", _) => self.why("rejected_reason.advanced_reason"),
             ("rejected_reason", Form::Entry) => self.why("rejected_reason.simple_reason"),
             ("rejected_reason", _) => self.rejected_reason(),
-            ("reasons", _) => match self.rejected() {
-                true => json!([{
-                    "filter_id": self.rejected_reason(),
+            ("reasons", _) => self.reasons(),
+            ("extra_parameters", _) => self.extra_parameters(),
+            _ => self.read(name),
+        }
+    }
+
+    /// `{rejected_reason_id, simple_reason, advanced_reason}` of the
+    /// first reason; all `""` when approved, as printed.
+    fn rejected_reason(&self) -> Value {
+        if !self.rejected() {
+            return json!({"rejected_reason_id": "", "simple_reason": "", "advanced_reason": ""});
+        }
+        filter_id(&reasons::first(self.row))
+    }
+
+    /// Every rule that fired, whatever the status, as one of
+    /// Fraudshield's filters that matched (fraudgate keeps no priority,
+    /// limit, ratio or weight: null); a rejection no rule judged as one
+    /// filter of its reason.
+    fn reasons(&self) -> Value {
+        let mut fired = reasons::fired(self.row);
+        if fired.is_empty() && self.rejected() {
+            fired.push(reasons::first(self.row));
+        }
+        fired
+            .iter()
+            .map(|r| {
+                json!({
+                    "filter_id": filter_id(r),
                     "priority": null,
                     "matches": 1,
                     "limit": null,
                     "ratio": null,
                     "weight": null,
                     "weighted_ratio": null,
-                }]),
-                false => json!([]),
-            },
-            ("extra_parameters", _) => self.extra_parameters(),
-            _ => self.read(name),
-        }
-    }
-
-    /// `{rejected_reason_id, simple_reason, advanced_reason}`: fraudgate
-    /// numbers no reasons (null id); all `""` when approved, as printed.
-    fn rejected_reason(&self) -> Value {
-        if !self.rejected() {
-            return json!({"rejected_reason_id": "", "simple_reason": "", "advanced_reason": ""});
-        }
-        json!({
-            "rejected_reason_id": null,
-            "simple_reason": self.read("rejected_reason.simple_reason"),
-            "advanced_reason": self.read("rejected_reason.advanced_reason"),
-        })
+                })
+            })
+            .collect()
     }
 
     /// The RT fields the caller sent that have no column (`extra`).
@@ -261,4 +276,14 @@ impl Decision<'_> {
             .collect();
         Value::Array(params)
     }
+}
+
+/// A reason as Fraudshield's `filter_id`: fraudgate numbers no
+/// reasons (a null id).
+fn filter_id(r: &Reason) -> Value {
+    json!({
+        "rejected_reason_id": null,
+        "simple_reason": r.simple,
+        "advanced_reason": r.advanced,
+    })
 }

@@ -2,30 +2,58 @@
 //! conversions (approved, rejected, the reasons), the clicks and the goals
 //! of the same rows, merged by group and shaped as the docs print them.
 //! Each count is its own grouped query; the rows are joined here by their
-//! group values.
+//! group values. The data source `goal` (a goal's name) splits the goals
+//! only: a group's row comes once per goal name, its conversions on each.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
 use super::terms::{self, CLICK_EVENT_TYPE, GOAL_EVENT_TYPE, conversion_filter, event_type_is};
-use super::{Report, Request, Row, Trackers, count, query, rate};
+use super::{Report, Request, Row, Trackers, count, order, query, rate, reasons};
 use crate::query::report::{MAX_REPORT_ROWS, cmp};
 use crate::query::{Agg, Expr, Field, Op, Query, QueryError, Scalar, Shape, field};
 
 /// Reason rows may be this many times the groups (one per reason).
 const REASONS_PER_GROUP: u64 = 16;
 
+/// The data source of a goal's name, and its key in a row (`goal` is
+/// the goals' count there).
+const GOAL: &str = "goal";
+const GOAL_NAME: &str = "goal_name";
+
+/// The name of a data source in a row.
+pub fn row_key(source: &str) -> &str {
+    if source == GOAL { GOAL_NAME } else { source }
+}
+
+/// The data sources but the goal's name, and its field if it is one.
+fn sources(r: &Request) -> (Vec<(&'static str, &'static Field)>, Option<&'static Field>) {
+    let (goal, others): (Vec<_>, Vec<_>) =
+        r.group_fields().into_iter().partition(|(n, _)| *n == GOAL);
+    (others, goal.first().map(|(_, f)| *f))
+}
+
 pub fn queries(r: &Request) -> Vec<Query> {
-    let groups: Vec<&'static Field> = r.group_fields().into_iter().map(|(_, f)| f).collect();
+    let (sources, goal_name) = sources(r);
+    let groups: Vec<&'static Field> = sources.into_iter().map(|(_, f)| f).collect();
+    let mut by_goal = groups.clone();
+    by_goal.extend(goal_name);
+    let goals = Expr::And(
+        std::iter::once(event_type_is(GOAL_EVENT_TYPE))
+            .chain(r.goals.iter().cloned())
+            .collect(),
+    );
     let shape = |groups: Vec<&'static Field>, aggs, having| Shape::Groups {
         groups,
         aggs,
         having,
     };
     let having = (!r.having.is_empty()).then(|| Expr::And(r.having.clone()));
-    let conversions = vec![Agg::Count, Agg::Allowed, Agg::Blocked, Agg::BlockRate];
+    let mut conversions = vec![Agg::Count, Agg::Allowed, Agg::Blocked, Agg::BlockRate];
+    if r.report != Report::Global {
+        conversions.extend(reasons::aggs());
+    }
     let cap = MAX_REPORT_ROWS + 1;
     let mut qs = vec![
         query(
@@ -40,20 +68,22 @@ pub fn queries(r: &Request) -> Vec<Query> {
             shape(groups.clone(), vec![Agg::Count], None),
             cap,
         ),
-        query(
-            r,
-            Some(event_type_is(GOAL_EVENT_TYPE)),
-            shape(groups.clone(), vec![Agg::Count], None),
-            cap,
-        ),
+        query(r, Some(goals), shape(by_goal, vec![Agg::Count], None), cap),
     ];
     if r.report != Report::Global {
+        // The rejections no rule judged, by fraudgate's reason.
         let mut by_reason = groups;
         by_reason.extend(field("reason"));
         let blocked = Some(cmp("blocked", Op::Ge, Scalar::Int(1)));
+        let unruled = Expr::And(
+            conversion_filter()
+                .into_iter()
+                .chain([reasons::unruled()])
+                .collect(),
+        );
         qs.push(query(
             r,
-            conversion_filter(),
+            Some(unruled),
             shape(by_reason, vec![Agg::Blocked], blocked),
             MAX_REPORT_ROWS * REASONS_PER_GROUP + 1,
         ));
@@ -62,7 +92,7 @@ pub fn queries(r: &Request) -> Vec<Query> {
 }
 
 /// One group's counts, merged from the queries' rows.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Counts {
     /// A row of the group (its group values).
     group: Row,
@@ -72,6 +102,10 @@ struct Counts {
     click: i64,
     goal: i64,
     reasons: Map<String, Value>,
+    /// With the data source `goal`: the goals per name, and once split
+    /// ([`per_goal_name`]) the row's.
+    goals: Vec<(Value, i64)>,
+    goal_name: Value,
 }
 
 fn too_many() -> QueryError {
@@ -88,7 +122,7 @@ pub fn render(
     sets: Vec<Vec<Row>>,
     trackers: &Trackers<'_>,
 ) -> Result<Value, QueryError> {
-    let fields = r.group_fields();
+    let (fields, goal_name) = sources(r);
     let key = |row: &Row| -> String {
         let values: Vec<&Value> = fields
             .iter()
@@ -122,26 +156,36 @@ pub fn render(
                     c.conversion = count(&row, "count");
                     c.approved = count(&row, "allowed");
                     c.rejected = count(&row, "blocked");
+                    c.reasons = reasons::histogram(&row);
                 }
                 1 => c.click = count(&row, "count"),
-                _ => c.goal = count(&row, "count"),
+                _ => {
+                    c.goal += count(&row, "count");
+                    if goal_name.is_some() {
+                        let name = terms::read(&row, GOAL, trackers);
+                        c.goals.push((name, count(&row, "count")));
+                    }
+                }
             }
             if c.group.is_empty() {
                 c.group = row;
             }
         }
     }
-    let reasons = sets.next().unwrap_or_default();
-    if reasons.len() as u64 > MAX_REPORT_ROWS * REASONS_PER_GROUP {
+    let unruled = sets.next().unwrap_or_default();
+    if unruled.len() as u64 > MAX_REPORT_ROWS * REASONS_PER_GROUP {
         return Err(too_many());
     }
-    for row in reasons {
+    for row in unruled {
         if let Some(at) = index.get(&key(&row)) {
             let reason = row.get("reason").and_then(Value::as_str).unwrap_or("");
             merged[*at]
                 .reasons
                 .insert(reason.to_owned(), count(&row, "blocked").into());
         }
+    }
+    if goal_name.is_some() {
+        merged = per_goal_name(merged);
     }
     merged.retain(|c| goal_rate_within(r, c));
     let mut results: Vec<Map<String, Value>> = merged
@@ -151,12 +195,34 @@ pub fn render(
             _ => fraud_row(r, c, trackers),
         })
         .collect();
-    sort(r, &mut results);
+    order::sort(r, &mut results);
     let results: Vec<Value> = results.into_iter().map(Value::Object).collect();
     Ok(match r.report {
         Report::Global => json!({ "results": results }),
         _ => json!({ "fraud": { "results": results } }),
     })
+}
+
+/// Each group once per goal name among its goals, that name's count
+/// its goals (the conversions, clicks and reasons on each); a group
+/// without goals once, its goal name null.
+fn per_goal_name(merged: Vec<Counts>) -> Vec<Counts> {
+    let mut out = Vec::with_capacity(merged.len());
+    for mut c in merged {
+        let goals = std::mem::take(&mut c.goals);
+        if goals.is_empty() {
+            out.push(c);
+            continue;
+        }
+        for (name, n) in goals {
+            out.push(Counts {
+                goal: n,
+                goal_name: name,
+                ..c.clone()
+            });
+        }
+    }
+    out
 }
 
 /// `min_goals_reached` / `max_goals_reached`: goals per 100 conversions.
@@ -210,10 +276,14 @@ fn global_row(r: &Request, c: &Counts, trackers: &Trackers<'_>) -> Map<String, V
     out
 }
 
-/// The row's data sources by their Fraudshield names.
+/// The row's data sources by their Fraudshield names ([`row_key`]).
 fn groups_into(r: &Request, c: &Counts, trackers: &Trackers<'_>, out: &mut Map<String, Value>) {
     for (name, _) in r.group_fields() {
-        out.insert(name.to_owned(), terms::read(&c.group, name, trackers));
+        let v = match name {
+            GOAL => c.goal_name.clone(),
+            _ => terms::read(&c.group, name, trackers),
+        };
+        out.insert(row_key(name).to_owned(), v);
     }
 }
 
@@ -228,45 +298,4 @@ fn row_id(row: &Map<String, Value>) -> String {
     let mut id = h.hex(7);
     id.truncate(13);
     id
-}
-
-/// `sorting[]` in the order given, else most rejected first, then most
-/// conversions; ties by the data sources, so pages are stable.
-fn sort(r: &Request, rows: &mut [Map<String, Value>]) {
-    let default = [
-        ("rejected".to_owned(), true),
-        ("conversion".to_owned(), true),
-    ];
-    let keys: &[(String, bool)] = if r.sorting.is_empty() {
-        &default
-    } else {
-        &r.sorting
-    };
-    let groups = r.group_fields();
-    rows.sort_by(|a, b| {
-        let by = |(k, desc): &(String, bool)| {
-            let o = order(a.get(k.as_str()), b.get(k.as_str()));
-            if *desc { o.reverse() } else { o }
-        };
-        keys.iter()
-            .map(by)
-            .chain(groups.iter().map(|(g, _)| order(a.get(*g), b.get(*g))))
-            .find(|o| o.is_ne())
-            .unwrap_or(Ordering::Equal)
-    });
-}
-
-/// Numbers by value, text by its bytes; `"N/A"` and null below both.
-fn order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
-    fn rank(v: Option<&Value>) -> (u8, f64, &str) {
-        match v {
-            Some(Value::Number(n)) => (2, n.as_f64().unwrap_or(0.0), ""),
-            Some(Value::String(s)) if s != "N/A" => (1, 0.0, s),
-            _ => (0, 0.0, ""),
-        }
-    }
-    let (ra, rb) = (rank(a), rank(b));
-    ra.0.cmp(&rb.0)
-        .then(ra.1.total_cmp(&rb.1))
-        .then(ra.2.cmp(rb.2))
 }

@@ -5,23 +5,22 @@
 
 use serde_json::Value;
 
-use super::Row;
 use super::trackers::Trackers;
-use crate::decision::RuleKind;
+use super::{Row, reasons};
 use crate::query::report::cmp;
 use crate::query::{Column, Expr, Field, Op, QueryError, Scalar, field};
-use crate::verdict::Tag;
 
-/// The event types a Fraudshield "conversion" is; `None`: every judged
-/// event, whatever its type. fraudgate records no conversion events yet;
-/// when they land this becomes `Some(&["install"])`, the one line to change.
-pub const CONVERSION_EVENT_TYPES: Option<&[&str]> = None;
+/// The event types a Fraudshield "conversion" is: installs, as trackers
+/// post them back to `/v1/postback` (`event=install`, docs/conversions.md);
+/// `None` would make every judged event one, whatever its type.
+pub const CONVERSION_EVENT_TYPES: Option<&[&str]> = Some(&["install"]);
 
 /// A Fraudshield "click": a decision on an event of this type.
 pub const CLICK_EVENT_TYPE: &str = "click";
 
-/// A Fraudshield "goal": a decision on an event of this type (none are
-/// recorded yet, so goals count 0).
+/// A Fraudshield "goal": a decision on an event of this type, a goal
+/// posted back to `/v1/postback` by its name (`event=purchase`), kept in
+/// the field `goal`.
 pub const GOAL_EVENT_TYPE: &str = "custom";
 
 /// The rows that are conversions; `None`: every row.
@@ -39,7 +38,7 @@ pub fn is_conversion(event_type: &str) -> bool {
 }
 
 /// What Fraudshield calls a decision on an event of this type (`type`,
-/// `_type`): a conversion first, as every decision is one for now.
+/// `_type`); another type (an impression) keeps its own name.
 pub fn kind_of(event_type: &str) -> &str {
     if is_conversion(event_type) {
         "conversion"
@@ -85,9 +84,19 @@ pub enum Reads {
     /// The policy's decision (the would-be one in shadow mode): allow is
     /// `approved`, block is `rejected`.
     Status,
-    /// The tags the decision carries and the rules that fired; as a
-    /// filter, one tag or rule kind the decision has.
+    /// Why, as a category ([`reasons::first`]): the first rule that
+    /// fired, as Fraudshield names such a filter ("Click injection");
+    /// else fraudgate's `reason`. As a filter, the rejected rows of that
+    /// category.
+    Reason,
+    /// Why, in detail: that rule's own reason; else the tags. As a
+    /// filter, the rejected rows with that rule kind or tag.
     Detail,
+    /// A field of whole seconds (kept as text in `extra`) as a number;
+    /// null when the row has none.
+    Seconds(&'static str),
+    /// The same as a duration, `"0D, 00:06:46"` ([`duration`]).
+    Duration(&'static str),
     /// Not recorded by fraudgate: answered null, and a filter on it
     /// matches no row.
     Nothing,
@@ -118,7 +127,7 @@ pub const TERMS: &[Term] = &[
     term("http_user_agent", Reads::Field("ua")),
     term("id", Reads::Field("id")),
     term("status", Reads::Status),
-    term("rejected_reason.simple_reason", Reads::Field("reason")),
+    term("rejected_reason.simple_reason", Reads::Reason),
     term("rejected_reason.advanced_reason", Reads::Detail),
     term("http_referer", Reads::Extra(&["refer"])),
     term("os", Reads::Extra(&["device_os"])),
@@ -128,12 +137,15 @@ pub const TERMS: &[Term] = &[
     term("affiliate_label", Reads::Label("affiliate_name")),
     term("product_label", Reads::Label("offer_name")),
     term("partner_label", Reads::Label("advertiser_name")),
-    term("goal", Reads::Nothing),
+    // A goal's name (`event=purchase`); conversions and clicks have none.
+    term("goal", Reads::Field("goal")),
     term("http_click_referer", Reads::Nothing),
     term("score", Reads::Nothing),
     term("fingerprint", Reads::Nothing),
-    term("session_time", Reads::Nothing),
-    term("session_time_in_seconds", Reads::Nothing),
+    // Fraudshield's session time is from the click to the conversion:
+    // the CTIT a conversion records (its goals' too).
+    term("session_time", Reads::Duration("ctit")),
+    term("session_time_in_seconds", Reads::Seconds("ctit")),
     term("server_ip", Reads::Nothing),
     term("isp", Reads::Nothing),
     term("host", Reads::Nothing),
@@ -161,6 +173,7 @@ pub fn fields() -> Vec<&'static Field> {
         "would_be",
         "tags",
         "rules",
+        "reason",
     ];
     let read = TERMS.iter().filter_map(|t| match t.reads {
         Reads::Field(f) => Some(f),
@@ -176,7 +189,7 @@ pub fn fields() -> Vec<&'static Field> {
 }
 
 /// The field a data source groups by; `None` for one fraudgate has no
-/// values of (a goal's name), which splits nothing.
+/// values of, which splits nothing.
 pub fn group_field(name: &str) -> Option<&'static Field> {
     match reads(name) {
         Reads::Field(f) => field(f),
@@ -210,19 +223,13 @@ pub fn filter(name: &str, value: &Scalar, trackers: &Trackers<'_>) -> Result<Exp
             };
             cmp("would_be", Op::Eq, Scalar::Text(decision.into()))
         }
-        Reads::Detail => {
-            let tag = Tag::from_config_name(&text).map(|t| t.config_name());
-            let rule = RuleKind::ALL.into_iter().find(|k| k.as_str() == text);
-            let mut any = Vec::new();
-            any.extend(tag.map(|t| cmp("tag", Op::Eq, Scalar::Text(t.into()))));
-            any.extend(rule.map(|k| cmp("rule", Op::Eq, Scalar::Text(k.as_str().into()))));
-            if any.is_empty() {
-                return Err(bad(format!("{text:?} is neither a tag nor a rule kind")));
-            }
-            Expr::Or(any)
-        }
+        Reads::Reason => reasons::simple_filter(&text),
+        Reads::Detail => reasons::advanced_filter(&text)
+            .ok_or_else(|| bad(format!("{text:?} is neither a tag nor a rule kind")))?,
         Reads::Nothing => nothing(),
-        Reads::Extra(_) | Reads::Label(_) => return Err(bad("not a filter".into())),
+        Reads::Extra(_) | Reads::Label(_) | Reads::Seconds(_) | Reads::Duration(_) => {
+            return Err(bad("not a filter".into()));
+        }
     })
 }
 
@@ -255,7 +262,10 @@ pub fn read(row: &Row, name: &str, trackers: &Trackers<'_>) -> Value {
             Some(_) => "approved".into(),
             None => Value::Null,
         },
-        Reads::Detail => detail(row).into(),
+        Reads::Reason => reasons::first(row).simple.into(),
+        Reads::Detail => reasons::first(row).advanced.into(),
+        Reads::Seconds(f) => seconds(row, f).map_or(Value::Null, Value::from),
+        Reads::Duration(f) => seconds(row, f).map_or(Value::Null, |s| duration(s, true).into()),
         Reads::Nothing => Value::Null,
     }
 }
@@ -282,27 +292,25 @@ fn text_or_null(v: Option<&Value>) -> Value {
     }
 }
 
-/// The rule kinds that fired (allow lists aside), then the tags, comma
-/// separated; the policy's reason when there are neither.
-pub fn detail(row: &Row) -> String {
-    let mut parts: Vec<String> = row
-        .get("rules")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.get("kind").and_then(Value::as_str))
-        .filter(|k| *k != RuleKind::AllowList.as_str())
-        .map(str::to_owned)
-        .collect();
-    let tags = row.get("tags").and_then(Value::as_str).unwrap_or("");
-    parts.extend(tags.split(',').filter(|t| !t.is_empty()).map(str::to_owned));
-    parts.dedup();
-    if parts.is_empty() {
-        return row
-            .get("reason")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
+/// A field of whole seconds, from its column or `extra`.
+fn seconds(row: &Row, name: &str) -> Option<i64> {
+    match row.get(name).or_else(|| extra_of(row, name))? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
     }
-    parts.join(",")
+}
+
+/// `secs` as Fraudshield prints a session time: with the days as the
+/// conversion report does (`"0D, 00:06:46"`), or without as the entry
+/// report does (`"00:00:00"`; hours past 24 then, `"26:03:04"`).
+pub fn duration(secs: i64, days: bool) -> String {
+    let sign = if secs < 0 { "-" } else { "" };
+    let t = secs.unsigned_abs();
+    let (m, s) = (t / 60 % 60, t % 60);
+    if days {
+        format!("{sign}{}D, {:02}:{m:02}:{s:02}", t / 86_400, t / 3_600 % 24)
+    } else {
+        format!("{sign}{:02}:{m:02}:{s:02}", t / 3_600)
+    }
 }

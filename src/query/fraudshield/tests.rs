@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::params::{Report, Request};
 use super::trackers::Trackers;
-use super::{interval, pairs, rate};
+use super::{interval, pairs, rate, terms};
 use crate::query::QueryError;
 
 fn parse(report: Report, query: &str) -> Result<Request, QueryError> {
@@ -229,4 +229,14 @@ fn a_post_form_and_its_url_may_repeat_a_parameter_with_the_same_value() {
     assert_eq!(p[2], ("next_page_id".into(), "x".into()));
     let e = pairs("count=10", Some(b"count=20")).unwrap_err();
     assert_eq!(e.field, "count");
+}
+
+#[test]
+fn session_times_print_as_the_docs_print_them() {
+    assert_eq!(terms::duration(406, true), "0D, 00:06:46");
+    assert_eq!(terms::duration(147, true), "0D, 00:02:27");
+    assert_eq!(terms::duration(0, false), "00:00:00");
+    assert_eq!(terms::duration(93_784, true), "1D, 02:03:04");
+    assert_eq!(terms::duration(93_784, false), "26:03:04");
+    assert_eq!(terms::duration(-3, true), "-0D, 00:00:03");
 }
