@@ -7,6 +7,7 @@ use jiff::tz::TimeZone;
 use serde_json::{Map, Value};
 
 use crate::decision::DecisionId;
+use crate::event::Opt;
 use crate::query::{Agg, Events, Expr, Op, Query, Scalar, Shape, field};
 
 /// What the funnel needs of a click.
@@ -29,10 +30,26 @@ pub struct Click {
     pub idfa: Option<String>,
     pub android_id: Option<String>,
     pub device_os: Option<String>,
+    /// Whose traffic and offer it is, as the click named them (RT's
+    /// advertiser, manager, name and source fields): the conversion is
+    /// theirs too.
+    pub owners: Vec<(Opt, String)>,
 }
 
+/// The RT fields a conversion takes from its click.
+pub const OWNER_FIELDS: [Opt; 8] = [
+    Opt::AdvertiserId,
+    Opt::AdvertiserName,
+    Opt::AdvertiserManagerId,
+    Opt::AdvertiserManagerName,
+    Opt::AffiliateName,
+    Opt::AffiliateManagerId,
+    Opt::AffiliateManagerName,
+    Opt::OfferName,
+];
+
 /// The columns read.
-const COLUMNS: [&str; 18] = [
+const COLUMNS: [&str; 19] = [
     "id",
     "event_type",
     "at",
@@ -51,6 +68,7 @@ const COLUMNS: [&str; 18] = [
     "idfa",
     "android_id",
     "device_os",
+    "extra",
 ];
 
 /// The query of the decision `id` (None: not a decision id).
@@ -113,8 +131,29 @@ pub fn from_row(row: &Map<String, Value>) -> Option<Click> {
         idfa: opt("idfa"),
         android_id: opt("android_id"),
         device_os: opt("device_os"),
+        owners: owners(row.get("extra")),
         event_type,
     })
+}
+
+/// The owner fields in a row's `extra` (JSON text, or the object).
+fn owners(extra: Option<&Value>) -> Vec<(Opt, String)> {
+    let parsed;
+    let map = match extra {
+        Some(Value::Object(m)) => m,
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(m)) => {
+                parsed = m;
+                &parsed
+            }
+            _ => return Vec::new(),
+        },
+        _ => return Vec::new(),
+    };
+    OWNER_FIELDS
+        .iter()
+        .filter_map(|o| Some((*o, map.get(o.name())?.as_str()?.to_owned())))
+        .collect()
 }
 
 /// Clicks and conversions of a source (affiliate and first sub) since

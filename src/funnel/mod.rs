@@ -235,6 +235,7 @@ fn event(p: &Postback, click: Option<&Click>, at: i64) -> Event {
                 fields.push((*o, v));
             }
         }
+        fields.extend(c.owners.iter().map(|(o, v)| (*o, v.as_str())));
     }
     for (o, v) in &p.fields {
         fields.push((*o, v));

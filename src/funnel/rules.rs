@@ -251,6 +251,7 @@ mod tests {
             idfa: None,
             android_id: None,
             device_os: Some("Android".into()),
+            owners: Vec::new(),
         }
     }
 

@@ -275,8 +275,7 @@ pub async fn docs_requests_suite(store: Store<'_>) {
     let auth = format!("user_id={USER}&api_token={KEY}");
 
     // The fraud report, as the docs print its URL. The installs carry
-    // their click's affiliate, offer and sub, not its partner (the
-    // advertiser is an RT field of the click only).
+    // their click's affiliate, offer, sub and partner.
     let v = ok(&app, &format!("/api/v1/reports/fraud.json?tracker_id=81&group[]=sub_id&group[]=partner&date_start={start}&date_end={end}&timezone=UTC&{auth}")).await;
     let rows = v["fraud"]["results"]
         .as_array()
@@ -285,7 +284,7 @@ pub async fn docs_requests_suite(store: Store<'_>) {
     let s1 = &rows[0];
     assert_eq!(
         (&s1["tracker_id"], &s1["sub_id"], &s1["partner"]),
-        (&json!(81), &json!("S1"), &Value::Null)
+        (&json!(81), &json!("S1"), &json!("ADV1"))
     );
     assert_eq!(
         (
@@ -626,7 +625,7 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
         ("affiliate", json!("A1")),
         ("sub_id", json!("S1")),
         ("product", json!("P1")),
-        ("partner", Value::Null),
+        ("partner", json!("ADV1")),
         ("type", json!("conversion")),
         ("status", json!("rejected")),
         ("remote_address", json!("10.99.0.4")),
@@ -753,7 +752,8 @@ async fn conversion_pages_carry_the_documented_pagination_and_sources() {
         json!({"rejected_reason_id": null, "simple_reason": "tags", "advanced_reason": "datacenter"})
     );
     let v = with("&click=1&goal=1&search_fields[]={\"term\":\"partner\",\"query\":\"ADV1\"}").await;
-    assert_eq!(v["total"], 4, "the A1 clicks: {v}");
+    // The A1 clicks, and what they converted (credited to their partner).
+    assert_eq!(v["total"], 8, "4 clicks, 3 installs, 1 goal: {v}");
     let v = with("&goal=1").await;
     let mut types: Vec<&str> = v["data"]
         .as_array()

@@ -174,7 +174,17 @@ async fn a_slow_conversion_from_a_flooding_source_is_click_flooding() {
 #[tokio::test]
 async fn conversions_are_recorded_and_answer_in_the_data_api() {
     let app = spawn_app().await;
-    let c = click(&app, "10.92.0.1", 120, &[("aff_sub1", "s1")]).await;
+    let c = click(
+        &app,
+        "10.92.0.1",
+        120,
+        &[
+            ("aff_sub1", "s1"),
+            ("advertiser_id", "adv9"),
+            ("offer_name", "Game"),
+        ],
+    )
+    .await;
     let id = c["id"].as_str().unwrap();
     // A form POST and a JSON POST, as trackers send them.
     let r = http()
@@ -216,6 +226,9 @@ async fn conversions_are_recorded_and_answer_in_the_data_api() {
     );
     let ctit: i64 = row["ctit"].as_str().unwrap().parse().unwrap();
     assert!((115..200).contains(&ctit), "{row}");
+    // Whose traffic and offer it is, as the click named them.
+    let v = rows(&app, "/v1/data/install?field=advertiser_id,offer_name", 1).await;
+    assert_eq!(v[0], json!({"advertiser_id": "adv9", "offer_name": "Game"}));
     let v = rows(&app, "/v1/data/custom?field=goal,payout,status", 1).await;
     assert_eq!(
         v[0],
