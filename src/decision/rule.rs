@@ -38,10 +38,13 @@ pub enum RuleKind {
     Duplicate,
     /// Click and conversion disagree on country, device id or platform.
     Mismatch,
+    /// A converting click with no impression before it on an offer that
+    /// records impressions, or one faster than a person clicks.
+    ImpToClick,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 15] = [
+    pub const ALL: [RuleKind; 16] = [
         RuleKind::AllowList,
         RuleKind::BlockList,
         RuleKind::CrawlerUa,
@@ -57,6 +60,7 @@ impl RuleKind {
         RuleKind::Orphan,
         RuleKind::Duplicate,
         RuleKind::Mismatch,
+        RuleKind::ImpToClick,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -76,6 +80,7 @@ impl RuleKind {
             RuleKind::Orphan => "orphan",
             RuleKind::Duplicate => "duplicate",
             RuleKind::Mismatch => "mismatch",
+            RuleKind::ImpToClick => "imp_to_click",
         }
     }
 }

@@ -81,6 +81,10 @@ pub enum Opt {
     Ctit,
     /// The tracker's own status for the conversion.
     Status,
+    /// The impression a click follows (its decision id, from the `/imp`
+    /// pixel's `X-Fraudgate-Id`): taken by the doors like an RT field,
+    /// never sent to RT.
+    ImpId,
 }
 
 impl Opt {
@@ -97,12 +101,18 @@ impl Opt {
     /// Whether RT documents the field (a parameter the doors take and
     /// forward upstream).
     pub const fn is_rt(self) -> bool {
-        (self as usize) < Opt::ALL.len() - Opt::CONVERSION.len()
+        (self as usize) < Opt::ALL.len() - Opt::CONVERSION.len() - 1
+    }
+
+    /// Whether the doors take the field from their callers: RT's, and
+    /// `imp_id`.
+    pub const fn is_event_field(self) -> bool {
+        self.is_rt() || matches!(self, Opt::ImpId)
     }
 
     /// Every field, in discriminant order (the decision log stores the
     /// index).
-    pub const ALL: [Opt; 32] = [
+    pub const ALL: [Opt; 33] = [
         Opt::AdvertiserId,
         Opt::AdvertiserName,
         Opt::AdvertiserManagerId,
@@ -135,6 +145,7 @@ impl Opt {
         Opt::Currency,
         Opt::Ctit,
         Opt::Status,
+        Opt::ImpId,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -171,6 +182,7 @@ impl Opt {
             Opt::Currency => "currency",
             Opt::Ctit => "ctit",
             Opt::Status => "status",
+            Opt::ImpId => "imp_id",
         }
     }
 

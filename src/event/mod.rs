@@ -172,7 +172,7 @@ impl Field {
             _ => Field::Opt(
                 Opt::ALL
                     .into_iter()
-                    .find(|o| o.is_rt() && o.name() == name)?,
+                    .find(|o| o.is_event_field() && o.name() == name)?,
             ),
         })
     }

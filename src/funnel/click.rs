@@ -34,6 +34,8 @@ pub struct Click {
     /// advertiser, manager, name and source fields): the conversion is
     /// theirs too.
     pub owners: Vec<(Opt, String)>,
+    /// The impression it follows (its decision id), when it named one.
+    pub imp_id: Option<String>,
 }
 
 /// The RT fields a conversion takes from its click.
@@ -49,7 +51,7 @@ pub const OWNER_FIELDS: [Opt; 8] = [
 ];
 
 /// The columns read.
-const COLUMNS: [&str; 19] = [
+const COLUMNS: [&str; 20] = [
     "id",
     "event_type",
     "at",
@@ -69,6 +71,7 @@ const COLUMNS: [&str; 19] = [
     "android_id",
     "device_os",
     "extra",
+    "imp_id",
 ];
 
 /// The query of the decision `id` (None: not a decision id).
@@ -132,6 +135,7 @@ pub fn from_row(row: &Map<String, Value>) -> Option<Click> {
         android_id: opt("android_id"),
         device_os: opt("device_os"),
         owners: owners(row.get("extra")),
+        imp_id: opt("imp_id"),
         event_type,
     })
 }

@@ -24,8 +24,14 @@ pub struct FunnelConfig {
     /// the oldest go first past this many, and each after the click
     /// window.
     pub duplicates_kept: u64,
+    /// Offers whose clicks follow an impression the gate judged (`/imp`,
+    /// the click carrying its `imp_id`); `*`: every offer.
+    pub impression_offers: Vec<String>,
+    /// A click sooner than this after its impression: no person's.
+    pub imp_to_click_min_ms: u64,
     /// The funnel rules that run (`ctit_short`, `ctit_long`,
-    /// `click_blocked`, `orphan`, `duplicate`, `mismatch`).
+    /// `click_blocked`, `orphan`, `duplicate`, `mismatch`,
+    /// `imp_to_click`).
     pub rules: Vec<String>,
 }
 

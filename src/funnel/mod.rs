@@ -21,7 +21,7 @@ pub use click::Click;
 pub use config::FunnelConfig;
 pub use postback::{PARAMETERS, Postback};
 pub use rules::FUNNEL_RULES;
-use rules::{Checks, Credit};
+use rules::{Checks, Credit, Impression};
 
 use crate::decision::{DecisionId, RuleHit, RuleKind};
 use crate::event::{Event, Opt};
@@ -132,6 +132,19 @@ impl Funnel {
                 hits.extend(checks.ctit_long(c, clicks, conversions + 1));
             }
             hits.extend(checks.mismatch(c));
+            if checks.wants_impression(c) {
+                let found = match &c.imp_id {
+                    Some(id) => self.impression(id, log).await?,
+                    None => None,
+                };
+                let imp = match (&c.imp_id, found) {
+                    (None, _) => Impression::None,
+                    (Some(id), None) => Impression::Unknown(id),
+                    (Some(_), Some(ms)) => Impression::At(ms),
+                };
+                let click_ms = DecisionId::parse(&c.id).map_or(0, |d| d.unix_ms() as i64);
+                hits.extend(checks.imp_to_click(c, click_ms, imp));
+            }
             if let Some(first) = self.first_conversion(c, p.event_name(), at).await {
                 let first = jiff::Timestamp::from_second(first)
                     .map(|t| t.to_string())
@@ -187,6 +200,18 @@ impl Funnel {
             tokio::time::sleep(Duration::from_millis(100)).await;
             waited += 100;
         }
+    }
+
+    /// When the impression `id` was judged (Unix ms), if the log has it.
+    async fn impression<R: LogRead>(&self, id: &str, log: &R) -> Result<Option<i64>, R::Error> {
+        let Some(q) = click::by_id(id, &["event_type", "ts"]) else {
+            return Ok(None);
+        };
+        let rows = log.rows(q).await?;
+        Ok(rows
+            .first()
+            .filter(|r| r.get("event_type").and_then(Value::as_str) == Some("impression"))
+            .and_then(|r| r.get("ts").and_then(Value::as_i64)))
     }
 
     /// Clicks and conversions of the click's source in the click window.

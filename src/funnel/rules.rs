@@ -12,13 +12,14 @@ use crate::decision::{RuleHit, RuleKind};
 use crate::verdict::Tag;
 
 /// The funnel's rule kinds.
-pub const FUNNEL_RULES: [RuleKind; 6] = [
+pub const FUNNEL_RULES: [RuleKind; 7] = [
     RuleKind::CtitShort,
     RuleKind::CtitLong,
     RuleKind::ClickBlocked,
     RuleKind::Orphan,
     RuleKind::Duplicate,
     RuleKind::Mismatch,
+    RuleKind::ImpToClick,
 ];
 
 /// What the lookup found for a conversion.
@@ -208,6 +209,59 @@ impl Checks<'_> {
     }
 }
 
+/// What the log holds of the impression a click names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Impression<'a> {
+    /// The click names none.
+    None,
+    /// Named, and no impression has the id.
+    Unknown(&'a str),
+    /// Judged at this Unix millisecond.
+    At(i64),
+}
+
+impl Checks<'_> {
+    /// Whether the click's offer records impressions.
+    pub fn wants_impression(&self, click: &Click) -> bool {
+        self.on(RuleKind::ImpToClick)
+            && click.event_type == "click"
+            && self
+                .config
+                .impression_offers
+                .iter()
+                .any(|o| o == "*" || *o == click.offer_id)
+    }
+
+    /// `imp_to_click`: on an offer that records impressions, a click with
+    /// none before it, or sooner after it than a person clicks (`click_ms`:
+    /// when the click was judged).
+    pub fn imp_to_click(
+        &self,
+        click: &Click,
+        click_ms: i64,
+        imp: Impression<'_>,
+    ) -> Option<RuleHit> {
+        if !self.wants_impression(click) {
+            return None;
+        }
+        let min = i64::try_from(self.config.imp_to_click_min_ms).unwrap_or(i64::MAX);
+        let reason = match imp {
+            Impression::None => {
+                format!("no impression before the click on offer {}", click.offer_id)
+            }
+            Impression::Unknown(id) => format!("its impression {id} is not in the log"),
+            Impression::At(ms) if click_ms - ms < min => {
+                format!(
+                    "the click came {} ms after its impression, under {min} ms",
+                    click_ms - ms
+                )
+            }
+            Impression::At(_) => return None,
+        };
+        Some(hit(RuleKind::ImpToClick, reason))
+    }
+}
+
 /// The platform a `device_os` names (None: not one it knows).
 fn platform(os: &str) -> Option<&'static str> {
     let os = os.to_ascii_lowercase();
@@ -252,6 +306,7 @@ mod tests {
             android_id: None,
             device_os: Some("Android".into()),
             owners: Vec::new(),
+            imp_id: None,
         }
     }
 

@@ -198,6 +198,7 @@ pub const FUNNEL_FIELDS: &[Field] = &[
     extra("currency"),
     extra("ctit"),
     extra("status"),
+    extra("imp_id"),
 ];
 
 /// The fields a list query returns when it names none.

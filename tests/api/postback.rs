@@ -402,3 +402,63 @@ pub async fn funnel_suite(store: crate::decision_log::Store<'_>) {
     assert_eq!(r.status(), 400);
     assert_eq!(json(r).await["field"], "group");
 }
+
+#[tokio::test]
+async fn a_click_with_no_impression_before_it_is_imp_to_click() {
+    let app = spawn_app_with(|c| {
+        c.funnel.impression_offers = vec!["34713".into()];
+        c.funnel.imp_to_click_min_ms = 60_000;
+    })
+    .await;
+    let (_, imp) = app
+        .check(&query("10.95.0.1", &[]).replace("event_type=click", "event_type=impression"))
+        .await;
+    let imp = imp["id"].as_str().unwrap().to_owned();
+    let unknown = "0190f5e2-0000-7000-8000-000000000000";
+    for (extra, why) in [
+        (
+            vec![("imp_id", imp.as_str())],
+            "ms after its impression, under 60000 ms",
+        ),
+        (vec![], "no impression before the click on offer 34713"),
+        (vec![("imp_id", unknown)], "is not in the log"),
+    ] {
+        let c = click(&app, "10.95.0.1", 600, &extra).await;
+        let (_, v) = postback(
+            &app,
+            &format!("click_id={}&event=install", c["id"].as_str().unwrap()),
+        )
+        .await;
+        assert_eq!(kinds(&v), ["imp_to_click"], "{extra:?}: {v}");
+        assert!(
+            v["rules"][0]["reason"].as_str().unwrap().contains(why),
+            "{v}"
+        );
+    }
+    // Every offer records impressions here; a click after its own.
+    let app = spawn_app_with(|c| {
+        c.funnel.impression_offers = vec!["*".into()];
+        c.funnel.imp_to_click_min_ms = 0;
+    })
+    .await;
+    let (_, imp) = app
+        .check(&query("10.95.0.2", &[]).replace("event_type=click", "event_type=impression"))
+        .await;
+    let c = click(
+        &app,
+        "10.95.0.2",
+        600,
+        &[("imp_id", imp["id"].as_str().unwrap())],
+    )
+    .await;
+    let (_, v) = postback(
+        &app,
+        &format!("click_id={}&event=install", c["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(
+        kinds(&v),
+        Vec::<&str>::new(),
+        "a click after its impression: {v}"
+    );
+}

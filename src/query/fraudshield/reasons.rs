@@ -33,6 +33,7 @@ pub const fn category(kind: RuleKind) -> &'static str {
         RuleKind::Orphan => "Unattributed conversion",
         RuleKind::Duplicate => "Duplicate conversion",
         RuleKind::Mismatch => "Click mismatch",
+        RuleKind::ImpToClick => "No impression",
     }
 }
 
