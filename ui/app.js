@@ -254,6 +254,54 @@ async function showTop() {
   ], rows, (r) => setFilter(dim, r[dim]));
 }
 
+// ---- funnel ----------------------------------------------------------------
+
+const CTIT_BUCKETS = ["<10s", "10s-1m", "1m-10m", "10m-1h", "1h-24h", ">=24h"];
+
+async function showFunnel() {
+  const r = range();
+  const p = new URLSearchParams({ date_start: r.date_start, date_end: r.date_end, timezone: r.timezone, count: "50" });
+  const res = await get("/v1/reports/funnel?" + p);
+  const rows = res.data.funnel.results;
+  table($("funnel-table"), [
+    { label: "source", render: (s) => `${s.affiliate_id ?? "(none)"} / ${s.aff_sub1 ?? "(none)"}` },
+    { label: "impressions", key: "impressions", num: true },
+    { label: "clicks", key: "clicks", num: true },
+    { label: "conversions", key: "conversions", num: true },
+    { label: "CR", render: (s) => (s.cr === null ? "–" : pct(s.cr)), num: true },
+    { label: "rejected", render: (s) => `${fmt(s.rejected)}${s.rejection_rate === null ? "" : " (" + pct(s.rejection_rate) + ")"}`, num: true },
+    { label: "rejections", render: (s) => Object.entries(s.rejections).map(([k, v]) => `${k} ${fmt(v)}`).join(" · ") },
+    { label: "CTIT", render: (s) => ctitHistogram(s.ctit) },
+    { label: "payout approved / at risk", render: (s) => `${money(s.payout_approved)} / ${money(s.payout_at_risk)}` },
+  ], rows);
+}
+
+function money(m) {
+  const parts = Object.entries(m || {}).map(([c, v]) => `${v.toFixed(2)} ${c}`);
+  return parts.length ? parts.join(", ") : "–";
+}
+
+/// The CTIT buckets as bars (under 10 s is click injection's, from 24 h
+/// flooding's: coloured apart), with the median.
+function ctitHistogram(c) {
+  if (!c || !c.n) return "–";
+  const max = Math.max(1, ...CTIT_BUCKETS.map((b) => c.buckets[b] || 0));
+  const w = 14, h = 28;
+  const box = svg("svg", { width: CTIT_BUCKETS.length * (w + 2), height: h, role: "img",
+    "aria-label": CTIT_BUCKETS.map((b) => `${b} ${c.buckets[b] || 0}`).join(", ") });
+  CTIT_BUCKETS.forEach((b, i) => {
+    const n = c.buckets[b] || 0;
+    const bh = n ? Math.max(2, (h * n) / max) : 0;
+    const colour = i === 0 ? "#c0392b" : i === CTIT_BUCKETS.length - 1 ? "#d68910" : "#5d6d7e";
+    // Each bucket's slot, so an empty one still shows where it is.
+    box.append(svg("rect", { x: i * (w + 2), y: h - 1, width: w, height: 1, fill: "#c8ced6" }));
+    const rect = svg("rect", { x: i * (w + 2), y: h - bh, width: w, height: bh, fill: colour });
+    rect.append(svg("title", {}, `${b}: ${n}`));
+    box.append(rect);
+  });
+  return el("div", { class: "ctit" }, box, el("div", { class: "reasons-text" }, `median ${fmt(c.median_s)} s`));
+}
+
 /// A stacked bar of the reasons, scaled to the largest blocked volume, each
 /// segment labelled (title, and text when wide enough).
 function reasonsBar(reasons, max) {
@@ -406,7 +454,7 @@ async function showTail() {
 
 // ---- routing ------------------------------------------------------------
 
-const VIEWS = { overview: showOverview, top: showTop, search: showSearch, lists: showLists, tail: showTail };
+const VIEWS = { overview: showOverview, top: showTop, funnel: showFunnel, search: showSearch, lists: showLists, tail: showTail };
 
 /// `#view?name=value...`: a view and its inputs, shareable as a link (the
 /// part after # never reaches a server; keys never go here).

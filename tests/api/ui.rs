@@ -240,3 +240,50 @@ async fn with_report_keys_the_page_asks_for_one_and_shows_nothing() {
         .to_owned();
     assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(no_chromium, ignore = "chromium is not installed (Debian: chromium)")]
+async fn the_funnel_view_shows_each_source_from_click_to_conversion() {
+    let Some(bin) = tool("chromium") else { return };
+    let profile = temp_dir("chromium-funnel");
+    let app = spawn_app().await;
+    // Three clicks of one sub; an install ten minutes after one, and an
+    // injected one 2 s after another.
+    let at = (jiff::Timestamp::now().as_second() - 600).to_string();
+    let mut ids = Vec::new();
+    for ip in ["10.61.0.1", "10.61.0.2", "10.61.0.3"] {
+        let (_, v) = app
+            .check(&query(ip, &[("at", &at), ("aff_sub1", "web")]))
+            .await;
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let injected = jiff::Timestamp::now().as_second() - 598;
+    for q in [
+        format!("click_id={}&event=install&payout=2&currency=USD", ids[0]),
+        format!(
+            "click_id={}&event=install&payout=3&currency=USD&event_time={injected}",
+            ids[1]
+        ),
+    ] {
+        assert_eq!(app.get(&format!("/v1/postback?{q}")).await.status(), 200);
+    }
+    rows(&app, "/v1/data/all?field=id&page_size=10", 5).await;
+    let url = app.url("/ui#funnel");
+    let d = tokio::task::block_in_place(|| dom(&bin, &profile, &url));
+    assert!(ready(&d, "funnel"), "{d}");
+    let t = text_of(&d, "funnel-table");
+    assert!(
+        t.contains("6251 / web 0 3 2 66.67% 1 (50.00%) ctit_short 1"),
+        "impressions, clicks, conversions, CR, rejected, why: {t}"
+    );
+    assert!(t.contains("median 301 s"), "{t}");
+    assert!(
+        t.contains("2.00 USD / 3.00 USD"),
+        "payout approved / at risk: {t}"
+    );
+    assert!(d.contains("<rect"), "the CTIT histogram is drawn");
+    let url = app.url("/ui#funnel");
+    tokio::task::block_in_place(|| {
+        screenshot(&bin, &profile, &url, "1280,800", "funnel-1280x800.png")
+    });
+}
