@@ -53,8 +53,9 @@ const CONVERSION_FIELDS: [&str; 4] = ["click_id", "goal", "payout", "currency"];
 pub struct Rescorer {
     rules: Arc<LocalRules>,
     policy: Policy,
-    /// Holds the feeds' lists in `rules`.
-    _feeds: crate::feeds::Feeds,
+    /// Holds the feeds' lists in `rules` (None: a running gate's rules,
+    /// whose feeds keep them).
+    _feeds: Option<crate::feeds::Feeds>,
 }
 
 /// A decision that would go the other way today.
@@ -111,17 +112,14 @@ pub enum RescoreError {
     #[error("{0}")]
     Setup(String),
     #[error("the decision log could not answer: {0}")]
-    Read(String),
+    Failure(QueryFailure),
     #[error("writing the output: {0}")]
     Write(#[from] std::io::Error),
 }
 
 impl From<QueryFailure> for RescoreError {
     fn from(f: QueryFailure) -> Self {
-        RescoreError::Read(match f {
-            QueryFailure::Bad(e) => format!("{}: {}", e.field, e.message),
-            other => format!("{other:?}"),
-        })
+        RescoreError::Failure(f)
     }
 }
 
@@ -134,8 +132,18 @@ impl Rescorer {
         Ok(Rescorer {
             rules,
             policy: Policy::from_config(&config.policy).map_err(|e| setup(e.to_string()))?,
-            _feeds: feeds,
+            _feeds: Some(feeds),
         })
+    }
+
+    /// Over a running gate's rules (feeds' lists and admin entries as
+    /// they are now) and policy.
+    pub fn over(rules: Arc<LocalRules>, policy: Policy) -> Self {
+        Rescorer {
+            rules,
+            policy,
+            _feeds: None,
+        }
     }
 
     /// Today's ruling on a past decision: None when it cannot be judged
@@ -233,7 +241,28 @@ impl Rescorer {
         if let Some(e) = failed.take() {
             return Err(e.into());
         }
-        // The clawback: approved conversions, their clicks judged again.
+        let mut lines = Vec::new();
+        self.clawbacks(reader, &stop, (from_ms, to_ms), &mut sum, &mut |c| {
+            lines.push(json!(c).to_string());
+            true
+        })?;
+        for l in lines {
+            writeln!(out, "{l}")?;
+        }
+        Ok(sum)
+    }
+
+    /// The approved conversions of `[from_ms, to_ms)` whose click (read
+    /// by its id) or own IP would be blocked today, each handed to `each`
+    /// (which may stop the read) and summed into `sum`.
+    pub fn clawbacks(
+        &self,
+        reader: &Reader,
+        stop: &Stop,
+        (from_ms, to_ms): (i64, i64),
+        sum: &mut Summary,
+        each: &mut dyn FnMut(Clawback) -> bool,
+    ) -> Result<(), RescoreError> {
         let mut fields: Vec<&str> = FIELDS.to_vec();
         fields.extend(CONVERSION_FIELDS);
         let mut conversions = range(Events::All, &fields, from_ms, to_ms);
@@ -246,11 +275,11 @@ impl Rescorer {
             ),
             cmp("would_be", Op::Eq, vec!["allow".into()]),
         ]));
-        let mut lines = Vec::new();
-        reader.run(&conversions, &stop, &mut |n, v| {
+        let mut failed = None;
+        reader.run(&conversions, stop, &mut |n, v| {
             let row = zip(n, v);
             sum.conversions_approved += 1;
-            match self.clawback(reader, &stop, &row) {
+            match self.clawback(reader, stop, &row) {
                 Ok(Some(c)) => {
                     let by = sum
                         .clawback_by_affiliate
@@ -261,23 +290,19 @@ impl Rescorer {
                     by.0 += 1;
                     by.1 += c.payout.unwrap_or(0.0);
                     sum.clawbacks += 1;
-                    lines.push(json!(c).to_string());
+                    each(c)
                 }
-                Ok(None) => {}
+                Ok(None) => true,
                 Err(e) => {
-                    failed = Some(std::io::Error::other(e.to_string()));
-                    return false;
+                    failed = Some(e);
+                    false
                 }
             }
-            true
         })?;
-        if let Some(e) = failed {
-            return Err(RescoreError::Read(e.to_string()));
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        for l in lines {
-            writeln!(out, "{l}")?;
-        }
-        Ok(sum)
     }
 
     /// A conversion to claw back: its click, read by its id, or its own

@@ -114,13 +114,13 @@ function showError(e) {
   $("error").textContent = e ? "Error: " + (e.message || e) : "";
 }
 
-function table(t, columns, rows, onRow) {
+function table(t, columns, rows, onRow, empty) {
   t.replaceChildren();
   const head = el("tr", {}, columns.map((c) => el("th", { scope: "col", class: c.num ? "num" : "" }, c.label)));
   t.append(el("thead", {}, head));
   const body = el("tbody");
   if (!rows.length) {
-    body.append(el("tr", {}, el("td", { colspan: columns.length, class: "empty" }, "No decisions in this range.")));
+    body.append(el("tr", {}, el("td", { colspan: columns.length, class: "empty" }, empty || "No decisions in this range.")));
   }
   for (const r of rows) {
     const tr = el("tr", {}, columns.map((c) => {
@@ -274,6 +274,14 @@ async function showFunnel() {
     { label: "CTIT", render: (s) => ctitHistogram(s.ctit) },
     { label: "payout approved / at risk", render: (s) => `${money(s.payout_approved)} / ${money(s.payout_at_risk)}` },
   ], rows);
+  const claw = await get("/v1/reports/clawback?" + new URLSearchParams({ date_start: r.date_start, date_end: r.date_end, timezone: r.timezone }));
+  table($("clawback-table"), [
+    { label: "affiliate", key: "affiliate_id" },
+    { label: "currency", key: "currency" },
+    { label: "conversions", key: "conversions", num: true },
+    { label: "payout", render: (c) => c.payout.toFixed(2), num: true },
+  ], claw.data.clawback.by_affiliate, null,
+  `None of the ${fmt(claw.data.clawback.conversions_approved)} approved conversions: today's lists block none of their clicks.`);
 }
 
 function money(m) {

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod batch;
 pub mod body;
 pub mod check;
+pub mod clawback;
 pub mod click;
 pub mod client_ip;
 pub mod data;

@@ -25,6 +25,7 @@ async fn rescore_finds_what_todays_lists_would_block_and_the_clawback() {
     let app = spawn_app_with(|c| {
         c.decision_log.path = log.display().to_string();
         c.rules.lists[0].file = list.display().to_string();
+        c.rules.reload_interval_s = 1;
     })
     .await;
     // Two clicks ten minutes ago and an install each, both approved.
@@ -111,6 +112,23 @@ async fn rescore_finds_what_todays_lists_would_block_and_the_clawback() {
     assert_eq!(c["because"]["id"], clicks[0].as_str());
     assert!(stderr.contains("1 to claw back"), "{stderr}");
     assert!(stderr.contains("4.20"), "{stderr}");
+    // The running gate answers the same clawback once it has read the
+    // list again (its reload interval).
+    let v = eventually(std::time::Duration::from_secs(15), || async {
+        let v = json(app.get("/v1/reports/clawback").await).await;
+        (v["clawback"]["clawbacks"] == 1).then_some(v)
+    })
+    .await;
+    let c = &v["clawback"];
+    assert_eq!(c["conversions_approved"], 2, "{v}");
+    assert_eq!(c["results"][0]["click_id"], clicks[0].as_str(), "{v}");
+    assert_eq!(
+        c["by_affiliate"],
+        serde_json::json!([{"affiliate_id": "6251", "currency": "USD", "conversions": 1, "payout": 4.2}])
+    );
+    let r = app.get("/v1/reports/clawback?date_start=2026-13-01").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(json(r).await["field"], "date_start");
     // History is not rewritten.
     let v = rows(&app, "/v1/data/all?field=decision&page_size=10", 4).await;
     assert!(v.iter().all(|r| r["decision"] == "allow"), "{v:?}");

@@ -282,6 +282,10 @@ async fn the_funnel_view_shows_each_source_from_click_to_conversion() {
         "payout approved / at risk: {t}"
     );
     assert!(d.contains("<rect"), "the CTIT histogram is drawn");
+    assert_eq!(
+        text_of(&d, "clawback-table"),
+        "affiliate currency conversions payout None of the 1 approved conversions: today's lists block none of their clicks."
+    );
     let url = app.url("/ui#funnel");
     tokio::task::block_in_place(|| {
         screenshot(&bin, &profile, &url, "1280,800", "funnel-1280x800.png")
