@@ -49,6 +49,8 @@ pub struct Policy {
     affiliates: HashMap<Box<str>, TagActions>,
     /// Verified bots allowed by name; `None`: every one (`*`).
     verified_bots: Option<Vec<Box<str>>>,
+    /// Rule kinds in shadow mode, as bits.
+    shadow: u32,
 }
 
 impl Policy {
@@ -69,6 +71,7 @@ impl Policy {
                 .collect::<Result<HashMap<_, _>, ConfigError>>()
         };
         Ok(Policy {
+            shadow: c.shadow_mask()?,
             mode: c.mode,
             on_error: c.on_upstream_error,
             offers: overrides(&c.offers, "offers")?,
@@ -85,6 +88,17 @@ impl Policy {
 
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Whether rules of this kind are in shadow mode: recorded, their tags
+    /// not deciding.
+    pub fn is_shadow(&self, kind: crate::decision::RuleKind) -> bool {
+        self.shadow & (1 << (kind as u32)) != 0
+    }
+
+    /// The shadow rule kinds as bits.
+    pub fn shadow_mask(&self) -> u32 {
+        self.shadow
     }
 
     pub fn on_upstream_error(&self) -> Action {
@@ -169,17 +183,30 @@ impl Policy {
     }
 
     fn actions_for(&self, event: &Event) -> TagActions {
+        self.actions_of(&event.offer_id, &event.affiliate_id)
+    }
+
+    fn actions_of(&self, offer_id: &str, affiliate_id: &str) -> TagActions {
         if !self.offers.is_empty() {
-            if let Some(a) = self.offers.get(event.offer_id.as_str()) {
+            if let Some(a) = self.offers.get(offer_id) {
                 return *a;
             }
         }
         if !self.affiliates.is_empty() {
-            if let Some(a) = self.affiliates.get(event.affiliate_id.as_str()) {
+            if let Some(a) = self.affiliates.get(affiliate_id) {
                 return *a;
             }
         }
         self.default
+    }
+
+    /// Whether the policy blocks these tags for this offer and affiliate
+    /// (a recorded decision judged again: what a shadow rule would have
+    /// done).
+    pub fn blocks(&self, tags: &Tags, offer_id: &str, affiliate_id: &str) -> bool {
+        let actions = self.actions_of(offer_id, affiliate_id);
+        tags.known_mask() & actions.block_mask != 0
+            || (actions.unknown == Action::Block && !tags.unknown().is_empty())
     }
 }
 
@@ -198,6 +225,35 @@ pub struct PolicyConfig {
     /// Verified bots (by their `rules.verified_bots` label, `*` for all)
     /// that are allowed, still tagged crawler and recorded as GIVT.
     pub allow_verified_bots: Vec<String>,
+    /// Rule kinds in shadow mode: recorded, not deciding.
+    #[serde(default)]
+    pub shadow_rules: Vec<String>,
+}
+
+impl PolicyConfig {
+    /// The shadow rule kinds as bits (`1 << kind`), checked.
+    pub fn shadow_mask(&self) -> Result<u32, ConfigError> {
+        let mut mask = 0u32;
+        for (i, name) in self.shadow_rules.iter().enumerate() {
+            let kind = crate::decision::RuleKind::ALL
+                .into_iter()
+                .find(|k| k.as_str() == name)
+                .filter(|k| {
+                    !matches!(
+                        k,
+                        crate::decision::RuleKind::AllowList | crate::decision::RuleKind::VerifiedBot
+                    )
+                })
+                .ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("policy.shadow_rules[{i}]"),
+                        format!("{name:?} is not a rule kind that blocks (allow_list and verified_bot allow)"),
+                    )
+                })?;
+            mask |= 1 << (kind as u32);
+        }
+        Ok(mask)
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +297,27 @@ mod tests {
             let tags = Tags::parse(body).unwrap();
             assert_eq!(p.decide(Ok(&tags), &e).action, action, "{body}");
         }
+    }
+
+    #[test]
+    fn shadow_rules_are_kinds_that_block() {
+        let p = policy(&[("FRAUDGATE_POLICY__SHADOW_RULES", "velocity,ctit_long")]);
+        assert!(p.is_shadow(crate::decision::RuleKind::Velocity));
+        assert!(p.is_shadow(crate::decision::RuleKind::CtitLong));
+        assert!(!p.is_shadow(crate::decision::RuleKind::BlockList));
+        for bad in ["allow_list", "velocty"] {
+            let env = [(
+                "FRAUDGATE_POLICY__SHADOW_RULES".to_string(),
+                bad.to_string(),
+            )];
+            let c = Config::load_from(None, env);
+            let e = c.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("policy.shadow_rules[0]"), "{bad}: {e}");
+        }
+        // What a shadow rule's tag would have done, per offer.
+        let tags = Tags::parse("ip").unwrap();
+        assert!(!p.blocks(&tags, "1", "2"), "ip is allowed by default");
+        assert!(p.blocks(&Tags::parse("attribution").unwrap(), "1", "2"));
     }
 
     #[test]

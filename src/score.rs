@@ -137,15 +137,17 @@ pub(crate) fn upstream_of(config: &Config) -> Result<Option<Upstream>, ScorerErr
 /// The local rules, their files read, with the feeds' lists.
 pub(crate) fn rules_of(config: &Config) -> Result<LocalRules, ScorerError> {
     let feeds: Vec<String> = config.feeds.iter().map(|f| f.name.clone()).collect();
-    Ok(LocalRules::with_feeds(&config.rules, &feeds)?)
+    Ok(LocalRules::with_feeds(&config.rules, &feeds)?.with_shadow(config.policy.shadow_mask()?))
 }
 
 /// The tag and rule -> IVT class map of the decision log.
 pub(crate) fn ivt_of(config: &Config) -> Result<crate::decision_log::IvtMap, ScorerError> {
-    crate::decision_log::IvtMap::new(&config.ivt).map_err(|message| ScorerError::Config {
-        key: "ivt",
-        message,
-    })
+    Ok(crate::decision_log::IvtMap::new(&config.ivt)
+        .map_err(|message| ScorerError::Config {
+            key: "ivt",
+            message,
+        })?
+        .with_shadow(config.policy.shadow_mask()?))
 }
 
 impl Scorer {
@@ -272,7 +274,8 @@ impl Scorer {
             // (Not the hot path: a conversion per many clicks.)
             metrics::counter!(m::RULE_HITS, "kind" => h.kind.as_str()).increment(1);
         }
-        let tags = if hits.is_empty() {
+        let policy = &self.inner.policy;
+        let tags = if hits.iter().all(|h| policy.is_shadow(h.kind)) {
             crate::verdict::Tags::clean()
         } else {
             crate::verdict::Tags::from_mask(Tag::Attribution.bit())

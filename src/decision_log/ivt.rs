@@ -55,6 +55,8 @@ pub struct IvtConfig {
 pub struct IvtMap {
     tags: [Option<(IvtClass, Box<str>)>; Tag::ALL.len()],
     rules: [Option<(IvtClass, Box<str>)>; RuleKind::ALL.len()],
+    /// Rule kinds in shadow mode, as bits: no class from them.
+    shadow: u32,
 }
 
 /// What a decision is, in MRC terms.
@@ -85,7 +87,18 @@ impl IvtMap {
                 })?;
             rules[k as usize] = Some((e.class, e.category.as_str().into()));
         }
-        Ok(IvtMap { tags, rules })
+        Ok(IvtMap {
+            tags,
+            rules,
+            shadow: 0,
+        })
+    }
+
+    /// Leaves rule kinds in shadow mode (`policy.shadow_rules` as bits)
+    /// out of the class: they decided nothing.
+    pub fn with_shadow(mut self, mask: u32) -> Self {
+        self.shadow = mask;
+        self
     }
 
     /// The class of a decision with these rules fired and tags seen. An
@@ -97,6 +110,7 @@ impl IvtMap {
         let mut best: Option<(IvtClass, &str)> = None;
         let candidates = rules
             .iter()
+            .filter(|r| self.shadow & (1 << (r.kind as u32)) == 0)
             .filter_map(|r| self.rules[r.kind as usize].as_ref())
             .chain(tags.known().filter_map(|t| self.tags[t as usize].as_ref()));
         for (class, category) in candidates {

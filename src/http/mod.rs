@@ -28,6 +28,7 @@ pub mod report_access;
 pub mod reports;
 pub mod routes;
 pub mod rt;
+pub mod shadow;
 pub mod shed;
 pub mod ui;
 pub mod write_timeout;

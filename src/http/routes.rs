@@ -13,7 +13,7 @@ use axum::routing::{MethodRouter, any, get, post};
 use super::error::ApiError;
 use super::{
     AppState, access, admin, batch, check, clawback, click, data, forward_auth, fraudshield,
-    funnel, health, openrtb, postback, report_access, reports, rt, ui,
+    funnel, health, openrtb, postback, report_access, reports, rt, shadow, ui,
 };
 use crate::query::fraudshield::Report;
 
@@ -142,6 +142,7 @@ pub(super) fn reports(state: &AppState) -> Routes {
         .route("/v1/reports/interval", get(reports::interval))
         .route("/v1/reports/funnel", get(funnel::report))
         .route("/v1/reports/clawback", get(clawback::report))
+        .route("/v1/reports/shadow", get(shadow::report))
         .route("/v1/reports/entry/{id}", get(reports::entry))
         .route(
             "/api/v1/reports/{entry_type}/{entry_id}",

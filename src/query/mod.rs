@@ -13,6 +13,7 @@ pub mod fraudshield;
 pub mod funnel;
 pub mod params;
 pub mod report;
+pub mod shadow;
 pub mod sql;
 pub mod sqlite;
 

@@ -94,6 +94,9 @@ pub const VELOCITY_NET: usize = usize::MAX - 1;
 
 pub struct LocalRules {
     enabled: bool,
+    /// Rule kinds in shadow mode (`policy.shadow_rules`), as bits: they
+    /// fire and are recorded, their tags left out of the verdict.
+    shadow: u32,
     ask_upstream_on_block: bool,
     reload_interval_s: u64,
     snapshot: ArcSwap<Snapshot>,
@@ -131,6 +134,7 @@ impl LocalRules {
         let mut sources = sources::Sources::new(c, feeds);
         let snapshot = sources.load_all()?;
         Ok(LocalRules {
+            shadow: 0,
             enabled: c.enabled,
             ask_upstream_on_block: c.ask_upstream_on_block,
             reload_interval_s: c.reload_interval_s,
@@ -229,10 +233,26 @@ impl LocalRules {
         let mut mask = 0u16;
         for hit in &out.hits {
             self.hits.hit(hit.kind);
-            mask |= hit.tag.map_or(0, Tag::bit);
+            mask |= self.deciding_tag(hit);
         }
         out.tags = Tags::from_mask(mask);
         out
+    }
+
+    /// Puts rule kinds in shadow mode (`policy.shadow_rules` as bits).
+    pub fn with_shadow(mut self, mask: u32) -> Self {
+        self.shadow = mask;
+        self
+    }
+
+    /// The tag bit a hit gives the verdict: none from a rule in shadow
+    /// mode.
+    fn deciding_tag(&self, hit: &RuleHit) -> u16 {
+        if self.shadow & (1 << (hit.kind as u32)) != 0 {
+            0
+        } else {
+            hit.tag.map_or(0, Tag::bit)
+        }
     }
 
     /// What today's lists, ranges and crawler patterns say of a past
@@ -264,10 +284,7 @@ impl LocalRules {
         out.hits.extend(self.crawler_ua(&snap, ev));
         out.hits.extend(Self::ip_ranges(&snap, ev));
         out.hits.extend(Self::block_listed(&snap, ev, now));
-        let mask = out
-            .hits
-            .iter()
-            .fold(0u16, |m, h| m | h.tag.map_or(0, Tag::bit));
+        let mask = out.hits.iter().fold(0u16, |m, h| m | self.deciding_tag(h));
         out.tags = Tags::from_mask(mask);
         out
     }

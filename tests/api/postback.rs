@@ -462,3 +462,69 @@ async fn a_click_with_no_impression_before_it_is_imp_to_click() {
         "a click after its impression: {v}"
     );
 }
+
+#[tokio::test]
+async fn a_rule_in_shadow_mode_is_recorded_and_its_cost_reported() {
+    let dir = temp_dir("shadow-rules");
+    let list = dir.join("block.txt");
+    write_file(&list, "ip 10.96.1.1 reason=suspect range\n");
+    let app = spawn_app_with(|c| {
+        c.policy.shadow_rules = vec!["ctit_short".into(), "block_list".into()];
+        c.rules.lists[0].file = list.display().to_string();
+    })
+    .await;
+    // A listed IP's click: the rule fires, the click is allowed.
+    let listed = click(&app, "10.96.1.1", 600, &[]).await;
+    assert_eq!(listed["decision"], "allow", "{listed}");
+    assert_eq!(kinds(&listed), ["block_list"]);
+    assert_eq!(listed["tags"], json!([]));
+    // An injected install: ctit_short fires, the payout is approved.
+    let c = click(&app, "10.96.1.2", 0, &[]).await;
+    let t = now() + 2;
+    let (_, v) = postback(
+        &app,
+        &format!(
+            "click_id={}&event=install&payout=5&currency=USD&event_time={t}",
+            c["id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(
+        (v["decision"].as_str(), kinds(&v)),
+        (Some("allow"), vec!["ctit_short"]),
+        "{v}"
+    );
+    // Recorded as fired, not as invalid traffic.
+    let v = rows(&app, "/v1/data/install?field=rules,ivt,decision", 1).await;
+    assert_eq!(
+        (&v[0]["ivt"], &v[0]["decision"]),
+        (&json!("none"), &json!("allow")),
+        "{v:?}"
+    );
+    rows(&app, "/v1/data/all?field=id&page_size=10", 3).await;
+    let v = json(app.get("/v1/reports/shadow").await).await;
+    assert_eq!(
+        v["shadow"]["rules"],
+        json!(["block_list", "ctit_short"]),
+        "{v}"
+    );
+    let results = v["shadow"]["results"].as_array().unwrap();
+    let of = |rule: &str| {
+        results
+            .iter()
+            .find(|r| r["rule"] == rule)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        of("ctit_short"),
+        json!({"rule": "ctit_short", "affiliate_id": "6251", "events": 1,
+            "by_event_type": {"install": 1}, "payout": {"USD": 5.0}})
+    );
+    assert_eq!(
+        of("block_list"),
+        json!({"rule": "block_list", "affiliate_id": "6251", "events": 1,
+            "by_event_type": {"click": 1}, "payout": {}})
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
