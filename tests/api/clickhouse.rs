@@ -831,3 +831,33 @@ async fn a_table_from_before_the_event_time_is_upgraded() {
     let entry = json(app.get(&format!("/v1/reports/entry/{id}")).await).await;
     assert_eq!(entry["ip"], "10.96.0.2", "{entry}");
 }
+
+/// The funnel's acceptance replay (`funnel_replay.rs`) on the binary
+/// with the ClickHouse store: the joins through the id index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_clickhouse,
+    ignore = "clickhouse-server is not installed (Debian: clickhouse-server)"
+)]
+async fn the_funnel_replay_finds_every_planted_case_on_clickhouse() {
+    let Some(ch) = ClickHouse::started() else {
+        return;
+    };
+    let url = ch.url();
+    let database = format!("fg_replay_{}", std::process::id());
+    let Some(v) = crate::funnel_replay::replay(&[
+        ("FRAUDGATE_DECISION_LOG__STORE", "clickhouse"),
+        ("FRAUDGATE_DECISION_LOG__CLICKHOUSE__URL", &url),
+        ("FRAUDGATE_DECISION_LOG__CLICKHOUSE__DATABASE", &database),
+    ])
+    .await
+    else {
+        return;
+    };
+    assert_eq!(
+        (&v["found"], &v["planted"]),
+        (&10.into(), &10.into()),
+        "{v}"
+    );
+    assert_eq!(v["false_positives"], 0, "{v}");
+}

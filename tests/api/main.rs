@@ -18,6 +18,7 @@ mod feeds;
 mod fleet;
 mod fraudshield;
 mod fraudshield_client;
+mod funnel_replay;
 mod helpers;
 mod intel;
 mod isbot;
