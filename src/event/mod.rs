@@ -391,10 +391,26 @@ fn parse_ip(value: &str) -> Result<IpAddr, FieldError> {
 }
 
 fn parse_at(value: &str) -> Result<u64, FieldError> {
-    value
+    let at = value
         .trim()
         .parse::<u64>()
-        .map_err(|_| FieldError::invalid("at", "must be a Unix timestamp in seconds"))
+        .map_err(|_| FieldError::invalid("at", "must be a Unix timestamp in seconds"))?;
+    check_event_time(at).map_err(|m| FieldError::invalid("at", m))
+}
+
+/// The earliest event time taken: 2000-01-01.
+pub const EARLIEST_EVENT_TIME: u64 = 946_684_800;
+/// How far ahead of this gate's clock an event time may be (a caller's
+/// clock that runs ahead).
+pub const MAX_CLOCK_AHEAD_S: u64 = 86_400;
+
+/// An event's time, checked: from 2000 to a day past now (a time outside
+/// that is a caller's bug, and would break time arithmetic downstream).
+pub fn check_event_time(at: u64) -> Result<u64, &'static str> {
+    if at < EARLIEST_EVENT_TIME || at > now_unix() + MAX_CLOCK_AHEAD_S {
+        return Err("a Unix time in seconds from 2000-01-01 to a day past now");
+    }
+    Ok(at)
 }
 
 fn non_empty(field: &'static str, value: &str) -> Result<String, FieldError> {
@@ -515,6 +531,25 @@ mod tests {
         assert_eq!(&*err.field, "body");
         let err = EventBuilder::from_json(br#"{"ip":"1.1.1.1"} trailing"#).unwrap_err();
         assert_eq!(&*err.field, "body");
+    }
+
+    #[test]
+    fn an_event_time_is_from_2000_to_a_day_ahead() {
+        for (at, ok) in [
+            ("1544054769", true),
+            ("946684800", true),
+            ("946684799", false),
+            ("12", false),
+            ("99999999999", false),
+            ("18446744073709551615", false),
+        ] {
+            let q = format!("event_type=click&ip=1.2.3.4&ua=x&affiliate_id=1&offer_id=2&at={at}");
+            let got = EventBuilder::from_query(&q).and_then(EventBuilder::build);
+            assert_eq!(got.is_ok(), ok, "{at}");
+            if let Err(e) = got {
+                assert_eq!(e.field, "at");
+            }
+        }
     }
 
     #[test]

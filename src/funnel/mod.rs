@@ -145,7 +145,10 @@ impl Funnel {
                 let click_ms = DecisionId::parse(&c.id).map_or(0, |d| d.unix_ms() as i64);
                 hits.extend(checks.imp_to_click(c, click_ms, imp));
             }
-            if let Some(first) = self.first_conversion(c, p.event_name(), at).await {
+            let event = p.event_name().to_ascii_lowercase();
+            if !self.enabled.contains(&RuleKind::Duplicate) {
+                // (Nothing to claim for a rule that does not run.)
+            } else if let Some(first) = self.first_conversion(c, &event, at).await {
                 let first = jiff::Timestamp::from_second(first)
                     .map(|t| t.to_string())
                     .unwrap_or_default();
@@ -187,14 +190,17 @@ impl Funnel {
             return Ok(None);
         };
         let born = DecisionId::parse(id).map_or(0, |d| d.unix_ms() as i64);
-        let in_flight_until = born + IN_FLIGHT.as_millis() as i64;
+        let in_flight_until = born.saturating_add(IN_FLIGHT.as_millis() as i64);
+        // Only an id of the last moments may still be on its way; one from
+        // the future (forged, or another clock) is looked up once.
+        let may_wait = born <= now_ms + 1_000;
         let mut waited = 0;
         loop {
             let rows = log.rows(q.clone()).await?;
             if let Some(row) = rows.first() {
                 return Ok(click::from_row(row));
             }
-            if now_ms + waited >= in_flight_until {
+            if !may_wait || now_ms + waited >= in_flight_until {
                 return Ok(None);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -251,7 +257,7 @@ fn event(p: &Postback, click: Option<&Click>, at: i64) -> Event {
         (c.affiliate_id.as_str(), c.offer_id.as_str())
     });
     let subs = crate::decision_log::columns::AFF_SUBS;
-    let ctit = click.map(|c| (at - c.at).to_string());
+    let ctit = click.map(|c| at.saturating_sub(c.at).to_string());
     let country = click.and_then(|c| c.country_code.as_deref());
     let mut fields: Vec<(Opt, &str)> = Vec::new();
     if let Some(c) = click {

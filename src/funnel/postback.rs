@@ -245,11 +245,14 @@ fn event_time(v: &str) -> Result<u64, FieldError> {
             "Unix seconds, or an ISO 8601 time with its offset (2026-12-06T10:00:00Z)",
         )
     };
-    if let Ok(s) = v.parse::<u64>() {
-        return Ok(s);
-    }
-    let t: jiff::Timestamp = v.parse().map_err(|_| bad())?;
-    u64::try_from(t.as_second()).map_err(|_| bad())
+    let seconds = match v.parse::<u64>() {
+        Ok(s) => s,
+        Err(_) => {
+            let t: jiff::Timestamp = v.parse().map_err(|_| bad())?;
+            u64::try_from(t.as_second()).map_err(|_| bad())?
+        }
+    };
+    crate::event::check_event_time(seconds).map_err(|m| FieldError::invalid("event_time", m))
 }
 
 #[cfg(test)]
@@ -298,6 +301,16 @@ mod tests {
             ),
             (
                 "event=install&event_time=yesterday",
+                "event_time",
+                ErrorCode::InvalidField,
+            ),
+            (
+                "event=install&event_time=99999999999999",
+                "event_time",
+                ErrorCode::InvalidField,
+            ),
+            (
+                "event=install&event_time=12",
                 "event_time",
                 ErrorCode::InvalidField,
             ),

@@ -69,7 +69,7 @@ impl Checks<'_> {
 
     /// Seconds from the click to the conversion.
     pub fn ctit(&self, click: &Click) -> i64 {
-        self.at - click.at
+        self.at.saturating_sub(click.at)
     }
 
     /// `orphan`: no click credits the conversion.

@@ -118,8 +118,11 @@ async fn a_conversion_is_judged_on_its_click() {
     // Orphans: no click id, one that is no decision, one no click has, a
     // click past the 7-day window.
     let unknown = "0190f5e2-0000-7000-8000-000000000000";
+    // An id from the far future (forged): looked up once, not waited on.
+    let future = "ffffffff-ffff-7fff-bfff-ffffffffffff";
     let old = click(&app, "10.90.0.4", 8 * 86_400, &[]).await;
     for q in [
+        format!("click_id={future}&event=install"),
         "event=install".to_owned(),
         "click_id=abc&event=install".to_owned(),
         format!("click_id={unknown}&event=install"),

@@ -83,7 +83,10 @@ impl Slot {
             ua,
             who,
             elapsed_us: e.elapsed_us as i64,
-            age: e.ts_ms().div_euclid(1000) - e.at as i64,
+            age: e
+                .ts_ms()
+                .div_euclid(1000)
+                .saturating_sub(i64::try_from(e.at).unwrap_or(i64::MAX)),
             ip: e.ip,
             wide: e.optional().any(|(o, _)| rows::in_row(o)),
         })
