@@ -59,13 +59,15 @@ pub(super) fn ids_index(c: &ClickHouseConfig) -> [String; 3] {
     ]
 }
 
-/// Whether the id index exists: `1` or `0`.
-pub(super) fn has_ids_index(c: &ClickHouseConfig) -> String {
+/// The id index's tables that exist (`<table>_ids`, `<table>_ids_mv`),
+/// a name a line.
+pub(super) fn ids_index_tables(c: &ClickHouseConfig) -> String {
     format!(
-        "SELECT count() FROM system.tables WHERE database = {} AND name = {} \
+        "SELECT name FROM system.tables WHERE database = {} AND name IN ({}, {}) \
          FORMAT TabSeparated",
         quote(&c.database),
-        quote(&format!("{}_ids", c.table))
+        quote(&format!("{}_ids", c.table)),
+        quote(&format!("{}_ids_mv", c.table))
     )
 }
 

@@ -104,12 +104,25 @@ impl Writer {
                 self.call(&[], add.into())?;
             }
         }
-        let indexed = self.call(&[], schema::has_ids_index(&self.config).into())?;
-        if indexed.trim() == "0" {
-            // (The view before the copy: a row inserted meanwhile is in
-            // the index twice, which the lookup and the merges take.)
-            for statement in schema::ids_index(&self.config) {
-                self.call(&[], statement.into())?;
+        let have = self.call(&[], schema::ids_index_tables(&self.config).into())?;
+        let name = self.config.table.clone();
+        let has = |suffix: &str| have.lines().any(|l| l.trim() == format!("{name}{suffix}"));
+        let [table, view, copy] = schema::ids_index(&self.config);
+        // The table, the view, then the copy of the rows from before (a
+        // row inserted meanwhile is in the index twice, which the lookup
+        // and the merges take). A copy that fails is not retried: a
+        // lookup the index misses reads the table itself.
+        let fresh = !has("_ids");
+        let viewed = has("_ids_mv");
+        if fresh {
+            self.call(&[], table.into())?;
+        }
+        if !viewed {
+            self.call(&[], view.into())?;
+        }
+        if fresh {
+            if let Err(e) = self.call(&[], copy.into()) {
+                tracing::warn!(error = %e, "could not copy the decisions into the id index; lookups by id it misses read the table");
             }
         }
         self.ready = true;

@@ -114,10 +114,10 @@ pub fn run(
                 keyed = with_key(q, key);
                 &keyed
             }
-            // No decision has the id.
-            Some(None) => return Ok(()),
-            // No index (yet): the plain query.
-            None => q,
+            // Not in the index: a decision of a table whose copy into
+            // the index did not finish, or none (an unknown id). The
+            // plain query answers either (a read of the id's day).
+            Some(None) | None => q,
         },
         None => q,
     };
