@@ -56,6 +56,9 @@ pub struct Rescorer {
     /// Holds the feeds' lists in `rules` (None: a running gate's rules,
     /// whose feeds keep them).
     _feeds: Option<crate::feeds::Feeds>,
+    /// Whether the log keeps IPs whole (`decision_log.ip = "full"`): a
+    /// truncated or hashed IP cannot be matched against lists again.
+    ip_kept: bool,
 }
 
 /// A decision that would go the other way today.
@@ -133,13 +136,15 @@ impl Rescorer {
             rules,
             policy: Policy::from_config(&config.policy).map_err(|e| setup(e.to_string()))?,
             _feeds: Some(feeds),
+            ip_kept: config.decision_log.ip == crate::decision_log::IpMode::Full,
         })
     }
 
     /// Over a running gate's rules (feeds' lists and admin entries as
     /// they are now) and policy.
-    pub fn over(rules: Arc<LocalRules>, policy: Policy) -> Self {
+    pub fn over(rules: Arc<LocalRules>, policy: Policy, ip: crate::decision_log::IpMode) -> Self {
         Rescorer {
+            ip_kept: ip == crate::decision_log::IpMode::Full,
             rules,
             policy,
             _feeds: None,
@@ -153,6 +158,9 @@ impl Rescorer {
             Some(Value::String(s)) => s.as_str(),
             _ => "",
         };
+        if !self.ip_kept {
+            return Err(());
+        }
         let event = event_of(row).ok_or(())?;
         let was = if text("would_be") == "block" {
             Action::Block
@@ -241,15 +249,24 @@ impl Rescorer {
         if let Some(e) = failed.take() {
             return Err(e.into());
         }
-        let mut lines = Vec::new();
-        self.clawbacks(reader, &stop, (from_ms, to_ms), &mut sum, &mut |c| {
-            lines.push(json!(c).to_string());
-            true
-        })?;
-        for l in lines {
-            writeln!(out, "{l}")?;
+        let mut failed = None;
+        self.clawbacks(
+            reader,
+            &stop,
+            (from_ms, to_ms),
+            &mut sum,
+            &mut |c| match writeln!(out, "{}", json!(c)) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            },
+        )?;
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(sum),
         }
-        Ok(sum)
     }
 
     /// The approved conversions of `[from_ms, to_ms)` whose click (read
@@ -319,11 +336,14 @@ impl Rescorer {
             Some(q) => reader.collect(&q, stop)?.into_iter().next(),
             None => None,
         };
-        let because = click
-            .as_ref()
-            .and_then(|c| self.judge(c).ok().flatten())
-            .or_else(|| self.judge(conv).ok().flatten())
-            .filter(|c| c.now == "block");
+        // The click's change to a block, else the conversion's own.
+        let to_block = |row: &Map<String, Value>| {
+            self.judge(row)
+                .ok()
+                .flatten()
+                .filter(|c| c.now == Action::Block.as_str())
+        };
+        let because = click.as_ref().and_then(to_block).or_else(|| to_block(conv));
         Ok(because.map(|because| Clawback {
             kind: "clawback",
             conversion_id: text("id"),

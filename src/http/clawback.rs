@@ -70,7 +70,11 @@ pub async fn report(
     let slot = state.queries.admit().await?;
     let (stop, _asker) = reader.stop();
     let queries = state.queries.clone();
-    let rescorer = Rescorer::over(state.scorer.rules().clone(), state.scorer.policy().clone());
+    let rescorer = Rescorer::over(
+        state.scorer.rules().clone(),
+        state.scorer.policy().clone(),
+        state.config.decision_log.ip,
+    );
     let (rows, sum) = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let mut rows = Vec::new();
