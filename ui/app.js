@@ -256,7 +256,7 @@ async function showTop() {
 
 // ---- funnel ----------------------------------------------------------------
 
-const CTIT_BUCKETS = ["<10s", "10s-1m", "1m-10m", "10m-1h", "1h-24h", ">=24h"];
+const CTIT_BUCKETS = ["<0s", "<10s", "10s-1m", "1m-10m", "10m-1h", "1h-24h", ">=24h"];
 
 async function showFunnel() {
   const r = range();
@@ -269,6 +269,7 @@ async function showFunnel() {
     { label: "clicks", key: "clicks", num: true },
     { label: "conversions", key: "conversions", num: true },
     { label: "CR", render: (s) => (s.cr === null ? "–" : pct(s.cr)), num: true },
+    { label: "goals", key: "goals", num: true },
     { label: "rejected", render: (s) => `${fmt(s.rejected)}${s.rejection_rate === null ? "" : " (" + pct(s.rejection_rate) + ")"}`, num: true },
     { label: "rejections", render: (s) => Object.entries(s.rejections).map(([k, v]) => `${k} ${fmt(v)}`).join(" · ") },
     { label: "CTIT", render: (s) => ctitHistogram(s.ctit) },
@@ -300,7 +301,7 @@ function ctitHistogram(c) {
   CTIT_BUCKETS.forEach((b, i) => {
     const n = c.buckets[b] || 0;
     const bh = n ? Math.max(2, (h * n) / max) : 0;
-    const colour = i === 0 ? "#c0392b" : i === CTIT_BUCKETS.length - 1 ? "#d68910" : "#5d6d7e";
+    const colour = i <= 1 ? "#c0392b" : i === CTIT_BUCKETS.length - 1 ? "#d68910" : "#5d6d7e";
     // Each bucket's slot, so an empty one still shows where it is.
     box.append(svg("rect", { x: i * (w + 2), y: h - 1, width: w, height: 1, fill: "#c8ced6" }));
     const rect = svg("rect", { x: i * (w + 2), y: h - bh, width: w, height: bh, fill: colour });

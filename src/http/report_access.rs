@@ -173,7 +173,7 @@ pub async fn require_report_key(
     let mut resp = ApiError::new(
         StatusCode::UNAUTHORIZED,
         "unauthorized",
-        "a report key is required: key=, X-Api-Key or Authorization: Bearer (admin keys in a header only)",
+        "a report key is required: key= (api_token= on Fraudshield's paths), X-Api-Key or Authorization: Bearer (admin keys in a header only)",
     )
     .with_field("key")
     .into_response();

@@ -22,7 +22,9 @@ use super::{Agg, Events, Expr, Field, Op, Query, QueryError, Scalar, Shape, fiel
 pub const MAX_CONVERSIONS: u64 = 5_000_000;
 
 /// The CTIT buckets: upper bounds (seconds, exclusive) and names.
-const BUCKETS: [(i64, &str); 6] = [
+const BUCKETS: [(i64, &str); 7] = [
+    // Before its click: a tracker's clock, or the strongest injection.
+    (0, "<0s"),
     (10, "<10s"),
     (60, "10s-1m"),
     (600, "1m-10m"),
@@ -117,6 +119,9 @@ impl Params {
     /// The conversions, a row each: their groups, CTIT, payout and ruling.
     pub fn conversions(&self) -> Query {
         let mut fields = self.groups.clone();
+        if !fields.iter().any(|f| f.name == "event_type") {
+            fields.extend(field("event_type"));
+        }
         fields.extend(
             ["ctit", "payout", "currency", "would_be", "reason", "rules"]
                 .iter()
@@ -139,7 +144,10 @@ impl Params {
 struct Source {
     impressions: u64,
     clicks: u64,
+    /// Installs.
     conversions: u64,
+    /// Goals (`custom` events).
+    goals: u64,
     rejected: u64,
     ctits: Vec<i64>,
     rejections: BTreeMap<String, u64>,
@@ -235,8 +243,13 @@ impl Report {
         if rejected && reasons.is_empty() {
             reasons.push(text("reason"));
         }
+        let goal = text("event_type") == "custom";
         let s = self.source(names, &values);
-        s.conversions += 1;
+        if goal {
+            s.goals += 1;
+        } else {
+            s.conversions += 1;
+        }
         s.ctits.extend(ctit);
         if rejected {
             s.rejected += 1;
@@ -292,9 +305,11 @@ impl Report {
                 row.insert("clicks".into(), json!(s.clicks));
                 row.insert("conversions".into(), json!(s.conversions));
                 row.insert("cr".into(), rate(s.conversions, s.clicks));
-                row.insert("approved".into(), json!(s.conversions - s.rejected));
+                row.insert("goals".into(), json!(s.goals));
+                let judged = s.conversions + s.goals;
+                row.insert("approved".into(), json!(judged - s.rejected));
                 row.insert("rejected".into(), json!(s.rejected));
-                row.insert("rejection_rate".into(), rate(s.rejected, s.conversions));
+                row.insert("rejection_rate".into(), rate(s.rejected, judged));
                 row.insert("ctit".into(), ctit(&mut s.ctits));
                 row.insert("rejections".into(), json!(s.rejections));
                 let money = |f: fn(&(f64, f64)) -> f64| -> Map<String, Value> {
@@ -324,10 +339,10 @@ fn ctit(values: &mut [i64]) -> Value {
     let median = if n % 2 == 1 {
         values[n / 2] as f64
     } else {
-        (values[n / 2 - 1] + values[n / 2]) as f64 / 2.0
+        (values[n / 2 - 1] as f64 + values[n / 2] as f64) / 2.0
     };
     let share = |k: usize| (10_000.0 * k as f64 / n as f64).round() / 100.0;
-    let under = values.iter().filter(|v| **v < 10).count();
+    let under = values.iter().filter(|v| (0..10).contains(*v)).count();
     let over = values.iter().filter(|v| **v >= 86_400).count();
     let mut buckets = Map::new();
     let mut lower = i64::MIN;

@@ -273,8 +273,8 @@ async fn the_funnel_view_shows_each_source_from_click_to_conversion() {
     assert!(ready(&d, "funnel"), "{d}");
     let t = text_of(&d, "funnel-table");
     assert!(
-        t.contains("6251 / web 0 3 2 66.67% 1 (50.00%) ctit_short 1"),
-        "impressions, clicks, conversions, CR, rejected, why: {t}"
+        t.contains("6251 / web 0 3 2 66.67% 0 1 (50.00%) ctit_short 1"),
+        "impressions, clicks, conversions, CR, goals, rejected, why: {t}"
     );
     assert!(t.contains("median 301 s"), "{t}");
     assert!(

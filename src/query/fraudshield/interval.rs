@@ -118,6 +118,15 @@ pub fn buckets(r: &Request) -> Result<Vec<(String, String)>, QueryError> {
             .map(|z| z.timestamp())
             .map_err(|e| QueryError::new("date_start", e.to_string()))
     };
+    // The walk below steps a day (or a quarter hour) at a time: bound the
+    // range first, so a request cannot make it run for long.
+    let days = (r.date_end - r.date_start).get_days();
+    if days > MAX_RANGE_DAYS {
+        return Err(QueryError::new(
+            "date_end",
+            format!("at most {MAX_RANGE_DAYS} days from date_start"),
+        ));
+    }
     if unit == TimeUnit::Hour {
         // Quarter hours: every local hour is seen, whatever the zone's
         // offsets and DST steps.
@@ -144,6 +153,9 @@ pub fn buckets(r: &Request) -> Result<Vec<(String, String)>, QueryError> {
     }
     Ok(out)
 }
+
+/// The longest range an interval report walks (ten years).
+const MAX_RANGE_DAYS: i32 = 3_660;
 
 /// The start of the bucket holding `ts`, in ISO 8601 with the offset.
 fn start(ts: Timestamp, unit: TimeUnit, tz: &TimeZone) -> Result<String, QueryError> {
