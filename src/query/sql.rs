@@ -253,12 +253,18 @@ fn special(
         };
         if name == "datetime" {
             // The event's time, in whole seconds: [start, next) as above.
-            let (start, next) = (start.div_euclid(1000), next.div_euclid(1000));
+            // An event time is at most a day past its decision's (checked
+            // on the way in), so a lower bound on it bounds the decision's
+            // time too, and the store seeks (an upper one does not: an
+            // event may be posted late).
+            let ahead = i64::try_from(crate::event::MAX_CLOCK_AHEAD_S).unwrap_or(0) * 1000;
+            let seek = |ms: i64| ts_cmp(d, Op::Ge, ms.saturating_sub(ahead));
+            let (s, n) = (start.div_euclid(1000), next.div_euclid(1000));
             return Ok(Some(match op {
-                Op::Ge => format!("(at >= {start})"),
-                Op::Gt => format!("(at >= {next})"),
-                Op::Le => format!("(at < {next})"),
-                _ => format!("(at < {start})"),
+                Op::Ge => format!("(at >= {s} AND {})", seek(start)),
+                Op::Gt => format!("(at >= {n} AND {})", seek(next)),
+                Op::Le => format!("(at < {n})"),
+                _ => format!("(at < {s})"),
             }));
         }
         return Ok(Some(match op {

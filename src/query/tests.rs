@@ -90,3 +90,30 @@ fn every_column_the_query_side_names_is_one_the_log_keeps() {
         assert!(NAMES.contains(&d), "rollup dimension {d}");
     }
 }
+
+/// A lower bound on the event's time bounds the decision's too (an event
+/// time is at most a day ahead of its decision): the store seeks on its
+/// time key; an upper bound on the event's time cannot (late postbacks).
+#[test]
+fn a_lower_datetime_bound_seeks_on_the_decision_time() {
+    let f = |e: &str| form_urlencoded::byte_serialize(e.as_bytes()).collect::<String>();
+    let sql = |filter: &str| {
+        let q = Query::from_params(
+            Events::All,
+            &format!("field=id&filter={}", f(filter)),
+            false,
+        )
+        .unwrap();
+        super::sqlite::build(&q, &["d_20261206".into()], false).unwrap()
+    };
+    let ge = sql(r#"["datetime_ge","2026-12-06 10:00:00"]"#);
+    assert!(ge.text.contains("at >= 1796551200"), "{}", ge.text);
+    assert!(
+        ge.text.contains("ts >= 1796464800000"),
+        "a day earlier: {}",
+        ge.text
+    );
+    assert!(ge.text.contains("_k >="), "the time key: {}", ge.text);
+    let le = sql(r#"["datetime_le","2026-12-06 10:00:00"]"#);
+    assert!(!le.text.contains("ts >="), "{}", le.text);
+}
