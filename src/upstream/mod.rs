@@ -314,14 +314,14 @@ mod tests {
         c.key = Secret::new("k&y");
         let up = Upstream::new(&c).unwrap();
         let e = EventBuilder::from_query(
-            "event_type=click&ip=1.2.3.4&ua=Mozilla%2F5.0%20(X)&affiliate_id=6&offer_id=7&at=1700000000&aff_sub2=a%20b",
+            "event_type=click&ip=1.2.3.4&ua=Mozilla%2F5.0%20(X)&affiliate_id=6&offer_id=7&at=100&aff_sub2=a%20b",
         )
         .unwrap()
         .build()
         .unwrap();
         assert_eq!(
             up.url_for(&e),
-            "http://127.0.0.1:1/?event_type=click&ip=1.2.3.4&ua=Mozilla%2F5.0+%28X%29&key=k%26y&at=1700000000&affiliate_id=6&offer_id=7&aff_sub2=a+b"
+            "http://127.0.0.1:1/?event_type=click&ip=1.2.3.4&ua=Mozilla%2F5.0+%28X%29&key=k%26y&at=100&affiliate_id=6&offer_id=7&aff_sub2=a+b"
         );
     }
 

@@ -202,7 +202,7 @@ pub fn encode(event: &Event, d: &Decision, door: Door, client: Option<&str>, out
         reason: d.ruling.reason.as_str(),
         rules: &d.rules,
         elapsed_us: d.elapsed.as_micros() as u64,
-        at: event.at,
+        at: crate::event::recorded_time(event.at, d.id.unix_ms() / 1000),
     }
     .write(out)
 }

@@ -226,3 +226,18 @@ fn keeps_every_field_of_the_event() {
     assert_eq!(l.get(Opt::AffSub1), e.get(Opt::AffSub1));
     assert_eq!(l.get(Opt::AffSub3), None);
 }
+
+/// An `at` that is no plausible time (a load test's `at=1`) is kept as the
+/// decision's second; a plausible one as given.
+#[test]
+fn the_record_keeps_a_plausible_event_time_only() {
+    let d = decision();
+    let decided = d.id.unix_ms() / 1000;
+    for (at, kept) in [(1, decided), (1_544_054_769, 1_544_054_769)] {
+        let e = event(&format!(
+            "event_type=click&ip=1.2.3.4&ua=x&affiliate_id=1&offer_id=2&at={at}"
+        ));
+        let r = Record::new(&e, &d, Door::Rt, None);
+        assert_eq!(r.event.at, kept, "{at}");
+    }
+}
