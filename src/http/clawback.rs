@@ -9,8 +9,9 @@ use axum::extract::{RawQuery, State};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::data::{Cut, log_off, query_error};
+use super::data::query_error;
 use super::error::ApiError;
+use super::reports::on_log;
 use crate::query::QueryError;
 use crate::query::exec::QueryFailure;
 use crate::query::params::{number, time_zone, unknown_parameter};
@@ -66,38 +67,27 @@ pub async fn report(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let (range, count) = parse(raw.as_deref().unwrap_or("")).map_err(query_error)?;
-    let reader = state.reader.clone().ok_or_else(log_off)?;
-    let slot = state.queries.admit().await?;
-    let (stop, _asker) = reader.stop();
-    let queries = state.queries.clone();
     let rescorer = Rescorer::over(
         state.scorer.rules().clone(),
         state.scorer.policy().clone(),
         state.config.decision_log.ip,
     );
-    let (rows, sum) = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
+    let (rows, sum) = on_log(&state, move |reader, stop| {
         let mut rows = Vec::new();
         let mut sum = Summary::default();
-        let result = rescorer.clawbacks(&reader, &stop, range, &mut sum, &mut |c| {
+        let result = rescorer.clawbacks(reader, stop, range, &mut sum, &mut |c| {
             if rows.len() < count {
                 rows.push(json!(c));
             }
             true
         });
         match result {
-            Err(RescoreError::Failure(QueryFailure::Gone)) => {
-                queries.cut(Cut::ClientGone);
-                Err(QueryFailure::Gone)
-            }
             Err(RescoreError::Failure(f)) => Err(f),
             Err(other) => Err(QueryFailure::Store(other.to_string())),
             Ok(()) => Ok((rows, sum)),
         }
     })
-    .await
-    .map_err(|_| ApiError::internal())?
-    .map_err(|e| state.queries.failure(e))?;
+    .await?;
     let by_affiliate: Vec<Value> = sum
         .clawback_by_affiliate
         .iter()

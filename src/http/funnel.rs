@@ -7,9 +7,9 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::data::{Cut, log_off, query_error};
+use super::data::query_error;
 use super::error::ApiError;
-use crate::query::exec::QueryFailure;
+use super::reports::on_log;
 use crate::query::funnel::{MAX_CONVERSIONS, Report, parse};
 
 pub async fn report(
@@ -18,33 +18,19 @@ pub async fn report(
 ) -> Result<Json<Value>, ApiError> {
     let p = parse(raw.as_deref().unwrap_or("")).map_err(query_error)?;
     let (page, count) = (p.page, p.count);
-    let reader = state.reader.clone().ok_or_else(log_off)?;
-    let slot = state.queries.admit().await?;
-    let (stop, _asker) = reader.stop();
-    let queries = state.queries.clone();
-    // Both reads on one blocking thread in one slot; dropping the future
-    // (the request timed out, its client left) stops them.
-    let report = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
+    // Both reads on one blocking thread in one slot.
+    let report = on_log(&state, move |reader, stop| {
         let mut report = Report::new(&p);
-        let result = reader
-            .run(&p.traffic(), &stop, &mut |names, values| {
-                report.add_traffic(names, values);
-                true
-            })
-            .and_then(|()| {
-                reader.run(&p.conversions(), &stop, &mut |names, values| {
-                    report.add_conversion(names, values)
-                })
-            });
-        if matches!(result, Err(QueryFailure::Gone)) {
-            queries.cut(Cut::ClientGone);
-        }
-        result.map(|()| report)
+        reader.run(&p.traffic(), stop, &mut |names, values| {
+            report.add_traffic(names, values);
+            true
+        })?;
+        reader.run(&p.conversions(), stop, &mut |names, values| {
+            report.add_conversion(names, values)
+        })?;
+        Ok(report)
     })
-    .await
-    .map_err(|_| ApiError::internal())?
-    .map_err(|e| state.queries.failure(e))?;
+    .await?;
     if report.truncated() {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

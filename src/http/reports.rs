@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use super::data::{Cut, Format, log_off, query_error};
 use super::error::ApiError;
-use crate::query::exec::QueryFailure;
+use crate::query::exec::{QueryFailure, Reader, Stop};
 use crate::query::params::time_zone;
 use crate::query::report::{Kind, shape_row};
 use crate::query::{Events, Expr, FIELDS, Op, Query, QueryError, Scalar, Shape};
@@ -80,17 +80,31 @@ pub(super) async fn collect_all(
     state: &AppState,
     qs: Vec<Query>,
 ) -> Result<Vec<Vec<Map<String, Value>>>, ApiError> {
+    on_log(state, move |reader, stop| {
+        qs.iter().map(|q| reader.collect(q, stop)).collect()
+    })
+    .await
+}
+
+/// Runs `work` on the decision log: on a blocking thread, within one of
+/// the query slots and `query_timeout_ms`. Dropping the future (the
+/// request timed out or its client left) stops the run; its failures
+/// are answered and counted as every query's.
+pub(super) async fn on_log<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&Reader, &Stop) -> Result<T, QueryFailure> + Send + 'static,
+) -> Result<T, ApiError> {
     let reader = state.reader.clone().ok_or_else(log_off)?;
     let slot = state.queries.admit().await?;
     let (stop, _asker) = reader.stop();
     let queries = state.queries.clone();
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        let rows: Result<Vec<_>, _> = qs.iter().map(|q| reader.collect(q, &stop)).collect();
-        if matches!(rows, Err(QueryFailure::Gone)) {
+        let result = work(&reader, &stop);
+        if matches!(result, Err(QueryFailure::Gone)) {
             queries.cut(Cut::ClientGone);
         }
-        rows
+        result
     })
     .await
     .map_err(|_| ApiError::internal())?

@@ -6,10 +6,10 @@ use axum::extract::{RawQuery, State};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::data::{Cut, log_off, query_error};
+use super::data::query_error;
 use super::error::ApiError;
+use super::reports::on_log;
 use crate::decision::RuleKind;
-use crate::query::exec::QueryFailure;
 use crate::query::shadow::{Report, parse};
 
 pub async fn report(
@@ -23,32 +23,19 @@ pub async fn report(
         .filter(|k| policy.is_shadow(*k))
         .collect();
     let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-    let reader = state.reader.clone().ok_or_else(log_off)?;
-    let slot = state.queries.admit().await?;
-    let (stop, _asker) = reader.stop();
-    let queries = state.queries.clone();
     let count = p.count;
-    let rows = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
+    let rows = on_log(&state, move |reader, stop| {
         let mut report = Report::new(&p);
         let blocks = |t: &_, o: &str, a: &str| policy.blocks(t, o, a);
         for kind in kinds {
-            let result = reader.run(&p.query(kind), &stop, &mut |names, values| {
+            reader.run(&p.query(kind), stop, &mut |names, values| {
                 report.add(kind, names, values, &blocks);
                 true
-            });
-            if let Err(e) = result {
-                if matches!(e, QueryFailure::Gone) {
-                    queries.cut(Cut::ClientGone);
-                }
-                return Err(e);
-            }
+            })?;
         }
         Ok(report.finish(count))
     })
-    .await
-    .map_err(|_| ApiError::internal())?
-    .map_err(|e| state.queries.failure(e))?;
+    .await?;
     Ok(Json(
         json!({ "shadow": { "rules": names, "results": rows } }),
     ))
