@@ -87,6 +87,15 @@ impl HitCounters {
     }
 }
 
+/// How the rules run on an event.
+#[derive(Clone, Copy)]
+enum Run<'a> {
+    /// An event now: every rule, counted, with the fleet-wide counts.
+    Live(Option<&'a [(usize, u64)]>),
+    /// A past event judged again: the rules that look at it alone.
+    Again,
+}
+
 /// Index of velocity's fleet-wide IP counter in shared counts.
 pub const VELOCITY_IP: usize = usize::MAX;
 /// Index of velocity's fleet-wide subnet counter.
@@ -205,14 +214,22 @@ impl LocalRules {
     /// `shared_caps`: fleet-wide counts by cap index (and
     /// [`VELOCITY_IP`], [`VELOCITY_NET`]); what has none counts locally.
     pub fn evaluate(&self, ev: &Event, shared_caps: Option<&[(usize, u64)]>) -> LocalVerdict {
+        self.run(ev, Run::Live(shared_caps))
+    }
+
+    /// The rules on `ev`, as `run` asks.
+    fn run(&self, ev: &Event, run: Run<'_>) -> LocalVerdict {
         let mut out = LocalVerdict::default();
         if !self.enabled {
             return out;
         }
+        let live = matches!(run, Run::Live(_));
         let now = now_unix();
         let snap = self.snapshot.load();
         if let Some(hit) = self.allow_listed(&snap, ev, now) {
-            self.hits.hit(RuleKind::AllowList);
+            if live {
+                self.hits.hit(RuleKind::AllowList);
+            }
             out.allowed = Some(hit);
             return out;
         }
@@ -225,16 +242,19 @@ impl LocalRules {
             out.verified_bot = Some(bot.clone());
         }
         out.hits.extend(self.crawler_ua(&snap, ev));
-        out.hits.extend(self.prefetch(ev));
+        if live {
+            out.hits.extend(self.prefetch(ev));
+        }
         out.hits.extend(Self::ip_ranges(&snap, ev));
         out.hits.extend(Self::block_listed(&snap, ev, now));
-        out.hits.extend(self.velocity(ev, shared_caps, now));
-        out.hits.extend(self.caps(ev, shared_caps, now));
-        let mut mask = 0u16;
-        for hit in &out.hits {
-            self.hits.hit(hit.kind);
-            mask |= self.deciding_tag(hit);
+        if let Run::Live(shared_caps) = run {
+            out.hits.extend(self.velocity(ev, shared_caps, now));
+            out.hits.extend(self.caps(ev, shared_caps, now));
+            for hit in &out.hits {
+                self.hits.hit(hit.kind);
+            }
         }
+        let mask = out.hits.iter().fold(0u16, |m, h| m | self.deciding_tag(h));
         out.tags = Tags::from_mask(mask);
         out
     }
@@ -261,32 +281,7 @@ impl LocalRules {
     /// prefetch check (a request's headers) are left out; nothing is
     /// counted, in the metrics or the caps.
     pub fn judge_again(&self, ev: &Event) -> LocalVerdict {
-        let mut out = LocalVerdict::default();
-        if !self.enabled {
-            return out;
-        }
-        let now = now_unix();
-        let snap = self.snapshot.load();
-        if let Some(hit) = self.allow_listed(&snap, ev, now) {
-            out.allowed = Some(hit);
-            return out;
-        }
-        if let Some(bot) = snap.range(RangeRule::VerifiedBot, ev.ip) {
-            let reason = Some(self.names.verified.clone());
-            out.hits.push(RuleHit::tagged(
-                RuleKind::VerifiedBot,
-                bot,
-                Tag::Crawler,
-                reason,
-            ));
-            out.verified_bot = Some(bot.clone());
-        }
-        out.hits.extend(self.crawler_ua(&snap, ev));
-        out.hits.extend(Self::ip_ranges(&snap, ev));
-        out.hits.extend(Self::block_listed(&snap, ev, now));
-        let mask = out.hits.iter().fold(0u16, |m, h| m | self.deciding_tag(h));
-        out.tags = Tags::from_mask(mask);
-        out
+        self.run(ev, Run::Again)
     }
 
     /// The first allow-list entry `ev` matches.
