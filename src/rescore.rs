@@ -21,6 +21,7 @@ use crate::decision::{Action, Reason, RuleHit};
 use crate::event::{Event, EventBuilder};
 use crate::policy::Policy;
 use crate::query::exec::{QueryFailure, Reader, Stop};
+use crate::query::filter::{cmp, one_of};
 use crate::query::{Events, Expr, Op, Query, Scalar, Shape, field};
 use crate::rules::LocalRules;
 use crate::verdict::Tags;
@@ -285,12 +286,8 @@ impl Rescorer {
         let mut conversions = range(Events::All, &fields, from_ms, to_ms);
         conversions.filter = Some(Expr::And(vec![
             conversions.filter.take().unwrap_or(Expr::And(Vec::new())),
-            cmp(
-                "event_type",
-                Op::In,
-                vec!["install".into(), "custom".into()],
-            ),
-            cmp("would_be", Op::Eq, vec!["allow".into()]),
+            one_of("event_type", &["install", "custom"]),
+            cmp("would_be", Op::Eq, Scalar::Text("allow".into())),
         ]));
         let mut failed = None;
         reader.run(&conversions, stop, &mut |n, v| {
@@ -363,30 +360,14 @@ fn zip(names: &[String], values: Vec<Value>) -> Map<String, Value> {
     names.iter().cloned().zip(values).collect()
 }
 
-fn cmp(name: &str, op: Op, values: Vec<String>) -> Expr {
-    Expr::Cmp {
-        name: name.into(),
-        op,
-        values: values.into_iter().map(Scalar::Text).collect(),
-    }
-}
-
 /// Every decision of `[from_ms, to_ms)` with `fields`, in time order.
 fn range(events: Events, fields: &[&str], from_ms: i64, to_ms: i64) -> Query {
     Query {
         events,
         shape: Shape::List(fields.iter().filter_map(|n| field(n)).collect()),
         filter: Some(Expr::And(vec![
-            Expr::Cmp {
-                name: "ts".into(),
-                op: Op::Ge,
-                values: vec![Scalar::Int(from_ms)],
-            },
-            Expr::Cmp {
-                name: "ts".into(),
-                op: Op::Lt,
-                values: vec![Scalar::Int(to_ms)],
-            },
+            cmp("ts", Op::Ge, Scalar::Int(from_ms)),
+            cmp("ts", Op::Lt, Scalar::Int(to_ms)),
         ])),
         sort: vec![("ts".into(), false)],
         page: 1,

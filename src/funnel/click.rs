@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::decision::DecisionId;
 use crate::event::Opt;
+use crate::query::filter::cmp;
 use crate::query::{Agg, Events, Expr, Op, Query, Scalar, Shape, field};
 
 /// What the funnel needs of a click.
@@ -89,22 +90,14 @@ pub fn by_id(id: &str, fields: &[&str]) -> Option<Query> {
         events: Events::All,
         shape: Shape::List(fields),
         filter: Some(Expr::And(vec![
-            cmp("ts", Scalar::Int(ms)),
-            cmp("id", Scalar::Text(id.to_ascii_lowercase())),
+            cmp("ts", Op::Eq, Scalar::Int(ms)),
+            cmp("id", Op::Eq, Scalar::Text(id.to_ascii_lowercase())),
         ])),
         sort: Vec::new(),
         page: 1,
         page_size: 1,
         tz: TimeZone::UTC,
     })
-}
-
-fn cmp(name: &str, value: Scalar) -> Expr {
-    Expr::Cmp {
-        name: name.into(),
-        op: Op::Eq,
-        values: vec![value],
-    }
 }
 
 /// The click of a row [`query`] read (None: a conversion's own id, which
@@ -164,15 +157,15 @@ fn owners(extra: Option<&Value>) -> Vec<(Opt, String)> {
 /// `since_ms`: a grouped count by event type.
 pub fn source_query(affiliate_id: &str, aff_sub1: Option<&str>, since_ms: i64) -> Query {
     let mut filter = vec![
-        Expr::Cmp {
-            name: "ts".into(),
-            op: Op::Ge,
-            values: vec![Scalar::Int(since_ms)],
-        },
-        cmp("affiliate_id", Scalar::Text(affiliate_id.to_owned())),
+        cmp("ts", Op::Ge, Scalar::Int(since_ms)),
+        cmp(
+            "affiliate_id",
+            Op::Eq,
+            Scalar::Text(affiliate_id.to_owned()),
+        ),
     ];
     if let Some(sub) = aff_sub1 {
-        filter.push(cmp("aff_sub1", Scalar::Text(sub.to_owned())));
+        filter.push(cmp("aff_sub1", Op::Eq, Scalar::Text(sub.to_owned())));
     }
     Query {
         events: Events::All,

@@ -78,6 +78,27 @@ pub enum Expr {
     },
 }
 
+/// `name <op> value`: a comparison built in code (reports, the funnel).
+pub fn cmp(name: &str, op: Op, value: Scalar) -> Expr {
+    Expr::Cmp {
+        name: name.to_owned(),
+        op,
+        values: vec![value],
+    }
+}
+
+/// `name` is one of `values` (text).
+pub fn one_of(name: &str, values: &[&str]) -> Expr {
+    Expr::Cmp {
+        name: name.to_owned(),
+        op: Op::In,
+        values: values
+            .iter()
+            .map(|v| Scalar::Text((*v).to_owned()))
+            .collect(),
+    }
+}
+
 /// Parses a filter (or having) parameter. `param` names it in errors.
 pub fn parse(text: &str, param: &'static str) -> Result<Expr, QueryError> {
     let v: Value = serde_json::from_str(text).map_err(|e| {

@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value, json};
 
+use super::filter::one_of;
 use super::params::{number, php_array_name, time_zone, unknown_parameter};
 use super::report::{MAX_REPORT_ROWS, date_range, group};
-use super::{Agg, Events, Expr, Field, Op, Query, QueryError, Scalar, Shape, field};
+use super::{Agg, Events, Expr, Field, Query, QueryError, Shape, field};
 
 /// Most conversions one report reads (it streams them; past this it asks
 /// for a shorter range rather than answer from part of them).
@@ -82,18 +83,10 @@ pub fn parse(raw: &str) -> Result<Params, QueryError> {
     })
 }
 
-fn event_types(types: &[&str]) -> Expr {
-    Expr::Cmp {
-        name: "event_type".into(),
-        op: Op::In,
-        values: types.iter().map(|t| Scalar::Text((*t).into())).collect(),
-    }
-}
-
 impl Params {
     fn filter(&self, types: &[&str]) -> Option<Expr> {
         let mut all = self.filters.clone();
-        all.push(event_types(types));
+        all.push(one_of("event_type", types));
         Some(Expr::And(all))
     }
 

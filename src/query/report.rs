@@ -195,13 +195,7 @@ pub(crate) fn search_query(term: &str, query: &Value) -> Result<Scalar, QueryErr
     }
 }
 
-pub(crate) fn cmp(name: &str, op: Op, value: Scalar) -> Expr {
-    Expr::Cmp {
-        name: name.to_owned(),
-        op,
-        values: vec![value],
-    }
-}
+pub(crate) use super::filter::cmp;
 
 /// A `time_interval` value: the time bucket an interval report groups by.
 pub(crate) fn time_interval(v: &str) -> Result<&'static Field, QueryError> {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value, json};
 
+use super::filter::cmp;
 use super::params::{number, php_array_name, time_zone, unknown_parameter};
 use super::report::{MAX_REPORT_ROWS, date_range, group};
 use super::{Events, Expr, Field, Op, Query, QueryError, Scalar, Shape, field};
@@ -75,16 +76,8 @@ impl Params {
             .filter_map(|n| field(n)),
         );
         let mut filter = self.filters.clone();
-        filter.push(Expr::Cmp {
-            name: "rule".into(),
-            op: Op::Eq,
-            values: vec![Scalar::Text(kind.as_str().into())],
-        });
-        filter.push(Expr::Cmp {
-            name: "would_be".into(),
-            op: Op::Eq,
-            values: vec![Scalar::Text("allow".into())],
-        });
+        filter.push(cmp("rule", Op::Eq, Scalar::Text(kind.as_str().into())));
+        filter.push(cmp("would_be", Op::Eq, Scalar::Text("allow".into())));
         Query {
             events: Events::All,
             shape: Shape::List(fields),

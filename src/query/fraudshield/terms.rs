@@ -25,11 +25,7 @@ pub const GOAL_EVENT_TYPE: &str = "custom";
 
 /// The rows that are conversions; `None`: every row.
 pub fn conversion_filter() -> Option<Expr> {
-    CONVERSION_EVENT_TYPES.map(|types| Expr::Cmp {
-        name: "event_type".into(),
-        op: Op::In,
-        values: types.iter().map(|t| Scalar::Text((*t).into())).collect(),
-    })
+    CONVERSION_EVENT_TYPES.map(|types| crate::query::filter::one_of("event_type", types))
 }
 
 /// Whether a decision on an event of this type is a conversion.
