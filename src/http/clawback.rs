@@ -14,52 +14,21 @@ use super::error::ApiError;
 use super::reports::on_log;
 use crate::query::QueryError;
 use crate::query::exec::QueryFailure;
-use crate::query::params::{number, time_zone, unknown_parameter};
+use crate::query::range::{self, Takes};
 use crate::rescore::{RescoreError, Rescorer, Summary};
 
 /// `date_start`, `date_end` (days in `timezone`; today when absent),
 /// `timezone`, `count` (rows, 100; at most 10 000) -> the range in Unix
 /// ms and the row count.
 fn parse(raw: &str) -> Result<((i64, i64), usize), QueryError> {
-    let mut tz = jiff::tz::TimeZone::UTC;
-    let (mut start, mut end) = (None, None);
-    let mut count = 100;
-    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
-        match &*k {
-            "date_start" => start = Some(v.into_owned()),
-            "date_end" => end = Some(v.into_owned()),
-            "timezone" => tz = time_zone(&v, "timezone")?,
-            "count" => count = number(&v, "count", 1, crate::query::report::MAX_REPORT_ROWS)?,
-            "key" => {}
-            other => return Err(unknown_parameter(other)),
-        }
-    }
-    let today = jiff::Zoned::now().with_time_zone(tz.clone()).date();
-    let day = |d: Option<String>, field: &'static str| -> Result<jiff::civil::Date, QueryError> {
-        match d {
-            None => Ok(today),
-            Some(d) => d
-                .trim()
-                .parse()
-                .map_err(|_| QueryError::new(field, format!("{d:?}: use YYYY-MM-DD"))),
-        }
-    };
-    let (start, end) = (day(start, "date_start")?, day(end, "date_end")?);
-    if end < start {
-        return Err(QueryError::new("date_end", "date_end is before date_start"));
-    }
-    let ms = |d: jiff::civil::Date, field: &'static str| -> Result<i64, QueryError> {
-        tz.to_zoned(d.to_datetime(jiff::civil::Time::midnight()))
-            .map(|z| z.timestamp().as_millisecond())
-            .map_err(|e| QueryError::new(field, e.to_string()))
-    };
-    let next = end
-        .tomorrow()
-        .map_err(|e| QueryError::new("date_end", e.to_string()))?;
-    Ok((
-        (ms(start, "date_start")?, ms(next, "date_end")?),
-        usize::try_from(count).unwrap_or(usize::MAX),
-    ))
+    let r = range::parse(
+        raw,
+        &Takes {
+            groups: None,
+            page: false,
+        },
+    )?;
+    Ok((r.millis()?, usize::try_from(r.count).unwrap_or(usize::MAX)))
 }
 
 pub async fn report(

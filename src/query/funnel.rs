@@ -14,8 +14,7 @@ use jiff::tz::TimeZone;
 use serde_json::{Map, Value, json};
 
 use super::filter::one_of;
-use super::params::{number, php_array_name, time_zone, unknown_parameter};
-use super::report::{MAX_REPORT_ROWS, date_range, group};
+use super::range::{self, Takes};
 use super::{Agg, Events, Expr, Field, Query, QueryError, Shape, field};
 
 /// Most conversions one report reads (it streams them; past this it asks
@@ -48,38 +47,19 @@ pub struct Params {
 /// `timezone`, `group[]` (up to 3; default `affiliate_id`, `aff_sub1`),
 /// `count` (rows a page, 100) and `page`.
 pub fn parse(raw: &str) -> Result<Params, QueryError> {
-    let mut groups = Vec::new();
-    let mut tz = TimeZone::UTC;
-    let (mut page, mut count) = (1, 100);
-    let (mut start, mut end) = (None, None);
-    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
-        match php_array_name(&k) {
-            "date_start" => start = Some(v.into_owned()),
-            "date_end" => end = Some(v.into_owned()),
-            "timezone" => tz = time_zone(&v, "timezone")?,
-            "group" | "group[]" => groups.push(group(&v)?),
-            "count" => count = number(&v, "count", 1, MAX_REPORT_ROWS)?,
-            "page" => page = number(&v, "page", 1, u64::MAX)?,
-            "key" => {}
-            other => return Err(unknown_parameter(other)),
-        }
-    }
-    if groups.len() > 3 {
-        return Err(QueryError::new("group", "at most 3 groups"));
-    }
-    if groups.is_empty() {
-        groups = ["affiliate_id", "aff_sub1"]
-            .iter()
-            .filter_map(|n| field(n))
-            .collect();
-    }
-    let filters = date_range(start, end, &tz)?;
+    let r = range::parse(
+        raw,
+        &Takes {
+            groups: Some(&["affiliate_id", "aff_sub1"]),
+            page: true,
+        },
+    )?;
     Ok(Params {
-        groups,
-        filters: filters.into(),
-        tz,
-        page,
-        count,
+        filters: r.filters()?,
+        groups: r.groups,
+        tz: r.tz,
+        page: r.page,
+        count: r.count,
     })
 }
 

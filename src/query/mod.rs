@@ -12,6 +12,7 @@ pub mod filter;
 pub mod fraudshield;
 pub mod funnel;
 pub mod params;
+pub mod range;
 pub mod report;
 pub mod shadow;
 pub mod sql;

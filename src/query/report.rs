@@ -222,27 +222,36 @@ pub(crate) fn date_range(
     date_end: Option<String>,
     tz: &TimeZone,
 ) -> Result<[Expr; 2], QueryError> {
-    let today = jiff::Zoned::now()
-        .with_time_zone(tz.clone())
-        .date()
-        .to_string();
-    let date_start = date_start.unwrap_or_else(|| today.clone());
-    let date_end = date_end.unwrap_or(today);
-    let date = |name, d: &str| {
-        d.parse::<jiff::civil::Date>()
-            .map_err(|_| bad(name, format!("{d:?}: use yyyy-mm-dd")))
+    let (start, end) = days(date_start, date_end, tz)?;
+    Ok([
+        cmp("date", Op::Ge, Scalar::Text(start.to_string())),
+        cmp("date", Op::Le, Scalar::Text(end.to_string())),
+    ])
+}
+
+/// The days `date_start..=date_end` (yyyy-mm-dd; today in `tz` when
+/// absent), checked.
+pub(crate) fn days(
+    date_start: Option<String>,
+    date_end: Option<String>,
+    tz: &TimeZone,
+) -> Result<(jiff::civil::Date, jiff::civil::Date), QueryError> {
+    let today = jiff::Zoned::now().with_time_zone(tz.clone()).date();
+    let date = |name, d: Option<String>| match d {
+        None => Ok(today),
+        Some(d) => d
+            .parse::<jiff::civil::Date>()
+            .map_err(|_| bad(name, format!("{d:?}: use yyyy-mm-dd"))),
     };
-    let start = date("date_start", &date_start)?;
-    if date("date_end", &date_end)? < start {
+    let start = date("date_start", date_start)?;
+    let end = date("date_end", date_end)?;
+    if end < start {
         return Err(bad(
             "date_end",
-            format!("{date_end} is before date_start {date_start}"),
+            format!("{end} is before date_start {start}"),
         ));
     }
-    Ok([
-        cmp("date", Op::Ge, Scalar::Text(date_start)),
-        cmp("date", Op::Le, Scalar::Text(date_end)),
-    ])
+    Ok((start, end))
 }
 
 /// The aggregates every report row carries.

@@ -10,8 +10,7 @@ use jiff::tz::TimeZone;
 use serde_json::{Map, Value, json};
 
 use super::filter::cmp;
-use super::params::{number, php_array_name, time_zone, unknown_parameter};
-use super::report::{MAX_REPORT_ROWS, date_range, group};
+use super::range::{self, Takes};
 use super::{Events, Expr, Field, Op, Query, QueryError, Scalar, Shape, field};
 use crate::decision::RuleKind;
 use crate::verdict::{Tag, Tags};
@@ -27,33 +26,18 @@ pub struct Params {
 /// `date_start`, `date_end`, `timezone`, `group[]` (up to 3; default
 /// `affiliate_id`), `count` (rows, 100).
 pub fn parse(raw: &str) -> Result<Params, QueryError> {
-    let mut groups = Vec::new();
-    let mut tz = TimeZone::UTC;
-    let (mut start, mut end) = (None, None);
-    let mut count = 100;
-    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
-        match php_array_name(&k) {
-            "date_start" => start = Some(v.into_owned()),
-            "date_end" => end = Some(v.into_owned()),
-            "timezone" => tz = time_zone(&v, "timezone")?,
-            "group" | "group[]" => groups.push(group(&v)?),
-            "count" => count = number(&v, "count", 1, MAX_REPORT_ROWS)?,
-            "key" => {}
-            other => return Err(unknown_parameter(other)),
-        }
-    }
-    if groups.len() > 3 {
-        return Err(QueryError::new("group", "at most 3 groups"));
-    }
-    if groups.is_empty() {
-        groups.extend(field("affiliate_id"));
-    }
-    let filters = date_range(start, end, &tz)?.into();
+    let r = range::parse(
+        raw,
+        &Takes {
+            groups: Some(&["affiliate_id"]),
+            page: false,
+        },
+    )?;
     Ok(Params {
-        groups,
-        filters,
-        tz,
-        count: usize::try_from(count).unwrap_or(usize::MAX),
+        filters: r.filters()?,
+        groups: r.groups,
+        tz: r.tz,
+        count: usize::try_from(r.count).unwrap_or(usize::MAX),
     })
 }
 
