@@ -24,7 +24,6 @@ use crate::query::exec::{QueryFailure, Reader, Stop};
 use crate::query::filter::{cmp, one_of};
 use crate::query::{Events, Expr, Op, Query, Scalar, Shape, field};
 use crate::rules::LocalRules;
-use crate::verdict::Tags;
 
 /// What a past decision is read with.
 const FIELDS: [&str; 17] = [
@@ -169,7 +168,7 @@ impl Rescorer {
             Action::Allow
         };
         let local = self.rules.judge_again(&event);
-        let recorded = Tags::parse(&text("tags").replace(',', "\n")).unwrap_or_default();
+        let recorded = crate::decision_log::columns::read_tags(text("tags"));
         let tags = recorded.merge(&local.tags);
         let now = if local.allowed.is_some()
             || local

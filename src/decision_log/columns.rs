@@ -126,6 +126,12 @@ impl Row {
     }
 }
 
+/// A decision's tags as the `tags` column has them (comma-joined), read
+/// back.
+pub fn read_tags(text: &str) -> crate::verdict::Tags {
+    crate::verdict::Tags::parse(&text.replace(',', "\n")).unwrap_or_default()
+}
+
 /// The kinds of the rules that fired, as bits (`rule_*` aggregates).
 pub fn rule_mask(rules: &[crate::decision::RuleHit]) -> i64 {
     rules.iter().fold(0, |m, h| m | (1i64 << (h.kind as u32)))

@@ -120,7 +120,7 @@ impl Report {
                 .and_then(|h| h["tag"].as_str())
                 .and_then(|t| Tag::ALL.into_iter().find(|x| x.as_str() == t))
         });
-        let recorded = Tags::parse(&text("tags").replace(',', "\n")).unwrap_or_default();
+        let recorded = crate::decision_log::columns::read_tags(&text("tags"));
         let tags = match tag {
             Some(t) => recorded.merge(&Tags::from_mask(t.bit())),
             None => recorded,
