@@ -8,10 +8,12 @@
 #   scripts/compare.sh                       # 3 rounds x 10 s per trace
 #   ROUNDS=5 DURATION=15 KEYS=1000000 scripts/compare.sh
 #
-# Traces: "one key" (one cached ip+ua: the cache-hit path) and "zipf" (KEYS
-# distinct ip+ua, Zipf s=1, real browser UAs: misses, coalescing, hits).
-# fraudgate runs with its decision log off (DECISION_LOG=true to compare
-# with it on): nginx records nothing either.
+# Traces (TRACES="check rt auth floor zipf", any subset): one cached ip+ua
+# (the cache-hit path) on /v1/check, the RT drop-in `/` and /v1/auth, each
+# against nginx's cache hit; "floor", /healthz against nginx's `return
+# 200`; "zipf" (KEYS distinct ip+ua, Zipf s=1, real browser UAs: misses,
+# coalescing, hits). fraudgate runs as by default, its decision log on
+# (DECISION_LOG=false to compare without it: nginx records nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +22,7 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 export KEYS=${KEYS:-1000000}
 RT_DELAY_MS=${RT_DELAY_MS:-10}
+TRACES=${TRACES:-check rt auth floor zipf}
 FG_PORT=18180 NGX_PORT=18182 RT_FG=18181 RT_NGX=18183
 
 . scripts/lib.sh
@@ -47,7 +50,7 @@ FRAUDGATE_SERVER__LISTEN="127.0.0.1:$FG_PORT" \
 FRAUDGATE_UPSTREAM__URL="http://127.0.0.1:$RT_FG/" \
 FRAUDGATE_UPSTREAM__KEY=compare \
 FRAUDGATE_LOG__LEVEL=warn \
-FRAUDGATE_DECISION_LOG__ENABLED="${DECISION_LOG:-false}" \
+FRAUDGATE_DECISION_LOG__ENABLED="${DECISION_LOG:-true}" \
 FRAUDGATE_DECISION_LOG__PATH="$tmp/decisions" \
   "$REL/fraudgate" serve >"$tmp/fg.log" 2>&1 &
 fg=$!; pids+=("$fg")
@@ -70,6 +73,7 @@ http {
     upstream rt { server 127.0.0.1:$RT_NGX; keepalive 128; }
     server {
         listen 127.0.0.1:$NGX_PORT;
+        location = /healthz { return 200 "ok"; }
         location / {
             proxy_cache rt;
             proxy_cache_key "\$arg_ip|\$arg_ua";
@@ -95,17 +99,32 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -A "$BROWSER_UA" "http://127.0.0.1
 
 
 : >"$tmp/results"
+# Each door is measured next to nginx (a pair per door per round), so a
+# noisy moment hits both sides of a ratio.
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
-  wrk_row "one-key fraudgate /v1/check" "http://127.0.0.1:$FG_PORT/v1/check?$ONE"
-  wrk_row "one-key nginx proxy_cache" "http://127.0.0.1:$NGX_PORT/?$ONE"
-  wrk_row "one-key fraudgate / (RT drop-in)" "http://127.0.0.1:$FG_PORT/?$ONE"
-  # The auth door: the client is the TCP peer (no trusted proxy), the UA
-  # its header, the offer and affiliate from the query.
-  wrk_row "one-key fraudgate /v1/auth" "http://127.0.0.1:$FG_PORT/v1/auth?offer_id=2&affiliate_id=1" -H "User-Agent: $BROWSER_UA"
-  wrk_row "one-key fraudgate /healthz (HTTP floor)" "http://127.0.0.1:$FG_PORT/healthz"
-  TARGET_PATH=/v1/check wrk_row "zipf fraudgate /v1/check" "http://127.0.0.1:$FG_PORT" -s scripts/loadtest.lua
-  TARGET_PATH=/ wrk_row "zipf nginx proxy_cache" "http://127.0.0.1:$NGX_PORT" -s scripts/loadtest.lua
+  for t in $TRACES; do
+    case $t in
+      check)
+        wrk_row "check fraudgate /v1/check" "http://127.0.0.1:$FG_PORT/v1/check?$ONE"
+        wrk_row "check nginx proxy_cache" "http://127.0.0.1:$NGX_PORT/?$ONE" ;;
+      rt)
+        wrk_row "rt fraudgate / (RT drop-in)" "http://127.0.0.1:$FG_PORT/?$ONE"
+        wrk_row "rt nginx proxy_cache" "http://127.0.0.1:$NGX_PORT/?$ONE" ;;
+      auth)
+        # The client is the TCP peer (no trusted proxy), the UA its
+        # header, the offer and affiliate from the query.
+        wrk_row "auth fraudgate /v1/auth" "http://127.0.0.1:$FG_PORT/v1/auth?offer_id=2&affiliate_id=1" -H "User-Agent: $BROWSER_UA"
+        wrk_row "auth nginx proxy_cache" "http://127.0.0.1:$NGX_PORT/?$ONE" ;;
+      floor)
+        wrk_row "floor fraudgate /healthz" "http://127.0.0.1:$FG_PORT/healthz"
+        wrk_row "floor nginx return 200" "http://127.0.0.1:$NGX_PORT/healthz" ;;
+      zipf)
+        TARGET_PATH=/v1/check wrk_row "zipf fraudgate /v1/check" "http://127.0.0.1:$FG_PORT" -s scripts/loadtest.lua
+        TARGET_PATH=/ wrk_row "zipf nginx proxy_cache" "http://127.0.0.1:$NGX_PORT" -s scripts/loadtest.lua ;;
+      *) echo "unknown trace $t (check rt auth floor zipf)" >&2; exit 2 ;;
+    esac
+  done
 done
 
 fg_rss=$(ps -o rss= -p "$fg" | awk '{printf "%.0f", $1/1024}')
@@ -115,7 +134,7 @@ calls() { sed -n 's/.*calls=\([0-9]*\) distinct_ips=\([0-9]*\).*/\1 \2/p' "$1"; 
 read -r fg_calls fg_distinct < <(calls "$tmp/rt-fg.log")
 read -r ngx_calls ngx_distinct < <(calls "$tmp/rt-ngx.log")
 
-median_table "$ROUNDS" "nginx proxy_cache" "x nginx"
+median_table "$ROUNDS" "nginx" "x nginx"
 echo
 echo "upstream calls per distinct key: fraudgate $fg_calls / $fg_distinct = $(awk -v c="$fg_calls" -v d="$fg_distinct" 'BEGIN{printf "%.3f", c/d}'), nginx $ngx_calls / $ngx_distinct = $(awk -v c="$ngx_calls" -v d="$ngx_distinct" 'BEGIN{printf "%.3f", c/d}')"
 echo "RSS at the end: fraudgate ${fg_rss} MiB, nginx workers ${ngx_rss} MiB"

@@ -36,8 +36,9 @@ wrk_row() {
 }
 
 # median_table ROUNDS BASELINE COLUMN: medians over rounds of $tmp/results
-# as a Markdown table; each row's ratio is to "<its first word> BASELINE"
-# (e.g. "one-key nginx proxy_cache"), headed COLUMN.
+# as a Markdown table; each row's ratios are to the first row named
+# "<its first word> BASELINE..." (e.g. "check nginx proxy_cache"): the
+# requests/s ratio headed COLUMN, then the p99 ratio.
 median_table() {
   python3 - "$tmp/results" "$1" "$2" "$3" <<'PY'
 import sys, statistics, collections
@@ -48,10 +49,11 @@ for line in open(path):
     *name, rps, p50, p99 = line.split()
     rows.setdefault(" ".join(name), []).append((float(rps), unit(p50), unit(p99)))
 med = {n: tuple(statistics.median(x[i] for x in v) for i in range(3)) for n, v in rows.items()}
-print(f"| trace, target | requests/s (median of {rounds}) | {column} | p50 ms | p99 ms |")
-print("|---|---|---|---|---|")
+print(f"| trace, target | requests/s (median of {rounds}) | {column} | p50 ms | p99 ms | p99 {column} |")
+print("|---|---|---|---|---|---|")
 for n, (r, p50, p99) in med.items():
-    b = med[n.split()[0] + " " + baseline]
-    print(f"| {n} | {r:,.0f} | {r / b[0]:.2f} | {p50:.2f} | {p99:.2f} |")
+    prefix = n.split()[0] + " " + baseline
+    b = next(v for k, v in med.items() if k.startswith(prefix))
+    print(f"| {n} | {r:,.0f} | {r / b[0]:.2f} | {p50:.2f} | {p99:.2f} | {p99 / b[2]:.2f} |")
 PY
 }
