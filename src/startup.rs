@@ -144,6 +144,11 @@ impl Application {
         spawn_feeds(&state);
         let log = state.scorer.log().cloned();
         let (service, op_service) = services(state, admin.is_some());
+        // One reference count per request, not one per part.
+        let (service, op_service) = (
+            std::sync::Arc::new(service),
+            op_service.map(std::sync::Arc::new),
+        );
         let (admin_listener, admin_addr) = admin.unzip();
         let http1 = http1_builder(&server);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -157,7 +162,10 @@ impl Application {
             let stream = crate::http::write_timeout::WriteTimeout::new(stream, write_timeout);
             let conn = http1.serve_connection(
                 hyper_util::rt::TokioIo::new(stream),
-                hyper::service::service_fn(move |req| svc.clone().call(req, peer)),
+                hyper::service::service_fn(move |req| {
+                    let svc = svc.clone();
+                    async move { svc.call(req, peer).await }
+                }),
             );
             let conn = graceful.watch(conn);
             tokio::spawn(async move {

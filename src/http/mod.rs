@@ -33,19 +33,13 @@ pub mod shed;
 pub mod ui;
 pub mod write_timeout;
 
-use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::classify::StatusInRangeAsFailures;
-use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use crate::config::Config;
 use crate::score::Scorer;
@@ -158,29 +152,13 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
     };
     let (router, paths) = routes.into_parts();
     let stack = ServiceBuilder::new()
-        // A panic anywhere becomes a JSON 500 instead of a dropped connection.
-        .layer(CatchPanicLayer::custom(panic_response))
-        // Spans with method and route only: the query may carry keys.
-        // Failures (a WARN each) are 500 to 502: a 503 is one of this
-        // service's own answers (shed, deadline, draining, a blocked
-        // prefetch, a query past its limit), counted by
-        // fraudgate_http_requests_total; a WARN line for each would flood
-        // the log exactly when the service is overloaded.
-        .layer(
-            TraceLayer::new(StatusInRangeAsFailures::new(500..=502).into_make_classifier())
-                .make_span_with(observe::span)
-                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
-                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
-        )
-        // Requests by route and status, and their duration.
-        .layer(from_fn_with_state(
-            Arc::new(observe::Observe::new(state.registry.clone(), paths)),
-            observe::track,
-        ))
-        // Hard per-request limit, answered as 503 JSON.
-        .layer(from_fn_with_state(
+        // Requests by route and status and their duration, the hard
+        // per-request limit (503 JSON), a panic turned into a JSON 500,
+        // failures logged (500 to 502, a WARN each), a debug span with
+        // method and route only (the query may carry keys).
+        .layer(observe::ObserveLayer::new(
+            observe::Observe::new(state.registry.clone(), paths),
             server.request_timeout(),
-            observe::deadline,
         ))
         // Body size limit for the byte extractors (-> 413 JSON).
         .layer(DefaultBodyLimit::max(server.max_body_bytes));
@@ -196,16 +174,15 @@ const OPS_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
 /// The router behind the connection-level limits: a global concurrency
 /// limit with load shedding (past `server.max_concurrency` a request is
-/// answered 503 + Retry-After at once, never queued) and the URI length
-/// limit. One instance is shared by every connection.
+/// answered at once by [`shed::Shed`], never queued) and the URI length
+/// limit. One instance is shared by every connection; cloning it is three
+/// reference counts.
 #[derive(Clone)]
 pub struct AppService {
     router: Router,
-    limited: tower::util::BoxCloneSyncService<
-        axum::extract::Request,
-        Response,
-        std::convert::Infallible,
-    >,
+    /// Permits for requests in flight (`server.max_concurrency`).
+    slots: Arc<tokio::sync::Semaphore>,
+    shed: Arc<shed::Shed>,
     max_uri: usize,
     draining: Arc<AtomicBool>,
 }
@@ -218,38 +195,34 @@ pub fn service(state: AppState) -> AppService {
 pub fn service_for(state: AppState, surface: Surface) -> AppService {
     let server = &state.config.server;
     let max_uri = server.max_uri_bytes;
-    let limit = server.max_concurrency;
+    let slots = Arc::new(tokio::sync::Semaphore::new(server.max_concurrency));
     let draining = state.draining.clone();
     let shed = Arc::new(shed::Shed::new(
         &state.config,
         state.scorer.policy().on_upstream_error(),
     ));
-    let router = router_for(state, surface);
-    let limited = ServiceBuilder::new()
-        .layer(axum::error_handling::HandleErrorLayer::new(
-            move |uri: axum::http::Uri, _: tower::BoxError| {
-                let shed = shed.clone();
-                async move { shed.respond(uri.path()) }
-            },
-        ))
-        .load_shed()
-        .concurrency_limit(limit)
-        .service(router.clone());
     AppService {
-        router,
-        limited: tower::util::BoxCloneSyncService::new(limited),
+        router: router_for(state, surface),
+        slots,
+        shed,
         max_uri,
         draining,
     }
 }
 
 impl AppService {
-    pub async fn call(
-        self,
-        req: axum::http::Request<hyper::body::Incoming>,
+    /// Answers one request from `peer` (any body type: hyper's on a
+    /// connection, axum's in benches and tests).
+    pub async fn call<B>(
+        &self,
+        req: axum::http::Request<B>,
         peer: std::net::SocketAddr,
-    ) -> Result<Response, std::convert::Infallible> {
-        use tower::ServiceExt;
+    ) -> Result<Response, std::convert::Infallible>
+    where
+        B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        use tower::Service;
         let mut req = req.map(axum::body::Body::new);
         let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
             + req.uri().authority().map_or(0, |a| a.as_str().len());
@@ -265,9 +238,14 @@ impl AppService {
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(peer));
         let mut resp = if OPS_PATHS.contains(&req.uri().path()) {
-            self.router.oneshot(req).await
+            self.router.clone().call(req).await
         } else {
-            self.limited.oneshot(req).await
+            // Held until the response is ready, as tower's
+            // ConcurrencyLimit holds it.
+            match self.slots.try_acquire() {
+                Ok(_permit) => self.router.clone().call(req).await,
+                Err(_) => Ok(self.shed.respond(req.uri().path())),
+            }
         };
         if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
             // Shutting down: keep-alive clients reconnect, and their load
@@ -281,10 +259,4 @@ impl AppService {
         }
         resp
     }
-}
-
-fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
-    // The payload is not echoed: it could hold request data.
-    tracing::error!("request handler panicked");
-    ApiError::internal().into_response()
 }

@@ -1,14 +1,20 @@
-//! Request metrics, the request deadline, and log spans that never carry
-//! the query string (it can hold client keys).
+//! Request metrics, the request deadline, failure logs, and log spans that
+//! never carry the query string (it can hold client keys).
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Histogram};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::OptionFuture;
+use tower::{Layer, Service};
 
 use super::error::ApiError;
 use crate::metrics as m;
@@ -91,21 +97,129 @@ impl Observe {
     }
 }
 
-/// Counts requests by route and status and times them.
-pub async fn track(State(obs): State<Arc<Observe>>, req: Request, next: Next) -> Response {
-    let route = obs.route_index(&req);
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    obs.count(route, resp.status().as_u16());
-    obs.durations[route].record(started.elapsed().as_secs_f64());
-    resp
+/// The per-request layer every route sits behind: counts requests by
+/// route and status, times them, enforces the hard per-request limit
+/// (503 JSON with `Retry-After`), logs failures (500 to 502: a WARN each)
+/// and gives the request a debug span with method and route only. One
+/// concrete future: no boxing, one clock read at the start (the deadline
+/// counts from it) and one at the end.
+#[derive(Clone)]
+pub struct ObserveLayer {
+    obs: Arc<Observe>,
+    limit: Duration,
 }
 
-/// Hard limit for any one request: 503 JSON with `Retry-After`.
-pub async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => ApiError::timeout().into_response(),
+impl ObserveLayer {
+    pub fn new(obs: Observe, limit: Duration) -> Self {
+        ObserveLayer {
+            obs: Arc::new(obs),
+            limit,
+        }
+    }
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = ObserveService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ObserveService {
+            inner,
+            obs: self.obs.clone(),
+            limit: self.limit,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ObserveService<S> {
+    inner: S,
+    obs: Arc<Observe>,
+    limit: Duration,
+}
+
+impl<S> Service<Request> for ObserveService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Observed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let route = self.obs.route_index(&req);
+        let span = span(&req);
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(started) + self.limit;
+        let inner = {
+            let _entered = span.enter();
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok()
+        };
+        Observed {
+            inner: tokio::time::timeout_at(deadline, OptionFuture::from(inner)),
+            obs: self.obs.clone(),
+            route,
+            started,
+            span,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`ObserveService`].
+    pub struct Observed<F> {
+        // None: the call itself panicked.
+        #[pin]
+        inner: tokio::time::Timeout<OptionFuture<F>>,
+        obs: Arc<Observe>,
+        route: usize,
+        started: Instant,
+        span: tracing::Span,
+    }
+}
+
+impl<F> Future for Observed<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        // A panic anywhere in the handler becomes a JSON 500 instead of a
+        // dropped connection (counted and logged like any 500).
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| this.inner.poll(cx)));
+        let resp = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(Ok(Some(Ok(resp))))) => resp,
+            Ok(Poll::Ready(Ok(Some(Err(never))))) => match never {},
+            Ok(Poll::Ready(Err(_elapsed))) => ApiError::timeout().into_response(),
+            Ok(Poll::Ready(Ok(None))) | Err(_) => {
+                // The payload is not echoed: it could hold request data.
+                tracing::error!("request handler panicked");
+                ApiError::internal().into_response()
+            }
+        };
+        let code = resp.status().as_u16();
+        let obs = &**this.obs;
+        obs.count(*this.route, code);
+        let elapsed = this.started.elapsed();
+        obs.durations[*this.route].record(elapsed.as_secs_f64());
+        // A 503 is one of this service's own answers (shed, deadline,
+        // draining, a query past its limit), counted by
+        // fraudgate_http_requests_total: a WARN line for each would flood
+        // the log exactly when the service is overloaded.
+        let latency_us = elapsed.as_micros() as u64;
+        if (500..=502).contains(&code) {
+            tracing::warn!(status = code, latency_us, "request failed");
+        } else {
+            tracing::debug!(status = code, latency_us, "request finished");
+        }
+        Poll::Ready(Ok(resp))
     }
 }
 

@@ -271,9 +271,13 @@ async fn a_log_file_is_cut_per_line_and_rotated_by_size_whatever_requests_send()
     assert!(p.out.lock().unwrap().is_empty(), "stdout stays quiet");
     let http = http();
     let long = "A".repeat(6000);
-    // About 600 bytes of log a request at trace level: enough requests
-    // to fill two files of 1 MiB.
-    for batch in 0..50 {
+    // A few hundred bytes of log a request at trace level: requests until
+    // two files of 1 MiB are full and a third is begun.
+    let count = || std::fs::read_dir(&dir).unwrap().count();
+    for batch in 0..200 {
+        if count() >= 3 {
+            break;
+        }
         futures_util::future::join_all((0..80).map(|i| {
             let http = http.clone();
             let long = &long;
