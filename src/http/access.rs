@@ -12,11 +12,16 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::{BoxFuture, Either};
 use metrics::Counter;
+use tower::{Layer, Service};
 
 use super::error::ApiError;
 use crate::config::{AuthConfig, RateLimit, Secret};
@@ -135,12 +140,12 @@ impl Access {
         !self.clients.is_empty()
     }
 
-    /// The client whose key this is. Every key is compared, in constant
-    /// time, whatever matches.
-    fn find(&self, presented: &[u8]) -> Option<&Client> {
-        self.clients.iter().fold(None, |found, c| {
+    /// The index of the client whose key this is. Every key is
+    /// compared, in constant time, whatever matches.
+    fn find(&self, presented: &[u8]) -> Option<usize> {
+        self.clients.iter().enumerate().fold(None, |found, (i, c)| {
             if c.key.as_ref().is_some_and(|k| k.matches(presented)) {
-                Some(c)
+                Some(i)
             } else {
                 found
             }
@@ -172,6 +177,19 @@ pub(crate) fn presented_key<'r>(req: &'r Request, query_names: &[&str]) -> Optio
         .map(|(_, v)| Cow::Owned(v.into_owned().into_bytes()))
 }
 
+fn unauthorized() -> Response {
+    let mut resp = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "a client key is required: X-Api-Key, Authorization: Bearer, or key= for the RT drop-in and /v1/postback",
+    )
+    .with_field("key")
+    .into_response();
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
+}
+
 fn rate_limited(retry_after: u64) -> Response {
     let mut resp = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
@@ -185,8 +203,91 @@ fn rate_limited(retry_after: u64) -> Response {
     resp
 }
 
-pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Next) -> Response {
-    let client = if access.required() {
+/// The route layer in front of the scoring endpoints: identifies the
+/// client, applies its rate limit, and hands the request on with its
+/// [`ClientName`]. Without Redis the whole check is synchronous and the
+/// inner route is called directly (no boxing); a fleet-wide rate limit
+/// awaits Redis in a boxed future.
+#[derive(Clone)]
+pub struct AccessLayer(Arc<Access>);
+
+impl AccessLayer {
+    pub fn new(access: Arc<Access>) -> Self {
+        AccessLayer(access)
+    }
+}
+
+impl<S> Layer<S> for AccessLayer {
+    type Service = AccessService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessService {
+            inner,
+            access: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AccessService<S> {
+    inner: S,
+    access: Arc<Access>,
+}
+
+type Answer = Result<Response, Infallible>;
+
+impl<S> Service<Request> for AccessService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Answer>, Either<S::Future, BoxFuture<'static, Answer>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let access = &*self.access;
+        let Some(client) = access.identify(&req) else {
+            return Either::Left(ready(Ok(unauthorized())));
+        };
+        let c = access.client(client);
+        if c.bucket.is_some() && access.fleet.is_some() {
+            // Fleet-wide limit: one Redis round trip.
+            let access = self.access.clone();
+            let ready_inner = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, ready_inner);
+            return Either::Right(Either::Right(Box::pin(async move {
+                let c = access.client(client);
+                if let Err(refused) = access.admit(c).await {
+                    return Ok(refused);
+                }
+                req.extensions_mut().insert(ClientName(c.name.clone()));
+                inner.call(req).await
+            })));
+        }
+        if let Some(b) = &c.bucket {
+            if let Err(retry_after) = b.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                c.limited.increment(1);
+                return Either::Left(ready(Ok(rate_limited(retry_after))));
+            }
+        }
+        c.ok.increment(1);
+        req.extensions_mut().insert(ClientName(c.name.clone()));
+        Either::Right(Either::Left(self.inner.call(req)))
+    }
+}
+
+impl Access {
+    /// The client a request authenticates as (`Some(None)`: anonymous,
+    /// when no keys are configured); `None`: refused (counted), a 401.
+    fn identify(&self, req: &Request) -> Option<Option<usize>> {
+        if !self.required() {
+            return Some(None);
+        }
         // The RT drop-in carries its key in the query, as RT does; a
         // tracker's postback URL template, likewise.
         let names: &[&str] = if matches!(req.uri().path(), "/" | "/v1/postback") {
@@ -194,44 +295,43 @@ pub async fn check(State(access): State<Arc<Access>>, mut req: Request, next: Ne
         } else {
             &[]
         };
-        let presented = presented_key(&req, names);
-        let Some(client) = presented.as_deref().and_then(|k| access.find(k)) else {
-            if presented.is_some() {
-                access.invalid.increment(1);
-            } else {
-                access.missing.increment(1);
-            }
-            let mut resp = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a client key is required: X-Api-Key, Authorization: Bearer, or key= for the RT drop-in and /v1/postback",
-            )
-            .with_field("key")
-            .into_response();
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return resp;
-        };
-        client
-    } else {
-        &access.anonymous
-    };
-    if let Some(b) = &client.bucket {
-        let shared = match &access.fleet {
-            Some(f) => f.rate_take(&client.name, client.rps, client.burst).await,
+        let presented = presented_key(req, names);
+        if let Some(i) = presented.as_deref().and_then(|k| self.find(k)) {
+            return Some(Some(i));
+        }
+        if presented.is_some() {
+            self.invalid.increment(1);
+        } else {
+            self.missing.increment(1);
+        }
+        None
+    }
+
+    fn client(&self, i: Option<usize>) -> &Client {
+        i.map_or(&self.anonymous, |i| &self.clients[i])
+    }
+
+    /// The client's rate limit on Redis, its local bucket standing in
+    /// while Redis is away; the 429 to answer when over it.
+    async fn admit(&self, c: &Client) -> Result<(), Response> {
+        let shared = match &self.fleet {
+            Some(f) => f.rate_take(&c.name, c.rps, c.burst).await,
             None => None,
         };
-        // Redis away: each replica limits alone.
-        let taken = match shared {
-            Some(t) => t,
-            None => b.lock().unwrap_or_else(|p| p.into_inner()).take(),
+        let taken = match (shared, &c.bucket) {
+            (Some(t), _) => t,
+            (None, Some(b)) => b.lock().unwrap_or_else(|p| p.into_inner()).take(),
+            (None, None) => Ok(()),
         };
-        if let Err(retry_after) = taken {
-            client.limited.increment(1);
-            return rate_limited(retry_after);
+        match taken {
+            Ok(()) => {
+                c.ok.increment(1);
+                Ok(())
+            }
+            Err(retry_after) => {
+                c.limited.increment(1);
+                Err(rate_limited(retry_after))
+            }
         }
     }
-    client.ok.increment(1);
-    req.extensions_mut().insert(ClientName(client.name.clone()));
-    next.run(req).await
 }

@@ -124,7 +124,7 @@ pub(super) fn scoring(state: &AppState) -> Routes {
         .route("/v1/auth/{*rest}", any(forward_auth::handle))
         .route("/v1/openrtb", post(openrtb::handle))
         .route("/v1/postback", get(postback::get).post(postback::post))
-        .map(|r| r.route_layer(from_fn_with_state(access, access::check)))
+        .map(|r| r.route_layer(access::AccessLayer::new(access)))
 }
 
 /// The decision log's query side: report keys (or admin keys).
