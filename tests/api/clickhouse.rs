@@ -371,6 +371,8 @@ async fn retention_drops_whole_day_partitions() {
     };
     let mut config = Config::default();
     (ch.store())(&mut config);
+    // (Counts the table's own rows: no Buffer in front.)
+    config.decision_log.clickhouse.insert = fraudgate::decision_log::clickhouse::InsertMode::Direct;
     let c = config.decision_log.clickhouse.clone();
     let ivt = fraudgate::decision_log::IvtMap::new(&config.ivt).unwrap();
     let day = 86_400_000i64;
@@ -605,12 +607,19 @@ async fn a_frozen_clickhouse_stores_no_decision_twice() {
         let ch = &ch;
         async move { ch.sql(&sql).await.trim().to_owned() }
     };
+    // (The rows wait in the Buffer table in front of it: flushed here
+    // as the writer's close does.)
+    let flush = format!("OPTIMIZE TABLE {table}_buffer");
     eventually(Duration::from_secs(10), || {
-        let q = format!("SELECT count() FROM {table} FORMAT TabSeparated");
-        let stored = &stored;
-        async move { (stored(q).await.parse::<u64>().ok()? >= 31).then_some(()) }
+        let q = format!("SELECT uniqExact(id) FROM {table} FORMAT TabSeparated");
+        let (stored, flush) = (&stored, flush.clone());
+        async move {
+            stored(flush).await;
+            (stored(q).await.parse::<u64>().ok()? >= 31).then_some(())
+        }
     })
     .await;
+    stored(flush).await;
     let raw = stored(format!("SELECT count() FROM {table} FORMAT TabSeparated")).await;
     eprintln!("rows stored before merges: {raw}");
     let exact = stored(format!(
