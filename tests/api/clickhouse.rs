@@ -15,7 +15,7 @@ use fraudgate::decision_log::Store;
 use crate::decision_log::{self, lines, rows};
 use crate::helpers::*;
 
-struct ClickHouse {
+pub struct ClickHouse {
     child: Option<Child>,
     dir: std::path::PathBuf,
     http_port: u16,
@@ -31,7 +31,7 @@ impl Drop for ClickHouse {
 impl ClickHouse {
     /// A server on random ports with its data in a temporary directory,
     /// not yet started.
-    fn new() -> Option<ClickHouse> {
+    pub fn new() -> Option<ClickHouse> {
         tool("clickhouse-server")?;
         let dir = temp_dir("clickhouse");
         Some(ClickHouse {
@@ -42,13 +42,13 @@ impl ClickHouse {
         })
     }
 
-    fn started() -> Option<ClickHouse> {
+    pub fn started() -> Option<ClickHouse> {
         let mut ch = Self::new()?;
         ch.start();
         Some(ch)
     }
 
-    fn start(&mut self) {
+    pub fn start(&mut self) {
         let dir = self.dir.display().to_string();
         write_file(
             &self.dir.join("config.xml"),
@@ -124,7 +124,24 @@ impl ClickHouse {
             && answer.ends_with("Ok.\n")
     }
 
-    fn stop(&mut self) {
+    /// Stops the server as its service manager does (SIGTERM), and waits
+    /// for it to end.
+    pub fn stop_cleanly(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        self.signal_pid(c.id(), "TERM");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while c.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("clickhouse-server did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // (A frozen server dies of SIGKILL all the same.)
             let _ = c.kill();
@@ -133,8 +150,12 @@ impl ClickHouse {
     }
 
     /// Sends the server a signal (`STOP` freezes it, `CONT` resumes it).
-    fn signal(&self, name: &str) {
-        let pid = self.child.as_ref().expect("started").id().to_string();
+    pub fn signal(&self, name: &str) {
+        self.signal_pid(self.child.as_ref().expect("started").id(), name);
+    }
+
+    fn signal_pid(&self, pid: u32, name: &str) {
+        let pid = pid.to_string();
         let ok = Command::new("kill")
             .args([format!("-{name}"), pid])
             .status()
@@ -143,12 +164,12 @@ impl ClickHouse {
         assert!(ok, "kill -{name}");
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
     }
 
     /// A config tweak: this server, a database of the app's own.
-    fn store(&self) -> impl Fn(&mut Config) + Sync + use<> {
+    pub fn store(&self) -> impl Fn(&mut Config) + Sync + use<> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let url = self.url();
         move |c: &mut Config| {
@@ -163,7 +184,7 @@ impl ClickHouse {
     }
 
     /// Runs a statement on the server (test setup and checks).
-    async fn sql(&self, sql: &str) -> String {
+    pub async fn sql(&self, sql: &str) -> String {
         let r = http()
             .post(format!("{}/", self.url()))
             .body(sql.to_owned())
@@ -371,6 +392,8 @@ async fn retention_drops_whole_day_partitions() {
     };
     let mut config = Config::default();
     (ch.store())(&mut config);
+    // (Counts the table's own rows: no Buffer in front.)
+    config.decision_log.clickhouse.insert = fraudgate::decision_log::clickhouse::InsertMode::Direct;
     let c = config.decision_log.clickhouse.clone();
     let ivt = fraudgate::decision_log::IvtMap::new(&config.ivt).unwrap();
     let day = 86_400_000i64;
@@ -605,12 +628,19 @@ async fn a_frozen_clickhouse_stores_no_decision_twice() {
         let ch = &ch;
         async move { ch.sql(&sql).await.trim().to_owned() }
     };
+    // (The rows wait in the Buffer table in front of it: flushed here
+    // as the writer's close does.)
+    let flush = format!("OPTIMIZE TABLE {table}_buffer");
     eventually(Duration::from_secs(10), || {
-        let q = format!("SELECT count() FROM {table} FORMAT TabSeparated");
-        let stored = &stored;
-        async move { (stored(q).await.parse::<u64>().ok()? >= 31).then_some(()) }
+        let q = format!("SELECT uniqExact(id) FROM {table} FORMAT TabSeparated");
+        let (stored, flush) = (&stored, flush.clone());
+        async move {
+            stored(flush).await;
+            (stored(q).await.parse::<u64>().ok()? >= 31).then_some(())
+        }
     })
     .await;
+    stored(flush).await;
     let raw = stored(format!("SELECT count() FROM {table} FORMAT TabSeparated")).await;
     eprintln!("rows stored before merges: {raw}");
     let exact = stored(format!(
@@ -760,18 +790,7 @@ async fn a_table_from_before_the_event_time_is_upgraded() {
     ))
     .await;
     // The earlier release's table, with one of its rows.
-    ch.sql(&format!(
-        "CREATE TABLE {table} (id String, ts Int64, door String, client Nullable(String), \
-         event_type String, ip String, ua String, affiliate_id String, offer_id String, \
-         aff_sub1 Nullable(String), aff_sub2 Nullable(String), aff_sub3 Nullable(String), \
-         aff_sub4 Nullable(String), aff_sub5 Nullable(String), country_code Nullable(String), \
-         extra Nullable(String), decision String, would_be String, mode String, tags String, \
-         tag_mask Int64, blocked_mask Int64, source String, reason String, rules String, \
-         rule_mask Int64, ivt String, ivt_category String, elapsed_us Int64) \
-         ENGINE = ReplacingMergeTree PARTITION BY intDiv(ts, 86400000) \
-         ORDER BY (event_type, affiliate_id, offer_id, ts, id)"
-    ))
-    .await;
+    ch.sql(&table_before_event_time(&table)).await;
     let old_ms = jiff::Timestamp::now().as_millisecond() - 5_000;
     ch.sql(&format!(
         "INSERT INTO {table} (id, ts, event_type, ip, decision, would_be, rules) \
@@ -860,4 +879,19 @@ async fn the_funnel_replay_finds_every_planted_case_on_clickhouse() {
         "{v}"
     );
     assert_eq!(v["false_positives"], 0, "{v}");
+}
+
+/// The table as a release before the event time (`at`) made it.
+pub fn table_before_event_time(table: &str) -> String {
+    format!(
+        "CREATE TABLE {table} (id String, ts Int64, door String, client Nullable(String), \
+     event_type String, ip String, ua String, affiliate_id String, offer_id String, \
+     aff_sub1 Nullable(String), aff_sub2 Nullable(String), aff_sub3 Nullable(String), \
+     aff_sub4 Nullable(String), aff_sub5 Nullable(String), country_code Nullable(String), \
+     extra Nullable(String), decision String, would_be String, mode String, tags String, \
+     tag_mask Int64, blocked_mask Int64, source String, reason String, rules String, \
+     rule_mask Int64, ivt String, ivt_category String, elapsed_us Int64) \
+     ENGINE = ReplacingMergeTree PARTITION BY intDiv(ts, 86400000) \
+     ORDER BY (event_type, affiliate_id, offer_id, ts, id)"
+    )
 }

@@ -7,6 +7,7 @@ mod binary;
 mod cache;
 mod check;
 mod clickhouse;
+mod clickhouse_fleet;
 mod config_files;
 mod data_api_compat;
 mod decision_log;

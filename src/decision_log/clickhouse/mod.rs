@@ -16,8 +16,11 @@
 //! Here: the store's handle, which the read side (`query::exec`) shares
 //! (its config, the HTTP client, a driver for blocking code, the server's
 //! error answers, quoting); the writer's table in `schema`, its inserts
-//! in `write` and `row_binary`.
+//! in `write` and `row_binary`, and how inserts reach the table when many
+//! replicas write it (a `Buffer` table or `async_insert`) in
+//! `insert_path`.
 
+pub mod insert_path;
 mod row_binary;
 mod schema;
 mod write;
@@ -28,6 +31,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::secret::Secret;
+pub use insert_path::{InsertMode, InsertPath, ReadPath};
 pub use write::Writer;
 
 /// `[decision_log.clickhouse]`.
@@ -42,6 +46,10 @@ pub struct ClickHouseConfig {
     pub password: Secret,
     /// One insert (or DDL) call's time limit.
     pub timeout_ms: u64,
+    /// How batches reach the table: `auto` (by the server's version:
+    /// `async` from 21.11, `buffer` before), `direct`, `buffer` or
+    /// `async` (see `insert_path`).
+    pub insert: InsertMode,
 }
 
 impl ClickHouseConfig {
@@ -200,6 +208,7 @@ mod tests {
             user: "default".into(),
             password: Secret::new(""),
             timeout_ms: 1000,
+            insert: InsertMode::Auto,
         };
         assert!(ok.validate().is_ok());
         let bad = ClickHouseConfig {

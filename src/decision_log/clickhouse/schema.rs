@@ -73,7 +73,7 @@ pub(super) fn ids_index_tables(c: &ClickHouseConfig) -> String {
 
 /// Columns added since the first release, each with the statement that
 /// adds it to a table made before (18.16 has no `ADD COLUMN IF NOT
-/// EXISTS`: the writer asks [`columns`] first). `at`, the event's time:
+/// EXISTS`: the writer asks `insert_path::columns` first). `at`, the event's time:
 /// earlier rows read their decision's second.
 pub(super) fn added_columns(c: &ClickHouseConfig) -> [(&'static str, String); 1] {
     [(
@@ -85,22 +85,11 @@ pub(super) fn added_columns(c: &ClickHouseConfig) -> [(&'static str, String); 1]
     )]
 }
 
-/// The table's column names, a line each.
-pub(super) fn columns(c: &ClickHouseConfig) -> String {
+/// A batch's insert into `target` (the table or its Buffer): the columns
+/// in table order, as `RowBinary` rows carry them.
+pub(super) fn insert(target: &str) -> String {
     format!(
-        "SELECT name FROM system.columns WHERE database = {} AND table = {} \
-         FORMAT TabSeparated",
-        quote(&c.database),
-        quote(&c.table)
-    )
-}
-
-/// A batch's insert: the columns in table order, as `RowBinary` rows
-/// carry them.
-pub(super) fn insert(c: &ClickHouseConfig) -> String {
-    format!(
-        "INSERT INTO {} ({}) FORMAT RowBinary",
-        c.qualified(),
+        "INSERT INTO {target} ({}) FORMAT RowBinary",
         columns::NAMES.join(", ")
     )
 }

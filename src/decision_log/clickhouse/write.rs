@@ -1,10 +1,12 @@
 //! The writer's side of the ClickHouse store: a batch in one insert over
-//! HTTP, retention by day partitions.
+//! HTTP (straight into the table, through its Buffer table, or as an
+//! async insert: `insert_path`), retention by day partitions.
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+use super::insert_path::{self, InsertPath};
 use super::row_binary::RowBinary;
 use super::{ClickHouseConfig, client, schema, server_error};
 use crate::decision_log::ivt::IvtMap;
@@ -18,6 +20,8 @@ pub struct Writer {
     http: Option<(tokio::runtime::Runtime, reqwest::Client)>,
     /// The table is known to exist.
     ready: bool,
+    /// How inserts go, resolved when the table was opened.
+    path: Option<InsertPath>,
     ivt: IvtMap,
     ip: IpMode,
     salt: Option<[u8; 32]>,
@@ -40,6 +44,7 @@ impl Writer {
             config,
             http: None,
             ready: false,
+            path: None,
             ivt,
             ip,
             salt: None,
@@ -91,19 +96,69 @@ impl Writer {
         })
     }
 
+    /// How inserts go: the configured path, or for `auto` the one the
+    /// server's version calls for (read each time the table is opened:
+    /// at the first batch, and after a failed one).
+    fn resolve_path(&mut self) -> Result<InsertPath, LogError> {
+        let mode = self.config.insert;
+        let version = if mode.needs_version() {
+            let answer = self.call(&[], insert_path::VERSION.into())?;
+            insert_path::parse_version(&answer)
+        } else {
+            None
+        };
+        let path = mode.resolve(version);
+        if self.path != Some(path) {
+            tracing::info!(insert = path.as_str(), server_version = ?version, "decision log inserts into ClickHouse");
+        }
+        Ok(path)
+    }
+
     fn ensure_table(&mut self) -> Result<(), LogError> {
         if self.ready {
             return Ok(());
         }
+        let path = self.resolve_path()?;
         for statement in schema::create(&self.config) {
             self.call(&[], statement.into())?;
         }
-        let have = self.call(&[], schema::columns(&self.config).into())?;
-        for (name, add) in schema::added_columns(&self.config) {
-            if !have.lines().any(|l| l == name) {
-                self.call(&[], add.into())?;
-            }
+        let rebuffer = self.upgrade()?;
+        self.ensure_ids_index()?;
+        // After the table and its id index: what the Buffer writes to the
+        // table fills the index through the view.
+        if path == InsertPath::Buffer || rebuffer {
+            self.call(&[], insert_path::buffer(&self.config).into())?;
         }
+        self.path = Some(path);
+        self.ready = true;
+        Ok(())
+    }
+
+    /// Adds the columns a table from an earlier release lacks. A Buffer
+    /// table whose columns are not the table's (it is about to get a
+    /// column, or an earlier release made it) is dropped first, which
+    /// writes what it holds to the table; true when one was (it is made
+    /// again, with the table's columns, whatever this writer's path:
+    /// other replicas may insert through it).
+    fn upgrade(&mut self) -> Result<bool, LogError> {
+        let answer = self.call(&[], insert_path::columns(&self.config).into())?;
+        let (table, buffer) = insert_path::split_columns(&self.config, &answer);
+        let missing: Vec<String> = schema::added_columns(&self.config)
+            .into_iter()
+            .filter(|(name, _)| !table.contains(name))
+            .map(|(_, add)| add)
+            .collect();
+        let stale = buffer.is_some_and(|b| !missing.is_empty() || b != table);
+        if stale {
+            self.call(&[], insert_path::drop_buffer(&self.config).into())?;
+        }
+        for add in missing {
+            self.call(&[], add.into())?;
+        }
+        Ok(stale)
+    }
+
+    fn ensure_ids_index(&mut self) -> Result<(), LogError> {
         let have = self.call(&[], schema::ids_index_tables(&self.config).into())?;
         let name = self.config.table.clone();
         let has = |suffix: &str| have.lines().any(|l| l.trim() == format!("{name}{suffix}"));
@@ -125,7 +180,6 @@ impl Writer {
                 tracing::warn!(error = %e, "could not copy the decisions into the id index; lookups by id it misses read the table");
             }
         }
-        self.ready = true;
         Ok(())
     }
 
@@ -149,15 +203,35 @@ impl Writer {
                 &mut scratch,
             );
         }
-        let insert = schema::insert(&self.config);
+        let path = self.path.unwrap_or(InsertPath::Direct);
+        let insert = match path {
+            InsertPath::Buffer => schema::insert(&insert_path::buffer_table(&self.config)),
+            InsertPath::Direct | InsertPath::Async => schema::insert(&self.config.qualified()),
+        };
         self.last_len = self.body.len();
         let payload = self.body.split().freeze();
-        let result = self.call(&[("query", &insert)], payload);
+        let mut params = vec![("query", insert.as_str())];
+        params.extend_from_slice(path.settings());
+        let result = self.call(&params, payload);
         if result.is_err() {
             // The table may have been dropped behind our back.
             self.ready = false;
         }
         result.map(drop)
+    }
+
+    /// Closing (shutdown): writes what the Buffer table holds to the
+    /// table, so its rows are on disk once the gate has stopped, not only
+    /// in the server's memory (a server that stops cleanly writes them
+    /// too; one that crashes loses them). Blocking: called on the writer
+    /// thread.
+    pub fn close(&mut self) {
+        if self.ready && self.path == Some(InsertPath::Buffer) {
+            let flush = insert_path::flush_buffer(&self.config);
+            if let Err(e) = self.call(&[], flush.into()) {
+                tracing::warn!(error = %e, "could not flush the ClickHouse Buffer table at close; the server writes it within 10 s");
+            }
+        }
     }
 
     /// Drops the day partitions older than the retention (at most once

@@ -268,6 +268,17 @@ impl Sink {
     }
 }
 
+impl Drop for Sink {
+    /// The writer thread ends: what a ClickHouse Buffer table holds is
+    /// written to the table (SQLite's connection checkpoints as it
+    /// closes).
+    fn drop(&mut self) {
+        if let Some(Open::ClickHouse(w)) = &mut self.open {
+            w.close();
+        }
+    }
+}
+
 /// (device, inode) of the SQLite file under `dir`.
 fn identity(dir: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;

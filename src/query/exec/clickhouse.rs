@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{QueryFailure, Stop, text_value};
+use crate::decision_log::clickhouse::insert_path::{self, InsertPath, ReadPath};
 use crate::decision_log::clickhouse::quote;
 use crate::decision_log::clickhouse::{ClickHouseConfig, Driver, has_code, server_error};
 use crate::query::sql::HIDDEN;
@@ -95,8 +96,7 @@ fn missing_table(text: &str) -> bool {
 /// Runs `q` on the server until `stop` and hands every row to `each`.
 /// Blocking.
 pub fn run(
-    http: &reqwest::Client,
-    config: &ClickHouseConfig,
+    (http, config, path): (&reqwest::Client, &ClickHouseConfig, &ReadPath),
     q: &Query,
     stop: &Stop,
     each: &mut dyn FnMut(&[String], Vec<Value>) -> bool,
@@ -121,10 +121,24 @@ pub fn run(
         },
         None => q,
     };
-    match server.run(q, stop, &config.qualified(), each) {
-        Err(QueryFailure::Store(e)) if missing_table(&e) => server.run(q, stop, EMPTY, each),
-        other => other,
+    // Through the Buffer table when the writers insert through it (it
+    // reads the table and the rows it holds); the table when there is no
+    // Buffer (yet); no rows when there is no table (yet).
+    let table = config.qualified();
+    let buffer = insert_path::buffer_table(config);
+    let sources: &[&str] = match server.path(path, stop)? {
+        InsertPath::Buffer => &[&buffer, &table, EMPTY],
+        InsertPath::Direct | InsertPath::Async => &[&table, EMPTY],
+    };
+    let mut result = Ok(());
+    for source in sources {
+        result = server.run(q, stop, source, each);
+        match &result {
+            Err(QueryFailure::Store(e)) if missing_table(e) => continue,
+            _ => break,
+        }
     }
+    result
 }
 
 /// A decision looked up by its id and millisecond (`ts = .. AND id =
@@ -182,6 +196,24 @@ struct Server<'a> {
 }
 
 impl Server<'_> {
+    /// How the writers insert: the configured path, or for `auto` the one
+    /// the server's version calls for (asked once per reader).
+    fn path(&self, path: &ReadPath, stop: &Stop) -> Result<InsertPath, QueryFailure> {
+        let mode = self.config.insert;
+        if let Some(p) = path.get() {
+            return Ok(p);
+        }
+        if !mode.needs_version() {
+            return Ok(mode.resolve(None));
+        }
+        let id = format!("fraudgate-{:032x}", rand::random::<u128>());
+        let resp = self.send(insert_path::VERSION.into(), stop, &id)?;
+        let text = self.wait(stop, || resp.text())?.map_err(transport)?;
+        let p = mode.resolve(insert_path::parse_version(&text));
+        path.set(p);
+        Ok(p)
+    }
+
     /// The (event type, affiliate, offer) of the decision `lookup` names,
     /// from the id index: `Some(None)` when no decision has the id, None
     /// when there is no index to ask.

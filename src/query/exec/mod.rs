@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::decision_log::clickhouse::ClickHouseConfig;
+use crate::decision_log::clickhouse::{ClickHouseConfig, ReadPath};
 use crate::decision_log::{DecisionLogConfig, Store};
 use crate::query::{Kind, Query, QueryError};
 
@@ -139,6 +139,9 @@ pub enum Reader {
     ClickHouse {
         http: reqwest::Client,
         config: ClickHouseConfig,
+        /// Whether the writers insert through the Buffer table (which
+        /// reads then go through), found at the first query.
+        path: ReadPath,
         timeout: Duration,
     },
 }
@@ -154,6 +157,7 @@ impl Reader {
             Store::Clickhouse => Reader::ClickHouse {
                 http: crate::decision_log::clickhouse::client(),
                 config: c.clickhouse.clone(),
+                path: ReadPath::default(),
                 timeout,
             },
         }
@@ -175,7 +179,9 @@ impl Reader {
     ) -> Result<(), QueryFailure> {
         match self {
             Reader::Sqlite { path, .. } => sqlite::run_until(path, q, stop, true, each),
-            Reader::ClickHouse { http, config, .. } => clickhouse::run(http, config, q, stop, each),
+            Reader::ClickHouse {
+                http, config, path, ..
+            } => clickhouse::run((http, config, path), q, stop, each),
         }
     }
 
