@@ -102,6 +102,12 @@ pub fn tls_client(ca_pem: &str, h2: bool) -> reqwest::Client {
     b.build().unwrap()
 }
 
+/// `/metrics` of the app at the https `base`.
+pub async fn metrics_over_tls(client: &reqwest::Client, base: &str) -> String {
+    let r = client.get(format!("{base}/metrics")).send().await.unwrap();
+    r.text().await.unwrap()
+}
+
 /// The certificate a fresh handshake with `port` is shown (DER), trusting
 /// the CAs of `ca_pems`.
 pub async fn presented(port: u16, ca_pems: &[&str]) -> Vec<u8> {
@@ -265,12 +271,7 @@ async fn plain_http_tls_1_1_and_a_silent_client_on_the_tls_port_fail_cleanly() {
     }
 
     // Still serving, and each refusal counted.
-    let ok = tls_client(&pki.ca_pem, false)
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap();
-    let m = ok.text().await.unwrap();
+    let m = metrics_over_tls(&tls_client(&pki.ca_pem, false), &base).await;
     let failed = sample(
         &m,
         "fraudgate_tls_handshakes_total",

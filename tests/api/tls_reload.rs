@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::helpers::*;
-use crate::tls::{Pki, install, presented, spawn_tls_app, tls_client};
+use crate::tls::{Pki, install, metrics_over_tls, presented, spawn_tls_app, tls_client};
 
 #[tokio::test]
 async fn a_certificate_swap_is_picked_up_with_no_failed_request() {
@@ -61,14 +61,7 @@ async fn a_certificate_swap_is_picked_up_with_no_failed_request() {
     }
 
     assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests");
-    let m = tls_client(&pki.ca_pem, false)
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics_over_tls(&tls_client(&pki.ca_pem, false), &base).await;
     assert!(sample(&m, "fraudgate_tls_cert_reloads_total", &[("outcome", "ok")]) >= 1.0);
 }
 
@@ -79,14 +72,7 @@ async fn a_bad_certificate_on_reload_keeps_the_old_one() {
     let (app, base, dir) = spawn_tls_app(&old, |_| {}).await;
     let client = tls_client(&pki.ca_pem, false);
     let errors = || async {
-        let m = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = metrics_over_tls(&client, &base).await;
         sample(
             &m,
             "fraudgate_tls_cert_reloads_total",
