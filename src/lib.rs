@@ -31,6 +31,7 @@ pub mod secret;
 pub mod startup;
 pub mod telemetry;
 pub mod template;
+pub mod tls;
 pub mod transport;
 pub mod upstream;
 pub mod verdict;

@@ -67,6 +67,8 @@ pub const FEED_ENTRIES: &str = "fraudgate_feed_entries";
 pub const FEED_LAST_SUCCESS: &str = "fraudgate_feed_last_success_timestamp_seconds";
 pub const FEED_FAILURES: &str = "fraudgate_feed_consecutive_failures";
 pub const FEED_INTERVAL: &str = "fraudgate_feed_interval_seconds";
+pub const TLS_HANDSHAKES: &str = "fraudgate_tls_handshakes_total";
+pub const TLS_CERT_RELOADS: &str = "fraudgate_tls_cert_reloads_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -192,6 +194,12 @@ fn register_known() {
     ] {
         metrics::counter!(name).increment(0);
     }
+    for o in ["ok", "failed", "timeout"] {
+        metrics::counter!(TLS_HANDSHAKES, "outcome" => o).increment(0);
+    }
+    for o in ["ok", "error"] {
+        metrics::counter!(TLS_CERT_RELOADS, "outcome" => o).increment(0);
+    }
     for cause in ["corrupt", "unavailable", "replaced"] {
         metrics::counter!(LOG_STORE_FAILURES, "cause" => cause).increment(0);
     }
@@ -244,6 +252,14 @@ fn describe_access_and_load() {
     describe_counter!(
         AUTH_FAILURES,
         "Scoring requests refused for a missing or invalid client key."
+    );
+    describe_counter!(
+        TLS_HANDSHAKES,
+        "TLS handshakes on server.listen by outcome (ok, failed: not TLS, an old version, no shared cipher; timeout: past server.tls.handshake_timeout_ms; 0 without [server.tls])."
+    );
+    describe_counter!(
+        TLS_CERT_RELOADS,
+        "Certificate reloads by outcome (ok: new handshakes get the new certificate; error: the files could not be served and the previous certificate stays; 0 without [server.tls])."
     );
     describe_counter!(
         SHED,

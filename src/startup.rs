@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ pub enum StartupError {
     Feeds(#[from] crate::feeds::state::StateError),
     #[error("{0}")]
     Log(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::CertError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -31,6 +34,8 @@ pub struct Application {
     addr: SocketAddr,
     /// `server.admin_listen`: the operator's endpoints on a port of their own.
     admin: Option<(TcpListener, SocketAddr)>,
+    /// `[server.tls]`: TLS on `listener`.
+    tls: Option<Arc<crate::tls::Tls>>,
     state: AppState,
 }
 
@@ -47,6 +52,9 @@ pub fn preflight(config: &Config) -> Result<(), StartupError> {
     crate::score::ivt_of(config)?;
     crate::score::upstream_of(config)?;
     crate::telemetry::check_file(&config.log).map_err(StartupError::Log)?;
+    if let Some(tls) = &config.server.tls {
+        crate::tls::check(tls)?;
+    }
     Ok(())
 }
 
@@ -75,6 +83,10 @@ impl Application {
                 config.policy.on_upstream_error.as_str()
             );
         }
+        let tls = match &config.server.tls {
+            Some(t) => Some(Arc::new(registry.scope(|| crate::tls::Tls::new(t))?)),
+            None => None,
+        };
         let want = config.server.listen;
         let listener = TcpListener::bind(want)
             .await
@@ -101,7 +113,8 @@ impl Application {
             listener,
             addr,
             admin,
-            state: AppState::new(scorer, config, registry, std::sync::Arc::new(feeds)),
+            tls,
+            state: AppState::new(scorer, config, registry, Arc::new(feeds)),
         })
     }
 
@@ -136,11 +149,12 @@ impl Application {
             listener,
             addr,
             admin,
+            tls,
             state,
         } = self;
         let server = state.config.server.clone();
         let draining = state.draining.clone();
-        spawn_rule_reloads(&state);
+        spawn_rule_reloads(&state, tls.clone());
         spawn_feeds(&state);
         let log = state.scorer.log().cloned();
         let (service, op_service) = services(state, admin.is_some());
@@ -150,39 +164,26 @@ impl Application {
             op_service.map(std::sync::Arc::new),
         );
         let (admin_listener, admin_addr) = admin.unzip();
-        let http1 = http1_builder(&server);
+        let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+        let conns = crate::http::conn::Connections::new(&server, drain_rx);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let write_timeout = server.write_timeout();
         let serve = |operator: bool, stream: tokio::net::TcpStream, peer: SocketAddr| {
-            let _ = stream.set_nodelay(true);
-            let svc = match (&op_service, operator) {
-                (Some(op), true) => op.clone(),
-                _ => service.clone(),
+            let (svc, tls) = match (&op_service, operator) {
+                (Some(op), true) => (op.clone(), None),
+                _ => (service.clone(), tls.clone()),
             };
-            let stream = crate::http::write_timeout::WriteTimeout::new(stream, write_timeout);
-            let conn = http1.serve_connection(
-                hyper_util::rt::TokioIo::new(stream),
-                hyper::service::service_fn(move |req| {
-                    let svc = svc.clone();
-                    async move { svc.call(req, peer).await }
-                }),
-            );
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            });
+            conns.serve(stream, peer, svc, tls, graceful.watcher());
         };
         match admin_addr {
             Some(admin) => {
                 tracing::info!(%addr, %admin, "fraudgate listening: the doors on addr, the operator's endpoints on admin")
             }
-            None => tracing::info!(%addr, "fraudgate listening"),
+            None => tracing::info!(%addr, tls = tls.is_some(), "fraudgate listening"),
         }
         accept_until(&listener, admin_listener.as_ref(), &serve, shutdown).await;
 
         draining.store(true, Ordering::Relaxed);
+        let _ = drain_tx.send(true);
         tracing::info!(
             drain_delay_ms = server.drain_delay_ms,
             "shutdown: /readyz is 503; still accepting while load balancers move away"
@@ -212,19 +213,6 @@ fn services(
     let operator = operator_port
         .then(|| registry.scope(|| crate::http::service_for(state, Surface::Operator)));
     (service, operator)
-}
-
-/// HTTP/1 connection settings from `[server]`.
-fn http1_builder(server: &crate::config::ServerConfig) -> hyper::server::conn::http1::Builder {
-    let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1
-        .timer(hyper_util::rt::TokioTimer::new())
-        // Slow clients (slowloris) are cut off while sending headers.
-        .header_read_timeout(Some(server.header_read_timeout()))
-        // Request line + headers; past it hyper answers 431.
-        .max_buf_size(server.max_header_bytes)
-        .keep_alive(true);
-    http1
 }
 
 /// The end of shutdown, after the listeners closed: in-flight requests
@@ -288,9 +276,13 @@ async fn accept_until(
     }
 }
 
-/// Re-reads rule files when they change (mtime polling) and on SIGHUP.
-/// File I/O and compiling run on the blocking pool, never on the runtime.
-fn spawn_rule_reloads(state: &AppState) {
+/// Re-reads rule files (and the TLS certificate) when they change (mtime
+/// polling) and on SIGHUP. File I/O and compiling run on the blocking
+/// pool, never on the runtime.
+fn spawn_rule_reloads(state: &AppState, tls: Option<Arc<crate::tls::Tls>>) {
+    if let Some(tls) = &tls {
+        tls.spawn_polling();
+    }
     let rules = state.scorer.rules().clone();
     let every = rules.reload_interval_s();
     if rules.enabled() && every > 0 {
@@ -319,6 +311,9 @@ fn spawn_rule_reloads(state: &AppState) {
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading rule files");
                 let _ = crate::http::admin::reload_files(&state).await;
+                if let Some(tls) = &tls {
+                    tls.reload(true).await;
+                }
             }
         });
     }

@@ -5,9 +5,11 @@
 //! user file only carries what it changes and is merged over it.
 
 mod file;
+mod listen;
 mod paths;
 
 pub use file::ConfigFile;
+pub use listen::{Http2Config, TlsConfig};
 mod sections;
 mod validate;
 

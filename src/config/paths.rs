@@ -11,6 +11,8 @@ use toml::Value;
 const PATH_KEYS: &[&[&str]] = &[
     &["decision_log", "path"],
     &["log", "file"],
+    &["server", "tls", "cert_file"],
+    &["server", "tls", "key_file"],
     &["rules", "crawler", "extra_patterns_file"],
     &["rules", "datacenter", "files", "*"],
     &["rules", "proxy", "files", "*"],

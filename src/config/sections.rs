@@ -52,6 +52,12 @@ pub struct ServerConfig {
     pub max_json_depth: usize,
     /// What a shed request gets.
     pub shed_response: ShedResponse,
+    /// TLS on `listen` (absent: plain HTTP).
+    #[serde(default)]
+    pub tls: Option<super::listen::TlsConfig>,
+    /// HTTP/2 limits, and h2c on plain listeners.
+    #[serde(default)]
+    pub http2: super::listen::Http2Config,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -125,6 +125,10 @@ impl super::ServerConfig {
                     format!("{:?} is not a header name", self.client_ip_header),
                 )
             })?;
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
+        self.http2.validate()?;
         if let Some(admin) = self.admin_listen {
             let l = self.listen;
             if admin.port() != 0

@@ -13,6 +13,7 @@ pub mod check;
 pub mod clawback;
 pub mod click;
 pub mod client_ip;
+pub mod conn;
 pub mod data;
 pub mod error;
 pub mod forward_auth;
@@ -237,6 +238,9 @@ impl AppService {
         }
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(peer));
+        // HTTP/2 has no Connection header: its drain is the GOAWAY of
+        // `conn`.
+        let http1 = req.version() < axum::http::Version::HTTP_2;
         let mut resp = if OPS_PATHS.contains(&req.uri().path()) {
             self.router.clone().call(req).await
         } else {
@@ -247,7 +251,7 @@ impl AppService {
                 Err(_) => Ok(self.shed.respond(req.uri().path())),
             }
         };
-        if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        if http1 && self.draining.load(std::sync::atomic::Ordering::Relaxed) {
             // Shutting down: keep-alive clients reconnect, and their load
             // balancer sends them to another replica.
             if let Ok(r) = &mut resp {

@@ -41,6 +41,8 @@ mod rt_dropin;
 mod rules;
 mod shutdown;
 mod sqlite_store;
+mod tls;
+mod tls_reload;
 mod trust;
 mod ui;
 mod validation;
