@@ -22,6 +22,7 @@ pub mod event;
 pub mod feeds;
 pub mod fleet;
 pub mod funnel;
+pub mod grpc;
 pub mod hash;
 pub mod http;
 pub mod lookup;

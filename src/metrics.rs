@@ -35,6 +35,7 @@ pub const CAP_COUNTERS: &str = "fraudgate_cap_counters";
 pub const VELOCITY_COUNTERS: &str = "fraudgate_velocity_counters";
 pub const CACHE_PURGES: &str = "fraudgate_cache_purges_total";
 pub const SHED: &str = "fraudgate_shed_total";
+pub const GRPC_CHECKS: &str = "fraudgate_grpc_checks_total";
 pub const RT_IGNORED_PARAMS: &str = "fraudgate_rt_ignored_params_total";
 pub const CLIENT_REQUESTS: &str = "fraudgate_client_requests_total";
 pub const AUTH_FAILURES: &str = "fraudgate_auth_failures_total";
@@ -244,6 +245,10 @@ fn describe_access_and_load() {
     describe_counter!(
         AUTH_FAILURES,
         "Scoring requests refused for a missing or invalid client key."
+    );
+    describe_counter!(
+        GRPC_CHECKS,
+        "ext_authz Checks answered by the gRPC door, by outcome (ok, denied, invalid_argument, error)."
     );
     describe_counter!(
         SHED,

@@ -31,6 +31,8 @@ pub struct Application {
     addr: SocketAddr,
     /// `server.admin_listen`: the operator's endpoints on a port of their own.
     admin: Option<(TcpListener, SocketAddr)>,
+    /// `doors.grpc.listen`: the ext_authz gRPC door.
+    grpc: Option<crate::grpc::Listener>,
     state: AppState,
 }
 
@@ -97,10 +99,17 @@ impl Application {
             }
             None => None,
         };
+        let grpc = crate::grpc::Listener::bind(&config)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: config.doors.grpc.listen.unwrap_or(want),
+                source,
+            })?;
         Ok(Application {
             listener,
             addr,
             admin,
+            grpc,
             state: AppState::new(scorer, config, registry, std::sync::Arc::new(feeds)),
         })
     }
@@ -116,6 +125,11 @@ impl Application {
     /// The operator listener's address, when `server.admin_listen` is set.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().map(|(_, a)| *a)
+    }
+
+    /// The gRPC door's address, when `doors.grpc.listen` is set.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(crate::grpc::Listener::addr)
     }
 
     pub fn state(&self) -> &AppState {
@@ -136,6 +150,7 @@ impl Application {
             listener,
             addr,
             admin,
+            grpc,
             state,
         } = self;
         let server = state.config.server.clone();
@@ -143,6 +158,10 @@ impl Application {
         spawn_rule_reloads(&state);
         spawn_feeds(&state);
         let log = state.scorer.log().cloned();
+        let grpc = match grpc {
+            Some(l) => Some(crate::grpc::serve(l, state.clone()).await),
+            None => None,
+        };
         let (service, op_service) = services(state, admin.is_some());
         let (admin_listener, admin_addr) = admin.unzip();
         let http1 = http1_builder(&server);
@@ -175,6 +194,9 @@ impl Application {
         accept_until(&listener, admin_listener.as_ref(), &serve, shutdown).await;
 
         draining.store(true, Ordering::Relaxed);
+        if let Some(g) = &grpc {
+            g.drain().await;
+        }
         tracing::info!(
             drain_delay_ms = server.drain_delay_ms,
             "shutdown: /readyz is 503; still accepting while load balancers move away"
@@ -183,7 +205,12 @@ impl Application {
         accept_until(&listener, admin_listener.as_ref(), &serve, drain).await;
         drop(listener);
         drop(admin_listener);
-        finish(graceful, log, &server).await;
+        let grpc = async {
+            if let Some(g) = grpc {
+                g.stop().await;
+            }
+        };
+        finish(graceful, grpc, log, &server).await;
         Ok(())
     }
 }
@@ -220,9 +247,10 @@ fn http1_builder(server: &crate::config::ServerConfig) -> hyper::server::conn::h
 }
 
 /// The end of shutdown, after the listeners closed: in-flight requests
-/// finish, then the decision log is written and closed.
+/// (and the gRPC door's Checks) finish, then the decision log is written and closed.
 async fn finish(
     graceful: hyper_util::server::graceful::GracefulShutdown,
+    grpc: impl Future<Output = ()>,
     log: Option<crate::decision_log::DecisionLog>,
     server: &crate::config::ServerConfig,
 ) {
@@ -235,7 +263,7 @@ async fn finish(
     // closing, whatever the store does.
     let deadline = tokio::time::Instant::now() + server.shutdown_timeout();
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = async { tokio::join!(graceful.shutdown(), grpc) } => {}
         _ = tokio::time::sleep_until(deadline) => {
             tracing::warn!("shutdown timeout over with requests still in flight; exiting");
         }

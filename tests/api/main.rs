@@ -21,6 +21,7 @@ mod fleet;
 mod fraudshield;
 mod fraudshield_client;
 mod funnel_replay;
+mod grpc;
 mod helpers;
 mod intel;
 mod isbot;
