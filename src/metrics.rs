@@ -180,6 +180,9 @@ fn register_known() {
     for o in ["ok", "bad_request", "timeout", "busy", "error"] {
         metrics::counter!(QUERIES, "outcome" => o).increment(0);
     }
+    for o in ["ok", "denied", "invalid_argument", "error"] {
+        metrics::counter!(GRPC_CHECKS, "outcome" => o).increment(0);
+    }
     for r in ["timeout", "slow_reader", "client_gone"] {
         metrics::counter!(QUERY_CUTS, "reason" => r).increment(0);
     }
