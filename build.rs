@@ -1,4 +1,7 @@
-//! Finds the external tools the integration tests drive (nginx, promtool,
+//! Compiles Envoy's ext_authz protos (proto/, see its README) into the
+//! gRPC door's types, client and server, with protox: no `protoc` needed.
+//!
+//! Also finds the external tools the integration tests drive (nginx, promtool,
 //! clickhouse-server, curl, chromium, redis-server, node, python3) and sets `cfg(no_<tool>)` for each one missing,
 //! so those tests are reported as `ignored, <tool> is not installed` in the
 //! test summary instead of passing silently. With
@@ -20,6 +23,7 @@ const TOOLS: &[(&str, &str)] = &[
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    protos();
     println!("cargo::rerun-if-env-changed=PATH");
     println!("cargo::rerun-if-env-changed=FRAUDGATE_REQUIRE_TOOLS");
     let required = std::env::var_os("FRAUDGATE_REQUIRE_TOOLS").is_some();
@@ -43,4 +47,29 @@ fn main() {
             }
         }
     }
+}
+
+/// Files that only declare options (validation rules, API-shepherding
+/// annotations): no message of the ext_authz API holds their types, and
+/// prost ignores options, so their Rust would only cost compile time.
+const OPTION_ONLY: &[&str] = &[
+    "validate/",
+    "udpa/annotations/",
+    "xds/annotations/",
+    "envoy/annotations/",
+];
+
+fn protos() {
+    println!("cargo::rerun-if-changed=proto");
+    let mut fds = protox::compile(["envoy/service/auth/v3/external_auth.proto"], ["proto"])
+        .unwrap_or_else(|e| panic!("proto/: {e}"));
+    fds.file
+        .retain(|f| !OPTION_ONLY.iter().any(|p| f.name().starts_with(p)));
+    tonic_prost_build::configure()
+        // The door's tests and bench dial it with the same types.
+        .build_client(true)
+        .build_transport(false)
+        .include_file("envoy_ext_authz.rs")
+        .compile_fds(fds)
+        .unwrap_or_else(|e| panic!("generating the ext_authz code: {e}"));
 }

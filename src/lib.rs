@@ -4,6 +4,10 @@
 //! Many front doors, one [`event::Event`], one scoring path
 //! ([`score::Scorer`]), one [`decision::Decision`].
 #![forbid(unsafe_code)]
+// rust-version 1.88 (tonic 0.14's) makes clippy ask for let-chains and
+// is_multiple_of in ~35 places across modules others are changing: kept
+// as they are until that rewrite lands as one commit of its own.
+#![allow(clippy::collapsible_if, clippy::manual_is_multiple_of)]
 
 pub mod backoff;
 pub mod breaker;
@@ -18,6 +22,7 @@ pub mod event;
 pub mod feeds;
 pub mod fleet;
 pub mod funnel;
+pub mod grpc;
 pub mod hash;
 pub mod http;
 pub mod lookup;

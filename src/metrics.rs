@@ -35,6 +35,7 @@ pub const CAP_COUNTERS: &str = "fraudgate_cap_counters";
 pub const VELOCITY_COUNTERS: &str = "fraudgate_velocity_counters";
 pub const CACHE_PURGES: &str = "fraudgate_cache_purges_total";
 pub const SHED: &str = "fraudgate_shed_total";
+pub const GRPC_CHECKS: &str = "fraudgate_grpc_checks_total";
 pub const RT_IGNORED_PARAMS: &str = "fraudgate_rt_ignored_params_total";
 pub const CLIENT_REQUESTS: &str = "fraudgate_client_requests_total";
 pub const AUTH_FAILURES: &str = "fraudgate_auth_failures_total";
@@ -181,6 +182,9 @@ fn register_known() {
     for o in ["ok", "bad_request", "timeout", "busy", "error"] {
         metrics::counter!(QUERIES, "outcome" => o).increment(0);
     }
+    for o in ["ok", "denied", "invalid_argument", "error"] {
+        metrics::counter!(GRPC_CHECKS, "outcome" => o).increment(0);
+    }
     for r in ["timeout", "slow_reader", "client_gone"] {
         metrics::counter!(QUERY_CUTS, "reason" => r).increment(0);
     }
@@ -260,6 +264,10 @@ fn describe_access_and_load() {
     describe_counter!(
         TLS_CERT_RELOADS,
         "Certificate reloads by outcome (ok: new handshakes get the new certificate; error: the files could not be served and the previous certificate stays; 0 without [server.tls])."
+    );
+    describe_counter!(
+        GRPC_CHECKS,
+        "ext_authz Checks answered by the gRPC door, by outcome (ok, denied, invalid_argument, error)."
     );
     describe_counter!(
         SHED,

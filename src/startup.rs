@@ -36,6 +36,8 @@ pub struct Application {
     admin: Option<(TcpListener, SocketAddr)>,
     /// `[server.tls]`: TLS on `listener`.
     tls: Option<Arc<crate::tls::Tls>>,
+    /// `doors.grpc.listen`: the ext_authz gRPC door.
+    grpc: Option<crate::grpc::Listener>,
     state: AppState,
 }
 
@@ -109,11 +111,18 @@ impl Application {
             }
             None => None,
         };
+        let grpc = crate::grpc::Listener::bind(&config)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: config.doors.grpc.listen.unwrap_or(want),
+                source,
+            })?;
         Ok(Application {
             listener,
             addr,
             admin,
             tls,
+            grpc,
             state: AppState::new(scorer, config, registry, Arc::new(feeds)),
         })
     }
@@ -129,6 +138,11 @@ impl Application {
     /// The operator listener's address, when `server.admin_listen` is set.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().map(|(_, a)| *a)
+    }
+
+    /// The gRPC door's address, when `doors.grpc.listen` is set.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(crate::grpc::Listener::addr)
     }
 
     pub fn state(&self) -> &AppState {
@@ -150,6 +164,7 @@ impl Application {
             addr,
             admin,
             tls,
+            grpc,
             state,
         } = self;
         let server = state.config.server.clone();
@@ -157,6 +172,10 @@ impl Application {
         spawn_rule_reloads(&state, tls.clone());
         spawn_feeds(&state);
         let log = state.scorer.log().cloned();
+        let grpc = match grpc {
+            Some(l) => Some(crate::grpc::serve(l, state.clone()).await),
+            None => None,
+        };
         let (service, op_service) = services(state, admin.is_some());
         // One reference count per request, not one per part.
         let (service, op_service) = (
@@ -184,6 +203,9 @@ impl Application {
 
         draining.store(true, Ordering::Relaxed);
         let _ = drain_tx.send(true);
+        if let Some(g) = &grpc {
+            g.drain().await;
+        }
         tracing::info!(
             drain_delay_ms = server.drain_delay_ms,
             "shutdown: /readyz is 503; still accepting while load balancers move away"
@@ -192,7 +214,12 @@ impl Application {
         accept_until(&listener, admin_listener.as_ref(), &serve, drain).await;
         drop(listener);
         drop(admin_listener);
-        finish(graceful, log, &server).await;
+        let grpc = async {
+            if let Some(g) = grpc {
+                g.stop().await;
+            }
+        };
+        finish(graceful, grpc, log, &server).await;
         Ok(())
     }
 }
@@ -216,9 +243,10 @@ fn services(
 }
 
 /// The end of shutdown, after the listeners closed: in-flight requests
-/// finish, then the decision log is written and closed.
+/// (and the gRPC door's Checks) finish, then the decision log is written and closed.
 async fn finish(
     graceful: hyper_util::server::graceful::GracefulShutdown,
+    grpc: impl Future<Output = ()>,
     log: Option<crate::decision_log::DecisionLog>,
     server: &crate::config::ServerConfig,
 ) {
@@ -231,7 +259,7 @@ async fn finish(
     // closing, whatever the store does.
     let deadline = tokio::time::Instant::now() + server.shutdown_timeout();
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = async { tokio::join!(graceful.shutdown(), grpc) } => {}
         _ = tokio::time::sleep_until(deadline) => {
             tracing::warn!("shutdown timeout over with requests still in flight; exiting");
         }

@@ -153,6 +153,28 @@ pub struct DoorsConfig {
     pub click: ClickDoor,
     pub imp: ImpDoor,
     pub openrtb: OpenRtbDoor,
+    pub grpc: GrpcDoor,
+}
+
+/// The gRPC door: Envoy/Istio `ext_authz` (`envoy.service.auth.v3`) and
+/// `grpc.health.v1` on a port of its own. Events are read as `doors.auth`
+/// reads them (event type, params, defaults, blocked status).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcDoor {
+    /// Address the gRPC server binds; unset, the door is off.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Time budget of a Check (0: the scorer's default), lowered by the
+    /// caller's `grpc-timeout`.
+    pub budget_ms: u64,
+    pub on_upstream_error: OnError,
+    /// Body of the denied response Envoy sends the visitor.
+    pub denied_body: String,
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// Largest CheckRequest accepted (larger: RESOURCE_EXHAUSTED).
+    pub max_message_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

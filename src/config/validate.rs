@@ -265,6 +265,24 @@ impl super::DoorsConfig {
                 ));
             }
         }
+        d.grpc.validate()
+    }
+}
+
+impl super::GrpcDoor {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_concurrent_streams == 0 {
+            return Err(ConfigError::invalid(
+                "doors.grpc.max_concurrent_streams",
+                "must be at least 1",
+            ));
+        }
+        if self.max_message_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "doors.grpc.max_message_bytes",
+                "must be at least 1024",
+            ));
+        }
         Ok(())
     }
 }

@@ -55,10 +55,14 @@ pub enum Door {
     OpenRtb,
     Layer,
     Postback,
+    /// Envoy/Istio `ext_authz` over gRPC (`doors.grpc`).
+    Grpc,
 }
 
 impl Door {
-    pub const ALL: [Door; 9] = [
+    /// In discriminant order: the decision log's records store the index,
+    /// so a new door is appended, never inserted.
+    pub const ALL: [Door; 10] = [
         Door::Check,
         Door::Batch,
         Door::Rt,
@@ -68,6 +72,7 @@ impl Door {
         Door::OpenRtb,
         Door::Layer,
         Door::Postback,
+        Door::Grpc,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -81,6 +86,7 @@ impl Door {
             Door::OpenRtb => "openrtb",
             Door::Layer => "layer",
             Door::Postback => "postback",
+            Door::Grpc => "grpc",
         }
     }
 }

@@ -24,8 +24,9 @@ use super::access::ClientName;
 use super::body::{browser_opts, connection};
 use super::error::ApiError;
 use super::render::{cache_headers, decision_headers};
-use crate::decision::Door;
-use crate::event::{EventBuilder, EventType};
+use crate::config::AuthDoor;
+use crate::decision::{Decision, Door};
+use crate::event::{Connection, Event, EventBuilder, EventType};
 use crate::policy::Reason;
 use crate::upstream::UpstreamError;
 
@@ -41,12 +42,55 @@ pub async fn handle(
 ) -> Result<Response, ApiError> {
     let door = &state.config.doors.auth;
     let original = original_uri(&headers, &uri);
-    let (path, query) = original.split_once('?').unwrap_or((&original, ""));
     warn_if_proxy_untrusted(&state, peer.ip(), &headers);
-    // The event type: from a trusted proxy's header, else by path.
+    let trusted = state.trusted.is_trusted(peer.ip().to_canonical());
+    let event = auth_event(&state, trusted, &headers, &original, |t| {
+        connection(&state, peer.ip(), &headers, t)
+    })?;
+
+    let opts = browser_opts(
+        &state,
+        peer.ip(),
+        &headers,
+        Door::Auth,
+        door.budget_ms,
+        door.on_upstream_error,
+    )?
+    .with_client(client.map(|c| c.0.0));
+    let d = state.scorer.score(&event, &opts).await;
+    if failed_inside(&d) {
+        return Err(ApiError::internal());
+    }
+    let status = if d.is_block() {
+        blocked_status(door)
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = status.into_response();
+    decision_headers(resp.headers_mut(), &d);
+    cache_headers(resp.headers_mut(), &d);
+    Ok(resp)
+}
+
+// ---- Shared with the gRPC door (src/grpc/check.rs): one auth event, one
+// reading of the decision, whichever protocol the proxy speaks. ----
+
+/// The event of an auth request for `original` (path and query of the
+/// visitor's request): its type from a trusted proxy's
+/// `X-Fraudgate-Event-Type`, else by path; its fields from the query and
+/// `doors.auth` params and defaults; the rest from `conn`.
+pub fn auth_event<'a>(
+    state: &AppState,
+    trusted_proxy: bool,
+    headers: &HeaderMap,
+    original: &str,
+    conn: impl FnOnce(EventType) -> Connection<'a>,
+) -> Result<Event, ApiError> {
+    let door = &state.config.doors.auth;
+    let (path, query) = original.split_once('?').unwrap_or((original, ""));
     let from_proxy = headers
         .get(EVENT_TYPE_HEADER)
-        .filter(|_| state.trusted.is_trusted(peer.ip().to_canonical()))
+        .filter(|_| trusted_proxy)
         .map(|v| match v.as_bytes() {
             b"click" => Ok(EventType::Click),
             b"impression" => Ok(EventType::Impression),
@@ -69,35 +113,24 @@ pub async fn handle(
             door.event_type
         }
     });
-    let conn = connection(&state, peer.ip(), &headers, event_type);
-    let event = EventBuilder::from_browser_query(query, &door.params)
+    Ok(EventBuilder::from_browser_query(query, &door.params)
         .with_defaults(&door.defaults)?
-        .connection(conn)
-        .build()?;
-
-    let opts = browser_opts(
-        &state,
-        peer.ip(),
-        &headers,
-        Door::Auth,
-        door.budget_ms,
-        door.on_upstream_error,
-    )?
-    .with_client(client.map(|c| c.0.0));
-    let d = state.scorer.score(&event, &opts).await;
-    if d.ruling.reason == Reason::Fallback(UpstreamError::Internal) {
-        return Err(ApiError::internal());
-    }
-    let status = if d.is_block() {
-        StatusCode::from_u16(door.blocked_status).unwrap_or(StatusCode::FORBIDDEN)
-    } else {
-        StatusCode::OK
-    };
-    let mut resp = status.into_response();
-    decision_headers(resp.headers_mut(), &d);
-    cache_headers(resp.headers_mut(), &d);
-    Ok(resp)
+        .connection(conn(event_type))
+        .build()?)
 }
+
+/// The scorer failed inside (not the upstream): the proxy's own failure
+/// mode should decide, so the door answers an error, not a decision.
+pub fn failed_inside(d: &Decision) -> bool {
+    d.ruling.reason == Reason::Fallback(UpstreamError::Internal)
+}
+
+/// The status of a blocked request (`doors.auth.blocked_status`).
+pub fn blocked_status(door: &AuthDoor) -> StatusCode {
+    StatusCode::from_u16(door.blocked_status).unwrap_or(StatusCode::FORBIDDEN)
+}
+
+// ---- End of the shared part. ----
 
 /// A proxy on this host forwarding visitors while `trusted_proxies` is
 /// empty makes every visitor 127.0.0.1: say so, once.

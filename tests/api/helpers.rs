@@ -19,6 +19,8 @@ pub struct TestApp {
     pub port: u16,
     /// `server.admin_listen`'s base URL, when set.
     pub admin_base: Option<String>,
+    /// `doors.grpc.listen`'s address, when set.
+    pub grpc_addr: Option<std::net::SocketAddr>,
     pub mock: MockRt,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -54,6 +56,7 @@ pub async fn spawn_app_on(mock: MockRt, tweak: impl FnOnce(&mut Config)) -> Test
     let app = Application::build(config).await.expect("app builds");
     let port = app.port();
     let admin_base = app.admin_addr().map(|a| format!("http://{a}"));
+    let grpc_addr = app.grpc_addr();
     let (tx, rx) = oneshot::channel();
     let stopped = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -62,6 +65,7 @@ pub async fn spawn_app_on(mock: MockRt, tweak: impl FnOnce(&mut Config)) -> Test
         base: format!("http://127.0.0.1:{port}"),
         port,
         admin_base,
+        grpc_addr,
         mock,
         http: http(),
         shutdown: Some(tx),

@@ -1,4 +1,6 @@
 //! Integration tests: the real app on a random port against a mock RT.
+// rust-version 1.88: see the same allow in src/lib.rs.
+#![allow(clippy::collapsible_if, clippy::manual_is_multiple_of)]
 
 mod access;
 mod admin;
@@ -20,6 +22,7 @@ mod fleet;
 mod fraudshield;
 mod fraudshield_client;
 mod funnel_replay;
+mod grpc;
 mod helpers;
 mod intel;
 mod isbot;
