@@ -143,7 +143,9 @@ impl fmt::Display for DecisionId {
 
 impl Serialize for DecisionId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let text = self.hyphenated();
+        // Only ASCII hex digits and hyphens.
+        s.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
     }
 }
 

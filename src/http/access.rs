@@ -31,6 +31,12 @@ use crate::metrics as m;
 #[derive(Debug, Clone)]
 pub struct ClientName(pub Arc<str>);
 
+/// The name of the client a request authenticated as, when a route sits
+/// behind [`AccessLayer`].
+pub fn client_name<B>(req: &axum::http::Request<B>) -> Option<Arc<str>> {
+    req.extensions().get::<ClientName>().map(|c| c.0.clone())
+}
+
 #[derive(Debug)]
 struct Bucket {
     rate: f64,

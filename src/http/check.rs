@@ -5,10 +5,12 @@ use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{RawQuery, State};
-
-use super::access::ClientName;
+use axum::extract::{Request, State};
 use axum::http::HeaderMap;
+use axum::response::Response;
+
+use super::access::{ClientName, client_name};
+use super::render;
 
 use super::AppState;
 use super::body::{api_opts, json_body};
@@ -16,15 +18,12 @@ use super::error::ApiError;
 use crate::decision::{Decision, Door};
 use crate::event::EventBuilder;
 
-pub async fn get(
-    State(state): State<AppState>,
-    client: Option<Extension<ClientName>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Decision>, ApiError> {
-    let event = EventBuilder::from_query(query.as_deref().unwrap_or(""))?.build()?;
-    let opts = api_opts(&state, &headers, Door::Check)?.with_client(client.map(|c| c.0.0));
-    Ok(Json(state.scorer.score(&event, &opts).await))
+/// (The request is borrowed whole: its query and headers are read in
+/// place, never copied.)
+pub async fn get(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let event = EventBuilder::from_query(req.uri().query().unwrap_or(""))?.build()?;
+    let opts = api_opts(&state, req.headers(), Door::Check)?.with_client(client_name(&req));
+    Ok(render::json(&state.scorer.score(&event, &opts).await))
 }
 
 pub async fn post(

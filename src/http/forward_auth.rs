@@ -14,13 +14,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 
-use axum::Extension;
-use axum::extract::{ConnectInfo, State};
+use std::borrow::Cow;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::access::ClientName;
+use super::access::client_name;
 use super::body::{browser_opts, connection};
 use super::error::ApiError;
 use super::render::{cache_headers, decision_headers};
@@ -33,30 +34,31 @@ use crate::upstream::UpstreamError;
 /// Header a trusted proxy uses to name the event type.
 pub const EVENT_TYPE_HEADER: &str = "x-fraudgate-event-type";
 
+/// (The request is borrowed whole: its headers and URI are read in
+/// place, never copied.)
 pub async fn handle(
     State(state): State<AppState>,
-    client: Option<Extension<ClientName>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    uri: Uri,
+    req: Request,
 ) -> Result<Response, ApiError> {
     let door = &state.config.doors.auth;
-    let original = original_uri(&headers, &uri);
-    warn_if_proxy_untrusted(&state, peer.ip(), &headers);
+    let headers = req.headers();
+    let original = original_uri(headers, req.uri());
+    warn_if_proxy_untrusted(&state, peer.ip(), headers);
     let trusted = state.trusted.is_trusted(peer.ip().to_canonical());
-    let event = auth_event(&state, trusted, &headers, &original, |t| {
-        connection(&state, peer.ip(), &headers, t)
+    let event = auth_event(&state, trusted, headers, &original, |t| {
+        connection(&state, peer.ip(), headers, t)
     })?;
 
     let opts = browser_opts(
         &state,
         peer.ip(),
-        &headers,
+        headers,
         Door::Auth,
         door.budget_ms,
         door.on_upstream_error,
     )?
-    .with_client(client.map(|c| c.0.0));
+    .with_client(client_name(&req));
     let d = state.scorer.score(&event, &opts).await;
     if failed_inside(&d) {
         return Err(ApiError::internal());
@@ -149,30 +151,28 @@ fn warn_if_proxy_untrusted(state: &AppState, peer: IpAddr, headers: &HeaderMap) 
     }
 }
 
-fn original_uri(headers: &HeaderMap, uri: &Uri) -> String {
+/// The visitor's path and query, borrowed from the headers or this
+/// request's URI wherever they hold it as it is.
+fn original_uri<'r>(headers: &'r HeaderMap, uri: &'r Uri) -> Cow<'r, str> {
     for name in ["x-original-uri", "x-forwarded-uri"] {
         if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            return v.to_owned();
+            return Cow::Borrowed(v);
         }
     }
     // ingress-nginx's auth-url sends the whole URL.
     if let Some(v) = headers.get("x-original-url").and_then(|v| v.to_str().ok()) {
         let rest = v.split_once("://").map_or(v, |(_, r)| r);
-        return match rest.find(['/', '?']) {
-            Some(i) if v.contains("://") => rest[i..].to_owned(),
-            Some(_) | None if v.contains("://") => "/".to_owned(),
-            _ => v.to_owned(),
-        };
+        return Cow::Borrowed(match rest.find(['/', '?']) {
+            Some(i) if v.contains("://") => &rest[i..],
+            Some(_) | None if v.contains("://") => "/",
+            _ => v,
+        });
     }
     let own = uri.path_and_query().map_or("/", |p| p.as_str());
-    own.strip_prefix("/v1/auth").map_or_else(
-        || own.to_owned(),
-        |rest| {
-            if rest.starts_with('/') || rest.starts_with('?') {
-                rest.to_owned()
-            } else {
-                format!("/{rest}")
-            }
-        },
-    )
+    match own.strip_prefix("/v1/auth") {
+        None => Cow::Borrowed(own),
+        Some("") => Cow::Borrowed("/"),
+        Some(rest) if rest.starts_with('/') || rest.starts_with('?') => Cow::Borrowed(rest),
+        Some(rest) => Cow::Owned(format!("/{rest}")),
+    }
 }

@@ -14,14 +14,12 @@
 //! is mandatory, a parameter RT does not document is ignored (and
 //! counted), a repeated one takes its last value.
 
-use axum::Extension;
-use axum::extract::{RawQuery, State};
-
-use super::access::ClientName;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::access::client_name;
 use super::body::api_opts;
 use super::error::ApiError;
 use super::render::decision_headers;
@@ -29,15 +27,10 @@ use crate::decision::{Decision, Door, Source};
 use crate::event::EventBuilder;
 use crate::policy::{Action, Mode};
 
-pub async fn get(
-    State(state): State<AppState>,
-    client: Option<Extension<ClientName>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
+pub async fn get(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     // `key` is accepted here as RT accepts it; it is not RT's key and is
     // never forwarded (fraudgate sends its own).
-    let (builder, ignored) = EventBuilder::from_rt_query(query.as_deref().unwrap_or(""))?;
+    let (builder, ignored) = EventBuilder::from_rt_query(req.uri().query().unwrap_or(""))?;
     if ignored > 0 {
         // Rare (an integration's own fields): a lookup in this app's
         // registry, not a handle kept for the hot path.
@@ -47,25 +40,25 @@ pub async fn get(
             .increment(ignored);
     }
     let event = builder.build_with_at()?;
-    let opts = api_opts(&state, &headers, Door::Rt)?.with_client(client.map(|c| c.0.0));
+    let opts = api_opts(&state, req.headers(), Door::Rt)?.with_client(client_name(&req));
     let d = state.scorer.score(&event, &opts).await;
     Ok(render(&d))
 }
 
+/// Plain text straight from the tags: nothing is built for a clean
+/// answer (an empty body).
 fn render(d: &Decision) -> Response {
-    let mut body = String::new();
-    let status = if d.source == Source::Fallback
-        && d.ruling.action == Action::Block
-        && d.mode == Mode::Enforce
-    {
-        StatusCode::SERVICE_UNAVAILABLE
+    let unavailable =
+        d.source == Source::Fallback && d.ruling.action == Action::Block && d.mode == Mode::Enforce;
+    let mut resp = if unavailable {
+        StatusCode::SERVICE_UNAVAILABLE.into_response()
+    } else if d.mode == Mode::Enforce && !d.tags.is_clean() {
+        let mut body = String::new();
+        d.tags.write_rt(&mut body);
+        body.into_response()
     } else {
-        if d.mode == Mode::Enforce {
-            d.tags.write_rt(&mut body);
-        }
-        StatusCode::OK
+        StatusCode::OK.into_response()
     };
-    let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
