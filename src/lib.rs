@@ -4,10 +4,6 @@
 //! Many front doors, one [`event::Event`], one scoring path
 //! ([`score::Scorer`]), one [`decision::Decision`].
 #![forbid(unsafe_code)]
-// rust-version 1.88 (tonic 0.14's) makes clippy ask for let-chains and
-// is_multiple_of in ~35 places across modules others are changing: kept
-// as they are until that rewrite lands as one commit of its own.
-#![allow(clippy::collapsible_if, clippy::manual_is_multiple_of)]
 
 pub mod backoff;
 pub mod breaker;

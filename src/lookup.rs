@@ -239,11 +239,11 @@ impl Fetcher {
             .fleet
             .as_ref()
             .map(|f| (f, f.verdict_key(event), crate::fleet::now_ms()));
-        if let Some((fleet, key, _)) = &shared {
-            if let crate::fleet::Shared::Hit(tags, age) = fleet.lookup(key, deadline).await {
-                self.breaker.release(permit);
-                return self.cache.value_from_fleet(event, tags, generation, age);
-            }
+        if let Some((fleet, key, _)) = &shared
+            && let crate::fleet::Shared::Hit(tags, age) = fleet.lookup(key, deadline).await
+        {
+            self.breaker.release(permit);
+            return self.cache.value_from_fleet(event, tags, generation, age);
         }
         let outcome = self.origin.check(event).await;
         settle(&self.breaker, permit, &outcome);

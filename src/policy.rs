@@ -187,15 +187,15 @@ impl Policy {
     }
 
     fn actions_of(&self, offer_id: &str, affiliate_id: &str) -> TagActions {
-        if !self.offers.is_empty() {
-            if let Some(a) = self.offers.get(offer_id) {
-                return *a;
-            }
+        if !self.offers.is_empty()
+            && let Some(a) = self.offers.get(offer_id)
+        {
+            return *a;
         }
-        if !self.affiliates.is_empty() {
-            if let Some(a) = self.affiliates.get(affiliate_id) {
-                return *a;
-            }
+        if !self.affiliates.is_empty()
+            && let Some(a) = self.affiliates.get(affiliate_id)
+        {
+            return *a;
         }
         self.default
     }

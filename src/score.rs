@@ -342,10 +342,11 @@ impl Scorer {
     /// decide.
     async fn ask(&self, event: &Event, local: &LocalVerdict, opts: &ScoreOpts) -> (Lookup, Ruling) {
         let found = self.lookup(event, local, opts.budget).await;
-        if found.outcome.is_err() && !local.tags.is_clean() {
-            if let Some(ruling) = self.local_block(event, local) {
-                return (Lookup::local(local.tags.clone()), ruling);
-            }
+        if found.outcome.is_err()
+            && !local.tags.is_clean()
+            && let Some(ruling) = self.local_block(event, local)
+        {
+            return (Lookup::local(local.tags.clone()), ruling);
         }
         let outcome = found.outcome.as_ref().map_err(|e| *e);
         let ruling = self.inner.policy.decide_with(outcome, event, opts.on_error);
@@ -363,10 +364,10 @@ impl Scorer {
             };
         };
         let mut found = fetcher.lookup(event, budget).await;
-        if let Ok(t) = &found.outcome {
-            if !local.tags.is_clean() {
-                found.outcome = Ok(t.merge(&local.tags));
-            }
+        if let Ok(t) = &found.outcome
+            && !local.tags.is_clean()
+        {
+            found.outcome = Ok(t.merge(&local.tags));
         }
         found
     }

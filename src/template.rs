@@ -134,10 +134,10 @@ impl UrlTemplate {
         )
         .to_ascii_lowercase();
         for p in &template.parts {
-            if let Part::Macro(m) = p {
-                if authority.contains(&marker(*m)) {
-                    return Err(TemplateError::InAuthority(m.name()));
-                }
+            if let Part::Macro(m) = p
+                && authority.contains(&marker(*m))
+            {
+                return Err(TemplateError::InAuthority(m.name()));
             }
         }
         // A macro that merges with the host's text also moves it: the

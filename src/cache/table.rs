@@ -271,11 +271,11 @@ impl<V> Shard<V> {
                 let here = i / WAYS * WAYS;
                 let [x, y] = self.buckets(&self.slots[i].key);
                 let other = if x == here { y } else { x };
-                if other != here {
-                    if let Some(j) = empty_in(self, other) {
-                        self.slots.swap(i, j);
-                        return i;
-                    }
+                if other != here
+                    && let Some(j) = empty_in(self, other)
+                {
+                    self.slots.swap(i, j);
+                    return i;
                 }
             }
         }

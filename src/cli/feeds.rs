@@ -112,10 +112,10 @@ pub fn run(
     // With Redis: the run takes the feed's lease and shares what it pulls,
     // as a replica's scheduled run does.
     let fleet = crate::fleet::Fleet::new(&config.redis, &config.cache.key);
-    if let Some(f) = &fleet {
-        if let Err(e) = runtime.block_on(f.connect()) {
-            eprintln!("fraudgate feeds run: Redis not reachable ({e}); pulling without sharing");
-        }
+    if let Some(f) = &fleet
+        && let Err(e) = runtime.block_on(f.connect())
+    {
+        eprintln!("fraudgate feeds run: Redis not reachable ({e}); pulling without sharing");
     }
     let feeds = Feeds::new(&config.feeds, None, fleet).map_err(|e| e.to_string())?;
     let Some(feed) = feeds.get(name) else {

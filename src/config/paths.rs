@@ -25,10 +25,10 @@ const PATH_KEYS: &[&[&str]] = &[
 /// (the file's directory). Empty values (meaning "none") stay empty.
 pub fn resolve(table: &mut toml::Table, dir: &Path) {
     for key in PATH_KEYS {
-        if let Some((first, rest)) = key.split_first() {
-            if let Some(v) = table.get_mut(*first) {
-                visit(v, rest, dir);
-            }
+        if let Some((first, rest)) = key.split_first()
+            && let Some(v) = table.get_mut(*first)
+        {
+            visit(v, rest, dir);
         }
     }
 }

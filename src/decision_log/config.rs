@@ -115,10 +115,10 @@ impl DecisionLogConfig {
             ));
         }
         // An HMAC secret like the keys: the one strength rule, when set.
-        if !dl.ip_salt.expose().is_empty() {
-            if let Some(why) = dl.ip_salt.weakness() {
-                return Err(ConfigError::invalid("decision_log.ip_salt", why));
-            }
+        if !dl.ip_salt.expose().is_empty()
+            && let Some(why) = dl.ip_salt.weakness()
+        {
+            return Err(ConfigError::invalid("decision_log.ip_salt", why));
         }
         Ok(())
     }

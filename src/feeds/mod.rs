@@ -286,10 +286,10 @@ impl Feed {
     /// Swaps the feed's list in the rules to the state's entries.
     fn publish(&self) {
         let entries = self.lock().list_entries();
-        if let Some(r) = &self.rules {
-            if let Err(e) = r.set_feed_entries(&self.cfg.name, entries) {
-                tracing::error!(feed = %self.cfg.name, error = %e, "cannot update the feed's list");
-            }
+        if let Some(r) = &self.rules
+            && let Err(e) = r.set_feed_entries(&self.cfg.name, entries)
+        {
+            tracing::error!(feed = %self.cfg.name, error = %e, "cannot update the feed's list");
         }
     }
 

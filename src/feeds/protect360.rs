@@ -230,12 +230,12 @@ async fn fetch(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let first = resp.chunk().await.map_err(FeedError::from_reqwest)?;
-    if let Some(f) = &first {
-        if source::looks_like_html(content_type.as_deref(), f) {
-            return Err(FeedError::Credentials(
-                "Protect360 answered 200 with its HTML login page: no valid Bearer token was sent (an error, not zero rows)".into(),
-            ));
-        }
+    if let Some(f) = &first
+        && source::looks_like_html(content_type.as_deref(), f)
+    {
+        return Err(FeedError::Credentials(
+            "Protect360 answered 200 with its HTML login page: no valid Bearer token was sent (an error, not zero rows)".into(),
+        ));
     }
     let Some(first) = first else {
         // An empty CSV: no blocked traffic in the window.

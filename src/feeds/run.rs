@@ -53,10 +53,10 @@ impl Feed {
                     }
                 }
                 MapTo::AffiliateSub => {
-                    if let (Some(a), Some(s)) = (&row.affiliate, &row.sub) {
-                        if !a.contains('/') {
-                            push(EntryKind::AffiliateSub, &format!("{a}/{s}"));
-                        }
+                    if let (Some(a), Some(s)) = (&row.affiliate, &row.sub)
+                        && !a.contains('/')
+                    {
+                        push(EntryKind::AffiliateSub, &format!("{a}/{s}"));
                     }
                 }
             }

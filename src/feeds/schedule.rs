@@ -62,7 +62,7 @@ impl Feeds {
                         let f = feed.clone();
                         let _ = tokio::task::spawn_blocking(move || f.sync()).await;
                         ticks += 1;
-                        if ticks % 5 == 0 {
+                        if ticks.is_multiple_of(5) {
                             feed.adopt_shared().await;
                         }
                         // A run through the admin API re-plans.

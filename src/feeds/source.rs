@@ -270,10 +270,10 @@ impl Columns {
         };
         let mut devices: Vec<String> = Vec::new();
         for n in &self.device {
-            if let Some(v) = get(n).map(str::trim).filter(|v| present(v) && !zero_id(v)) {
-                if !devices.iter().any(|d| d == v) {
-                    devices.push(v.to_owned());
-                }
+            if let Some(v) = get(n).map(str::trim).filter(|v| present(v) && !zero_id(v))
+                && !devices.iter().any(|d| d == v)
+            {
+                devices.push(v.to_owned());
             }
         }
         Row {

@@ -335,10 +335,10 @@ impl FeedState {
             }
             !hit
         });
-        if let Some((k, v)) = which {
-            if dropped.is_empty() {
-                dropped.push((k, v.to_owned()));
-            }
+        if let Some((k, v)) = which
+            && dropped.is_empty()
+        {
+            dropped.push((k, v.to_owned()));
         }
         for (kind, value) in dropped {
             match self

@@ -271,10 +271,10 @@ fn event(p: &Postback, click: Option<&Click>, at: i64) -> Event {
     for (o, v) in &p.fields {
         fields.push((*o, v));
     }
-    if let Some(country) = country {
-        if !fields.iter().any(|(o, _)| *o == Opt::CountryCode) {
-            fields.push((Opt::CountryCode, country));
-        }
+    if let Some(country) = country
+        && !fields.iter().any(|(o, _)| *o == Opt::CountryCode)
+    {
+        fields.push((Opt::CountryCode, country));
     }
     let conversion = [
         (Opt::ClickId, p.click_id.as_deref()),

@@ -184,26 +184,26 @@ impl Checks<'_> {
             ),
         ];
         for (what, at_click, at_conversion) in pairs {
-            if let (Some(a), Some(b)) = (at_click, at_conversion) {
-                if !a.eq_ignore_ascii_case(b) {
-                    return Some(hit(
-                        RuleKind::Mismatch,
-                        format!("{what} {a} at the click, {b} at the conversion"),
-                    ));
-                }
+            if let (Some(a), Some(b)) = (at_click, at_conversion)
+                && !a.eq_ignore_ascii_case(b)
+            {
+                return Some(hit(
+                    RuleKind::Mismatch,
+                    format!("{what} {a} at the click, {b} at the conversion"),
+                ));
             }
         }
         let platform = (
             click.device_os.as_deref().and_then(platform),
             given(Opt::DeviceOs).and_then(platform),
         );
-        if let (Some(a), Some(b)) = platform {
-            if a != b {
-                return Some(hit(
-                    RuleKind::Mismatch,
-                    format!("platform {a} at the click, {b} at the conversion"),
-                ));
-            }
+        if let (Some(a), Some(b)) = platform
+            && a != b
+        {
+            return Some(hit(
+                RuleKind::Mismatch,
+                format!("platform {a} at the click, {b} at the conversion"),
+            ));
         }
         None
     }

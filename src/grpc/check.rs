@@ -175,10 +175,10 @@ impl Door {
 impl super::proto::auth::authorization_server::Authorization for Door {
     async fn check(&self, req: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         let answer = Door::check(self, req).await;
-        if let Err(s) = &answer {
-            if s.code() == tonic::Code::InvalidArgument {
-                self.invalid.increment(1);
-            }
+        if let Err(s) = &answer
+            && s.code() == tonic::Code::InvalidArgument
+        {
+            self.invalid.increment(1);
         }
         answer.map(Response::new)
     }

@@ -275,11 +275,11 @@ where
                 inner.call(req).await
             })));
         }
-        if let Some(b) = &c.bucket {
-            if let Err(retry_after) = b.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                c.limited.increment(1);
-                return Either::Left(ready(Ok(rate_limited(retry_after))));
-            }
+        if let Some(b) = &c.bucket
+            && let Err(retry_after) = b.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
+            c.limited.increment(1);
+            return Either::Left(ready(Ok(rate_limited(retry_after))));
         }
         c.ok.increment(1);
         req.extensions_mut().insert(ClientName(c.name.clone()));

@@ -168,10 +168,10 @@ pub async fn add(
     let shared = state.scorer.fleet().map(|_| entries.clone());
     let added = state.scorer.rules().add_entries(&name, entries)?;
     let mut body = json!({ "list": name, "added": added });
-    if let (Some(fleet), Some(entries)) = (state.scorer.fleet(), shared) {
-        if !fleet.list_add(&name, &entries).await {
-            body["fleet"] = json!(UNSHARED);
-        }
+    if let (Some(fleet), Some(entries)) = (state.scorer.fleet(), shared)
+        && !fleet.list_add(&name, &entries).await
+    {
+        body["fleet"] = json!(UNSHARED);
     }
     tracing::info!(list = %name, added, "admin: list entries added");
     Ok((StatusCode::CREATED, Json(body)).into_response())
@@ -191,10 +191,10 @@ pub async fn remove(
         .rules()
         .remove_entries(&name, kind, value.trim())?;
     let mut body = json!({ "list": name, "removed": removed });
-    if let Some(fleet) = state.scorer.fleet() {
-        if !fleet.list_remove(&name, kind, value.trim()).await {
-            body["fleet"] = json!(UNSHARED);
-        }
+    if let Some(fleet) = state.scorer.fleet()
+        && !fleet.list_remove(&name, kind, value.trim()).await
+    {
+        body["fleet"] = json!(UNSHARED);
     }
     tracing::info!(list = %name, removed, "admin: list entries removed");
     Ok(Json(body))

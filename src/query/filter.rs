@@ -184,11 +184,10 @@ fn expr(v: &Value, param: &'static str, depth: usize) -> Result<Expr, QueryError
                     ));
                 }
             };
-            if op == Op::Like {
-                if let Scalar::Text(t) = &values[0] {
-                    like_pattern(t)
-                        .map_err(|m| QueryError::new(param, format!("{operand}: {m}")))?;
-                }
+            if op == Op::Like
+                && let Scalar::Text(t) = &values[0]
+            {
+                like_pattern(t).map_err(|m| QueryError::new(param, format!("{operand}: {m}")))?;
             }
             Ok(Expr::Cmp {
                 name: name.to_owned(),

@@ -171,11 +171,11 @@ fn expr_sql(
             out.push(')');
         }
         Expr::Cmp { name, op, values } => {
-            if let Scope::Rows = scope {
-                if let Some(sql) = special(d, name, *op, &values[0], q, param)? {
-                    out.push_str(&sql);
-                    return Ok(());
-                }
+            if let Scope::Rows = scope
+                && let Some(sql) = special(d, name, *op, &values[0], q, param)?
+            {
+                out.push_str(&sql);
+                return Ok(());
             }
             let (sql, numeric) = resolve(d, name, scope, param)?;
             if *op == Op::In {

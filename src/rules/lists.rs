@@ -296,12 +296,12 @@ impl Compiled {
                 }
             }
         }
-        if !self.exact[exact_slot(EntryKind::AffiliateSub)].is_empty() {
-            if let Some(sub) = ev.get(Opt::AffSub1) {
-                let pair = format!("{}/{sub}", ev.affiliate_id);
-                if let Some(e) = probe(EntryKind::AffiliateSub, &pair) {
-                    return Some(e);
-                }
+        if !self.exact[exact_slot(EntryKind::AffiliateSub)].is_empty()
+            && let Some(sub) = ev.get(Opt::AffSub1)
+        {
+            let pair = format!("{}/{sub}", ev.affiliate_id);
+            if let Some(e) = probe(EntryKind::AffiliateSub, &pair) {
+                return Some(e);
             }
         }
         if let Some((set, idx)) = &self.ua {

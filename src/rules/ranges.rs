@@ -290,11 +290,12 @@ fn flatten(mut ranges: Vec<(u128, u128, u32)>) -> Vec<Segment> {
         ranges.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
         let mut segments: Vec<Segment> = Vec::with_capacity(ranges.len());
         let mut emit = |start: u128, end: u128, label: u32| {
-            if let Some(last) = segments.last_mut() {
-                if last.label == label && last.end.checked_add(1) == Some(start) {
-                    last.end = end;
-                    return;
-                }
+            if let Some(last) = segments.last_mut()
+                && last.label == label
+                && last.end.checked_add(1) == Some(start)
+            {
+                last.end = end;
+                return;
             }
             segments.push(Segment { start, end, label });
         };
@@ -314,10 +315,11 @@ fn flatten(mut ranges: Vec<(u128, u128, u32)>) -> Vec<Segment> {
                 (cursor, done) = next(top_end);
                 stack.pop();
             }
-            if let Some(&(_, top_label)) = stack.last() {
-                if !done && cursor < s {
-                    emit(cursor, s - 1, top_label);
-                }
+            if let Some(&(_, top_label)) = stack.last()
+                && !done
+                && cursor < s
+            {
+                emit(cursor, s - 1, top_label);
             }
             if stack
                 .last()

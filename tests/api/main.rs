@@ -1,6 +1,4 @@
 //! Integration tests: the real app on a random port against a mock RT.
-// rust-version 1.88: see the same allow in src/lib.rs.
-#![allow(clippy::collapsible_if, clippy::manual_is_multiple_of)]
 
 mod access;
 mod admin;

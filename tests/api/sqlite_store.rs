@@ -112,7 +112,11 @@ fn varied(i: u128, ms: i64) -> Record {
     let cc = ["DE", "US", ""][i as usize % 3];
     let mut q = format!(
         "event_type={}&ip=10.0.{}.{}&ua=x&affiliate_id=a{}&offer_id=o{}",
-        if i % 5 == 0 { "impression" } else { "click" },
+        if i.is_multiple_of(5) {
+            "impression"
+        } else {
+            "click"
+        },
         i % 7,
         i % 200,
         i % 4,
@@ -127,7 +131,7 @@ fn varied(i: u128, ms: i64) -> Record {
         .unwrap()
         .build()
         .unwrap();
-    let flagged = i % 4 == 0;
+    let flagged = i.is_multiple_of(4);
     let tags = if flagged {
         fraudgate::verdict::Tags::parse("datacenter\nip").unwrap()
     } else {
@@ -139,7 +143,7 @@ fn varied(i: u128, ms: i64) -> Record {
         fraudgate::policy::Action::Allow
     };
     Record {
-        client: (i % 6 == 0).then(|| "partner".into()),
+        client: i.is_multiple_of(6).then(|| "partner".into()),
         decision: block,
         would_be: block,
         blocked_by: if flagged {

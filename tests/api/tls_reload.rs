@@ -1,11 +1,13 @@
 //! Certificate rotation on a live TLS listener: new files are picked up
-//! with no failed request, a bad pair keeps the old certificate, and an
-//! HTTP/2 connection is told GOAWAY when shutdown's drain starts.
+//! with no failed request, SIGHUP alone picks them up when polling is off,
+//! a bad pair keeps the old certificate, and an HTTP/2 connection is told
+//! GOAWAY when shutdown's drain starts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::binary::{listening_port, spawn_binary};
 use crate::helpers::*;
 use crate::tls::{Pki, install, metrics_over_tls, presented, spawn_tls_app, tls_client};
 
@@ -63,6 +65,50 @@ async fn a_certificate_swap_is_picked_up_with_no_failed_request() {
     assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests");
     let m = metrics_over_tls(&tls_client(&pki.ca_pem, false), &base).await;
     assert!(sample(&m, "fraudgate_tls_cert_reloads_total", &[("outcome", "ok")]) >= 1.0);
+}
+
+/// The binary as deployed with `reload_interval_s = 0`: a certificate
+/// manager replaces the files, then sends SIGHUP; only then do new
+/// handshakes get the new certificate.
+#[tokio::test]
+async fn with_polling_off_sighup_makes_the_binary_serve_the_new_certificate() {
+    let pki = Pki::new("sighup");
+    let (a, b) = (pki.leaf(), pki.leaf());
+    let dir = temp_dir("tls-hup");
+    let (cert, key) = install(&dir, &a);
+    let p = spawn_binary(&[
+        ("FRAUDGATE_SERVER__TLS__CERT_FILE", cert.to_str().unwrap()),
+        ("FRAUDGATE_SERVER__TLS__KEY_FILE", key.to_str().unwrap()),
+        ("FRAUDGATE_SERVER__TLS__RELOAD_INTERVAL_S", "0"),
+        ("FRAUDGATE_DECISION_LOG__ENABLED", "false"),
+    ]);
+    let port = listening_port(&p).await;
+    assert_eq!(presented(port, &[&pki.ca_pem]).await, a.der);
+
+    install(&dir, &b);
+    // Polling is off: only SIGHUP can pick the change up. (A negative
+    // check: this short window is the time it is given to go wrong.)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        presented(port, &[&pki.ca_pem]).await,
+        a.der,
+        "before SIGHUP"
+    );
+    p.signal("HUP");
+    eventually(Duration::from_secs(10), || async {
+        (presented(port, &[&pki.ca_pem]).await == b.der).then_some(())
+    })
+    .await;
+
+    let base = format!("https://127.0.0.1:{port}");
+    let m = metrics_over_tls(&tls_client(&pki.ca_pem, false), &base).await;
+    assert_eq!(
+        sample(&m, "fraudgate_tls_cert_reloads_total", &[("outcome", "ok")]),
+        1.0,
+        "one reload, the SIGHUP's"
+    );
+    let out = p.out.lock().unwrap().clone();
+    assert!(out.contains("TLS certificate loaded"), "{out}");
 }
 
 #[tokio::test]

@@ -175,10 +175,8 @@ impl Writer {
         if !viewed {
             self.call(&[], view.into())?;
         }
-        if fresh {
-            if let Err(e) = self.call(&[], copy.into()) {
-                tracing::warn!(error = %e, "could not copy the decisions into the id index; lookups by id it misses read the table");
-            }
+        if fresh && let Err(e) = self.call(&[], copy.into()) {
+            tracing::warn!(error = %e, "could not copy the decisions into the id index; lookups by id it misses read the table");
         }
         Ok(())
     }

@@ -189,10 +189,11 @@ pub(super) fn who_id(
     offer_id.hash(&mut h);
     let hash = h.finish();
     let known = dicts.whos.get(&hash);
-    if let Some((id, a, o)) = known {
-        if **a == *affiliate_id && **o == *offer_id {
-            return Ok(*id);
-        }
+    if let Some((id, a, o)) = known
+        && **a == *affiliate_id
+        && **o == *offer_id
+    {
+        return Ok(*id);
     }
     let taken = known.is_some();
     let id: i64 = tx

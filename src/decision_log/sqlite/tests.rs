@@ -75,7 +75,7 @@ fn chunk_cases(ms: i64) -> Vec<Record> {
         300 => "&browser=only-extra".to_owned(),
         320..384 => format!("&aff_sub1=s{i}&aff_sub5=t{i}&device_os=o{i}"),
         391 => "&refer=r391".to_owned(),
-        384.. if i % 2 == 0 => format!("&aff_sub2=s{i}"),
+        384.. if i.is_multiple_of(2) => format!("&aff_sub2=s{i}"),
         _ => String::new(),
     };
     (0..392u128)
@@ -327,7 +327,7 @@ fn buffered_record(midnight: i64, i: u128) -> Record {
         // (Required: never empty.)
         .append_pair("affiliate_id", &format!("{}{i}", t(1)))
         .append_pair("offer_id", &format!("{}-", t(2)));
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         q.append_pair("aff_sub1", t(3)).append_pair("browser", t(4));
     }
     let e = crate::event::EventBuilder::from_query(&q.finish())
@@ -338,7 +338,7 @@ fn buffered_record(midnight: i64, i: u128) -> Record {
     let ms = midnight - 10 + (i as i64 / 2);
     Record {
         event: (&e).into(),
-        client: (i % 4 == 0).then(|| "ç-client".into()),
+        client: i.is_multiple_of(4).then(|| "ç-client".into()),
         ..record(ms, i)
     }
 }

@@ -321,10 +321,10 @@ fn salt_file(dir: &Path) -> Result<[u8; 32], LogError> {
     let err = |e: std::io::Error| LogError::Open(dir.display().to_string(), e.to_string());
     std::fs::create_dir_all(dir).map_err(err)?;
     let file = dir.join("ip-salt");
-    if let Ok(bytes) = std::fs::read(&file) {
-        if let Ok(s) = <[u8; 32]>::try_from(bytes.as_slice()) {
-            return Ok(s);
-        }
+    if let Ok(bytes) = std::fs::read(&file)
+        && let Ok(s) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(s);
     }
     use rand::Rng;
     let s: [u8; 32] = rand::rng().random();
