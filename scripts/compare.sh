@@ -23,6 +23,9 @@ CONNS=${CONNS:-64}
 export KEYS=${KEYS:-1000000}
 RT_DELAY_MS=${RT_DELAY_MS:-10}
 TRACES=${TRACES:-check rt auth floor zipf}
+# Threads (fraudgate) and worker processes (nginx); 0 = one per core.
+FG_WORKERS=${FG_WORKERS:-0}
+NGX_WORKERS=${NGX_WORKERS:-2}
 FG_PORT=18180 NGX_PORT=18182 RT_FG=18181 RT_NGX=18183
 
 . scripts/lib.sh
@@ -50,18 +53,19 @@ FRAUDGATE_SERVER__LISTEN="127.0.0.1:$FG_PORT" \
 FRAUDGATE_UPSTREAM__URL="http://127.0.0.1:$RT_FG/" \
 FRAUDGATE_UPSTREAM__KEY=compare \
 FRAUDGATE_LOG__LEVEL=warn \
+FRAUDGATE_SERVER__WORKER_THREADS="$FG_WORKERS" \
 FRAUDGATE_DECISION_LOG__ENABLED="${DECISION_LOG:-true}" \
 FRAUDGATE_DECISION_LOG__PATH="$tmp/decisions" \
   "$REL/fraudgate" serve >"$tmp/fg.log" 2>&1 &
 fg=$!; pids+=("$fg")
 
-# nginx: 2 workers (one per core, as fraudgate's runtime), a shared cache
+# nginx: NGX_WORKERS workers (2: one per core), a shared cache
 # keyed by ip+ua, the cache lock on (its coalescing), keepalive upstream.
 # Workers may run as another user (nobody, when started as root).
 chmod 755 "$tmp"
 mkdir -p "$tmp/ngx" && chmod 777 "$tmp/ngx"
 cat >"$tmp/nginx.conf" <<CONF
-worker_processes 2;
+worker_processes $NGX_WORKERS;
 pid $tmp/nginx.pid;
 error_log $tmp/ngx/error.log warn;
 events { worker_connections 4096; }

@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub drain_delay_ms: u64,
     /// Then: in-flight requests get at most this long to finish.
     pub shutdown_timeout_ms: u64,
+    /// Runtime threads answering requests; 0 = one per core.
+    #[serde(default)]
+    pub worker_threads: usize,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Most events in one batch.

@@ -114,6 +114,12 @@ impl super::ServerConfig {
                 "must be > 0",
             ));
         }
+        if self.worker_threads > 1024 {
+            return Err(ConfigError::invalid(
+                "server.worker_threads",
+                "must be at most 1024 (0 = one per core)",
+            ));
+        }
         for (i, p) in self.trusted_proxies.iter().enumerate() {
             crate::rules::ranges::Prefix::parse(p)
                 .map_err(|m| ConfigError::invalid(format!("server.trusted_proxies[{i}]"), m))?;
