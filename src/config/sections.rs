@@ -178,6 +178,15 @@ pub struct GrpcDoor {
     pub max_concurrent_streams: u32,
     /// Largest CheckRequest accepted (larger: RESOURCE_EXHAUSTED).
     pub max_message_bytes: usize,
+    /// Taken off the caller's `grpc-timeout`, so the fail-mode answer
+    /// arrives before the caller gives up.
+    pub timeout_margin_ms: u64,
+}
+
+impl GrpcDoor {
+    pub fn timeout_margin(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_margin_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

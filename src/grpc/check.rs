@@ -98,7 +98,10 @@ impl Door {
         } else {
             &request.path
         };
-        let event = auth_event(state, trusted, &headers, original, |t| {
+        // The Check's headers are the visitor's own (Envoy forwards them),
+        // so no X-Fraudgate-* header in them is believed: the event type
+        // comes from the path, the deadline from grpc-timeout.
+        let event = auth_event(state, false, &headers, original, |t| {
             let mut conn = connection(state, source, &headers, t);
             if !trusted {
                 // An untrusted caller's forwarding header is not believed.
@@ -107,19 +110,20 @@ impl Door {
             conn
         })
         .map_err(invalid)?;
-        // X-Fraudgate-Deadline-Ms is honoured from a trusted caller only.
         let unknown = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
         let mut opts = browser_opts(
             state,
             peer.unwrap_or(unknown),
-            &headers,
+            &axum::http::HeaderMap::new(),
             DoorLabel::Grpc,
             door.budget_ms,
             door.on_upstream_error,
         )
         .map_err(invalid)?;
         if let Some(t) = timeout {
-            opts.budget = opts.budget.min(t);
+            // The fail-mode answer must reach Envoy before its own
+            // timeout (the same instant as grpc-timeout) fires.
+            opts.budget = opts.budget.min(t.saturating_sub(door.timeout_margin()));
         }
         let d = state.scorer.score(&event, &opts).await;
         if failed_inside(&d) {

@@ -237,7 +237,7 @@ async fn forwarded_for_is_believed_only_from_a_trusted_caller() {
 }
 
 #[tokio::test]
-async fn a_check_without_a_source_address_or_with_a_bad_event_type_is_invalid_argument() {
+async fn a_check_without_a_source_address_is_invalid_argument() {
     let app = spawn_app_with(|c| {
         with_grpc(c);
         c.server.trusted_proxies = vec!["127.0.0.1/32".into()];
@@ -251,20 +251,66 @@ async fn a_check_without_a_source_address_or_with_a_bad_event_type_is_invalid_ar
         check(&app, req).await.unwrap_err().code(),
         tonic::Code::InvalidArgument
     );
+    assert!(!err.message().contains(UPSTREAM_KEY));
+    assert_eq!(app.mock.calls(), 0);
+}
+
+/// With RT slower than the caller's grpc-timeout, the door's fail mode
+/// answers `doors.grpc.timeout_margin_ms` before the caller gives up:
+/// never a CANCELLED or DEADLINE_EXCEEDED racing it.
+#[tokio::test]
+async fn a_slow_upstream_gets_the_fail_mode_answer_before_grpc_timeout() {
+    let app = spawn_app_with(|c| {
+        with_grpc(c);
+        c.doors.grpc.on_upstream_error = OnError::Allow;
+    })
+    .await;
+    app.mock.set_default(Reply::delayed(400, Reply::tags("")));
+    let mut client = AuthorizationClient::new(channel(&app).await);
+    for i in 0..10 {
+        let mut req = tonic::Request::new(check_request(
+            &format!("198.51.100.{}", 100 + i),
+            "/",
+            &[("user-agent", UA)],
+        ));
+        req.set_timeout(Duration::from_millis(60));
+        let r = client
+            .check(req)
+            .await
+            .expect("answered before the timeout");
+        let (code, _, headers, _) = answer(&r.into_inner());
+        assert_eq!(code, 0);
+        assert_eq!(headers["x-fraudgate-source"], "fallback");
+    }
+}
+
+/// A Check's headers are the visitor's own (Envoy forwards them): an
+/// X-Fraudgate-Deadline-Ms of 0 would buy the fail-open fallback and an
+/// X-Fraudgate-Event-Type would pick the event, so neither is believed,
+/// even from a trusted Envoy.
+#[tokio::test]
+async fn visitor_sent_fraudgate_headers_in_a_check_are_not_believed() {
+    let app = spawn_app_with(|c| {
+        with_grpc(c);
+        c.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+    })
+    .await;
     let req = check_request(
         "198.51.100.3",
         "/",
-        &[("x-fraudgate-event-type", "conversion")],
+        &[
+            ("user-agent", UA),
+            ("x-fraudgate-deadline-ms", "0"),
+            ("x-fraudgate-event-type", "conversion"),
+        ],
     );
-    let err = check(&app, req).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(
-        err.message().contains("X-Fraudgate-Event-Type"),
-        "{}",
-        err.message()
-    );
-    assert!(!err.message().contains(UPSTREAM_KEY));
-    assert_eq!(app.mock.calls(), 0);
+    let r = check(&app, req).await.unwrap();
+    let (code, status, headers, _) = answer(&r);
+    assert_eq!((code, status), (0, 200));
+    assert_eq!(headers["x-fraudgate-source"], "upstream");
+    assert_eq!(app.mock.calls_for("198.51.100.3"), 1);
+    let p = app.mock.last_params("198.51.100.3").unwrap();
+    assert!(p.contains(&("event_type".into(), "click".into())), "{p:?}");
 }
 
 #[tokio::test]
