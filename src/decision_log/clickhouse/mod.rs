@@ -121,6 +121,10 @@ pub fn client() -> reqwest::Client {
     crate::transport::install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
+        // Under ClickHouse's keep_alive_timeout (3 s by default): a pooled
+        // connection the server has closed is never reused, so a batch
+        // after an idle spell does not fail its first try.
+        .pool_idle_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
