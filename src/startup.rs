@@ -330,10 +330,12 @@ fn spawn_rule_reloads(state: &AppState, tls: Option<Arc<crate::tls::Tls>>) {
     #[cfg(unix)]
     {
         let state = state.clone();
+        // Installed now, before the listener answers: a SIGHUP sent as
+        // soon as "listening" is logged must not find the default action
+        // (ending the process) still in place.
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
+            let Ok(mut hup) = hup else {
                 return;
             };
             while hup.recv().await.is_some() {
