@@ -123,7 +123,9 @@ impl Door {
         if let Some(t) = timeout {
             // The fail-mode answer must reach Envoy before its own
             // timeout (the same instant as grpc-timeout) fires.
-            opts.budget = opts.budget.min(t.saturating_sub(door.timeout_margin()));
+            // (A margin that would swallow the timeout leaves half of it.)
+            let room = t.saturating_sub(door.timeout_margin()).max(t / 2);
+            opts.budget = opts.budget.min(room);
         }
         let d = state.scorer.score(&event, &opts).await;
         if failed_inside(&d) {

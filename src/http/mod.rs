@@ -176,8 +176,7 @@ const OPS_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 /// The router behind the connection-level limits: a global concurrency
 /// limit with load shedding (past `server.max_concurrency` a request is
 /// answered at once by [`shed::Shed`], never queued) and the URI length
-/// limit. One instance is shared by every connection; cloning it is three
-/// reference counts.
+/// limit. One instance is shared by every connection (behind an `Arc`).
 #[derive(Clone)]
 pub struct AppService {
     router: Router,

@@ -153,7 +153,11 @@ where
         let route = self.obs.route_index(&req);
         let span = span(&req);
         let started = Instant::now();
-        let deadline = tokio::time::Instant::from_std(started) + self.limit;
+        let start = tokio::time::Instant::from_std(started);
+        // (A limit past what the clock can hold: a day is as good as never.)
+        let deadline = start
+            .checked_add(self.limit)
+            .unwrap_or_else(|| start + Duration::from_secs(86_400));
         let inner = {
             let _entered = span.enter();
             std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok()
@@ -215,7 +219,7 @@ where
         // the log exactly when the service is overloaded.
         let latency_us = elapsed.as_micros() as u64;
         if (500..=502).contains(&code) {
-            tracing::warn!(status = code, latency_us, "request failed");
+            tracing::warn!(status = code, latency_us, "response failed");
         } else {
             tracing::debug!(status = code, latency_us, "request finished");
         }
@@ -231,4 +235,86 @@ pub fn span(req: &Request) -> tracing::Span {
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
     tracing::debug_span!("request", method = %req.method(), route = route)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Response};
+    use tower::{Layer, Service, ServiceExt};
+
+    use super::{Observe, ObserveLayer};
+
+    fn layer(limit: Duration) -> ObserveLayer {
+        let registry = crate::metrics::Registry::new();
+        ObserveLayer::new(Observe::new(registry, vec!["/x"]), limit)
+    }
+
+    async fn answer<S>(svc: S) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible>,
+    {
+        let req = Request::new(Body::empty());
+        match layer(Duration::from_millis(50))
+            .layer(svc)
+            .oneshot(req)
+            .await
+        {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_answering_is_a_json_500() {
+        let svc = tower::service_fn(|_: Request| async {
+            if StatusCode::OK.is_success() {
+                panic!("boom");
+            }
+            Ok::<_, Infallible>(StatusCode::OK.into_response())
+        });
+        let r = answer(svc).await;
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("boom"));
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_call_itself_is_a_json_500() {
+        #[derive(Clone)]
+        struct PanicsOnCall;
+        impl Service<Request> for PanicsOnCall {
+            type Response = Response;
+            type Error = Infallible;
+            type Future = std::future::Ready<Result<Response, Infallible>>;
+            fn poll_ready(
+                &mut self,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Infallible>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, _: Request) -> Self::Future {
+                panic!("boom in call")
+            }
+        }
+        let r = answer(PanicsOnCall).await;
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test]
+    async fn past_the_limit_the_answer_is_a_503() {
+        let svc = tower::service_fn(|_: Request| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, Infallible>(StatusCode::OK.into_response())
+        });
+        let started = std::time::Instant::now();
+        let r = answer(svc).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
 }

@@ -64,23 +64,31 @@ pub fn decision_headers(h: &mut HeaderMap, d: &Decision) {
     }
 }
 
+/// Slots of the per-thread TTL header cache: a hit's remaining TTL in
+/// seconds picks one (`secs % TTL_SLOTS`), so every TTL up to this many
+/// seconds has a slot of its own.
+const TTL_SLOTS: usize = 512;
+
+type TtlSlot = Option<(u64, HeaderValue, HeaderValue)>;
+
 thread_local! {
-    /// The last TTL's `X-Accel-Expires` and `Cache-Control` values: hits
-    /// within a second share them (a clone is a reference count).
-    static TTL_HEADERS: RefCell<Option<(u64, HeaderValue, HeaderValue)>> =
-        const { RefCell::new(None) };
+    /// `X-Accel-Expires` and `Cache-Control` values by TTL, kept per
+    /// thread: a hit whose TTL was rendered before takes a clone (a
+    /// reference count) instead of formatting and allocating two values.
+    static TTL_HEADERS: RefCell<Box<[TtlSlot]>> =
+        RefCell::new(vec![None; TTL_SLOTS].into_boxed_slice());
 }
 
 /// `X-Accel-Expires: secs` and `Cache-Control: private, max-age=secs`.
 fn ttl_headers(secs: u64) -> Option<(HeaderValue, HeaderValue)> {
-    TTL_HEADERS.with_borrow_mut(|last| {
-        if let Some((s, a, c)) = last.as_ref().filter(|(s, ..)| *s == secs) {
-            debug_assert_eq!(*s, secs);
+    TTL_HEADERS.with_borrow_mut(|slots| {
+        let slot = &mut slots[(secs % TTL_SLOTS as u64) as usize];
+        if let Some((_, a, c)) = slot.as_ref().filter(|(s, ..)| *s == secs) {
             return Some((a.clone(), c.clone()));
         }
         let a = HeaderValue::from_str(&secs.to_string()).ok()?;
         let c = HeaderValue::from_str(&format!("private, max-age={secs}")).ok()?;
-        *last = Some((secs, a.clone(), c.clone()));
+        *slot = Some((secs, a.clone(), c.clone()));
         Some((a, c))
     })
 }
