@@ -1,6 +1,7 @@
 //! Request metrics, the request deadline, failure logs, and log spans that
 //! never carry the query string (it can hold client keys).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -50,6 +51,9 @@ pub struct Observe {
     /// The router's route paths (see [`super::routes::Routes`]); a
     /// request that matched none is labelled "unmatched".
     routes: Box<[&'static str]>,
+    /// Each route path's index in `routes` (one hash, not a scan of
+    /// every route, per request).
+    index: HashMap<&'static str, usize, foldhash::fast::RandomState>,
     durations: Box<[Histogram]>,
     requests: Box<[OnceLock<Counter>]>,
 }
@@ -57,6 +61,11 @@ pub struct Observe {
 impl Observe {
     pub fn new(registry: crate::metrics::Registry, routes: Vec<&'static str>) -> Self {
         let routes = routes.into_boxed_slice();
+        let mut index = HashMap::with_hasher(foldhash::fast::RandomState::default());
+        for (i, r) in routes.iter().enumerate() {
+            // The first of a repeated path keeps its index, as a scan would.
+            index.entry(*r).or_insert(i);
+        }
         let durations = registry.scope(|| {
             routes
                 .iter()
@@ -71,6 +80,7 @@ impl Observe {
             requests: (0..(routes.len() + 1) * STATUSES.len())
                 .map(|_| OnceLock::new())
                 .collect(),
+            index,
             routes,
         }
     }
@@ -80,7 +90,7 @@ impl Observe {
     fn route_index(&self, req: &Request) -> usize {
         req.extensions()
             .get::<MatchedPath>()
-            .and_then(|p| self.routes.iter().position(|r| *r == p.as_str()))
+            .and_then(|p| self.index.get(p.as_str()).copied())
             .unwrap_or(self.routes.len())
     }
 
