@@ -98,16 +98,11 @@ impl Connections {
                 });
             }
             None => {
-                let io = WriteTimeout::new(stream, this.write_timeout);
-                let conn = this.http1.serve_connection(
-                    TokioIo::new(io),
-                    hyper::service::service_fn(move |req| {
-                        let svc = svc.clone();
-                        async move { svc.call(req, peer).await }
-                    }),
-                );
-                let conn = watcher.watch(conn);
-                tokio::spawn(async move { ended(conn.await) });
+                tokio::spawn(async move {
+                    let io = WriteTimeout::new(stream, this.write_timeout);
+                    this.serve_io(TokioIo::new(io), false, peer, svc, watcher)
+                        .await;
+                });
             }
         }
     }
