@@ -87,6 +87,27 @@ struct Client {
 }
 
 impl Client {
+    /// A token from the local bucket (none configured: always one).
+    fn take_local(&self) -> Result<(), u64> {
+        self.bucket.as_ref().map_or(Ok(()), |b| {
+            b.lock().unwrap_or_else(|p| p.into_inner()).take()
+        })
+    }
+
+    /// Counts the outcome of a take; over the limit, the 429 to answer.
+    fn settle(&self, taken: Result<(), u64>) -> Option<Response> {
+        match taken {
+            Ok(()) => {
+                self.ok.increment(1);
+                None
+            }
+            Err(retry_after) => {
+                self.limited.increment(1);
+                Some(rate_limited(retry_after))
+            }
+        }
+    }
+
     fn new(name: &str, key: Option<Secret>, limit: RateLimit) -> Self {
         let counter = |outcome: &'static str| metrics::counter!(m::CLIENT_REQUESTS, "client" => name.to_owned(), "outcome" => outcome);
         Client {
@@ -268,20 +289,16 @@ where
             let mut inner = std::mem::replace(&mut self.inner, ready_inner);
             return Either::Right(Either::Right(Box::pin(async move {
                 let c = access.client(client);
-                if let Err(refused) = access.admit(c).await {
+                if let Some(refused) = access.admit(c).await {
                     return Ok(refused);
                 }
                 req.extensions_mut().insert(ClientName(c.name.clone()));
                 inner.call(req).await
             })));
         }
-        if let Some(b) = &c.bucket
-            && let Err(retry_after) = b.lock().unwrap_or_else(|p| p.into_inner()).take()
-        {
-            c.limited.increment(1);
-            return Either::Left(ready(Ok(rate_limited(retry_after))));
+        if let Some(refused) = c.settle(c.take_local()) {
+            return Either::Left(ready(Ok(refused)));
         }
-        c.ok.increment(1);
         req.extensions_mut().insert(ClientName(c.name.clone()));
         Either::Right(Either::Left(self.inner.call(req)))
     }
@@ -319,25 +336,11 @@ impl Access {
 
     /// The client's rate limit on Redis, its local bucket standing in
     /// while Redis is away; the 429 to answer when over it.
-    async fn admit(&self, c: &Client) -> Result<(), Response> {
+    async fn admit(&self, c: &Client) -> Option<Response> {
         let shared = match &self.fleet {
             Some(f) => f.rate_take(&c.name, c.rps, c.burst).await,
             None => None,
         };
-        let taken = match (shared, &c.bucket) {
-            (Some(t), _) => t,
-            (None, Some(b)) => b.lock().unwrap_or_else(|p| p.into_inner()).take(),
-            (None, None) => Ok(()),
-        };
-        match taken {
-            Ok(()) => {
-                c.ok.increment(1);
-                Ok(())
-            }
-            Err(retry_after) => {
-                c.limited.increment(1);
-                Err(rate_limited(retry_after))
-            }
-        }
+        c.settle(shared.unwrap_or_else(|| c.take_local()))
     }
 }
