@@ -94,16 +94,21 @@ impl Client {
         })
     }
 
-    /// Counts the outcome of a take; over the limit, the 429 to answer.
-    fn settle(&self, taken: Result<(), u64>) -> Option<Response> {
+    /// A local token, counted: the client's name, or the refusal.
+    fn admit_local(&self) -> Result<&Arc<str>, Refusal> {
+        self.settle(self.take_local()).map(|()| &self.name)
+    }
+
+    /// Counts the outcome of a take; over the limit, the refusal.
+    fn settle(&self, taken: Result<(), u64>) -> Result<(), Refusal> {
         match taken {
             Ok(()) => {
                 self.ok.increment(1);
-                None
+                Ok(())
             }
             Err(retry_after) => {
                 self.limited.increment(1);
-                Some(rate_limited(retry_after))
+                Err(Refusal::RateLimited { retry_after })
             }
         }
     }
@@ -204,30 +209,44 @@ pub(crate) fn presented_key<'r>(req: &'r Request, query_names: &[&str]) -> Optio
         .map(|(_, v)| Cow::Owned(v.into_owned().into_bytes()))
 }
 
-fn unauthorized() -> Response {
-    let mut resp = ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "a client key is required: X-Api-Key, Authorization: Bearer, or key= for the RT drop-in and /v1/postback",
-    )
-    .with_field("key")
-    .into_response();
-    resp.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    resp
+/// Why a request is refused at the door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No client key, or one no client has: 401.
+    Unauthorized,
+    /// Over the client's rate: 429 with `Retry-After` (seconds).
+    RateLimited { retry_after: u64 },
 }
 
-fn rate_limited(retry_after: u64) -> Response {
-    let mut resp = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        "request rate over this client's limit",
-    )
-    .into_response();
-    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-        resp.headers_mut().insert(header::RETRY_AFTER, v);
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Unauthorized => {
+                let mut resp = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "a client key is required: X-Api-Key, Authorization: Bearer, or key= for the RT drop-in and /v1/postback",
+                )
+                .with_field("key")
+                .into_response();
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                resp
+            }
+            Refusal::RateLimited { retry_after } => {
+                let mut resp = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "request rate over this client's limit",
+                )
+                .into_response();
+                if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                resp
+            }
+        }
     }
-    resp
 }
 
 /// The route layer in front of the scoring endpoints: identifies the
@@ -279,7 +298,7 @@ where
     fn call(&mut self, mut req: Request) -> Self::Future {
         let access = &*self.access;
         let Some(client) = access.identify(&req) else {
-            return Either::Left(ready(Ok(unauthorized())));
+            return Either::Left(ready(Ok(Refusal::Unauthorized.into_response())));
         };
         let c = access.client(client);
         if c.bucket.is_some() && access.fleet.is_some() {
@@ -296,15 +315,29 @@ where
                 inner.call(req).await
             })));
         }
-        if let Some(refused) = c.settle(c.take_local()) {
-            return Either::Left(ready(Ok(refused)));
+        match c.admit_local() {
+            Ok(name) => {
+                req.extensions_mut().insert(ClientName(name.clone()));
+                Either::Right(Either::Left(self.inner.call(req)))
+            }
+            Err(refused) => Either::Left(ready(Ok(refused.into_response()))),
         }
-        req.extensions_mut().insert(ClientName(c.name.clone()));
-        Either::Right(Either::Left(self.inner.call(req)))
     }
 }
 
 impl Access {
+    /// Whether every check is synchronous (no fleet-wide rate limit).
+    pub(super) fn is_local(&self) -> bool {
+        self.fleet.is_none()
+    }
+
+    /// The whole check where it [`is_local`](Self::is_local): the client
+    /// the request authenticates as, or the 401 or 429 to answer.
+    pub(super) fn admit_local(&self, req: &Request) -> Result<&Arc<str>, Refusal> {
+        let client = self.identify(req).ok_or(Refusal::Unauthorized)?;
+        self.client(client).admit_local()
+    }
+
     /// The client a request authenticates as (`Some(None)`: anonymous,
     /// when no keys are configured); `None`: refused (counted), a 401.
     fn identify(&self, req: &Request) -> Option<Option<usize>> {
@@ -342,5 +375,7 @@ impl Access {
             None => None,
         };
         c.settle(shared.unwrap_or_else(|| c.take_local()))
+            .err()
+            .map(IntoResponse::into_response)
     }
 }

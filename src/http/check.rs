@@ -1,6 +1,8 @@
 //! `GET /v1/check?<RT parameters>` and `POST /v1/check` (JSON object with
 //! the same names) -> the decision as JSON.
 
+use std::sync::Arc;
+
 use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
@@ -21,8 +23,19 @@ use crate::event::EventBuilder;
 /// (The request is borrowed whole: its query and headers are read in
 /// place, never copied.)
 pub async fn get(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let client = client_name(&req);
+    answer_get(&state, req, client).await
+}
+
+/// [`get`] for a request whose client is known (the hot path of
+/// [`super::hot`] calls it without the router).
+pub(super) async fn answer_get(
+    state: &AppState,
+    req: Request,
+    client: Option<Arc<str>>,
+) -> Result<Response, ApiError> {
     let event = EventBuilder::from_query(req.uri().query().unwrap_or(""))?.build()?;
-    let opts = api_opts(&state, req.headers(), Door::Check)?.with_client(client_name(&req));
+    let opts = api_opts(state, req.headers(), Door::Check)?.with_client(client);
     Ok(render::json(&state.scorer.score(&event, &opts).await))
 }
 

@@ -12,6 +12,7 @@
 //! this request's own path after `/v1/auth` (Envoy's `path_prefix`).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use std::borrow::Cow;
@@ -41,24 +42,36 @@ pub async fn handle(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let client = client_name(&req);
+    answer(&state, peer, req, client).await
+}
+
+/// [`handle`] for a request whose client is known (the hot path of
+/// [`super::hot`] calls it without the router).
+pub(super) async fn answer(
+    state: &AppState,
+    peer: SocketAddr,
+    req: Request,
+    client: Option<Arc<str>>,
+) -> Result<Response, ApiError> {
     let door = &state.config.doors.auth;
     let headers = req.headers();
     let original = original_uri(headers, req.uri());
-    warn_if_proxy_untrusted(&state, peer.ip(), headers);
+    warn_if_proxy_untrusted(state, peer.ip(), headers);
     let trusted = state.trusted.is_trusted(peer.ip().to_canonical());
-    let event = auth_event(&state, trusted, headers, &original, |t| {
-        connection(&state, peer.ip(), headers, t)
+    let event = auth_event(state, trusted, headers, &original, |t| {
+        connection(state, peer.ip(), headers, t)
     })?;
 
     let opts = browser_opts(
-        &state,
+        state,
         peer.ip(),
         headers,
         Door::Auth,
         door.budget_ms,
         door.on_upstream_error,
     )?
-    .with_client(client_name(&req));
+    .with_client(client);
     let d = state.scorer.score(&event, &opts).await;
     if failed_inside(&d) {
         return Err(ApiError::internal());

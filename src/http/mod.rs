@@ -20,6 +20,7 @@ pub mod forward_auth;
 pub mod fraudshield;
 pub mod funnel;
 pub mod health;
+pub mod hot;
 pub mod layer;
 pub mod observe;
 pub mod openrtb;
@@ -143,31 +144,43 @@ pub fn router(state: AppState) -> Router {
 
 /// The endpoints of one [`Surface`].
 pub fn router_for(state: AppState, surface: Surface) -> Router {
+    build(state, surface).0
+}
+
+/// The router of a surface, its request metrics and its doors' client
+/// check (both shared with the hot doors of [`hot`]).
+fn build(
+    state: AppState,
+    surface: Surface,
+) -> (Router, Arc<observe::Observe>, Option<Arc<access::Access>>) {
     let server = &state.config.server;
-    let routes = match surface {
-        Surface::All => routes::probes()
-            .merge(routes::doors(&state))
+    let access = (surface != Surface::Operator).then(|| routes::access(&state));
+    let routes = match (surface, access.clone()) {
+        (Surface::All, Some(access)) => routes::probes()
+            .merge(routes::doors(access))
             .merge(routes::operator(&state)),
-        Surface::Doors => routes::probes().merge(routes::doors(&state)),
-        Surface::Operator => routes::probes().merge(routes::operator(&state)),
+        (Surface::Doors, Some(access)) => routes::probes().merge(routes::doors(access)),
+        _ => routes::probes().merge(routes::operator(&state)),
     };
     let (router, paths) = routes.into_parts();
+    let obs = Arc::new(observe::Observe::new(state.registry.clone(), paths));
     let stack = ServiceBuilder::new()
         // Requests by route and status and their duration, the hard
         // per-request limit (503 JSON), a panic turned into a JSON 500,
         // failures logged (500 to 502, a WARN each), a debug span with
         // method and route only (the query may carry keys).
-        .layer(observe::ObserveLayer::new(
-            observe::Observe::new(state.registry.clone(), paths),
+        .layer(observe::ObserveLayer::shared(
+            obs.clone(),
             server.request_timeout(),
         ))
         // Body size limit for the byte extractors (-> 413 JSON).
         .layer(DefaultBodyLimit::max(server.max_body_bytes));
-    router
+    let router = router
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(stack)
-        .with_state(state)
+        .with_state(state);
+    (router, obs, access)
 }
 
 /// Paths never shed or limited: probes and scrapes must answer under load.
@@ -180,6 +193,8 @@ const OPS_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 #[derive(Clone)]
 pub struct AppService {
     router: Router,
+    /// The hot doors, answered without the router.
+    hot: hot::Hot,
     /// Permits for requests in flight (`server.max_concurrency`).
     slots: Arc<tokio::sync::Semaphore>,
     shed: Arc<shed::Shed>,
@@ -201,8 +216,11 @@ pub fn service_for(state: AppState, surface: Surface) -> AppService {
         &state.config,
         state.scorer.policy().on_upstream_error(),
     ));
+    let limit = server.request_timeout();
+    let (router, obs, access) = build(state.clone(), surface);
     AppService {
-        router: router_for(state, surface),
+        router,
+        hot: hot::Hot::new(state, obs, access, limit),
         slots,
         shed,
         max_uri,
@@ -222,8 +240,7 @@ impl AppService {
         B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,
     {
-        use tower::Service;
-        let mut req = req.map(axum::body::Body::new);
+        let req = req.map(axum::body::Body::new);
         let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
             + req.uri().authority().map_or(0, |a| a.as_str().len());
         if uri_len > self.max_uri {
@@ -235,18 +252,17 @@ impl AppService {
             .with_field("uri")
             .into_response());
         }
-        req.extensions_mut()
-            .insert(axum::extract::ConnectInfo(peer));
         // HTTP/2 has no Connection header: its drain is the GOAWAY of
         // `conn`.
         let http1 = req.version() < axum::http::Version::HTTP_2;
+        let door = self.hot.door(req.method(), req.uri().path());
         let mut resp = if OPS_PATHS.contains(&req.uri().path()) {
-            self.router.clone().call(req).await
+            self.route(door, req, peer).await
         } else {
             // Held until the response is ready, as tower's
             // ConcurrencyLimit holds it.
             match self.slots.try_acquire() {
-                Ok(_permit) => self.router.clone().call(req).await,
+                Ok(_permit) => self.route(door, req, peer).await,
                 Err(_) => Ok(self.shed.respond(req.uri().path())),
             }
         };
@@ -261,5 +277,21 @@ impl AppService {
             }
         }
         resp
+    }
+
+    /// A hot door's answer, or the router's.
+    async fn route(
+        &self,
+        door: Option<hot::Door>,
+        mut req: axum::extract::Request,
+        peer: std::net::SocketAddr,
+    ) -> Result<Response, std::convert::Infallible> {
+        use tower::Service;
+        if let Some(door) = door {
+            return Ok(self.hot.serve(door, req, peer).await);
+        }
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        self.router.clone().call(req).await
     }
 }

@@ -85,6 +85,11 @@ impl Observe {
         }
     }
 
+    /// Index of `path` (a route's path pattern) in `routes`.
+    pub fn index_of(&self, path: &str) -> Option<usize> {
+        self.index.get(path).copied()
+    }
+
     /// Index of the request's route in `routes`; `routes.len()` for
     /// "unmatched".
     fn route_index(&self, req: &Request) -> usize {
@@ -121,10 +126,13 @@ pub struct ObserveLayer {
 
 impl ObserveLayer {
     pub fn new(obs: Observe, limit: Duration) -> Self {
-        ObserveLayer {
-            obs: Arc::new(obs),
-            limit,
-        }
+        Self::shared(Arc::new(obs), limit)
+    }
+
+    /// A layer over an [`Observe`] that others use too (the hot doors of
+    /// [`super::hot`] count into the same metrics).
+    pub fn shared(obs: Arc<Observe>, limit: Duration) -> Self {
+        ObserveLayer { obs, limit }
     }
 }
 
@@ -162,23 +170,41 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         let route = self.obs.route_index(&req);
         let span = span(&req);
-        let started = Instant::now();
-        let start = tokio::time::Instant::from_std(started);
-        // (A limit past what the clock can hold: a day is as good as never.)
-        let deadline = start
-            .checked_add(self.limit)
-            .unwrap_or_else(|| start + Duration::from_secs(86_400));
-        let inner = {
-            let _entered = span.enter();
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok()
-        };
-        Observed {
-            inner: tokio::time::timeout_at(deadline, OptionFuture::from(inner)),
-            obs: self.obs.clone(),
-            route,
-            started,
-            span,
-        }
+        let inner = &mut self.inner;
+        observe(&self.obs, route, span, self.limit, || inner.call(req))
+    }
+}
+
+/// Starts observing the request `call` answers: the clock, the deadline
+/// `limit` away, the span entered while it runs, a panic in `call` itself
+/// (as in its future) a JSON 500. `route`: an index in the routes `obs`
+/// was built with.
+pub fn observe<F>(
+    obs: &Arc<Observe>,
+    route: usize,
+    span: tracing::Span,
+    limit: Duration,
+    call: impl FnOnce() -> F,
+) -> Observed<F>
+where
+    F: Future,
+{
+    let started = Instant::now();
+    let start = tokio::time::Instant::from_std(started);
+    // (A limit past what the clock can hold: a day is as good as never.)
+    let deadline = start
+        .checked_add(limit)
+        .unwrap_or_else(|| start + Duration::from_secs(86_400));
+    let inner = {
+        let _entered = span.enter();
+        std::panic::catch_unwind(AssertUnwindSafe(call)).ok()
+    };
+    Observed {
+        inner: tokio::time::timeout_at(deadline, OptionFuture::from(inner)),
+        obs: obs.clone(),
+        route,
+        started,
+        span,
     }
 }
 

@@ -65,9 +65,10 @@ pub(super) fn operator(state: &AppState) -> Routes {
         .merge(admin(state))
 }
 
-/// The front doors.
-pub(super) fn doors(state: &AppState) -> Routes {
-    scoring(state).merge(browser())
+/// The front doors; `access`: the scoring doors' client check (see
+/// [`access`]).
+pub(super) fn doors(access: Arc<access::Access>) -> Routes {
+    scoring(access).merge(browser())
 }
 
 /// `/v1/admin/...`: behind admin keys, or a 404 that says how to turn it on.
@@ -105,9 +106,10 @@ pub(super) fn admin(state: &AppState) -> Routes {
     }
 }
 
-/// The scoring endpoints API clients call: client keys and rate limits.
-pub(super) fn scoring(state: &AppState) -> Routes {
-    let access = Arc::new(
+/// The client check of the scoring endpoints: client keys and rate
+/// limits (fleet-wide with `redis.share_rate_limits`).
+pub(super) fn access(state: &AppState) -> Arc<access::Access> {
+    Arc::new(
         access::Access::new(&state.config.auth).with_fleet(
             state
                 .scorer
@@ -115,7 +117,11 @@ pub(super) fn scoring(state: &AppState) -> Routes {
                 .filter(|f| f.share_rate_limits())
                 .cloned(),
         ),
-    );
+    )
+}
+
+/// The scoring endpoints API clients call, behind `access`.
+pub(super) fn scoring(access: Arc<access::Access>) -> Routes {
     Routes::default()
         .route("/", get(rt::get))
         .route("/v1/check", get(check::get).post(check::post))

@@ -14,6 +14,8 @@
 //! is mandatory, a parameter RT does not document is ignored (and
 //! counted), a repeated one takes its last value.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +30,17 @@ use crate::event::EventBuilder;
 use crate::policy::{Action, Mode};
 
 pub async fn get(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let client = client_name(&req);
+    answer(&state, req, client).await
+}
+
+/// [`get`] for a request whose client is known (the hot path of
+/// [`super::hot`] calls it without the router).
+pub(super) async fn answer(
+    state: &AppState,
+    req: Request,
+    client: Option<Arc<str>>,
+) -> Result<Response, ApiError> {
     // `key` is accepted here as RT accepts it; it is not RT's key and is
     // never forwarded (fraudgate sends its own).
     let (builder, ignored) = EventBuilder::from_rt_query(req.uri().query().unwrap_or(""))?;
@@ -40,7 +53,7 @@ pub async fn get(State(state): State<AppState>, req: Request) -> Result<Response
             .increment(ignored);
     }
     let event = builder.build_with_at()?;
-    let opts = api_opts(&state, req.headers(), Door::Rt)?.with_client(client_name(&req));
+    let opts = api_opts(state, req.headers(), Door::Rt)?.with_client(client);
     let d = state.scorer.score(&event, &opts).await;
     Ok(render(&d))
 }

@@ -529,3 +529,127 @@ async fn a_latin1_user_agent_is_a_browser_not_a_crawler_on_every_browser_door() 
     .await;
     assert!(v.contains("Safari/534.57 \u{FFFD}"), "{v}");
 }
+
+/// What a response says, ids and timings aside (each decision has its
+/// own), and its
+/// Content-Length (hyper writes it from the body's exact size when the
+/// response has none).
+async fn said(r: axum::response::Response) -> (u16, Vec<(String, String)>, String) {
+    let status = r.status().as_u16();
+    let mut headers: Vec<(String, String)> = r
+        .headers()
+        .iter()
+        .filter(|(k, _)| *k != "x-fraudgate-id" && *k != "content-length")
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_owned()))
+        .collect();
+    headers.sort();
+    let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    let mut body = String::from_utf8_lossy(&body).into_owned();
+    if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&body) {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("id");
+            o.remove("elapsed_us");
+        }
+        body = v.to_string();
+    }
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn the_hot_doors_answer_as_the_router_does() {
+    use axum::http::{Method, Request};
+    use tower::ServiceExt;
+    let mock = MockRt::start().await;
+    mock.on_ip("198.51.100.7", Reply::tags("datacenter\nproxy"));
+    let mut config = test_config(&mock);
+    config.auth.client_keys = [(
+        "acme".to_owned(),
+        fraudgate::config::Secret::new("acme-key"),
+    )]
+    .into_iter()
+    .collect();
+    let app = fraudgate::startup::Application::build(config)
+        .await
+        .unwrap();
+    let state = app.state().clone();
+    let service = fraudgate::http::service(state.clone());
+    let router = fraudgate::http::router(state);
+    let peer: std::net::SocketAddr = "203.0.113.50:40000".parse().unwrap();
+    let clean = query("203.0.113.9", &[]);
+    let flagged = query("198.51.100.7", &[]);
+    let cases: Vec<(Method, String, Option<&str>, Option<&str>)> = vec![
+        (Method::GET, "/healthz".into(), None, None),
+        (
+            Method::GET,
+            format!("/v1/check?{clean}"),
+            Some("acme-key"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/check?{flagged}"),
+            Some("acme-key"),
+            None,
+        ),
+        (
+            Method::GET,
+            "/v1/check?ip=203.0.113.9".into(),
+            Some("acme-key"),
+            None,
+        ),
+        (Method::GET, format!("/v1/check?{clean}"), None, None),
+        (
+            Method::GET,
+            format!("/v1/check?{clean}"),
+            Some("wrong"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/?{}&key=acme-key", rt_query("198.51.100.7", &[])),
+            None,
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/?{}", rt_query("203.0.113.9", &[])),
+            Some("acme-key"),
+            None,
+        ),
+        (Method::GET, "/?ip=1".into(), Some("acme-key"), None),
+        (
+            Method::GET,
+            "/v1/auth?offer_id=2&affiliate_id=1".into(),
+            Some("acme-key"),
+            Some(UA),
+        ),
+        (
+            Method::POST,
+            "/v1/auth?offer_id=2".into(),
+            Some("acme-key"),
+            Some("curl/8.0"),
+        ),
+        (Method::GET, "/v1/auth".into(), None, Some(UA)),
+    ];
+    for (method, uri, key, ua) in cases {
+        let request = || {
+            let mut b = Request::builder().method(method.clone()).uri(uri.as_str());
+            if let Some(k) = key {
+                b = b.header("x-api-key", k);
+            }
+            if let Some(ua) = ua {
+                b = b.header("user-agent", ua);
+            }
+            b.body(axum::body::Body::empty()).unwrap()
+        };
+        // Both answers from the cache: a first call fills it.
+        let _ = service.call(request(), peer).await.unwrap();
+        let hot = said(service.call(request(), peer).await.unwrap()).await;
+        let mut routed = request();
+        routed
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let routed = said(router.clone().oneshot(routed).await.unwrap()).await;
+        assert_eq!(hot, routed, "{method} {uri} key={key:?} ua={ua:?}");
+    }
+}
