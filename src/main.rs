@@ -200,8 +200,16 @@ fn main() -> ExitCode {
 
 fn serve(config: Config, source: String) -> ExitCode {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.server.worker_threads > 0 {
-        runtime.worker_threads(config.server.worker_threads);
+    match config.server.threading {
+        // Connections have threads of their own (http::conn::Lanes):
+        // this runtime keeps the accept loop and background work.
+        fraudgate::config::Threading::PerCore => {
+            runtime.worker_threads(1);
+        }
+        fraudgate::config::Threading::Shared if config.server.worker_threads > 0 => {
+            runtime.worker_threads(config.server.worker_threads);
+        }
+        fraudgate::config::Threading::Shared => {}
     }
     let runtime = match runtime.enable_all().build() {
         Ok(r) => r,

@@ -184,7 +184,13 @@ impl Application {
         );
         let (admin_listener, admin_addr) = admin.unzip();
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
-        let conns = crate::http::conn::Connections::new(&server, drain_rx);
+        let lanes = match server.threading {
+            crate::config::Threading::PerCore => Some(Arc::new(crate::http::conn::Lanes::start(
+                server.connection_threads(),
+            )?)),
+            crate::config::Threading::Shared => None,
+        };
+        let conns = crate::http::conn::Connections::new(&server, drain_rx, lanes);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let serve = |operator: bool, stream: tokio::net::TcpStream, peer: SocketAddr| {
             let (svc, tls) = match (&op_service, operator) {

@@ -33,6 +33,9 @@ pub struct ServerConfig {
     /// Runtime threads answering requests; 0 = one per core.
     #[serde(default)]
     pub worker_threads: usize,
+    /// How those threads share the connections (see [`Threading`]).
+    #[serde(default)]
+    pub threading: Threading,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Most events in one batch.
@@ -63,6 +66,21 @@ pub struct ServerConfig {
     pub http2: super::listen::Http2Config,
 }
 
+/// How the threads answering requests share the connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Threading {
+    /// Each connection lives on one thread, with its own event loop and
+    /// run queue (as nginx's workers): no work stealing, no wake-ups of
+    /// other threads per request. Background work (feeds, the upstream's
+    /// pool, the gRPC door) keeps one shared thread.
+    #[default]
+    PerCore,
+    /// One work-stealing runtime for everything: a connection's task may
+    /// move to whichever thread is free.
+    Shared,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum ShedResponse {
     #[serde(rename = "503")]
@@ -87,6 +105,15 @@ impl ServerConfig {
 
     pub fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)
+    }
+
+    /// Threads answering requests: `worker_threads`, 0 meaning one per
+    /// core.
+    pub fn connection_threads(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 }
 

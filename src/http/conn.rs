@@ -29,6 +29,53 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #[derive(Clone)]
 pub struct Connections {
     inner: Arc<Inner>,
+    /// `server.threading = "per_core"`: the threads connections are
+    /// handed to (none: the accepting runtime serves them).
+    lanes: Option<Arc<Lanes>>,
+}
+
+/// Threads each running a single-threaded runtime, serving the
+/// connections handed to them in turn: a connection's reads, writes,
+/// timers and requests all stay on its thread, as with nginx's workers.
+/// The threads end when this is dropped (their runtimes with them).
+pub struct Lanes {
+    handles: Vec<tokio::runtime::Handle>,
+    next: std::sync::atomic::AtomicUsize,
+    /// Dropped to stop the threads.
+    _stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Lanes {
+    /// Starts `n` threads (at least one).
+    pub fn start(n: usize) -> std::io::Result<Self> {
+        let mut handles = Vec::new();
+        let mut stops = Vec::new();
+        for i in 0..n.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            handles.push(runtime.handle().clone());
+            stops.push(stop);
+            std::thread::Builder::new()
+                .name(format!("fraudgate-conn-{i}"))
+                .spawn(move || {
+                    // Until the sender is dropped; the runtime, and the
+                    // tasks left on it, end with the thread.
+                    let _ = runtime.block_on(stopped);
+                })?;
+        }
+        Ok(Lanes {
+            handles,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            _stop: stops,
+        })
+    }
+
+    fn pick(&self) -> &tokio::runtime::Handle {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.handles[i % self.handles.len()]
+    }
 }
 
 struct Inner {
@@ -44,8 +91,14 @@ struct Inner {
 }
 
 impl Connections {
-    pub fn new(server: &ServerConfig, drain: watch::Receiver<bool>) -> Self {
+    /// `lanes`: the threads to hand connections to (see [`Lanes`]).
+    pub fn new(
+        server: &ServerConfig,
+        drain: watch::Receiver<bool>,
+        lanes: Option<Arc<Lanes>>,
+    ) -> Self {
         Connections {
+            lanes,
             inner: Arc::new(Inner {
                 http1: http1_builder(server),
                 http2: http2_builder(server),
@@ -57,9 +110,10 @@ impl Connections {
         }
     }
 
-    /// Hands an accepted connection to a task of its own. `tls`: the
-    /// listener's, when it has one; `watcher` keeps shutdown waiting for
-    /// the connection until it ends.
+    /// Hands an accepted connection to a task of its own, on a lane's
+    /// thread when there are lanes. `tls`: the listener's, when it has
+    /// one; `watcher` keeps shutdown waiting for the connection until it
+    /// ends.
     pub fn serve(
         &self,
         stream: TcpStream,
@@ -70,45 +124,69 @@ impl Connections {
     ) {
         let _ = stream.set_nodelay(true);
         let this = self.inner.clone();
-        match tls {
-            Some(tls) => {
-                tokio::spawn(async move {
-                    // Below TLS: a stalled peer is seen at the socket.
-                    let io = WriteTimeout::new(stream, this.write_timeout);
-                    let stream = match tls.accept(io).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "TLS connection refused");
-                            return;
-                        }
-                    };
-                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    this.serve_io(TokioIo::new(stream), h2, peer, svc, watcher)
-                        .await;
-                });
+        let Some(lanes) = &self.lanes else {
+            tokio::spawn(this.connection(stream, peer, svc, tls, watcher));
+            return;
+        };
+        // The socket moves to the lane's event loop: out of this one's,
+        // into that one's.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "connection lost before it was served");
+                return;
             }
-            None if this.h2c => {
-                tokio::spawn(async move {
-                    let Some(h2) = sniff(&stream, this.sniff_timeout).await else {
-                        return;
-                    };
-                    let io = WriteTimeout::new(stream, this.write_timeout);
-                    this.serve_io(TokioIo::new(io), h2, peer, svc, watcher)
-                        .await;
-                });
+        };
+        lanes.pick().spawn(async move {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => this.connection(stream, peer, svc, tls, watcher).await,
+                Err(e) => tracing::warn!(error = %e, "connection not served"),
             }
-            None => {
-                tokio::spawn(async move {
-                    let io = WriteTimeout::new(stream, this.write_timeout);
-                    this.serve_io(TokioIo::new(io), false, peer, svc, watcher)
-                        .await;
-                });
-            }
-        }
+        });
     }
 }
 
 impl Inner {
+    /// One connection, start to end.
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        svc: Arc<AppService>,
+        tls: Option<Arc<Tls>>,
+        watcher: Watcher,
+    ) {
+        match tls {
+            Some(tls) => {
+                // Below TLS: a stalled peer is seen at the socket.
+                let io = WriteTimeout::new(stream, self.write_timeout);
+                let stream = match tls.accept(io).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "TLS connection refused");
+                        return;
+                    }
+                };
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                self.serve_io(TokioIo::new(stream), h2, peer, svc, watcher)
+                    .await;
+            }
+            None if self.h2c => {
+                let Some(h2) = sniff(&stream, self.sniff_timeout).await else {
+                    return;
+                };
+                let io = WriteTimeout::new(stream, self.write_timeout);
+                self.serve_io(TokioIo::new(io), h2, peer, svc, watcher)
+                    .await;
+            }
+            None => {
+                let io = WriteTimeout::new(stream, self.write_timeout);
+                self.serve_io(TokioIo::new(io), false, peer, svc, watcher)
+                    .await;
+            }
+        }
+    }
+
     async fn serve_io<I>(&self, io: I, h2: bool, peer: SocketAddr, svc: Arc<AppService>, w: Watcher)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,

@@ -653,3 +653,38 @@ async fn the_hot_doors_answer_as_the_router_does() {
         assert_eq!(hot, routed, "{method} {uri} key={key:?} ua={ua:?}");
     }
 }
+
+#[tokio::test]
+async fn both_threading_models_serve_every_door_and_shut_down() {
+    for threading in [
+        fraudgate::config::Threading::Shared,
+        fraudgate::config::Threading::PerCore,
+    ] {
+        let mut app = spawn_app_with(|c| {
+            c.server.threading = threading;
+            c.server.worker_threads = 3;
+        })
+        .await;
+        let (status, body) = app.check(&query("203.0.113.9", &[])).await;
+        assert_eq!(status, 200, "{threading:?}: {body}");
+        assert_eq!(body["decision"], "allow", "{threading:?}");
+        let r = app
+            .get(&format!("/?{}", rt_query("203.0.113.9", &[])))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{threading:?}");
+        let r = app
+            .http
+            .get(app.url("/v1/auth?offer_id=2"))
+            .header("user-agent", UA)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{threading:?}");
+        app.shutdown();
+        let stopped = app.stopped.take().unwrap();
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(20), stopped)
+            .await
+            .expect("shut down in time");
+        assert!(ended.unwrap().is_ok(), "{threading:?}");
+    }
+}
