@@ -486,7 +486,14 @@ impl VerdictCache {
             if let Some(v) = self.table.get(key.0, micros(Instant::now())) {
                 return (v, false);
             }
-            inflight.entry(key).or_default().clone()
+            let cell = inflight.entry(key).or_default();
+            // A finished fetch whose caller has not yet taken it out: its
+            // value left the table since (invalidated or expired), so it
+            // is not joined; a fetch of our own replaces it.
+            if cell.initialized() {
+                *cell = Arc::default();
+            }
+            cell.clone()
         };
         let mut ran = false;
         // If the fetching caller is dropped mid-way, a waiting one runs its

@@ -68,3 +68,21 @@ fn parts_do_not_run_into_each_other() {
     let b = ev("event_type=click&ip=1.1.1.1&ua=a&offer_id=bc&affiliate_id=1");
     assert_ne!(k.key(&a), k.key(&b));
 }
+
+#[tokio::test]
+async fn a_finished_fetch_not_yet_cleared_is_not_joined_once_its_value_is_gone() {
+    // The window between a fetch's end and its caller taking its cell out
+    // of `inflight`: a request that invalidated the value (a purge covered
+    // it) and fills again must run its own fetch, not be handed the same
+    // value back.
+    let cache = VerdictCache::new(&crate::Config::default().cache);
+    let e = ev(A);
+    let key = cache.key(&e);
+    let old = cache.value(&e, Ok(Tags::parse("proxy").unwrap()), 0);
+    let done = Arc::new(OnceCell::new_with(Some(old)));
+    cache.inflight.lock().unwrap().insert(key, done);
+    let fresh = cache.value(&e, Ok(Tags::clean()), 0);
+    let (v, ran) = cache.get_or_fetch(key, async { fresh }).await;
+    assert!(ran, "a fetch of its own");
+    assert!(matches!(&v.outcome, Ok(t) if t.is_clean()));
+}
