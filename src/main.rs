@@ -202,9 +202,15 @@ fn serve(config: Config, source: String) -> ExitCode {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     match config.server.threading {
         // Connections have threads of their own (http::conn::Lanes):
-        // this runtime keeps the accept loop and background work.
-        fraudgate::config::Threading::PerCore => {
+        // this runtime keeps the accept loop and background work, and
+        // the gRPC door and the operator's port when they are on.
+        fraudgate::config::Threading::PerCore
+            if config.doors.grpc.listen.is_none() && config.server.admin_listen.is_none() =>
+        {
             runtime.worker_threads(1);
+        }
+        fraudgate::config::Threading::PerCore => {
+            runtime.worker_threads(config.server.connection_threads());
         }
         fraudgate::config::Threading::Shared if config.server.worker_threads > 0 => {
             runtime.worker_threads(config.server.worker_threads);

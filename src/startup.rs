@@ -190,14 +190,23 @@ impl Application {
             )?)),
             crate::config::Threading::Shared => None,
         };
-        let conns = crate::http::conn::Connections::new(&server, drain_rx, lanes);
+        let conns = crate::http::conn::Connections::new(&server, drain_rx.clone(), lanes);
+        // The operator's port (slow scrapes, reports, admin calls) stays on
+        // the shared runtime, off the doors' connection threads.
+        let op_conns = crate::http::conn::Connections::new(&server, drain_rx, None);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let serve = |operator: bool, stream: tokio::net::TcpStream, peer: SocketAddr| {
-            let (svc, tls) = match (&op_service, operator) {
-                (Some(op), true) => (op.clone(), None),
-                _ => (service.clone(), tls.clone()),
-            };
-            conns.serve(stream, peer, svc, tls, graceful.watcher());
+        let serve = |operator: bool, stream: tokio::net::TcpStream, peer: SocketAddr| match (
+            &op_service,
+            operator,
+        ) {
+            (Some(op), true) => op_conns.serve(stream, peer, op.clone(), None, graceful.watcher()),
+            _ => conns.serve(
+                stream,
+                peer,
+                service.clone(),
+                tls.clone(),
+                graceful.watcher(),
+            ),
         };
         match admin_addr {
             Some(admin) => {

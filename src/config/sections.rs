@@ -30,7 +30,8 @@ pub struct ServerConfig {
     pub drain_delay_ms: u64,
     /// Then: in-flight requests get at most this long to finish.
     pub shutdown_timeout_ms: u64,
-    /// Runtime threads answering requests; 0 = one per core.
+    /// Threads answering requests (with `threading = "per_core"`, the
+    /// connection threads); 0 = one per core.
     #[serde(default)]
     pub worker_threads: usize,
     /// How those threads share the connections (see [`Threading`]).
@@ -70,10 +71,14 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Threading {
-    /// Each connection lives on one thread, with its own event loop and
-    /// run queue (as nginx's workers): no work stealing, no wake-ups of
-    /// other threads per request. Background work (feeds, the upstream's
-    /// pool, the gRPC door) keeps one shared thread.
+    /// Each connection on the public port lives on one thread, with its
+    /// own event loop and run queue (as nginx's workers): no work
+    /// stealing, no wake-ups of other threads per request. What a request
+    /// starts (an upstream call, a refresh) runs on its thread too; an
+    /// HTTP/2 connection's streams share its thread. The accept loop,
+    /// feeds, reloads, the gRPC door and the operator's port
+    /// (`admin_listen`) run on the shared runtime: one thread, or
+    /// `worker_threads` when the gRPC door or the operator's port is on.
     #[default]
     PerCore,
     /// One work-stealing runtime for everything: a connection's task may

@@ -53,12 +53,14 @@ impl Lanes {
         for i in 0..n.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .thread_name(format!("fg-conn-{i}-blk"))
                 .build()?;
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             handles.push(runtime.handle().clone());
             stops.push(stop);
             std::thread::Builder::new()
-                .name(format!("fraudgate-conn-{i}"))
+                // (Linux keeps 15 bytes of a thread's name.)
+                .name(format!("fg-conn-{i}"))
                 .spawn(move || {
                     // Until the sender is dropped; the runtime, and the
                     // tasks left on it, end with the thread.

@@ -71,7 +71,8 @@ impl Hot {
     /// The door a request goes to, if it is one of these.
     pub fn door(&self, method: &Method, path: &str) -> Option<Door> {
         match path {
-            "/v1/auth" => self.auth.map(Door::Auth),
+            // (HEAD stays on the router, which writes Content-Length: 0.)
+            "/v1/auth" if method != Method::HEAD => self.auth.map(Door::Auth),
             _ if method != Method::GET => None,
             "/v1/check" => self.check.map(Door::Check),
             "/" => self.rt.map(Door::Rt),
@@ -88,7 +89,7 @@ impl Hot {
             Door::Rt(i) => (i, "/"),
             Door::Auth(i) => (i, "/v1/auth"),
         };
-        let span = tracing::debug_span!("request", method = %req.method(), route = path);
+        let span = super::observe::request_span(req.method(), path);
         let answered = observe(&self.obs, route, span, self.limit, || async move {
             Ok::<_, std::convert::Infallible>(self.answer(door, req, peer).await)
         })

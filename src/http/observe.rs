@@ -270,7 +270,13 @@ pub fn span(req: &Request) -> tracing::Span {
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
-    tracing::debug_span!("request", method = %req.method(), route = route)
+    request_span(req.method(), route)
+}
+
+/// The span of a request to `route` (a route's path pattern), for the
+/// router's requests and the hot doors' alike.
+pub fn request_span(method: &axum::http::Method, route: &str) -> tracing::Span {
+    tracing::debug_span!("request", method = %method, route = route)
 }
 
 #[cfg(test)]
