@@ -99,14 +99,14 @@ impl Keyer {
         Some(CacheKey(h.finish128()))
     }
 
-    fn ua_hash(&self, ua: &str) -> u64 {
-        self.hasher.hash(ua) as u64
+    fn ua_hash(&self, ua: &str) -> u32 {
+        self.hasher.hash(ua) as u32
     }
 
     /// The offer scope of an event: offer, affiliate, event type.
-    fn scope(&self, e: &Event) -> u64 {
+    fn scope(&self, e: &Event) -> u32 {
         self.hasher
-            .hash((&e.offer_id, &e.affiliate_id, e.event_type)) as u64
+            .hash((&e.offer_id, &e.affiliate_id, e.event_type)) as u32
     }
 }
 
@@ -137,8 +137,14 @@ pub struct Cached {
     /// When it was fetched, in [`micros`].
     fetched: u64,
     /// Offer scope of the event it was fetched for (see [`OFFER_SCOPED`]).
-    scope: u64,
-    ua_hash: u64,
+    /// 32 bits of a keyed hash (random per process, so not aimable): two
+    /// scopes of one ip+ua collide with odds of 2^-32, and a collision
+    /// only serves one offer's `cap`/`attribution` tags to another.
+    scope: u32,
+    /// 32 bits of a keyed hash of the UA: used only to match IP+UA purges
+    /// (with the IP tag), where a collision purges an extra entry of the
+    /// same IP tag, which is fetched anew: never one kept.
+    ua_hash: u32,
     ip: u32,
     /// Purge generation when its fetch started.
     generation: u32,
@@ -261,7 +267,7 @@ pub struct VerdictCache {
 enum PurgeScope {
     All,
     Ip(u32),
-    IpUa(u32, u64),
+    IpUa(u32, u32),
 }
 
 impl PurgeScope {
