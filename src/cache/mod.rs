@@ -469,7 +469,9 @@ impl VerdictCache {
 
     /// The cached value, unless a purge since its fetch covers it.
     pub async fn get(&self, key: &CacheKey) -> Option<Cached> {
-        let v = self.table.get(key.0, micros(Instant::now()))?;
+        let v = self
+            .table
+            .get(key.0, micros(Instant::now()), |v, _| v.clone())?;
         if self.purges.purged(&v) {
             self.table.remove(key.0);
             return None;
@@ -489,7 +491,10 @@ impl VerdictCache {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             // Looked up under the lock: a fetch that just finished has put
             // its value in the table before leaving `inflight`.
-            if let Some(v) = self.table.get(key.0, micros(Instant::now())) {
+            if let Some(v) = self
+                .table
+                .get(key.0, micros(Instant::now()), |v, _| v.clone())
+            {
                 return (v, false);
             }
             inflight.entry(key).or_default().clone()
