@@ -153,6 +153,17 @@ impl Tags {
         }
     }
 
+    /// The documented tags' mask and the shared unknown ones: a set taken
+    /// apart for the verdict cache's compact slot ...
+    pub(crate) fn into_parts(self) -> (u16, Option<UnknownTags>) {
+        (self.known, self.unknown)
+    }
+
+    /// ... and put back together.
+    pub(crate) fn from_shared_parts(known: u16, unknown: Option<UnknownTags>) -> Self {
+        Tags { known, unknown }
+    }
+
     /// Only the unknown tags of `tags`.
     pub fn unknown_only(tags: &Tags) -> Self {
         Tags {

@@ -46,19 +46,19 @@ fn entries_live_only_as_long_as_they_can_be_served() {
     let e = ev(A);
     let clean = cache.value(&e, Ok(Tags::clean()), 0);
     assert_eq!(
-        ttls.lifetime(&clean),
+        ttls.lifetime(clean.life()),
         Duration::from_secs(15),
         "ttl + stale_s"
     );
     let flagged = cache.value(&e, Ok(Tags::parse("proxy").unwrap()), 0);
-    assert_eq!(ttls.lifetime(&flagged), Duration::from_secs(25));
+    assert_eq!(ttls.lifetime(flagged.life()), Duration::from_secs(25));
     assert_eq!(
-        ttls.lifetime(&clean.with_refresh_failed()),
+        ttls.lifetime(clean.with_refresh_failed().life()),
         Duration::from_secs(610),
         "stale_if_error_s only once a refresh failed"
     );
     let failed = cache.value(&e, Err(UpstreamError::Timeout), 0);
-    assert_eq!(ttls.lifetime(&failed), Duration::from_secs(3));
+    assert_eq!(ttls.lifetime(failed.life()), Duration::from_secs(3));
 }
 
 #[test]
@@ -67,4 +67,72 @@ fn parts_do_not_run_into_each_other() {
     let a = ev("event_type=click&ip=1.1.1.1&ua=ab&offer_id=c&affiliate_id=1");
     let b = ev("event_type=click&ip=1.1.1.1&ua=a&offer_id=bc&affiliate_id=1");
     assert_ne!(k.key(&a), k.key(&b));
+}
+
+#[test]
+fn a_slot_is_one_cache_line() {
+    assert_eq!(std::mem::size_of::<Stored>(), 32);
+    assert_eq!(std::mem::size_of::<Option<Stored>>(), 32);
+    assert_eq!(table::slot_size::<Stored>(), 64);
+}
+
+/// What the table gives back for `v`: the stored form and its deadline,
+/// made a `Cached` again the way a lookup does.
+fn stored_and_back(cache: &VerdictCache, v: &Cached) -> Cached {
+    let deadline = cache.ttls.deadline(v);
+    let stored = Stored::new(v.clone());
+    stored.to_cached(cache.ttls.fetched(stored.life(), deadline))
+}
+
+#[test]
+fn a_value_comes_back_from_its_slot_as_it_went_in() {
+    let mut config = crate::Config::default().cache;
+    config.ttl_clean_s = Some(300);
+    config.ttl_flagged_s = Some(3600);
+    config.ttl_error_s = 0;
+    let cache = VerdictCache::new(&config);
+    let e = ev(A);
+    let outcomes = [
+        Ok(Tags::clean()),
+        Ok(Tags::parse("proxy\ncap").unwrap()),
+        Ok(Tags::parse("new-signal\nother").unwrap()),
+        Ok(Tags::parse("datacenter\nnew-signal").unwrap()),
+        Err(UpstreamError::Timeout),
+        Err(UpstreamError::Http(503)),
+        Err(UpstreamError::BadBody(crate::decision::BadBody::TooLarge)),
+        Err(UpstreamError::Busy),
+    ];
+    for outcome in outcomes {
+        let v = cache.value(&e, outcome, 7);
+        let fleet = cache.value_from_fleet(
+            &e,
+            Tags::parse("ip").unwrap(),
+            7,
+            Duration::from_secs(1 << 40),
+        );
+        for v in [v.clone(), v.with_refresh_failed(), fleet] {
+            assert_eq!(stored_and_back(&cache, &v), v);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hit_keeps_its_fetch_time_to_the_microsecond() {
+    let cache = VerdictCache::new(&crate::Config::default().cache);
+    let e = ev(A);
+    let key = cache.key(&e);
+    let v = cache.value(&e, Ok(Tags::parse("proxy\nnew-signal").unwrap()), 0);
+    cache.insert(key, v.clone()).await;
+    assert_eq!(cache.get(&key).await, Some(v));
+}
+
+#[test]
+fn the_longest_lifetime_still_gives_the_fetch_time_back() {
+    let mut config = crate::Config::default().cache;
+    config.ttl_s = u64::MAX / 4;
+    config.stale_s = 0;
+    let cache = VerdictCache::new(&config);
+    let v = cache.value(&ev(A), Ok(Tags::clean()), 0);
+    assert_eq!(cache.ttls.deadline(&v), v.fetched + MAX_LIFE_US);
+    assert_eq!(stored_and_back(&cache, &v), v);
 }
