@@ -254,6 +254,9 @@ struct Ttls {
     error: Duration,
     stale: Duration,
     stale_if_error: Duration,
+    /// [`Ttls::life_us`] of each kind of value ([`Life::kind`]), worked
+    /// out once: every hit needs it to rebuild its fetch time.
+    life_us: [u64; Life::KINDS],
 }
 
 /// What a value's life depends on: whether it is a clean verdict, a
@@ -263,6 +266,21 @@ struct Life {
     /// A verdict (true: clean), or the failure.
     verdict: Result<bool, UpstreamError>,
     refresh_failed: bool,
+}
+
+impl Life {
+    const KINDS: usize = 6;
+
+    /// The kinds of value that live differently: a clean or flagged
+    /// verdict, each with or without a failed refresh; `Busy`; another
+    /// failure (a failed refresh does not change a failure's life).
+    fn kind(self) -> usize {
+        match self.verdict {
+            Ok(clean) => usize::from(clean) | usize::from(self.refresh_failed) << 1,
+            Err(UpstreamError::Busy) => 4,
+            Err(_) => 5,
+        }
+    }
 }
 
 impl Cached {
@@ -287,6 +305,39 @@ impl Stored {
 }
 
 impl Ttls {
+    fn new(
+        clean: Duration,
+        flagged: Duration,
+        error: Duration,
+        stale: Duration,
+        stale_if_error: Duration,
+    ) -> Self {
+        let mut ttls = Ttls {
+            clean,
+            flagged,
+            error,
+            stale,
+            stale_if_error,
+            life_us: [0; Life::KINDS],
+        };
+        let lives = [
+            (Ok(false), false),
+            (Ok(true), false),
+            (Ok(false), true),
+            (Ok(true), true),
+            (Err(UpstreamError::Busy), false),
+            (Err(UpstreamError::Timeout), false),
+        ];
+        for (verdict, refresh_failed) in lives {
+            let life = Life {
+                verdict,
+                refresh_failed,
+            };
+            ttls.life_us[life.kind()] = ttls.micros_of(life);
+        }
+        ttls
+    }
+
     /// When the cache lets go of `v`, in [`micros`]: after its fetch, even
     /// when it has no life (`Busy`).
     fn deadline(&self, v: &Cached) -> u64 {
@@ -300,9 +351,15 @@ impl Ttls {
         deadline.saturating_sub(self.life_us(life))
     }
 
-    /// [`Ttls::lifetime`] in micros, at least 1, at most [`MAX_LIFE_US`].
+    /// [`Ttls::lifetime`] in micros, at least 1, at most [`MAX_LIFE_US`]
+    /// (looked up).
     #[inline]
     fn life_us(&self, life: Life) -> u64 {
+        self.life_us[life.kind()]
+    }
+
+    /// What [`Ttls::life_us`] looks up, worked out.
+    fn micros_of(&self, life: Life) -> u64 {
         let us = self.lifetime(life).as_micros().min(u128::from(MAX_LIFE_US)) as u64;
         us.max(1)
     }
@@ -459,13 +516,13 @@ impl Purges {
 
 impl VerdictCache {
     pub fn new(c: &CacheConfig) -> Self {
-        let ttls = Ttls {
-            clean: c.ttl_clean(),
-            flagged: c.ttl_flagged(),
-            error: c.ttl_error(),
-            stale: c.stale(),
-            stale_if_error: c.stale_if_error(),
-        };
+        let ttls = Ttls::new(
+            c.ttl_clean(),
+            c.ttl_flagged(),
+            c.ttl_error(),
+            c.stale(),
+            c.stale_if_error(),
+        );
         VerdictCache {
             table: Arc::new(table::Table::new(c.max_entries)),
             inflight: Arc::default(),

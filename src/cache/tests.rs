@@ -35,13 +35,13 @@ fn configured_parts_split_keys() {
 
 #[test]
 fn entries_live_only_as_long_as_they_can_be_served() {
-    let ttls = Ttls {
-        clean: Duration::from_secs(10),
-        flagged: Duration::from_secs(20),
-        error: Duration::from_secs(3),
-        stale: Duration::from_secs(5),
-        stale_if_error: Duration::from_secs(600),
-    };
+    let ttls = Ttls::new(
+        Duration::from_secs(10),
+        Duration::from_secs(20),
+        Duration::from_secs(3),
+        Duration::from_secs(5),
+        Duration::from_secs(600),
+    );
     let cache = VerdictCache::new(&crate::Config::default().cache);
     let e = ev(A);
     let clean = cache.value(&e, Ok(Tags::clean()), 0);
@@ -53,12 +53,26 @@ fn entries_live_only_as_long_as_they_can_be_served() {
     let flagged = cache.value(&e, Ok(Tags::parse("proxy").unwrap()), 0);
     assert_eq!(ttls.lifetime(flagged.life()), Duration::from_secs(25));
     assert_eq!(
-        ttls.lifetime(clean.with_refresh_failed().life()),
+        ttls.lifetime(clean.clone().with_refresh_failed().life()),
         Duration::from_secs(610),
         "stale_if_error_s only once a refresh failed"
     );
     let failed = cache.value(&e, Err(UpstreamError::Timeout), 0);
     assert_eq!(ttls.lifetime(failed.life()), Duration::from_secs(3));
+    // The lifetimes looked up are the ones worked out, for every value.
+    let errors = [
+        UpstreamError::Http(403),
+        UpstreamError::BadBody(crate::decision::BadBody::NotUtf8),
+        UpstreamError::Busy,
+    ];
+    let values = [clean, flagged, failed]
+        .into_iter()
+        .chain(errors.map(|u| cache.value(&e, Err(u), 0)));
+    for v in values {
+        for v in [v.clone(), v.with_refresh_failed()] {
+            assert_eq!(ttls.life_us(v.life()), ttls.micros_of(v.life()), "{v:?}");
+        }
+    }
 }
 
 #[test]
