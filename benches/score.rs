@@ -1,8 +1,11 @@
 //! The in-process scoring path without HTTP: cache key, cache hit,
-//! policy, decision, metrics. Figures: docs/performance.md.
+//! policy, decision, metrics; and the verdict cache's lookup alone, on one
+//! hot key and over a million. Figures: docs/performance.md.
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use fraudgate::cache::VerdictCache;
 use fraudgate::config::{Config, Secret};
 use fraudgate::decision::Door;
 use fraudgate::event::EventBuilder;
@@ -72,5 +75,70 @@ fn score(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, score);
+/// `VerdictCache::get` on a hit, with a million keys held. Its future never
+/// waits, so it is polled once, without a runtime.
+fn cache(c: &mut Criterion) {
+    use futures_util::FutureExt;
+    let mut config = Config::default();
+    let n: u32 = 1_000_000;
+    config.cache.max_entries = n.into();
+    // Longer than any run: every lookup is a hit.
+    config.cache.ttl_s = 3600;
+    let cache = VerdictCache::new(&config.cache);
+    let template = EventBuilder::from_query(&format!(
+        "event_type=click&ip=10.0.0.1&ua={UA}&affiliate_id=6251&offer_id=34713"
+    ))
+    .unwrap()
+    .build()
+    .unwrap();
+    let flagged = Tags::parse("proxy").unwrap();
+    let keys: Vec<_> = (0..n)
+        .map(|i| {
+            let mut e = template.clone();
+            e.ip = Ipv4Addr::from(0x0b00_0000 + i).into();
+            let outcome = if i % 10 == 0 {
+                Ok(flagged.clone())
+            } else {
+                Ok(Tags::clean())
+            };
+            let key = cache.key(&e);
+            let v = cache.value(&e, outcome, cache.generation());
+            cache.insert(key, v).now_or_never().unwrap();
+            key
+        })
+        .collect();
+    let mut g = c.benchmark_group("cache");
+    g.throughput(Throughput::Elements(1));
+    // One key; 1 024 (in the CPU's caches too, and where in its bucket
+    // a key sits, which differs from process to process, averages out);
+    // all of them (mostly a trip to memory). The keys are read in a fixed
+    // pseudo-random order (an LCG mod a power of two, the ones past the
+    // last skipped).
+    for (id, m) in [
+        ("get/hit_one_key", 1),
+        ("get/hit_of_1k_keys", 1 << 10),
+        ("get/hit_of_1m_keys", n),
+    ] {
+        let span = m.next_power_of_two() - 1;
+        g.bench_function(id, |b| {
+            let mut i = 0u32;
+            b.iter(|| {
+                loop {
+                    i = i.wrapping_mul(1_664_525).wrapping_add(1_013_904_223) & span;
+                    if i < m {
+                        break;
+                    }
+                }
+                cache
+                    .get(black_box(&keys[i as usize]))
+                    .now_or_never()
+                    .unwrap()
+                    .expect("a hit")
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, score, cache);
 criterion_main!(benches);

@@ -92,7 +92,16 @@ pub const MAX_TAG_LEN: usize = 64;
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Tags {
     known: u16,
-    unknown: Option<Arc<[Box<str>]>>,
+    unknown: Option<UnknownTags>,
+}
+
+/// The unknown tags of a set, shared. A thin pointer (to the boxed slice)
+/// rather than a fat one, so a set is 16 bytes and the verdict cache's slot
+/// stays small: unknown tags are rare, and only they pay the extra hop.
+pub(crate) type UnknownTags = Arc<Box<[Box<str>]>>;
+
+fn shared(unknown: Vec<Box<str>>) -> Option<UnknownTags> {
+    (!unknown.is_empty()).then(|| Arc::new(unknown.into_boxed_slice()))
 }
 
 /// Why a body is not a valid RT verdict.
@@ -132,7 +141,7 @@ impl Tags {
     pub fn from_parts(mask: u16, unknown: Vec<Box<str>>) -> Self {
         Tags {
             known: Tags::from_mask(mask).known,
-            unknown: (!unknown.is_empty()).then(|| unknown.into()),
+            unknown: shared(unknown),
         }
     }
 
@@ -142,6 +151,17 @@ impl Tags {
             known: self.known & !mask,
             unknown: self.unknown.clone(),
         }
+    }
+
+    /// The documented tags' mask and the shared unknown ones: a set taken
+    /// apart for the verdict cache's compact slot ...
+    pub(crate) fn into_parts(self) -> (u16, Option<UnknownTags>) {
+        (self.known, self.unknown)
+    }
+
+    /// ... and put back together.
+    pub(crate) fn from_shared_parts(known: u16, unknown: Option<UnknownTags>) -> Self {
+        Tags { known, unknown }
     }
 
     /// Only the unknown tags of `tags`.
@@ -182,7 +202,7 @@ impl Tags {
         }
         Ok(Tags {
             known,
-            unknown: (!unknown.is_empty()).then(|| unknown.into()),
+            unknown: shared(unknown),
         })
     }
 
@@ -201,7 +221,7 @@ impl Tags {
 
     /// Unknown tags, lower-cased, in order of first appearance.
     pub fn unknown(&self) -> &[Box<str>] {
-        self.unknown.as_deref().unwrap_or(&[])
+        self.unknown.as_deref().map_or(&[], |u| &**u)
     }
 
     pub fn known(&self) -> impl Iterator<Item = Tag> + '_ {
@@ -233,7 +253,7 @@ impl Tags {
         }
         Tags {
             known: self.known | other.known,
-            unknown: (!unknown.is_empty()).then(|| unknown.into()),
+            unknown: shared(unknown),
         }
     }
 
@@ -267,6 +287,11 @@ impl Serialize for Tags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_is_two_words() {
+        assert_eq!(std::mem::size_of::<Tags>(), 16);
+    }
 
     #[test]
     fn empty_body_is_clean() {

@@ -1,9 +1,9 @@
-//! Verdict cache: compact 128-bit keys in a flat table ([`table`]: about
-//! 100 bytes a key), per-outcome TTLs, coalescing of concurrent misses for
-//! one key into one upstream call (one init future per key, other callers
-//! wait for its value), and stale-while-revalidate: a verdict is kept past
-//! its TTL for the stale windows and served marked stale while one
-//! background refresh runs.
+//! Verdict cache: compact 128-bit keys in a flat table ([`table`]: a
+//! 64-byte slot, about 80 bytes a key), per-outcome TTLs, coalescing of
+//! concurrent misses for one key into one upstream call (one init future
+//! per key, other callers wait for its value), and stale-while-revalidate:
+//! a verdict is kept past its TTL for the stale windows and served marked
+//! stale while one background refresh runs.
 //!
 //! Two rules keep a verdict on the traffic it belongs to:
 //! - **Offer-scoped tags** (`cap`, `attribution`) depend on the offer,
@@ -32,7 +32,7 @@ use tokio::sync::OnceCell;
 use crate::event::Event;
 use crate::hash::Hasher128;
 use crate::upstream::UpstreamError;
-use crate::verdict::{Tag, Tags};
+use crate::verdict::{Tag, Tags, UnknownTags};
 pub use config::CacheConfig;
 
 /// RT tags that depend on the offer, affiliate and event type rather than
@@ -99,14 +99,14 @@ impl Keyer {
         Some(CacheKey(h.finish128()))
     }
 
-    fn ua_hash(&self, ua: &str) -> u64 {
-        self.hasher.hash(ua) as u64
+    fn ua_hash(&self, ua: &str) -> u32 {
+        self.hasher.hash(ua) as u32
     }
 
     /// The offer scope of an event: offer, affiliate, event type.
-    fn scope(&self, e: &Event) -> u64 {
+    fn scope(&self, e: &Event) -> u32 {
         self.hasher
-            .hash((&e.offer_id, &e.affiliate_id, e.event_type)) as u64
+            .hash((&e.offer_id, &e.affiliate_id, e.event_type)) as u32
     }
 }
 
@@ -130,15 +130,22 @@ fn ip_tag(ip: IpAddr) -> u32 {
 
 /// What the cache remembers for a key: a verdict, or a recent failure,
 /// plus an IP tag and a UA hash so purges by IP (or IP+UA) can find it.
-/// Kept small: it is stored inline, one per cached key.
+/// The table holds it packed, as a [`Stored`].
 #[derive(Debug, Clone)]
+#[cfg_attr(test, derive(PartialEq))]
 pub struct Cached {
     pub outcome: Result<Tags, UpstreamError>,
     /// When it was fetched, in [`micros`].
     fetched: u64,
     /// Offer scope of the event it was fetched for (see [`OFFER_SCOPED`]).
-    scope: u64,
-    ua_hash: u64,
+    /// 32 bits of a keyed hash (random per process, so not aimable): two
+    /// scopes of one ip+ua collide with odds of 2^-32, and a collision
+    /// only serves one offer's `cap`/`attribution` tags to another.
+    scope: u32,
+    /// 32 bits of a keyed hash of the UA: used only to match IP+UA purges
+    /// (with the IP tag), where a collision purges an extra entry of the
+    /// same IP tag, which is fetched anew: never one kept.
+    ua_hash: u32,
     ip: u32,
     /// Purge generation when its fetch started.
     generation: u32,
@@ -164,6 +171,70 @@ impl Cached {
     }
 }
 
+/// A [`Cached`] as the table holds it: 32 bytes, so that with its key,
+/// deadline and access tick a slot is one 64-byte cache line (a test pins
+/// both). Two things are left out or taken apart:
+/// - the fetch time: the slot's deadline is the fetch time plus a lifetime
+///   the value's kind and the TTLs fix, so [`Ttls::fetched`] gives it back
+///   exactly;
+/// - the [`Tags`]: the known tags' mask goes beside the error in a 4-byte
+///   `Result`, the unknown ones (rare) are one thin pointer.
+struct Stored {
+    /// A verdict's documented tags (their mask), or the failure.
+    outcome: Result<u16, UpstreamError>,
+    /// A verdict's unknown tags; `None` for a failure.
+    unknown: Option<UnknownTags>,
+    scope: u32,
+    ua_hash: u32,
+    ip: u32,
+    generation: u32,
+    refresh_failed: bool,
+    from_fleet: bool,
+}
+
+impl Stored {
+    fn new(v: Cached) -> Self {
+        let (outcome, unknown) = match v.outcome {
+            Ok(tags) => {
+                let (known, unknown) = tags.into_parts();
+                (Ok(known), unknown)
+            }
+            Err(e) => (Err(e), None),
+        };
+        Stored {
+            outcome,
+            unknown,
+            scope: v.scope,
+            ua_hash: v.ua_hash,
+            ip: v.ip,
+            generation: v.generation,
+            refresh_failed: v.refresh_failed,
+            from_fleet: v.from_fleet,
+        }
+    }
+
+    /// The value again, as fetched at `fetched`.
+    fn to_cached(&self, fetched: u64) -> Cached {
+        Cached {
+            outcome: self
+                .outcome
+                .map(|known| Tags::from_shared_parts(known, self.unknown.clone())),
+            fetched,
+            scope: self.scope,
+            ua_hash: self.ua_hash,
+            ip: self.ip,
+            generation: self.generation,
+            refresh_failed: self.refresh_failed,
+            from_fleet: self.from_fleet,
+        }
+    }
+}
+
+/// The longest the cache keeps a value, in micros (about 292 000 years):
+/// a fetch time (micros since the process started) plus this never
+/// overflows, so a deadline always gives its fetch time back.
+const MAX_LIFE_US: u64 = u64::MAX / 2;
+
 /// Where a cached value stands in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
@@ -183,31 +254,131 @@ struct Ttls {
     error: Duration,
     stale: Duration,
     stale_if_error: Duration,
+    /// [`Ttls::life_us`] of each kind of value ([`Life::kind`]), worked
+    /// out once: every hit needs it to rebuild its fetch time.
+    life_us: [u64; Life::KINDS],
+}
+
+/// What a value's life depends on: whether it is a clean verdict, a
+/// flagged one or which failure, and whether a refresh of it failed.
+#[derive(Debug, Clone, Copy)]
+struct Life {
+    /// A verdict (true: clean), or the failure.
+    verdict: Result<bool, UpstreamError>,
+    refresh_failed: bool,
+}
+
+impl Life {
+    const KINDS: usize = 6;
+
+    /// The kinds of value that live differently: a clean or flagged
+    /// verdict, each with or without a failed refresh; `Busy`; another
+    /// failure (a failed refresh does not change a failure's life).
+    fn kind(self) -> usize {
+        match self.verdict {
+            Ok(clean) => usize::from(clean) | usize::from(self.refresh_failed) << 1,
+            Err(UpstreamError::Busy) => 4,
+            Err(_) => 5,
+        }
+    }
+}
+
+impl Cached {
+    fn life(&self) -> Life {
+        Life {
+            verdict: self.outcome.as_ref().map(Tags::is_clean).map_err(|e| *e),
+            refresh_failed: self.refresh_failed,
+        }
+    }
+}
+
+impl Stored {
+    fn life(&self) -> Life {
+        Life {
+            // Clean as `Tags::is_clean` has it: no tag known or unknown.
+            verdict: self
+                .outcome
+                .map(|known| known == 0 && self.unknown.is_none()),
+            refresh_failed: self.refresh_failed,
+        }
+    }
 }
 
 impl Ttls {
-    /// When the cache lets go of `v`, in [`micros`].
+    fn new(
+        clean: Duration,
+        flagged: Duration,
+        error: Duration,
+        stale: Duration,
+        stale_if_error: Duration,
+    ) -> Self {
+        let mut ttls = Ttls {
+            clean,
+            flagged,
+            error,
+            stale,
+            stale_if_error,
+            life_us: [0; Life::KINDS],
+        };
+        let lives = [
+            (Ok(false), false),
+            (Ok(true), false),
+            (Ok(false), true),
+            (Ok(true), true),
+            (Err(UpstreamError::Busy), false),
+            (Err(UpstreamError::Timeout), false),
+        ];
+        for (verdict, refresh_failed) in lives {
+            let life = Life {
+                verdict,
+                refresh_failed,
+            };
+            ttls.life_us[life.kind()] = ttls.micros_of(life);
+        }
+        ttls
+    }
+
+    /// When the cache lets go of `v`, in [`micros`]: after its fetch, even
+    /// when it has no life (`Busy`).
     fn deadline(&self, v: &Cached) -> u64 {
-        v.fetched
-            .saturating_add(self.lifetime(v).as_micros() as u64)
-            .max(v.fetched + 1)
+        v.fetched.saturating_add(self.life_us(v.life()))
+    }
+
+    /// When a value with this life was fetched, from the deadline it was
+    /// stored with (the inverse of [`Ttls::deadline`]).
+    #[inline]
+    fn fetched(&self, life: Life, deadline: u64) -> u64 {
+        deadline.saturating_sub(self.life_us(life))
+    }
+
+    /// [`Ttls::lifetime`] in micros, at least 1, at most [`MAX_LIFE_US`]
+    /// (looked up).
+    #[inline]
+    fn life_us(&self, life: Life) -> u64 {
+        self.life_us[life.kind()]
+    }
+
+    /// What [`Ttls::life_us`] looks up, worked out.
+    fn micros_of(&self, life: Life) -> u64 {
+        let us = self.lifetime(life).as_micros().min(u128::from(MAX_LIFE_US)) as u64;
+        us.max(1)
     }
 
     /// How long the value is fresh.
-    fn for_value(&self, v: &Cached) -> Duration {
-        match &v.outcome {
-            Ok(t) if t.is_clean() => self.clean,
-            Ok(_) => self.flagged,
+    fn for_value(&self, life: Life) -> Duration {
+        match life.verdict {
+            Ok(true) => self.clean,
+            Ok(false) => self.flagged,
             // fraudgate's own back-pressure says nothing about the key.
             Err(UpstreamError::Busy) => Duration::ZERO,
             Err(_) => self.error,
         }
     }
 
-    /// The stale window that applies to `v`: `stale_s`, widened to
-    /// `stale_if_error_s` once a refresh of it failed.
-    fn stale_window(&self, v: &Cached) -> Duration {
-        if v.refresh_failed {
+    /// The stale window that applies: `stale_s`, widened to
+    /// `stale_if_error_s` once a refresh of the value failed.
+    fn stale_window(&self, life: Life) -> Duration {
+        if life.refresh_failed {
             self.stale.max(self.stale_if_error)
         } else {
             self.stale
@@ -216,10 +387,10 @@ impl Ttls {
 
     /// How long the cache keeps it: as long as it can be served, no longer
     /// (verdicts for their TTL plus the stale window that applies).
-    fn lifetime(&self, v: &Cached) -> Duration {
-        match &v.outcome {
-            Ok(_) => self.for_value(v) + self.stale_window(v),
-            Err(_) => self.for_value(v),
+    fn lifetime(&self, life: Life) -> Duration {
+        match life.verdict {
+            Ok(_) => self.for_value(life) + self.stale_window(life),
+            Err(_) => self.for_value(life),
         }
     }
 }
@@ -246,7 +417,7 @@ impl Purge {
 /// The verdict cache. Cheap to clone (shared inside).
 #[derive(Clone)]
 pub struct VerdictCache {
-    table: Arc<table::Table<Cached>>,
+    table: Arc<table::Table<Stored>>,
     /// Keys being fetched, each with the one fetch its callers share.
     inflight: Arc<Mutex<HashMap<CacheKey, Arc<OnceCell<Cached>>>>>,
     keyer: Arc<Keyer>,
@@ -261,7 +432,7 @@ pub struct VerdictCache {
 enum PurgeScope {
     All,
     Ip(u32),
-    IpUa(u32, u64),
+    IpUa(u32, u32),
 }
 
 impl PurgeScope {
@@ -345,13 +516,13 @@ impl Purges {
 
 impl VerdictCache {
     pub fn new(c: &CacheConfig) -> Self {
-        let ttls = Ttls {
-            clean: c.ttl_clean(),
-            flagged: c.ttl_flagged(),
-            error: c.ttl_error(),
-            stale: c.stale(),
-            stale_if_error: c.stale_if_error(),
-        };
+        let ttls = Ttls::new(
+            c.ttl_clean(),
+            c.ttl_flagged(),
+            c.ttl_error(),
+            c.stale(),
+            c.stale_if_error(),
+        );
         VerdictCache {
             table: Arc::new(table::Table::new(c.max_entries)),
             inflight: Arc::default(),
@@ -387,11 +558,11 @@ impl VerdictCache {
     /// Where `v` stands: fresh, servable stale, or expired.
     pub fn freshness(&self, v: &Cached) -> Freshness {
         let age = v.age();
-        let ttl = self.ttls.for_value(v);
+        let ttl = self.ttls.for_value(v.life());
         if age < ttl {
             return Freshness::Fresh;
         }
-        if v.outcome.is_ok() && age < ttl + self.ttls.stale_window(v) {
+        if v.outcome.is_ok() && age < ttl + self.ttls.stale_window(v.life()) {
             Freshness::Stale
         } else {
             Freshness::Expired
@@ -414,7 +585,15 @@ impl VerdictCache {
     fn put(&self, key: CacheKey, v: Cached) {
         let deadline = self.ttls.deadline(&v);
         self.table
-            .insert(key.0, v, deadline, micros(Instant::now()));
+            .insert(key.0, Stored::new(v), deadline, micros(Instant::now()));
+    }
+
+    /// The live value for `key` (no allocation: at most a reference count).
+    fn live(&self, key: CacheKey) -> Option<Cached> {
+        self.table
+            .get(key.0, micros(Instant::now()), |s, deadline| {
+                s.to_cached(self.ttls.fetched(s.life(), deadline))
+            })
     }
 
     pub async fn invalidate(&self, key: &CacheKey) {
@@ -463,12 +642,12 @@ impl VerdictCache {
 
     /// The cached value, unless a purge since its fetch covers it.
     pub async fn get(&self, key: &CacheKey) -> Option<Cached> {
-        let v = self.table.get(key.0, micros(Instant::now()))?;
-        if self.purges.purged(&v) {
+        let v = self.live(*key);
+        if v.as_ref().is_some_and(|v| self.purges.purged(v)) {
             self.table.remove(key.0);
             return None;
         }
-        Some(v)
+        v
     }
 
     /// Returns the cached value, or runs `fetch` to fill it. Concurrent
@@ -483,7 +662,7 @@ impl VerdictCache {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             // Looked up under the lock: a fetch that just finished has put
             // its value in the table before leaving `inflight`.
-            if let Some(v) = self.table.get(key.0, micros(Instant::now())) {
+            if let Some(v) = self.live(key) {
                 return (v, false);
             }
             let cell = inflight.entry(key).or_default();
@@ -524,7 +703,7 @@ impl VerdictCache {
 
     /// Time this value lives in the cache from when it was fetched.
     pub fn ttl_of(&self, v: &Cached) -> Duration {
-        self.ttls.for_value(v)
+        self.ttls.for_value(v.life())
     }
 
     /// Drops every verdict for `ip` (any UA). Effective for the very next
@@ -567,7 +746,7 @@ impl VerdictCache {
         self.table.len()
     }
 
-    /// Slots allocated for entries (each holds one [`Cached`] inline).
+    /// Slots allocated for entries (each holds one [`Stored`] inline).
     pub fn slots(&self) -> u64 {
         self.table.slots()
     }

@@ -14,7 +14,7 @@ mod upstream_error;
 
 pub use rule::{RuleHit, RuleKind};
 pub use ruling::{Action, Mode, Reason, Ruling};
-pub use upstream_error::UpstreamError;
+pub use upstream_error::{BadBody, UpstreamError};
 
 /// Where the tags came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ pub enum UpstreamError {
     #[error("upstream connection failed")]
     Connect,
     #[error("upstream body is not an RT verdict: {0}")]
-    BadBody(&'static str),
+    BadBody(BadBody),
     #[error("time budget ran out before the upstream answered")]
     Deadline,
     #[error("internal error while scoring")]
@@ -56,5 +56,48 @@ impl UpstreamError {
             UpstreamError::BreakerOpen => "upstream_breaker_open",
             UpstreamError::Busy => "upstream_busy",
         }
+    }
+}
+
+/// Why an RT answer's body is not a verdict. A byte rather than a
+/// `&'static str`, so an [`UpstreamError`] is 4 bytes and a remembered
+/// failure fits the verdict cache's compact slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadBody {
+    ContentType,
+    TooLarge,
+    NotUtf8,
+    NotTags,
+}
+
+impl BadBody {
+    /// The words the status page and the log give.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BadBody::ContentType => "content type is not text",
+            BadBody::TooLarge => "body too large",
+            BadBody::NotUtf8 => "body is not UTF-8",
+            BadBody::NotTags => "not a tag list",
+        }
+    }
+}
+
+impl std::fmt::Display for BadBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_body_reads_as_before_in_four_bytes() {
+        assert_eq!(
+            UpstreamError::BadBody(BadBody::NotUtf8).to_string(),
+            "upstream body is not an RT verdict: body is not UTF-8"
+        );
+        assert_eq!(std::mem::size_of::<UpstreamError>(), 4);
     }
 }

@@ -15,7 +15,7 @@ use crate::verdict::Tags;
 mod config;
 mod status;
 
-pub use crate::decision::UpstreamError;
+pub use crate::decision::{BadBody, UpstreamError};
 pub use crate::transport::install_crypto_provider;
 
 pub use config::UpstreamConfig;
@@ -72,7 +72,7 @@ impl From<UpstreamError> for Failure {
     fn from(error: UpstreamError) -> Self {
         let detail = match error {
             UpstreamError::Http(s) => format!("HTTP {s}").into(),
-            UpstreamError::BadBody(why) => why.into(),
+            UpstreamError::BadBody(why) => why.as_str().into(),
             other => other.outcome().into(),
         };
         Failure { error, detail }
@@ -242,25 +242,25 @@ impl Upstream {
         if let Some(ct) = resp.headers().get(reqwest::header::CONTENT_TYPE) {
             let ct = ct.as_bytes();
             if !(ct.len() >= 5 && ct[..5].eq_ignore_ascii_case(b"text/")) {
-                return Err(UpstreamError::BadBody("content type is not text").into());
+                return Err(UpstreamError::BadBody(BadBody::ContentType).into());
             }
         }
         if resp
             .content_length()
             .is_some_and(|n| n > MAX_BODY_BYTES as u64)
         {
-            return Err(UpstreamError::BadBody("body too large").into());
+            return Err(UpstreamError::BadBody(BadBody::TooLarge).into());
         }
         let mut body: Vec<u8> = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(classify)? {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(UpstreamError::BadBody("body too large").into());
+                return Err(UpstreamError::BadBody(BadBody::TooLarge).into());
             }
             body.extend_from_slice(&chunk);
         }
         let text =
-            std::str::from_utf8(&body).map_err(|_| UpstreamError::BadBody("body is not UTF-8"))?;
-        Ok(Tags::parse(text).map_err(|_| UpstreamError::BadBody("not a tag list"))?)
+            std::str::from_utf8(&body).map_err(|_| UpstreamError::BadBody(BadBody::NotUtf8))?;
+        Ok(Tags::parse(text).map_err(|_| UpstreamError::BadBody(BadBody::NotTags))?)
     }
 
     /// The RT request URL: the 7 mandatory parameters, then every optional

@@ -289,7 +289,7 @@ mod tests {
             UpstreamError::Http(503),
             UpstreamError::Timeout,
             UpstreamError::Connect,
-            UpstreamError::BadBody("x"),
+            UpstreamError::BadBody(crate::upstream::BadBody::NotTags),
         ] {
             assert_eq!(Cause::of(e).unwrap().as_str(), e.outcome(), "{e:?}");
         }

@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use super::Record;
 use crate::decision::RuleHit;
-use crate::decision::UpstreamError;
 use crate::decision::{Action, Mode, Reason};
+use crate::decision::{BadBody, UpstreamError};
 use crate::decision::{Decision, DecisionId, Door, Source};
 use crate::event::{Event, EventType, Opt};
 use crate::verdict::Tags;
@@ -24,7 +24,7 @@ const REASON_KINDS: [Reason; 13] = [
     Reason::Fallback(UpstreamError::Timeout),
     Reason::Fallback(UpstreamError::Http(0)),
     Reason::Fallback(UpstreamError::Connect),
-    Reason::Fallback(UpstreamError::BadBody("")),
+    Reason::Fallback(UpstreamError::BadBody(BadBody::NotTags)),
     Reason::Fallback(UpstreamError::Deadline),
     Reason::Fallback(UpstreamError::Internal),
     Reason::Fallback(UpstreamError::BreakerOpen),

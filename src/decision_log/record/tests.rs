@@ -161,7 +161,7 @@ fn every_reason_is_recorded_as_itself() {
         U::Timeout,
         U::Http(500),
         U::Connect,
-        U::BadBody("x"),
+        U::BadBody(crate::decision::BadBody::NotTags),
         U::Deadline,
         U::Internal,
         U::BreakerOpen,
