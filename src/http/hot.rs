@@ -26,9 +26,15 @@ use super::{check, forward_auth, health, rt};
 #[derive(Debug, Clone, Copy)]
 pub enum Door {
     Healthz(usize),
-    Check(usize),
-    Rt(usize),
-    Auth(usize),
+    Scoring(Scoring, usize),
+}
+
+/// The scoring doors served here (behind the client check).
+#[derive(Debug, Clone, Copy)]
+pub enum Scoring {
+    Check,
+    Rt,
+    Auth,
 }
 
 #[derive(Clone)]
@@ -70,12 +76,13 @@ impl Hot {
 
     /// The door a request goes to, if it is one of these.
     pub fn door(&self, method: &Method, path: &str) -> Option<Door> {
+        let scoring = |door, route: Option<usize>| route.map(|i| Door::Scoring(door, i));
         match path {
             // (HEAD stays on the router, which writes Content-Length: 0.)
-            "/v1/auth" if method != Method::HEAD => self.auth.map(Door::Auth),
+            "/v1/auth" if method != Method::HEAD => scoring(Scoring::Auth, self.auth),
             _ if method != Method::GET => None,
-            "/v1/check" => self.check.map(Door::Check),
-            "/" => self.rt.map(Door::Rt),
+            "/v1/check" => scoring(Scoring::Check, self.check),
+            "/" => scoring(Scoring::Rt, self.rt),
             "/healthz" => self.healthz.map(Door::Healthz),
             _ => None,
         }
@@ -83,13 +90,10 @@ impl Hot {
 
     /// Answers a request for `door` (from [`Hot::door`]).
     pub async fn serve(&self, door: Door, req: Request, peer: SocketAddr) -> Response {
-        let (route, path) = match door {
-            Door::Healthz(i) => (i, "/healthz"),
-            Door::Check(i) => (i, "/v1/check"),
-            Door::Rt(i) => (i, "/"),
-            Door::Auth(i) => (i, "/v1/auth"),
+        let route = match door {
+            Door::Healthz(i) | Door::Scoring(_, i) => i,
         };
-        let span = super::observe::request_span(req.method(), path);
+        let span = super::observe::request_span(req.method(), self.obs.route(route));
         let answered = observe(&self.obs, route, span, self.limit, || async move {
             Ok::<_, std::convert::Infallible>(self.answer(door, req, peer).await)
         })
@@ -101,10 +105,9 @@ impl Hot {
     }
 
     async fn answer(&self, door: Door, req: Request, peer: SocketAddr) -> Response {
-        let state = &self.state;
-        if let Door::Healthz(_) = door {
+        let Door::Scoring(door, _) = door else {
             return health::healthz().await;
-        }
+        };
         // (A scoring door resolves only with its check in place.)
         let Some(access) = &self.access else {
             return ApiError::internal().into_response();
@@ -113,11 +116,11 @@ impl Hot {
             Ok(name) => Some(name.clone()),
             Err(refused) => return refused.into_response(),
         };
+        let state = &self.state;
         let answered = match door {
-            Door::Check(_) => check::answer_get(state, req, client).await,
-            Door::Rt(_) => rt::answer(state, req, client).await,
-            Door::Auth(_) => forward_auth::answer(state, peer, req, client).await,
-            Door::Healthz(_) => return health::healthz().await,
+            Scoring::Check => check::answer_get(state, req, client).await,
+            Scoring::Rt => rt::answer(state, req, client).await,
+            Scoring::Auth => forward_auth::answer(state, peer, req, client).await,
         };
         answered.into_response()
     }

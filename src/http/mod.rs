@@ -155,13 +155,13 @@ fn build(
 ) -> (Router, Arc<observe::Observe>, Option<Arc<access::Access>>) {
     let server = &state.config.server;
     let access = (surface != Surface::Operator).then(|| routes::access(&state));
-    let routes = match (surface, access.clone()) {
-        (Surface::All, Some(access)) => routes::probes()
-            .merge(routes::doors(access))
-            .merge(routes::operator(&state)),
-        (Surface::Doors, Some(access)) => routes::probes().merge(routes::doors(access)),
-        _ => routes::probes().merge(routes::operator(&state)),
-    };
+    let mut routes = routes::probes();
+    if let Some(access) = &access {
+        routes = routes.merge(routes::doors(access.clone()));
+    }
+    if surface != Surface::Doors {
+        routes = routes.merge(routes::operator(&state));
+    }
     let (router, paths) = routes.into_parts();
     let obs = Arc::new(observe::Observe::new(state.registry.clone(), paths));
     let stack = ServiceBuilder::new()

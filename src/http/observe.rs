@@ -90,6 +90,11 @@ impl Observe {
         self.index.get(path).copied()
     }
 
+    /// The path pattern of the route at `index` ("unmatched" past them).
+    pub fn route(&self, index: usize) -> &'static str {
+        self.routes.get(index).copied().unwrap_or("unmatched")
+    }
+
     /// Index of the request's route in `routes`; `routes.len()` for
     /// "unmatched".
     fn route_index(&self, req: &Request) -> usize {
@@ -103,7 +108,7 @@ impl Observe {
         let status = status_index(code);
         self.requests[route * STATUSES.len() + status]
             .get_or_init(|| {
-                let route = self.routes.get(route).copied().unwrap_or("unmatched");
+                let route = self.route(route);
                 self.registry.scope(|| {
                     metrics::counter!(m::HTTP_REQUESTS, "route" => route, "status" => STATUSES[status])
                 })
