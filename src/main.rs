@@ -201,7 +201,7 @@ fn main() -> ExitCode {
 fn serve(config: Config, source: String) -> ExitCode {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     match config.server.threading {
-        // Connections have threads of their own (http::conn::Lanes):
+        // Connections have threads of their own (http::lanes::Lanes):
         // this runtime keeps the accept loop and background work, and
         // the gRPC door and the operator's port when they are on.
         fraudgate::config::Threading::PerCore

@@ -185,7 +185,7 @@ impl Application {
         let (admin_listener, admin_addr) = admin.unzip();
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
         let lanes = match server.threading {
-            crate::config::Threading::PerCore => Some(Arc::new(crate::http::conn::Lanes::start(
+            crate::config::Threading::PerCore => Some(Arc::new(crate::http::lanes::Lanes::start(
                 server.connection_threads(),
             )?)),
             crate::config::Threading::Shared => None,
