@@ -187,6 +187,9 @@ impl Application {
         let lanes = match server.threading {
             crate::config::Threading::PerCore => Some(Arc::new(crate::http::lanes::Lanes::start(
                 server.connection_threads(),
+                crate::http::lanes::Idle {
+                    spin: server.idle_spin(),
+                },
             )?)),
             crate::config::Threading::Shared => None,
         };

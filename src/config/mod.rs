@@ -364,6 +364,11 @@ mod tests {
                 "decision_log.batch_max",
             ),
             ("FRAUDGATE_DECISION_LOG__QUEUE", "0", "decision_log.queue"),
+            (
+                "FRAUDGATE_SERVER__IDLE_SPIN_US",
+                "201",
+                "server.idle_spin_us",
+            ),
             ("FRAUDGATE_DECISION_LOG__PATH", " ", "decision_log.path"),
             (
                 "FRAUDGATE_DECISION_LOG__IP_SALT",

@@ -37,6 +37,11 @@ pub struct ServerConfig {
     /// How those threads share the connections (see [`Threading`]).
     #[serde(default)]
     pub threading: Threading,
+    /// With `threading = "per_core"`: how long a busy connection thread
+    /// polls without a request before it sleeps (see
+    /// [`crate::http::lanes::Idle`]); 0 = sleep at once.
+    #[serde(default = "d_idle_spin_us")]
+    pub idle_spin_us: u64,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Most events in one batch.
@@ -106,6 +111,10 @@ impl ServerConfig {
     }
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn idle_spin(&self) -> Duration {
+        Duration::from_micros(self.idle_spin_us)
     }
 
     pub fn write_timeout(&self) -> Duration {
@@ -329,6 +338,10 @@ pub struct RateLimit {
 
 fn d_true() -> bool {
     true
+}
+
+fn d_idle_spin_us() -> u64 {
+    20
 }
 
 fn d_write_timeout_ms() -> u64 {

@@ -120,6 +120,12 @@ impl super::ServerConfig {
                 "must be at most 1024 (0 = one per core)",
             ));
         }
+        if self.idle_spin_us > 200 {
+            return Err(ConfigError::invalid(
+                "server.idle_spin_us",
+                "must be at most 200 (0 = sleep at once)",
+            ));
+        }
         for (i, p) in self.trusted_proxies.iter().enumerate() {
             crate::rules::ranges::Prefix::parse(p)
                 .map_err(|m| ConfigError::invalid(format!("server.trusted_proxies[{i}]"), m))?;

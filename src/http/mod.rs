@@ -241,6 +241,7 @@ impl AppService {
         B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,
     {
+        lanes::note_request();
         let req = req.map(axum::body::Body::new);
         let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
             + req.uri().authority().map_or(0, |a| a.as_str().len());
