@@ -67,7 +67,13 @@ impl Speculation {
 
     /// What the request's headers say, if anything.
     pub fn from_headers(headers: &axum::http::HeaderMap) -> Option<Self> {
-        let has = |name: &str, token: &str| {
+        use axum::http::HeaderName;
+        // Names made once (a `&str` would be parsed on every lookup).
+        const SEC_PURPOSE: HeaderName = HeaderName::from_static("sec-purpose");
+        const PURPOSE: HeaderName = HeaderName::from_static("purpose");
+        const X_MOZ: HeaderName = HeaderName::from_static("x-moz");
+        const X_PURPOSE: HeaderName = HeaderName::from_static("x-purpose");
+        let has = |name: HeaderName, token: &str| {
             headers.get_all(name).iter().any(|v| {
                 v.to_str().is_ok_and(|v| {
                     v.split([';', ','])
@@ -75,14 +81,12 @@ impl Speculation {
                 })
             })
         };
-        if has("sec-purpose", "prerender") {
+        if has(SEC_PURPOSE, "prerender") {
             Some(Speculation::Prerender)
-        } else if has("sec-purpose", "prefetch")
-            || has("purpose", "prefetch")
-            || has("x-moz", "prefetch")
+        } else if has(SEC_PURPOSE, "prefetch") || has(PURPOSE, "prefetch") || has(X_MOZ, "prefetch")
         {
             Some(Speculation::Prefetch)
-        } else if has("x-purpose", "preview") {
+        } else if has(X_PURPOSE, "preview") {
             Some(Speculation::Preview)
         } else {
             None

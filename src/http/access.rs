@@ -190,8 +190,9 @@ impl Access {
 /// (the RT drop-in and the Data API carry theirs as `key=`, Fraudshield's
 /// reports as `api_token=`, as the systems they copy do).
 pub(crate) fn presented_key<'r>(req: &'r Request, query_names: &[&str]) -> Option<Cow<'r, [u8]>> {
+    const X_API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
     let h = req.headers();
-    if let Some(k) = h.get("x-api-key") {
+    if let Some(k) = h.get(X_API_KEY) {
         return Some(Cow::Borrowed(k.as_bytes()));
     }
     if let Some(k) = h

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
 use super::AppState;
 use super::error::ApiError;
@@ -15,7 +15,7 @@ use crate::event::{Connection, EventType};
 use crate::score::ScoreOpts;
 
 /// Header a caller uses to lower its time budget (milliseconds).
-pub const DEADLINE_HEADER: &str = "x-fraudgate-deadline-ms";
+pub const DEADLINE_HEADER: HeaderName = HeaderName::from_static("x-fraudgate-deadline-ms");
 
 /// A JSON request body: content type checked, size limit mapped to 413,
 /// nesting limited to `max_depth` (deep nesting costs stack and time in

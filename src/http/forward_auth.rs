@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::borrow::Cow;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderName, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
@@ -33,7 +33,7 @@ use crate::policy::Reason;
 use crate::upstream::UpstreamError;
 
 /// Header a trusted proxy uses to name the event type.
-pub const EVENT_TYPE_HEADER: &str = "x-fraudgate-event-type";
+pub const EVENT_TYPE_HEADER: HeaderName = HeaderName::from_static("x-fraudgate-event-type");
 
 /// (The request is borrowed whole: its headers and URI are read in
 /// place, never copied.)
@@ -167,13 +167,16 @@ fn warn_if_proxy_untrusted(state: &AppState, peer: IpAddr, headers: &HeaderMap) 
 /// The visitor's path and query, borrowed from the headers or this
 /// request's URI wherever they hold it as it is.
 fn original_uri<'r>(headers: &'r HeaderMap, uri: &'r Uri) -> Cow<'r, str> {
-    for name in ["x-original-uri", "x-forwarded-uri"] {
+    const ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+    const FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+    const ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+    for name in [ORIGINAL_URI, FORWARDED_URI] {
         if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
             return Cow::Borrowed(v);
         }
     }
     // ingress-nginx's auth-url sends the whole URL.
-    if let Some(v) = headers.get("x-original-url").and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers.get(ORIGINAL_URL).and_then(|v| v.to_str().ok()) {
         let rest = v.split_once("://").map_or(v, |(_, r)| r);
         return Cow::Borrowed(match rest.find(['/', '?']) {
             Some(i) if v.contains("://") => &rest[i..],
