@@ -51,7 +51,7 @@ pub fn validate_url(url: &str, allow_insecure_http: bool) -> Result<(), String> 
 #[derive(Clone)]
 pub struct Upstream {
     client: reqwest::Client,
-    base: String,
+    base: reqwest::Url,
     key: Secret,
     timeout: Duration,
     retry: bool,
@@ -132,7 +132,7 @@ const MIN_RETRY_WINDOW: Duration = Duration::from_millis(10);
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
-            .field("base", &self.base)
+            .field("base", &self.base.as_str())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -156,8 +156,9 @@ impl Upstream {
             .https_only(!c.url.starts_with("http://"))
             .build()
             .map_err(|e| format!("cannot build HTTP client: {}", e.without_url()))?;
-        let mut base = c.url.clone();
-        base.push(if base.contains('?') { '&' } else { '?' });
+        // Parsed once: each call appends its query to a copy.
+        let base =
+            reqwest::Url::parse(&c.url).map_err(|e| format!("upstream.url {:?}: {e}", c.url))?;
         Ok(Upstream {
             client,
             base,
@@ -265,12 +266,10 @@ impl Upstream {
 
     /// The RT request URL: the 7 mandatory parameters, then every optional
     /// one the caller gave. Contains the key: never log it.
-    pub fn url_for(&self, event: &Event) -> String {
-        let mut url = String::with_capacity(self.base.len() + 160 + event.ua.len());
-        url.push_str(&self.base);
-        let start = url.len();
+    pub fn url_for(&self, event: &Event) -> reqwest::Url {
+        let mut url = self.base.clone();
         let at = event.at.to_string();
-        let mut q = form_urlencoded::Serializer::for_suffix(url, start);
+        let mut q = url.query_pairs_mut();
         q.append_pair("event_type", event.event_type.as_str())
             .append_pair("ip", &event.ip.to_string())
             .append_pair("ua", &event.ua)
@@ -281,7 +280,8 @@ impl Upstream {
         for (opt, value) in event.optional().filter(|(o, _)| o.is_rt()) {
             q.append_pair(opt.name(), value);
         }
-        q.finish()
+        drop(q);
+        url
     }
 }
 
@@ -320,9 +320,34 @@ mod tests {
         .build()
         .unwrap();
         assert_eq!(
-            up.url_for(&e),
+            up.url_for(&e).as_str(),
             "http://127.0.0.1:1/?event_type=click&ip=1.2.3.4&ua=Mozilla%2F5.0+%28X%29&key=k%26y&at=100&affiliate_id=6&offer_id=7&aff_sub2=a+b"
         );
+    }
+
+    #[test]
+    fn a_query_in_the_configured_url_is_kept_before_the_event() {
+        let e = EventBuilder::from_query(
+            "event_type=click&ip=1.2.3.4&ua=x&affiliate_id=6&offer_id=7&at=100",
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for (base, start) in [
+            (
+                "http://127.0.0.1:1/rt?v=2",
+                "http://127.0.0.1:1/rt?v=2&event_type=click&",
+            ),
+            (
+                "http://127.0.0.1:1/rt?",
+                "http://127.0.0.1:1/rt?event_type=click&",
+            ),
+        ] {
+            let mut c = Config::default().upstream;
+            c.url = base.into();
+            let url = Upstream::new(&c).unwrap().url_for(&e);
+            assert!(url.as_str().starts_with(start), "{base}: {url}");
+        }
     }
 
     #[test]
