@@ -8,12 +8,15 @@
 #   scripts/compare.sh                       # 3 rounds x 10 s per trace
 #   ROUNDS=5 DURATION=15 KEYS=1000000 scripts/compare.sh
 #
-# Traces (TRACES="check rt auth floor zipf", any subset): one cached ip+ua
-# (the cache-hit path) on /v1/check, the RT drop-in `/` and /v1/auth, each
-# against nginx's cache hit; "floor", /healthz against nginx's `return
-# 200`; "zipf" (KEYS distinct ip+ua, Zipf s=1, real browser UAs: misses,
-# coalescing, hits). fraudgate runs as by default, its decision log on
-# (DECISION_LOG=false to compare without it: nginx records nothing).
+# Traces (TRACES="check rt auth floor zipf miss", any subset): one cached
+# ip+ua (the cache-hit path) on /v1/check, the RT drop-in `/` and
+# /v1/auth, each against nginx's cache hit; "floor", /healthz against
+# nginx's `return 200`; "zipf" (KEYS distinct ip+ua, Zipf s=1, real
+# browser UAs: misses, coalescing, hits); "miss" (every request a new ip,
+# so an upstream call each, on MISS_CONNS connections; the table's next
+# lines give the most upstream connections each side held open).
+# fraudgate runs as by default, its decision log on (DECISION_LOG=false
+# to compare without it: nginx records nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +26,7 @@ CONNS=${CONNS:-64}
 export KEYS=${KEYS:-1000000}
 RT_DELAY_MS=${RT_DELAY_MS:-10}
 TRACES=${TRACES:-check rt auth floor zipf}
+MISS_CONNS=${MISS_CONNS:-256}
 # Threads (fraudgate) and worker processes (nginx); 0 = one per core.
 FG_WORKERS=${FG_WORKERS:-0}
 NGX_WORKERS=${NGX_WORKERS:-2}
@@ -102,7 +106,25 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -A "$BROWSER_UA" "http://127.0.0.1
 [ "$code" = 200 ] || { echo "/v1/auth answered $code, not 200" >&2; exit 1; }
 
 
+# upstream_row NAME RT_PORT URL [wrk args...]: wrk_row, sampling meanwhile
+# how many connections to RT_PORT are open; the most seen goes to
+# $tmp/upstream.
+upstream_row() {
+  local name=$1 port=$2; shift 2
+  ( most=0; while :; do
+      n=$(ss -Htn state established "( dport = :$port )" | wc -l)
+      [ "$n" -gt "$most" ] && { most=$n; echo "$most" >"$tmp/most"; }
+      sleep 0.2
+    done ) &
+  local sampler=$!
+  wrk_row "$name" "$@"
+  kill "$sampler"; wait "$sampler" 2>/dev/null || true
+  echo "$name: at most $(cat "$tmp/most" 2>/dev/null || echo 0) upstream connections" >>"$tmp/upstream"
+  rm -f "$tmp/most"
+}
+
 : >"$tmp/results"
+: >"$tmp/upstream"
 # Each door is measured next to nginx (a pair per door per round), so a
 # noisy moment hits both sides of a ratio.
 for round in $(seq "$ROUNDS"); do
@@ -126,7 +148,15 @@ for round in $(seq "$ROUNDS"); do
       zipf)
         TARGET_PATH=/v1/check wrk_row "zipf fraudgate /v1/check" "http://127.0.0.1:$FG_PORT" -s scripts/loadtest.lua
         TARGET_PATH=/ wrk_row "zipf nginx proxy_cache" "http://127.0.0.1:$NGX_PORT" -s scripts/loadtest.lua ;;
-      *) echo "unknown trace $t (check rt auth floor zipf)" >&2; exit 2 ;;
+      miss)
+        # Every request a new key: decisions/s are bound by the upstream's
+        # 10 ms and the connections; how many upstream connections each
+        # side opens is sampled meanwhile.
+        CONNS=$MISS_CONNS TARGET_PATH=/v1/check upstream_row "miss fraudgate /v1/check" "$RT_FG" \
+          "http://127.0.0.1:$FG_PORT" -s scripts/misses.lua
+        CONNS=$MISS_CONNS TARGET_PATH=/ upstream_row "miss nginx proxy_cache" "$RT_NGX" \
+          "http://127.0.0.1:$NGX_PORT" -s scripts/misses.lua ;;
+      *) echo "unknown trace $t (check rt auth floor zipf miss)" >&2; exit 2 ;;
     esac
   done
 done
@@ -140,6 +170,7 @@ read -r ngx_calls ngx_distinct < <(calls "$tmp/rt-ngx.log")
 
 median_table "$ROUNDS" "nginx" "x nginx"
 echo
+[ -s "$tmp/upstream" ] && cat "$tmp/upstream"
 echo "upstream calls per distinct key: fraudgate $fg_calls / $fg_distinct = $(awk -v c="$fg_calls" -v d="$fg_distinct" 'BEGIN{printf "%.3f", c/d}'), nginx $ngx_calls / $ngx_distinct = $(awk -v c="$ngx_calls" -v d="$ngx_distinct" 'BEGIN{printf "%.3f", c/d}')"
 echo "RSS at the end: fraudgate ${fg_rss} MiB, nginx workers ${ngx_rss} MiB"
-echo "(${ROUNDS} rounds x ${DURATION} s per trace, wrk -t1 -c${CONNS}, ${KEYS} Zipf keys, RT ${RT_DELAY_MS} ms, $(nproc) cores, $(date -u +%F))"
+echo "(${ROUNDS} rounds x ${DURATION} s per trace, wrk -t1 -c${CONNS} (miss: -c${MISS_CONNS}), ${KEYS} Zipf keys, RT ${RT_DELAY_MS} ms, $(nproc) cores, $(date -u +%F))"
