@@ -64,7 +64,8 @@ FRAUDGATE_DECISION_LOG__PATH="$tmp/decisions" \
 fg=$!; pids+=("$fg")
 
 # nginx: NGX_WORKERS workers (2: one per core), a shared cache
-# keyed by ip+ua, the cache lock on (its coalescing), keepalive upstream.
+# keyed by ip+ua, the cache lock on (its coalescing), keepalive upstream
+# connections enough for the miss trace's MISS_CONNS.
 # Workers may run as another user (nobody, when started as root).
 chmod 755 "$tmp"
 mkdir -p "$tmp/ngx" && chmod 777 "$tmp/ngx"
@@ -78,7 +79,7 @@ http {
     client_body_temp_path $tmp/ngx/body; proxy_temp_path $tmp/ngx/proxy;
     fastcgi_temp_path $tmp/ngx/fcgi; uwsgi_temp_path $tmp/ngx/uwsgi; scgi_temp_path $tmp/ngx/scgi;
     proxy_cache_path $tmp/ngx/cache levels=1:2 keys_zone=rt:200m max_size=4g inactive=10m use_temp_path=off;
-    upstream rt { server 127.0.0.1:$RT_NGX; keepalive 128; }
+    upstream rt { server 127.0.0.1:$RT_NGX; keepalive 1024; }
     server {
         listen 127.0.0.1:$NGX_PORT;
         location = /healthz { return 200 "ok"; }
