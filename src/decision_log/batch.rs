@@ -6,25 +6,76 @@
 
 use super::record::{Encoded, Record};
 
+/// Records encoded back to back, and where each begins: what a queue
+/// shard fills. (The starts are noted as records are appended: reading
+/// them back from the bytes cost the writer a cache miss a record, on
+/// lines another core had just written.)
+#[derive(Default)]
+pub struct Buffer {
+    bytes: Vec<u8>,
+    starts: Vec<usize>,
+}
+
+/// Truncates the bytes back to `.1` when dropped (forgotten once the
+/// record is whole).
+struct Rollback<'a>(&'a mut Vec<u8>, usize);
+
+impl Drop for Rollback<'_> {
+    fn drop(&mut self) {
+        self.0.truncate(self.1);
+    }
+}
+
+impl Buffer {
+    /// Records encoded into a buffer of their own.
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a Record>) -> Self {
+        let mut b = Buffer::default();
+        for r in records {
+            b.append(|out| r.encode(out));
+        }
+        b
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// Appends a record (`encode` appends its bytes). Were encoding to
+    /// unwind, its partial bytes are cut off and no start is noted for
+    /// them: nothing reads them, and they do not sit in the buffer until
+    /// the writer takes it.
+    pub fn append(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
+        let at = self.bytes.len();
+        let rollback = Rollback(&mut self.bytes, at);
+        encode(rollback.0);
+        std::mem::forget(rollback);
+        self.starts.push(at);
+    }
+}
+
 #[derive(Default)]
 pub struct Batch {
-    /// The queue's buffers, as they were taken (not copied).
+    /// The queue's buffers' bytes, as they were taken (not copied).
     bufs: Vec<Vec<u8>>,
     /// Each record's buffer and where in it the record begins.
     starts: Vec<(usize, usize)>,
+    /// The taken buffers' own starts, emptied (given back with their
+    /// bytes).
+    taken_starts: Vec<Vec<usize>>,
     /// Emptied buffers, for the queue's shards to fill next.
-    free: Vec<Vec<u8>>,
+    free: Vec<Buffer>,
 }
 
 impl Batch {
     /// Encodes records (tests, benches, tools; the writer is handed bytes).
-    pub fn of(records: &[Record]) -> Self {
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a Record>) -> Self {
         let mut b = Batch::default();
-        let mut bytes = Vec::new();
-        for r in records {
-            r.encode(&mut bytes);
-        }
-        b.push(bytes, records.len());
+        b.push(Buffer::of(records));
         b
     }
 
@@ -38,21 +89,17 @@ impl Batch {
 
     /// An empty buffer for a queue shard (one this batch emptied, when
     /// there is one: its capacity is reused).
-    pub fn spare(&mut self) -> Vec<u8> {
+    pub fn spare(&mut self) -> Buffer {
         self.free.pop().unwrap_or_default()
     }
 
-    /// Appends a buffer of `records` records encoded back to back.
-    pub fn push(&mut self, bytes: Vec<u8>, records: usize) {
-        self.starts.reserve(records);
+    /// Appends a buffer's records.
+    pub fn push(&mut self, b: Buffer) {
+        let Buffer { bytes, mut starts } = b;
         let buf = self.bufs.len();
-        let mut at = 0;
-        for _ in 0..records {
-            self.starts.push((buf, at));
-            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-            at += 4 + len as usize;
-        }
-        debug_assert_eq!(at, bytes.len(), "encoder and batch disagree");
+        self.starts.extend(starts.iter().map(|&at| (buf, at)));
+        starts.clear();
+        self.taken_starts.push(starts);
         self.bufs.push(bytes);
     }
 
@@ -63,14 +110,17 @@ impl Batch {
     /// backlog is given back, so what is kept stays within a few times
     /// the usual batch. `starts` keeps room for `records`.
     pub fn clear_keeping(&mut self, records: usize) {
+        let taken = self.bufs.len().max(1);
         let held: usize = self.bufs.iter().map(Vec::len).sum();
-        let limit = 4 * (held / self.bufs.len().max(1)).max(1024);
+        let limit = 4 * (held / taken).max(1024);
+        let starts_limit = 4 * (self.starts.len() / taken).max(16);
         // (Buffers kept from before and not taken since are surplus.)
         self.free.clear();
-        for mut b in self.bufs.drain(..) {
-            b.clear();
-            b.shrink_to(limit);
-            self.free.push(b);
+        for (mut bytes, mut starts) in self.bufs.drain(..).zip(self.taken_starts.drain(..)) {
+            bytes.clear();
+            bytes.shrink_to(limit);
+            starts.shrink_to(starts_limit);
+            self.free.push(Buffer { bytes, starts });
         }
         self.starts.clear();
         self.starts.shrink_to(records);
@@ -151,11 +201,7 @@ mod tests {
     fn records_read_back_in_order_whole_and_in_runs() {
         let want: Vec<Record> = (0..5).map(record).collect();
         let mut b = Batch::of(&want[..2]);
-        let mut more = Vec::new();
-        for r in &want[2..] {
-            r.encode(&mut more);
-        }
-        b.push(more, 3);
+        b.push(Buffer::of(&want[2..]));
         assert_eq!(b.len(), 5);
         let all = b.records();
         let got = all.decode();
@@ -175,56 +221,78 @@ mod tests {
         b.clear_keeping(1);
         assert!(b.is_empty() && b.records().iter().next().is_none());
         let spare = b.spare();
-        assert!(spare.is_empty() && spare.capacity() > 0, "kept for reuse");
-        b.push(spare, 0);
+        assert!(
+            spare.is_empty() && spare.bytes.capacity() > 0 && spare.starts.capacity() > 0,
+            "kept for reuse"
+        );
+        b.push(spare);
         assert!(b.is_empty());
         // A reused buffer holds only what is pushed in it anew.
+        b.clear_keeping(1);
         let mut again = b.spare();
-        want[4].encode(&mut again);
-        b.push(again, 1);
+        assert!(again.bytes.capacity() > 0, "the same buffer again");
+        again.append(|out| want[4].encode(out));
+        b.push(again);
+        assert_eq!(b.len(), 1);
         assert_eq!(b.records().get(0).id, want[4].id);
+    }
+
+    #[test]
+    fn a_record_whose_encoding_unwinds_leaves_nothing_in_the_buffer() {
+        let one = record(1);
+        let mut b = Buffer::of([&one]);
+        let len = b.bytes.len();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            b.append(|out| {
+                out.extend_from_slice(b"half a record");
+                panic!("encoding failed");
+            })
+        }));
+        assert!(unwound.is_err());
+        assert_eq!((b.len(), b.bytes.len()), (1, len));
+        b.append(|out| record(2).encode(out));
+        let mut batch = Batch::default();
+        batch.push(b);
+        let ids: Vec<u128> = batch.records().iter().map(|e| e.id.0 & 0xff).collect();
+        assert_eq!(ids, [1, 2]);
     }
 
     /// Emptied buffers are kept for the queue's shards, as many as the
     /// batch took, none grown far past what the batch's buffers held.
     #[test]
     fn kept_buffers_are_bounded_in_number_and_size() {
-        let one = {
-            let mut v = Vec::new();
-            record(1).encode(&mut v);
-            v
-        };
+        let one = record(1);
+        let len = Buffer::of([&one]).bytes.len();
         let mut b = Batch::default();
         // An outage's backlog: one buffer of 20 000 records.
-        let mut backlog = Vec::new();
-        for _ in 0..20_000 {
-            backlog.extend_from_slice(&one);
-        }
-        b.push(backlog, 20_000);
+        b.push(Buffer::of(std::iter::repeat_n(&one, 20_000)));
         b.clear_keeping(10);
         let big = b.spare();
         assert!(
-            big.capacity() >= 20_000 * one.len(),
+            big.bytes.capacity() >= 20_000 * len && big.starts.capacity() >= 20_000,
             "the backlog's own batch keeps it"
         );
         // Then a usual batch: that buffer with one record, and three more.
         let mut small = big;
-        small.extend_from_slice(&one);
-        b.push(small, 1);
+        small.append(|out| one.encode(out));
+        b.push(small);
         for _ in 0..3 {
-            b.push(one.clone(), 1);
+            b.push(Buffer::of([&one]));
         }
         b.clear_keeping(10);
-        let kept: Vec<Vec<u8>> = std::iter::from_fn(|| Some(b.spare()))
-            .take_while(|v| v.capacity() > 0)
+        let kept: Vec<Buffer> = std::iter::from_fn(|| Some(b.spare()))
+            .take_while(|v| v.bytes.capacity() > 0)
             .collect();
         assert_eq!(kept.len(), 4, "as many as the batch took");
         assert!(
-            kept.iter()
-                .all(|v| v.is_empty() && v.capacity() <= 4 * 1024.max(one.len())),
+            kept.iter().all(|v| v.is_empty()
+                && v.bytes.capacity() <= 4 * 1024.max(len)
+                && v.starts.capacity() <= 4 * 16),
             "{:?}",
-            kept.iter().map(Vec::capacity).collect::<Vec<_>>()
+            kept.iter()
+                .map(|v| (v.bytes.capacity(), v.starts.capacity()))
+                .collect::<Vec<_>>()
         );
-        assert_eq!(b.spare().capacity(), 0, "then fresh ones");
+        assert_eq!(b.spare().bytes.capacity(), 0, "then fresh ones");
     }
 }

@@ -6,7 +6,7 @@ use rusqlite::types::Value;
 use super::schema::Parts;
 use super::*;
 use crate::decision_log::Row;
-use crate::decision_log::batch::Batch;
+use crate::decision_log::batch::{Batch, Buffer};
 use crate::decision_log::record::tests::record;
 use crate::decision_log::{IpMode, IvtMap, Record};
 
@@ -357,12 +357,7 @@ fn records_from_several_buffers_read_back_as_their_own_across_midnight() {
     // Three buffers, each in reverse time order: interleaved.
     let mut batch = Batch::default();
     for part in 0..3 {
-        let mut bytes = Vec::new();
-        let mine: Vec<&Record> = all.iter().rev().filter(|r| r.id.0 % 3 == part).collect();
-        for r in &mine {
-            r.encode(&mut bytes);
-        }
-        batch.push(bytes, mine.len());
+        batch.push(Buffer::of(all.iter().rev().filter(|r| r.id.0 % 3 == part)));
     }
     w.write_records(batch.records()).unwrap();
     let conn = Connection::open(dir.join(FILE)).unwrap();

@@ -6,15 +6,16 @@
 //! Instead each thread pushes into its own buffer (a shard: a mutex no
 //! other request worker takes, so locking it is uncontended) and the
 //! writer swaps whole buffers out a few dozen times a second. A buffer is
-//! bytes: each record encoded onto its end (`record::encode`), so queueing
-//! allocates nothing once the buffers have grown, and the writer moves
-//! them into its batch (`batch.rs`), reads them in place and hands them
-//! back emptied. Each shard holds `queue / shards` records; a thread whose
-//! shard is full uses the others, so the buffers never hold more than
-//! `decision_log.queue` and one busy thread can fill all of it. (Besides
-//! them, the writer holds the batch it is writing, and the buffers of the
-//! last one, emptied, for the shards.) The writer sleeps (parked) while
-//! every shard is empty; the first push into an empty shard wakes it.
+//! bytes, each record encoded onto its end (`record::encode`), and where
+//! each begins, so queueing allocates nothing once the buffers have grown,
+//! and the writer moves them into its batch (`batch.rs`), reads them in
+//! place and hands them back emptied. Each shard holds `queue / shards`
+//! records; a thread whose shard is full uses the others, so the buffers
+//! never hold more than `decision_log.queue` and one busy thread can fill
+//! all of it. (Besides them, the writer holds the batch it is writing, and
+//! the buffers of the last one, emptied, for the shards.) The writer
+//! sleeps (parked) while every shard is empty; the first push into an
+//! empty shard wakes it.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,18 +25,11 @@ use std::thread::Thread;
 use tokio::sync::Notify;
 
 use super::lock;
-use crate::decision_log::batch::Batch;
-
-/// Encoded records and how many.
-#[derive(Default)]
-struct Buf {
-    bytes: Vec<u8>,
-    records: usize,
-}
+use crate::decision_log::batch::{Batch, Buffer};
 
 /// One thread's buffer, on its own cache lines.
 #[repr(align(128))]
-struct Shard(Mutex<Buf>);
+struct Shard(Mutex<Buffer>);
 
 pub struct Queue {
     shards: Box<[Shard]>,
@@ -61,16 +55,6 @@ fn shard_index(len: usize) -> usize {
         }
         i.get() % len
     })
-}
-
-/// Truncates the buffer back to `.1` when dropped (forgotten once the
-/// record is whole).
-struct Rollback<'a>(&'a mut Vec<u8>, usize);
-
-impl Drop for Rollback<'_> {
-    fn drop(&mut self) {
-        self.0.truncate(self.1);
-    }
 }
 
 impl Queue {
@@ -118,17 +102,11 @@ impl Queue {
         // one busy thread can use the whole bound.
         for i in 0..n {
             let mut b = lock(&self.shards[(own + i) % n].0);
-            if b.records >= self.cap {
+            if b.len() >= self.cap {
                 continue;
             }
-            let first = b.records == 0;
-            // Were encoding to unwind, its partial bytes would make every
-            // later record in the buffer unreadable: cut them off.
-            let len = b.bytes.len();
-            let rollback = Rollback(&mut b.bytes, len);
-            encode(rollback.0);
-            std::mem::forget(rollback);
-            b.records += 1;
+            let first = b.is_empty();
+            b.append(&encode);
             drop(b);
             if first {
                 self.wake();
@@ -163,13 +141,12 @@ impl Queue {
         let mut moved = false;
         for s in self.shards.iter() {
             let mut b = lock(&s.0);
-            if b.records == 0 {
+            if b.is_empty() {
                 continue;
             }
-            let bytes = std::mem::replace(&mut b.bytes, batch.spare());
-            let records = std::mem::take(&mut b.records);
+            let taken = std::mem::replace(&mut *b, batch.spare());
             drop(b);
-            batch.push(bytes, records);
+            batch.push(taken);
             moved = true;
         }
         if moved {
