@@ -1,4 +1,4 @@
-//! `fraudgate <serve|check-config|query|report|feeds> [--config PATH]`: thin
+//! `fraudgate <serve|check-config|query|report|feeds|rescore> [--config PATH]`: thin
 //! entry point (clap: per-command `--help`, `--version`).
 
 use std::path::PathBuf;
@@ -71,6 +71,7 @@ enum Command {
         #[command(subcommand)]
         command: FeedsCommand,
     },
+    /// The decision log's past decisions judged again under today's lists and policy
     #[command(after_help = "Examples:
   fraudgate rescore --from 2026-11-01 --to 2026-11-30 > changes.ndjson
 
@@ -81,8 +82,10 @@ approved conversions whose click or IP would be blocked today
 (\"type\":\"clawback\", with payout); the summary and the payout to claw
 back per affiliate go to stderr. The log is not changed.")]
     Rescore {
+        /// Start (YYYY-MM-DD, UTC, or an RFC 3339 time)
         #[arg(long, value_name = "DATE")]
         from: String,
+        /// End (YYYY-MM-DD: through the end of that day, UTC, or an RFC 3339 time)
         #[arg(long, value_name = "DATE")]
         to: String,
     },
