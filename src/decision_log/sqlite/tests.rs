@@ -39,6 +39,37 @@ fn fresh_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// A large batch is written in one transaction, but not in one piece:
+/// the writer gives the other threads of its core a chance every so many
+/// SQLite steps, and every record is there when it is done.
+#[test]
+fn a_large_batch_gives_way_as_it_is_written() {
+    let dir = fresh_dir("yield");
+    let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+    let mut w = Writer::open(&dir, ivt, IpMode::Full, 30).unwrap();
+    let ms = 1_764_700_000_000;
+    let small: Vec<Record> = (0..10).map(|i| record(ms, i)).collect();
+    let before = super::write::yields();
+    w.write(&small).unwrap();
+    let after_small = super::write::yields() - before;
+    let large: Vec<Record> = (10..60_010).map(|i| record(ms, i)).collect();
+    w.write(&large).unwrap();
+    let after_large = super::write::yields() - before - after_small;
+    assert!(
+        after_large >= 5 && after_large > 5 * after_small.max(1),
+        "60 000 records gave way {after_large} times, 10 records {after_small}"
+    );
+    let n: i64 = w
+        .conn
+        .query_row(
+            &format!("SELECT count(*) FROM \"{}\"", day_table(ms)),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 60_010);
+}
+
 /// The WAL is kept small, and a file that is not a database is told
 /// apart from a volume that refuses it.
 #[test]

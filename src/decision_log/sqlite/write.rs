@@ -36,6 +36,33 @@ pub struct Writer {
 /// had room freed, that file would take the room back at once.)
 pub const WAL_LIMIT_BYTES: i64 = 4 << 20;
 
+/// SQLite virtual-machine steps between two chances the writer gives the
+/// request threads of its core (a short stretch of inserting, well under
+/// the scheduler's slice: docs/performance.md).
+const STEPS_BETWEEN_YIELDS: i32 = 100_000;
+
+thread_local! {
+    /// How often this thread has given way (tests).
+    static YIELDS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Offers the core to the scheduler (`sched_yield`): a runnable thread
+/// there, a request thread, runs first; then the writer carries on (the
+/// statement is never interrupted). A whole batch inserted in one piece
+/// kept the request thread sharing its core waiting, and a loaded cache
+/// hit's p99 rose with the log on (docs/performance.md).
+fn give_way() -> bool {
+    std::thread::yield_now();
+    YIELDS.with(|y| y.set(y.get() + 1));
+    false
+}
+
+/// How often this thread's writes have given way so far.
+#[cfg(test)]
+pub(super) fn yields() -> u64 {
+    YIELDS.with(std::cell::Cell::get)
+}
+
 fn open_rw(path: &Path) -> Result<Connection, LogError> {
     std::fs::create_dir_all(path)
         .map_err(|e| LogError::Open(path.display().to_string(), e.to_string()))?;
@@ -70,6 +97,8 @@ impl Writer {
         // dictionaries', the rollup's); a batch across midnight twice
         // that. (The default of 16 would prepare the largest again.)
         conn.set_prepared_statement_cache_capacity(32);
+        conn.progress_handler(STEPS_BETWEEN_YIELDS, Some(give_way))
+            .map_err(write_error)?;
         let mut w = Writer {
             conn,
             days: HashSet::new(),
