@@ -337,6 +337,62 @@ mod tests {
     }
 
     #[test]
+    fn listeners_need_ports_of_their_own() {
+        let grpc_on_listen = "127.0.0.1:8080 is server.listen's address";
+        for (vars, want) in [
+            (
+                &[("FRAUDGATE_DOORS__GRPC__LISTEN", "127.0.0.1:8080")][..],
+                grpc_on_listen,
+            ),
+            (
+                &[("FRAUDGATE_DOORS__GRPC__LISTEN", "0.0.0.0:8080")][..],
+                "server.listen's address",
+            ),
+            (
+                &[("FRAUDGATE_DOORS__GRPC__LISTEN", "[::]:8080")][..],
+                "server.listen's address",
+            ),
+            (
+                &[("FRAUDGATE_DOORS__GRPC__LISTEN", "[::ffff:127.0.0.1]:8080")][..],
+                "server.listen's address",
+            ),
+            (
+                &[
+                    ("FRAUDGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:9100"),
+                    ("FRAUDGATE_DOORS__GRPC__LISTEN", "127.0.0.1:9100"),
+                ][..],
+                "127.0.0.1:9100 is server.admin_listen's address",
+            ),
+            (
+                &[("FRAUDGATE_SERVER__ADMIN_LISTEN", "127.0.0.1:8080")][..],
+                "127.0.0.1:8080 is server.listen's address: the operator's",
+            ),
+        ] {
+            let e = Config::load_from(None, env(vars)).unwrap_err().to_string();
+            assert!(e.contains(want), "{vars:?}: {e}");
+            let key = vars[vars.len() - 1].0;
+            assert!(e.contains(key), "the variable of the refused key: {e}");
+        }
+        for vars in [
+            &[("FRAUDGATE_DOORS__GRPC__LISTEN", "127.0.0.1:50051")][..],
+            &[("FRAUDGATE_DOORS__GRPC__LISTEN", "127.0.0.2:8080")][..],
+            // IPv6 loopback is not taken by an IPv4 address.
+            &[
+                ("FRAUDGATE_SERVER__LISTEN", "0.0.0.0:8080"),
+                ("FRAUDGATE_AUTH__ALLOW_ANONYMOUS", "true"),
+                ("FRAUDGATE_DOORS__GRPC__LISTEN", "[::1]:8080"),
+            ][..],
+            // Port 0 picks a free port each time (tests).
+            &[
+                ("FRAUDGATE_SERVER__LISTEN", "127.0.0.1:0"),
+                ("FRAUDGATE_DOORS__GRPC__LISTEN", "127.0.0.1:0"),
+            ][..],
+        ] {
+            Config::load_from(None, env(vars)).unwrap();
+        }
+    }
+
+    #[test]
     fn invalid_values_name_the_key() {
         for (var, val, key) in [
             (

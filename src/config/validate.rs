@@ -13,6 +13,7 @@ impl Config {
         self.rules.validate()?;
         self.auth.validate(&self.server)?;
         self.doors.validate()?;
+        self.validate_listeners()?;
         validate_offers(&self.offers)?;
         crate::decision_log::IvtMap::new(&self.ivt).map_err(|m| {
             let key = m.split(':').next().unwrap_or("ivt").to_owned();
@@ -24,6 +25,27 @@ impl Config {
             .validate()
             .map_err(|(key, m)| ConfigError::invalid(key, m))?;
         self.validate_feeds()
+    }
+
+    /// The gRPC door's address is neither of the HTTP listeners'. (That
+    /// `admin_listen` is not `listen` is the server section's check.)
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        let Some(grpc) = self.doors.grpc.listen else {
+            return Ok(());
+        };
+        let taken = [
+            ("server.listen", Some(self.server.listen)),
+            ("server.admin_listen", self.server.admin_listen),
+        ];
+        for (key, other) in taken {
+            if other.is_some_and(|o| same_port(grpc, o)) {
+                return Err(ConfigError::invalid(
+                    "doors.grpc.listen",
+                    format!("{grpc} is {key}'s address: the gRPC door needs a port of its own"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn validate_feeds(&self) -> Result<(), ConfigError> {
@@ -141,19 +163,15 @@ impl super::ServerConfig {
             tls.validate()?;
         }
         self.http2.validate()?;
-        if let Some(admin) = self.admin_listen {
-            let l = self.listen;
-            if admin.port() != 0
-                && admin.port() == l.port()
-                && (admin.ip() == l.ip() || admin.ip().is_unspecified() || l.ip().is_unspecified())
-            {
-                return Err(ConfigError::invalid(
-                    "server.admin_listen",
-                    format!(
-                        "{admin} is server.listen's address: the operator's endpoints need a port of their own"
-                    ),
-                ));
-            }
+        if let Some(admin) = self.admin_listen
+            && same_port(admin, self.listen)
+        {
+            return Err(ConfigError::invalid(
+                "server.admin_listen",
+                format!(
+                    "{admin} is server.listen's address: the operator's endpoints need a port of their own"
+                ),
+            ));
         }
         Ok(())
     }
@@ -297,6 +315,23 @@ impl super::GrpcDoor {
         }
         Ok(())
     }
+}
+
+/// Whether two listeners would bind one port: the same port (not 0, which
+/// picks a free one) on the same address (an IPv4-mapped IPv6 address is
+/// its IPv4 one), or with either on every address of the other's family
+/// (`[::]` also takes IPv4's, as Linux binds it dual-stack).
+fn same_port(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+    use std::net::IpAddr;
+    /// Whether binding `wide` takes the port on `other` too.
+    fn covers(wide: IpAddr, other: IpAddr) -> bool {
+        match wide {
+            IpAddr::V6(v) => v.is_unspecified(),
+            IpAddr::V4(v) => v.is_unspecified() && other.is_ipv4(),
+        }
+    }
+    let (x, y) = (a.ip().to_canonical(), b.ip().to_canonical());
+    a.port() != 0 && a.port() == b.port() && (x == y || covers(x, y) || covers(y, x))
 }
 
 fn validate_offers(offers: &[super::OfferConfig]) -> Result<(), ConfigError> {
