@@ -77,6 +77,11 @@ pub struct Http2Config {
     /// long again closes it (0: never).
     #[serde(default = "d_keep_alive_interval_s")]
     pub keep_alive_interval_s: u64,
+    /// A connection with no request in flight for this long is closed
+    /// (GOAWAY), as an idle HTTP/1 one is by `header_read_timeout_ms`
+    /// (0: never).
+    #[serde(default = "d_idle_timeout_s")]
+    pub idle_timeout_s: u64,
 }
 
 impl Default for Http2Config {
@@ -85,6 +90,7 @@ impl Default for Http2Config {
             h2c: false,
             max_concurrent_streams: d_max_concurrent_streams(),
             keep_alive_interval_s: d_keep_alive_interval_s(),
+            idle_timeout_s: d_idle_timeout_s(),
         }
     }
 }
@@ -94,6 +100,10 @@ fn d_max_concurrent_streams() -> u32 {
 }
 fn d_keep_alive_interval_s() -> u64 {
     30
+}
+/// nginx's `keepalive_timeout`, which it applies to HTTP/2 too.
+fn d_idle_timeout_s() -> u64 {
+    75
 }
 
 impl Http2Config {
@@ -109,5 +119,9 @@ impl Http2Config {
 
     pub fn keep_alive_interval(&self) -> Option<Duration> {
         (self.keep_alive_interval_s > 0).then(|| Duration::from_secs(self.keep_alive_interval_s))
+    }
+
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_s > 0).then(|| Duration::from_secs(self.idle_timeout_s))
     }
 }

@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::AppService;
+use super::idle::Idle;
 use super::lanes::Lanes;
 use super::write_timeout::WriteTimeout;
 use crate::config::ServerConfig;
@@ -45,6 +46,9 @@ struct Inner {
     /// Turns true when shutdown's drain starts: HTTP/2 connections get a
     /// GOAWAY then, as HTTP/1 responses get `Connection: close`.
     drain: watch::Receiver<bool>,
+    /// `server.http2.idle_timeout_s`: an HTTP/2 connection with no request
+    /// in flight this long gets a GOAWAY.
+    idle_timeout: Option<Duration>,
 }
 
 impl Connections {
@@ -63,6 +67,7 @@ impl Connections {
                 write_timeout: server.write_timeout(),
                 sniff_timeout: server.header_read_timeout(),
                 drain,
+                idle_timeout: server.http2.idle_timeout(),
             }),
         }
     }
@@ -148,11 +153,11 @@ impl Inner {
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        let service = hyper::service::service_fn(move |req| {
-            let svc = svc.clone();
-            async move { svc.call(req, peer).await }
-        });
         if !h2 {
+            let service = hyper::service::service_fn(move |req| {
+                let svc = svc.clone();
+                async move { svc.call(req, peer).await }
+            });
             ended(w.watch(self.http1.serve_connection(io, service)).await);
             return;
         }
@@ -160,6 +165,17 @@ impl Inner {
         // no signal of its own: the drain, which always comes first, has
         // sent the GOAWAY by then.
         let _counted = w;
+        let idle = Idle::new();
+        let requests = idle.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let svc = svc.clone();
+            let busy = requests.busy();
+            async move {
+                let r = svc.call(req, peer).await;
+                drop(busy);
+                r
+            }
+        });
         let mut conn = std::pin::pin!(self.http2.serve_connection(io, service));
         let mut drain = self.drain.clone();
         let draining = async move {
@@ -167,11 +183,23 @@ impl Inner {
                 std::future::pending::<()>().await
             }
         };
+        let idle_timeout = self.idle_timeout;
+        let gone_idle = async move {
+            match idle_timeout {
+                Some(t) => idle.expired(t).await,
+                None => std::future::pending().await,
+            }
+        };
         let r = tokio::select! {
             r = conn.as_mut() => r,
             () = draining => {
                 // In-flight streams finish; the client opens new ones
                 // elsewhere (its load balancer has moved on).
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+            () = gone_idle => {
+                tracing::debug!(%peer, "closing an idle HTTP/2 connection");
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }

@@ -21,6 +21,7 @@ pub mod fraudshield;
 pub mod funnel;
 pub mod health;
 pub mod hot;
+pub mod idle;
 pub mod lanes;
 pub mod layer;
 pub mod observe;

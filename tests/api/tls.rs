@@ -214,6 +214,58 @@ async fn h2c_prior_knowledge_answers_v1_check_on_a_plain_listener() {
     assert_eq!(off.get(&path).await.status(), 200);
 }
 
+/// An h2c connection on the app's port, driven by hyper's client so its
+/// end is seen (the task finishes when the server closes it).
+async fn h2c_connection(
+    port: u16,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    (send, tokio::spawn(conn))
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_and_a_busy_one_kept() {
+    let app = spawn_app_with(|c| {
+        c.server.http2.h2c = true;
+        c.server.http2.idle_timeout_s = 1;
+    })
+    .await;
+    let healthz = || {
+        hyper::Request::get(app.url("/healthz"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let (mut idle, idle_conn) = h2c_connection(app.port).await;
+    let (mut busy, busy_conn) = h2c_connection(app.port).await;
+    assert_eq!(idle.send_request(healthz()).await.unwrap().status(), 200);
+    // A request every 200 ms for 3 s on one; nothing more on the other.
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(busy.send_request(healthz()).await.unwrap().status(), 200);
+    }
+    assert!(!busy_conn.is_finished(), "a busy connection stays open");
+    // (Closed by then: 1 s idle, and 2 s to spare.)
+    assert!(idle_conn.is_finished(), "the idle connection was closed");
+    idle_conn.await.unwrap().unwrap();
+    // Then the busy one goes idle too.
+    tokio::time::timeout(Duration::from_secs(10), busy_conn)
+        .await
+        .expect("closed once idle")
+        .unwrap()
+        .unwrap();
+}
+
 // Multi-threaded: the outside tools block this thread while the app serves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_tls_1_1_and_a_silent_client_on_the_tls_port_fail_cleanly() {
