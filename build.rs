@@ -1,7 +1,7 @@
 //! Compiles Envoy's ext_authz protos (proto/, see its README) into the
 //! gRPC door's types, client and server, with protox: no `protoc` needed.
 //!
-//! Also finds the external tools the integration tests drive (nginx, promtool,
+//! Also finds the external tools the integration tests drive (nginx, caddy, promtool,
 //! clickhouse-server, curl, chromium, redis-server, node, python3) and sets `cfg(no_<tool>)` for each one missing,
 //! so those tests are reported as `ignored, <tool> is not installed` in the
 //! test summary instead of passing silently. With
@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 const TOOLS: &[(&str, &str)] = &[
     ("nginx", "no_nginx"),
+    ("caddy", "no_caddy"),
     ("promtool", "no_promtool"),
     ("clickhouse-server", "no_clickhouse"),
     ("curl", "no_curl"),

@@ -5,6 +5,7 @@ mod admin;
 mod batch;
 mod binary;
 mod cache;
+mod caddy;
 mod check;
 mod clickhouse;
 mod clickhouse_fleet;
