@@ -38,7 +38,7 @@ async fn caddy_forward_auth_lets_clean_clients_through_and_blocks_flagged_ones()
 
 # The protected application: shows the verdict Caddy added.
 http://127.0.0.1:{backend} {{
-    respond "backend: {{http.request.header.X-Fraudgate-Decision}}" 200
+    respond "backend: {{http.request.header.X-Fraudgate-Decision}} [{{http.request.header.X-Fraudgate-Tags}}]" 200
 }}
 
 http://127.0.0.1:{front} {{
@@ -88,7 +88,7 @@ http://127.0.0.1:{front} {{
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.text().await.unwrap(),
-        "backend: allow",
+        "backend: allow []",
         "the verdict reached the backend (copy_headers)"
     );
     let p = app.mock.last_params("127.0.0.5").unwrap();
@@ -128,13 +128,32 @@ http://127.0.0.1:{front} {{
     let p = app.mock.last_params("127.0.0.67").unwrap();
     assert!(p.contains(&("event_type".into(), "click".into())));
 
-    // Nor can it forge the verdict the backend sees.
+    // Nor can it forge the verdict the backend sees (a clean verdict's
+    // tags are empty: nothing of the visitor's may stand in for them).
     let r = visitor([127, 0, 0, 8])
         .header("x-fraudgate-decision", "forged")
+        .header("x-fraudgate-tags", "forged")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.text().await.unwrap(), "backend: allow");
+    assert_eq!(r.text().await.unwrap(), "backend: allow []");
+
+    // Nor choose the URI scored: another proxy's original-URI headers
+    // (read before X-Forwarded-Uri) are deleted.
+    // (A visitor each: a second request of one would be a cache hit.)
+    for (last, header) in [(10, "x-original-uri"), (11, "x-original-url")] {
+        let r = visitor([127, 0, 0, last])
+            .header(header, "/shop?offer_id=1&affiliate_id=chosen")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let p = app.mock.last_params(&format!("127.0.0.{last}")).unwrap();
+        assert!(
+            p.contains(&("affiliate_id".into(), "6251".into())),
+            "{header}: {p:?}"
+        );
+    }
 
     // A crawler UA is blocked by local rules, no RT call.
     let before = app.mock.calls();
