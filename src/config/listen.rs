@@ -101,6 +101,9 @@ fn d_max_concurrent_streams() -> u32 {
 fn d_keep_alive_interval_s() -> u64 {
     30
 }
+/// The longest `idle_timeout_s`: a day (0 turns it off).
+const MAX_IDLE_TIMEOUT_S: u64 = 86_400;
+
 /// nginx's `keepalive_timeout`, which it applies to HTTP/2 too.
 fn d_idle_timeout_s() -> u64 {
     75
@@ -112,6 +115,12 @@ impl Http2Config {
             return Err(ConfigError::invalid(
                 "server.http2.max_concurrent_streams",
                 "must be > 0",
+            ));
+        }
+        if self.idle_timeout_s > MAX_IDLE_TIMEOUT_S {
+            return Err(ConfigError::invalid(
+                "server.http2.idle_timeout_s",
+                format!("must be at most {MAX_IDLE_TIMEOUT_S} (a day; 0: never)"),
             ));
         }
         Ok(())

@@ -425,6 +425,11 @@ mod tests {
                 "201",
                 "server.idle_spin_us",
             ),
+            (
+                "FRAUDGATE_SERVER__HTTP2__IDLE_TIMEOUT_S",
+                "86401",
+                "server.http2.idle_timeout_s",
+            ),
             ("FRAUDGATE_DECISION_LOG__PATH", " ", "decision_log.path"),
             (
                 "FRAUDGATE_DECISION_LOG__IP_SALT",
