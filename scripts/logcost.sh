@@ -23,7 +23,8 @@
 #   STORE=clickhouse CLICKHOUSE_URL=http://127.0.0.1:8123 scripts/logcost.sh
 #   BIN=/tmp/fraudgate-before scripts/logcost.sh   # another build, same load
 # Also: CONNS, THREADS (wrk), KEYS (distinct IP/UA keys, Zipf s=1),
-# FG_PORT (log off; FG_PORT+1 has it on), RT_PORT (default 18090, 18092).
+# FG_PORT (default 18090, the log off; FG_PORT+1 has it on), RT_PORT
+# (default 18092).
 # The current tree's release binary and mock RT are built first, into
 # $CARGO_TARGET_DIR if set (with BIN= too: the mock RT is always this
 # tree's).
@@ -39,7 +40,7 @@ FG_PORT=${FG_PORT:-18090}
 RT_PORT=${RT_PORT:-18092}
 STORE=${STORE:-sqlite}
 if ((RT_PORT == FG_PORT || RT_PORT == FG_PORT + 1)); then
-  echo "RT_PORT ($RT_PORT) is FG_PORT or FG_PORT+1 (the instances' ports)" >&2
+  echo "RT_PORT $RT_PORT clashes with the instances' ports $FG_PORT/$((FG_PORT + 1)) (FG_PORT=$FG_PORT): choose another RT_PORT or FG_PORT" >&2
   exit 2
 fi
 
@@ -47,6 +48,7 @@ fi
 BIN=${BIN:-$REL/fraudgate}
 ensure_wrk
 
+echo "building the release fraudgate and mock RT (minutes on a fresh tree)..." >&2
 cargo build --release --quiet --bin fraudgate --example mock_rt
 tmp=$(mktemp -d)
 pids=()
