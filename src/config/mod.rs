@@ -184,6 +184,13 @@ impl Config {
 /// "abc", expected u64` at `upstream.timeout_ms` becomes `got string
 /// "abc": expected a whole number of milliseconds`.
 fn readable(key: &str, message: &str) -> String {
+    // std's words for a listen address it cannot parse (a host name, a
+    // missing port) say nothing of what would do.
+    if message == "invalid socket address syntax" {
+        return "expected an IP address and port, such as 127.0.0.1:8080 or [::1]:8080 \
+                (a host name is not resolved)"
+            .to_owned();
+    }
     let Some((got, expected)) = message
         .strip_prefix("invalid type: ")
         .or_else(|| message.strip_prefix("invalid value: "))
@@ -445,6 +452,13 @@ mod tests {
             assert!(e.contains(key), "{var}={val}: {e}");
             assert!(e.contains(var), "the variable is named: {e}");
         }
+        let e = Config::load_from(None, env(&[("FRAUDGATE_SERVER__LISTEN", "localhost:8080")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.listen") && e.contains("an IP address and port, such as"),
+            "{e}"
+        );
         let e = Config::load_from(None, env(&[("FRAUDGATE_UPSTREAM__TIMEOUT_MS", "abc")]))
             .unwrap_err()
             .to_string();
