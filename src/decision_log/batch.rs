@@ -60,13 +60,10 @@ impl Buffer {
 
 #[derive(Default)]
 pub struct Batch {
-    /// The queue's buffers' bytes, as they were taken (not copied).
-    bufs: Vec<Vec<u8>>,
+    /// The queue's buffers, as they were taken (not copied).
+    bufs: Vec<Buffer>,
     /// Each record's buffer and where in it the record begins.
     starts: Vec<(usize, usize)>,
-    /// The taken buffers' own starts, emptied (given back with their
-    /// bytes).
-    taken_starts: Vec<Vec<usize>>,
     /// Emptied buffers, for the queue's shards to fill next.
     free: Vec<Buffer>,
 }
@@ -95,12 +92,9 @@ impl Batch {
 
     /// Appends a buffer's records.
     pub fn push(&mut self, b: Buffer) {
-        let Buffer { bytes, mut starts } = b;
         let buf = self.bufs.len();
-        self.starts.extend(starts.iter().map(|&at| (buf, at)));
-        starts.clear();
-        self.taken_starts.push(starts);
-        self.bufs.push(bytes);
+        self.starts.extend(b.starts.iter().map(|&at| (buf, at)));
+        self.bufs.push(b);
     }
 
     /// Empties the batch. The buffers it took are kept for
@@ -111,16 +105,17 @@ impl Batch {
     /// the usual batch. `starts` keeps room for `records`.
     pub fn clear_keeping(&mut self, records: usize) {
         let taken = self.bufs.len().max(1);
-        let held: usize = self.bufs.iter().map(Vec::len).sum();
+        let held: usize = self.bufs.iter().map(|b| b.bytes.len()).sum();
         let limit = 4 * (held / taken).max(1024);
         let starts_limit = 4 * (self.starts.len() / taken).max(16);
         // (Buffers kept from before and not taken since are surplus.)
         self.free.clear();
-        for (mut bytes, mut starts) in self.bufs.drain(..).zip(self.taken_starts.drain(..)) {
-            bytes.clear();
-            bytes.shrink_to(limit);
-            starts.shrink_to(starts_limit);
-            self.free.push(Buffer { bytes, starts });
+        for mut b in self.bufs.drain(..) {
+            b.bytes.clear();
+            b.bytes.shrink_to(limit);
+            b.starts.clear();
+            b.starts.shrink_to(starts_limit);
+            self.free.push(b);
         }
         self.starts.clear();
         self.starts.shrink_to(records);
@@ -137,7 +132,7 @@ impl Batch {
 /// Some records of a [`Batch`], in its order.
 #[derive(Clone, Copy)]
 pub struct Records<'a> {
-    bufs: &'a [Vec<u8>],
+    bufs: &'a [Buffer],
     starts: &'a [(usize, usize)],
 }
 
@@ -153,14 +148,14 @@ impl<'a> Records<'a> {
     /// The `i`th record, read in place.
     pub fn get(&self, i: usize) -> Encoded<'a> {
         let (b, at) = self.starts[i];
-        Encoded::read(&mut &self.bufs[b][at..])
+        Encoded::read(&mut &self.bufs[b].bytes[at..])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Encoded<'a>> + use<'a> {
         let bufs = self.bufs;
         self.starts
             .iter()
-            .map(move |(b, at)| Encoded::read(&mut &bufs[*b][*at..]))
+            .map(move |(b, at)| Encoded::read(&mut &bufs[*b].bytes[*at..]))
     }
 
     /// The first `n` records, and the rest.
