@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::AppService;
-use super::idle::Idle;
+use super::idle::Activity;
 use super::lanes::Lanes;
 use super::write_timeout::WriteTimeout;
 use crate::config::ServerConfig;
@@ -165,7 +165,7 @@ impl Inner {
         // no signal of its own: the drain, which always comes first, has
         // sent the GOAWAY by then.
         let _counted = w;
-        let idle = Idle::new();
+        let idle = Activity::new();
         let requests = idle.clone();
         let service = hyper::service::service_fn(move |req| {
             let svc = svc.clone();

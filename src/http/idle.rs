@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// One connection's requests.
-pub struct Idle {
+/// One HTTP/2 connection's requests: how many are in flight, when the
+/// last ended.
+pub struct Activity {
     /// When the connection started; `last` counts from it.
     base: Instant,
     in_flight: AtomicUsize,
@@ -21,7 +22,7 @@ pub struct Idle {
 }
 
 /// A request in flight; dropped when it ends (also when it is cancelled).
-pub struct Busy(Arc<Idle>);
+pub struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
@@ -31,9 +32,9 @@ impl Drop for Busy {
     }
 }
 
-impl Idle {
+impl Activity {
     pub fn new() -> Arc<Self> {
-        Arc::new(Idle {
+        Arc::new(Activity {
             base: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last: AtomicU64::new(0),
@@ -82,12 +83,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_is_idle_a_timeout_after_its_last_request() {
         let t = Duration::from_secs(10);
-        let idle = Idle::new();
+        let idle = Activity::new();
         let started = Instant::now();
         idle.expired(t).await;
         assert_eq!(started.elapsed(), t, "idle from its start");
 
-        let idle = Idle::new();
+        let idle = Activity::new();
         let watch = {
             let idle = idle.clone();
             tokio::spawn(async move { idle.expired(t).await })
@@ -106,7 +107,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn requests_that_keep_coming_keep_it_open() {
         let t = Duration::from_secs(10);
-        let idle = Idle::new();
+        let idle = Activity::new();
         let watch = {
             let idle = idle.clone();
             tokio::spawn(async move { idle.expired(t).await })
