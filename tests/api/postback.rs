@@ -9,7 +9,12 @@ use crate::helpers::*;
 /// A click now (its event time `ago` seconds back), with `extra` fields;
 /// its decision.
 async fn click(app: &TestApp, ip: &str, ago: i64, extra: &[(&str, &str)]) -> Value {
-    let at = (jiff::Timestamp::now().as_second() - ago).to_string();
+    click_at(app, ip, jiff::Timestamp::now().as_second() - ago, extra).await
+}
+
+/// A click whose event time is `at` (Unix seconds).
+async fn click_at(app: &TestApp, ip: &str, at: i64, extra: &[(&str, &str)]) -> Value {
+    let at = at.to_string();
     let mut fields = vec![("at", at.as_str())];
     // (`affiliate_id` replaces the standard one.)
     let mut q = query(ip, &[]);
@@ -302,23 +307,26 @@ async fn the_funnel_report_sums_each_source() {
 /// SQLite here and on ClickHouse in `clickhouse.rs`.
 pub async fn funnel_suite(store: crate::decision_log::Store<'_>) {
     let app = spawn_app_with(|c| store(c)).await;
+    // Every time from one reading of the clock: the click-to-install
+    // times do not depend on a second passing in between.
+    let t0 = now() - 3_600;
     // Source a/s1: 4 clicks, 2 conversions (one injected, 5 s).
     let mut a = Vec::new();
     for i in 0..4 {
-        let c = click(
+        let c = click_at(
             &app,
             &format!("10.93.0.{i}"),
-            3_600,
+            t0,
             &[("affiliate_id", "a"), ("aff_sub1", "s1")],
         )
         .await;
         a.push(c["id"].as_str().unwrap().to_owned());
     }
     // Source b (no sub): 2 clicks, 1 conversion a day and more later.
-    let b = click(&app, "10.93.1.1", 90_000, &[("affiliate_id", "b")]).await;
-    click(&app, "10.93.1.2", 90_000, &[("affiliate_id", "b")]).await;
+    let b_at = t0 + 3_600 - 90_000;
+    let b = click_at(&app, "10.93.1.1", b_at, &[("affiliate_id", "b")]).await;
+    click_at(&app, "10.93.1.2", b_at, &[("affiliate_id", "b")]).await;
     let b = b["id"].as_str().unwrap();
-    let t0 = now() - 3_600;
     for (q, decision) in [
         (
             format!(
