@@ -3,7 +3,9 @@
 //!
 //! Many front doors, one [`event::Event`], one scoring path
 //! ([`score::Scorer`]), one [`decision::Decision`].
-#![forbid(unsafe_code)]
+// No unsafe code but in `decision_log::sqlite::vtab`: SQLite's virtual
+// table interface is an unsafe trait in rusqlite.
+#![deny(unsafe_code)]
 
 pub mod backoff;
 pub mod breaker;

@@ -109,16 +109,9 @@ fn assign_keys(
     ms_sorted: impl Iterator<Item = i64>,
     keys: &mut Vec<i64>,
 ) -> Result<(), LogError> {
-    let err = write_error;
     let mut last = match dicts.last_key {
         Some(k) => k,
-        None => tx
-            .query_row(
-                &format!("SELECT coalesce(max(k), -1) FROM \"{}\"", p.rows),
-                [],
-                |r| r.get(0),
-            )
-            .map_err(err)?,
+        None => rows::last_key_at_or_below(tx, p, i64::MAX)?.unwrap_or(-1),
     };
     // The millisecond being numbered and its next key.
     let mut run: Option<(i64, i64)> = None;
@@ -138,14 +131,9 @@ fn assign_keys(
                 } else if last >> SEQ_BITS == ms {
                     last + 1
                 } else {
-                    let max: Option<i64> = tx
-                        .prepare_cached(&format!(
-                            "SELECT max(k) FROM \"{}\" WHERE k BETWEEN ? AND ?",
-                            p.rows
-                        ))
-                        .and_then(|mut s| s.query_row([floor, key_ceil(ms)], |r| r.get(0)))
-                        .map_err(err)?;
-                    max.map_or(floor, |m| m + 1)
+                    rows::last_key_at_or_below(tx, p, key_ceil(ms))?
+                        .filter(|&k| k >= floor)
+                        .map_or(floor, |m| m + 1)
                 }
             }
         };
@@ -225,5 +213,5 @@ fn insert_into(
     order.sort_unstable_by_key(|o| (o.high, o.low));
     keys.clear();
     assign_keys(tx, p, dicts, order.iter().map(Order::ms), keys)?;
-    write_rows(tx, p, dicts, rows, (slots, order, keys), (ip_mode, salt)).map_err(err)
+    write_rows(tx, p, dicts, rows, (slots, order, keys), (ip_mode, salt))
 }

@@ -18,6 +18,7 @@
 //! those fields (and date bounds on whole hours) reads the rollup instead
 //! (`query::sqlite`); any other query reads the rows.
 
+mod block;
 mod compact;
 mod dictionary;
 mod rollup;
@@ -25,6 +26,7 @@ mod rows;
 pub mod schema;
 #[cfg(test)]
 mod tests;
+mod vtab;
 mod write;
 
 use super::LogError;
@@ -32,6 +34,7 @@ pub use schema::{
     FILE, ROLLUP_DIMS, ROLLUP_SCHEMA, SEQ_BITS, day_table, key_ceil, key_floor, list_days,
     rollup_table,
 };
+pub use vtab::register;
 pub use write::{WAL_LIMIT_BYTES, Writer};
 
 /// A damaged file (not a database, malformed, cut short) rather than a

@@ -1,28 +1,26 @@
-//! A compact day's rows (`g_YYYYMMDD`), bound and inserted 64 to a
-//! statement in time order.
+//! A compact day's rows, written into its blocks (`block`) in key order.
+//!
+//! A batch's rows go in as runs: each run into the block whose keys it
+//! falls among (the last block at or below its first key), merged with
+//! that block's rows and written again, split a thousand to a block. Most
+//! batches are one run after the day's last block, merged with it while it
+//! has room; a record that reached the writer after later ones were
+//! written goes into the block of its keys, so blocks never overlap.
 
-use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Statement, ToSql, Transaction};
+use rusqlite::{CachedStatement, Transaction};
 
+use super::block::{self, BLOCK_ROWS, Encoder, Row, Span};
 use super::compact::{Order, Slot};
 use super::dictionary::Dictionaries;
 use super::schema::Parts;
-use crate::decision_log::IpMode;
+use super::write_error;
 use crate::decision_log::batch::Records;
 use crate::decision_log::columns::{self, AFF_SUBS, StackStr, ip_text};
 use crate::decision_log::record::utf8;
+use crate::decision_log::{IpMode, LogError};
 use crate::event::Opt;
 
-/// Rows per multi-row INSERT (15 parameters each, 9 without aff_subs or
-/// extra).
-const ROWS_PER_INSERT: usize = 64;
-/// The columns [`Fact::bind`] binds, in its order: all of them, and those
-/// of a row with no aff_sub or extra.
-const WIDE_COLUMNS: &str = "k, id_mid, id_low, ip, ua, who, aff_sub1, aff_sub2, aff_sub3, \
-    aff_sub4, aff_sub5, extra, ctx, elapsed_us, age";
-const NARROW_COLUMNS: &str = "k, id_mid, id_low, ip, ua, who, ctx, elapsed_us, age";
-
-/// One row of `g_YYYYMMDD`, borrowing what it can from its record.
+/// One row of a compact day, borrowing what it can from its record.
 struct Fact<'a> {
     id_mid: i64,
     id_low: i64,
@@ -69,69 +67,35 @@ impl<'a> Fact<'a> {
             age: s.age,
         };
         // (Optional values are never empty: the event drops those.)
-        debug_assert_eq!(f.is_wide(), s.wide, "a row's optional fields");
+        debug_assert_eq!(
+            f.extra.is_some() || f.aff_sub.iter().any(Option::is_some),
+            s.wide,
+            "a row's optional fields"
+        );
         f
     }
 
-    /// Whether the row has a value for a column of the wide statement
-    /// only (an aff_sub or extra).
-    fn is_wide(&self) -> bool {
-        self.extra.is_some() || self.aff_sub.iter().any(Option::is_some)
-    }
-
-    /// Binds the row's values from parameter `at + 1` on: those of
-    /// `WIDE_COLUMNS`, or of `NARROW_COLUMNS` (no aff_sub or extra) when
-    /// `!wide`.
-    /// Each value through its own type's binding, inlined (through
-    /// `&dyn ToSql` each value was an indirect call whose result went
-    /// through memory: measured, the largest single cost of binding).
-    fn bind(
-        &self,
-        stmt: &mut Statement<'_>,
-        at: &mut usize,
-        k: i64,
-        wide: bool,
-    ) -> rusqlite::Result<()> {
-        fn put<T: ToSql>(stmt: &mut Statement<'_>, at: &mut usize, v: T) -> rusqlite::Result<()> {
-            *at += 1;
-            stmt.raw_bind_parameter(*at, v)
+    /// The row, under its time key `k`.
+    fn row(&self, k: i64) -> Row<&[u8]> {
+        Row {
+            k,
+            id_mid: self.id_mid,
+            id_low: self.id_low,
+            ip: self.ip.as_str().as_bytes(),
+            ua: self.ua,
+            who: self.who,
+            aff_sub: self.aff_sub.map(|s| s.map(|t| t.0)),
+            extra: self.extra.as_deref().map(str::as_bytes),
+            ctx: self.ctx,
+            elapsed_us: self.elapsed_us,
+            age: self.age,
         }
-        put(stmt, at, k)?;
-        put(stmt, at, self.id_mid)?;
-        put(stmt, at, self.id_low)?;
-        put(stmt, at, &self.ip)?;
-        put(stmt, at, self.ua)?;
-        put(stmt, at, self.who)?;
-        if wide {
-            for sub in self.aff_sub {
-                put(stmt, at, sub)?;
-            }
-            put(stmt, at, self.extra.as_deref())?;
-        }
-        put(stmt, at, self.ctx)?;
-        put(stmt, at, self.elapsed_us)?;
-        put(stmt, at, self.age)
     }
 }
 
-impl<const N: usize> ToSql for StackStr<N> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(ValueRef::Text(
-            self.as_str().as_bytes(),
-        )))
-    }
-}
-
-/// Text the encoding holds (UTF-8), bound as TEXT as it is.
+/// Text the encoding holds (UTF-8).
 #[derive(Clone, Copy)]
 struct Text<'a>(&'a [u8]);
-
-impl ToSql for Text<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        debug_assert!(std::str::from_utf8(self.0).is_ok(), "not text");
-        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.0)))
-    }
-}
 
 /// Whether an optional field is stored in the row (an aff_sub column or
 /// `extra`): all but country_code, which is its context's.
@@ -139,11 +103,93 @@ pub(super) fn in_row(o: Opt) -> bool {
     o != Opt::CountryCode
 }
 
-/// The rows of `slots` in `order` (keyed by `keys`), 64 to a statement.
-/// A chunk none of whose rows has an aff_sub or extra goes through a
-/// statement without those columns (six fewer values bound and stored a
-/// row, the columns NULL all the same); a chunk with any goes through the
-/// wide one.
+/// The block statements of a day.
+struct Blocks<'t> {
+    /// The last block at or below a key: its key and data.
+    at_or_before: CachedStatement<'t>,
+    /// The key of the first block above a key.
+    above: CachedStatement<'t>,
+    delete: CachedStatement<'t>,
+    insert: CachedStatement<'t>,
+}
+
+impl<'t> Blocks<'t> {
+    fn of(tx: &'t Transaction<'_>, p: &Parts) -> rusqlite::Result<Self> {
+        let b = &p.blocks;
+        Ok(Blocks {
+            at_or_before: tx.prepare_cached(&format!(
+                "SELECT k, data FROM \"{b}\" WHERE k <= ?1 ORDER BY k DESC LIMIT 1"
+            ))?,
+            above: tx.prepare_cached(&format!(
+                "SELECT k FROM \"{b}\" WHERE k > ?1 ORDER BY k LIMIT 1"
+            ))?,
+            delete: tx.prepare_cached(&format!("DELETE FROM \"{b}\" WHERE k = ?1"))?,
+            insert: tx.prepare_cached(&format!("INSERT INTO \"{b}\" (k, data) VALUES (?1, ?2)"))?,
+        })
+    }
+
+    /// The last block at or below `key`, decoded into `rows` (its data in
+    /// `data`): its key, or None when there is none.
+    fn at_or_before(
+        &mut self,
+        key: i64,
+        data: &mut Vec<u8>,
+        rows: &mut Vec<Row<Span>>,
+    ) -> Result<Option<i64>, LogError> {
+        rows.clear();
+        let mut found = self.at_or_before.query([key]).map_err(write_error)?;
+        let Some(r) = found.next().map_err(write_error)? else {
+            return Ok(None);
+        };
+        let first: i64 = r.get(0).map_err(write_error)?;
+        let blob = r
+            .get_ref(1)
+            .and_then(|v| Ok(v.as_blob()?))
+            .map_err(write_error)?;
+        data.clear();
+        data.extend_from_slice(blob);
+        block::decode(first, data, rows).map_err(|e| LogError::Corrupt(e.to_string()))?;
+        Ok(Some(first))
+    }
+
+    fn above(&mut self, key: i64) -> Result<Option<i64>, LogError> {
+        let mut found = self.above.query([key]).map_err(write_error)?;
+        found
+            .next()
+            .map_err(write_error)?
+            .map(|r| r.get(0))
+            .transpose()
+            .map_err(write_error)
+    }
+
+    /// Writes the block `enc` holds, if it holds rows, then gives the
+    /// request threads of the core a chance (`write::give_way`).
+    fn flush(&mut self, enc: &mut Encoder) -> Result<(), LogError> {
+        if let Some((first, data)) = enc.take() {
+            self.insert
+                .execute(rusqlite::params![first, data])
+                .map_err(write_error)?;
+            super::write::give_way();
+        }
+        Ok(())
+    }
+}
+
+/// The largest key at or below `key` in a day's blocks, if any.
+pub(super) fn last_key_at_or_below(
+    tx: &Transaction<'_>,
+    p: &Parts,
+    key: i64,
+) -> Result<Option<i64>, LogError> {
+    let (mut data, mut rows) = (Vec::new(), Vec::new());
+    Blocks::of(tx, p)
+        .map_err(write_error)?
+        .at_or_before(key, &mut data, &mut rows)?;
+    Ok(rows.iter().map(|r| r.k).take_while(|&k| k <= key).last())
+}
+
+/// The rows of `slots` in `order` (keyed by `keys`, ascending), written
+/// into the day's blocks.
 pub(super) fn write_rows(
     tx: &Transaction<'_>,
     p: &Parts,
@@ -151,56 +197,48 @@ pub(super) fn write_rows(
     rows: Records<'_>,
     (slots, order, keys): (&[Slot], &[Order], &[i64]),
     ip: (IpMode, Option<&[u8; 32]>),
-) -> rusqlite::Result<()> {
-    let insert = |n: usize, wide: bool| {
-        let columns = if wide { WIDE_COLUMNS } else { NARROW_COLUMNS };
-        let width = columns.split(',').count();
-        let one = format!("({})", vec!["?"; width].join(", "));
-        format!(
-            "INSERT INTO \"{}\" ({columns}) VALUES {}",
-            p.rows,
-            vec![one; n].join(", ")
-        )
+) -> Result<(), LogError> {
+    let mut blocks = Blocks::of(tx, p).map_err(write_error)?;
+    let fact = |i: usize| {
+        let o = &order[i];
+        Fact::of(o, &slots[o.slot as usize], rows, dicts, ip)
     };
-    let fact = |o: &Order| Fact::of(o, &slots[o.slot as usize], rows, dicts, ip);
-    // [rows in the statement == 1][wide], each prepared when first needed.
-    let mut stmts: [[Option<rusqlite::CachedStatement<'_>>; 2]; 2] = Default::default();
-    let mut facts = Vec::with_capacity(ROWS_PER_INSERT);
-    for (chunk, ks) in order
-        .chunks(ROWS_PER_INSERT)
-        .zip(keys.chunks(ROWS_PER_INSERT))
-    {
-        facts.clear();
-        facts.extend(chunk.iter().map(fact));
-        // A full chunk in one statement; the last, shorter one a row at a
-        // time (one statement per row count would be prepared and cached
-        // for each of 63 counts).
-        let n = if chunk.len() == ROWS_PER_INSERT {
-            ROWS_PER_INSERT
-        } else {
-            1
-        };
-        for (rows, ks) in facts.chunks(n).zip(ks.chunks(n)) {
-            let wide = rows.iter().any(Fact::is_wide);
-            let stmt = match &mut stmts[usize::from(n == 1)][usize::from(wide)] {
-                Some(s) => s,
-                none => none.insert(tx.prepare_cached(&insert(n, wide))?),
-            };
-            let mut at = 0;
-            for (f, k) in rows.iter().zip(ks) {
-                f.bind(stmt, &mut at, *k, wide)?;
-            }
-            // Every parameter is bound afresh for each execution: raw
-            // binding has no count check of its own, and one left out
-            // would keep the previous execution's value.
-            if at != stmt.parameter_count() {
-                return Err(rusqlite::Error::InvalidParameterCount(
-                    at,
-                    stmt.parameter_count(),
-                ));
-            }
-            stmt.raw_execute()?;
+    let mut enc = Encoder::default();
+    let (mut data, mut old) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < keys.len() {
+        // The block the run goes into, and where the next block begins.
+        let holding = blocks.at_or_before(keys[i], &mut data, &mut old)?;
+        let next = blocks.above(holding.unwrap_or(keys[i]))?;
+        let end = i + keys[i..].partition_point(|&k| next.is_none_or(|n| k < n));
+        // A full block the run comes after stays as it is.
+        if old.len() >= BLOCK_ROWS && old.last().is_some_and(|r| r.k < keys[i]) {
+            old.clear();
+        } else if let Some(first) = holding {
+            blocks.delete.execute([first]).map_err(write_error)?;
         }
+        // The block's rows and the run's, merged in key order.
+        let mut olds = old.iter().map(|r| r.resolve(&data)).peekable();
+        let mut news = (i..end).peekable();
+        loop {
+            let old_first = match (olds.peek(), news.peek()) {
+                (Some(o), Some(&n)) => o.k < keys[n],
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if old_first {
+                enc.push(&olds.next().expect("peeked"));
+            } else {
+                let n = news.next().expect("peeked");
+                enc.push(&fact(n).row(keys[n]));
+            }
+            if enc.rows() == BLOCK_ROWS {
+                blocks.flush(&mut enc)?;
+            }
+        }
+        blocks.flush(&mut enc)?;
+        i = end;
     }
     Ok(())
 }

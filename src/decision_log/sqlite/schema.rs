@@ -8,27 +8,32 @@
 //! UA and the (affiliate_id, offer_id) pair take few more. A compact day
 //! keeps each distinct context once in `c_YYYYMMDD`, each UA once in
 //! `u_YYYYMMDD` and each affiliate and offer pair once in `w_YYYYMMDD`; its
-//! rows (`g_YYYYMMDD`) hold their ids: 14 narrow columns, mostly integers,
-//! instead of 29. The view `d_YYYYMMDD` joins them back under a
-//! decision's columns and names, so a query reads every day alike.
+//! rows hold their ids: 14 narrow columns, mostly integers, instead of 29,
+//! packed a thousand to a block in `b_YYYYMMDD` (`block`) and read back as
+//! a table through `fg_rows` (`vtab`). The view `d_YYYYMMDD` joins them
+//! back under a decision's columns and names, so a query reads every day
+//! alike.
 //!
-//! **The row key.** A row's rowid is its time key `k`: the millisecond
+//! **The row key.** A row's key is its time key `k`: the millisecond
 //! shifted left by [`SEQ_BITS`], plus its place among the decisions of
-//! that millisecond. Rows so go in at the end of the table's tree (but for
-//! a record that reaches the writer after later ones), with no index to
-//! keep: the view's `ts` is `k >> 21`, and the query builder puts a bound
-//! on `k` (the view's `_k`) beside each bound on `ts`, so a time range, or
-//! an entry looked up by its id and time, is a range of rowids (a filter on
-//! the id alone reads the whole day).
+//! that millisecond. A block's rowid is its first row's key, and blocks
+//! never overlap, so the view's `ts` is `k >> 21`, and the query builder
+//! puts a bound on `k` (the view's `_k`) beside each bound on `ts`: a time
+//! range, or an entry looked up by its id and time, reads the blocks of
+//! that range of keys only (a filter on the id alone reads the whole day).
 //!
 //! No unique key stops one decision being stored twice: the writer never
 //! writes a record again once its transaction committed (a failed one is
 //! rolled back before the retry), and the rollup would count it twice too.
 //!
-//! This is the store's one layout: days written by releases before it
-//! are not read (docs/decision-log.md).
+//! This is the store's one layout: a day a release before blocks wrote
+//! (one SQLite row a decision, in `g_YYYYMMDD`) is converted when the
+//! writer opens the store ([`upgrade_days`]); days of earlier layouts are
+//! not read (docs/decision-log.md).
 
 use rusqlite::{Connection, Transaction};
+
+use super::block::{BLOCK_ROWS, Encoder, Row};
 
 pub const FILE: &str = "decisions.sqlite";
 
@@ -107,16 +112,22 @@ pub fn key_ceil(ms: i64) -> i64 {
     key_floor(ms) | SEQ_MASK
 }
 
-/// The rows of a compact day (`g_YYYYMMDD`). `k` is the time key (see the
-/// module's notes); `id_mid` and `id_low` the rest of the decision id (its
-/// bits below the millisecond: 16 and 64). `who` is the row's (affiliate_id, offer_id) in `w_YYYYMMDD`.
-/// `age` is how many seconds the event's time (RT's `at`) is before the
-/// decision's second: 0 for most (SQLite stores a 0 in no bytes), so the
-/// event time costs a row nothing unless it differs.
-const ROWS: &str = "(k INTEGER PRIMARY KEY, id_mid INTEGER NOT NULL, id_low INTEGER NOT NULL, \
-    ip TEXT NOT NULL, ua INTEGER NOT NULL, who INTEGER NOT NULL, aff_sub1 TEXT, aff_sub2 TEXT, \
-    aff_sub3 TEXT, aff_sub4 TEXT, aff_sub5 TEXT, extra TEXT, ctx INTEGER NOT NULL, \
-    elapsed_us INTEGER NOT NULL, age INTEGER NOT NULL DEFAULT 0)";
+/// A compact day's blocks (`b_YYYYMMDD`): each keyed by its first row's
+/// time key (see the module's notes). A row's columns, as `fg_rows` reads
+/// them: `k` the time key; `id_mid` and `id_low` the rest of the decision
+/// id (its bits below the millisecond: 16 and 64); `ua`, `who` (the
+/// affiliate_id and offer_id pair) and `ctx` ids in the day's
+/// dictionaries; `age` how many seconds the event's time (RT's `at`) is
+/// before the decision's second (0 for most).
+const BLOCKS: &str = "(k INTEGER PRIMARY KEY, data BLOB NOT NULL)";
+
+/// The rows of a day written before blocks (`g_YYYYMMDD`), one SQLite row
+/// a decision: read once, to convert the day ([`upgrade_days`]).
+#[cfg(test)]
+pub(super) const OLD_ROWS: &str = "(k INTEGER PRIMARY KEY, id_mid INTEGER NOT NULL, \
+    id_low INTEGER NOT NULL, ip TEXT NOT NULL, ua INTEGER NOT NULL, who INTEGER NOT NULL, \
+    aff_sub1 TEXT, aff_sub2 TEXT, aff_sub3 TEXT, aff_sub4 TEXT, aff_sub5 TEXT, extra TEXT, \
+    ctx INTEGER NOT NULL, elapsed_us INTEGER NOT NULL)";
 
 /// The decision id, hyphenated as `DecisionId`'s Display, from its parts
 /// (`ms` the SQL of its millisecond).
@@ -157,8 +168,10 @@ const VIEW_COLUMNS: &str = "c.door AS door, NULLIF(c.client, '') AS client, \
 
 /// The tables behind the compact day `d_YYYYMMDD`.
 pub struct Parts {
-    /// Rows (`g_`).
-    pub rows: String,
+    /// Blocks of rows (`b_`).
+    pub blocks: String,
+    /// Rows one a decision, of a day written before blocks (`g_`).
+    pub old_rows: String,
     /// (affiliate_id, offer_id) pairs (`w_`).
     pub whos: String,
     pub contexts: String,
@@ -169,7 +182,8 @@ impl Parts {
     pub fn of(day_table: &str) -> Self {
         let d = &day_table[2..];
         Parts {
-            rows: format!("g_{d}"),
+            blocks: format!("b_{d}"),
+            old_rows: format!("g_{d}"),
             whos: format!("w_{d}"),
             contexts: format!("c_{d}"),
             uas: format!("u_{d}"),
@@ -177,8 +191,14 @@ impl Parts {
     }
 
     /// Every table, for dropping the day.
-    pub fn all(&self) -> [&str; 4] {
-        [&self.rows, &self.whos, &self.contexts, &self.uas]
+    pub fn all(&self) -> [&str; 5] {
+        [
+            &self.blocks,
+            &self.old_rows,
+            &self.whos,
+            &self.contexts,
+            &self.uas,
+        ]
     }
 }
 
@@ -186,13 +206,13 @@ impl Parts {
 pub fn create_day(tx: &Transaction<'_>, day_table: &str) -> rusqlite::Result<()> {
     let p = Parts::of(day_table);
     tx.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS \"{g}\" {ROWS}; \
+        "CREATE TABLE IF NOT EXISTS \"{b}\" {BLOCKS}; \
          CREATE TABLE IF NOT EXISTS \"{w}\" {WHOS}; \
          CREATE TABLE IF NOT EXISTS \"{c}\" {CONTEXTS}; \
          CREATE UNIQUE INDEX IF NOT EXISTS \"{c}_key\" ON \"{c}\" ({CONTEXT_COLUMNS}); \
          CREATE TABLE IF NOT EXISTS \"{u}\" (id INTEGER PRIMARY KEY, ua TEXT NOT NULL UNIQUE); \
          {view}",
-        g = p.rows,
+        b = p.blocks,
         w = p.whos,
         c = p.contexts,
         u = p.uas,
@@ -201,45 +221,93 @@ pub fn create_day(tx: &Transaction<'_>, day_table: &str) -> rusqlite::Result<()>
 }
 
 /// The statement creating a day's view if missing: a decision's columns
-/// and names, the event time `at` and the time key `_k`, over the rows.
+/// and names, the event time `at` and the time key `_k`, over the rows of
+/// its blocks.
 fn view(day_table: &str, p: &Parts) -> String {
     let ms = format!("(f.k >> {SEQ_BITS})");
     format!(
         "CREATE VIEW IF NOT EXISTS \"{day_table}\" AS SELECT {id} AS id, {ms} AS ts, \
-         {VIEW_COLUMNS}, ({ms} / 1000) - f.age AS at, f.k AS _k FROM \"{g}\" AS f \
+         {VIEW_COLUMNS}, ({ms} / 1000) - f.age AS at, f.k AS _k FROM fg_rows('{b}') AS f \
          CROSS JOIN \"{c}\" AS c ON c.id = f.ctx CROSS JOIN \"{u}\" AS u ON u.id = f.ua \
          CROSS JOIN \"{w}\" AS w ON w.id = f.who;",
         id = id_text(&ms),
-        g = p.rows,
+        b = p.blocks,
         w = p.whos,
         c = p.contexts,
         u = p.uas,
     )
 }
 
-/// Brings the days written by a release before the event time up to
-/// date: their rows get `age` (0: their event time reads as their
-/// decision's second, which is what those releases recorded) and their
-/// view `at`. A day already up to date is left as it is.
-pub fn upgrade_days(conn: &mut Connection) -> rusqlite::Result<()> {
+/// Converts the days a release before blocks wrote (their rows in
+/// `g_YYYYMMDD`, one a decision) to blocks, a day per transaction; a day
+/// written before the event time (no `age`) reads its event time as its
+/// decision's second, as those releases recorded. Returns the days
+/// converted.
+pub fn upgrade_days(conn: &mut Connection) -> rusqlite::Result<Vec<String>> {
+    let mut done = Vec::new();
     for day in list_days(conn)? {
         let p = Parts::of(&day);
-        let has_age: bool = conn.query_row(
-            "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = 'age'",
-            [&p.rows],
-            |r| r.get(0),
-        )?;
-        if has_age {
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info(?1)")?
+            .query_map([&p.old_rows], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if columns.is_empty() {
             continue;
         }
+        let age = if columns.iter().any(|c| c == "age") {
+            "age"
+        } else {
+            "0"
+        };
         let tx = conn.transaction()?;
         tx.execute_batch(&format!(
-            "ALTER TABLE \"{g}\" ADD COLUMN age INTEGER NOT NULL DEFAULT 0; \
-             DROP VIEW \"{day}\"; {view}",
-            g = p.rows,
+            "CREATE TABLE IF NOT EXISTS \"{b}\" {BLOCKS};",
+            b = p.blocks
+        ))?;
+        {
+            let mut rows = tx.prepare(&format!(
+                "SELECT k, id_mid, id_low, ip, ua, who, aff_sub1, aff_sub2, aff_sub3, aff_sub4, \
+                 aff_sub5, extra, ctx, elapsed_us, {age} FROM \"{g}\" ORDER BY k",
+                g = p.old_rows
+            ))?;
+            let mut insert = tx.prepare(&format!(
+                "INSERT INTO \"{}\" (k, data) VALUES (?1, ?2)",
+                p.blocks
+            ))?;
+            let mut enc = Encoder::default();
+            let mut rows = rows.query([])?;
+            while let Some(r) = rows.next()? {
+                let text = |i: usize| r.get_ref(i).and_then(|v| Ok(v.as_bytes_or_null()?));
+                enc.push(&Row {
+                    k: r.get(0)?,
+                    id_mid: r.get(1)?,
+                    id_low: r.get(2)?,
+                    ip: text(3)?.unwrap_or_default(),
+                    ua: r.get(4)?,
+                    who: r.get(5)?,
+                    aff_sub: [text(6)?, text(7)?, text(8)?, text(9)?, text(10)?],
+                    extra: text(11)?,
+                    ctx: r.get(12)?,
+                    elapsed_us: r.get(13)?,
+                    age: r.get(14)?,
+                });
+                if enc.rows() == BLOCK_ROWS
+                    && let Some((first, data)) = enc.take()
+                {
+                    insert.execute(rusqlite::params![first, data])?;
+                }
+            }
+            if let Some((first, data)) = enc.take() {
+                insert.execute(rusqlite::params![first, data])?;
+            }
+        }
+        tx.execute_batch(&format!(
+            "DROP VIEW \"{day}\"; DROP TABLE \"{g}\"; {view}",
+            g = p.old_rows,
             view = view(&day, &p),
         ))?;
         tx.commit()?;
+        done.push(day);
     }
-    Ok(())
+    Ok(done)
 }

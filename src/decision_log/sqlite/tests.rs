@@ -11,6 +11,13 @@ use crate::decision_log::record::tests::record;
 use crate::decision_log::{IpMode, IvtMap, Record};
 
 /// Every row a statement selects, as values.
+/// A connection to the store that reads its days (`fg_rows` registered).
+fn open_conn(dir: &std::path::Path) -> Connection {
+    let conn = Connection::open(dir.join(FILE)).unwrap();
+    register(&conn).unwrap();
+    conn
+}
+
 fn select(conn: &Connection, sql: &str) -> Vec<Vec<Value>> {
     let mut stmt = conn.prepare(sql).unwrap();
     let n = stmt.column_count();
@@ -41,7 +48,7 @@ fn fresh_dir(tag: &str) -> PathBuf {
 
 /// A large batch is written in one transaction, but not in one piece:
 /// the writer gives the other threads of its core a chance every so many
-/// SQLite steps, and every record is there when it is done.
+/// SQLite steps and blocks, and every record is there when it is done.
 #[test]
 fn a_large_batch_gives_way_as_it_is_written() {
     let dir = fresh_dir("yield");
@@ -94,11 +101,10 @@ fn the_wal_is_bounded_and_a_damaged_file_is_called_corrupt() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// 392 records at `ms` whose optional fields make every kind of chunk of
-/// 64 rows. Chunks of 64: 0 narrow; 1..=4 one wide row each, alone and
-/// for one reason (first, last or inside its chunk); 5 all wide; then
-/// the remainder, one row at a time, mixed.
-fn chunk_cases(ms: i64) -> Vec<Record> {
+/// 392 records at `ms` with and without optional fields: runs with none,
+/// rows with one alone (an aff_sub or only fields kept in `extra`), a run
+/// with several each, then rows mixed.
+fn optional_cases(ms: i64) -> Vec<Record> {
     let optional = |i: u128| match i {
         64 => "&aff_sub1=first".to_owned(),
         191 => "&aff_sub4=last".to_owned(),
@@ -135,18 +141,17 @@ fn chunk_cases(ms: i64) -> Vec<Record> {
         .collect()
 }
 
-/// Rows with no aff_sub or extra go in through a narrower statement, a
-/// chunk with any through the wide one, the remainder one row at a
-/// time: every row reads back with exactly its own values.
+/// Every row reads back with exactly its own values, with or without
+/// optional fields, whatever its neighbours hold.
 #[test]
-fn rows_read_back_with_their_own_values_whatever_their_chunk() {
+fn rows_read_back_with_their_own_values_whatever_their_neighbours() {
     let dir = fresh_dir("subs");
     let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
     let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
     let ms = 20_000 * 86_400_000i64 + 1234;
-    let batch = chunk_cases(ms);
+    let batch = optional_cases(ms);
     w.write(&batch).unwrap();
-    let conn = Connection::open(dir.join(FILE)).unwrap();
+    let conn = open_conn(&dir);
     let mut stmt = conn
         .prepare(&format!(
             "SELECT ip, elapsed_us, decision, aff_sub1, aff_sub2, aff_sub3, aff_sub4, \
@@ -296,7 +301,7 @@ fn each_context_is_stored_once_and_read_back_as_its_own() {
     };
     w.write(&batch(0)).unwrap();
     w.write(&batch(100)).unwrap();
-    let conn = Connection::open(dir.join(FILE)).unwrap();
+    let conn = open_conn(&dir);
     let table = day_table(ms);
     let contexts: i64 = conn
         .query_row(
@@ -391,7 +396,7 @@ fn records_from_several_buffers_read_back_as_their_own_across_midnight() {
         batch.push(Buffer::of(all.iter().rev().filter(|r| r.id.0 % 3 == part)));
     }
     w.write_records(batch.records()).unwrap();
-    let conn = Connection::open(dir.join(FILE)).unwrap();
+    let conn = open_conn(&dir);
     let (before, after) = (day_table(midnight - 1), day_table(midnight));
     assert_ne!(before, after);
     let cols = "id, ts, ip, ua, affiliate_id, offer_id, client, aff_sub1, extra";
@@ -455,7 +460,7 @@ fn a_day_view_has_the_columns_in_order() {
     let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
     let ms = 20_000 * 86_400_000i64;
     w.write(&[record(ms, 0)]).unwrap();
-    let conn = Connection::open(dir.join(FILE)).unwrap();
+    let conn = open_conn(&dir);
     let sql = format!("SELECT name FROM pragma_table_info('{}')", day_table(ms));
     let names: Vec<Value> = select(&conn, &sql).into_iter().flatten().collect();
     let want: Vec<Value> = crate::decision_log::columns::NAMES
@@ -497,7 +502,7 @@ fn records_with_event_times(ms: i64, ago: &[i64]) -> Vec<Record> {
 
 /// The event time each row of a day reads back, in id order.
 fn event_times(dir: &std::path::Path, ms: i64) -> Vec<(i64, i64)> {
-    let conn = Connection::open(dir.join(FILE)).unwrap();
+    let conn = open_conn(dir);
     select(
         &conn,
         &format!("SELECT ts, at FROM \"{}\" ORDER BY id", day_table(ms)),
@@ -528,44 +533,206 @@ fn each_row_reads_back_its_event_time() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A day written before the event time was recorded (no `age` in its
-/// rows, no `at` in its view) is upgraded when the store opens: its rows
-/// read their decision's second, and new rows their own event time.
+/// Turns the day of `ms` back into the layout of releases before blocks:
+/// a row a decision in `g_YYYYMMDD` (with `age` or, older still,
+/// without), the view reading them.
+fn make_old_layout(dir: &std::path::Path, ms: i64, with_age: bool) {
+    let conn = open_conn(dir);
+    let day = day_table(ms);
+    let p = Parts::of(&day);
+    let age = if with_age {
+        ", age INTEGER NOT NULL DEFAULT 0"
+    } else {
+        ""
+    };
+    let old = super::schema::OLD_ROWS.trim_end_matches(')');
+    conn.execute_batch(&format!(
+        "CREATE TABLE \"{g}\" {old}{age}); \
+         INSERT INTO \"{g}\" SELECT k, id_mid, id_low, ip, ua, who, aff_sub1, aff_sub2, \
+         aff_sub3, aff_sub4, aff_sub5, extra, ctx, elapsed_us{age_col} FROM fg_rows('{b}'); \
+         DROP TABLE \"{b}\"; DROP VIEW \"{day}\"; \
+         CREATE VIEW \"{day}\" AS SELECT k FROM \"{g}\";",
+        g = p.old_rows,
+        b = p.blocks,
+        age_col = if with_age { ", age" } else { "" },
+    ))
+    .unwrap();
+}
+
+/// Whether a table of that name is in the store.
+fn has_table(dir: &std::path::Path, name: &str) -> bool {
+    let conn = open_conn(dir);
+    conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// A day a release before blocks wrote is converted when the store
+/// opens: its rows read as before (a day from before the event time
+/// reads its decision's second), and new rows go into its blocks.
 #[test]
-fn a_day_from_before_the_event_time_is_upgraded_on_open() {
-    let dir = fresh_dir("upgrade");
+fn a_day_from_before_blocks_is_converted_on_open() {
+    for with_age in [false, true] {
+        let dir = fresh_dir("upgrade");
+        let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+        let ms = 20_000 * 86_400_000i64 + 7_000;
+        {
+            let mut w = Writer::open(&dir, ivt.clone(), IpMode::Full, 1).unwrap();
+            w.write(&records_with_event_times(ms, &[50, 60])).unwrap();
+        }
+        make_old_layout(&dir, ms, with_age);
+        let p = Parts::of(&day_table(ms));
+        assert!(!has_table(&dir, &p.blocks) && has_table(&dir, &p.old_rows));
+        let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+        assert!(has_table(&dir, &p.blocks) && !has_table(&dir, &p.old_rows));
+        w.write(&records_with_event_times(ms + 10, &[0, 120]))
+            .unwrap();
+        let got = event_times(&dir, ms);
+        let second = ms / 1000;
+        let old_at = |ago: i64| if with_age { second - ago } else { second };
+        assert_eq!(
+            got,
+            vec![
+                (ms, old_at(50)),
+                (ms + 1, old_at(60)),
+                (ms + 10, second),
+                (ms + 11, second - 120),
+            ],
+            "with age: {with_age}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// The blocks of the day of `ms`, decoded: each block's key and its rows'
+/// keys.
+fn blocks_of(dir: &std::path::Path, ms: i64) -> Vec<(i64, Vec<i64>)> {
+    let conn = open_conn(dir);
+    let p = Parts::of(&day_table(ms));
+    let mut stmt = conn
+        .prepare(&format!("SELECT k, data FROM \"{}\" ORDER BY k", p.blocks))
+        .unwrap();
+    let mut rows: Vec<super::block::Row<super::block::Span>> = Vec::new();
+    stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .unwrap()
+        .map(|b| {
+            let (first, data) = b.unwrap();
+            super::block::decode(first, &data, &mut rows).unwrap();
+            (first, rows.iter().map(|r| r.k).collect())
+        })
+        .collect()
+}
+
+/// Rows that reach the writer after later ones were written go into the
+/// block of their keys: blocks never overlap, a full block a batch comes
+/// after is left as it is, and every row reads back once, in key order.
+#[test]
+fn late_rows_go_into_the_block_of_their_keys() {
+    let dir = fresh_dir("late");
     let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
-    let ms = 20_000 * 86_400_000i64 + 7_000;
-    {
-        let mut w = Writer::open(&dir, ivt.clone(), IpMode::Full, 1).unwrap();
-        w.write(&records_with_event_times(ms, &[50, 60])).unwrap();
-    }
-    // Make it the earlier layout: the view without `at`, the rows
-    // without `age`.
-    {
-        let conn = Connection::open(dir.join(FILE)).unwrap();
-        let day = day_table(ms);
-        let p = Parts::of(&day);
-        conn.execute_batch(&format!(
-            "DROP VIEW \"{day}\"; ALTER TABLE \"{g}\" DROP COLUMN age; \
-             CREATE VIEW \"{day}\" AS SELECT k FROM \"{g}\";",
-            g = p.rows
-        ))
-        .unwrap();
-    }
     let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
-    w.write(&records_with_event_times(ms + 10, &[0, 120]))
-        .unwrap();
-    let got = event_times(&dir, ms);
-    let second = ms / 1000;
+    let ms = 20_000 * 86_400_000i64;
+    // One a millisecond: two full blocks and one of 452 rows.
+    let n = 2 * super::block::BLOCK_ROWS as u128 + 452;
+    let first: Vec<Record> = (0..n).map(|i| record(ms + i as i64, i)).collect();
+    w.write(&first).unwrap();
+    let before = blocks_of(&dir, ms);
     assert_eq!(
-        got,
-        vec![
-            (ms, second),
-            (ms + 1, second),
-            (ms + 10, second),
-            (ms + 11, second - 120),
-        ]
+        before.iter().map(|b| b.1.len()).collect::<Vec<_>>(),
+        [1024, 1024, 452]
     );
+    // A batch with rows in the first block's time, the last one's, and after.
+    let late_ms = [5, 2100, n as i64 - 1, n as i64 + 100];
+    let late: Vec<Record> = late_ms
+        .iter()
+        .zip(10_000u128..)
+        .map(|(t, i)| record(ms + t, i))
+        .collect();
+    w.write(&late).unwrap();
+    let after = blocks_of(&dir, ms);
+    let mut keys: Vec<i64> = Vec::new();
+    for (i, (first, rows)) in after.iter().enumerate() {
+        assert_eq!(
+            rows.first(),
+            Some(first),
+            "block {i} is keyed by its first row"
+        );
+        assert!(
+            rows.windows(2).all(|w| w[0] < w[1]),
+            "block {i} in key order"
+        );
+        keys.extend(rows);
+    }
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "blocks overlap");
+    assert_eq!(keys.len(), n as usize + late.len());
+    // The full block no late row fell in is as it was written.
+    assert!(after.contains(&before[1]), "the second block was rewritten");
+    // Each row once, in time order, late ones in their millisecond.
+    let conn = open_conn(&dir);
+    let ts: Vec<i64> = select(
+        &conn,
+        &format!("SELECT ts FROM \"{}\" ORDER BY _k", day_table(ms)),
+    )
+    .into_iter()
+    .map(|r| match r[0] {
+        Value::Integer(t) => t - ms,
+        ref v => panic!("{v:?}"),
+    })
+    .collect();
+    let mut want: Vec<i64> = (0..n as i64).chain(late_ms).collect();
+    want.sort_unstable();
+    assert_eq!(ts, want);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A day's view passes bounds on `_k` and its order to the blocks: the
+/// newest rows of a range are read without sorting the day.
+#[test]
+fn a_range_in_key_order_is_read_without_a_sort() {
+    let dir = fresh_dir("plan");
+    let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+    let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+    let ms = 20_000 * 86_400_000i64;
+    w.write(
+        &(0..10)
+            .map(|i| record(ms + i as i64, i))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let conn = open_conn(&dir);
+    let day = day_table(ms);
+    for order in ["ASC", "DESC"] {
+        let sql = format!(
+            "SELECT id FROM \"{day}\" WHERE _k >= {} AND _k <= {} ORDER BY _k {order} LIMIT 3",
+            key_floor(ms + 2),
+            key_ceil(ms + 6)
+        );
+        let plan: Vec<String> = select(&conn, &format!("EXPLAIN QUERY PLAN {sql}"))
+            .into_iter()
+            .map(|r| format!("{:?}", r[3]))
+            .collect();
+        assert!(
+            !plan.iter().any(|p| p.contains("TEMP B-TREE")),
+            "{order}: {plan:?}"
+        );
+        let ts: Vec<Value> = select(&conn, &sql.replace("SELECT id", "SELECT ts"))
+            .into_iter()
+            .map(|mut r| r.remove(0))
+            .collect();
+        let want: Vec<i64> = if order == "ASC" {
+            vec![2, 3, 4]
+        } else {
+            vec![6, 5, 4]
+        };
+        assert_eq!(
+            ts,
+            want.iter()
+                .map(|t| Value::Integer(ms + t))
+                .collect::<Vec<_>>()
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

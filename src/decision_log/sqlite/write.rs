@@ -38,7 +38,8 @@ pub const WAL_LIMIT_BYTES: i64 = 4 << 20;
 
 /// SQLite virtual-machine steps between two chances the writer gives the
 /// request threads of its core (a short stretch of inserting, well under
-/// the scheduler's slice: docs/performance.md).
+/// the scheduler's slice: docs/performance.md). The rows also give way
+/// after each block they write (`rows`).
 const STEPS_BETWEEN_YIELDS: i32 = 100_000;
 
 thread_local! {
@@ -50,8 +51,9 @@ thread_local! {
 /// there, a request thread, runs first; then the writer carries on (the
 /// statement is never interrupted). A whole batch inserted in one piece
 /// kept the request thread sharing its core waiting, and a loaded cache
-/// hit's p99 rose with the log on (docs/performance.md).
-fn give_way() -> bool {
+/// hit's p99 rose with the log on (docs/performance.md). Returns false:
+/// the statement carries on.
+pub(super) fn give_way() -> bool {
     std::thread::yield_now();
     YIELDS.with(|y| y.set(y.get() + 1));
     false
@@ -81,6 +83,7 @@ fn open_rw(path: &Path) -> Result<Connection, LogError> {
          PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = {WAL_LIMIT_BYTES};"
     ))
     .map_err(open_err)?;
+    super::register(&conn).map_err(open_err)?;
     Ok(conn)
 }
 
@@ -92,9 +95,11 @@ impl Writer {
         retention_days: u32,
     ) -> Result<Self, LogError> {
         let mut conn = open_rw(path)?;
-        schema::upgrade_days(&mut conn).map_err(write_error)?;
-        // A day's writing uses about ten statements (four row INSERTs, the
-        // dictionaries', the rollup's); a batch across midnight twice
+        for day in schema::upgrade_days(&mut conn).map_err(write_error)? {
+            tracing::info!(%day, "decision log: converted a day to blocks of rows");
+        }
+        // A day's writing uses about ten statements (four for its blocks,
+        // the dictionaries', the rollup's); a batch across midnight twice
         // that. (The default of 16 would prepare the largest again.)
         conn.set_prepared_statement_cache_capacity(32);
         conn.progress_handler(STEPS_BETWEEN_YIELDS, Some(give_way))

@@ -75,6 +75,7 @@ fn open(path: &Path) -> Result<(Connection, Vec<String>), QueryFailure> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(store)?;
+    crate::decision_log::sqlite::register(&conn).map_err(store)?;
     // One snapshot for the day list and every statement after it (a
     // time-ordered list runs one per day): retention or a view rebuilt
     // by the writer in between cannot change what the query sees.
