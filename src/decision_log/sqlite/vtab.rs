@@ -247,7 +247,7 @@ impl RowsCursor<'_> {
             } else {
                 self.after.as_mut()
             }
-            .expect("prepared in filter");
+            .ok_or_else(|| rusqlite::Error::ModuleError("fg_rows read before its filter".into()))?;
             let mut found = if self.desc {
                 stmt.query([key])?
             } else {
@@ -296,8 +296,14 @@ impl RowsCursor<'_> {
         }
     }
 
-    fn row(&self) -> &Row<Span> {
-        &self.rows[self.at]
+    /// The current row. (An error, not a panic, if SQLite asks past the
+    /// end: a panic cannot unwind through SQLite's C frames, it would
+    /// abort the process.)
+    fn row(&self) -> rusqlite::Result<&Row<Span>> {
+        self.rows
+            .get(self.at)
+            .filter(|_| !self.done)
+            .ok_or_else(|| rusqlite::Error::ModuleError("fg_rows has no current row".into()))
     }
 }
 
@@ -358,7 +364,7 @@ unsafe impl VTabCursor for RowsCursor<'_> {
             let holding: Option<i64> = self
                 .at_or_before
                 .as_mut()
-                .expect("prepared above")
+                .ok_or_else(|| rusqlite::Error::ModuleError("fg_rows: no statement".into()))?
                 .query_row([lo], |r| r.get(0))
                 .map(Some)
                 .or_else(|e| match e {
@@ -395,7 +401,7 @@ unsafe impl VTabCursor for RowsCursor<'_> {
     }
 
     fn column(&self, ctx: &mut Context, i: c_int) -> rusqlite::Result<()> {
-        let r = self.row();
+        let r = self.row()?;
         let text = |s: Option<Span>| match s {
             Some(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.bytes(&self.data))),
             None => ToSqlOutput::Borrowed(ValueRef::Null),
@@ -417,7 +423,7 @@ unsafe impl VTabCursor for RowsCursor<'_> {
     }
 
     fn rowid(&self) -> rusqlite::Result<i64> {
-        Ok(self.row().k)
+        Ok(self.row()?.k)
     }
 }
 
