@@ -2,7 +2,8 @@
 //!
 //! A batch's rows go in as runs: each run into the block whose keys it
 //! falls among (the last block at or below its first key), merged with
-//! that block's rows and written again, split a thousand to a block. Most
+//! that block's rows and written again, in blocks of at most
+//! [`BLOCK_ROWS`] (split evenly when another block follows). Most
 //! batches are one run after the day's last block, merged with it while it
 //! has room; a record that reached the writer after later ones were
 //! written goes into the block of its keys, so blocks never overlap.
@@ -217,6 +218,16 @@ pub(super) fn write_rows(
         } else if let Some(first) = holding {
             blocks.delete.execute([first]).map_err(write_error)?;
         }
+        // Rows going in before another block split evenly over as few
+        // blocks as hold them: a late row in a full block makes two
+        // half-full ones with room for the next late rows, not a full one
+        // and one of a single row. After the last block they fill blocks
+        // (the last one fills with the next batches).
+        let total = old.len() + (end - i);
+        let per_block = match next {
+            Some(_) => total.div_ceil(total.div_ceil(BLOCK_ROWS)),
+            None => BLOCK_ROWS,
+        };
         // The block's rows and the run's, merged in key order.
         let mut olds = old.iter().map(|r| r.resolve(&data)).peekable();
         let mut news = (i..end).peekable();
@@ -233,7 +244,7 @@ pub(super) fn write_rows(
                 let n = news.next().expect("peeked");
                 enc.push(&fact(n).row(keys[n]));
             }
-            if enc.rows() == BLOCK_ROWS {
+            if enc.rows() == per_block {
                 blocks.flush(&mut enc)?;
             }
         }
