@@ -1,6 +1,6 @@
 //! The click (or impression) a conversion is credited to, read from the
 //! decision log by its id: the id is a UUIDv7, so its millisecond bounds
-//! the read to one time key (SQLite: a rowid range; ClickHouse: a range
+//! the read to one time key (SQLite: the block holding it; ClickHouse: a range
 //! of its sort key's time) and the lookup costs the same at any volume.
 
 use jiff::tz::TimeZone;

@@ -50,8 +50,9 @@ pub trait Dialect {
         format!("({sql} LIKE {pattern})")
     }
     /// A column that orders rows by `ts` (and, within one `ts`, in an
-    /// order of its own) and that the store can seek on, when it has one besides `ts` (SQLite's compact days keep
-    /// no index on `ts`: their rowid is a time key).
+    /// order of its own) and that the store can seek on, when it has one
+    /// besides `ts` (SQLite's compact days keep no index on `ts`: their
+    /// blocks are found by a time key).
     fn time_key(&self) -> Option<&'static str> {
         None
     }

@@ -26,12 +26,16 @@
 //! writes a record again once its transaction committed (a failed one is
 //! rolled back before the retry), and the rollup would count it twice too.
 //!
-//! This is the store's one layout: a day a release before blocks wrote
-//! (one SQLite row a decision, in `g_YYYYMMDD`) is converted when the
-//! writer opens the store ([`upgrade_days`]); days of earlier layouts are
+//! This is the store's one layout for what the writer writes: a day a
+//! release before blocks wrote (one SQLite row a decision, in
+//! `g_YYYYMMDD`) is read through its view as it is, and converted when
+//! the writer adds to it ([`convert_day`]); days of earlier layouts are
 //! not read (docs/decision-log.md).
 
 use rusqlite::{Connection, Transaction};
+
+use super::write_error;
+use crate::decision_log::LogError;
 
 use super::block::{BLOCK_ROWS, Encoder, Row};
 
@@ -122,7 +126,7 @@ pub fn key_ceil(ms: i64) -> i64 {
 const BLOCKS: &str = "(k INTEGER PRIMARY KEY, data BLOB NOT NULL)";
 
 /// The rows of a day written before blocks (`g_YYYYMMDD`), one SQLite row
-/// a decision: read once, to convert the day ([`upgrade_days`]).
+/// a decision, before `age` (tests: such a store is made with it).
 #[cfg(test)]
 pub(super) const OLD_ROWS: &str = "(k INTEGER PRIMARY KEY, id_mid INTEGER NOT NULL, \
     id_low INTEGER NOT NULL, ip TEXT NOT NULL, ua INTEGER NOT NULL, who INTEGER NOT NULL, \
@@ -238,76 +242,145 @@ fn view(day_table: &str, p: &Parts) -> String {
     )
 }
 
-/// Converts the days a release before blocks wrote (their rows in
-/// `g_YYYYMMDD`, one a decision) to blocks, a day per transaction; a day
-/// written before the event time (no `age`) reads its event time as its
-/// decision's second, as those releases recorded. Returns the days
-/// converted.
-pub fn upgrade_days(conn: &mut Connection) -> rusqlite::Result<Vec<String>> {
-    let mut done = Vec::new();
+/// The view of a day written before blocks, over its rows in
+/// `g_YYYYMMDD` (read as it is until the writer writes the day again).
+pub(super) fn old_view(day_table: &str, p: &Parts) -> String {
+    let ms = format!("(f.k >> {SEQ_BITS})");
+    format!(
+        "CREATE VIEW IF NOT EXISTS \"{day_table}\" AS SELECT {id} AS id, {ms} AS ts, \
+         {VIEW_COLUMNS}, ({ms} / 1000) - f.age AS at, f.k AS _k FROM \"{g}\" AS f \
+         CROSS JOIN \"{c}\" AS c ON c.id = f.ctx CROSS JOIN \"{u}\" AS u ON u.id = f.ua \
+         CROSS JOIN \"{w}\" AS w ON w.id = f.who;",
+        id = id_text(&ms),
+        g = p.old_rows,
+        w = p.whos,
+        c = p.contexts,
+        u = p.uas,
+    )
+}
+
+/// The columns of a table, none if it does not exist.
+fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    conn.prepare_cached("SELECT name FROM pragma_table_info(?1)")?
+        .query_map([table], |r| r.get(0))?
+        .collect()
+}
+
+/// Brings the days a release before the event time wrote up to date:
+/// their rows get `age` (0: their event time reads as their decision's
+/// second, which is what those releases recorded) and their view `at`.
+/// (Their rows stay one SQLite row a decision, read through the view,
+/// until the writer writes such a day again: [`convert_day`].)
+pub fn upgrade_days(conn: &mut Connection) -> rusqlite::Result<()> {
     for day in list_days(conn)? {
         let p = Parts::of(&day);
-        let columns: Vec<String> = conn
-            .prepare("SELECT name FROM pragma_table_info(?1)")?
-            .query_map([&p.old_rows], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        if columns.is_empty() {
+        let cols = columns(conn, &p.old_rows)?;
+        if cols.is_empty() || cols.iter().any(|c| c == "age") {
             continue;
         }
-        let age = if columns.iter().any(|c| c == "age") {
-            "age"
-        } else {
-            "0"
-        };
         let tx = conn.transaction()?;
         tx.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS \"{b}\" {BLOCKS};",
-            b = p.blocks
-        ))?;
-        {
-            let mut rows = tx.prepare(&format!(
-                "SELECT k, id_mid, id_low, ip, ua, who, aff_sub1, aff_sub2, aff_sub3, aff_sub4, \
-                 aff_sub5, extra, ctx, elapsed_us, {age} FROM \"{g}\" ORDER BY k",
-                g = p.old_rows
-            ))?;
-            let mut insert = tx.prepare(&format!(
-                "INSERT INTO \"{}\" (k, data) VALUES (?1, ?2)",
-                p.blocks
-            ))?;
-            let mut enc = Encoder::default();
-            let mut rows = rows.query([])?;
-            while let Some(r) = rows.next()? {
-                let text = |i: usize| r.get_ref(i).and_then(|v| Ok(v.as_bytes_or_null()?));
-                enc.push(&Row {
-                    k: r.get(0)?,
-                    id_mid: r.get(1)?,
-                    id_low: r.get(2)?,
-                    ip: text(3)?.unwrap_or_default(),
-                    ua: r.get(4)?,
-                    who: r.get(5)?,
-                    aff_sub: [text(6)?, text(7)?, text(8)?, text(9)?, text(10)?],
-                    extra: text(11)?,
-                    ctx: r.get(12)?,
-                    elapsed_us: r.get(13)?,
-                    age: r.get(14)?,
-                });
-                if enc.rows() == BLOCK_ROWS
-                    && let Some((first, data)) = enc.take()
-                {
-                    insert.execute(rusqlite::params![first, data])?;
-                }
-            }
-            if let Some((first, data)) = enc.take() {
-                insert.execute(rusqlite::params![first, data])?;
-            }
-        }
-        tx.execute_batch(&format!(
-            "DROP VIEW \"{day}\"; DROP TABLE \"{g}\"; {view}",
+            "ALTER TABLE \"{g}\" ADD COLUMN age INTEGER NOT NULL DEFAULT 0; \
+             DROP VIEW \"{day}\"; {view}",
             g = p.old_rows,
-            view = view(&day, &p),
+            view = old_view(&day, &p),
         ))?;
         tx.commit()?;
-        done.push(day);
     }
-    Ok(done)
+    Ok(())
+}
+
+/// Converts a day a release before blocks wrote (its rows in
+/// `g_YYYYMMDD`, one a decision) to blocks, in the writer's transaction,
+/// before the writer adds to it: the day of an upgrade. False when the
+/// day has no such rows. A day with rows in both layouts (a release
+/// before blocks wrote it after this one had) is refused as damaged:
+/// their keys were numbered apart and may collide.
+pub(super) fn convert_day(tx: &Transaction<'_>, day: &str) -> Result<bool, LogError> {
+    let err = write_error;
+    let p = Parts::of(day);
+    let cols = columns(tx, &p.old_rows).map_err(err)?;
+    if cols.is_empty() {
+        return Ok(false);
+    }
+    let blocks_too = !columns(tx, &p.blocks).map_err(err)?.is_empty()
+        && tx
+            .query_row(
+                &format!("SELECT count(*) > 0 FROM \"{}\"", p.blocks),
+                [],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(err)?;
+    if blocks_too {
+        return Err(LogError::Corrupt(format!(
+            "the day {day} has rows in blocks and rows of the layout before them: a release \
+             before blocks wrote to this store after this one"
+        )));
+    }
+    let age = if cols.iter().any(|c| c == "age") {
+        "age"
+    } else {
+        "0"
+    };
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS \"{b}\" {BLOCKS};",
+        b = p.blocks
+    ))
+    .map_err(err)?;
+    let mut rows = tx
+        .prepare(&format!(
+            "SELECT k, id_mid, id_low, ip, ua, who, aff_sub1, aff_sub2, aff_sub3, aff_sub4, \
+             aff_sub5, extra, ctx, elapsed_us, {age} FROM \"{g}\" ORDER BY k",
+            g = p.old_rows
+        ))
+        .map_err(err)?;
+    let mut insert = tx
+        .prepare(&format!(
+            "INSERT INTO \"{}\" (k, data) VALUES (?1, ?2)",
+            p.blocks
+        ))
+        .map_err(err)?;
+    let mut enc = Encoder::default();
+    let mut rows = rows.query([]).map_err(err)?;
+    while let Some(r) = rows.next().map_err(err)? {
+        let text = |i: usize| r.get_ref(i).and_then(|v| Ok(v.as_bytes_or_null()?));
+        let row = (|| {
+            Ok::<_, rusqlite::Error>(Row {
+                k: r.get(0)?,
+                id_mid: r.get(1)?,
+                id_low: r.get(2)?,
+                ip: text(3)?.unwrap_or_default(),
+                ua: r.get(4)?,
+                who: r.get(5)?,
+                aff_sub: [text(6)?, text(7)?, text(8)?, text(9)?, text(10)?],
+                extra: text(11)?,
+                ctx: r.get(12)?,
+                elapsed_us: r.get(13)?,
+                age: r.get(14)?,
+            })
+        })()
+        .map_err(err)?;
+        enc.push(&row);
+        if enc.rows() == BLOCK_ROWS
+            && let Some((first, data)) = enc.take()
+        {
+            insert
+                .execute(rusqlite::params![first, data])
+                .map_err(err)?;
+            super::write::give_way();
+        }
+    }
+    if let Some((first, data)) = enc.take() {
+        insert
+            .execute(rusqlite::params![first, data])
+            .map_err(err)?;
+    }
+    drop(rows);
+    tx.execute_batch(&format!(
+        "DROP VIEW IF EXISTS \"{day}\"; DROP TABLE \"{g}\"; {view}",
+        g = p.old_rows,
+        view = view(day, &p),
+    ))
+    .map_err(err)?;
+    Ok(true)
 }

@@ -534,8 +534,8 @@ fn each_row_reads_back_its_event_time() {
 }
 
 /// Turns the day of `ms` back into the layout of releases before blocks:
-/// a row a decision in `g_YYYYMMDD` (with `age` or, older still,
-/// without), the view reading them.
+/// a row a decision in `g_YYYYMMDD` and their view (with `age` and `at`
+/// or, older still, without).
 fn make_old_layout(dir: &std::path::Path, ms: i64, with_age: bool) {
     let conn = open_conn(dir);
     let day = day_table(ms);
@@ -550,11 +550,16 @@ fn make_old_layout(dir: &std::path::Path, ms: i64, with_age: bool) {
         "CREATE TABLE \"{g}\" {old}{age}); \
          INSERT INTO \"{g}\" SELECT k, id_mid, id_low, ip, ua, who, aff_sub1, aff_sub2, \
          aff_sub3, aff_sub4, aff_sub5, extra, ctx, elapsed_us{age_col} FROM fg_rows('{b}'); \
-         DROP TABLE \"{b}\"; DROP VIEW \"{day}\"; \
-         CREATE VIEW \"{day}\" AS SELECT k FROM \"{g}\";",
+         DROP TABLE \"{b}\"; DROP VIEW \"{day}\"; {view}",
         g = p.old_rows,
         b = p.blocks,
         age_col = if with_age { ", age" } else { "" },
+        // Before `age`, the view had no `at` either.
+        view = if with_age {
+            super::schema::old_view(&day, &p)
+        } else {
+            format!("CREATE VIEW \"{day}\" AS SELECT k FROM \"{}\";", p.old_rows)
+        },
     ))
     .unwrap();
 }
@@ -570,11 +575,11 @@ fn has_table(dir: &std::path::Path, name: &str) -> bool {
     .unwrap()
 }
 
-/// A day a release before blocks wrote is converted when the store
-/// opens: its rows read as before (a day from before the event time
-/// reads its decision's second), and new rows go into its blocks.
+/// A day a release before blocks wrote is read as it is (a day from
+/// before the event time reads its decision's second) and converted to
+/// blocks when the writer adds to it; its rows and the new ones read back.
 #[test]
-fn a_day_from_before_blocks_is_converted_on_open() {
+fn a_day_from_before_blocks_is_read_as_it_is_and_converted_when_written() {
     for with_age in [false, true] {
         let dir = fresh_dir("upgrade");
         let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
@@ -585,26 +590,54 @@ fn a_day_from_before_blocks_is_converted_on_open() {
         }
         make_old_layout(&dir, ms, with_age);
         let p = Parts::of(&day_table(ms));
-        assert!(!has_table(&dir, &p.blocks) && has_table(&dir, &p.old_rows));
-        let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
-        assert!(has_table(&dir, &p.blocks) && !has_table(&dir, &p.old_rows));
-        w.write(&records_with_event_times(ms + 10, &[0, 120]))
-            .unwrap();
-        let got = event_times(&dir, ms);
         let second = ms / 1000;
         let old_at = |ago: i64| if with_age { second - ago } else { second };
-        assert_eq!(
-            got,
-            vec![
-                (ms, old_at(50)),
-                (ms + 1, old_at(60)),
-                (ms + 10, second),
-                (ms + 11, second - 120),
-            ],
-            "with age: {with_age}"
-        );
+        let old_rows = vec![(ms, old_at(50)), (ms + 1, old_at(60))];
+        let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+        assert!(!has_table(&dir, &p.blocks) && has_table(&dir, &p.old_rows));
+        assert_eq!(event_times(&dir, ms), old_rows, "with age: {with_age}");
+        w.write(&records_with_event_times(ms + 10, &[0, 120]))
+            .unwrap();
+        assert!(has_table(&dir, &p.blocks) && !has_table(&dir, &p.old_rows));
+        let mut all = old_rows;
+        all.extend([(ms + 10, second), (ms + 11, second - 120)]);
+        assert_eq!(event_times(&dir, ms), all, "with age: {with_age}");
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// A day with rows in both layouts (a release before blocks wrote it
+/// after this one had) is refused as damaged, not merged: the two
+/// numbered their keys apart.
+#[test]
+fn a_day_in_both_layouts_is_refused_as_damaged() {
+    let dir = fresh_dir("both-layouts");
+    let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+    let ms = 20_000 * 86_400_000i64 + 9_000;
+    {
+        let mut w = Writer::open(&dir, ivt.clone(), IpMode::Full, 1).unwrap();
+        w.write(&records_with_event_times(ms, &[0])).unwrap();
+    }
+    make_old_layout(&dir, ms, true);
+    let p = Parts::of(&day_table(ms));
+    let conn = open_conn(&dir);
+    conn.execute_batch(&format!(
+        "CREATE TABLE \"{b}\" (k INTEGER PRIMARY KEY, data BLOB NOT NULL); \
+         INSERT INTO \"{b}\" VALUES (1, x'01');",
+        b = p.blocks
+    ))
+    .unwrap();
+    drop(conn);
+    let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+    let e = w
+        .write(&records_with_event_times(ms + 1, &[0]))
+        .unwrap_err();
+    assert!(
+        matches!(&e, crate::decision_log::LogError::Corrupt(m)
+            if m.contains("rows in blocks and rows of the layout before them")),
+        "{e:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The blocks of the day of `ms`, decoded: each block's key and its rows'
@@ -653,6 +686,12 @@ fn late_rows_go_into_the_block_of_their_keys() {
         .collect();
     w.write(&late).unwrap();
     let after = blocks_of(&dir, ms);
+    // The first block, with one row more, split evenly; the last one took
+    // the rest.
+    assert_eq!(
+        after.iter().map(|b| b.1.len()).collect::<Vec<_>>(),
+        [513, 512, 1024, 455]
+    );
     let mut keys: Vec<i64> = Vec::new();
     for (i, (first, rows)) in after.iter().enumerate() {
         assert_eq!(

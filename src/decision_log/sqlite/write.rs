@@ -95,9 +95,7 @@ impl Writer {
         retention_days: u32,
     ) -> Result<Self, LogError> {
         let mut conn = open_rw(path)?;
-        for day in schema::upgrade_days(&mut conn).map_err(write_error)? {
-            tracing::info!(%day, "decision log: converted a day to blocks of rows");
-        }
+        schema::upgrade_days(&mut conn).map_err(write_error)?;
         // A day's writing uses about ten statements (four for its blocks,
         // the dictionaries', the rollup's); a batch across midnight twice
         // that. (The default of 16 would prepare the largest again.)
@@ -199,7 +197,11 @@ impl Writer {
             days.insert(table.clone());
         }
         if !dicts.contains_key(&table) {
-            // First written by this process.
+            // First written by this process: a day written before blocks
+            // (the day of an upgrade) becomes blocks first.
+            if schema::convert_day(tx, &table)? {
+                tracing::info!(day = %table, "decision log: converted a day to blocks of rows");
+            }
             schema::create_day(tx, &table).map_err(err)?;
             // Keep the newest day's dictionaries and this one's.
             let newest = dicts.keys().max().cloned();
