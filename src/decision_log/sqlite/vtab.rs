@@ -11,7 +11,9 @@
 //!
 //! Every connection that reads the store registers the table
 //! ([`register`]); it reads the blocks through the connection's own
-//! handle, in the caller's transaction.
+//! handle, in the caller's transaction, with statements it prepares once
+//! per connection (each cursor shares the table's `Connection`, an `Rc`:
+//! no cursor borrows the table, which rusqlite hands out as `&mut`).
 //!
 //! The one module with unsafe code: rusqlite's `VTab` and `VTabCursor`
 //! are unsafe traits (the structs must start with SQLite's base struct and
@@ -27,7 +29,9 @@ use rusqlite::vtab::{
     Context, Filters, IndexConstraintOp, IndexInfo, Module, VTab, VTabConfig, VTabConnection,
     VTabCursor, sqlite3_vtab, sqlite3_vtab_cursor,
 };
-use rusqlite::{Connection, Statement};
+use std::rc::Rc;
+
+use rusqlite::Connection;
 
 use super::block::{self, Row, Span};
 
@@ -70,12 +74,12 @@ struct RowsTab {
     base: sqlite3_vtab,
     /// The connection the table was opened on (not owned: it is the
     /// caller's), to read the blocks through.
-    conn: Connection,
+    conn: Rc<Connection>,
 }
 
 unsafe impl<'vtab> VTab<'vtab> for RowsTab {
     type Aux = ();
-    type Cursor = RowsCursor<'vtab>;
+    type Cursor = RowsCursor;
 
     fn connect(
         db: &mut VTabConnection,
@@ -91,11 +95,15 @@ unsafe impl<'vtab> VTab<'vtab> for RowsTab {
         // connection from `from_handle` does not close it, and the table is
         // disconnected before the connection closes.
         let conn = unsafe { Connection::from_handle(db.handle())? };
+        // Two statements a day read; a query over a 30-day retention
+        // reads them all. (Finalized when SQLite disconnects the table,
+        // before it closes the connection.)
+        conn.set_prepared_statement_cache_capacity(64);
         Ok((
             Cow::Borrowed(SCHEMA),
             RowsTab {
                 base: sqlite3_vtab::default(),
-                conn,
+                conn: Rc::new(conn),
             },
         ))
     }
@@ -175,13 +183,13 @@ unsafe impl<'vtab> VTab<'vtab> for RowsTab {
         Ok(true)
     }
 
-    fn open(&'vtab mut self) -> rusqlite::Result<RowsCursor<'vtab>> {
+    fn open(&'vtab mut self) -> rusqlite::Result<RowsCursor> {
         Ok(RowsCursor {
             base: sqlite3_vtab_cursor::default(),
-            tab: self,
+            conn: Rc::clone(&self.conn),
             table: String::new(),
-            at_or_before: None,
-            after: None,
+            at_or_before: String::new(),
+            after: String::new(),
             data: Vec::new(),
             rows: Vec::new(),
             at: 0,
@@ -195,14 +203,14 @@ unsafe impl<'vtab> VTab<'vtab> for RowsTab {
 }
 
 #[repr(C)]
-struct RowsCursor<'vtab> {
+struct RowsCursor {
     base: sqlite3_vtab_cursor,
-    tab: &'vtab RowsTab,
-    /// The table of blocks read, and its statements: the block at or
+    conn: Rc<Connection>,
+    /// The table of blocks read, and its statements' SQL: the block at or
     /// before a key, and the first block from a key up to another.
     table: String,
-    at_or_before: Option<Statement<'vtab>>,
-    after: Option<Statement<'vtab>>,
+    at_or_before: String,
+    after: String,
     /// The current block and its rows.
     data: Vec<u8>,
     rows: Vec<Row<Span>>,
@@ -233,7 +241,7 @@ fn bound(args: &Filters<'_>, i: usize, exclusive: bool, up: bool) -> Option<Opti
     })
 }
 
-impl RowsCursor<'_> {
+impl RowsCursor {
     /// Loads the next block that may hold keys in range, with `at` on its
     /// first row in range; `done` when there is none.
     fn load_next(&mut self) -> rusqlite::Result<()> {
@@ -242,12 +250,11 @@ impl RowsCursor<'_> {
                 self.done = true;
                 return Ok(());
             };
-            let stmt = if self.desc {
-                self.at_or_before.as_mut()
+            let mut stmt = self.conn.prepare_cached(if self.desc {
+                &self.at_or_before
             } else {
-                self.after.as_mut()
-            }
-            .ok_or_else(|| rusqlite::Error::ModuleError("fg_rows read before its filter".into()))?;
+                &self.after
+            })?;
             let mut found = if self.desc {
                 stmt.query([key])?
             } else {
@@ -261,6 +268,7 @@ impl RowsCursor<'_> {
             self.data.clear();
             self.data.extend_from_slice(r.get_ref(1)?.as_blob()?);
             drop(found);
+            drop(stmt);
             block::decode(first, &self.data, &mut self.rows)
                 .map_err(|e| rusqlite::Error::ModuleError(e.to_string()))?;
             self.next_block = if self.desc {
@@ -307,7 +315,7 @@ impl RowsCursor<'_> {
     }
 }
 
-unsafe impl VTabCursor for RowsCursor<'_> {
+unsafe impl VTabCursor for RowsCursor {
     fn filter(&mut self, plan: c_int, _: Option<&str>, args: &Filters<'_>) -> rusqlite::Result<()> {
         if plan & HAS_TABLE == 0 {
             return Err(rusqlite::Error::ModuleError(
@@ -320,14 +328,12 @@ unsafe impl VTabCursor for RowsCursor<'_> {
                 "fg_rows reads a table of blocks (b_YYYYMMDD), not {table:?}"
             )));
         }
-        if table != self.table || self.after.is_none() {
-            let conn = &self.tab.conn;
-            self.at_or_before = Some(conn.prepare(&format!(
-                "SELECT k, data FROM \"{table}\" WHERE k <= ?1 ORDER BY k DESC LIMIT 1"
-            ))?);
-            self.after = Some(conn.prepare(&format!(
+        if table != self.table {
+            self.at_or_before =
+                format!("SELECT k, data FROM \"{table}\" WHERE k <= ?1 ORDER BY k DESC LIMIT 1");
+            self.after = format!(
                 "SELECT k, data FROM \"{table}\" WHERE k >= ?1 AND k <= ?2 ORDER BY k LIMIT 1"
-            ))?);
+            );
             self.table = table;
         }
         let (mut lower, mut upper) = (Some(i64::MIN), Some(i64::MAX));
@@ -362,9 +368,8 @@ unsafe impl VTabCursor for RowsCursor<'_> {
             // The block holding the lower bound, if one does; else the first
             // block after it.
             let holding: Option<i64> = self
-                .at_or_before
-                .as_mut()
-                .ok_or_else(|| rusqlite::Error::ModuleError("fg_rows: no statement".into()))?
+                .conn
+                .prepare_cached(&self.at_or_before)?
                 .query_row([lo], |r| r.get(0))
                 .map(Some)
                 .or_else(|e| match e {
@@ -518,6 +523,9 @@ mod tests {
             keys(&conn, "WHERE k >= 2 ORDER BY k DESC LIMIT 2"),
             [30, 25]
         );
+        // The table's statements are gone before the connection closes
+        // (else SQLite would refuse to close it, busy).
+        conn.close().map_err(|(_, e)| e).unwrap();
     }
 
     #[test]
