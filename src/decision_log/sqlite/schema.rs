@@ -176,6 +176,8 @@ pub struct Parts {
     pub blocks: String,
     /// Rows one a decision, of a day written before blocks (`g_`).
     pub old_rows: String,
+    /// Such rows set aside, when the day had blocks too (`x_`).
+    pub set_aside: String,
     /// (affiliate_id, offer_id) pairs (`w_`).
     pub whos: String,
     pub contexts: String,
@@ -188,6 +190,7 @@ impl Parts {
         Parts {
             blocks: format!("b_{d}"),
             old_rows: format!("g_{d}"),
+            set_aside: format!("x_{d}"),
             whos: format!("w_{d}"),
             contexts: format!("c_{d}"),
             uas: format!("u_{d}"),
@@ -195,10 +198,11 @@ impl Parts {
     }
 
     /// Every table, for dropping the day.
-    pub fn all(&self) -> [&str; 5] {
+    pub fn all(&self) -> [&str; 6] {
         [
             &self.blocks,
             &self.old_rows,
+            &self.set_aside,
             &self.whos,
             &self.contexts,
             &self.uas,
@@ -291,11 +295,14 @@ pub fn upgrade_days(conn: &mut Connection) -> rusqlite::Result<()> {
 }
 
 /// Converts a day a release before blocks wrote (its rows in
-/// `g_YYYYMMDD`, one a decision) to blocks, in the writer's transaction,
-/// before the writer adds to it: the day of an upgrade. False when the
-/// day has no such rows. A day with rows in both layouts (a release
-/// before blocks wrote it after this one had) is refused as damaged:
-/// their keys were numbered apart and may collide.
+/// `g_YYYYMMDD`, one a decision) to blocks, before the writer adds to it:
+/// the day of an upgrade. False when the day has no such rows.
+///
+/// A day with rows in both layouts (a release before blocks wrote it
+/// after this one had: a rollback and a roll forward the same day) keeps
+/// its blocks; the other rows are set aside in `x_YYYYMMDD` with a
+/// warning (the two releases numbered their keys apart, so they may
+/// collide), kept in the file until retention drops the day.
 pub(super) fn convert_day(tx: &Transaction<'_>, day: &str) -> Result<bool, LogError> {
     let err = write_error;
     let p = Parts::of(day);
@@ -312,10 +319,29 @@ pub(super) fn convert_day(tx: &Transaction<'_>, day: &str) -> Result<bool, LogEr
             )
             .map_err(err)?;
     if blocks_too {
-        return Err(LogError::Corrupt(format!(
-            "the day {day} has rows in blocks and rows of the layout before them: a release \
-             before blocks wrote to this store after this one"
-        )));
+        let n: i64 = tx
+            .query_row(
+                &format!("SELECT count(*) FROM \"{}\"", p.old_rows),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        tracing::warn!(
+            %day,
+            rows = n,
+            set_aside = %p.set_aside,
+            "decision log: a release before blocks wrote to a day this one had written; \
+             its rows are set aside, not read"
+        );
+        tx.execute_batch(&format!(
+            "DROP TABLE IF EXISTS \"{x}\"; ALTER TABLE \"{g}\" RENAME TO \"{x}\"; \
+             DROP VIEW IF EXISTS \"{day}\"; {view}",
+            g = p.old_rows,
+            x = p.set_aside,
+            view = view(day, &p),
+        ))
+        .map_err(err)?;
+        return Ok(false);
     }
     let age = if cols.iter().any(|c| c == "age") {
         "age"

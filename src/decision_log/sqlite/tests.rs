@@ -606,37 +606,66 @@ fn a_day_from_before_blocks_is_read_as_it_is_and_converted_when_written() {
     }
 }
 
-/// A day with rows in both layouts (a release before blocks wrote it
-/// after this one had) is refused as damaged, not merged: the two
-/// numbered their keys apart.
+/// Retention drops a day written before blocks like any other: its rows'
+/// table, dictionaries, view and rollup.
 #[test]
-fn a_day_in_both_layouts_is_refused_as_damaged() {
-    let dir = fresh_dir("both-layouts");
+fn retention_drops_a_day_from_before_blocks() {
+    let dir = fresh_dir("old-retention");
     let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
-    let ms = 20_000 * 86_400_000i64 + 9_000;
+    let ms = 20_000 * 86_400_000i64;
     {
         let mut w = Writer::open(&dir, ivt.clone(), IpMode::Full, 1).unwrap();
         w.write(&records_with_event_times(ms, &[0])).unwrap();
     }
     make_old_layout(&dir, ms, true);
-    let p = Parts::of(&day_table(ms));
-    let conn = open_conn(&dir);
-    conn.execute_batch(&format!(
-        "CREATE TABLE \"{b}\" (k INTEGER PRIMARY KEY, data BLOB NOT NULL); \
-         INSERT INTO \"{b}\" VALUES (1, x'01');",
-        b = p.blocks
-    ))
-    .unwrap();
-    drop(conn);
     let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
-    let e = w
-        .write(&records_with_event_times(ms + 1, &[0]))
-        .unwrap_err();
-    assert!(
-        matches!(&e, crate::decision_log::LogError::Corrupt(m)
-            if m.contains("rows in blocks and rows of the layout before them")),
-        "{e:?}"
+    assert_eq!(w.retention(ms + 2 * 86_400_000).unwrap(), [day_table(ms)]);
+    let left: Vec<Vec<Value>> = select(
+        &open_conn(&dir),
+        "SELECT name FROM sqlite_master WHERE name GLOB '*_20241004*'",
     );
+    assert!(left.is_empty(), "{left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A day with rows in both layouts (a release before blocks wrote it
+/// after this one had: a rollback and a roll forward) keeps its blocks
+/// and sets the other rows aside, in the file but not read: the two
+/// numbered their keys apart. The store is not treated as damaged.
+#[test]
+fn a_day_in_both_layouts_keeps_its_blocks_and_sets_the_rest_aside() {
+    let dir = fresh_dir("both-layouts");
+    let ivt = IvtMap::new(&crate::Config::default().ivt).unwrap();
+    let ms = 20_000 * 86_400_000i64 + 9_000;
+    {
+        let mut w = Writer::open(&dir, ivt.clone(), IpMode::Full, 1).unwrap();
+        w.write(&records_with_event_times(ms, &[0, 0])).unwrap();
+    }
+    // The earlier release's rows beside the blocks, keys colliding.
+    let p = Parts::of(&day_table(ms));
+    let old = super::schema::OLD_ROWS.trim_end_matches(')');
+    open_conn(&dir)
+        .execute_batch(&format!(
+            "CREATE TABLE \"{g}\" {old}, age INTEGER NOT NULL DEFAULT 0); \
+             INSERT INTO \"{g}\" SELECT k, id_mid, id_low, ip, ua, who, aff_sub1, aff_sub2, \
+             aff_sub3, aff_sub4, aff_sub5, extra, ctx, elapsed_us, age FROM fg_rows('{b}');",
+            g = p.old_rows,
+            b = p.blocks,
+        ))
+        .unwrap();
+    let mut w = Writer::open(&dir, ivt, IpMode::Full, 1).unwrap();
+    w.write(&records_with_event_times(ms + 5, &[0])).unwrap();
+    assert!(!has_table(&dir, &p.old_rows) && has_table(&dir, &p.set_aside));
+    let second = ms / 1000;
+    assert_eq!(
+        event_times(&dir, ms),
+        [(ms, second), (ms + 1, second), (ms + 5, second)]
+    );
+    let set_aside = select(
+        &open_conn(&dir),
+        &format!("SELECT count(*) FROM \"{}\"", p.set_aside),
+    );
+    assert_eq!(set_aside, [[Value::Integer(2)]]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -156,8 +156,37 @@ impl Writer {
         Ok(())
     }
 
+    /// Converts the days of `batch` this process has not written yet
+    /// that a release before blocks wrote (the day of an upgrade), each
+    /// in a transaction of its own before the batch's: a batch that fails
+    /// after does not undo it, and the conversion's rows do not ride on
+    /// every retry of the batch.
+    fn convert_days(&mut self, batch: Records<'_>) -> Result<(), LogError> {
+        let err = write_error;
+        let mut last = None;
+        for r in batch.iter() {
+            let day = r.ts_ms().div_euclid(86_400_000);
+            if last == Some(day) {
+                continue;
+            }
+            last = Some(day);
+            let table = day_table(day * 86_400_000);
+            if self.dicts.contains_key(&table) || !self.days.contains(&table) {
+                continue;
+            }
+            let tx = self.conn.transaction().map_err(err)?;
+            let converted = schema::convert_day(&tx, &table)?;
+            tx.commit().map_err(err)?;
+            if converted {
+                tracing::info!(day = %table, "decision log: converted a day to blocks of rows");
+            }
+        }
+        Ok(())
+    }
+
     fn write_once(&mut self, batch: Records<'_>) -> Result<(), LogError> {
         let err = write_error;
+        self.convert_days(batch)?;
         let tx = self.conn.transaction().map_err(err)?;
         let mut rest = batch;
         while !rest.is_empty() {
@@ -197,11 +226,8 @@ impl Writer {
             days.insert(table.clone());
         }
         if !dicts.contains_key(&table) {
-            // First written by this process: a day written before blocks
-            // (the day of an upgrade) becomes blocks first.
-            if schema::convert_day(tx, &table)? {
-                tracing::info!(day = %table, "decision log: converted a day to blocks of rows");
-            }
+            // First written by this process (a day written before blocks
+            // was converted just before: `convert_days`).
             schema::create_day(tx, &table).map_err(err)?;
             // Keep the newest day's dictionaries and this one's.
             let newest = dicts.keys().max().cloned();
