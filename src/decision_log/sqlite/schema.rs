@@ -232,31 +232,24 @@ pub fn create_day(tx: &Transaction<'_>, day_table: &str) -> rusqlite::Result<()>
 /// and names, the event time `at` and the time key `_k`, over the rows of
 /// its blocks.
 fn view(day_table: &str, p: &Parts) -> String {
-    let ms = format!("(f.k >> {SEQ_BITS})");
-    format!(
-        "CREATE VIEW IF NOT EXISTS \"{day_table}\" AS SELECT {id} AS id, {ms} AS ts, \
-         {VIEW_COLUMNS}, ({ms} / 1000) - f.age AS at, f.k AS _k FROM fg_rows('{b}') AS f \
-         CROSS JOIN \"{c}\" AS c ON c.id = f.ctx CROSS JOIN \"{u}\" AS u ON u.id = f.ua \
-         CROSS JOIN \"{w}\" AS w ON w.id = f.who;",
-        id = id_text(&ms),
-        b = p.blocks,
-        w = p.whos,
-        c = p.contexts,
-        u = p.uas,
-    )
+    view_over(day_table, p, &format!("fg_rows('{}')", p.blocks))
 }
 
 /// The view of a day written before blocks, over its rows in
 /// `g_YYYYMMDD` (read as it is until the writer writes the day again).
 pub(super) fn old_view(day_table: &str, p: &Parts) -> String {
+    view_over(day_table, p, &format!("\"{}\"", p.old_rows))
+}
+
+/// A day's view over `rows` (a table or `fg_rows`) and its dictionaries.
+fn view_over(day_table: &str, p: &Parts, rows: &str) -> String {
     let ms = format!("(f.k >> {SEQ_BITS})");
     format!(
         "CREATE VIEW IF NOT EXISTS \"{day_table}\" AS SELECT {id} AS id, {ms} AS ts, \
-         {VIEW_COLUMNS}, ({ms} / 1000) - f.age AS at, f.k AS _k FROM \"{g}\" AS f \
+         {VIEW_COLUMNS}, ({ms} / 1000) - f.age AS at, f.k AS _k FROM {rows} AS f \
          CROSS JOIN \"{c}\" AS c ON c.id = f.ctx CROSS JOIN \"{u}\" AS u ON u.id = f.ua \
          CROSS JOIN \"{w}\" AS w ON w.id = f.who;",
         id = id_text(&ms),
-        g = p.old_rows,
         w = p.whos,
         c = p.contexts,
         u = p.uas,
