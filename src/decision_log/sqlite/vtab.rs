@@ -95,10 +95,12 @@ unsafe impl<'vtab> VTab<'vtab> for RowsTab {
         // connection from `from_handle` does not close it, and the table is
         // disconnected before the connection closes.
         let conn = unsafe { Connection::from_handle(db.handle())? };
-        // Two statements a day read; a query over a 30-day retention
-        // reads them all. (Finalized when SQLite disconnects the table,
-        // before it closes the connection.)
-        conn.set_prepared_statement_cache_capacity(64);
+        // Two statements a day read, and a query over the whole retention
+        // reads them all: room for 128 days (`retention_days` is 30 by
+        // default; past the room, a day's statements are prepared again).
+        // (Finalized when SQLite disconnects the table, before it closes
+        // the connection.)
+        conn.set_prepared_statement_cache_capacity(256);
         Ok((
             Cow::Borrowed(SCHEMA),
             RowsTab {
