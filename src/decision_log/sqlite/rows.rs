@@ -105,7 +105,7 @@ pub(super) fn in_row(o: Opt) -> bool {
 }
 
 /// The block statements of a day.
-struct Blocks<'t> {
+pub(super) struct Blocks<'t> {
     /// The last block at or below a key: its key and data.
     at_or_before: CachedStatement<'t>,
     /// The key of the first block above a key.
@@ -115,7 +115,7 @@ struct Blocks<'t> {
 }
 
 impl<'t> Blocks<'t> {
-    fn of(tx: &'t Transaction<'_>, p: &Parts) -> rusqlite::Result<Self> {
+    pub(super) fn of(tx: &'t Transaction<'_>, p: &Parts) -> rusqlite::Result<Self> {
         let b = &p.blocks;
         Ok(Blocks {
             at_or_before: tx.prepare_cached(&format!(
@@ -165,7 +165,7 @@ impl<'t> Blocks<'t> {
 
     /// Writes the block `enc` holds, if it holds rows, then gives the
     /// request threads of the core a chance (`write::give_way`).
-    fn flush(&mut self, enc: &mut Encoder) -> Result<(), LogError> {
+    pub(super) fn flush(&mut self, enc: &mut Encoder) -> Result<(), LogError> {
         if let Some((first, data)) = enc.take() {
             self.insert
                 .execute(rusqlite::params![first, data])

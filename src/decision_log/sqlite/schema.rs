@@ -38,6 +38,7 @@ use super::write_error;
 use crate::decision_log::LogError;
 
 use super::block::{BLOCK_ROWS, Encoder, Row};
+use super::rows::Blocks;
 
 pub const FILE: &str = "decisions.sqlite";
 
@@ -299,8 +300,7 @@ pub fn upgrade_days(conn: &mut Connection) -> rusqlite::Result<()> {
 pub(super) fn convert_day(tx: &Transaction<'_>, day: &str) -> Result<bool, LogError> {
     let err = write_error;
     let p = Parts::of(day);
-    let cols = columns(tx, &p.old_rows).map_err(err)?;
-    if cols.is_empty() {
+    if columns(tx, &p.old_rows).map_err(err)?.is_empty() {
         return Ok(false);
     }
     let blocks_too = !columns(tx, &p.blocks).map_err(err)?.is_empty()
@@ -336,29 +336,20 @@ pub(super) fn convert_day(tx: &Transaction<'_>, day: &str) -> Result<bool, LogEr
         .map_err(err)?;
         return Ok(false);
     }
-    let age = if cols.iter().any(|c| c == "age") {
-        "age"
-    } else {
-        "0"
-    };
     tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS \"{b}\" {BLOCKS};",
         b = p.blocks
     ))
     .map_err(err)?;
+    // (`age` is there: `upgrade_days` added it when the store opened.)
     let mut rows = tx
         .prepare(&format!(
             "SELECT k, id_mid, id_low, ip, ua, who, aff_sub1, aff_sub2, aff_sub3, aff_sub4, \
-             aff_sub5, extra, ctx, elapsed_us, {age} FROM \"{g}\" ORDER BY k",
+             aff_sub5, extra, ctx, elapsed_us, age FROM \"{g}\" ORDER BY k",
             g = p.old_rows
         ))
         .map_err(err)?;
-    let mut insert = tx
-        .prepare(&format!(
-            "INSERT INTO \"{}\" (k, data) VALUES (?1, ?2)",
-            p.blocks
-        ))
-        .map_err(err)?;
+    let mut blocks = Blocks::of(tx, &p).map_err(err)?;
     let mut enc = Encoder::default();
     let mut rows = rows.query([]).map_err(err)?;
     while let Some(r) = rows.next().map_err(err)? {
@@ -380,20 +371,12 @@ pub(super) fn convert_day(tx: &Transaction<'_>, day: &str) -> Result<bool, LogEr
         })()
         .map_err(err)?;
         enc.push(&row);
-        if enc.rows() == BLOCK_ROWS
-            && let Some((first, data)) = enc.take()
-        {
-            insert
-                .execute(rusqlite::params![first, data])
-                .map_err(err)?;
-            super::write::give_way();
+        if enc.rows() == BLOCK_ROWS {
+            blocks.flush(&mut enc)?;
         }
     }
-    if let Some((first, data)) = enc.take() {
-        insert
-            .execute(rusqlite::params![first, data])
-            .map_err(err)?;
-    }
+    blocks.flush(&mut enc)?;
+    drop(blocks);
     drop(rows);
     tx.execute_batch(&format!(
         "DROP VIEW IF EXISTS \"{day}\"; DROP TABLE \"{g}\"; {view}",
