@@ -80,16 +80,9 @@ impl Row<Span> {
 }
 
 /// A block that cannot be decoded: the file was damaged.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a block of decisions is damaged: {0}")]
 pub struct Damaged(pub &'static str);
-
-impl std::fmt::Display for Damaged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "a block of decisions is damaged: {}", self.0)
-    }
-}
-
-impl std::error::Error for Damaged {}
 
 /// Builds one block at a time.
 #[derive(Default)]
